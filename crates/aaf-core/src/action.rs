@@ -1,0 +1,347 @@
+//! Actions, verdicts and decisions: the domain types of the decision path.
+//!
+//! An agent submits an [`ActionRequest`]; the evaluator turns it, together with the agent,
+//! organisation and request metadata, into a policy input ([`PolicyInput`]) and then into a
+//! [`Decision`]. Only a [`Decision`] whose verdict is [`Verdict::Allow`] can be turned into an
+//! [`AllowedAction`], the one value a connector accepts.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The outcome of a policy, ordered by restrictiveness: `Allow < RequireApproval < Deny`.
+///
+/// Combining decisions takes the maximum, so the most restrictive one wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The action may proceed.
+    Allow,
+    /// The action waits for a human approval.
+    RequireApproval,
+    /// The action is blocked.
+    Deny,
+}
+
+impl Verdict {
+    /// The wire and Rego spelling: `"allow"`, `"require_approval"` or `"deny"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::RequireApproval => "require_approval",
+            Verdict::Deny => "deny",
+        }
+    }
+
+    /// Parses the Rego spelling; `None` for any other string.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        match s {
+            "allow" => Some(Verdict::Allow),
+            "require_approval" => Some(Verdict::RequireApproval),
+            "deny" => Some(Verdict::Deny),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an agent asks to do: `POST /v1/actions` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    /// The tool, e.g. `http_proxy`. Non-empty.
+    pub tool: String,
+    /// The operation on the tool, e.g. `GET` for `http_proxy`. Non-empty.
+    pub operation: String,
+    /// Tool parameters; an object (an absent value is an empty object).
+    pub params: Map<String, Value>,
+    /// Free-form context from the agent (user id, session, purpose); an object.
+    pub context: Map<String, Value>,
+}
+
+/// The agent as policies see it (`input.agent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Agent id (a UUID string).
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Risk score in `0.0..=1.0`.
+    pub risk_score: f64,
+}
+
+/// The organisation as policies see it (`input.org`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrgInfo {
+    /// Organisation id (a UUID string).
+    pub id: String,
+    /// The organisation's plan, e.g. `"self_hosted"`.
+    pub plan: String,
+}
+
+/// Facts about the request itself (`input.metadata`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestMetadata {
+    /// When AAF received the action, RFC 3339 in UTC.
+    pub timestamp: String,
+    /// The peer address of the agent's connection, if known.
+    pub ip_address: Option<String>,
+}
+
+/// Builds the Rego `input` document for an action.
+///
+/// The document carries both shapes used by the product documents, so policies written for
+/// either work unchanged:
+///
+/// * flat (seed 000): `tool`, `operation`, `params`, `context`, `agent_id`;
+/// * nested (seed 004): `action` {`id`, `tool`, `operation`, `params`, `context`},
+///   `agent` {`id`, `name`, `risk_score`}, `org` {`id`, `plan`},
+///   `metadata` {`timestamp`, `ip_address`}.
+///
+/// The schema is documented in `docs/policies.md`.
+pub struct PolicyInput;
+
+impl PolicyInput {
+    /// Builds the input as a JSON value (see the type's documentation for the shape).
+    pub fn build(
+        action_id: &str,
+        request: &ActionRequest,
+        agent: &AgentInfo,
+        org: &OrgInfo,
+        metadata: &RequestMetadata,
+    ) -> Value {
+        let params = Value::Object(request.params.clone());
+        let context = Value::Object(request.context.clone());
+        serde_json::json!({
+            "tool": request.tool,
+            "operation": request.operation,
+            "params": params,
+            "context": context,
+            "agent_id": agent.id,
+            "action": {
+                "id": action_id,
+                "tool": request.tool,
+                "operation": request.operation,
+                "params": params,
+                "context": context,
+            },
+            "agent": {
+                "id": agent.id,
+                "name": agent.name,
+                "risk_score": agent.risk_score,
+            },
+            "org": {
+                "id": org.id,
+                "plan": org.plan,
+            },
+            "metadata": {
+                "timestamp": metadata.timestamp,
+                "ip_address": metadata.ip_address,
+            },
+        })
+    }
+}
+
+/// One policy's contribution to a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyOutcome {
+    /// The policy's name: its Rego package path without the leading `data.`.
+    pub policy: String,
+    /// The policy's decision; `None` when it abstained (its `decision` rule was undefined).
+    pub decision: Option<Verdict>,
+    /// The reason the policy gave, or the evaluation error that made it deny.
+    pub reason: Option<String>,
+    /// The `risk_level` the policy gave, if any.
+    pub risk_level: Option<String>,
+    /// Wall-clock evaluation time of this policy, in microseconds.
+    pub eval_time_us: u64,
+}
+
+/// The combined decision over all policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The most restrictive verdict of all policies (deny when none allowed).
+    pub verdict: Verdict,
+    /// Why: the reason of the first policy that gave the winning verdict, or a reason of AAF's.
+    pub reason: String,
+    /// The highest `risk_level` among the policies that gave the winning verdict.
+    pub risk_level: Option<String>,
+    /// Names of the policies whose decision equals the winning verdict.
+    pub matched_policies: Vec<String>,
+    /// Every policy's outcome, in evaluation order.
+    pub policies: Vec<PolicyOutcome>,
+}
+
+impl Decision {
+    /// A deny that no policy made: AAF's own fail-closed decision (e.g. an internal error).
+    pub fn fail_closed(reason: impl Into<String>) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason: reason.into(),
+            risk_level: None,
+            matched_policies: Vec::new(),
+            policies: Vec::new(),
+        }
+    }
+
+    /// Combines per-policy outcomes: the most restrictive decision wins
+    /// (`deny` > `require_approval` > `allow`); when no policy allowed (all abstained, or
+    /// none loaded) the result is a deny with reason `"no policy allowed this action"`.
+    pub fn combine(policies: Vec<PolicyOutcome>) -> Decision {
+        let winner = policies.iter().filter_map(|p| p.decision).max();
+        let Some(verdict) = winner else {
+            let reason = if policies.is_empty() {
+                "no policy allowed this action (no policies are loaded)"
+            } else {
+                "no policy allowed this action"
+            };
+            return Decision {
+                verdict: Verdict::Deny,
+                reason: reason.to_string(),
+                risk_level: None,
+                matched_policies: Vec::new(),
+                policies,
+            };
+        };
+        let matched: Vec<&PolicyOutcome> = policies
+            .iter()
+            .filter(|p| p.decision == Some(verdict))
+            .collect();
+        let reason = matched
+            .iter()
+            .find_map(|p| p.reason.clone())
+            .unwrap_or_else(|| match verdict {
+                Verdict::Allow => "allowed by policy".to_string(),
+                Verdict::RequireApproval => "approval required by policy".to_string(),
+                Verdict::Deny => "denied by policy".to_string(),
+            });
+        let risk_level = matched
+            .iter()
+            .filter_map(|p| p.risk_level.clone())
+            .max_by_key(|r| risk_rank(r));
+        let matched_policies = matched.iter().map(|p| p.policy.clone()).collect();
+        Decision {
+            verdict,
+            reason,
+            risk_level,
+            matched_policies,
+            policies,
+        }
+    }
+}
+
+/// Orders the conventional risk levels; unknown levels rank between `medium` and `high`
+/// so that an unexpected label is never treated as the lowest.
+fn risk_rank(level: &str) -> u8 {
+    match level {
+        "low" => 1,
+        "medium" => 2,
+        "high" => 4,
+        "critical" => 5,
+        _ => 3,
+    }
+}
+
+/// An action that the decision path allowed.
+///
+/// It can only be made by [`AllowedAction::from_decision`], which refuses anything but an
+/// allow, so a connector that takes an `AllowedAction` cannot run a denied or pending action.
+#[derive(Debug, Clone)]
+pub struct AllowedAction {
+    id: String,
+    request: ActionRequest,
+}
+
+impl AllowedAction {
+    /// Returns the allowed action, or `None` when the decision is not [`Verdict::Allow`].
+    pub fn from_decision(
+        id: &str,
+        request: ActionRequest,
+        decision: &Decision,
+    ) -> Option<AllowedAction> {
+        (decision.verdict == Verdict::Allow).then(|| AllowedAction {
+            id: id.to_string(),
+            request,
+        })
+    }
+
+    /// The action id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The request that was allowed.
+    pub fn request(&self) -> &ActionRequest {
+        &self.request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(policy: &str, decision: Option<Verdict>, reason: Option<&str>) -> PolicyOutcome {
+        PolicyOutcome {
+            policy: policy.to_string(),
+            decision,
+            reason: reason.map(str::to_string),
+            risk_level: None,
+            eval_time_us: 0,
+        }
+    }
+
+    #[test]
+    fn most_restrictive_wins_in_every_combination() {
+        let all = [
+            None,
+            Some(Verdict::Allow),
+            Some(Verdict::RequireApproval),
+            Some(Verdict::Deny),
+        ];
+        for a in all {
+            for b in all {
+                let d = Decision::combine(vec![outcome("a", a, None), outcome("b", b, None)]);
+                let expected = match (a, b) {
+                    (None, None) => Verdict::Deny,
+                    _ => a.max(b).unwrap_or(Verdict::Deny),
+                };
+                assert_eq!(d.verdict, expected, "{a:?} + {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_policies_is_a_deny() {
+        let d = Decision::combine(vec![]);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert!(d.reason.contains("no policy allowed"));
+    }
+
+    #[test]
+    fn matched_policies_are_those_with_the_winning_verdict() {
+        let d = Decision::combine(vec![
+            outcome("base", Some(Verdict::Allow), None),
+            outcome("financial", Some(Verdict::RequireApproval), Some("big charge")),
+        ]);
+        assert_eq!(d.verdict, Verdict::RequireApproval);
+        assert_eq!(d.matched_policies, vec!["financial".to_string()]);
+        assert_eq!(d.reason, "big charge");
+    }
+
+    #[test]
+    fn only_an_allow_makes_an_allowed_action() {
+        let req = ActionRequest {
+            tool: "t".into(),
+            operation: "o".into(),
+            params: Map::new(),
+            context: Map::new(),
+        };
+        let deny = Decision::fail_closed("x");
+        assert!(AllowedAction::from_decision("1", req.clone(), &deny).is_none());
+        let allow = Decision::combine(vec![outcome("p", Some(Verdict::Allow), None)]);
+        assert!(AllowedAction::from_decision("1", req, &allow).is_some());
+    }
+}

@@ -1,0 +1,21 @@
+//! AAF decision core.
+//!
+//! Domain types ([`action`]), the Rego policy evaluator over `regorus` ([`policy`]) and its
+//! built-in functions, the network classification used by SSRF protection ([`net`]), sensitive
+//! data detectors ([`detect`]), token handling ([`secrets`]) and the audit chain format
+//! ([`canonical`], [`audit`]).
+//!
+//! Architecture invariant: this crate does no I/O (no files, sockets, clocks are passed in
+//! where they matter), so every decision can be tested with plain data and cannot fail for
+//! I/O reasons.
+
+#![forbid(unsafe_code)]
+
+pub mod action;
+pub mod audit;
+pub mod canonical;
+pub mod detect;
+pub mod net;
+pub mod policy;
+pub mod redact;
+pub mod secrets;
