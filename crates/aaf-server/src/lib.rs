@@ -1,1 +1,21 @@
-//! AAF server.
+//! AAF server: the axum HTTP API, authentication, the connectors, configuration and the
+//! serve loop.
+//!
+//! Architecture invariants:
+//! - Only this crate knows HTTP and the JSON wire format ([`api`], [`error`]).
+//! - A connector runs only an [`aaf_core::action::AllowedAction`], which only an allow
+//!   decision can make.
+//! - Nothing is executed or acknowledged before its audit event is committed.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod connectors;
+pub mod error;
+pub mod openapi;
+pub mod policy_loader;
+pub mod telemetry;
+pub mod time;

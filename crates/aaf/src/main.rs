@@ -1,1 +1,353 @@
-fn main() {}
+//! `aaf`: the Agent Action Firewall binary.
+//!
+//! Subcommands: `serve` (the firewall), `policy check|eval` (offline policy tools),
+//! `audit verify` (offline chain verification), `agents create|list` (API client),
+//! `openapi` (print the API description).
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aaf_core::action::{ActionRequest, AgentInfo, OrgInfo, PolicyInput, RequestMetadata};
+use aaf_core::policy::EvaluatorOptions;
+use aaf_server::config::{CliOverrides, Config, LogFormat};
+use aaf_server::policy_loader::{load_policies, PolicyOrigin};
+use aaf_store::{Store, StoreOptions};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "aaf", version, about = "Agent Action Firewall: policy-checked, audited actions for AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the firewall server.
+    Serve(ServeArgs),
+    /// Check and evaluate Rego policies offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Inspect the audit log offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Manage agents through a running server.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Print the OpenAPI 3.1 document of the API.
+    Openapi,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Configuration file (TOML). Default: ./aaf.toml when it exists.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides `listen`). Default 127.0.0.1:8700.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory (overrides `data_dir`). Default ./aaf-data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Policy directory (overrides `policies`). Default ./policies.
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// Log format (overrides `log.format`): human or json.
+    #[arg(long, value_parser = ["human", "json"])]
+    log_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse and check every policy file in DIR, as `aaf serve` does at start.
+    Check {
+        /// The policy directory.
+        dir: PathBuf,
+    },
+    /// Evaluate policies against an input file, like POST /v1/actions/dry-run.
+    Eval {
+        /// The policy directory.
+        #[arg(long)]
+        policies: PathBuf,
+        /// A JSON file: an action body ({"tool", "operation", "params", "context"}), or a
+        /// complete policy input document (one with an "action" key).
+        #[arg(long)]
+        input: PathBuf,
+        /// Evaluation time limit in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every audit chain of a data directory and report the head of each.
+    Verify {
+        /// The data directory of the server (holding aaf.db).
+        #[arg(long, default_value = "./aaf-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Register an agent and print its API key (shown once).
+    Create {
+        /// The agent's name.
+        name: String,
+        /// Risk score from 0 to 1.
+        #[arg(long)]
+        risk_score: Option<f64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the organisation's agents.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8700")]
+    server: String,
+    /// Admin token. Default: the AAF_ADMIN_TOKEN environment variable.
+    #[arg(long, env = "AAF_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Policy(PolicyCommand::Check { dir }) => policy_check(&dir),
+            Command::Policy(PolicyCommand::Eval {
+                policies,
+                input,
+                timeout_ms,
+            }) => policy_eval(&policies, &input, timeout_ms),
+            Command::Audit(AuditCommand::Verify { data_dir }) => audit_verify(&data_dir).await,
+            Command::Agents(cmd) => agents(cmd).await,
+            Command::Openapi => {
+                println!("{}", aaf_server::openapi::openapi_json());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let overrides = CliOverrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        policies: args.policies,
+    };
+    let mut config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    if let Some(format) = args.log_format {
+        config.log.format = if format == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Human
+        };
+    }
+    aaf_server::telemetry::init(&config.log);
+    aaf_server::app::serve(config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_check(dir: &Path) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    match load_policies(dir, EvaluatorOptions::default()) {
+        Ok((set, _)) => {
+            for m in set.modules() {
+                println!("ok  {}  (package {}, {:?})", m.path, m.package, m.syntax);
+            }
+            println!(
+                "{} modules, {} policies: {}",
+                set.modules().len(),
+                set.policies().len(),
+                set.policies()
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn policy_eval(dir: &Path, input_file: &Path, timeout_ms: u64) -> anyhow::Result<ExitCode> {
+    let (set, origin) = load_policies(
+        dir,
+        EvaluatorOptions {
+            eval_timeout: std::time::Duration::from_millis(timeout_ms),
+        },
+    )?;
+    if let PolicyOrigin::BundledStarter(_) = origin {
+        anyhow::bail!("{} does not exist", dir.display());
+    }
+    let text = std::fs::read_to_string(input_file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", input_file.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", input_file.display()))?;
+    let input = if value.get("action").is_some() {
+        value
+    } else {
+        let request: ActionRequest = serde_json::from_value(serde_json::json!({
+            "tool": value.get("tool").cloned().unwrap_or(Value::Null),
+            "operation": value.get("operation").cloned().unwrap_or(Value::Null),
+            "params": value.get("params").cloned().unwrap_or_else(|| serde_json::json!({})),
+            "context": value.get("context").cloned().unwrap_or_else(|| serde_json::json!({})),
+        }))
+        .map_err(|e| anyhow::anyhow!("{}: not an action body: {e}", input_file.display()))?;
+        PolicyInput::build(
+            "offline-eval",
+            &request,
+            &AgentInfo {
+                id: "offline-agent".into(),
+                name: "offline".into(),
+                risk_score: 0.0,
+            },
+            &OrgInfo {
+                id: "offline-org".into(),
+                plan: "self_hosted".into(),
+            },
+            &RequestMetadata {
+                timestamp: aaf_server::time::now_rfc3339(),
+                ip_address: None,
+            },
+        )
+    };
+    let decision = set.evaluate(&input);
+    let out = serde_json::json!({
+        "decision": decision.verdict.as_str(),
+        "reason": decision.reason,
+        "risk_level": decision.risk_level,
+        "matched_policies": decision.matched_policies,
+        "policies": decision.policies.iter().map(|p| serde_json::json!({
+            "policy": p.policy,
+            "decision": p.decision.map(|v| v.as_str()),
+            "reason": p.reason,
+            "eval_time_us": p.eval_time_us,
+        })).collect::<Vec<_>>(),
+        "policy_revision": set.revision(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let db = data_dir.join("aaf.db");
+    if !db.exists() {
+        anyhow::bail!("{} does not exist: no AAF database in {}", db.display(), data_dir.display());
+    }
+    let store = Store::open_sqlite(
+        data_dir,
+        &StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .await?;
+    let reports = store.verify_audit().await?;
+    let mut failed = false;
+    let mut total = 0u64;
+    for report in &reports {
+        match report {
+            Ok(summary) => {
+                total += summary.count;
+                println!(
+                    "ok      chain {}: {} events, head seq {}, head hash {}",
+                    summary.org_id,
+                    summary.count,
+                    summary.head_seq,
+                    hex_hash(&summary.head_hash)
+                );
+            }
+            Err(e) => {
+                failed = true;
+                println!("BROKEN  {e}");
+            }
+        }
+    }
+    if failed {
+        eprintln!("audit verification FAILED: the audit log was changed after it was written");
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("audit verification passed: {} chains, {total} events", reports.len());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn hex_hash(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::new();
+    let (response, created) = match &cmd {
+        AgentsCommand::Create {
+            name,
+            risk_score,
+            client: args,
+        } => {
+            let mut body = serde_json::json!({ "name": name });
+            if let Some(r) = risk_score {
+                body["risk_score"] = serde_json::json!(r);
+            }
+            let url = format!("{}/v1/agents", args.server.trim_end_matches('/'));
+            (
+                client.post(url).bearer_auth(&args.token).json(&body).send().await,
+                true,
+            )
+        }
+        AgentsCommand::List { client: args } => {
+            let url = format!("{}/v1/agents", args.server.trim_end_matches('/'));
+            (client.get(url).bearer_auth(&args.token).send().await, false)
+        }
+    };
+    let response = response.map_err(|e| anyhow::anyhow!("cannot reach the server: {e}"))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| anyhow::anyhow!("the server's answer is not JSON: {e}"))?;
+    if !status.is_success() {
+        let message = body["error"]["message"].as_str().unwrap_or("unknown error");
+        eprintln!("error: the server answered {status}: {message}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    if created {
+        eprintln!("The api_key is shown only once: store it in your secret manager now.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+

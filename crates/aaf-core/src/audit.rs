@@ -1,0 +1,914 @@
+//! The audit chain format: events, their hashes and the verification of a chain.
+//!
+//! Every organisation has its own append-only chain of [`AuditEvent`]s numbered `1, 2, 3, ...`
+//! (`seq`). Each event is linked to its predecessor by hash:
+//!
+//! ```text
+//! hash(n) = SHA-256( hash(n-1) || JCS(event n) )        hash(0) = GENESIS_HASH (32 zero bytes)
+//! ```
+//!
+//! where `||` is concatenation of the 32 raw bytes of the previous hash with the RFC 8785
+//! canonical JSON ([`crate::canonical`]) of the event object
+//! `{seq, ts, org_id, agent_id, action_id, type, data}`, and SHA-256 is FIPS 180-4.
+//! The store keeps, per organisation, the chain head (last `seq` and its hash), so that
+//! deleting the newest events is detected too. `docs/audit.md` describes the format for
+//! third-party verifiers.
+//!
+//! This module does no I/O and reads no clock: timestamps are passed in.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{
+    write_canonical_json, write_canonical_number, write_canonical_string, CanonicalError,
+};
+
+/// The previous hash of the first event of every chain: 32 zero bytes.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// Event type names (the `type` field of an [`AuditEvent`]).
+pub mod event_types {
+    /// A decision was made on an action (data: verdict, reason, policies, ...).
+    pub const ACTION_DECIDED: &str = "action.decided";
+    /// An allowed action was executed by a connector.
+    pub const ACTION_EXECUTED: &str = "action.executed";
+    /// An allowed action failed while executing.
+    pub const ACTION_FAILED: &str = "action.failed";
+    /// A request was rejected before a decision (authentication, validation, rate limit).
+    pub const REQUEST_REJECTED: &str = "request.rejected";
+    /// An organisation was created.
+    pub const ORG_CREATED: &str = "org.created";
+    /// An admin API token was created (data holds its name and prefix, never the secret).
+    pub const ADMIN_TOKEN_CREATED: &str = "admin_token.created";
+    /// An agent and its first key were created (data holds the key prefix, never the key).
+    pub const AGENT_CREATED: &str = "agent.created";
+}
+
+/// One audit event: the object whose canonical JSON is hashed.
+///
+/// JSON shape (field names exactly): `{"seq": 1, "ts": "2026-11-21T05:35:00.123456Z",
+/// "org_id": "...", "agent_id": null, "action_id": null, "type": "org.created", "data": {...}}`.
+/// `None` is serialised as `null`, and is hashed as `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the organisation's chain, starting at 1, without gaps.
+    pub seq: u64,
+    /// When the event was recorded: RFC 3339 in UTC with microsecond precision,
+    /// e.g. `2026-11-21T05:35:00.123456Z`.
+    pub ts: String,
+    /// The organisation (chain) the event belongs to; `"system"` for events that belong to
+    /// no authenticated organisation.
+    pub org_id: String,
+    /// The agent involved, if any.
+    pub agent_id: Option<String>,
+    /// The action involved, if any.
+    pub action_id: Option<String>,
+    /// The event type, one of [`event_types`].
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Type-specific details; never secrets or token hashes.
+    pub data: serde_json::Value,
+}
+
+/// Computes `SHA-256(prev_hash || JCS(event))` (FIPS 180-4 over RFC 8785 canonical JSON).
+///
+/// `prev_hash` is the raw 32-byte hash of the previous event, [`GENESIS_HASH`] for `seq` 1.
+///
+/// # Errors
+///
+/// [`CanonicalError`] when the event has no canonical JSON form (not reachable for events
+/// whose `data` is a `serde_json::Value`, which cannot hold non-finite numbers).
+pub fn event_hash(prev_hash: &[u8; 32], event: &AuditEvent) -> Result<[u8; 32], CanonicalError> {
+    let canonical = canonical_event(event)?;
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash);
+    hasher.update(&canonical);
+    Ok(hasher.finalize().into())
+}
+
+/// Returns the RFC 8785 canonical JSON of an event: the object
+/// `{"action_id","agent_id","data","org_id","seq","ts","type"}` (members in canonical order).
+///
+/// Same bytes as `to_canonical_json_of(event)`, written directly for speed.
+///
+/// # Errors
+///
+/// As [`write_canonical_json`] (none in practice).
+pub fn canonical_event(event: &AuditEvent) -> Result<Vec<u8>, CanonicalError> {
+    fn optional(out: &mut Vec<u8>, text: Option<&str>) -> Result<(), CanonicalError> {
+        match text {
+            Some(text) => write_canonical_string(out, text),
+            None => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(br#"{"action_id":"#);
+    optional(&mut out, event.action_id.as_deref())?;
+    out.extend_from_slice(br#","agent_id":"#);
+    optional(&mut out, event.agent_id.as_deref())?;
+    out.extend_from_slice(br#","data":"#);
+    write_canonical_json(&mut out, &event.data)?;
+    out.extend_from_slice(br#","org_id":"#);
+    write_canonical_string(&mut out, &event.org_id)?;
+    out.extend_from_slice(br#","seq":"#);
+    write_canonical_number(&mut out, &serde_json::Number::from(event.seq))?;
+    out.extend_from_slice(br#","ts":"#);
+    write_canonical_string(&mut out, &event.ts)?;
+    out.extend_from_slice(br#","type":"#);
+    write_canonical_string(&mut out, &event.event_type)?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// An event as stored and exported: the event plus its chain links.
+///
+/// JSON shape (the event flattened, hashes as 64 lowercase hex characters):
+/// `{"seq", "ts", "org_id", "agent_id", "action_id", "type", "data", "prev_hash", "hash"}`.
+/// Deserialising accepts upper- or lowercase hex and fails on anything but 32 bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainedEvent {
+    /// The hashed event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// The hash of the previous event in the chain ([`GENESIS_HASH`] for `seq` 1).
+    #[serde(with = "hex32")]
+    pub prev_hash: [u8; 32],
+    /// `event_hash(prev_hash, event)`.
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+}
+
+impl ChainedEvent {
+    /// Links `event` after `prev_hash`, computing its hash.
+    ///
+    /// # Errors
+    ///
+    /// As [`event_hash`].
+    pub fn link(event: AuditEvent, prev_hash: [u8; 32]) -> Result<ChainedEvent, CanonicalError> {
+        let hash = event_hash(&prev_hash, &event)?;
+        Ok(ChainedEvent {
+            event,
+            prev_hash,
+            hash,
+        })
+    }
+}
+
+/// Serde helpers for 32-byte hashes as 64 hex characters (lowercase when written).
+pub mod hex32 {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// Writes the hash as 64 lowercase hex characters.
+    ///
+    /// # Errors
+    ///
+    /// Only the serializer's own errors.
+    pub fn serialize<S: Serializer>(hash: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(hash))
+    }
+
+    /// Reads 64 hex characters (either case) into 32 bytes.
+    ///
+    /// # Errors
+    ///
+    /// A deserializer error when the string is not hex or not 32 bytes long.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    /// Parses 64 hex characters (either case) into 32 bytes.
+    ///
+    /// # Errors
+    ///
+    /// A message saying why the text is not a 32-byte hex hash.
+    pub fn parse(text: &str) -> Result<[u8; 32], String> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out)
+            .map_err(|e| format!("not a 32-byte hex hash ({e}): {text:?}"))?;
+        Ok(out)
+    }
+}
+
+/// The result of verifying one organisation's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSummary {
+    /// The organisation (chain) verified.
+    pub org_id: String,
+    /// Number of events verified.
+    pub count: u64,
+    /// The last `seq` (0 for an empty chain).
+    pub head_seq: u64,
+    /// The last hash ([`GENESIS_HASH`] for an empty chain), as hex in JSON.
+    #[serde(with = "hex32")]
+    pub head_hash: [u8; 32],
+}
+
+/// The first place where a chain is not intact.
+///
+/// `seq` is the first position that cannot be verified: everything before it is intact.
+/// Its `Display` names the organisation, that `seq` and what is wrong, e.g.
+/// `audit chain of org o1 is broken at seq 5: event is missing (the next stored event is seq 6): events were deleted`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit chain of org {org_id} is broken at seq {seq}: {kind}")]
+pub struct ChainError {
+    /// The organisation (chain) being verified.
+    pub org_id: String,
+    /// The first `seq` that cannot be verified.
+    pub seq: u64,
+    /// What is wrong.
+    pub kind: ChainErrorKind,
+}
+
+/// What is wrong with a chain at [`ChainError::seq`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainErrorKind {
+    /// The event at this `seq` is missing; the next stored event has seq `found`.
+    #[error("event is missing (the next stored event is seq {found}): events were deleted")]
+    Missing {
+        /// The seq of the event that came instead.
+        found: u64,
+    },
+    /// An event with an already-seen (or lower) seq came where this seq was expected.
+    #[error("expected this seq but found seq {found} again: events were inserted or reordered")]
+    Repeated {
+        /// The seq of the event that came instead.
+        found: u64,
+    },
+    /// The event belongs to another organisation.
+    #[error("event belongs to org {found}: events were moved between chains")]
+    WrongOrg {
+        /// The event's `org_id`.
+        found: String,
+    },
+    /// The event's `prev_hash` is not the previous event's hash.
+    #[error(
+        "prev_hash is {}, but the previous event's hash is {}: events were inserted, deleted or reordered",
+        hex::encode(found),
+        hex::encode(expected)
+    )]
+    PrevHashMismatch {
+        /// The previous event's hash (or [`GENESIS_HASH`]).
+        expected: [u8; 32],
+        /// The stored `prev_hash`.
+        found: [u8; 32],
+    },
+    /// The recomputed hash differs from the stored one: the event was modified.
+    #[error(
+        "stored hash is {}, but the event hashes to {}: the event was modified",
+        hex::encode(stored),
+        hex::encode(computed)
+    )]
+    HashMismatch {
+        /// `event_hash(prev_hash, event)`.
+        computed: [u8; 32],
+        /// The stored `hash`.
+        stored: [u8; 32],
+    },
+    /// The stored row cannot be read as an event (bad JSON, bad hex, negative seq, ...).
+    #[error("stored event is malformed: {reason}")]
+    Malformed {
+        /// Why the row is not an event.
+        reason: String,
+    },
+    /// The chain ends before the recorded head: the newest events were deleted.
+    #[error("the chain ends at seq {last_seq} but its head records seq {head_seq}: the newest events were deleted")]
+    Truncated {
+        /// The last verified seq (0 when no event is left).
+        last_seq: u64,
+        /// The seq the head records.
+        head_seq: u64,
+    },
+    /// Events exist after the recorded head.
+    #[error("events continue after the head, which records seq {head_seq}: events were appended outside aaf or the head was rolled back")]
+    BeyondHead {
+        /// The seq the head records.
+        head_seq: u64,
+    },
+    /// Events exist but no head is recorded for the chain.
+    #[error("the chain has events up to seq {last_seq} but no recorded head")]
+    HeadMissing {
+        /// The last verified seq.
+        last_seq: u64,
+    },
+    /// The last event's hash is not the hash the head records.
+    #[error(
+        "the head records hash {}, but the last event's hash is {}: the chain was rewritten",
+        hex::encode(head),
+        hex::encode(last)
+    )]
+    HeadHashMismatch {
+        /// The hash the head records.
+        head: [u8; 32],
+        /// The last event's hash.
+        last: [u8; 32],
+    },
+    /// The event has no canonical JSON form.
+    #[error("event cannot be canonicalised: {0}")]
+    Canonical(String),
+}
+
+/// Verifies one organisation's chain incrementally, one event at a time in `seq` order,
+/// so that a store can stream any number of rows through it in constant memory.
+///
+/// Checks, per event: `seq` is 1 for the first event and then increases by exactly 1
+/// (a gap means deleted events, a repeat means inserted or reordered ones), `org_id` is the
+/// chain's, `prev_hash` is the previous event's hash ([`GENESIS_HASH`] for seq 1), and the
+/// recomputed [`event_hash`] equals the stored hash. [`ChainVerifier::finish`] then checks
+/// that the last event is the recorded chain head, so deleting the newest events is caught.
+///
+/// The first error is sticky: later calls return it again.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    org_id: String,
+    count: u64,
+    last_seq: u64,
+    last_hash: [u8; 32],
+    failed: Option<ChainError>,
+}
+
+impl ChainVerifier {
+    /// Starts verifying the chain of `org_id` (empty so far).
+    pub fn new(org_id: impl Into<String>) -> ChainVerifier {
+        ChainVerifier {
+            org_id: org_id.into(),
+            count: 0,
+            last_seq: 0,
+            last_hash: GENESIS_HASH,
+            failed: None,
+        }
+    }
+
+    /// The organisation whose chain this verifies.
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    /// The seq the next event must have (1 for an empty chain).
+    pub fn next_seq(&self) -> u64 {
+        self.last_seq + 1
+    }
+
+    /// Verifies the next event.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ChainError`] of the chain (this event's, or an earlier one's).
+    pub fn push(&mut self, chained: &ChainedEvent) -> Result<(), ChainError> {
+        self.check_sequence(chained.event.seq)?;
+        let expected_seq = self.last_seq + 1;
+        if chained.event.org_id != self.org_id {
+            return Err(self.fail(
+                expected_seq,
+                ChainErrorKind::WrongOrg {
+                    found: chained.event.org_id.clone(),
+                },
+            ));
+        }
+        if chained.prev_hash != self.last_hash {
+            return Err(self.fail(
+                expected_seq,
+                ChainErrorKind::PrevHashMismatch {
+                    expected: self.last_hash,
+                    found: chained.prev_hash,
+                },
+            ));
+        }
+        let computed = match event_hash(&chained.prev_hash, &chained.event) {
+            Ok(hash) => hash,
+            Err(e) => {
+                return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string())))
+            }
+        };
+        if computed != chained.hash {
+            return Err(self.fail(
+                expected_seq,
+                ChainErrorKind::HashMismatch {
+                    computed,
+                    stored: chained.hash,
+                },
+            ));
+        }
+        self.count += 1;
+        self.last_seq = chained.event.seq;
+        self.last_hash = chained.hash;
+        Ok(())
+    }
+
+    /// Records that the stored row at `seq` cannot be read as an event.
+    ///
+    /// A gap or repeat at `seq` is reported in preference to the malformation, so the
+    /// reported seq is always the first position that cannot be verified.
+    ///
+    /// # Errors
+    ///
+    /// Always: the first [`ChainError`] of the chain.
+    pub fn push_malformed(&mut self, seq: u64, reason: impl Into<String>) -> ChainError {
+        if let Err(e) = self.check_sequence(seq) {
+            return e;
+        }
+        self.fail(
+            seq,
+            ChainErrorKind::Malformed {
+                reason: reason.into(),
+            },
+        )
+    }
+
+    /// Ends verification, comparing the last event with the recorded chain head
+    /// (`(seq, hash)`, or `None` when no head is recorded).
+    ///
+    /// An empty chain with no head verifies, with `head_seq` 0 and [`GENESIS_HASH`].
+    ///
+    /// # Errors
+    ///
+    /// The first [`ChainError`] of the chain; otherwise `Truncated`, `BeyondHead`,
+    /// `HeadMissing` or `HeadHashMismatch` when the last event is not the recorded head.
+    pub fn finish(
+        mut self,
+        expected_head: Option<(u64, [u8; 32])>,
+    ) -> Result<ChainSummary, ChainError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let last_seq = self.last_seq;
+        match expected_head {
+            None if last_seq == 0 => {}
+            None => {
+                return Err(self.fail(last_seq, ChainErrorKind::HeadMissing { last_seq }));
+            }
+            Some((head_seq, _)) if head_seq > last_seq => {
+                return Err(self.fail(
+                    last_seq + 1,
+                    ChainErrorKind::Truncated { last_seq, head_seq },
+                ));
+            }
+            Some((head_seq, _)) if head_seq < last_seq => {
+                return Err(self.fail(head_seq + 1, ChainErrorKind::BeyondHead { head_seq }));
+            }
+            Some((_, head_hash)) if head_hash != self.last_hash => {
+                let last = self.last_hash;
+                return Err(self.fail(
+                    last_seq,
+                    ChainErrorKind::HeadHashMismatch {
+                        head: head_hash,
+                        last,
+                    },
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(ChainSummary {
+            org_id: self.org_id,
+            count: self.count,
+            head_seq: last_seq,
+            head_hash: self.last_hash,
+        })
+    }
+
+    /// Checks that `seq` is the next expected seq (and that no error happened before).
+    fn check_sequence(&mut self, seq: u64) -> Result<(), ChainError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let expected = self.last_seq + 1;
+        if seq > expected {
+            return Err(self.fail(expected, ChainErrorKind::Missing { found: seq }));
+        }
+        if seq < expected {
+            return Err(self.fail(expected, ChainErrorKind::Repeated { found: seq }));
+        }
+        Ok(())
+    }
+
+    /// Records the first error and returns it.
+    fn fail(&mut self, seq: u64, kind: ChainErrorKind) -> ChainError {
+        let error = ChainError {
+            org_id: self.org_id.clone(),
+            seq,
+            kind,
+        };
+        self.failed = Some(error.clone());
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::to_canonical_json_of;
+    use serde_json::json;
+
+    fn event(org: &str, seq: u64, data: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            seq,
+            ts: format!("2026-11-21T05:35:00.{seq:06}Z"),
+            org_id: org.to_string(),
+            agent_id: (seq & 1 == 0).then(|| "agent-1".to_string()),
+            action_id: None,
+            event_type: event_types::ACTION_DECIDED.to_string(),
+            data,
+        }
+    }
+
+    /// A valid chain of `n` events of org `o1`.
+    fn chain(n: u64) -> Vec<ChainedEvent> {
+        let mut prev = GENESIS_HASH;
+        (1..=n)
+            .map(|seq| {
+                let linked =
+                    ChainedEvent::link(event("o1", seq, json!({"n": seq, "x": 1.5})), prev)
+                        .unwrap();
+                prev = linked.hash;
+                linked
+            })
+            .collect()
+    }
+
+    fn head(events: &[ChainedEvent]) -> Option<(u64, [u8; 32])> {
+        events.last().map(|e| (e.event.seq, e.hash))
+    }
+
+    /// Runs a chain through a verifier and returns the outcome.
+    fn verify(
+        events: &[ChainedEvent],
+        expected_head: Option<(u64, [u8; 32])>,
+    ) -> Result<ChainSummary, ChainError> {
+        let mut verifier = ChainVerifier::new("o1");
+        for e in events {
+            if verifier.push(e).is_err() {
+                break;
+            }
+        }
+        verifier.finish(expected_head)
+    }
+
+    #[test]
+    fn hash_is_sha256_of_prev_hash_and_canonical_event() {
+        let e = AuditEvent {
+            seq: 1,
+            ts: "2026-11-21T05:35:00.123456Z".into(),
+            org_id: "o1".into(),
+            agent_id: None,
+            action_id: Some("a1".into()),
+            event_type: "org.created".into(),
+            data: json!({"name": "acme", "amount": 1.0}),
+        };
+        let canonical = br#"{"action_id":"a1","agent_id":null,"data":{"amount":1,"name":"acme"},"org_id":"o1","seq":1,"ts":"2026-11-21T05:35:00.123456Z","type":"org.created"}"#;
+        assert_eq!(to_canonical_json_of(&e).unwrap(), canonical.to_vec());
+        let mut input = GENESIS_HASH.to_vec();
+        input.extend_from_slice(canonical);
+        let expected: [u8; 32] = Sha256::digest(&input).into();
+        assert_eq!(event_hash(&GENESIS_HASH, &e).unwrap(), expected);
+        // A different previous hash gives a different hash.
+        assert_ne!(event_hash(&[1; 32], &e).unwrap(), expected);
+    }
+
+    #[test]
+    fn direct_event_form_matches_the_generic_one() {
+        let events = [
+            event("o1", 1, json!({})),
+            event("o\u{1f}\"\\é😀", 2, json!({"b": [1, 2.5, 1e21], "a": null, "é": "\n"})),
+            event("o1", u64::MAX, json!("text")),
+            event("o1", 1 << 53, json!(-0.0)),
+            event("o1", (1 << 53) + 1, json!([{"z": 1, "a": {"y": true}}])),
+        ];
+        for e in events {
+            let direct = canonical_event(&e).unwrap();
+            assert_eq!(direct, to_canonical_json_of(&e).unwrap(), "{e:?}");
+            let value = serde_json::to_value(&e).unwrap();
+            assert_eq!(direct, crate::canonical::to_canonical_json(&value).unwrap());
+        }
+    }
+
+    #[test]
+    fn sha256_matches_fips_180_4_example() {
+        // FIPS 180-4 / NIST example "abc".
+        assert_eq!(
+            hex::encode(Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn chained_event_json_shape() {
+        let events = chain(2);
+        let value = serde_json::to_value(&events[1]).unwrap();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "seq",
+                "ts",
+                "org_id",
+                "agent_id",
+                "action_id",
+                "type",
+                "data",
+                "prev_hash",
+                "hash"
+            ]
+        );
+        assert_eq!(value["action_id"], serde_json::Value::Null);
+        assert_eq!(value["prev_hash"], hex::encode(events[0].hash));
+        assert_eq!(value["hash"].as_str().unwrap().len(), 64);
+        let back: ChainedEvent = serde_json::from_value(value).unwrap();
+        assert_eq!(back, events[1]);
+    }
+
+    #[test]
+    fn chained_event_rejects_bad_hex() {
+        let mut value = serde_json::to_value(&chain(1)[0]).unwrap();
+        value["hash"] = json!("abc");
+        assert!(serde_json::from_value::<ChainedEvent>(value.clone()).is_err());
+        value["hash"] = json!("zz".repeat(32));
+        assert!(serde_json::from_value::<ChainedEvent>(value).is_err());
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        let events = chain(5);
+        let summary = verify(&events, head(&events)).unwrap();
+        assert_eq!(summary.org_id, "o1");
+        assert_eq!(summary.count, 5);
+        assert_eq!(summary.head_seq, 5);
+        assert_eq!(summary.head_hash, events[4].hash);
+    }
+
+    #[test]
+    fn empty_chain_without_head_verifies() {
+        let summary = verify(&[], None).unwrap();
+        assert_eq!(summary.count, 0);
+        assert_eq!(summary.head_seq, 0);
+        assert_eq!(summary.head_hash, GENESIS_HASH);
+    }
+
+    #[test]
+    fn modified_data_is_a_hash_mismatch_at_its_seq() {
+        let mut events = chain(5);
+        let expected_head = head(&events);
+        events[2].event.data = json!({"n": 3, "x": 2.5});
+        let err = verify(&events, expected_head).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(matches!(err.kind, ChainErrorKind::HashMismatch { .. }));
+        assert!(err.to_string().contains("broken at seq 3"), "{err}");
+        assert!(err.to_string().contains("modified"), "{err}");
+    }
+
+    #[test]
+    fn every_hashed_field_is_covered() {
+        let mutations: [fn(&mut AuditEvent); 6] = [
+            |e| e.ts.push('1'),
+            |e| e.agent_id = Some("other".into()),
+            |e| e.action_id = Some("other".into()),
+            |e| e.event_type = "action.executed".into(),
+            |e| e.data = json!({"n": 2, "x": 1.5, "extra": true}),
+            |e| e.data = json!(null),
+        ];
+        for mutate in mutations {
+            let mut events = chain(3);
+            let expected_head = head(&events);
+            mutate(&mut events[1].event);
+            let err = verify(&events, expected_head).unwrap_err();
+            assert_eq!(err.seq, 2);
+            assert!(matches!(err.kind, ChainErrorKind::HashMismatch { .. }));
+        }
+    }
+
+    #[test]
+    fn modified_stored_hash_is_caught() {
+        let mut events = chain(3);
+        let expected_head = head(&events);
+        events[2].hash = [7; 32];
+        let err = verify(&events, expected_head).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(matches!(err.kind, ChainErrorKind::HashMismatch { .. }));
+    }
+
+    #[test]
+    fn deleted_middle_event_is_a_gap() {
+        let mut events = chain(5);
+        let expected_head = head(&events);
+        events.remove(2);
+        let err = verify(&events, expected_head).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert_eq!(err.kind, ChainErrorKind::Missing { found: 4 });
+        assert!(err.to_string().contains("deleted"), "{err}");
+    }
+
+    #[test]
+    fn deleted_first_event_is_a_gap_at_one() {
+        let mut events = chain(3);
+        let expected_head = head(&events);
+        events.remove(0);
+        let err = verify(&events, expected_head).unwrap_err();
+        assert_eq!(err.seq, 1);
+        assert_eq!(err.kind, ChainErrorKind::Missing { found: 2 });
+    }
+
+    #[test]
+    fn deleted_last_events_are_caught_by_the_head() {
+        let mut events = chain(5);
+        let expected_head = head(&events);
+        events.truncate(3);
+        let err = verify(&events, expected_head).unwrap_err();
+        assert_eq!(err.seq, 4);
+        assert_eq!(
+            err.kind,
+            ChainErrorKind::Truncated {
+                last_seq: 3,
+                head_seq: 5
+            }
+        );
+    }
+
+    #[test]
+    fn all_events_deleted_is_caught_by_the_head() {
+        let events = chain(2);
+        let err = verify(&[], head(&events)).unwrap_err();
+        assert_eq!(err.seq, 1);
+        assert!(matches!(err.kind, ChainErrorKind::Truncated { .. }));
+    }
+
+    #[test]
+    fn events_without_a_head_are_caught() {
+        let events = chain(2);
+        let err = verify(&events, None).unwrap_err();
+        assert_eq!(err.kind, ChainErrorKind::HeadMissing { last_seq: 2 });
+    }
+
+    #[test]
+    fn events_after_the_head_are_caught() {
+        let events = chain(4);
+        let err = verify(&events, Some((2, events[1].hash))).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert_eq!(err.kind, ChainErrorKind::BeyondHead { head_seq: 2 });
+    }
+
+    #[test]
+    fn head_hash_mismatch_is_caught() {
+        let events = chain(3);
+        let err = verify(&events, Some((3, [9; 32]))).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(matches!(err.kind, ChainErrorKind::HeadHashMismatch { .. }));
+    }
+
+    #[test]
+    fn forged_insertion_with_renumbering_is_caught() {
+        // The forger inserts a correctly hashed event at seq 3 and renumbers the rest,
+        // without being able to rehash the events after it.
+        let original = chain(5);
+        let expected_head = head(&original);
+        let forged =
+            ChainedEvent::link(event("o1", 3, json!({"forged": true})), original[1].hash).unwrap();
+        let mut events = original[..2].to_vec();
+        events.push(forged);
+        for e in &original[2..] {
+            let mut moved = e.clone();
+            moved.event.seq += 1;
+            events.push(moved);
+        }
+        let err = verify(&events, expected_head).unwrap_err();
+        assert_eq!(err.seq, 4);
+        assert!(matches!(err.kind, ChainErrorKind::PrevHashMismatch { .. }));
+    }
+
+    #[test]
+    fn forged_insertion_without_rehash_is_caught() {
+        let original = chain(3);
+        let mut events = original.clone();
+        let mut forged = original[1].clone();
+        forged.event.seq = 3;
+        forged.event.data = json!({"forged": true});
+        forged.prev_hash = original[1].hash;
+        events.insert(2, forged);
+        let err = verify(&events, head(&original)).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(matches!(err.kind, ChainErrorKind::HashMismatch { .. }));
+    }
+
+    #[test]
+    fn swapped_seq_numbers_are_caught() {
+        // Swapping the seq of events 2 and 4 keeps the numbering gap-free.
+        let original = chain(5);
+        let mut events = original.clone();
+        events[1].event.seq = 4;
+        events[3].event.seq = 2;
+        events.sort_by_key(|e| e.event.seq);
+        let err = verify(&events, head(&original)).unwrap_err();
+        assert_eq!(err.seq, 2);
+        assert!(matches!(err.kind, ChainErrorKind::PrevHashMismatch { .. }));
+        assert!(err.to_string().contains("reordered"), "{err}");
+    }
+
+    #[test]
+    fn out_of_order_delivery_is_a_repeat() {
+        let original = chain(3);
+        let events = vec![
+            original[0].clone(),
+            original[1].clone(),
+            original[1].clone(),
+            original[2].clone(),
+        ];
+        let err = verify(&events, head(&original)).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert_eq!(err.kind, ChainErrorKind::Repeated { found: 2 });
+    }
+
+    #[test]
+    fn first_event_must_start_from_genesis() {
+        let mut events = chain(2);
+        let expected_head = head(&events);
+        events[0].prev_hash = [1; 32];
+        let err = verify(&events, expected_head).unwrap_err();
+        assert_eq!(err.seq, 1);
+        assert_eq!(
+            err.kind,
+            ChainErrorKind::PrevHashMismatch {
+                expected: GENESIS_HASH,
+                found: [1; 32]
+            }
+        );
+    }
+
+    #[test]
+    fn event_of_another_org_is_caught() {
+        let mut prev = GENESIS_HASH;
+        let mut events = Vec::new();
+        for (seq, org) in [(1, "o1"), (2, "o2")] {
+            let linked = ChainedEvent::link(event(org, seq, json!({})), prev).unwrap();
+            prev = linked.hash;
+            events.push(linked);
+        }
+        let err = verify(&events, head(&events)).unwrap_err();
+        assert_eq!(err.seq, 2);
+        assert_eq!(
+            err.kind,
+            ChainErrorKind::WrongOrg {
+                found: "o2".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_rows_are_reported_at_their_seq() {
+        let events = chain(3);
+        let mut verifier = ChainVerifier::new("o1");
+        verifier.push(&events[0]).unwrap();
+        let err = verifier.push_malformed(2, "data is not json");
+        assert_eq!(err.seq, 2);
+        assert!(err.to_string().contains("data is not json"), "{err}");
+        // A malformed row after a gap reports the gap.
+        let mut verifier = ChainVerifier::new("o1");
+        verifier.push(&events[0]).unwrap();
+        let err = verifier.push_malformed(3, "bad hex");
+        assert_eq!(err.seq, 2);
+        assert_eq!(err.kind, ChainErrorKind::Missing { found: 3 });
+    }
+
+    #[test]
+    fn the_first_error_is_sticky() {
+        let mut events = chain(4);
+        events[1].event.data = json!("tampered");
+        let mut verifier = ChainVerifier::new("o1");
+        verifier.push(&events[0]).unwrap();
+        let first = verifier.push(&events[1]).unwrap_err();
+        // A valid later event does not clear the error.
+        assert_eq!(verifier.push(&events[2]).unwrap_err(), first);
+        assert_eq!(verifier.finish(head(&events)).unwrap_err(), first);
+    }
+
+    #[test]
+    fn event_type_names() {
+        use event_types::*;
+        let names = [
+            ACTION_DECIDED,
+            ACTION_EXECUTED,
+            ACTION_FAILED,
+            REQUEST_REJECTED,
+            ORG_CREATED,
+            ADMIN_TOKEN_CREATED,
+            AGENT_CREATED,
+        ];
+        assert_eq!(
+            names,
+            [
+                "action.decided",
+                "action.executed",
+                "action.failed",
+                "request.rejected",
+                "org.created",
+                "admin_token.created",
+                "agent.created"
+            ]
+        );
+    }
+}

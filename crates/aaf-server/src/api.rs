@@ -1,0 +1,746 @@
+//! HTTP handlers and the wire format (DTOs) of the `/v1` API.
+//!
+//! Only this module and [`crate::error`] know the JSON wire format; domain types from
+//! `aaf-core` and rows from `aaf-store` are converted here.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use utoipa::{IntoParams, ToSchema};
+
+use aaf_core::action::{
+    ActionRequest, AgentInfo, AllowedAction, Decision, OrgInfo, PolicyInput, RequestMetadata,
+    Verdict,
+};
+use aaf_core::audit::{event_types, ChainedEvent};
+use aaf_core::redact::redact;
+use aaf_core::secrets::{generate_token, hash_token, visible_prefix, AGENT_KEY_PREFIX};
+use aaf_store::{ActionRecord, ActionWrite, NewEvent, WriteUnit, SYSTEM_CHAIN};
+
+use crate::app::AppState;
+use crate::auth::{AdminAuth, AgentAuth};
+use crate::connectors::http::ConnectorError;
+use crate::error::{ApiError, ErrorBody};
+use crate::time::now_rfc3339;
+
+/// Longest accepted tool, operation or agent name, in characters.
+const MAX_NAME_CHARS: usize = 256;
+
+/// Tool names served by the HTTP connector.
+pub const HTTP_TOOLS: &[&str] = &["http_proxy", "http"];
+
+// ---------------------------------------------------------------------------------------------
+// Health
+
+/// Health of the server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: &'static str,
+    /// The storage backend, e.g. `sqlite`.
+    pub database: &'static str,
+    /// The policy set revision in force (hex SHA-256 of the sources).
+    pub policy_revision: String,
+    /// How many policies are loaded.
+    pub policies: usize,
+}
+
+/// Liveness and basic facts; needs no credentials.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "the server is up", body = Health)))]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        database: state.store.backend_name(),
+        policy_revision: state.policies.revision().to_string(),
+        policies: state.policies.policies().len(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents
+
+/// `POST /v1/agents` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentBody {
+    /// Unique name within the organisation, 1 to 256 characters.
+    pub name: String,
+    /// Risk score in `0.0..=1.0`; default 0.
+    #[serde(default)]
+    pub risk_score: Option<f64>,
+}
+
+/// A new agent with its API key. The key is shown only in this answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedAgent {
+    /// Agent id.
+    pub id: String,
+    /// Agent name.
+    pub name: String,
+    /// Risk score.
+    pub risk_score: f64,
+    /// The agent's API key (`aaf_ak_...`); store it now, it cannot be shown again.
+    pub api_key: String,
+    /// The first characters of the key, shown in listings to tell keys apart.
+    pub key_prefix: String,
+}
+
+/// An agent as listed (never with keys).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    /// Agent id.
+    pub id: String,
+    /// Agent name.
+    pub name: String,
+    /// Risk score.
+    pub risk_score: f64,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// `GET /v1/agents` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    /// The organisation's agents, oldest first.
+    pub agents: Vec<AgentView>,
+}
+
+/// Registers an agent and returns its API key once.
+#[utoipa::path(post, path = "/v1/agents", tag = "agents",
+    request_body = CreateAgentBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "agent created", body = CreatedAgent),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "missing or invalid admin token", body = ErrorBody),
+        (status = 403, description = "the token is not an admin token", body = ErrorBody),
+        (status = 409, description = "an agent with this name exists", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody),
+    ))]
+pub async fn create_agent(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    body: Result<Json<CreateAgentBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
+    let Json(body) = body.map_err(|r| state.json_rejection(r))?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::field(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    let risk_score = body.risk_score.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&risk_score) {
+        return Err(ApiError::field(
+            "risk_score",
+            "must be a number from 0 to 1",
+        ));
+    }
+    let key = generate_token(AGENT_KEY_PREFIX);
+    let prefix = visible_prefix(&key);
+    let agent = state
+        .store
+        .create_agent(
+            &admin.org.id,
+            name,
+            risk_score,
+            &hash_token(&key),
+            &prefix,
+            &now_rfc3339(),
+            &admin.name,
+        )
+        .await
+        .map_err(|e| match e {
+            aaf_store::StoreError::Conflict(_) => {
+                ApiError::Conflict(format!("an agent named {name:?} already exists"))
+            }
+            other => other.into(),
+        })?;
+    tracing::info!(agent_id = %agent.id, agent = %agent.name, "agent created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAgent {
+            id: agent.id,
+            name: agent.name,
+            risk_score: agent.risk_score,
+            api_key: key,
+            key_prefix: prefix,
+        }),
+    ))
+}
+
+/// Lists the organisation's agents (without keys).
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the agents", body = AgentList),
+        (status = 401, description = "missing or invalid admin token", body = ErrorBody),
+        (status = 403, description = "the token is not an admin token", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody),
+    ))]
+pub async fn list_agents(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+) -> Result<Json<AgentList>, ApiError> {
+    let agents = state.store.list_agents(&admin.org.id).await?;
+    Ok(Json(AgentList {
+        agents: agents
+            .into_iter()
+            .map(|a| AgentView {
+                id: a.id,
+                name: a.name,
+                risk_score: a.risk_score,
+                created_at: a.created_at,
+            })
+            .collect(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+/// `POST /v1/actions` and `POST /v1/actions/dry-run` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// The tool, e.g. `http_proxy` (alias `http`) or a decision-only tool of yours.
+    pub tool: String,
+    /// The operation; for `http_proxy` the HTTP method.
+    pub operation: String,
+    /// Tool parameters (an object). For `http_proxy`: `url`, `headers`, `body`, `timeout_ms`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Value>,
+    /// Context for policies: `user_id`, `session_id`, `purpose`, ... (an object).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+}
+
+/// One policy's part in a decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyDecisionView {
+    /// The policy (its Rego package, without `data.`).
+    pub policy: String,
+    /// `allow`, `deny`, `require_approval`, or null when the policy abstained.
+    pub decision: Option<String>,
+    /// The policy's reason, or the evaluation error that made it deny.
+    pub reason: Option<String>,
+    /// Evaluation time in microseconds (dry runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_time_us: Option<u64>,
+}
+
+/// The decision on an action and what happened to it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionResponse {
+    /// Action id (absent in dry runs, which store nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `allow`, `require_approval` or `deny`.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// The risk level given by the deciding policies, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_level: Option<String>,
+    /// The policies whose decision equals the final decision.
+    pub matched_policies: Vec<String>,
+    /// Every policy's decision.
+    pub policies: Vec<PolicyDecisionView>,
+    /// `allowed` (decision-only tool: the agent may run it), `executed`, `failed`
+    /// (connector tools), `pending_approval`, `denied`, or `dry_run`.
+    pub status: String,
+    /// The connector's result when executed: for `http_proxy`
+    /// `{status, headers, body, truncated}`; for `failed`, `{error}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// The revision of the policy set that decided (hex SHA-256 of the sources).
+    pub policy_revision: String,
+}
+
+fn policy_views(decision: &Decision, with_times: bool) -> Vec<PolicyDecisionView> {
+    decision
+        .policies
+        .iter()
+        .map(|p| PolicyDecisionView {
+            policy: p.policy.clone(),
+            decision: p.decision.map(|v| v.as_str().to_string()),
+            reason: p.reason.clone(),
+            eval_time_us: with_times.then_some(p.eval_time_us),
+        })
+        .collect()
+}
+
+/// Checks the body's shape beyond what serde checks; errors name the field.
+fn validate_action(body: ActionBody) -> Result<ActionRequest, ApiError> {
+    fn name(field: &str, v: &str) -> Result<String, ApiError> {
+        if v.trim().is_empty() {
+            return Err(ApiError::field(field, "must not be empty"));
+        }
+        if v.chars().count() > MAX_NAME_CHARS {
+            return Err(ApiError::field(
+                field,
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            ));
+        }
+        Ok(v.to_string())
+    }
+    fn object(field: &str, v: Option<Value>) -> Result<Map<String, Value>, ApiError> {
+        match v {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(ApiError::field(field, "must be a JSON object")),
+        }
+    }
+    Ok(ActionRequest {
+        tool: name("tool", &body.tool)?,
+        operation: name("operation", &body.operation)?,
+        params: object("params", body.params)?,
+        context: object("context", body.context)?,
+    })
+}
+
+/// What the decision path produced for one action, before anything is stored.
+struct Decided {
+    action_id: String,
+    request: ActionRequest,
+    decision: Decision,
+}
+
+fn decide(
+    state: &AppState,
+    agent: &aaf_store::AgentPrincipal,
+    ip: Option<String>,
+    request: ActionRequest,
+    action_id: String,
+) -> Decided {
+    let input = PolicyInput::build(
+        &action_id,
+        &request,
+        &AgentInfo {
+            id: agent.agent.id.clone(),
+            name: agent.agent.name.clone(),
+            risk_score: agent.agent.risk_score,
+        },
+        &OrgInfo {
+            id: agent.org.id.clone(),
+            plan: agent.org.plan.clone(),
+        },
+        &RequestMetadata {
+            timestamp: now_rfc3339(),
+            ip_address: ip,
+        },
+    );
+    let mut decision = state.policies.evaluate(&input);
+    // The connector's own checks apply whatever the policies say: an allowed HTTP call to a
+    // forbidden destination is denied here, before anything runs.
+    if decision.verdict == Verdict::Allow && HTTP_TOOLS.contains(&request.tool.as_str()) {
+        if let Err(e) = state.http.preflight(&request.operation, &request.params) {
+            decision = connector_denial(decision, &e);
+        }
+    }
+    Decided {
+        action_id,
+        request,
+        decision,
+    }
+}
+
+/// Turns an allow into a deny because the connector refused the request (SSRF guard,
+/// allowlist, malformed parameters). The policies' outcomes are kept for the record.
+fn connector_denial(mut decision: Decision, error: &ConnectorError) -> Decision {
+    decision.verdict = Verdict::Deny;
+    decision.reason = error.to_string();
+    decision.risk_level = None;
+    decision.matched_policies = Vec::new();
+    decision
+}
+
+fn status_of(verdict: Verdict, tool: &str) -> &'static str {
+    match verdict {
+        Verdict::Deny => "denied",
+        Verdict::RequireApproval => "pending_approval",
+        Verdict::Allow if HTTP_TOOLS.contains(&tool) => "executing",
+        Verdict::Allow => "allowed",
+    }
+}
+
+fn http_status(verdict: Verdict) -> StatusCode {
+    match verdict {
+        Verdict::Allow => StatusCode::OK,
+        Verdict::RequireApproval => StatusCode::ACCEPTED,
+        Verdict::Deny => StatusCode::FORBIDDEN,
+    }
+}
+
+/// Submits an action: decides it with the policies, records the decision durably, runs it
+/// through its connector when allowed, records the outcome, and answers.
+///
+/// Statuses: 200 allow, 202 require_approval (stored as `pending_approval`), 403 deny. Nothing
+/// is executed unless the decision was recorded; if recording fails the answer is 503.
+#[utoipa::path(post, path = "/v1/actions", tag = "actions",
+    request_body = ActionBody,
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, description = "allowed (and executed for connector tools)", body = ActionResponse),
+        (status = 202, description = "requires approval; stored as pending_approval", body = ActionResponse),
+        (status = 403, description = "denied by policy or by the connector's SSRF guard", body = ActionResponse),
+        (status = 400, description = "malformed body; `field` names the problem", body = ErrorBody),
+        (status = 401, description = "missing, unknown, revoked or expired agent key", body = ErrorBody),
+        (status = 413, description = "body larger than limits.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "body is not JSON", body = ErrorBody),
+        (status = 503, description = "the audit log could not record the action; nothing was executed", body = ErrorBody),
+    ))]
+pub async fn submit_action(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    AgentAuth(agent): AgentAuth,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = match body
+        .map_err(|r| state.json_rejection(r))
+        .and_then(|Json(b)| validate_action(b))
+    {
+        Ok(r) => r,
+        Err(e) => return Err(record_bad_request(&state, &agent, e).await),
+    };
+    let action_id = uuid::Uuid::now_v7().to_string();
+    let decided = decide(
+        &state,
+        &agent,
+        Some(peer.ip().to_string()),
+        request,
+        action_id,
+    );
+    let Decided {
+        action_id,
+        request,
+        decision,
+    } = decided;
+    let now = now_rfc3339();
+    let status = status_of(decision.verdict, &request.tool);
+    let policies_json = serde_json::to_value(policy_views(&decision, false))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Only an action AAF may still have to run keeps its parameters in full; every other
+    // record keeps the redacted form.
+    let keep_full = decision.verdict == Verdict::RequireApproval;
+    let params = Value::Object(request.params.clone());
+    let context = Value::Object(request.context.clone());
+    let record = ActionRecord {
+        id: action_id.clone(),
+        org_id: agent.org.id.clone(),
+        agent_id: agent.agent.id.clone(),
+        tool: request.tool.clone(),
+        operation: request.operation.clone(),
+        params: if keep_full { params.clone() } else { redact(&params) },
+        context: if keep_full { context.clone() } else { redact(&context) },
+        decision: decision.verdict.as_str().to_string(),
+        reason: decision.reason.clone(),
+        risk_level: decision.risk_level.clone(),
+        status: status.to_string(),
+        policies: policies_json.clone(),
+        result: None,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    let decided_event = NewEvent {
+        org_id: agent.org.id.clone(),
+        ts: now,
+        agent_id: Some(agent.agent.id.clone()),
+        action_id: Some(action_id.clone()),
+        event_type: event_types::ACTION_DECIDED.to_string(),
+        data: serde_json::json!({
+            "tool": request.tool,
+            "operation": request.operation,
+            "params": redact(&params),
+            "context": redact(&context),
+            "decision": decision.verdict.as_str(),
+            "reason": decision.reason,
+            "risk_level": decision.risk_level,
+            "matched_policies": decision.matched_policies,
+            "policies": policies_json,
+            "policy_revision": state.policies.revision(),
+            "ip_address": peer.ip().to_string(),
+        }),
+    };
+    state
+        .writer
+        .submit(WriteUnit {
+            action: Some(ActionWrite::Insert(record)),
+            events: vec![decided_event],
+        })
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the audit log could not record the decision, so the action was not executed: {e}"
+            ))
+        })?;
+
+    let mut response = ActionResponse {
+        id: Some(action_id.clone()),
+        decision: decision.verdict.as_str().to_string(),
+        reason: decision.reason.clone(),
+        risk_level: decision.risk_level.clone(),
+        matched_policies: decision.matched_policies.clone(),
+        policies: policy_views(&decision, false),
+        status: status.to_string(),
+        result: None,
+        policy_revision: state.policies.revision().to_string(),
+    };
+    if let Some(allowed) = AllowedAction::from_decision(&action_id, request, &decision) {
+        if HTTP_TOOLS.contains(&allowed.request().tool.as_str()) {
+            execute_http(&state, &agent, &allowed, &mut response).await?;
+        }
+    }
+    let code = if response.status == "denied" {
+        StatusCode::FORBIDDEN
+    } else {
+        http_status(decision.verdict)
+    };
+    Ok((code, Json(response)).into_response())
+}
+
+/// Runs an allowed HTTP action and records its outcome (`action.executed` or
+/// `action.failed`). An SSRF refusal found only at connection time (a name that resolves to
+/// a blocked address, a redirect to one) turns the answer into a deny.
+async fn execute_http(
+    state: &AppState,
+    agent: &aaf_store::AgentPrincipal,
+    allowed: &AllowedAction,
+    response: &mut ActionResponse,
+) -> Result<(), ApiError> {
+    let outcome = state.http.execute(allowed).await;
+    let (status, event_type, result, data) = match outcome {
+        Ok(out) => {
+            let result = serde_json::to_value(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let data = serde_json::json!({
+                "status": out.status,
+                "truncated": out.truncated,
+            });
+            ("executed", event_types::ACTION_EXECUTED, Some(result), data)
+        }
+        Err(e) => {
+            let kind = match &e {
+                ConnectorError::Ssrf(_) => "ssrf",
+                ConnectorError::InvalidRequest(_) => "invalid_request",
+                ConnectorError::Upstream(_) => "upstream",
+                ConnectorError::Timeout(_) => "timeout",
+            };
+            let denied = matches!(e, ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_));
+            let status = if denied { "denied" } else { "failed" };
+            if denied {
+                response.decision = Verdict::Deny.as_str().to_string();
+                response.reason = e.to_string();
+                response.matched_policies = Vec::new();
+            }
+            let data = serde_json::json!({ "error": e.to_string(), "kind": kind });
+            (
+                status,
+                event_types::ACTION_FAILED,
+                Some(serde_json::json!({ "error": e.to_string() })),
+                data,
+            )
+        }
+    };
+    let now = now_rfc3339();
+    state
+        .writer
+        .submit(WriteUnit {
+            action: Some(ActionWrite::Update {
+                org_id: agent.org.id.clone(),
+                id: allowed.id().to_string(),
+                status: status.to_string(),
+                result: result.clone(),
+                updated_at: now.clone(),
+            }),
+            events: vec![NewEvent {
+                org_id: agent.org.id.clone(),
+                ts: now,
+                agent_id: Some(agent.agent.id.clone()),
+                action_id: Some(allowed.id().to_string()),
+                event_type: event_type.to_string(),
+                data,
+            }],
+        })
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the action ran but its outcome could not be recorded in the audit log: {e}"
+            ))
+        })?;
+    response.status = status.to_string();
+    response.result = result;
+    Ok(())
+}
+
+/// Records a malformed action request in the agent's chain (without the body) and returns
+/// the error to answer.
+async fn record_bad_request(
+    state: &AppState,
+    agent: &aaf_store::AgentPrincipal,
+    error: ApiError,
+) -> ApiError {
+    let (status, _) = error.status_and_code();
+    let field = match &error {
+        ApiError::BadRequest { field, .. } => field.clone(),
+        _ => None,
+    };
+    let unit = WriteUnit {
+        action: None,
+        events: vec![NewEvent {
+            org_id: agent.org.id.clone(),
+            ts: now_rfc3339(),
+            agent_id: Some(agent.agent.id.clone()),
+            action_id: None,
+            event_type: event_types::REQUEST_REJECTED.to_string(),
+            data: serde_json::json!({
+                "status": status.as_u16(),
+                "reason": error.to_string(),
+                "field": field,
+                "path": "/v1/actions",
+            }),
+        }],
+    };
+    if let Err(e) = state.writer.submit(unit).await {
+        tracing::error!(error = %e, "could not record a rejected request in the audit log");
+    }
+    error
+}
+
+/// Evaluates an action exactly as `POST /v1/actions` would, without executing or storing it,
+/// and reports each policy's evaluation time.
+#[utoipa::path(post, path = "/v1/actions/dry-run", tag = "actions",
+    request_body = ActionBody,
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, description = "the decision that would be made (any verdict)", body = ActionResponse),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "missing, unknown, revoked or expired agent key", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+    ))]
+pub async fn dry_run(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    AgentAuth(agent): AgentAuth,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Json<ActionResponse>, ApiError> {
+    let Json(body) = body.map_err(|r| state.json_rejection(r))?;
+    let request = validate_action(body)?;
+    let decided = decide(
+        &state,
+        &agent,
+        Some(peer.ip().to_string()),
+        request,
+        format!("dry-run-{}", uuid::Uuid::now_v7()),
+    );
+    let decision = decided.decision;
+    Ok(Json(ActionResponse {
+        id: None,
+        decision: decision.verdict.as_str().to_string(),
+        reason: decision.reason.clone(),
+        risk_level: decision.risk_level.clone(),
+        matched_policies: decision.matched_policies.clone(),
+        policies: policy_views(&decision, true),
+        status: "dry_run".to_string(),
+        result: None,
+        policy_revision: state.policies.revision().to_string(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+
+/// `GET /v1/audit` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Return events with `seq` greater than this; default 0 (from the start).
+    #[serde(default)]
+    pub after_seq: u64,
+    /// At most this many events, 1 to 1000; default 100.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// `system` to read the chain of unauthenticated events (admins of the first
+    /// organisation only); default: the caller's organisation.
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+/// A page of audit events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// The chain read: the organisation id or `system`.
+    pub chain: String,
+    /// Events in `seq` order: `{seq, ts, org_id, agent_id, action_id, type, data, prev_hash, hash}`.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<ChainedEvent>,
+    /// Pass as `after_seq` to read on; absent when this page is the end of the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after_seq: Option<u64>,
+}
+
+/// Reads the organisation's audit chain in order.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "events in seq order", body = AuditPage),
+        (status = 400, description = "bad query parameter", body = ErrorBody),
+        (status = 401, description = "missing or invalid admin token", body = ErrorBody),
+        (status = 403, description = "not an admin, or the system chain of another organisation", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody),
+    ))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        field: None,
+        message: e.body_text(),
+    })?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("limit", "must be from 1 to 1000"));
+    }
+    let chain = match query.chain.as_deref() {
+        None => admin.org.id.clone(),
+        Some(SYSTEM_CHAIN) if admin.org.id == *state.default_org_id => SYSTEM_CHAIN.to_string(),
+        Some(SYSTEM_CHAIN) => {
+            return Err(ApiError::Forbidden(
+                "only admins of the first organisation may read the system chain".into(),
+            ))
+        }
+        Some(other) if other == admin.org.id => other.to_string(),
+        Some(_) => {
+            return Err(ApiError::field(
+                "chain",
+                "must be `system` or your organisation's id",
+            ))
+        }
+    };
+    let events = state
+        .store
+        .list_audit(&chain, query.after_seq, limit)
+        .await?;
+    let next_after_seq = if events.len() == limit as usize {
+        events.last().map(|e| e.event.seq)
+    } else {
+        None
+    };
+    Ok(Json(AuditPage {
+        chain,
+        events,
+        next_after_seq,
+    }))
+}

@@ -1,0 +1,320 @@
+//! The server: state, router, start-up (bootstrap) and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aaf_core::policy::{EvaluatorOptions, PolicySet};
+use aaf_core::secrets::{generate_token, hash_token, visible_prefix, ADMIN_TOKEN_PREFIX};
+use aaf_store::{AuditWriter, Store, StoreOptions};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::api;
+use crate::config::{Config, SqliteSynchronous};
+use crate::connectors::http::HttpConnector;
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::policy_loader::{load_policies, PolicyOrigin};
+use crate::time::now_rfc3339;
+
+/// Name of the default organisation created on first start.
+pub const DEFAULT_ORG_NAME: &str = "default";
+/// Plan recorded for organisations of a self-hosted deployment.
+pub const SELF_HOSTED_PLAN: &str = "self_hosted";
+/// File in the data directory that receives a generated admin token (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Shared state of every request handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The group-commit audit writer.
+    pub writer: AuditWriter,
+    /// The policy set in force.
+    pub policies: Arc<PolicySet>,
+    /// The HTTP connector.
+    pub http: Arc<HttpConnector>,
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// The id of the first organisation (the operator's).
+    pub default_org_id: Arc<str>,
+}
+
+impl AppState {
+    /// Maps a JSON body rejection to an API error (413 uses the configured limit).
+    pub fn json_rejection(&self, rejection: JsonRejection) -> ApiError {
+        ApiError::from_json_rejection(rejection, self.config.limits.max_body_bytes)
+    }
+}
+
+/// Builds the router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/agents", post(api::create_agent).get(api::list_agents))
+        .route("/v1/actions", post(api::submit_action))
+        .route("/v1/actions/dry-run", post(api::dry_run))
+        .route("/v1/audit", get(api::list_audit))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see GET /v1/openapi.json".into())
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Policies could not be loaded.
+    #[error(transparent)]
+    Policies(#[from] crate::policy_loader::PolicyLoadError),
+    /// The database could not be opened or bootstrapped.
+    #[error("database: {0}")]
+    Store(#[from] aaf_store::StoreError),
+    /// The HTTP connector's configuration is invalid.
+    #[error("connectors.http: {0}")]
+    Connector(String),
+    /// The admin token file could not be written.
+    #[error("cannot write {0}: {1}")]
+    TokenFile(PathBuf, String),
+    /// The listener failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What happened to the admin token at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminTokenNotice {
+    /// The default organisation already existed; no token was made.
+    Existing,
+    /// Taken from `AAF_ADMIN_TOKEN` / `admin_token`.
+    FromConfig,
+    /// Generated and written to this file (mode 0600).
+    Generated(PathBuf),
+}
+
+/// Opens the store, bootstraps the default organisation and its admin token, and loads the
+/// policies: everything `aaf serve` needs before it listens.
+pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), StartError> {
+    let (policies, origin) = load_policies(
+        &config.policies,
+        EvaluatorOptions {
+            eval_timeout: config.eval_timeout(),
+        },
+    )?;
+    match &origin {
+        PolicyOrigin::Directory(dir) => tracing::info!(
+            directory = %dir.display(),
+            revision = %policies.revision(),
+            "policies loaded"
+        ),
+        PolicyOrigin::BundledStarter(dir) => tracing::warn!(
+            directory = %dir.display(),
+            "policy directory does not exist; using the bundled starter policy (default deny; see policies/starter.rego)"
+        ),
+    }
+    for m in policies.modules() {
+        tracing::info!(file = %m.path, package = %m.package, syntax = ?m.syntax, "policy module");
+    }
+    if policies.policies().is_empty() {
+        tracing::warn!("no policy defines a `decision` rule: every action will be denied");
+    }
+    for p in policies.policies() {
+        tracing::info!(policy = %p.name, files = ?p.files, "policy");
+    }
+
+    let http = HttpConnector::new(&config.connectors.http)
+        .map_err(|e| StartError::Connector(e.to_string()))?;
+    if !config.connectors.http.allow_private_cidrs.is_empty() {
+        tracing::warn!(
+            cidrs = ?config.connectors.http.allow_private_cidrs,
+            "connectors.http.allow_private_cidrs lets agents reach these internal ranges"
+        );
+    }
+    if !config.connectors.http.allowed_domains.is_empty() {
+        tracing::info!(domains = ?config.connectors.http.allowed_domains, "connectors.http.allowed_domains in force");
+    }
+
+    let store = Store::open_sqlite(
+        &config.data_dir,
+        &StoreOptions {
+            synchronous_full: config.database.sqlite_synchronous == SqliteSynchronous::Full,
+            busy_timeout_ms: config.database.busy_timeout_ms,
+            read_only: false,
+        },
+    )
+    .await?;
+    tracing::info!(data_dir = %config.data_dir.display(), database = store.backend_name(), "database open");
+
+    let (org_id, notice) = bootstrap(&store, &config).await?;
+    match &notice {
+        AdminTokenNotice::Existing => {
+            if let Some(token) = &config.admin_token {
+                if store.find_token(&hash_token(token.expose())).await?.is_none() {
+                    tracing::warn!("AAF_ADMIN_TOKEN is set but is not a token of this data directory; it is only used when the data directory is first created");
+                }
+            }
+            tracing::info!(file = %config.data_dir.join(ADMIN_TOKEN_FILE).display(), "admin token was created on first start (see this file if it was generated)");
+        }
+        AdminTokenNotice::FromConfig => {
+            tracing::info!("admin token of the default organisation taken from AAF_ADMIN_TOKEN")
+        }
+        AdminTokenNotice::Generated(path) => {
+            tracing::info!(file = %path.display(), "admin token of the default organisation generated and written")
+        }
+    }
+
+    let writer = AuditWriter::spawn(store.clone(), config.audit.max_batch);
+    let state = AppState {
+        store,
+        writer,
+        policies: Arc::new(policies),
+        http: Arc::new(http),
+        config: Arc::new(config),
+        default_org_id: Arc::from(org_id.as_str()),
+    };
+    Ok((state, notice))
+}
+
+/// Creates the default organisation and its admin token on first start.
+async fn bootstrap(store: &Store, config: &Config) -> Result<(String, AdminTokenNotice), StartError> {
+    if let Some(org) = store.find_org_by_name(DEFAULT_ORG_NAME).await? {
+        return Ok((org.id, AdminTokenNotice::Existing));
+    }
+    let (token, notice) = match &config.admin_token {
+        Some(t) => (t.expose().to_string(), AdminTokenNotice::FromConfig),
+        None => {
+            let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+            (generate_token(ADMIN_TOKEN_PREFIX), AdminTokenNotice::Generated(path))
+        }
+    };
+    if let AdminTokenNotice::Generated(path) = &notice {
+        write_secret_file(path, &token)?;
+        // Printed once, on standard output, for the operator who started the server.
+        println!("admin token (shown once, also written to {}): {token}", path.display());
+    }
+    let org = store
+        .create_org_with_admin_token(
+            DEFAULT_ORG_NAME,
+            SELF_HOSTED_PLAN,
+            "bootstrap admin",
+            &hash_token(&token),
+            &visible_prefix(&token),
+            &now_rfc3339(),
+        )
+        .await?;
+    Ok((org.id, notice))
+}
+
+/// Writes `content` to `path` with mode 0600 (owner read/write only), refusing to overwrite.
+fn write_secret_file(path: &Path, content: &str) -> Result<(), StartError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| StartError::TokenFile(path.into(), e.to_string()))?;
+    file.write_all(format!("{content}\n").as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| StartError::TokenFile(path.into(), e.to_string()))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish, and flushes the audit writer.
+///
+/// Errors: the listener failing while serving.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let writer = state.writer.clone();
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    tracing::info!("stopped accepting; flushing the audit log");
+    writer.shutdown().await;
+    tracing::info!("audit log flushed; bye");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// `aaf serve`: prepare, bind, log where everything is, and serve until a signal.
+///
+/// Errors: anything in [`prepare`], and a listen address that cannot be bound.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let listen = config.listen;
+    let (state, _) = prepare(config).await?;
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(address = %addr, "listening (OpenAPI at /v1/openapi.json)");
+    run(listener, state, shutdown_signal()).await
+}

@@ -1,0 +1,420 @@
+//! Configuration: defaults -> optional `aaf.toml` -> `AAF_*` environment variables -> flags.
+//!
+//! Layering uses `figment`. Environment variables map to keys by lowercasing and splitting
+//! nested sections on a double underscore: `AAF_LIMITS__EVAL_TIMEOUT_MS=50` sets
+//! `limits.eval_timeout_ms`. Unknown keys, from any layer, are an error. Every key is
+//! documented in `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aaf_core::secrets::Secret;
+use figment::providers::{Format, Serialized, Toml};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::connectors::http::HttpConnectorConfig;
+
+/// The configuration file read when no `--config` is given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "aaf.toml";
+
+/// The whole server configuration (the raw, user-facing form; see [`Config::load`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8700`.
+    pub listen: SocketAddr,
+    /// Directory of the embedded SQLite database (`aaf.db`) and the `admin-token` file.
+    /// Default `./aaf-data`.
+    pub data_dir: PathBuf,
+    /// Directory of `.rego` policy files, read recursively (`*_test.rego` files are skipped).
+    /// Default `./policies`; when it does not exist the bundled starter policy is used.
+    pub policies: PathBuf,
+    /// Admin token of the default organisation, used on first start instead of a generated
+    /// one. Environment: `AAF_ADMIN_TOKEN`. Only its SHA-256 is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// Request and evaluation limits.
+    pub limits: LimitsConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Storage.
+    pub database: DatabaseConfig,
+    /// The audit writer.
+    pub audit: AuditConfig,
+    /// Connectors.
+    pub connectors: ConnectorsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            data_dir: PathBuf::from("./aaf-data"),
+            policies: PathBuf::from("./policies"),
+            admin_token: None,
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            audit: AuditConfig::default(),
+            connectors: ConnectorsConfig::default(),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body in bytes; larger bodies get 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Time limit of one policy evaluation (all policies) in milliseconds. Default 100.
+    pub eval_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1024 * 1024,
+            eval_timeout_ms: 100,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `aaf_server=debug,info`. Default `info`;
+    /// `RUST_LOG`, when set, takes precedence.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// SQLite `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is fsynced: an acknowledged action survives power loss (default).
+    Full,
+    /// Commits survive a crash of AAF but the last ones may be lost on power loss.
+    Normal,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// SQLite `synchronous`: `full` (default) or `normal`.
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// How long a statement waits for a lock before failing, in milliseconds. Default 5000.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            sqlite_synchronous: SqliteSynchronous::Full,
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Most write units (one per action step) committed in one transaction. Default 512.
+    pub max_batch: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { max_batch: 512 }
+    }
+}
+
+/// `[connectors]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorsConfig {
+    /// `[connectors.http]`: the HTTP proxy connector (tool `http_proxy`, alias `http`).
+    pub http: HttpConnectorConfig,
+}
+
+/// Values given on the command line; each one set overrides every other layer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CliOverrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--policies`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<PathBuf>,
+}
+
+/// A configuration problem, said in the user's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file named by `--config` does not exist.
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A layer could not be read or has a wrong or unknown key.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the layered configuration.
+    ///
+    /// `config_file`: the `--config` path (an error if it does not exist); without it
+    /// `aaf.toml` in the working directory is read when present. `env` is normally
+    /// [`std::env::vars`]; tests pass their own.
+    ///
+    /// Errors: a missing `--config` file, TOML syntax errors, wrong types and unknown keys,
+    /// each naming the key and where it came from.
+    pub fn load(
+        config_file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        cli: &CliOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match config_file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => {
+                if Path::new(DEFAULT_CONFIG_FILE).exists() {
+                    figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+                }
+            }
+        }
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("AAF_"))
+            .collect();
+        let mut dict = figment::value::Dict::new();
+        for (key, value) in vars {
+            let Some(rest) = key.strip_prefix("AAF_") else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            insert_path(&mut dict, &path, parse_env_value(&value));
+        }
+        figment = figment.merge(NamedLayer {
+            name: "environment variables AAF_*",
+            dict,
+        });
+        let cli_dict = match figment::value::Value::serialize(cli) {
+            Ok(figment::value::Value::Dict(_, d)) => d,
+            _ => figment::value::Dict::new(),
+        };
+        figment = figment.merge(NamedLayer {
+            name: "command-line flags",
+            dict: cli_dict,
+        });
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_body_bytes must be at least 1".into(),
+            ));
+        }
+        if self.limits.eval_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.eval_timeout_ms must be at least 1".into(),
+            ));
+        }
+        if self.audit.max_batch == 0 {
+            return Err(ConfigError::Invalid(
+                "audit.max_batch must be at least 1".into(),
+            ));
+        }
+        if let Some(token) = &self.admin_token {
+            if token.expose().len() < 32 {
+                return Err(ConfigError::Invalid(
+                    "admin_token (AAF_ADMIN_TOKEN) must be at least 32 characters; leave it unset to have one generated".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The evaluation time limit as a [`Duration`].
+    pub fn eval_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.eval_timeout_ms)
+    }
+}
+
+/// Parses an environment value the way figment does: TOML-like scalars and arrays, else a
+/// string.
+fn parse_env_value(value: &str) -> figment::value::Value {
+    value
+        .parse::<figment::value::Value>()
+        .unwrap_or_else(|_| figment::value::Value::from(value.to_string()))
+}
+
+/// A layer of already-parsed values with a name that error messages use.
+struct NamedLayer {
+    name: &'static str,
+    dict: figment::value::Dict,
+}
+
+impl Provider for NamedLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name)
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, figment::value::Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| figment::value::Dict::new().into());
+            if let figment::value::Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = figment::value::Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = inner.into();
+            }
+        }
+    }
+}
+
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("key `{}`: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(None, env(&[]), &CliOverrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8700");
+        assert_eq!(c.data_dir, PathBuf::from("./aaf-data"));
+        assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.limits.eval_timeout_ms, 100);
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("aaf.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n[limits]\neval_timeout_ms = 7\n[connectors.http]\nallowed_domains = [\"api.example.com\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("AAF_DATA_DIR", "/from/env"),
+                ("AAF_LIMITS__MAX_BODY_BYTES", "2048"),
+                ("PATH", "/bin"),
+            ]),
+            &CliOverrides {
+                listen: Some("127.0.0.1:9100".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(c.limits.eval_timeout_ms, 7);
+        assert_eq!(c.limits.max_body_bytes, 2048);
+        assert_eq!(c.connectors.http.allowed_domains, vec!["api.example.com"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_from_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("aaf.toml");
+        std::fs::write(&file, "[limits]\neval_timeout = 7\n").unwrap();
+        let e = Config::load(Some(&file), env(&[]), &CliOverrides::default()).unwrap_err();
+        assert!(e.to_string().contains("eval_timeout"), "{e}");
+        let e = Config::load(None, env(&[("AAF_LISTN", "x")]), &CliOverrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn missing_config_file_and_bad_values() {
+        let e = Config::load(
+            Some(Path::new("/nonexistent/aaf.toml")),
+            env(&[]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::MissingFile(_)));
+        let e = Config::load(None, env(&[("AAF_ADMIN_TOKEN", "short")]), &CliOverrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("admin_token"), "{e}");
+        let e = Config::load(None, env(&[("AAF_LISTEN", "nope")]), &CliOverrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The API's error type and its JSON form.
+//!
+//! Every error answer has the body `{"error": {"code": "...", "message": "...", "field": "..."?}}`.
+//! Client errors say what was wrong; internal errors are logged with detail and answered with
+//! a generic message. The mapping to HTTP statuses is one `match` with no catch-all arm, so a
+//! new variant forces a decision.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error answered to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; `field` names the offending field when there is one.
+    #[error("{message}")]
+    BadRequest {
+        /// The JSON path of the bad field, e.g. `params` or `risk_score`.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// 401: missing, unknown, revoked or expired credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated but not permitted.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such object (in the caller's organisation).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the object conflicts with an existing one.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than `limits.max_body_bytes`.
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: the body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503: a dependency (the database, the audit log) is unavailable; nothing was executed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: an unexpected internal error; the detail is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Details of an error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `payload_too_large`, `unsupported_media_type`, `unavailable`, `internal`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The offending field, for `bad_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// A 400 naming `field`.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status and stable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Maps a JSON extractor rejection to a client error that names the field when serde
+    /// reported one.
+    pub fn from_json_rejection(rejection: JsonRejection, max_body: usize) -> ApiError {
+        match rejection {
+            JsonRejection::JsonDataError(e) => json_error(&e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest {
+                field: None,
+                message: format!("request body is not valid JSON: {}", e.body_text()),
+            },
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "request body must be JSON with content-type: application/json".into(),
+            ),
+            JsonRejection::BytesRejection(e) => {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(max_body)
+                } else {
+                    ApiError::BadRequest {
+                        field: None,
+                        message: format!("could not read request body: {}", e.body_text()),
+                    }
+                }
+            }
+            other => ApiError::BadRequest {
+                field: None,
+                message: other.body_text(),
+            },
+        }
+    }
+}
+
+/// Turns serde's data error text (`Failed to deserialize the JSON body into the target type:
+/// params: invalid type: ... at line 1 column 40`) into a 400 with the field path.
+fn json_error(text: &str) -> ApiError {
+    let detail = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
+    // serde_path_to_error style "path: message"; `.` means the root.
+    let (field, message) = match detail.split_once(": ") {
+        Some((path, msg)) if !path.contains(' ') && path != "." => {
+            (Some(path.to_string()), msg.to_string())
+        }
+        _ => {
+            // "missing field `tool` at line 1 column 2"
+            let field = detail
+                .split('`')
+                .nth(1)
+                .filter(|_| detail.starts_with("missing field") || detail.starts_with("unknown field"))
+                .map(str::to_string);
+            (field, detail.to_string())
+        }
+    };
+    ApiError::BadRequest { field, message }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let (message, field) = match self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                ("internal error; the server log has the details".to_string(), None)
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "service unavailable");
+                (detail, None)
+            }
+            ApiError::BadRequest { field, message } => (message, field),
+            other => (other.to_string(), None),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                field,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<aaf_store::StoreError> for ApiError {
+    fn from(e: aaf_store::StoreError) -> Self {
+        match e {
+            aaf_store::StoreError::NotFound(m) => ApiError::NotFound(m),
+            aaf_store::StoreError::Conflict(m) => ApiError::Conflict(m),
+            e @ aaf_store::StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            e @ (aaf_store::StoreError::Invalid(_) | aaf_store::StoreError::Corrupt(_)) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations by `utoipa`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api;
+use crate::error::{ErrorBody, ErrorDetail};
+
+/// The API description served at `GET /v1/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "AAF: Agent Action Firewall",
+        description = "Agents submit actions; Rego policies decide (deny > require_approval > allow); allowed HTTP calls go out through an SSRF-guarded connector; every step lands in a hash-chained audit log.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        api::healthz,
+        api::create_agent,
+        api::list_agents,
+        api::submit_action,
+        api::dry_run,
+        api::list_audit,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        api::Health,
+        api::CreateAgentBody,
+        api::CreatedAgent,
+        api::AgentView,
+        api::AgentList,
+        api::ActionBody,
+        api::ActionResponse,
+        api::PolicyDecisionView,
+        api::AuditPage,
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "actions", description = "Submitting agent actions for a decision"),
+        (name = "agents", description = "Agent registration"),
+        (name = "audit", description = "The hash-chained audit log"),
+        (name = "operations", description = "Health and metadata"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An organisation token (aaf_at_...), e.g. the admin token"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "agent_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An agent API key (aaf_ak_...)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as pretty JSON (for `aaf openapi` and tests).
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}

@@ -1,0 +1,98 @@
+//! Reading policy files from disk into a [`PolicySet`].
+
+use std::path::{Path, PathBuf};
+
+use aaf_core::policy::{EvaluatorOptions, LoadError, PolicySet, PolicySource};
+
+/// The bundled starter policy, used when the policy directory does not exist.
+pub const STARTER_POLICY: &str = include_str!("../../../policies/starter.rego");
+/// The path the starter policy is reported under.
+pub const STARTER_POLICY_PATH: &str = "<bundled>/starter.rego";
+
+/// Where a policy set came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyOrigin {
+    /// `.rego` files read from this directory.
+    Directory(PathBuf),
+    /// The directory did not exist; the bundled starter policy is in force.
+    BundledStarter(PathBuf),
+}
+
+/// Why policies could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// A file or directory could not be read.
+    #[error("cannot read policies: {0}")]
+    Io(String),
+    /// One or more modules are invalid; each error has `file:line:col`.
+    #[error("invalid policies:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<LoadError>),
+}
+
+/// Reads every `*.rego` file below `dir` (recursively, sorted by path), skipping Rego unit
+/// test files (`*_test.rego`) and hidden entries.
+///
+/// Errors: [`PolicyLoadError::Io`] when `dir` is not a readable directory or a file cannot be
+/// read (a file that is not UTF-8 is an error too).
+pub fn read_policy_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyLoadError> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let rego = std::fs::read_to_string(&path)
+                .map_err(|e| PolicyLoadError::Io(format!("{}: {e}", path.display())))?;
+            Ok(PolicySource {
+                path: path.display().to_string(),
+                rego,
+            })
+        })
+        .collect()
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyLoadError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| PolicyLoadError::Io(format!("{}: {e}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| PolicyLoadError::Io(format!("{}: {e}", dir.display())))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        let file_type = entry
+            .file_type()
+            .map_err(|e| PolicyLoadError::Io(format!("{}: {e}", path.display())))?;
+        if file_type.is_dir() {
+            collect(&path, out)?;
+        } else if name.ends_with(".rego") && !name.ends_with("_test.rego") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Loads the policies of `dir`, or the bundled starter policy when `dir` does not exist.
+///
+/// Errors: unreadable files ([`PolicyLoadError::Io`]) and invalid modules
+/// ([`PolicyLoadError::Invalid`]). An existing directory with no `.rego` files is not an
+/// error: the set is empty and every action is denied.
+pub fn load_policies(
+    dir: &Path,
+    options: EvaluatorOptions,
+) -> Result<(PolicySet, PolicyOrigin), PolicyLoadError> {
+    let (sources, origin) = if dir.exists() {
+        (read_policy_dir(dir)?, PolicyOrigin::Directory(dir.to_path_buf()))
+    } else {
+        (
+            vec![PolicySource {
+                path: STARTER_POLICY_PATH.to_string(),
+                rego: STARTER_POLICY.to_string(),
+            }],
+            PolicyOrigin::BundledStarter(dir.to_path_buf()),
+        )
+    };
+    let set = PolicySet::load(sources, options).map_err(PolicyLoadError::Invalid)?;
+    Ok((set, origin))
+}

@@ -1,0 +1,61 @@
+//! The one error type of the store.
+
+/// Why a store operation failed.
+///
+/// The variants say what the caller can do about it: retry later ([`StoreError::Unavailable`]),
+/// report a missing or duplicate thing to the client ([`StoreError::NotFound`],
+/// [`StoreError::Conflict`]), fix its input ([`StoreError::Invalid`]), or alert an operator
+/// ([`StoreError::Corrupt`]). It is `Clone` so that the group-commit writer can hand one
+/// failure to every waiter of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or written: I/O error, disk full, database locked past
+    /// the busy timeout, pool or writer closed, missing table. Transient or operational;
+    /// nothing was written.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A referenced row does not exist (e.g. the action to update, or the org or agent a new
+    /// row refers to).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A uniqueness rule was violated (e.g. an org or agent name that is taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The request cannot be stored as given (e.g. a write on a read-only store, a value out
+    /// of range, a missing required value).
+    #[error("invalid request to the store: {0}")]
+    Invalid(String),
+    /// A stored row cannot be read back (bad JSON, bad hex, unexpected type).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        use sqlx::error::ErrorKind;
+        match &error {
+            sqlx::Error::Database(db) => match db.kind() {
+                ErrorKind::UniqueViolation => StoreError::Conflict(db.message().to_string()),
+                ErrorKind::ForeignKeyViolation => StoreError::NotFound(format!(
+                    "a referenced org or agent does not exist ({})",
+                    db.message()
+                )),
+                ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
+                    StoreError::Invalid(db.message().to_string())
+                }
+                _ => StoreError::Unavailable(db.message().to_string()),
+            },
+            sqlx::Error::RowNotFound => StoreError::NotFound("row not found".to_string()),
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(error.to_string())
+            }
+            _ => StoreError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> StoreError {
+        StoreError::Unavailable(format!("database migration failed: {error}"))
+    }
+}

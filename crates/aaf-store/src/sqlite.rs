@@ -1,0 +1,871 @@
+//! The SQLite backend: one file `<data_dir>/aaf.db` in WAL mode.
+//!
+//! Connections: one writer connection (SQLite admits one writer at a time, so a pool of one
+//! serialises this process's writes without lock contention) and a small pool of read-only
+//! connections, which WAL lets read while the writer writes. Write transactions start with
+//! `BEGIN IMMEDIATE`, so another process writing the same file makes them wait up to the
+//! busy timeout instead of failing on a lock upgrade.
+//!
+//! SQL is kept portable (plain `INSERT ... VALUES` lists, `ON CONFLICT ... DO UPDATE`,
+//! TEXT/INTEGER/REAL columns) so that the PostgreSQL backend can mirror it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aaf_core::audit::{
+    event_types, hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary, ChainVerifier,
+    ChainedEvent, GENESIS_HASH,
+};
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::model::{
+    ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions,
+    TokenPrincipal, WriteUnit,
+};
+use crate::StoreError;
+
+/// The database file inside the data directory.
+pub(crate) const DB_FILE: &str = "aaf.db";
+
+/// SQLite's limit on bound parameters per statement (`SQLITE_MAX_VARIABLE_NUMBER` since
+/// SQLite 3.32).
+const MAX_BIND_PARAMS: usize = 32766;
+
+/// Number of read-only connections.
+const READERS: u32 = 4;
+
+/// Columns of `audit_events`, in insert and select order.
+const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
+
+/// Columns of `actions`, in insert and select order.
+const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
+     reason, risk_level, status, policies, result, created_at, updated_at";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite store: a writer (absent when read-only) and readers.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteStore {
+    writer: Option<SqlitePool>,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating unless read-only) `<data_dir>/aaf.db`.
+    pub(crate) async fn open(
+        data_dir: &Path,
+        opts: &StoreOptions,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let base = SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(Duration::from_millis(opts.busy_timeout_ms))
+            .foreign_keys(true);
+        let reader_options = base.clone().read_only(true).create_if_missing(false);
+        if opts.read_only {
+            if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+                return Err(StoreError::Unavailable(format!(
+                    "no database at {}: check the data directory, or start the server once to create it",
+                    path.display()
+                )));
+            }
+            let reader = reader_pool(reader_options).await?;
+            return Ok(SqliteStore {
+                writer: None,
+                reader,
+            });
+        }
+        create_data_dir(data_dir).await?;
+        let synchronous = if opts.synchronous_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
+        let writer_options = base
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(writer_options)
+            .await
+            .map_err(|e| open_error(&path, e))?;
+        MIGRATOR.run(&writer).await?;
+        let reader = reader_pool(reader_options).await?;
+        Ok(SqliteStore {
+            writer: Some(writer),
+            reader,
+        })
+    }
+
+    /// Closes every connection; later calls fail with [`StoreError::Unavailable`].
+    pub(crate) async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
+        self.reader.close().await;
+    }
+
+    fn writer(&self) -> Result<&SqlitePool, StoreError> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Invalid("the store was opened read-only".to_string()))
+    }
+
+    pub(crate) async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>, StoreError> {
+        let row = sqlx::query("SELECT id, name, plan, created_at FROM orgs WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| org_from_row(&r, "")).transpose()
+    }
+
+    pub(crate) async fn get_org(&self, id: &str) -> Result<Option<Org>, StoreError> {
+        let row = sqlx::query("SELECT id, name, plan, created_at FROM orgs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| org_from_row(&r, "")).transpose()
+    }
+
+    pub(crate) async fn create_org_with_admin_token(
+        &self,
+        name: &str,
+        plan: &str,
+        token_name: &str,
+        token_hash: &str,
+        token_prefix: &str,
+        now: &str,
+    ) -> Result<Org, StoreError> {
+        let org = Org {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_string(),
+            plan: plan.to_string(),
+            created_at: now.to_string(),
+        };
+        let token_id = uuid::Uuid::now_v7().to_string();
+        let role = "admin";
+        let events = [
+            NewEvent {
+                org_id: org.id.clone(),
+                ts: now.to_string(),
+                agent_id: None,
+                action_id: None,
+                event_type: event_types::ORG_CREATED.to_string(),
+                data: json!({"org_id": org.id, "name": name, "plan": plan}),
+            },
+            NewEvent {
+                org_id: org.id.clone(),
+                ts: now.to_string(),
+                agent_id: None,
+                action_id: None,
+                event_type: event_types::ADMIN_TOKEN_CREATED.to_string(),
+                data: json!({
+                    "token_id": token_id,
+                    "name": token_name,
+                    "prefix": token_prefix,
+                    "role": role,
+                }),
+            },
+        ];
+        let mut tx = self.writer()?.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("INSERT INTO orgs (id, name, plan, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(&org.plan)
+            .bind(&org.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| named_conflict(e, "an organisation with this name already exists"))?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, org_id, name, role, token_hash, prefix, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token_id)
+        .bind(&org.id)
+        .bind(token_name)
+        .bind(role)
+        .bind(token_hash)
+        .bind(token_prefix)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| named_conflict(e, "a token with this hash already exists"))?;
+        append_events(&mut tx, &[&events[..]]).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    pub(crate) async fn find_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenPrincipal>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.id AS token_id, t.name AS token_name, t.role, \
+                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
+                    o.created_at AS org_created_at \
+             FROM api_tokens t JOIN orgs o ON o.id = t.org_id \
+             WHERE t.token_hash = ? AND t.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(TokenPrincipal {
+            token_id: row.try_get("token_id")?,
+            org: org_from_row(&row, "org_")?,
+            role: row.try_get("role")?,
+            name: row.try_get("token_name")?,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_agent(
+        &self,
+        org_id: &str,
+        name: &str,
+        risk_score: f64,
+        key_hash: &str,
+        key_prefix: &str,
+        now: &str,
+        created_by: &str,
+    ) -> Result<Agent, StoreError> {
+        if !risk_score.is_finite() {
+            return Err(StoreError::Invalid(format!(
+                "risk score must be a finite number, got {risk_score}"
+            )));
+        }
+        let agent = Agent {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: org_id.to_string(),
+            name: name.to_string(),
+            risk_score,
+            created_at: now.to_string(),
+        };
+        let key_id = uuid::Uuid::now_v7().to_string();
+        let events = [NewEvent {
+            org_id: org_id.to_string(),
+            ts: now.to_string(),
+            agent_id: Some(agent.id.clone()),
+            action_id: None,
+            event_type: event_types::AGENT_CREATED.to_string(),
+            data: json!({
+                "agent_id": agent.id,
+                "name": name,
+                "risk_score": risk_score,
+                "key_id": key_id,
+                "key_prefix": key_prefix,
+                "created_by": created_by,
+            }),
+        }];
+        let mut tx = self.writer()?.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO agents (id, org_id, name, risk_score, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&agent.id)
+        .bind(&agent.org_id)
+        .bind(&agent.name)
+        .bind(agent.risk_score)
+        .bind(&agent.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| named_conflict(e, "an agent with this name already exists in the organisation"))?;
+        sqlx::query(
+            "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key_id)
+        .bind(org_id)
+        .bind(&agent.id)
+        .bind(key_hash)
+        .bind(key_prefix)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| named_conflict(e, "an agent key with this hash already exists"))?;
+        append_events(&mut tx, &[&events[..]]).await?;
+        tx.commit().await?;
+        Ok(agent)
+    }
+
+    pub(crate) async fn list_agents(&self, org_id: &str) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, name, risk_score, created_at FROM agents \
+             WHERE org_id = ? ORDER BY created_at, name",
+        )
+        .bind(org_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| agent_from_row(r, "")).collect()
+    }
+
+    pub(crate) async fn find_agent_key(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<AgentPrincipal>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.id AS key_id, k.expires_at, k.revoked_at, \
+                    a.id AS agent_id, a.org_id AS agent_org_id, a.name AS agent_name, \
+                    a.risk_score AS agent_risk_score, a.created_at AS agent_created_at, \
+                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
+                    o.created_at AS org_created_at \
+             FROM agent_keys k \
+             JOIN agents a ON a.id = k.agent_id \
+             JOIN orgs o ON o.id = a.org_id \
+             WHERE k.key_hash = ?",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let revoked_at: Option<String> = row.try_get("revoked_at")?;
+        Ok(Some(AgentPrincipal {
+            key_id: row.try_get("key_id")?,
+            agent: agent_from_row(&row, "agent_")?,
+            org: org_from_row(&row, "org_")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked: revoked_at.is_some(),
+        }))
+    }
+
+    pub(crate) async fn get_action(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<ActionRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE org_id = ? AND id = ?"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| action_from_row(&r)).transpose()
+    }
+
+    pub(crate) async fn list_audit(
+        &self,
+        org_id: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
+        let Ok(after_seq) = i64::try_from(after_seq) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE org_id = ? AND seq > ? \
+             ORDER BY seq LIMIT ?"
+        ))
+        .bind(org_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                event_from_row(r).map_err(|(seq, reason)| {
+                    StoreError::Corrupt(format!(
+                        "audit event {org_id}/{}: {reason}",
+                        seq.map_or("?".to_string(), |s| s.to_string())
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn verify_audit(
+        &self,
+    ) -> Result<Vec<Result<ChainSummary, ChainError>>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        // One read transaction, so heads and events come from the same snapshot even while
+        // the writer appends.
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let head_rows = sqlx::query("SELECT org_id, seq, hash FROM audit_heads")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut heads: HashMap<String, Result<(u64, [u8; 32]), ChainError>> = HashMap::new();
+        for row in &head_rows {
+            let org_id: String = row.try_get("org_id")?;
+            let head = head_from_row(row).map_err(|(seq, reason)| ChainError {
+                org_id: org_id.clone(),
+                seq: seq.unwrap_or(0),
+                kind: ChainErrorKind::Malformed {
+                    reason: format!("chain head: {reason}"),
+                },
+            });
+            heads.insert(org_id, head);
+        }
+
+        let mut results: Vec<Result<ChainSummary, ChainError>> = Vec::new();
+        let mut current: Option<(ChainVerifier, bool)> = None;
+        {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY org_id, seq");
+            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let org_id: String = row.try_get("org_id")?;
+                let same_org = current
+                    .as_ref()
+                    .is_some_and(|(verifier, _)| verifier.org_id() == org_id);
+                if !same_org {
+                    if let Some((verifier, _)) = current.take() {
+                        results.push(finish_chain(verifier, &mut heads));
+                    }
+                    current = Some((ChainVerifier::new(org_id), false));
+                }
+                let Some((verifier, failed)) = current.as_mut() else {
+                    continue;
+                };
+                if *failed {
+                    continue;
+                }
+                let outcome = match event_from_row(&row) {
+                    Ok(event) => verifier.push(&event).map(|_| ()),
+                    Err((seq, reason)) => {
+                        let seq = seq.unwrap_or_else(|| verifier.next_seq());
+                        Err(verifier.push_malformed(seq, reason))
+                    }
+                };
+                *failed = outcome.is_err();
+            }
+        }
+        if let Some((verifier, _)) = current.take() {
+            results.push(finish_chain(verifier, &mut heads));
+        }
+        // Chains whose head survived but whose events are all gone.
+        for (org_id, head) in heads.drain() {
+            let verifier = ChainVerifier::new(org_id);
+            results.push(match head {
+                Ok(head) => verifier.finish(Some(head)),
+                Err(e) => Err(e),
+            });
+        }
+        tx.rollback().await?;
+        results.sort_by(|a, b| result_org(a).cmp(result_org(b)));
+        Ok(results)
+    }
+
+    pub(crate) async fn commit(
+        &self,
+        units: &[WriteUnit],
+    ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+        let writer = self.writer()?;
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Serialise JSON before taking the write lock.
+        let mut inserts = Vec::new();
+        let mut updates = Vec::new();
+        for unit in units {
+            match &unit.action {
+                Some(ActionWrite::Insert(record)) => inserts.push(ActionRow::new(record)?),
+                Some(ActionWrite::Update {
+                    org_id,
+                    id,
+                    status,
+                    result,
+                    updated_at,
+                }) => updates.push((
+                    org_id.as_str(),
+                    id.as_str(),
+                    status.as_str(),
+                    result.as_ref().map(json_text).transpose()?,
+                    updated_at.as_str(),
+                )),
+                None => {}
+            }
+        }
+        let groups: Vec<&[NewEvent]> = units.iter().map(|u| u.events.as_slice()).collect();
+
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        insert_actions(&mut tx, &inserts).await?;
+        for (org_id, id, status, result, updated_at) in &updates {
+            let done = sqlx::query(
+                "UPDATE actions SET status = ?, result = ?, updated_at = ? \
+                 WHERE org_id = ? AND id = ?",
+            )
+            .bind(*status)
+            .bind(result.as_deref())
+            .bind(*updated_at)
+            .bind(*org_id)
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "action {id} of org {org_id} does not exist"
+                )));
+            }
+        }
+        let chained = append_events(&mut tx, &groups).await?;
+        tx.commit().await?;
+        Ok(chained)
+    }
+}
+
+/// The outcome's organisation, for sorting results.
+fn result_org(result: &Result<ChainSummary, ChainError>) -> &str {
+    match result {
+        Ok(summary) => &summary.org_id,
+        Err(error) => &error.org_id,
+    }
+}
+
+/// Finishes one chain against its recorded head (removing the head from `heads`).
+fn finish_chain(
+    verifier: ChainVerifier,
+    heads: &mut HashMap<String, Result<(u64, [u8; 32]), ChainError>>,
+) -> Result<ChainSummary, ChainError> {
+    match heads.remove(verifier.org_id()) {
+        None => verifier.finish(None),
+        Some(Ok(head)) => verifier.finish(Some(head)),
+        // An event error comes before the malformed head; a missing head is the head's fault.
+        Some(Err(head_error)) => match verifier.finish(None) {
+            Err(e) if !matches!(e.kind, ChainErrorKind::HeadMissing { .. }) => Err(e),
+            _ => Err(head_error),
+        },
+    }
+}
+
+async fn reader_pool(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+    let path = options.get_filename().to_path_buf();
+    SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .min_connections(0)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .map_err(|e| open_error(&path, e))
+}
+
+fn open_error(path: &Path, error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot open database {}: {error}", path.display()))
+}
+
+/// Creates the data directory (and missing parents) with mode 0700 on Unix.
+async fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir).await.map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Maps a UNIQUE violation to a [`StoreError::Conflict`] with a useful message.
+fn named_conflict(error: sqlx::Error, message: &str) -> StoreError {
+    match StoreError::from(error) {
+        StoreError::Conflict(detail) => StoreError::Conflict(format!("{message} ({detail})")),
+        other => other,
+    }
+}
+
+fn json_text(value: &Value) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Invalid(format!("value cannot be written as json: {e}")))
+}
+
+fn parse_json(text: &str, column: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("column {column} is not json: {e}")))
+}
+
+fn seq_to_sql(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Invalid(format!("seq {seq} is out of range")))
+}
+
+/// An action insert with its JSON columns serialised.
+struct ActionRow<'a> {
+    record: &'a ActionRecord,
+    params: String,
+    context: String,
+    policies: String,
+    result: Option<String>,
+}
+
+impl<'a> ActionRow<'a> {
+    fn new(record: &'a ActionRecord) -> Result<ActionRow<'a>, StoreError> {
+        Ok(ActionRow {
+            record,
+            params: json_text(&record.params)?,
+            context: json_text(&record.context)?,
+            policies: json_text(&record.policies)?,
+            result: record.result.as_ref().map(json_text).transpose()?,
+        })
+    }
+}
+
+/// Inserts actions with multi-row `INSERT`s, as few as the bound-parameter limit allows.
+async fn insert_actions(
+    conn: &mut SqliteConnection,
+    rows: &[ActionRow<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MAX_BIND_PARAMS / 15) {
+        let mut query: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new(format!("INSERT INTO actions ({ACTION_COLUMNS}) "));
+        query.push_values(chunk, |mut b, row| {
+            let r = row.record;
+            b.push_bind(r.id.as_str())
+                .push_bind(r.org_id.as_str())
+                .push_bind(r.agent_id.as_str())
+                .push_bind(r.tool.as_str())
+                .push_bind(r.operation.as_str())
+                .push_bind(row.params.as_str())
+                .push_bind(row.context.as_str())
+                .push_bind(r.decision.as_str())
+                .push_bind(r.reason.as_str())
+                .push_bind(r.risk_level.as_deref())
+                .push_bind(r.status.as_str())
+                .push_bind(row.policies.as_str())
+                .push_bind(row.result.as_deref())
+                .push_bind(r.created_at.as_str())
+                .push_bind(r.updated_at.as_str());
+        });
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| named_conflict(e, "an action with this id already exists"))?;
+    }
+    Ok(())
+}
+
+/// An event ready to insert: the chained event and its text columns.
+struct EventRow {
+    seq: i64,
+    data: String,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Appends each group's events, in order, to their organisations' chains inside the
+/// caller's transaction: reads each chain head once, hashes in memory, inserts the events
+/// with multi-row `INSERT`s and upserts each touched head once.
+async fn append_events(
+    conn: &mut SqliteConnection,
+    groups: &[&[NewEvent]],
+) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+    let mut org_ids: Vec<&str> = Vec::new();
+    for event in groups.iter().flat_map(|g| g.iter()) {
+        if !org_ids.contains(&event.org_id.as_str()) {
+            org_ids.push(&event.org_id);
+        }
+    }
+    let mut heads = load_heads(conn, &org_ids).await?;
+
+    let mut chained: Vec<Vec<ChainedEvent>> = Vec::with_capacity(groups.len());
+    let mut rows: Vec<EventRow> = Vec::new();
+    for group in groups {
+        let mut linked = Vec::with_capacity(group.len());
+        for new in group.iter() {
+            let head = heads
+                .entry(new.org_id.clone())
+                .or_insert((0, GENESIS_HASH));
+            let seq = head.0 + 1;
+            let event = AuditEvent {
+                seq,
+                ts: new.ts.clone(),
+                org_id: new.org_id.clone(),
+                agent_id: new.agent_id.clone(),
+                action_id: new.action_id.clone(),
+                event_type: new.event_type.clone(),
+                data: new.data.clone(),
+            };
+            let link = ChainedEvent::link(event, head.1).map_err(|e| {
+                StoreError::Invalid(format!("audit event cannot be hashed: {e}"))
+            })?;
+            *head = (seq, link.hash);
+            rows.push(EventRow {
+                seq: seq_to_sql(seq)?,
+                data: json_text(&new.data)?,
+                prev_hash: hex::encode(link.prev_hash),
+                hash: hex::encode(link.hash),
+            });
+            linked.push(link);
+        }
+        chained.push(linked);
+    }
+    if rows.is_empty() {
+        return Ok(chained);
+    }
+
+    let flat: Vec<(&ChainedEvent, &EventRow)> =
+        chained.iter().flatten().zip(rows.iter()).collect();
+    for chunk in flat.chunks(MAX_BIND_PARAMS / 9) {
+        let mut query: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new(format!("INSERT INTO audit_events ({EVENT_COLUMNS}) "));
+        query.push_values(chunk, |mut b, (link, row)| {
+            let e = &link.event;
+            b.push_bind(e.org_id.as_str())
+                .push_bind(row.seq)
+                .push_bind(e.ts.as_str())
+                .push_bind(e.agent_id.as_deref())
+                .push_bind(e.action_id.as_deref())
+                .push_bind(e.event_type.as_str())
+                .push_bind(row.data.as_str())
+                .push_bind(row.prev_hash.as_str())
+                .push_bind(row.hash.as_str());
+        });
+        query.build().execute(&mut *conn).await.map_err(|e| {
+            // A duplicate (org_id, seq) means the head and the events disagree.
+            match StoreError::from(e) {
+                StoreError::Conflict(detail) => StoreError::Corrupt(format!(
+                    "audit chain head is behind its events ({detail}): run audit verification"
+                )),
+                other => other,
+            }
+        })?;
+    }
+
+    let touched: Vec<(&str, i64, String)> = org_ids
+        .iter()
+        .filter_map(|org| heads.get(*org).map(|(seq, hash)| (*org, *seq, hash)))
+        .map(|(org, seq, hash)| Ok((org, seq_to_sql(seq)?, hex::encode(hash))))
+        .collect::<Result<_, StoreError>>()?;
+    for chunk in touched.chunks(MAX_BIND_PARAMS / 3) {
+        let mut query: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("INSERT INTO audit_heads (org_id, seq, hash) ");
+        query.push_values(chunk, |mut b, (org, seq, hash)| {
+            b.push_bind(*org).push_bind(*seq).push_bind(hash.as_str());
+        });
+        query.push(" ON CONFLICT (org_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash");
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(chained)
+}
+
+/// Reads the chain heads of `org_ids` (absent for chains without events).
+async fn load_heads(
+    conn: &mut SqliteConnection,
+    org_ids: &[&str],
+) -> Result<HashMap<String, (u64, [u8; 32])>, StoreError> {
+    let mut heads = HashMap::with_capacity(org_ids.len());
+    for chunk in org_ids.chunks(MAX_BIND_PARAMS) {
+        let mut query: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT org_id, seq, hash FROM audit_heads WHERE org_id IN (");
+        let mut list = query.separated(", ");
+        for org in chunk {
+            list.push_bind(*org);
+        }
+        query.push(")");
+        let rows = query.build().fetch_all(&mut *conn).await?;
+        for row in &rows {
+            let org_id: String = row.try_get("org_id")?;
+            let head = head_from_row(row).map_err(|(_, reason)| {
+                StoreError::Corrupt(format!("audit chain head of org {org_id}: {reason}"))
+            })?;
+            heads.insert(org_id, head);
+        }
+    }
+    Ok(heads)
+}
+
+/// Reads an `audit_heads` row; on failure, the seq if it could be read and the reason.
+fn head_from_row(row: &SqliteRow) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
+    let seq: i64 = row
+        .try_get("seq")
+        .map_err(|e| (None, format!("seq is not an integer: {e}")))?;
+    let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
+    let hash: String = row
+        .try_get("hash")
+        .map_err(|e| (Some(seq), format!("hash is not text: {e}")))?;
+    let hash = hex32::parse(&hash).map_err(|e| (Some(seq), e))?;
+    Ok((seq, hash))
+}
+
+/// Reads an `audit_events` row; on failure, the seq if it could be read and the reason.
+fn event_from_row(row: &SqliteRow) -> Result<ChainedEvent, (Option<u64>, String)> {
+    let seq: i64 = row
+        .try_get("seq")
+        .map_err(|e| (None, format!("seq is not an integer: {e}")))?;
+    let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
+    let bad = |what: &str, e: &dyn std::fmt::Display| (Some(seq), format!("{what}: {e}"));
+    let text = |column: &str| -> Result<String, (Option<u64>, String)> {
+        row.try_get::<String, _>(column)
+            .map_err(|e| bad(&format!("{column} is not text"), &e))
+    };
+    let optional_text = |column: &str| -> Result<Option<String>, (Option<u64>, String)> {
+        row.try_get::<Option<String>, _>(column)
+            .map_err(|e| bad(&format!("{column} is not text"), &e))
+    };
+    let data = text("data")?;
+    let data: Value = serde_json::from_str(&data).map_err(|e| bad("data is not json", &e))?;
+    let prev_hash = hex32::parse(&text("prev_hash")?).map_err(|e| bad("prev_hash", &e))?;
+    let hash = hex32::parse(&text("hash")?).map_err(|e| bad("hash", &e))?;
+    Ok(ChainedEvent {
+        event: AuditEvent {
+            seq,
+            ts: text("ts")?,
+            org_id: text("org_id")?,
+            agent_id: optional_text("agent_id")?,
+            action_id: optional_text("action_id")?,
+            event_type: text("type")?,
+            data,
+        },
+        prev_hash,
+        hash,
+    })
+}
+
+/// Reads an org from columns `{prefix}id`, `{prefix}name`, ... (`id`, `name` when the
+/// prefix is empty; `org_id`, `org_name`, `org_plan`, `org_created_at` for `"org_"`).
+fn org_from_row(row: &SqliteRow, prefix: &str) -> Result<Org, StoreError> {
+    Ok(Org {
+        id: row.try_get(format!("{prefix}id").as_str())?,
+        name: row.try_get(format!("{prefix}name").as_str())?,
+        plan: row.try_get(format!("{prefix}plan").as_str())?,
+        created_at: row.try_get(format!("{prefix}created_at").as_str())?,
+    })
+}
+
+/// Reads an agent from columns `{prefix}id`, `{prefix}org_id`, ... (see [`org_from_row`]).
+fn agent_from_row(row: &SqliteRow, prefix: &str) -> Result<Agent, StoreError> {
+    Ok(Agent {
+        id: row.try_get(format!("{prefix}id").as_str())?,
+        org_id: row.try_get(format!("{prefix}org_id").as_str())?,
+        name: row.try_get(format!("{prefix}name").as_str())?,
+        risk_score: row.try_get(format!("{prefix}risk_score").as_str())?,
+        created_at: row.try_get(format!("{prefix}created_at").as_str())?,
+    })
+}
+
+fn action_from_row(row: &SqliteRow) -> Result<ActionRecord, StoreError> {
+    let json = |column: &str| -> Result<Value, StoreError> {
+        let text: String = row.try_get(column)?;
+        parse_json(&text, column)
+    };
+    let result: Option<String> = row.try_get("result")?;
+    Ok(ActionRecord {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        agent_id: row.try_get("agent_id")?,
+        tool: row.try_get("tool")?,
+        operation: row.try_get("operation")?,
+        params: json("params")?,
+        context: json("context")?,
+        decision: row.try_get("decision")?,
+        reason: row.try_get("reason")?,
+        risk_level: row.try_get("risk_level")?,
+        status: row.try_get("status")?,
+        policies: json("policies")?,
+        result: result.map(|t| parse_json(&t, "result")).transpose()?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

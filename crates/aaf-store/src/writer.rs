@@ -1,0 +1,194 @@
+//! The group-commit audit writer.
+//!
+//! Every request that must be audited hands its [`WriteUnit`] to one writer task and waits.
+//! The task takes the first waiting unit, drains whatever else is already queued (up to
+//! `max_batch` units), commits them all in one transaction with [`Store::commit`] and then
+//! answers every waiter. One transaction (and one fsync) thus serves many requests, and a
+//! waiter is answered only once its events are durable: nothing is acknowledged before its
+//! audit event is committed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aaf_core::audit::ChainedEvent;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::{Store, StoreError, WriteUnit};
+
+/// What a waiter receives.
+type Reply = oneshot::Sender<Result<Vec<ChainedEvent>, StoreError>>;
+
+/// One queued unit and its waiter.
+struct Request {
+    unit: WriteUnit,
+    reply: Reply,
+}
+
+/// Handle to the group-commit writer task. Cheap to clone; all clones feed the same task.
+#[derive(Clone)]
+pub struct AuditWriter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: mpsc::Sender<Request>,
+    /// Set by [`AuditWriter::shutdown`]: later submits are refused at once.
+    closed: AtomicBool,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field("closed", &self.inner.queue.is_closed())
+            .finish()
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer task on the current tokio runtime (must be called from within one).
+    ///
+    /// `max_batch` is the most units committed in one transaction (at least 1; a few hundred
+    /// suits SQLite). The queue holds up to `4 * max_batch` units; beyond that,
+    /// [`AuditWriter::submit`] waits, which pushes back on the callers.
+    pub fn spawn(store: Store, max_batch: usize) -> AuditWriter {
+        let max_batch = max_batch.max(1);
+        let (queue, requests) = mpsc::channel(max_batch.saturating_mul(4));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(store, requests, stopped, max_batch));
+        AuditWriter {
+            inner: Arc::new(Inner {
+                queue,
+                closed: AtomicBool::new(false),
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    /// Queues `unit` and resolves once the transaction holding it is committed, with the
+    /// unit's events as chained (same order as `unit.events`).
+    ///
+    /// # Errors
+    ///
+    /// The commit's error when the transaction failed (nothing of the unit was written):
+    /// every unit of a failed batch gets the error, except that when the failure is specific
+    /// to one unit's data ([`StoreError::Conflict`], [`StoreError::NotFound`],
+    /// [`StoreError::Invalid`]) the batch is retried unit by unit so that only the offending
+    /// units fail. [`StoreError::Unavailable`] when the writer is shut down or its task ended.
+    pub async fn submit(&self, unit: WriteUnit) -> Result<Vec<ChainedEvent>, StoreError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Request { unit, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the audit writer stopped before committing".to_string())
+        })?
+    }
+
+    /// Stops accepting units, commits everything already queued, answers its waiters and
+    /// waits for the task to end. Other clones' later submits fail with
+    /// [`StoreError::Unavailable`].
+    pub async fn shutdown(self) {
+        self.inner.closed.store(true, Ordering::Release);
+        // The receiver may already be gone (task ended): nothing to signal then.
+        let _ = self.inner.stop.send(true);
+        let task = match self.inner.task.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "audit writer task failed");
+            }
+        }
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the audit writer is shut down".to_string())
+}
+
+/// The writer task: batch, commit, answer; until stopped and drained or all handles dropped.
+async fn run(
+    store: Store,
+    mut requests: mpsc::Receiver<Request>,
+    mut stopped: watch::Receiver<bool>,
+    max_batch: usize,
+) {
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            requests.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = stopped.changed() => {
+                    // Stop accepting; what is queued is still received and committed.
+                    stopping = true;
+                    requests.close();
+                    continue;
+                }
+                request = requests.recv() => request,
+            }
+        };
+        let Some(first) = first else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(max_batch.min(1024));
+        batch.push(first);
+        while batch.len() < max_batch {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        eprintln!("DEBUGBATCH {}", batch.len());
+        commit_batch(&store, batch).await;
+    }
+}
+
+/// Commits one batch and answers its waiters.
+async fn commit_batch(store: &Store, batch: Vec<Request>) {
+    let (units, replies): (Vec<WriteUnit>, Vec<Reply>) =
+        batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
+    match store.commit(&units).await {
+        Ok(chained) => {
+            for (reply, events) in replies.into_iter().zip(chained) {
+                // A waiter that went away still had its unit committed.
+                let _ = reply.send(Ok(events));
+            }
+        }
+        Err(error) if units.len() > 1 && is_specific_to_a_unit(&error) => {
+            tracing::warn!(%error, units = units.len(), "audit batch failed; retrying unit by unit");
+            for (unit, reply) in units.iter().zip(replies) {
+                let result = store
+                    .commit(std::slice::from_ref(unit))
+                    .await
+                    .map(|mut chained| chained.pop().unwrap_or_default());
+                let _ = reply.send(result);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, units = units.len(), "audit batch commit failed");
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Whether a failed batch may be retried unit by unit to spare the other units.
+fn is_specific_to_a_unit(error: &StoreError) -> bool {
+    match error {
+        StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_) => true,
+        StoreError::Unavailable(_) | StoreError::Corrupt(_) => false,
+    }
+}

@@ -1,0 +1,290 @@
+//! Tampering with a real database file through a separate raw connection, as an attacker
+//! with the file would: every kind of change is reported at the first bad seq.
+
+use aaf_core::audit::{event_hash, AuditEvent, ChainError, ChainErrorKind};
+use aaf_store::{Org, Store};
+use serde_json::json;
+use sqlx::SqliteConnection;
+
+use crate::common::{action_unit, assert_all_chains_verify, org_with_agent, TestDb};
+
+/// A database with two orgs; `acme` has 3 setup events + 2 * 10 action events = seq 1..=23.
+async fn setup() -> (TestDb, Org, Org, SqliteConnection) {
+    let db = TestDb::new().await;
+    let (org, agent) = org_with_agent(&db.store, "acme").await;
+    let (other, other_agent) = org_with_agent(&db.store, "globex").await;
+    let units: Vec<_> = (0..10)
+        .flat_map(|i| {
+            [
+                action_unit(&org, &agent, &format!("a{i}"), i),
+                action_unit(&other, &other_agent, &format!("b{i}"), i),
+            ]
+        })
+        .collect();
+    db.store.commit(&units).await.unwrap();
+    assert_all_chains_verify(&db.store).await;
+    let mut raw = db.raw().await;
+    // The append-only triggers stop mistakes, not someone who has the file.
+    sqlx::query("DROP TRIGGER audit_events_no_update")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER audit_events_no_delete")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    (db, org, other, raw)
+}
+
+/// Verifies all chains: the untouched org must verify, the tampered one must fail; returns
+/// the failure.
+async fn broken_chain(store: &Store, tampered: &Org, untouched: &Org) -> ChainError {
+    let results = store.verify_audit().await.unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok(summary) => assert_eq!(summary.org_id, untouched.id, "tampered chain verified"),
+            Err(e) => {
+                assert_eq!(e.org_id, tampered.id, "untouched chain failed: {e}");
+                failure = Some(e);
+            }
+        }
+    }
+    let failure = failure.expect("tampering was not detected");
+    println!("detected: {failure}");
+    assert!(
+        failure.to_string().contains(&format!("broken at seq {}", failure.seq)),
+        "{failure}"
+    );
+    failure
+}
+
+async fn exec(raw: &mut SqliteConnection, sql: &str, org: &Org) {
+    sqlx::query(sql).bind(&org.id).execute(&mut *raw).await.unwrap();
+}
+
+#[tokio::test]
+async fn changed_event_data_is_detected_at_its_seq() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(
+        &mut raw,
+        r#"UPDATE audit_events SET data = '{"decision":"deny"}' WHERE org_id = ? AND seq = 9"#,
+        &org,
+    )
+    .await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 9);
+    assert!(matches!(e.kind, ChainErrorKind::HashMismatch { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn reformatted_but_equal_data_still_verifies() {
+    // The hash covers the canonical form, so rewriting the JSON text with other key order
+    // and spacing (as a database migration might) is not tampering.
+    let (db, org, _other, mut raw) = setup().await;
+    let data: String =
+        sqlx::query_scalar("SELECT data FROM audit_events WHERE org_id = ? AND seq = 9")
+            .bind(&org.id)
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+    let mut entries: Vec<_> = value.as_object().unwrap().iter().collect();
+    entries.reverse();
+    let reordered = format!(
+        "{{ {} }}",
+        entries
+            .iter()
+            .map(|(k, v)| format!("{:?} : {}", k, v))
+            .collect::<Vec<_>>()
+            .join(" , ")
+    );
+    assert_ne!(reordered, data);
+    sqlx::query("UPDATE audit_events SET data = ? WHERE org_id = ? AND seq = 9")
+        .bind(&reordered)
+        .bind(&org.id)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert_all_chains_verify(&db.store).await;
+}
+
+#[tokio::test]
+async fn changed_timestamp_or_type_is_detected() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET type = 'action.failed' WHERE org_id = ? AND seq = 12",
+        &org,
+    )
+    .await;
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET ts = '2020-01-01T00:00:00.000000Z' WHERE org_id = ? AND seq = 15",
+        &org,
+    )
+    .await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 12);
+}
+
+#[tokio::test]
+async fn deleted_middle_event_is_detected() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ? AND seq = 7", &org).await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 7);
+    assert_eq!(e.kind, ChainErrorKind::Missing { found: 8 });
+}
+
+#[tokio::test]
+async fn deleted_last_events_are_detected_by_the_head() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ? AND seq >= 22", &org).await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 22);
+    assert_eq!(
+        e.kind,
+        ChainErrorKind::Truncated {
+            last_seq: 21,
+            head_seq: 23
+        }
+    );
+}
+
+#[tokio::test]
+async fn deleted_chain_is_detected_by_the_head() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ?", &org).await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 1);
+    assert!(matches!(e.kind, ChainErrorKind::Truncated { last_seq: 0, .. }), "{e}");
+}
+
+#[tokio::test]
+async fn deleted_head_is_detected() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(&mut raw, "DELETE FROM audit_heads WHERE org_id = ?", &org).await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.kind, ChainErrorKind::HeadMissing { last_seq: 23 });
+}
+
+#[tokio::test]
+async fn forged_event_with_renumbering_is_detected() {
+    let (db, org, other, mut raw) = setup().await;
+    // Make room at seq 10 by renumbering 10.. to 11.. (in two steps to avoid key clashes).
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET seq = seq + 1000 WHERE org_id = ? AND seq >= 10",
+        &org,
+    )
+    .await;
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET seq = seq - 999 WHERE org_id = ? AND seq >= 1000",
+        &org,
+    )
+    .await;
+    // Forge a correctly hashed event at seq 10 linked to seq 9, and move the head.
+    let prev: String =
+        sqlx::query_scalar("SELECT hash FROM audit_events WHERE org_id = ? AND seq = 9")
+            .bind(&org.id)
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+    let prev = aaf_core::audit::hex32::parse(&prev).unwrap();
+    let forged = AuditEvent {
+        seq: 10,
+        ts: "2026-11-21T05:35:00.000000Z".into(),
+        org_id: org.id.clone(),
+        agent_id: None,
+        action_id: None,
+        event_type: "action.decided".into(),
+        data: json!({"decision": "allow", "forged": true}),
+    };
+    let hash = event_hash(&prev, &forged).unwrap();
+    sqlx::query(
+        "INSERT INTO audit_events (org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash) \
+         VALUES (?, 10, ?, NULL, NULL, ?, ?, ?, ?)",
+    )
+    .bind(&org.id)
+    .bind(&forged.ts)
+    .bind(&forged.event_type)
+    .bind(forged.data.to_string())
+    .bind(hex::encode(prev))
+    .bind(hex::encode(hash))
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    exec(&mut raw, "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = ?", &org).await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    // The forged event itself is consistent; the next one no longer links to it.
+    assert_eq!(e.seq, 11);
+    assert!(matches!(e.kind, ChainErrorKind::PrevHashMismatch { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn swapped_events_are_detected() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(&mut raw, "UPDATE audit_events SET seq = -5 WHERE org_id = ? AND seq = 5", &org).await;
+    exec(&mut raw, "UPDATE audit_events SET seq = 5 WHERE org_id = ? AND seq = 14", &org).await;
+    exec(&mut raw, "UPDATE audit_events SET seq = 14 WHERE org_id = ? AND seq = -5", &org).await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 5);
+    assert!(matches!(e.kind, ChainErrorKind::PrevHashMismatch { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn event_moved_to_another_chain_is_detected() {
+    let (db, org, other, mut raw) = setup().await;
+    sqlx::query("UPDATE audit_events SET org_id = ?, seq = 100 WHERE org_id = ? AND seq = 23")
+        .bind(&other.id)
+        .bind(&org.id)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let results = db.store.verify_audit().await.unwrap();
+    let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let of = |o: &Org| errors.iter().find(|e| e.org_id == o.id).unwrap().clone();
+    assert!(matches!(of(&org).kind, ChainErrorKind::Truncated { .. }));
+    assert_eq!(of(&other).seq, 24);
+}
+
+#[tokio::test]
+async fn malformed_rows_are_reported_not_fatal() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET data = 'not json' WHERE org_id = ? AND seq = 4",
+        &org,
+    )
+    .await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 4);
+    assert!(matches!(e.kind, ChainErrorKind::Malformed { .. }), "{e}");
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET data = '{}', hash = 'xyz' WHERE org_id = ? AND seq = 4",
+        &org,
+    )
+    .await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 4);
+    assert!(e.to_string().contains("hash"), "{e}");
+}
+
+#[tokio::test]
+async fn rewritten_head_hash_is_detected() {
+    let (db, org, other, mut raw) = setup().await;
+    exec(
+        &mut raw,
+        "UPDATE audit_heads SET hash = '00000000000000000000000000000000000000000000000000000000000000ff' WHERE org_id = ?",
+        &org,
+    )
+    .await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 23);
+    assert!(matches!(e.kind, ChainErrorKind::HeadHashMismatch { .. }), "{e}");
+}
