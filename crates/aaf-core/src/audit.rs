@@ -379,9 +379,7 @@ impl ChainVerifier {
         }
         let computed = match event_hash(&chained.prev_hash, &chained.event) {
             Ok(hash) => hash,
-            Err(e) => {
-                return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string())))
-            }
+            Err(e) => return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))),
         };
         if computed != chained.hash {
             return Err(self.fail(
@@ -571,7 +569,11 @@ mod tests {
     fn direct_event_form_matches_the_generic_one() {
         let events = [
             event("o1", 1, json!({})),
-            event("o\u{1f}\"\\é😀", 2, json!({"b": [1, 2.5, 1e21], "a": null, "é": "\n"})),
+            event(
+                "o\u{1f}\"\\é😀",
+                2,
+                json!({"b": [1, 2.5, 1e21], "a": null, "é": "\n"}),
+            ),
             event("o1", u64::MAX, json!("text")),
             event("o1", 1 << 53, json!(-0.0)),
             event("o1", (1 << 53) + 1, json!([{"z": 1, "a": {"y": true}}])),

@@ -241,12 +241,21 @@ mod tests {
         let a = json!({"b": 1, "a": {"y": [1, 2, {"q": 1, "p": 2}], "x": null}, "c": "s"});
         let mut reordered = serde_json::Map::new();
         reordered.insert("c".into(), json!("s"));
-        reordered.insert("a".into(), json!({"x": null, "y": [1, 2, {"p": 2, "q": 1}]}));
+        reordered.insert(
+            "a".into(),
+            json!({"x": null, "y": [1, 2, {"p": 2, "q": 1}]}),
+        );
         reordered.insert("b".into(), json!(1));
         let b = Value::Object(reordered);
         // With preserve_order the plain serialisations differ, the canonical ones do not.
-        assert_ne!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
-        assert_eq!(to_canonical_json(&a).unwrap(), to_canonical_json(&b).unwrap());
+        assert_ne!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+        assert_eq!(
+            to_canonical_json(&a).unwrap(),
+            to_canonical_json(&b).unwrap()
+        );
         assert_eq!(
             String::from_utf8(to_canonical_json(&a).unwrap()).unwrap(),
             r#"{"a":{"x":null,"y":[1,2,{"p":2,"q":1}]},"b":1,"c":"s"}"#
@@ -300,9 +309,31 @@ mod tests {
 
         fn string(&mut self) -> String {
             let pieces = [
-                "a", "B", "z", "0", "_", " ", "\"", "\\", "/", "\n", "\t", "\u{0}", "\u{1f}",
-                "\u{7f}", "\u{80}", "é", "€", "\u{2028}", "\u{e000}", "\u{fb33}", "\u{ffff}",
-                "\u{10000}", "😀", "\u{10ffff}", "日本",
+                "a",
+                "B",
+                "z",
+                "0",
+                "_",
+                " ",
+                "\"",
+                "\\",
+                "/",
+                "\n",
+                "\t",
+                "\u{0}",
+                "\u{1f}",
+                "\u{7f}",
+                "\u{80}",
+                "é",
+                "€",
+                "\u{2028}",
+                "\u{e000}",
+                "\u{fb33}",
+                "\u{ffff}",
+                "\u{10000}",
+                "😀",
+                "\u{10ffff}",
+                "日本",
             ];
             let len = self.next() % 5;
             (0..len).map(|_| *self.pick(&pieces)).collect()
@@ -332,12 +363,20 @@ mod tests {
         }
 
         fn value(&mut self, depth: u32) -> Value {
-            let kind = if depth == 0 { self.next() % 4 } else { self.next() % 6 };
+            let kind = if depth == 0 {
+                self.next() % 4
+            } else {
+                self.next() % 6
+            };
             match kind {
                 0 => self.pick(&[Value::Null, json!(true), json!(false)]).clone(),
                 1 => self.number(),
                 2 | 3 => Value::String(self.string()),
-                4 => Value::Array((0..self.next() % 4).map(|_| self.value(depth - 1)).collect()),
+                4 => Value::Array(
+                    (0..self.next() % 4)
+                        .map(|_| self.value(depth - 1))
+                        .collect(),
+                ),
                 _ => {
                     let mut map = serde_json::Map::new();
                     for _ in 0..self.next() % 6 {
@@ -375,13 +414,20 @@ mod tests {
         let mut map = std::collections::BTreeMap::new();
         map.insert((1u8, 2u8), 3u8);
         let err = to_canonical_json_of(&map).unwrap_err();
-        assert!(err.to_string().starts_with("value has no canonical json form"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("value has no canonical json form"),
+            "{err}"
+        );
     }
 
     #[test]
     fn non_finite_floats_become_null_as_in_serde_json() {
         // serde_json writes NaN and infinities as null before the JCS formatter sees them;
         // a serde_json::Value cannot hold them at all, so audit events never contain them.
-        assert_eq!(to_canonical_json_of(&[f64::NAN, f64::INFINITY]).unwrap(), b"[null,null]");
+        assert_eq!(
+            to_canonical_json_of(&[f64::NAN, f64::INFINITY]).unwrap(),
+            b"[null,null]"
+        );
     }
 }

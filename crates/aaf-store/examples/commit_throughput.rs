@@ -23,7 +23,11 @@ const SUBMITTERS: usize = 512;
 
 fn unit(org_id: &str, agent_id: &str, n: usize) -> WriteUnit {
     let id = uuid::Uuid::now_v7().to_string();
-    let ts = format!("2026-11-21T05:35:{:02}.{:06}Z", (n / 1_000_000) % 60, n % 1_000_000);
+    let ts = format!(
+        "2026-11-21T05:35:{:02}.{:06}Z",
+        (n / 1_000_000) % 60,
+        n % 1_000_000
+    );
     let event = |event_type: &str, data: serde_json::Value| NewEvent {
         org_id: org_id.to_string(),
         ts: ts.clone(),
@@ -85,11 +89,26 @@ async fn main() {
         if full { "FULL" } else { "NORMAL" }
     );
     let org = store
-        .create_org_with_admin_token("bench", "self_hosted", "t", "h", "p", "2026-11-21T05:35:00.000000Z")
+        .create_org_with_admin_token(
+            "bench",
+            "self_hosted",
+            "t",
+            "h",
+            "p",
+            "2026-11-21T05:35:00.000000Z",
+        )
         .await
         .unwrap();
     let agent = store
-        .create_agent(&org.id, "a", 0.1, "k", "p", "2026-11-21T05:35:00.000000Z", "t")
+        .create_agent(
+            &org.id,
+            "a",
+            0.1,
+            "k",
+            "p",
+            "2026-11-21T05:35:00.000000Z",
+            "t",
+        )
         .await
         .unwrap();
 

@@ -28,8 +28,8 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 
 pub use error::StoreError;
 pub use model::{
-    ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions,
-    TokenPrincipal, WriteUnit, SYSTEM_CHAIN,
+    ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions, TokenPrincipal,
+    WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -169,8 +169,10 @@ impl Store {
     ) -> Result<Agent, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
-                s.create_agent(org_id, name, risk_score, key_hash, key_prefix, now, created_by)
-                    .await
+                s.create_agent(
+                    org_id, name, risk_score, key_hash, key_prefix, now, created_by,
+                )
+                .await
             }
         }
     }
@@ -193,7 +195,10 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
-    pub async fn find_agent_key(&self, key_hash: &str) -> Result<Option<AgentPrincipal>, StoreError> {
+    pub async fn find_agent_key(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<AgentPrincipal>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.find_agent_key(key_hash).await,
         }
@@ -204,7 +209,11 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
-    pub async fn get_action(&self, org_id: &str, id: &str) -> Result<Option<ActionRecord>, StoreError> {
+    pub async fn get_action(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<ActionRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.get_action(org_id, id).await,
         }
@@ -265,5 +274,18 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.commit(units).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_writer_can_be_shared_between_tasks() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Store>();
+        shareable::<AuditWriter>();
+        shareable::<StoreError>();
     }
 }

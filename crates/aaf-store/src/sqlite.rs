@@ -9,7 +9,7 @@
 //! SQL is kept portable (plain `INSERT ... VALUES` lists, `ON CONFLICT ... DO UPDATE`,
 //! TEXT/INTEGER/REAL columns) so that the PostgreSQL backend can mirror it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::model::{
-    ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions,
-    TokenPrincipal, WriteUnit,
+    ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions, TokenPrincipal,
+    WriteUnit,
 };
 use crate::StoreError;
 
@@ -280,7 +280,12 @@ impl SqliteStore {
         .bind(&agent.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| named_conflict(e, "an agent with this name already exists in the organisation"))?;
+        .map_err(|e| {
+            named_conflict(
+                e,
+                "an agent with this name already exists in the organisation",
+            )
+        })?;
         sqlx::query(
             "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -662,8 +667,9 @@ async fn append_events(
     groups: &[&[NewEvent]],
 ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
     let mut org_ids: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for event in groups.iter().flat_map(|g| g.iter()) {
-        if !org_ids.contains(&event.org_id.as_str()) {
+        if seen.insert(&event.org_id) {
             org_ids.push(&event.org_id);
         }
     }
@@ -674,9 +680,7 @@ async fn append_events(
     for group in groups {
         let mut linked = Vec::with_capacity(group.len());
         for new in group.iter() {
-            let head = heads
-                .entry(new.org_id.clone())
-                .or_insert((0, GENESIS_HASH));
+            let head = heads.entry(new.org_id.clone()).or_insert((0, GENESIS_HASH));
             let seq = head.0 + 1;
             let event = AuditEvent {
                 seq,
@@ -687,9 +691,8 @@ async fn append_events(
                 event_type: new.event_type.clone(),
                 data: new.data.clone(),
             };
-            let link = ChainedEvent::link(event, head.1).map_err(|e| {
-                StoreError::Invalid(format!("audit event cannot be hashed: {e}"))
-            })?;
+            let link = ChainedEvent::link(event, head.1)
+                .map_err(|e| StoreError::Invalid(format!("audit event cannot be hashed: {e}")))?;
             *head = (seq, link.hash);
             rows.push(EventRow {
                 seq: seq_to_sql(seq)?,
@@ -705,8 +708,7 @@ async fn append_events(
         return Ok(chained);
     }
 
-    let flat: Vec<(&ChainedEvent, &EventRow)> =
-        chained.iter().flatten().zip(rows.iter()).collect();
+    let flat: Vec<(&ChainedEvent, &EventRow)> = chained.iter().flatten().zip(rows.iter()).collect();
     for chunk in flat.chunks(MAX_BIND_PARAMS / 9) {
         let mut query: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new(format!("INSERT INTO audit_events ({EVENT_COLUMNS}) "));

@@ -57,7 +57,13 @@ impl AuditWriter {
         let max_batch = max_batch.max(1);
         let (queue, requests) = mpsc::channel(max_batch.saturating_mul(4));
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(store, requests, stopped, max_batch));
+        // The task runs on a thread of its own, so that its wake-ups (one per statement
+        // on the database connection) do not wait behind request tasks in the runtime's
+        // queues: the writer is the one serial step every audited request waits for.
+        let runtime = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || {
+            runtime.block_on(run(store, requests, stopped, max_batch))
+        });
         AuditWriter {
             inner: Arc::new(Inner {
                 queue,
@@ -74,10 +80,10 @@ impl AuditWriter {
     /// # Errors
     ///
     /// The commit's error when the transaction failed (nothing of the unit was written):
-    /// every unit of a failed batch gets the error, except that when the failure is specific
-    /// to one unit's data ([`StoreError::Conflict`], [`StoreError::NotFound`],
-    /// [`StoreError::Invalid`]) the batch is retried unit by unit so that only the offending
-    /// units fail. [`StoreError::Unavailable`] when the writer is shut down or its task ended.
+    /// every unit of a failed batch gets the error, except that when the failure may be
+    /// specific to one unit or one organisation's chain ([`StoreError::Conflict`],
+    /// [`StoreError::NotFound`], [`StoreError::Invalid`], [`StoreError::Corrupt`]) the batch
+    /// is retried unit by unit so that only the offending units fail. [`StoreError::Unavailable`] when the writer is shut down or its task ended.
     pub async fn submit(&self, unit: WriteUnit) -> Result<Vec<ChainedEvent>, StoreError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(closed());
@@ -150,7 +156,6 @@ async fn run(
                 Err(_) => break,
             }
         }
-        eprintln!("DEBUGBATCH {}", batch.len());
         commit_batch(&store, batch).await;
     }
 }
@@ -185,10 +190,15 @@ async fn commit_batch(store: &Store, batch: Vec<Request>) {
     }
 }
 
-/// Whether a failed batch may be retried unit by unit to spare the other units.
+/// Whether a failed batch may be retried unit by unit to spare the other units: yes when
+/// the failure can come from one unit's data or one organisation's chain (so a tampered
+/// chain head does not stop other organisations), no when the database itself failed.
 fn is_specific_to_a_unit(error: &StoreError) -> bool {
     match error {
-        StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_) => true,
-        StoreError::Unavailable(_) | StoreError::Corrupt(_) => false,
+        StoreError::Conflict(_)
+        | StoreError::NotFound(_)
+        | StoreError::Invalid(_)
+        | StoreError::Corrupt(_) => true,
+        StoreError::Unavailable(_) => false,
     }
 }

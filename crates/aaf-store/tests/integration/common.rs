@@ -30,7 +30,9 @@ impl TestDb {
 
 /// Opens (read-write, default options) the store in `dir` and prints its backend.
 pub async fn open(dir: &Path) -> Store {
-    let store = Store::open_sqlite(dir, &StoreOptions::default()).await.unwrap();
+    let store = Store::open_sqlite(dir, &StoreOptions::default())
+        .await
+        .unwrap();
     println!("backend: {}", store.backend_name());
     store
 }

@@ -1,13 +1,13 @@
 //! Opening, migrations, orgs, tokens, agents, actions, audit listing, reopening.
 
-use aaf_core::audit::{GENESIS_HASH, event_types};
-use aaf_store::{
-    ActionWrite, NewEvent, Store, StoreError, StoreOptions, WriteUnit, SYSTEM_CHAIN,
-};
+use aaf_core::audit::{event_types, GENESIS_HASH};
+use aaf_store::{ActionWrite, NewEvent, Store, StoreError, StoreOptions, WriteUnit, SYSTEM_CHAIN};
 use serde_json::json;
 use sqlx::Row;
 
-use crate::common::{self, action, action_unit, assert_all_chains_verify, org_with_agent, ts, TestDb};
+use crate::common::{
+    self, action, action_unit, assert_all_chains_verify, org_with_agent, ts, TestDb,
+};
 
 #[tokio::test]
 async fn open_creates_the_directory_and_migrates() {
@@ -37,7 +37,10 @@ async fn open_creates_the_directory_and_migrates() {
         "audit_heads",
         "orgs",
     ] {
-        assert!(tables.iter().any(|t| t == table), "missing table {table}: {tables:?}");
+        assert!(
+            tables.iter().any(|t| t == table),
+            "missing table {table}: {tables:?}"
+        );
     }
     let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut raw)
@@ -69,7 +72,14 @@ async fn orgs_and_admin_tokens() {
     let db = TestDb::new().await;
     let store = &db.store;
     let org = store
-        .create_org_with_admin_token("acme", "self_hosted", "bootstrap", "h1", "aaf_adm_ab", &ts(5))
+        .create_org_with_admin_token(
+            "acme",
+            "self_hosted",
+            "bootstrap",
+            "h1",
+            "aaf_adm_ab",
+            &ts(5),
+        )
         .await
         .unwrap();
     assert_eq!(org.name, "acme");
@@ -77,7 +87,10 @@ async fn orgs_and_admin_tokens() {
     assert_eq!(org.created_at, ts(5));
     assert_eq!(uuid::Uuid::parse_str(&org.id).unwrap().get_version_num(), 7);
 
-    assert_eq!(store.find_org_by_name("acme").await.unwrap(), Some(org.clone()));
+    assert_eq!(
+        store.find_org_by_name("acme").await.unwrap(),
+        Some(org.clone())
+    );
     assert_eq!(store.get_org(&org.id).await.unwrap(), Some(org.clone()));
     assert_eq!(store.find_org_by_name("ACME").await.unwrap(), None);
     assert_eq!(store.get_org("nope").await.unwrap(), None);
@@ -108,7 +121,10 @@ async fn orgs_and_admin_tokens() {
     assert_eq!(events[1].event.data["token_id"], principal.token_id);
     assert_eq!(events[1].prev_hash, events[0].hash);
     let text = serde_json::to_string(&events).unwrap();
-    assert!(!text.contains("\"h1\""), "token hash leaked into the audit log: {text}");
+    assert!(
+        !text.contains("\"h1\""),
+        "token hash leaked into the audit log: {text}"
+    );
 
     // A revoked token is not found.
     let mut raw = db.raw().await;
@@ -118,7 +134,10 @@ async fn orgs_and_admin_tokens() {
         .await
         .unwrap();
     assert!(store.find_token("h1").await.unwrap().is_none());
-    assert_eq!(assert_all_chains_verify(store).await, vec![(org.id.clone(), 2)]);
+    assert_eq!(
+        assert_all_chains_verify(store).await,
+        vec![(org.id.clone(), 2)]
+    );
 }
 
 #[tokio::test]
@@ -166,7 +185,10 @@ async fn agents_and_keys() {
         .unwrap();
     let agents = store.list_agents(&org.id).await.unwrap();
     assert_eq!(agents, vec![agent.clone(), second]);
-    assert_eq!(store.list_agents(&other_org.id).await.unwrap(), vec![other_agent]);
+    assert_eq!(
+        store.list_agents(&other_org.id).await.unwrap(),
+        vec![other_agent]
+    );
 
     // Revocation and expiry are reported.
     let mut raw = db.raw().await;
@@ -188,7 +210,10 @@ async fn agents_and_keys() {
         .filter(|e| e.event.event_type == event_types::AGENT_CREATED)
         .collect();
     assert_eq!(created.len(), 2);
-    assert_eq!(created[0].event.agent_id.as_deref(), Some(agent.id.as_str()));
+    assert_eq!(
+        created[0].event.agent_id.as_deref(),
+        Some(agent.id.as_str())
+    );
     assert_eq!(created[0].event.data["key_prefix"], "aaf_agt_y");
     assert_eq!(created[0].event.data["created_by"], "bootstrap");
     assert!(!serde_json::to_string(&events).unwrap().contains("keyhash"));
@@ -202,7 +227,10 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org() {
     let (org, agent) = org_with_agent(store, "acme").await;
     let (other, _) = org_with_agent(store, "globex").await;
 
-    let chained = store.commit(&[action_unit(&org, &agent, "act-1", 100)]).await.unwrap();
+    let chained = store
+        .commit(&[action_unit(&org, &agent, "act-1", 100)])
+        .await
+        .unwrap();
     assert_eq!(chained.len(), 1);
     assert_eq!(chained[0].len(), 2);
     assert_eq!(chained[0][0].event.seq, 4); // after org, token and agent events
@@ -307,7 +335,11 @@ async fn one_batch_appends_to_several_chains_in_unit_order() {
     let chained = store.commit(&units).await.unwrap();
     let seqs: Vec<Vec<(String, u64)>> = chained
         .iter()
-        .map(|u| u.iter().map(|e| (e.event.org_id.clone(), e.event.seq)).collect())
+        .map(|u| {
+            u.iter()
+                .map(|e| (e.event.org_id.clone(), e.event.seq))
+                .collect()
+        })
         .collect();
     assert_eq!(
         seqs,
@@ -326,7 +358,11 @@ async fn one_batch_appends_to_several_chains_in_unit_order() {
 
     let mut counts = assert_all_chains_verify(store).await;
     counts.sort();
-    let mut expected = vec![(a.id.clone(), 7), (b.id.clone(), 5), (SYSTEM_CHAIN.to_string(), 2)];
+    let mut expected = vec![
+        (a.id.clone(), 7),
+        (b.id.clone(), 5),
+        (SYSTEM_CHAIN.to_string(), 2),
+    ];
     expected.sort();
     assert_eq!(counts, expected);
 
@@ -349,8 +385,9 @@ async fn list_audit_pages_in_seq_order() {
     let db = TestDb::new().await;
     let store = &db.store;
     let (org, agent) = org_with_agent(store, "acme").await;
-    let units: Vec<WriteUnit> =
-        (0..10).map(|i| action_unit(&org, &agent, &format!("x{i}"), i)).collect();
+    let units: Vec<WriteUnit> = (0..10)
+        .map(|i| action_unit(&org, &agent, &format!("x{i}"), i))
+        .collect();
     store.commit(&units).await.unwrap();
     // 3 setup events + 20 action events.
     let mut seen = Vec::new();
@@ -366,7 +403,11 @@ async fn list_audit_pages_in_seq_order() {
     }
     assert_eq!(seen, (1..=23).collect::<Vec<u64>>());
     assert!(store.list_audit(&org.id, 23, 10).await.unwrap().is_empty());
-    assert!(store.list_audit(&org.id, u64::MAX, 10).await.unwrap().is_empty());
+    assert!(store
+        .list_audit(&org.id, u64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store.list_audit("other", 0, 10).await.unwrap().is_empty());
 }
 
@@ -387,8 +428,14 @@ async fn read_only_store_reads_and_never_writes() {
 
     let reader = Store::open_sqlite(dir.path(), &ro).await.unwrap();
     assert_eq!(reader.get_org(&org.id).await.unwrap(), Some(org.clone()));
-    assert_eq!(assert_all_chains_verify(&reader).await, vec![(org.id.clone(), 3)]);
-    let err = reader.commit(&[action_unit(&org, &agent, "a", 1)]).await.unwrap_err();
+    assert_eq!(
+        assert_all_chains_verify(&reader).await,
+        vec![(org.id.clone(), 3)]
+    );
+    let err = reader
+        .commit(&[action_unit(&org, &agent, "a", 1)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
     let err = reader
         .create_org_with_admin_token("x", "p", "t", "h", "p", &ts(1))
@@ -402,7 +449,10 @@ async fn reopening_keeps_the_chain_and_appends_continue_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path()).await;
     let (org, agent) = org_with_agent(&store, "acme").await;
-    let first = store.commit(&[action_unit(&org, &agent, "a1", 1)]).await.unwrap();
+    let first = store
+        .commit(&[action_unit(&org, &agent, "a1", 1)])
+        .await
+        .unwrap();
     store.close().await;
     assert!(matches!(
         store.get_org(&org.id).await.unwrap_err(),
@@ -411,10 +461,16 @@ async fn reopening_keeps_the_chain_and_appends_continue_it() {
     drop(store);
 
     let store = common::open(dir.path()).await;
-    let second = store.commit(&[action_unit(&org, &agent, "a2", 2)]).await.unwrap();
+    let second = store
+        .commit(&[action_unit(&org, &agent, "a2", 2)])
+        .await
+        .unwrap();
     assert_eq!(second[0][0].event.seq, first[0][1].event.seq + 1);
     assert_eq!(second[0][0].prev_hash, first[0][1].hash);
-    assert_eq!(assert_all_chains_verify(&store).await, vec![(org.id.clone(), 7)]);
+    assert_eq!(
+        assert_all_chains_verify(&store).await,
+        vec![(org.id.clone(), 7)]
+    );
     assert!(store.get_action(&org.id, "a1").await.unwrap().is_some());
 }
 

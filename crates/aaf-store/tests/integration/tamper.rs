@@ -54,14 +54,20 @@ async fn broken_chain(store: &Store, tampered: &Org, untouched: &Org) -> ChainEr
     let failure = failure.expect("tampering was not detected");
     println!("detected: {failure}");
     assert!(
-        failure.to_string().contains(&format!("broken at seq {}", failure.seq)),
+        failure
+            .to_string()
+            .contains(&format!("broken at seq {}", failure.seq)),
         "{failure}"
     );
     failure
 }
 
 async fn exec(raw: &mut SqliteConnection, sql: &str, org: &Org) {
-    sqlx::query(sql).bind(&org.id).execute(&mut *raw).await.unwrap();
+    sqlx::query(sql)
+        .bind(&org.id)
+        .execute(&mut *raw)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -132,7 +138,12 @@ async fn changed_timestamp_or_type_is_detected() {
 #[tokio::test]
 async fn deleted_middle_event_is_detected() {
     let (db, org, other, mut raw) = setup().await;
-    exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ? AND seq = 7", &org).await;
+    exec(
+        &mut raw,
+        "DELETE FROM audit_events WHERE org_id = ? AND seq = 7",
+        &org,
+    )
+    .await;
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.seq, 7);
     assert_eq!(e.kind, ChainErrorKind::Missing { found: 8 });
@@ -141,7 +152,12 @@ async fn deleted_middle_event_is_detected() {
 #[tokio::test]
 async fn deleted_last_events_are_detected_by_the_head() {
     let (db, org, other, mut raw) = setup().await;
-    exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ? AND seq >= 22", &org).await;
+    exec(
+        &mut raw,
+        "DELETE FROM audit_events WHERE org_id = ? AND seq >= 22",
+        &org,
+    )
+    .await;
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.seq, 22);
     assert_eq!(
@@ -159,7 +175,10 @@ async fn deleted_chain_is_detected_by_the_head() {
     exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ?", &org).await;
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.seq, 1);
-    assert!(matches!(e.kind, ChainErrorKind::Truncated { last_seq: 0, .. }), "{e}");
+    assert!(
+        matches!(e.kind, ChainErrorKind::Truncated { last_seq: 0, .. }),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -217,22 +236,48 @@ async fn forged_event_with_renumbering_is_detected() {
     .execute(&mut raw)
     .await
     .unwrap();
-    exec(&mut raw, "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = ?", &org).await;
+    exec(
+        &mut raw,
+        "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = ?",
+        &org,
+    )
+    .await;
     let e = broken_chain(&db.store, &org, &other).await;
     // The forged event itself is consistent; the next one no longer links to it.
     assert_eq!(e.seq, 11);
-    assert!(matches!(e.kind, ChainErrorKind::PrevHashMismatch { .. }), "{e}");
+    assert!(
+        matches!(e.kind, ChainErrorKind::PrevHashMismatch { .. }),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn swapped_events_are_detected() {
     let (db, org, other, mut raw) = setup().await;
-    exec(&mut raw, "UPDATE audit_events SET seq = -5 WHERE org_id = ? AND seq = 5", &org).await;
-    exec(&mut raw, "UPDATE audit_events SET seq = 5 WHERE org_id = ? AND seq = 14", &org).await;
-    exec(&mut raw, "UPDATE audit_events SET seq = 14 WHERE org_id = ? AND seq = -5", &org).await;
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET seq = -5 WHERE org_id = ? AND seq = 5",
+        &org,
+    )
+    .await;
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET seq = 5 WHERE org_id = ? AND seq = 14",
+        &org,
+    )
+    .await;
+    exec(
+        &mut raw,
+        "UPDATE audit_events SET seq = 14 WHERE org_id = ? AND seq = -5",
+        &org,
+    )
+    .await;
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.seq, 5);
-    assert!(matches!(e.kind, ChainErrorKind::PrevHashMismatch { .. }), "{e}");
+    assert!(
+        matches!(e.kind, ChainErrorKind::PrevHashMismatch { .. }),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -286,5 +331,8 @@ async fn rewritten_head_hash_is_detected() {
     .await;
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.seq, 23);
-    assert!(matches!(e.kind, ChainErrorKind::HeadHashMismatch { .. }), "{e}");
+    assert!(
+        matches!(e.kind, ChainErrorKind::HeadHashMismatch { .. }),
+        "{e}"
+    );
 }

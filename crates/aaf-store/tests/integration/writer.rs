@@ -81,7 +81,10 @@ async fn many_concurrent_submitters_get_a_gap_free_chain() {
     let per_org = (TASKS / 2 * UNITS * 2 + 3) as u64;
     assert_eq!(counts.remove(&a.id), Some(per_org));
     assert_eq!(counts.remove(&b.id), Some(per_org));
-    assert_eq!(counts.remove(SYSTEM_CHAIN), Some((TASKS * UNITS / 10) as u64));
+    assert_eq!(
+        counts.remove(SYSTEM_CHAIN),
+        Some((TASKS * UNITS / 10) as u64)
+    );
     assert!(counts.is_empty());
     let events = db.store.list_audit(&a.id, 0, u32::MAX).await.unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e.event.seq).collect();
@@ -93,7 +96,10 @@ async fn a_failing_commit_answers_every_waiter_and_the_writer_recovers() {
     let db = TestDb::new().await;
     let (org, agent) = org_with_agent(&db.store, "acme").await;
     let writer = AuditWriter::spawn(db.store.clone(), 64);
-    writer.submit(action_unit(&org, &agent, "before", 0)).await.unwrap();
+    writer
+        .submit(action_unit(&org, &agent, "before", 0))
+        .await
+        .unwrap();
 
     // Break the database under the writer.
     let mut raw = db.raw().await;
@@ -129,10 +135,16 @@ async fn a_failing_commit_answers_every_waiter_and_the_writer_recovers() {
 
     // Repair the table (its events are lost, which verification will report) and go on.
     sqlx::query(&create_sql).execute(&mut raw).await.unwrap();
-    let chained = within("submit after repair", writer.submit(action_unit(&org, &agent, "after", 1)))
-        .await
-        .unwrap();
-    assert_eq!(chained[0].event.seq, 6, "the head survived, so the chain continues");
+    let chained = within(
+        "submit after repair",
+        writer.submit(action_unit(&org, &agent, "after", 1)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        chained[0].event.seq, 6,
+        "the head survived, so the chain continues"
+    );
     let results = db.store.verify_audit().await.unwrap();
     let error = results.into_iter().find_map(Result::err).unwrap();
     assert_eq!(error.seq, 1);
@@ -151,7 +163,11 @@ async fn a_bad_unit_fails_alone() {
     let mut handles = Vec::new();
     for i in 0..30 {
         let writer = writer.clone();
-        let id = if i == 15 { "taken".to_string() } else { format!("ok-{i}") };
+        let id = if i == 15 {
+            "taken".to_string()
+        } else {
+            format!("ok-{i}")
+        };
         let unit = action_unit(&org, &agent, &id, i);
         handles.push(tokio::spawn(async move { (i, writer.submit(unit).await) }));
     }
@@ -179,7 +195,10 @@ async fn shutdown_flushes_what_is_queued_and_refuses_the_rest() {
     // Hold the database's write lock from another connection, so the writer's first
     // commit waits (within the busy timeout) and the other units stay queued.
     let mut raw = db.raw().await;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut raw).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut raw)
+        .await
+        .unwrap();
     // 30 units fit in the queue (4 * max_batch), so all of them are accepted.
     let mut handles = Vec::new();
     for i in 0..30 {
@@ -191,7 +210,10 @@ async fn shutdown_flushes_what_is_queued_and_refuses_the_rest() {
     let late = writer.clone();
     let shutdown = tokio::spawn(writer.shutdown());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!shutdown.is_finished(), "shutdown must wait for the queued units");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown must wait for the queued units"
+    );
     let err = late
         .submit(action_unit(&org, &agent, "late", 99))
         .await
@@ -206,7 +228,71 @@ async fn shutdown_flushes_what_is_queued_and_refuses_the_rest() {
     // Every queued unit was committed; the late one was not.
     let counts = assert_all_chains_verify(&db.store).await;
     assert_eq!(counts, vec![(org.id.clone(), 3 + 2 * 30)]);
-    assert!(db.store.get_action(&org.id, "late").await.unwrap().is_none());
+    assert!(db
+        .store
+        .get_action(&org.id, "late")
+        .await
+        .unwrap()
+        .is_none());
     let err = late.submit(WriteUnit::default()).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn works_on_a_current_thread_runtime() {
+    let db = TestDb::new().await;
+    let (org, agent) = org_with_agent(&db.store, "acme").await;
+    let writer = AuditWriter::spawn(db.store.clone(), 16);
+    let chained = within("submit", writer.submit(action_unit(&org, &agent, "a1", 1)))
+        .await
+        .unwrap();
+    assert_eq!(chained[0].event.seq, 4);
+    within("shutdown", writer.shutdown()).await;
+    assert_eq!(
+        assert_all_chains_verify(&db.store).await,
+        vec![(org.id.clone(), 5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_chain_head_stops_only_its_own_organisation() {
+    let db = TestDb::new().await;
+    let (bad, bad_agent) = org_with_agent(&db.store, "bad").await;
+    let (good, good_agent) = org_with_agent(&db.store, "good").await;
+    let mut raw = db.raw().await;
+    sqlx::query("UPDATE audit_heads SET hash = 'not hex' WHERE org_id = ?")
+        .bind(&bad.id)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let writer = AuditWriter::spawn(db.store.clone(), 64);
+    let mut handles = Vec::new();
+    for i in 0..20u64 {
+        let writer = writer.clone();
+        let unit = if i % 2 == 0 {
+            action_unit(&bad, &bad_agent, &format!("bad-{i}"), i)
+        } else {
+            action_unit(&good, &good_agent, &format!("good-{i}"), i)
+        };
+        handles.push(tokio::spawn(async move { (i, writer.submit(unit).await) }));
+    }
+    for handle in handles {
+        let (i, result) = within("submit", handle).await.unwrap();
+        if i % 2 == 0 {
+            assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+        } else {
+            assert!(result.is_ok(), "unit {i}: {result:?}");
+        }
+    }
+    writer.shutdown().await;
+    let results = db.store.verify_audit().await.unwrap();
+    for result in results {
+        match result {
+            Ok(summary) => assert_eq!((summary.org_id, summary.count), (good.id.clone(), 23)),
+            Err(e) => {
+                assert_eq!(e.org_id, bad.id);
+                assert!(e.to_string().contains("chain head"), "{e}");
+            }
+        }
+    }
 }

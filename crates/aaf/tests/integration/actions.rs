@@ -1,0 +1,101 @@
+//! The seeds' decisions through the running server, and dry runs.
+
+use serde_json::json;
+
+use crate::common::{examples, TestServer};
+
+#[tokio::test]
+async fn seed_004_decisions_over_http() {
+    let server = TestServer::start(&examples("seed-004"), |_| {}).await;
+    let (_, key) = server.create_agent("payments").await;
+
+    // The Stripe charge of 50000 requires approval: 202, stored as pending_approval.
+    let (status, body) = server
+        .act(&key, json!({
+            "tool": "http_proxy", "operation": "POST",
+            "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}},
+            "context": {"user_id": "user-456", "purpose": "Process payment"}
+        }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["decision"], "require_approval");
+    assert_eq!(body["status"], "pending_approval");
+    assert_eq!(body["matched_policies"], json!(["aaf.policy"]));
+    assert!(body["id"].as_str().is_some());
+    assert!(body.get("result").is_none());
+
+    // A request to a private network is denied by the policy.
+    let (status, body) = server
+        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": "http://169.254.169.254/latest/meta-data/"}}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["status"], "denied");
+    assert_eq!(body["policies"][0]["policy"], "aaf.policy");
+    assert_eq!(body["policies"][0]["decision"], "deny");
+
+    // A decision-only tool: seed 004 allows by default; the agent runs it itself.
+    let (status, body) = server
+        .act(&key, json!({"tool": "calendar", "operation": "read"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "allow");
+    assert_eq!(body["status"], "allowed");
+
+    let audit = server.audit(None).await;
+    let decided: Vec<_> = audit.iter().filter(|e| e["type"] == "action.decided").collect();
+    assert_eq!(decided.len(), 3);
+    assert_eq!(decided[0]["data"]["decision"], "require_approval");
+    assert_eq!(decided[0]["data"]["params"]["body"]["amount"], 50000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn seed_000_decisions_by_dry_run() {
+    let server = TestServer::start(&examples("seed-000"), |_| {}).await;
+    let (_, key) = server.create_agent("reader").await;
+    let before = server.audit(None).await.len();
+
+    let (status, body) = server
+        .post_json("/v1/actions/dry-run", &key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": "https://api.trusted.com/v1/items"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "allow");
+    assert_eq!(body["status"], "dry_run");
+    assert!(body["policies"][0]["eval_time_us"].as_u64().is_some(), "{body}");
+    assert!(body.get("id").is_none());
+
+    let (status, body) = server
+        .post_json("/v1/actions/dry-run", &key, json!({"tool": "http_proxy", "operation": "DELETE", "params": {"url": "https://api.trusted.com/v1/items"}}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["reason"], "No matching allow rule");
+
+    // A dry run stores nothing.
+    assert_eq!(server.audit(None).await.len(), before);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bundled_starter_policy_is_used_without_a_policy_directory() {
+    let missing = tempfile::tempdir().unwrap().path().join("no-such-dir");
+    let server = TestServer::start(&missing, |_| {}).await;
+    let (_, key) = server.create_agent("kb").await;
+    let (status, body) = server
+        .act(&key, json!({"tool": "knowledge_base", "operation": "search", "params": {"q": "x"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["matched_policies"], json!(["aaf.starter"]));
+    let (status, body) = server
+        .act(&key, json!({"tool": "shell", "operation": "exec", "params": {"cmd": "rm -rf /"}}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["reason"], "no rule of the starter policy allows this action");
+    let (status, body) = server
+        .act(&key, json!({"tool": "http_proxy", "operation": "POST", "params": {"url": "https://api.github.com/repos/x/y/issues"}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["risk_level"], "high");
+    server.stop().await;
+}

@@ -1,0 +1,196 @@
+//! The real `aaf` binary: serve with signals, offline audit verification and tampering,
+//! policy check and eval, and the agents client.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{examples, policy_dir, ADMIN_TOKEN, ALLOW_ALL};
+
+const AAF: &str = env!("CARGO_BIN_EXE_aaf");
+
+/// Runs `aaf serve` on port 0 and returns the child and its base URL (read from the log).
+fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
+    let mut child = Command::new(AAF)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--policies")
+        .arg(policies)
+        .env("AAF_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "info")
+        .env_remove("AAF_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines.next().expect("aaf serve exited before listening").unwrap();
+        if let Some(rest) = line.split("address=").nth(1) {
+            if line.contains("listening") {
+                let addr = rest.split_whitespace().next().unwrap();
+                break format!("http://{addr}");
+            }
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("aaf serve did not stop within 10 s of SIGTERM");
+}
+
+fn verify(data_dir: &Path) -> (bool, String) {
+    let out = Command::new(AAF)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn serve_sigterm_restart_verify_and_tamper() {
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let (mut child, base) = spawn_serve(data.path(), policies.path());
+    let client = reqwest::Client::new();
+
+    // The agents client of the binary against the running server.
+    let out = Command::new(AAF)
+        .args(["agents", "create", "cli-agent", "--risk-score", "0.3", "--server", &base])
+        .env("AAF_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = created["api_key"].as_str().unwrap().to_string();
+
+    for i in 0..5 {
+        let r = client
+            .post(format!("{base}/v1/actions"))
+            .bearer_auth(&key)
+            .json(&json!({"tool": "t", "operation": "o", "params": {"i": i}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let status = sigterm(&mut child);
+    assert!(status.success(), "aaf serve exited with {status} on SIGTERM");
+
+    let (ok, text) = verify(data.path());
+    assert!(ok, "{text}");
+    assert!(text.contains("audit verification passed"), "{text}");
+
+    // Restart: the chain continues and still verifies.
+    let (mut child, base) = spawn_serve(data.path(), policies.path());
+    let r = client
+        .post(format!("{base}/v1/actions"))
+        .bearer_auth(&key)
+        .json(&json!({"tool": "t", "operation": "o"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(sigterm(&mut child).success());
+    let (ok, text) = verify(data.path());
+    assert!(ok, "{text}");
+
+    // Tamper with one event's data: verification fails and names the seq.
+    let url = format!("sqlite://{}", data.path().join("aaf.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let org: String = sqlx::query_scalar("SELECT id FROM orgs WHERE name = 'default'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_events SET data = replace(data, '\"i\":3', '\"i\":4') WHERE org_id = ? AND seq = (SELECT MIN(seq) FROM audit_events WHERE org_id = ? AND data LIKE '%\"i\":3%')")
+        .bind(&org)
+        .bind(&org)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (ok, text) = verify(data.path());
+    assert!(!ok, "tampering not detected: {text}");
+    assert!(text.contains("seq"), "{text}");
+}
+
+#[test]
+fn serve_refuses_unsafe_policies_with_a_location() {
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[(
+        "seed000.rego",
+        "package aaf.policies\ndefault decision = {\"action\": \"deny\", \"reason\": \"No matching allow rule\"}\ndecision = {\"action\": \"allow\"} {\ninput.tool == \"http_proxy\"\ninput.operation == \"GET\"\nallowed_domains[input.params.url]\n}\nallowed_domains[url] {\nstartswith(url, \"https://api.trusted.com/\")\n}\n",
+    )]);
+    let out = Command::new(AAF)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .arg("--policies")
+        .arg(policies.path())
+        .env("AAF_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("seed000.rego:9:"), "{err}");
+    assert!(err.contains("var url is unsafe"), "{err}");
+
+    let out = Command::new(AAF).args(["policy", "check"]).arg(policies.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seed000.rego:9:"));
+}
+
+#[test]
+fn policy_check_and_eval_on_the_examples() {
+    for dir in ["seed-000", "seed-004"] {
+        let out = Command::new(AAF).args(["policy", "check"]).arg(examples(dir)).output().unwrap();
+        assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let input = examples("../inputs/stripe_charge.json");
+    let out = Command::new(AAF)
+        .args(["policy", "eval", "--policies"])
+        .arg(examples("seed-004"))
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "require_approval");
+    assert_eq!(v["matched_policies"], json!(["aaf.policy"]));
+}
+
+#[test]
+fn unknown_configuration_keys_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("aaf.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\n[limits]\neval_timeout = 5\n").unwrap();
+    let out = Command::new(AAF).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("eval_timeout"), "{err}");
+}

@@ -1,0 +1,238 @@
+//! The shared harness: start the server in-process on 127.0.0.1:0, a loopback upstream,
+//! policy directories, and HTTP helpers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aaf_server::config::Config;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, Uri};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The admin token the test servers are started with.
+pub const ADMIN_TOKEN: &str = "aaf_at_test_admin_token_0123456789abcdefghijklmnop";
+
+/// A policy that allows every action (for connector tests, where the connector's own
+/// checks are what is tested).
+pub const ALLOW_ALL: &str = "package test.allow_all\nimport rego.v1\ndecision := \"allow\"\n";
+
+/// The path of the seeds' example policies.
+pub fn examples(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/policies")
+        .join(dir)
+}
+
+/// A path in ../shared/testdata (read in place, never copied).
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata")
+        .join(rel)
+}
+
+/// Writes `files` (name, Rego) into a new temporary policy directory.
+pub fn policy_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, rego) in files {
+        std::fs::write(dir.path().join(name), rego).unwrap();
+    }
+    dir
+}
+
+/// A running server.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    _data: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with a fresh data directory.
+    pub async fn start(policies: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_path_buf();
+        let mut server = Self::start_in(&data_dir, policies, tweak).await;
+        server._data = Some(data);
+        server
+    }
+
+    /// Starts a server on an existing data directory (for restarts).
+    pub async fn start_in(
+        data_dir: &Path,
+        policies: &Path,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.data_dir = data_dir.to_path_buf();
+        config.policies = policies.to_path_buf();
+        config.admin_token = Some(aaf_core::secrets::Secret::new(ADMIN_TOKEN));
+        config.connectors.http.allow_private_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+        tweak(&mut config);
+        let (state, _) = aaf_server::app::prepare(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            aaf_server::app::run(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        eprintln!(
+            "test server on {addr}, database: sqlite ({})",
+            data_dir.join("aaf.db").display()
+        );
+        TestServer {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            data_dir: data_dir.to_path_buf(),
+            _data: None,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the server gracefully and waits for the audit writer to flush.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap();
+        }
+    }
+
+    /// Keeps the temporary data directory alive beyond the server (for restarts).
+    pub fn take_data_dir(&mut self) -> TempDir {
+        self._data.take().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Registers an agent; returns (id, api key).
+    pub async fn create_agent(&self, name: &str) -> (String, String) {
+        let r = self
+            .client
+            .post(self.url("/v1/agents"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"name": name, "risk_score": 0.2}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["api_key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Submits an action; returns (status, body).
+    pub async fn act(&self, key: &str, body: Value) -> (u16, Value) {
+        self.post_json("/v1/actions", key, body).await
+    }
+
+    pub async fn post_json(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Reads the whole audit chain (`chain` = None for the admin's org, or "system").
+    pub async fn audit(&self, chain: Option<&str>) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let mut url = format!("{}?after_seq={after}&limit=1000", self.url("/v1/audit"));
+            if let Some(c) = chain {
+                url.push_str(&format!("&chain={c}"));
+            }
+            let r = self.client.get(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let page: Value = r.json().await.unwrap();
+            let batch = page["events"].as_array().unwrap().clone();
+            events.extend(batch);
+            match page["next_after_seq"].as_u64() {
+                Some(n) => after = n,
+                None => return events,
+            }
+        }
+    }
+}
+
+/// A request the upstream received.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A loopback HTTP server that records what it receives and answers JSON.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let recorded = hits.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let recorded = recorded.clone();
+                async move {
+                    let body_json: Value =
+                        serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    recorded.lock().unwrap().push(Hit {
+                        method: method.to_string(),
+                        path: uri.path().to_string(),
+                        headers: headers.clone(),
+                        body,
+                    });
+                    axum::Json(json!({
+                        "upstream": "ok",
+                        "method": method.to_string(),
+                        "path": uri.path(),
+                        "received_body": body_json,
+                        "cookie_seen": headers.contains_key("cookie"),
+                    }))
+                }
+            },
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Upstream { addr, hits }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.hits.lock().unwrap().len()
+    }
+}

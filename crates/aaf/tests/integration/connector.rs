@@ -1,0 +1,145 @@
+//! The HTTP connector through the server: allowed calls reach the upstream; SSRF is refused.
+
+use serde_json::{json, Value};
+
+use crate::common::{policy_dir, testdata, TestServer, Upstream, ALLOW_ALL};
+
+#[tokio::test]
+async fn allowed_get_and_post_reach_the_upstream() {
+    let upstream = Upstream::start().await;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |_| {}).await;
+    let (_, key) = server.create_agent("http-agent").await;
+
+    let (status, body) = server
+        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {
+            "url": upstream.url("/items?x=1"),
+            "headers": {"Accept": "application/json", "Cookie": "session=stolen", "Host": "evil.example"}
+        }}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "executed");
+    assert_eq!(body["result"]["status"], 200);
+    assert_eq!(body["result"]["body"]["upstream"], "ok");
+    assert_eq!(body["result"]["body"]["path"], "/items");
+    assert_eq!(body["result"]["body"]["cookie_seen"], false);
+    assert_eq!(body["result"]["truncated"], false);
+    {
+        let hits = upstream.hits.lock().unwrap();
+        assert_eq!(hits.len(), 1);
+        let host = hits[0].headers.get("host").unwrap().to_str().unwrap();
+        assert!(host.starts_with("127.0.0.1"), "host header forwarded from agent: {host}");
+    }
+
+    let (status, body) = server
+        .act(&key, json!({"tool": "http", "operation": "POST", "params": {
+            "url": upstream.url("/charges"), "body": {"amount": 42}
+        }}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["body"]["method"], "POST");
+    assert_eq!(body["result"]["body"]["received_body"], json!({"amount": 42}));
+    assert_eq!(upstream.count(), 2);
+
+    let audit = server.audit(None).await;
+    let executed = audit.iter().filter(|e| e["type"] == "action.executed").count();
+    assert_eq!(executed, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn loopback_is_refused_without_allow_private_cidrs() {
+    let upstream = Upstream::start().await;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.connectors.http.allow_private_cidrs.clear();
+    })
+    .await;
+    let (_, key) = server.create_agent("a").await;
+    let (status, body) = server
+        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": upstream.url("/")}}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["reason"].as_str().unwrap().starts_with("ssrf:"), "{body}");
+    assert_eq!(upstream.count(), 0);
+    let audit = server.audit(None).await;
+    let last = audit.iter().rfind(|e| e["type"] == "action.decided").unwrap();
+    assert_eq!(last["data"]["decision"], "deny");
+    assert!(last["data"]["reason"].as_str().unwrap().starts_with("ssrf:"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allowlist_refuses_other_hosts() {
+    let upstream = Upstream::start().await;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.connectors.http.allowed_domains = vec!["api.example.com".into()];
+    })
+    .await;
+    let (_, key) = server.create_agent("a").await;
+    let (status, body) = server
+        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": upstream.url("/")}}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["reason"].as_str().unwrap().starts_with("ssrf:"), "{body}");
+    assert_eq!(upstream.count(), 0);
+    server.stop().await;
+}
+
+/// Every payload of the shared SSRF list is refused through the server, whatever the
+/// policies say. Payloads that need DNS (wildcard-DNS names, redirect services) cannot be
+/// resolved on a machine without internet; they must then end without a request either:
+/// refused by the SSRF guard (403) or failed before connecting.
+#[tokio::test]
+async fn every_ssrf_payload_is_refused() {
+    let path = testdata("security/ssrf_payloads.txt");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("NOTICE: {} not found; SSRF payload test skipped", path.display());
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.connectors.http.allow_private_cidrs.clear();
+        c.connectors.http.connect_timeout_ms = 2000;
+        c.connectors.http.timeout_ms = 3000;
+    })
+    .await;
+    let (_, key) = server.create_agent("attacker").await;
+    let mut checked = 0;
+    let mut ssrf = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let payload = line.split(" -> ").next().unwrap().trim();
+        let url = if payload.contains(':') { payload.to_string() } else { format!("http://{payload}/") };
+        let (status, body) = server
+            .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}))
+            .await;
+        checked += 1;
+        assert_ne!(body["status"], "executed", "{url} was executed: {body}");
+        match status {
+            403 => {
+                assert_eq!(body["decision"], "deny", "{url}: {body}");
+                let reason = body["reason"].as_str().unwrap();
+                assert!(
+                    reason.starts_with("ssrf:") || reason.starts_with("invalid request:"),
+                    "{url}: {reason}"
+                );
+                ssrf += 1;
+            }
+            200 => {
+                // Only names that could not be resolved may end here, as a failure.
+                assert_eq!(body["status"], "failed", "{url}: {body}");
+                let error: &Value = &body["result"]["error"];
+                assert!(error.as_str().is_some(), "{url}: {body}");
+            }
+            other => panic!("{url}: unexpected status {other}: {body}"),
+        }
+    }
+    eprintln!("{checked} SSRF payloads checked through the server; {ssrf} refused by the SSRF guard");
+    assert!(checked > 90, "only {checked} payloads read");
+    server.stop().await;
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real server on port 0, a real SQLite file in a temporary data
+//! directory, a loopback upstream, and the real `aaf` binary for the offline commands.
+//!
+//! All integration tests are one test binary (`mod common` is the shared harness).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod actions;
+mod audit;
+mod binary;
+mod connector;
+mod fail_closed;
+mod requests;
