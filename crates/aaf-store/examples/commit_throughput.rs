@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use aaf_store::{ActionRecord, ActionWrite, AuditWriter, NewEvent, Store, StoreOptions, WriteUnit};
@@ -147,16 +149,17 @@ async fn writer_phase(store: &Store, org_id: &str, agent_id: &str, actions: usiz
     let writer = AuditWriter::spawn(store.clone(), BATCH);
     let per_task = actions / SUBMITTERS;
     let started = Instant::now();
+    // Timestamps follow submission order, as a clock would.
+    let clock = Arc::new(AtomicUsize::new(actions));
     let mut tasks = Vec::new();
-    for t in 0..SUBMITTERS {
+    for _ in 0..SUBMITTERS {
         let writer = writer.clone();
+        let clock = Arc::clone(&clock);
         let (org_id, agent_id) = (org_id.to_string(), agent_id.to_string());
         tasks.push(tokio::spawn(async move {
-            for i in 0..per_task {
-                writer
-                    .submit(unit(&org_id, &agent_id, actions + t * per_task + i))
-                    .await
-                    .unwrap();
+            for _ in 0..per_task {
+                let n = clock.fetch_add(1, Ordering::Relaxed);
+                writer.submit(unit(&org_id, &agent_id, n)).await.unwrap();
             }
         }));
     }

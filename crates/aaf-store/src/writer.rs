@@ -57,13 +57,7 @@ impl AuditWriter {
         let max_batch = max_batch.max(1);
         let (queue, requests) = mpsc::channel(max_batch.saturating_mul(4));
         let (stop, stopped) = watch::channel(false);
-        // The task runs on a thread of its own, so that its wake-ups (one per statement
-        // on the database connection) do not wait behind request tasks in the runtime's
-        // queues: the writer is the one serial step every audited request waits for.
-        let runtime = tokio::runtime::Handle::current();
-        let task = tokio::task::spawn_blocking(move || {
-            runtime.block_on(run(store, requests, stopped, max_batch))
-        });
+        let task = tokio::spawn(run(store, requests, stopped, max_batch));
         AuditWriter {
             inner: Arc::new(Inner {
                 queue,

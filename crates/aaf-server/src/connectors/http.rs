@@ -28,7 +28,7 @@
 //! `Set-Cookie` headers are not returned. TLS is rustls with certificate verification always
 //! on and TLS 1.2 as the minimum.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::error::Error as StdError;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -122,6 +122,14 @@ pub struct HttpConnectorConfig {
     pub max_response_bytes: usize,
     /// Redirects followed per request. Default 5. One more is an error.
     pub max_redirects: u8,
+    /// Static host entries, like `/etc/hosts`: a name (lowercase, no trailing dot) to the
+    /// addresses it resolves to, consulted before DNS. The addresses are checked like any DNS
+    /// answer, so an entry cannot open a way to a blocked range. Empty by default.
+    pub hosts: BTreeMap<String, Vec<IpAddr>>,
+    /// Whether names not in `hosts` are resolved with the operating system's resolver.
+    /// Default true. False: only `hosts` entries resolve (an air-gapped or pinned deployment;
+    /// also how the tests avoid DNS traffic).
+    pub system_dns: bool,
 }
 
 impl Default for HttpConnectorConfig {
@@ -134,6 +142,8 @@ impl Default for HttpConnectorConfig {
             timeout_ms: 30_000,
             max_response_bytes: 1_048_576,
             max_redirects: 5,
+            hosts: BTreeMap::new(),
+            system_dns: true,
         }
     }
 }
@@ -335,12 +345,28 @@ enum LookupError {
     Failed { host: String, reason: String },
 }
 
-/// The operating system's resolver (`getaddrinfo` through `tokio::net::lookup_host`).
-struct SystemResolver;
+/// The configured resolver: `connectors.http.hosts` first, then (when `system_dns` is on) the
+/// operating system's resolver (`getaddrinfo` through `tokio::net::lookup_host`).
+struct ConfiguredResolver {
+    hosts: BTreeMap<String, Vec<IpAddr>>,
+    system_dns: bool,
+}
 
-impl Resolve for SystemResolver {
+impl Resolve for ConfiguredResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        if let Some(ips) = self.hosts.get(&host) {
+            let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect();
+            return Box::pin(async move { Ok(Box::new(addrs.into_iter()) as Addrs) });
+        }
+        if !self.system_dns {
+            return Box::pin(async move {
+                Err(format!(
+                    "{host} is not in connectors.http.hosts and connectors.http.system_dns is off"
+                )
+                .into())
+            });
+        }
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
@@ -432,14 +458,22 @@ impl fmt::Debug for HttpConnector {
 }
 
 impl HttpConnector {
-    /// Builds the connector from its configuration, resolving names with the operating system
-    /// resolver.
+    /// Builds the connector from its configuration, resolving names with `connectors.http.hosts`
+    /// and, when `system_dns` is on, the operating system resolver.
     ///
     /// Errors with [`ConnectorError::InvalidRequest`] naming the `connectors.http` key when an
     /// `allowed_domains` entry is not a host name or `*.` pattern, a timeout is zero, or
     /// `ca_file` cannot be read or holds no PEM certificate.
     pub fn new(config: &HttpConnectorConfig) -> Result<HttpConnector, ConnectorError> {
-        HttpConnector::with_resolver(config, Arc::new(SystemResolver))
+        let resolver = ConfiguredResolver {
+            hosts: config
+                .hosts
+                .iter()
+                .map(|(name, ips)| (name.trim_end_matches('.').to_ascii_lowercase(), ips.clone()))
+                .collect(),
+            system_dns: config.system_dns,
+        };
+        HttpConnector::with_resolver(config, Arc::new(resolver))
     }
 
     /// Like [`HttpConnector::new`], with another DNS resolver (tests, a custom DNS client).

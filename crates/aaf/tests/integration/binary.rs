@@ -28,7 +28,9 @@ fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let started = std::time::Instant::now();
     let base = loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "aaf serve did not log its address");
         let line = lines.next().expect("aaf serve exited before listening").unwrap();
         if let Some(rest) = line.split("address=").nth(1) {
             if line.contains("listening") {
@@ -127,6 +129,10 @@ async fn serve_sigterm_restart_verify_and_tamper() {
         .fetch_one(&pool)
         .await
         .unwrap();
+    // The append-only triggers stop a careless UPDATE; an attacker with the file drops them.
+    for t in ["audit_events_no_update", "audit_events_no_delete"] {
+        sqlx::query(&format!("DROP TRIGGER {t}")).execute(&pool).await.unwrap();
+    }
     sqlx::query("UPDATE audit_events SET data = replace(data, '\"i\":3', '\"i\":4') WHERE org_id = ? AND seq = (SELECT MIN(seq) FROM audit_events WHERE org_id = ? AND data LIKE '%\"i\":3%')")
         .bind(&org)
         .bind(&org)

@@ -182,8 +182,6 @@ impl TestServer {
 /// A request the upstream received.
 #[derive(Debug, Clone)]
 pub struct Hit {
-    pub method: String,
-    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -205,8 +203,6 @@ impl Upstream {
                     let body_json: Value =
                         serde_json::from_slice(&body).unwrap_or(Value::Null);
                     recorded.lock().unwrap().push(Hit {
-                        method: method.to_string(),
-                        path: uri.path().to_string(),
                         headers: headers.clone(),
                         body,
                     });

@@ -40,6 +40,12 @@ async fn allowed_get_and_post_reach_the_upstream() {
     assert_eq!(body["result"]["body"]["method"], "POST");
     assert_eq!(body["result"]["body"]["received_body"], json!({"amount": 42}));
     assert_eq!(upstream.count(), 2);
+    {
+        let hits = upstream.hits.lock().unwrap();
+        let sent: Value = serde_json::from_slice(&hits[1].body).unwrap();
+        assert_eq!(sent, json!({"amount": 42}));
+        assert_eq!(hits[1].headers.get("content-type").unwrap(), "application/json");
+    }
 
     let audit = server.audit(None).await;
     let executed = audit.iter().filter(|e| e["type"] == "action.executed").count();
@@ -88,9 +94,11 @@ async fn allowlist_refuses_other_hosts() {
 }
 
 /// Every payload of the shared SSRF list is refused through the server, whatever the
-/// policies say. Payloads that need DNS (wildcard-DNS names, redirect services) cannot be
-/// resolved on a machine without internet; they must then end without a request either:
-/// refused by the SSRF guard (403) or failed before connecting.
+/// policies say. The server runs with `system_dns = false` so that no DNS query leaves the
+/// machine: payloads whose host is a public-looking name (wildcard-DNS names, redirect
+/// services) then cannot resolve and must fail before any connection. What such names do
+/// when they resolve to internal addresses is `dns_answers_are_checked_at_connection_time`
+/// here and the connector's own payload test, which resolves every name to 127.0.0.1.
 #[tokio::test]
 async fn every_ssrf_payload_is_refused() {
     let path = testdata("security/ssrf_payloads.txt");
@@ -101,13 +109,13 @@ async fn every_ssrf_payload_is_refused() {
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let server = TestServer::start(policies.path(), |c| {
         c.connectors.http.allow_private_cidrs.clear();
-        c.connectors.http.connect_timeout_ms = 2000;
-        c.connectors.http.timeout_ms = 3000;
+        c.connectors.http.system_dns = false;
     })
     .await;
     let (_, key) = server.create_agent("attacker").await;
     let mut checked = 0;
     let mut ssrf = 0;
+    let mut unresolved = 0;
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -134,12 +142,45 @@ async fn every_ssrf_payload_is_refused() {
                 // Only names that could not be resolved may end here, as a failure.
                 assert_eq!(body["status"], "failed", "{url}: {body}");
                 let error: &Value = &body["result"]["error"];
-                assert!(error.as_str().is_some(), "{url}: {body}");
+                assert!(error.as_str().unwrap().contains("system_dns is off"), "{url}: {body}");
+                unresolved += 1;
             }
             other => panic!("{url}: unexpected status {other}: {body}"),
         }
     }
-    eprintln!("{checked} SSRF payloads checked through the server; {ssrf} refused by the SSRF guard");
-    assert!(checked > 90, "only {checked} payloads read");
+    eprintln!("{checked} SSRF payloads checked through the server: {ssrf} refused by the SSRF guard, {unresolved} unresolvable names");
+    assert!(checked >= 80, "only {checked} payloads read");
+    assert!(ssrf >= 65, "only {ssrf} refused by the guard");
+    server.stop().await;
+}
+
+/// A public-looking name whose DNS answer is internal (wildcard DNS such as nip.io, or DNS
+/// rebinding) is refused when it resolves, and the upstream behind it is never reached.
+#[tokio::test]
+async fn dns_answers_are_checked_at_connection_time() {
+    let upstream = Upstream::start().await;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.connectors.http.allow_private_cidrs.clear();
+        c.connectors.http.system_dns = false;
+        c.connectors.http.hosts.insert(
+            "rebind.example.com".into(),
+            vec!["127.0.0.1".parse().unwrap()],
+        );
+    })
+    .await;
+    let (_, key) = server.create_agent("a").await;
+    let url = format!("http://rebind.example.com:{}/", upstream.addr.port());
+    let (status, body) = server
+        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["reason"].as_str().unwrap().starts_with("ssrf:"), "{body}");
+    assert!(!body["reason"].as_str().unwrap().contains("127.0.0.1"), "the resolved address leaked: {body}");
+    assert_eq!(body["status"], "denied");
+    assert_eq!(upstream.count(), 0);
+    let audit = server.audit(None).await;
+    let failed = audit.iter().rfind(|e| e["type"] == "action.failed").unwrap();
+    assert_eq!(failed["data"]["kind"], "ssrf");
     server.stop().await;
 }
