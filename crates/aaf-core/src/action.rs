@@ -324,7 +324,11 @@ mod tests {
     fn matched_policies_are_those_with_the_winning_verdict() {
         let d = Decision::combine(vec![
             outcome("base", Some(Verdict::Allow), None),
-            outcome("financial", Some(Verdict::RequireApproval), Some("big charge")),
+            outcome(
+                "financial",
+                Some(Verdict::RequireApproval),
+                Some("big charge"),
+            ),
         ]);
         assert_eq!(d.verdict, Verdict::RequireApproval);
         assert_eq!(d.matched_policies, vec!["financial".to_string()]);

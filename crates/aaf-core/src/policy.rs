@@ -583,8 +583,14 @@ mod tests {
             ("p.rego", "package p\nimport rego.v1\nimport data.lib\ndecision := \"allow\" if lib.trusted(input.url)\n"),
         ]);
         assert_eq!(s.policies().len(), 1);
-        assert_eq!(s.evaluate(&json!({"url": "https://ok/x"})).verdict, Verdict::Allow);
-        assert_eq!(s.evaluate(&json!({"url": "https://no/x"})).verdict, Verdict::Deny);
+        assert_eq!(
+            s.evaluate(&json!({"url": "https://ok/x"})).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            s.evaluate(&json!({"url": "https://no/x"})).verdict,
+            Verdict::Deny
+        );
     }
 
     #[test]
@@ -600,7 +606,11 @@ mod tests {
         ]);
         let d = s.evaluate(&json!({"x": "a"}));
         assert_eq!(d.verdict, Verdict::Deny);
-        assert!(d.reason.contains("policy conflict failed to evaluate"), "{}", d.reason);
+        assert!(
+            d.reason.contains("policy conflict failed to evaluate"),
+            "{}",
+            d.reason
+        );
         assert!(d.reason.contains("conflict.rego:3:1"), "{}", d.reason);
         let d = s.evaluate(&json!({"n": 3}));
         assert_eq!(d.verdict, Verdict::Deny);
@@ -640,7 +650,8 @@ mod tests {
 
     #[test]
     fn parse_errors_have_positions() {
-        let errs = load_err("package p\nimport rego.v1\ndecision := \"allow\" if {\n  input.x ==\n}\n");
+        let errs =
+            load_err("package p\nimport rego.v1\ndecision := \"allow\" if {\n  input.x ==\n}\n");
         assert_eq!(errs[0].file, "p.rego");
         assert!(errs[0].line >= 4, "{}", errs[0]);
         let errs = load_err("package p\ndecision = \"allow\" { nosuchfn(input.x) }\n");
@@ -653,13 +664,21 @@ mod tests {
             "b.rego",
             "package b\nimport rego.v1\ndecision := \"deny\" if is_private_network(input.url)\ndecision := \"deny\" if has_pii(input.body)\ndecision := \"deny\" if has_credit_card(input.body)\ndefault decision := \"allow\"\n",
         )]);
-        assert_eq!(s.evaluate(&json!({"url": "http://127.1/", "body": {}})).verdict, Verdict::Deny);
         assert_eq!(
-            s.evaluate(&json!({"url": "https://example.com/", "body": {"x": "nothing here"}})).verdict,
+            s.evaluate(&json!({"url": "http://127.1/", "body": {}}))
+                .verdict,
+            Verdict::Deny
+        );
+        assert_eq!(
+            s.evaluate(&json!({"url": "https://example.com/", "body": {"x": "nothing here"}}))
+                .verdict,
             Verdict::Allow
         );
         assert_eq!(
-            s.evaluate(&json!({"url": "https://example.com/", "body": {"card": "4111 1111 1111 1111"}})).verdict,
+            s.evaluate(
+                &json!({"url": "https://example.com/", "body": {"card": "4111 1111 1111 1111"}})
+            )
+            .verdict,
             Verdict::Deny
         );
     }

@@ -10,7 +10,9 @@ use aaf_core::policy::{EvaluatorOptions, PolicySet, PolicySource};
 use serde_json::{json, Value};
 
 fn load(dir: &str) -> PolicySet {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies").join(dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/policies")
+        .join(dir);
     let mut sources = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -36,9 +38,19 @@ fn decide(set: &PolicySet, action: Value) -> aaf_core::action::Decision {
     let input = PolicyInput::build(
         "action-123",
         &request,
-        &AgentInfo { id: "agent-001".into(), name: "Payment Agent".into(), risk_score: 0.2 },
-        &OrgInfo { id: "org-uuid".into(), plan: "pro".into() },
-        &RequestMetadata { timestamp: "2024-01-15T10:30:00Z".into(), ip_address: Some("203.0.113.42".into()) },
+        &AgentInfo {
+            id: "agent-001".into(),
+            name: "Payment Agent".into(),
+            risk_score: 0.2,
+        },
+        &OrgInfo {
+            id: "org-uuid".into(),
+            plan: "pro".into(),
+        },
+        &RequestMetadata {
+            timestamp: "2024-01-15T10:30:00Z".into(),
+            ip_address: Some("203.0.113.42".into()),
+        },
     );
     set.evaluate(&input)
 }
@@ -46,10 +58,13 @@ fn decide(set: &PolicySet, action: Value) -> aaf_core::action::Decision {
 #[test]
 fn seed_004_stripe_charge_of_50000_requires_approval() {
     let set = load("seed-004");
-    let d = decide(&set, json!({
-        "tool": "http_proxy", "operation": "POST",
-        "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}}
-    }));
+    let d = decide(
+        &set,
+        json!({
+            "tool": "http_proxy", "operation": "POST",
+            "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}}
+        }),
+    );
     assert_eq!(d.verdict, Verdict::RequireApproval, "{d:?}");
     assert_eq!(d.matched_policies, vec!["aaf.policy".to_string()]);
 }
@@ -57,13 +72,25 @@ fn seed_004_stripe_charge_of_50000_requires_approval() {
 #[test]
 fn seed_004_small_charge_is_allowed_and_private_network_denied() {
     let set = load("seed-004");
-    let d = decide(&set, json!({
-        "tool": "http_proxy", "operation": "POST",
-        "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 500}}
-    }));
+    let d = decide(
+        &set,
+        json!({
+            "tool": "http_proxy", "operation": "POST",
+            "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 500}}
+        }),
+    );
     assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
-    for url in ["http://10.0.0.5/admin", "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://0x7f000001/", "http://localhost:8080/"] {
-        let d = decide(&set, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}));
+    for url in [
+        "http://10.0.0.5/admin",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://0x7f000001/",
+        "http://localhost:8080/",
+    ] {
+        let d = decide(
+            &set,
+            json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}),
+        );
         assert_eq!(d.verdict, Verdict::Deny, "{url}: {d:?}");
     }
 }
@@ -71,7 +98,10 @@ fn seed_004_small_charge_is_allowed_and_private_network_denied() {
 #[test]
 fn seed_000_default_deny_with_trusted_get_allowed() {
     let set = load("seed-000");
-    let d = decide(&set, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": "https://api.trusted.com/v1/status"}}));
+    let d = decide(
+        &set,
+        json!({"tool": "http_proxy", "operation": "GET", "params": {"url": "https://api.trusted.com/v1/status"}}),
+    );
     assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
     for (op, url) in [
         ("GET", "https://api.trusted.com.evil.example/"),
@@ -79,7 +109,10 @@ fn seed_000_default_deny_with_trusted_get_allowed() {
         ("POST", "https://api.trusted.com/v1/status"),
         ("GET", "http://api.trusted.com/v1/status"),
     ] {
-        let d = decide(&set, json!({"tool": "http_proxy", "operation": op, "params": {"url": url}}));
+        let d = decide(
+            &set,
+            json!({"tool": "http_proxy", "operation": op, "params": {"url": url}}),
+        );
         assert_eq!(d.verdict, Verdict::Deny, "{op} {url}: {d:?}");
         assert_eq!(d.reason, "No matching allow rule");
     }
@@ -89,12 +122,19 @@ fn seed_000_default_deny_with_trusted_get_allowed() {
 fn seed_000_as_written_is_rejected_at_load() {
     let original = "package aaf.policies\ndefault decision = {\"action\": \"deny\", \"reason\": \"No matching allow rule\"}\ndecision = {\"action\": \"allow\"} {\ninput.tool == \"http_proxy\"\ninput.operation == \"GET\"\nallowed_domains[input.params.url]\n}\nallowed_domains[url] {\nstartswith(url, \"https://api.trusted.com/\")\n}\n";
     let errors = PolicySet::load(
-        vec![PolicySource { path: "seed000.rego".into(), rego: original.into() }],
+        vec![PolicySource {
+            path: "seed000.rego".into(),
+            rego: original.into(),
+        }],
         EvaluatorOptions::default(),
     )
     .unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].file, "seed000.rego");
     assert_eq!(errors[0].line, 9);
-    assert!(errors[0].message.contains("var url is unsafe"), "{}", errors[0]);
+    assert!(
+        errors[0].message.contains("var url is unsafe"),
+        "{}",
+        errors[0]
+    );
 }

@@ -442,8 +442,16 @@ pub async fn submit_action(
         agent_id: agent.agent.id.clone(),
         tool: request.tool.clone(),
         operation: request.operation.clone(),
-        params: if keep_full { params.clone() } else { redact(&params) },
-        context: if keep_full { context.clone() } else { redact(&context) },
+        params: if keep_full {
+            params.clone()
+        } else {
+            redact(&params)
+        },
+        context: if keep_full {
+            context.clone()
+        } else {
+            redact(&context)
+        },
         decision: decision.verdict.as_str().to_string(),
         reason: decision.reason.clone(),
         risk_level: decision.risk_level.clone(),
@@ -522,7 +530,8 @@ async fn execute_http(
     let outcome = state.http.execute(allowed).await;
     let (status, event_type, result, data) = match outcome {
         Ok(out) => {
-            let result = serde_json::to_value(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let result =
+                serde_json::to_value(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
             let data = serde_json::json!({
                 "status": out.status,
                 "truncated": out.truncated,
@@ -536,7 +545,10 @@ async fn execute_http(
                 ConnectorError::Upstream(_) => "upstream",
                 ConnectorError::Timeout(_) => "timeout",
             };
-            let denied = matches!(e, ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_));
+            let denied = matches!(
+                e,
+                ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_)
+            );
             let status = if denied { "denied" } else { "failed" };
             if denied {
                 response.decision = Verdict::Deny.as_str().to_string();

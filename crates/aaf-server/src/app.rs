@@ -182,7 +182,11 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
     match &notice {
         AdminTokenNotice::Existing => {
             if let Some(token) = &config.admin_token {
-                if store.find_token(&hash_token(token.expose())).await?.is_none() {
+                if store
+                    .find_token(&hash_token(token.expose()))
+                    .await?
+                    .is_none()
+                {
                     tracing::warn!("AAF_ADMIN_TOKEN is set but is not a token of this data directory; it is only used when the data directory is first created");
                 }
             }
@@ -209,7 +213,10 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
 }
 
 /// Creates the default organisation and its admin token on first start.
-async fn bootstrap(store: &Store, config: &Config) -> Result<(String, AdminTokenNotice), StartError> {
+async fn bootstrap(
+    store: &Store,
+    config: &Config,
+) -> Result<(String, AdminTokenNotice), StartError> {
     if let Some(org) = store.find_org_by_name(DEFAULT_ORG_NAME).await? {
         return Ok((org.id, AdminTokenNotice::Existing));
     }
@@ -217,13 +224,19 @@ async fn bootstrap(store: &Store, config: &Config) -> Result<(String, AdminToken
         Some(t) => (t.expose().to_string(), AdminTokenNotice::FromConfig),
         None => {
             let path = config.data_dir.join(ADMIN_TOKEN_FILE);
-            (generate_token(ADMIN_TOKEN_PREFIX), AdminTokenNotice::Generated(path))
+            (
+                generate_token(ADMIN_TOKEN_PREFIX),
+                AdminTokenNotice::Generated(path),
+            )
         }
     };
     if let AdminTokenNotice::Generated(path) = &notice {
         write_secret_file(path, &token)?;
         // Printed once, on standard output, for the operator who started the server.
-        println!("admin token (shown once, also written to {}): {token}", path.display());
+        println!(
+            "admin token (shown once, also written to {}): {token}",
+            path.display()
+        );
     }
     let org = store
         .create_org_with_admin_token(

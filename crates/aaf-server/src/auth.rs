@@ -8,8 +8,8 @@
 //! log (the `system` chain, as no organisation is known) without the presented secret.
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use std::net::SocketAddr;
 
 use aaf_core::audit::event_types;
@@ -21,7 +21,8 @@ use crate::error::ApiError;
 use crate::time::now_rfc3339;
 
 /// The message of every 401 for a credential that was presented but did not match.
-const INVALID_CREDENTIALS: &str = "invalid credentials: the bearer token or API key is unknown, revoked or expired";
+const INVALID_CREDENTIALS: &str =
+    "invalid credentials: the bearer token or API key is unknown, revoked or expired";
 
 /// An authenticated organisation admin.
 #[derive(Debug, Clone)]
@@ -123,7 +124,13 @@ impl FromRequestParts<AppState> for AgentAuth {
         if let Some(expires_at) = &principal.expires_at {
             // RFC 3339 UTC strings of the same format compare in time order.
             if expires_at.as_str() <= now_rfc3339().as_str() {
-                return Err(reject(state, parts, "the API key has expired; create a new key for the agent", 401).await);
+                return Err(reject(
+                    state,
+                    parts,
+                    "the API key has expired; create a new key for the agent",
+                    401,
+                )
+                .await);
             }
         }
         Ok(AgentAuth(principal))

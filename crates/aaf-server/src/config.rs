@@ -396,8 +396,8 @@ mod tests {
         std::fs::write(&file, "[limits]\neval_timeout = 7\n").unwrap();
         let e = Config::load(Some(&file), env(&[]), &CliOverrides::default()).unwrap_err();
         assert!(e.to_string().contains("eval_timeout"), "{e}");
-        let e = Config::load(None, env(&[("AAF_LISTN", "x")]), &CliOverrides::default())
-            .unwrap_err();
+        let e =
+            Config::load(None, env(&[("AAF_LISTN", "x")]), &CliOverrides::default()).unwrap_err();
         assert!(e.to_string().contains("listn"), "{e}");
     }
 
@@ -410,11 +410,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, ConfigError::MissingFile(_)));
-        let e = Config::load(None, env(&[("AAF_ADMIN_TOKEN", "short")]), &CliOverrides::default())
-            .unwrap_err();
+        let e = Config::load(
+            None,
+            env(&[("AAF_ADMIN_TOKEN", "short")]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("admin_token"), "{e}");
-        let e = Config::load(None, env(&[("AAF_LISTEN", "nope")]), &CliOverrides::default())
-            .unwrap_err();
+        let e = Config::load(
+            None,
+            env(&[("AAF_LISTEN", "nope")]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("listen"), "{e}");
     }
 }

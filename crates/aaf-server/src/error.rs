@@ -87,10 +87,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType(_) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-            ),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -142,7 +141,9 @@ fn json_error(text: &str) -> ApiError {
             let field = detail
                 .split('`')
                 .nth(1)
-                .filter(|_| detail.starts_with("missing field") || detail.starts_with("unknown field"))
+                .filter(|_| {
+                    detail.starts_with("missing field") || detail.starts_with("unknown field")
+                })
                 .map(str::to_string);
             (field, detail.to_string())
         }
@@ -156,7 +157,10 @@ impl IntoResponse for ApiError {
         let (message, field) = match self {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                ("internal error; the server log has the details".to_string(), None)
+                (
+                    "internal error; the server log has the details".to_string(),
+                    None,
+                )
             }
             ApiError::Unavailable(detail) => {
                 tracing::error!(error = %detail, "service unavailable");

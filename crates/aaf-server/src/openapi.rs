@@ -55,7 +55,9 @@ impl Modify for SecuritySchemes {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An organisation token (aaf_at_...), e.g. the admin token"))
+                    .description(Some(
+                        "An organisation token (aaf_at_...), e.g. the admin token",
+                    ))
                     .build(),
             ),
         );

@@ -52,8 +52,8 @@ pub fn read_policy_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyLoadError>
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyLoadError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| PolicyLoadError::Io(format!("{}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| PolicyLoadError::Io(format!("{}: {e}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(|e| PolicyLoadError::Io(format!("{}: {e}", dir.display())))?;
         let path = entry.path();
@@ -83,7 +83,10 @@ pub fn load_policies(
     options: EvaluatorOptions,
 ) -> Result<(PolicySet, PolicyOrigin), PolicyLoadError> {
     let (sources, origin) = if dir.exists() {
-        (read_policy_dir(dir)?, PolicyOrigin::Directory(dir.to_path_buf()))
+        (
+            read_policy_dir(dir)?,
+            PolicyOrigin::Directory(dir.to_path_buf()),
+        )
     } else {
         (
             vec![PolicySource {

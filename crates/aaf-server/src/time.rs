@@ -12,9 +12,7 @@ pub fn now_rfc3339() -> String {
 /// Formats `t` (converted to UTC) like [`now_rfc3339`].
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    let t = t
-        .replace_nanosecond(t.microsecond() * 1000)
-        .unwrap_or(t);
+    let t = t.replace_nanosecond(t.microsecond() * 1000).unwrap_or(t);
     let s = t.format(&Rfc3339).unwrap_or_default();
     // time's RFC 3339 output drops trailing zeros of the fraction; pad to six digits.
     match s.strip_suffix('Z').and_then(|body| body.split_once('.')) {

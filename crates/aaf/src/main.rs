@@ -18,7 +18,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "aaf", version, about = "Agent Action Firewall: policy-checked, audited actions for AI agents")]
+#[command(
+    name = "aaf",
+    version,
+    about = "Agent Action Firewall: policy-checked, audited actions for AI agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -123,7 +127,10 @@ struct ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -266,7 +273,11 @@ fn policy_eval(dir: &Path, input_file: &Path, timeout_ms: u64) -> anyhow::Result
 async fn audit_verify(data_dir: &Path) -> anyhow::Result<ExitCode> {
     let db = data_dir.join("aaf.db");
     if !db.exists() {
-        anyhow::bail!("{} does not exist: no AAF database in {}", db.display(), data_dir.display());
+        anyhow::bail!(
+            "{} does not exist: no AAF database in {}",
+            db.display(),
+            data_dir.display()
+        );
     }
     let store = Store::open_sqlite(
         data_dir,
@@ -301,7 +312,10 @@ async fn audit_verify(data_dir: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("audit verification FAILED: the audit log was changed after it was written");
         Ok(ExitCode::FAILURE)
     } else {
-        println!("audit verification passed: {} chains, {total} events", reports.len());
+        println!(
+            "audit verification passed: {} chains, {total} events",
+            reports.len()
+        );
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -324,7 +338,12 @@ async fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
             }
             let url = format!("{}/v1/agents", args.server.trim_end_matches('/'));
             (
-                client.post(url).bearer_auth(&args.token).json(&body).send().await,
+                client
+                    .post(url)
+                    .bearer_auth(&args.token)
+                    .json(&body)
+                    .send()
+                    .await,
                 true,
             )
         }
@@ -350,4 +369,3 @@ async fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -11,11 +11,14 @@ async fn seed_004_decisions_over_http() {
 
     // The Stripe charge of 50000 requires approval: 202, stored as pending_approval.
     let (status, body) = server
-        .act(&key, json!({
-            "tool": "http_proxy", "operation": "POST",
-            "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}},
-            "context": {"user_id": "user-456", "purpose": "Process payment"}
-        }))
+        .act(
+            &key,
+            json!({
+                "tool": "http_proxy", "operation": "POST",
+                "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}},
+                "context": {"user_id": "user-456", "purpose": "Process payment"}
+            }),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["decision"], "require_approval");
@@ -43,7 +46,10 @@ async fn seed_004_decisions_over_http() {
     assert_eq!(body["status"], "allowed");
 
     let audit = server.audit(None).await;
-    let decided: Vec<_> = audit.iter().filter(|e| e["type"] == "action.decided").collect();
+    let decided: Vec<_> = audit
+        .iter()
+        .filter(|e| e["type"] == "action.decided")
+        .collect();
     assert_eq!(decided.len(), 3);
     assert_eq!(decided[0]["data"]["decision"], "require_approval");
     assert_eq!(decided[0]["data"]["params"]["body"]["amount"], 50000);
@@ -62,7 +68,10 @@ async fn seed_000_decisions_by_dry_run() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["decision"], "allow");
     assert_eq!(body["status"], "dry_run");
-    assert!(body["policies"][0]["eval_time_us"].as_u64().is_some(), "{body}");
+    assert!(
+        body["policies"][0]["eval_time_us"].as_u64().is_some(),
+        "{body}"
+    );
     assert!(body.get("id").is_none());
 
     let (status, body) = server
@@ -83,15 +92,24 @@ async fn bundled_starter_policy_is_used_without_a_policy_directory() {
     let server = TestServer::start(&missing, |_| {}).await;
     let (_, key) = server.create_agent("kb").await;
     let (status, body) = server
-        .act(&key, json!({"tool": "knowledge_base", "operation": "search", "params": {"q": "x"}}))
+        .act(
+            &key,
+            json!({"tool": "knowledge_base", "operation": "search", "params": {"q": "x"}}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["matched_policies"], json!(["aaf.starter"]));
     let (status, body) = server
-        .act(&key, json!({"tool": "shell", "operation": "exec", "params": {"cmd": "rm -rf /"}}))
+        .act(
+            &key,
+            json!({"tool": "shell", "operation": "exec", "params": {"cmd": "rm -rf /"}}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(body["reason"], "no rule of the starter policy allows this action");
+    assert_eq!(
+        body["reason"],
+        "no rule of the starter policy allows this action"
+    );
     let (status, body) = server
         .act(&key, json!({"tool": "http_proxy", "operation": "POST", "params": {"url": "https://api.github.com/repos/x/y/issues"}}))
         .await;

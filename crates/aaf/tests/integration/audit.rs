@@ -9,7 +9,12 @@ fn assert_gap_free(events: &[Value]) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["seq"].as_u64().unwrap(), i as u64 + 1, "gap at index {i}");
         if i > 0 {
-            assert_eq!(e["prev_hash"], events[i - 1]["hash"], "broken link at seq {}", i + 1);
+            assert_eq!(
+                e["prev_hash"],
+                events[i - 1]["hash"],
+                "broken link at seq {}",
+                i + 1
+            );
         } else {
             assert_eq!(e["prev_hash"], "0".repeat(64));
         }
@@ -52,7 +57,9 @@ async fn concurrent_actions_form_one_gap_free_chain() {
     // Every acknowledged action is in the chain.
     for id in &ids {
         assert!(
-            events.iter().any(|e| e["type"] == "action.decided" && e["action_id"] == id.as_str()),
+            events
+                .iter()
+                .any(|e| e["type"] == "action.decided" && e["action_id"] == id.as_str()),
             "action {id} acknowledged but not in the audit chain"
         );
     }
@@ -66,14 +73,26 @@ async fn a_restart_continues_the_chain() {
     let data = server.take_data_dir();
     let (_, key) = server.create_agent("survivor").await;
     for _ in 0..3 {
-        assert_eq!(server.act(&key, json!({"tool": "t", "operation": "o"})).await.0, 200);
+        assert_eq!(
+            server
+                .act(&key, json!({"tool": "t", "operation": "o"}))
+                .await
+                .0,
+            200
+        );
     }
     let before = server.audit(None).await;
     server.stop().await;
 
     let server = TestServer::start_in(data.path(), policies.path(), |_| {}).await;
     // The agent and its key survive; the admin token from the first start still works.
-    assert_eq!(server.act(&key, json!({"tool": "t", "operation": "o"})).await.0, 200);
+    assert_eq!(
+        server
+            .act(&key, json!({"tool": "t", "operation": "o"}))
+            .await
+            .0,
+        200
+    );
     let after = server.audit(None).await;
     assert_eq!(after.len(), before.len() + 1);
     assert_eq!(&after[..before.len()], &before[..]);
@@ -85,7 +104,13 @@ async fn a_restart_continues_the_chain() {
 async fn audit_query_is_validated() {
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let server = TestServer::start(policies.path(), |_| {}).await;
-    for q in ["limit=0", "limit=5000", "after_seq=-1", "bogus=1", "chain=other-org"] {
+    for q in [
+        "limit=0",
+        "limit=5000",
+        "after_seq=-1",
+        "bogus=1",
+        "chain=other-org",
+    ] {
         let r = server
             .client
             .get(format!("{}?{q}", server.url("/v1/audit")))

@@ -30,8 +30,14 @@ fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
     let mut lines = BufReader::new(stderr).lines();
     let started = std::time::Instant::now();
     let base = loop {
-        assert!(started.elapsed() < Duration::from_secs(30), "aaf serve did not log its address");
-        let line = lines.next().expect("aaf serve exited before listening").unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "aaf serve did not log its address"
+        );
+        let line = lines
+            .next()
+            .expect("aaf serve exited before listening")
+            .unwrap();
         if let Some(rest) = line.split("address=").nth(1) {
             if line.contains("listening") {
                 let addr = rest.split_whitespace().next().unwrap();
@@ -83,11 +89,23 @@ async fn serve_sigterm_restart_verify_and_tamper() {
 
     // The agents client of the binary against the running server.
     let out = Command::new(AAF)
-        .args(["agents", "create", "cli-agent", "--risk-score", "0.3", "--server", &base])
+        .args([
+            "agents",
+            "create",
+            "cli-agent",
+            "--risk-score",
+            "0.3",
+            "--server",
+            &base,
+        ])
         .env("AAF_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     let key = created["api_key"].as_str().unwrap().to_string();
 
@@ -102,7 +120,10 @@ async fn serve_sigterm_restart_verify_and_tamper() {
         assert_eq!(r.status(), 200);
     }
     let status = sigterm(&mut child);
-    assert!(status.success(), "aaf serve exited with {status} on SIGTERM");
+    assert!(
+        status.success(),
+        "aaf serve exited with {status} on SIGTERM"
+    );
 
     let (ok, text) = verify(data.path());
     assert!(ok, "{text}");
@@ -131,7 +152,10 @@ async fn serve_sigterm_restart_verify_and_tamper() {
         .unwrap();
     // The append-only triggers stop a careless UPDATE; an attacker with the file drops them.
     for t in ["audit_events_no_update", "audit_events_no_delete"] {
-        sqlx::query(&format!("DROP TRIGGER {t}")).execute(&pool).await.unwrap();
+        sqlx::query(&format!("DROP TRIGGER {t}"))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
     sqlx::query("UPDATE audit_events SET data = replace(data, '\"i\":3', '\"i\":4') WHERE org_id = ? AND seq = (SELECT MIN(seq) FROM audit_events WHERE org_id = ? AND data LIKE '%\"i\":3%')")
         .bind(&org)
@@ -165,7 +189,11 @@ fn serve_refuses_unsafe_policies_with_a_location() {
     assert!(err.contains("seed000.rego:9:"), "{err}");
     assert!(err.contains("var url is unsafe"), "{err}");
 
-    let out = Command::new(AAF).args(["policy", "check"]).arg(policies.path()).output().unwrap();
+    let out = Command::new(AAF)
+        .args(["policy", "check"])
+        .arg(policies.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("seed000.rego:9:"));
 }
@@ -173,8 +201,16 @@ fn serve_refuses_unsafe_policies_with_a_location() {
 #[test]
 fn policy_check_and_eval_on_the_examples() {
     for dir in ["seed-000", "seed-004"] {
-        let out = Command::new(AAF).args(["policy", "check"]).arg(examples(dir)).output().unwrap();
-        assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(AAF)
+            .args(["policy", "check"])
+            .arg(examples(dir))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let input = examples("../inputs/stripe_charge.json");
     let out = Command::new(AAF)
@@ -184,7 +220,11 @@ fn policy_check_and_eval_on_the_examples() {
         .arg(&input)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decision"], "require_approval");
     assert_eq!(v["matched_policies"], json!(["aaf.policy"]));
@@ -194,8 +234,16 @@ fn policy_check_and_eval_on_the_examples() {
 fn unknown_configuration_keys_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("aaf.toml");
-    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\n[limits]\neval_timeout = 5\n").unwrap();
-    let out = Command::new(AAF).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\n[limits]\neval_timeout = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(AAF)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("eval_timeout"), "{err}");

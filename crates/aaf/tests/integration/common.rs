@@ -70,11 +70,13 @@ impl TestServer {
         policies: &Path,
         tweak: impl FnOnce(&mut Config),
     ) -> TestServer {
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.data_dir = data_dir.to_path_buf();
-        config.policies = policies.to_path_buf();
-        config.admin_token = Some(aaf_core::secrets::Secret::new(ADMIN_TOKEN));
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_path_buf(),
+            policies: policies.to_path_buf(),
+            admin_token: Some(aaf_core::secrets::Secret::new(ADMIN_TOKEN)),
+            ..Config::default()
+        };
         config.connectors.http.allow_private_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         tweak(&mut config);
         let (state, _) = aaf_server::app::prepare(config).await.unwrap();
@@ -166,7 +168,13 @@ impl TestServer {
             if let Some(c) = chain {
                 url.push_str(&format!("&chain={c}"));
             }
-            let r = self.client.get(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+            let r = self
+                .client
+                .get(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             let page: Value = r.json().await.unwrap();
             let batch = page["events"].as_array().unwrap().clone();
@@ -200,8 +208,7 @@ impl Upstream {
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let recorded = recorded.clone();
                 async move {
-                    let body_json: Value =
-                        serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     recorded.lock().unwrap().push(Hit {
                         headers: headers.clone(),
                         body,

@@ -28,27 +28,42 @@ async fn allowed_get_and_post_reach_the_upstream() {
         let hits = upstream.hits.lock().unwrap();
         assert_eq!(hits.len(), 1);
         let host = hits[0].headers.get("host").unwrap().to_str().unwrap();
-        assert!(host.starts_with("127.0.0.1"), "host header forwarded from agent: {host}");
+        assert!(
+            host.starts_with("127.0.0.1"),
+            "host header forwarded from agent: {host}"
+        );
     }
 
     let (status, body) = server
-        .act(&key, json!({"tool": "http", "operation": "POST", "params": {
-            "url": upstream.url("/charges"), "body": {"amount": 42}
-        }}))
+        .act(
+            &key,
+            json!({"tool": "http", "operation": "POST", "params": {
+                "url": upstream.url("/charges"), "body": {"amount": 42}
+            }}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["body"]["method"], "POST");
-    assert_eq!(body["result"]["body"]["received_body"], json!({"amount": 42}));
+    assert_eq!(
+        body["result"]["body"]["received_body"],
+        json!({"amount": 42})
+    );
     assert_eq!(upstream.count(), 2);
     {
         let hits = upstream.hits.lock().unwrap();
         let sent: Value = serde_json::from_slice(&hits[1].body).unwrap();
         assert_eq!(sent, json!({"amount": 42}));
-        assert_eq!(hits[1].headers.get("content-type").unwrap(), "application/json");
+        assert_eq!(
+            hits[1].headers.get("content-type").unwrap(),
+            "application/json"
+        );
     }
 
     let audit = server.audit(None).await;
-    let executed = audit.iter().filter(|e| e["type"] == "action.executed").count();
+    let executed = audit
+        .iter()
+        .filter(|e| e["type"] == "action.executed")
+        .count();
     assert_eq!(executed, 2);
     server.stop().await;
 }
@@ -63,15 +78,27 @@ async fn loopback_is_refused_without_allow_private_cidrs() {
     .await;
     let (_, key) = server.create_agent("a").await;
     let (status, body) = server
-        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": upstream.url("/")}}))
+        .act(
+            &key,
+            json!({"tool": "http_proxy", "operation": "GET", "params": {"url": upstream.url("/")}}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["reason"].as_str().unwrap().starts_with("ssrf:"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().starts_with("ssrf:"),
+        "{body}"
+    );
     assert_eq!(upstream.count(), 0);
     let audit = server.audit(None).await;
-    let last = audit.iter().rfind(|e| e["type"] == "action.decided").unwrap();
+    let last = audit
+        .iter()
+        .rfind(|e| e["type"] == "action.decided")
+        .unwrap();
     assert_eq!(last["data"]["decision"], "deny");
-    assert!(last["data"]["reason"].as_str().unwrap().starts_with("ssrf:"));
+    assert!(last["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssrf:"));
     server.stop().await;
 }
 
@@ -85,10 +112,16 @@ async fn allowlist_refuses_other_hosts() {
     .await;
     let (_, key) = server.create_agent("a").await;
     let (status, body) = server
-        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": upstream.url("/")}}))
+        .act(
+            &key,
+            json!({"tool": "http_proxy", "operation": "GET", "params": {"url": upstream.url("/")}}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["reason"].as_str().unwrap().starts_with("ssrf:"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().starts_with("ssrf:"),
+        "{body}"
+    );
     assert_eq!(upstream.count(), 0);
     server.stop().await;
 }
@@ -103,7 +136,10 @@ async fn allowlist_refuses_other_hosts() {
 async fn every_ssrf_payload_is_refused() {
     let path = testdata("security/ssrf_payloads.txt");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("NOTICE: {} not found; SSRF payload test skipped", path.display());
+        eprintln!(
+            "NOTICE: {} not found; SSRF payload test skipped",
+            path.display()
+        );
         return;
     };
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
@@ -122,9 +158,16 @@ async fn every_ssrf_payload_is_refused() {
             continue;
         }
         let payload = line.split(" -> ").next().unwrap().trim();
-        let url = if payload.contains(':') { payload.to_string() } else { format!("http://{payload}/") };
+        let url = if payload.contains(':') {
+            payload.to_string()
+        } else {
+            format!("http://{payload}/")
+        };
         let (status, body) = server
-            .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}))
+            .act(
+                &key,
+                json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}),
+            )
             .await;
         checked += 1;
         assert_ne!(body["status"], "executed", "{url} was executed: {body}");
@@ -142,7 +185,10 @@ async fn every_ssrf_payload_is_refused() {
                 // Only names that could not be resolved may end here, as a failure.
                 assert_eq!(body["status"], "failed", "{url}: {body}");
                 let error: &Value = &body["result"]["error"];
-                assert!(error.as_str().unwrap().contains("system_dns is off"), "{url}: {body}");
+                assert!(
+                    error.as_str().unwrap().contains("system_dns is off"),
+                    "{url}: {body}"
+                );
                 unresolved += 1;
             }
             other => panic!("{url}: unexpected status {other}: {body}"),
@@ -172,15 +218,27 @@ async fn dns_answers_are_checked_at_connection_time() {
     let (_, key) = server.create_agent("a").await;
     let url = format!("http://rebind.example.com:{}/", upstream.addr.port());
     let (status, body) = server
-        .act(&key, json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}))
+        .act(
+            &key,
+            json!({"tool": "http_proxy", "operation": "GET", "params": {"url": url}}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["reason"].as_str().unwrap().starts_with("ssrf:"), "{body}");
-    assert!(!body["reason"].as_str().unwrap().contains("127.0.0.1"), "the resolved address leaked: {body}");
+    assert!(
+        body["reason"].as_str().unwrap().starts_with("ssrf:"),
+        "{body}"
+    );
+    assert!(
+        !body["reason"].as_str().unwrap().contains("127.0.0.1"),
+        "the resolved address leaked: {body}"
+    );
     assert_eq!(body["status"], "denied");
     assert_eq!(upstream.count(), 0);
     let audit = server.audit(None).await;
-    let failed = audit.iter().rfind(|e| e["type"] == "action.failed").unwrap();
+    let failed = audit
+        .iter()
+        .rfind(|e| e["type"] == "action.failed")
+        .unwrap();
     assert_eq!(failed["data"]["kind"], "ssrf");
     server.stop().await;
 }

@@ -20,20 +20,38 @@ async fn a_policy_that_errors_denies_naming_the_policy() {
     let server = TestServer::start(policies.path(), |_| {}).await;
     let (_, key) = server.create_agent("a").await;
     let (status, body) = server
-        .act(&key, json!({"tool": "t", "operation": "o", "params": {"n": 5}}))
+        .act(
+            &key,
+            json!({"tool": "t", "operation": "o", "params": {"n": 5}}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     let reason = body["reason"].as_str().unwrap();
-    assert!(reason.contains("policy broken failed to evaluate"), "{reason}");
+    assert!(
+        reason.contains("policy broken failed to evaluate"),
+        "{reason}"
+    );
     assert!(reason.contains("broken.rego:"), "{reason}");
     let (status, body) = server
-        .act(&key, json!({"tool": "t", "operation": "o", "params": {"s": 12}}))
+        .act(
+            &key,
+            json!({"tool": "t", "operation": "o", "params": {"s": 12}}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["reason"].as_str().unwrap().contains("policy types failed"), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("policy types failed"),
+        "{body}"
+    );
     // The same policies allow well-formed input.
     let (status, _) = server
-        .act(&key, json!({"tool": "t", "operation": "o", "params": {"n": 0, "s": "xy"}}))
+        .act(
+            &key,
+            json!({"tool": "t", "operation": "o", "params": {"n": 0, "s": "xy"}}),
+        )
         .await;
     assert_eq!(status, 200);
     server.stop().await;
@@ -51,10 +69,16 @@ async fn a_policy_past_its_time_limit_denies() {
     let server = TestServer::start(policies.path(), |c| c.limits.eval_timeout_ms = 25).await;
     let (_, key) = server.create_agent("a").await;
     let (status, body) = server
-        .act(&key, json!({"tool": "t", "operation": "o", "params": {"slow": true}}))
+        .act(
+            &key,
+            json!({"tool": "t", "operation": "o", "params": {"slow": true}}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["reason"].as_str().unwrap().contains("time limit"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("time limit"),
+        "{body}"
+    );
     server.stop().await;
 }
 
@@ -63,9 +87,17 @@ async fn no_policy_loaded_denies_everything() {
     let empty = policy_dir(&[]);
     let server = TestServer::start(empty.path(), |_| {}).await;
     let (_, key) = server.create_agent("a").await;
-    let (status, body) = server.act(&key, json!({"tool": "t", "operation": "o"})).await;
+    let (status, body) = server
+        .act(&key, json!({"tool": "t", "operation": "o"}))
+        .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["reason"].as_str().unwrap().starts_with("no policy allowed this action"), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no policy allowed this action"),
+        "{body}"
+    );
     server.stop().await;
 }
 
@@ -89,8 +121,18 @@ async fn a_store_failure_is_503_and_nothing_executes() {
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
-    assert!(body["error"]["message"].as_str().unwrap().contains("not executed"), "{body}");
-    assert_eq!(upstream.count(), 0, "the upstream was called although the audit log failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not executed"),
+        "{body}"
+    );
+    assert_eq!(
+        upstream.count(),
+        0,
+        "the upstream was called although the audit log failed"
+    );
 
     // Repaired, the server works again and the chain is intact.
     sqlx::query("ALTER TABLE audit_events_gone RENAME TO audit_events")

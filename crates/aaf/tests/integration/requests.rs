@@ -10,7 +10,13 @@ async fn authentication_failures_are_401_and_audited() {
     let server = TestServer::start(policies.path(), |_| {}).await;
     let body = json!({"tool": "t", "operation": "o"});
 
-    let r = server.client.post(server.url("/v1/actions")).json(&body).send().await.unwrap();
+    let r = server
+        .client
+        .post(server.url("/v1/actions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "unauthorized");
@@ -23,14 +29,26 @@ async fn authentication_failures_are_401_and_audited() {
     assert_eq!(status, 401);
     // An agent key is not an admin token.
     let (_, key) = server.create_agent("a").await;
-    let r = server.client.get(server.url("/v1/agents")).bearer_auth(&key).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/v1/agents"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     let system = server.audit(Some("system")).await;
-    let rejected: Vec<_> = system.iter().filter(|e| e["type"] == "request.rejected").collect();
+    let rejected: Vec<_> = system
+        .iter()
+        .filter(|e| e["type"] == "request.rejected")
+        .collect();
     assert!(rejected.len() >= 4, "{system:?}");
     let all = serde_json::to_string(&system).unwrap();
-    assert!(!all.contains(secret), "a presented key was stored in the audit log");
+    assert!(
+        !all.contains(secret),
+        "a presented key was stored in the audit log"
+    );
     assert!(!all.contains(&key));
     server.stop().await;
 }
@@ -45,10 +63,19 @@ async fn malformed_bodies_are_400_naming_the_field_and_audited() {
         (json!({"operation": "o"}), "tool"),
         (json!({"tool": "t"}), "operation"),
         (json!({"tool": "", "operation": "o"}), "tool"),
-        (json!({"tool": "t", "operation": "o", "params": [1, 2]}), "params"),
-        (json!({"tool": "t", "operation": "o", "context": "x"}), "context"),
+        (
+            json!({"tool": "t", "operation": "o", "params": [1, 2]}),
+            "params",
+        ),
+        (
+            json!({"tool": "t", "operation": "o", "context": "x"}),
+            "context",
+        ),
         (json!({"tool": 5, "operation": "o"}), "tool"),
-        (json!({"tool": "t", "operation": "o", "agent_id": "someone-else"}), "agent_id"),
+        (
+            json!({"tool": "t", "operation": "o", "agent_id": "someone-else"}),
+            "agent_id",
+        ),
     ];
     for (body, field) in cases {
         let (status, v) = server.act(&key, body.clone()).await;
@@ -85,11 +112,16 @@ async fn bodies_over_the_limit_get_413() {
     let (_, key) = server.create_agent("a").await;
     let big = "x".repeat(8192);
     let (status, v) = server
-        .act(&key, json!({"tool": "t", "operation": "o", "params": {"blob": big}}))
+        .act(
+            &key,
+            json!({"tool": "t", "operation": "o", "params": {"blob": big}}),
+        )
         .await;
     assert_eq!(status, 413, "{v}");
     assert_eq!(v["error"]["code"], "payload_too_large");
-    let (status, _) = server.act(&key, json!({"tool": "t", "operation": "o"})).await;
+    let (status, _) = server
+        .act(&key, json!({"tool": "t", "operation": "o"}))
+        .await;
     assert_eq!(status, 200);
     server.stop().await;
 }
@@ -113,12 +145,25 @@ async fn agents_are_created_and_listed_without_keys() {
         (json!({"name": "r", "risk_score": 1.5}), "risk_score"),
         (json!({"name": ""}), "name"),
     ] {
-        let r = server.client.post(server.url("/v1/agents")).bearer_auth(ADMIN_TOKEN).json(&body).send().await.unwrap();
+        let r = server
+            .client
+            .post(server.url("/v1/agents"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["field"], field);
     }
-    let r = server.client.get(server.url("/v1/agents")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/v1/agents"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(!text.contains(&key));
@@ -132,35 +177,68 @@ async fn agents_are_created_and_listed_without_keys() {
 async fn health_request_ids_and_openapi() {
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let server = TestServer::start(policies.path(), |_| {}).await;
-    let r = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-request-id").is_some());
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "ok");
     assert_eq!(v["database"], "sqlite");
 
-    let r = server.client.get(server.url("/v1/openapi.json")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let doc: Value = r.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     for (path, method, statuses) in [
         ("/healthz", "get", &["200"][..]),
-        ("/v1/agents", "post", &["201", "400", "401", "403", "409", "413", "503"][..]),
+        (
+            "/v1/agents",
+            "post",
+            &["201", "400", "401", "403", "409", "413", "503"][..],
+        ),
         ("/v1/agents", "get", &["200", "401"][..]),
-        ("/v1/actions", "post", &["200", "202", "400", "401", "403", "413", "503"][..]),
+        (
+            "/v1/actions",
+            "post",
+            &["200", "202", "400", "401", "403", "413", "503"][..],
+        ),
         ("/v1/actions/dry-run", "post", &["200", "400", "401"][..]),
         ("/v1/audit", "get", &["200", "400", "401", "403"][..]),
     ] {
         let op = &doc["paths"][path][method];
-        assert!(op.is_object(), "{method} {path} missing from the OpenAPI document");
+        assert!(
+            op.is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
         for s in statuses {
-            assert!(op["responses"][s].is_object(), "{method} {path} lacks response {s}");
+            assert!(
+                op["responses"][s].is_object(),
+                "{method} {path} lacks response {s}"
+            );
         }
     }
     assert!(doc["components"]["schemas"]["ActionBody"].is_object());
     assert!(doc["components"]["schemas"]["ActionResponse"].is_object());
 
-    let r = server.client.get(server.url("/v1/nope")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/v1/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     server.stop().await;
 }
