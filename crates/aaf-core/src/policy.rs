@@ -420,7 +420,12 @@ impl PolicySet {
         input: &serde_json::Value,
         deadline: Instant,
     ) -> Decision {
-        engine.set_input(Value::from(input.clone()));
+        // Deserialize from the borrowed JSON value: no intermediate deep copy.
+        let input = match <Value as serde::Deserialize>::deserialize(input) {
+            Ok(v) => v,
+            Err(e) => return Decision::fail_closed(format!("policy input is not valid: {e}")),
+        };
+        engine.set_input(input);
         let mut outcomes = Vec::with_capacity(self.policies.len());
         for policy in &self.policies {
             let start = Instant::now();

@@ -436,6 +436,8 @@ pub async fn submit_action(
     let keep_full = decision.verdict == Verdict::RequireApproval;
     let params = Value::Object(request.params.clone());
     let context = Value::Object(request.context.clone());
+    let redacted_params = redact(&params);
+    let redacted_context = redact(&context);
     let record = ActionRecord {
         id: action_id.clone(),
         org_id: agent.org.id.clone(),
@@ -470,8 +472,8 @@ pub async fn submit_action(
         data: serde_json::json!({
             "tool": request.tool,
             "operation": request.operation,
-            "params": redact(&params),
-            "context": redact(&context),
+            "params": redacted_params,
+            "context": redacted_context,
             "decision": decision.verdict.as_str(),
             "reason": decision.reason,
             "risk_level": decision.risk_level,

@@ -22,6 +22,7 @@ use crate::api;
 use crate::config::{Config, SqliteSynchronous};
 use crate::connectors::http::HttpConnector;
 use crate::error::ApiError;
+use crate::key_cache::KeyCache;
 use crate::openapi::ApiDoc;
 use crate::policy_loader::{load_policies, PolicyOrigin};
 use crate::time::now_rfc3339;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The id of the first organisation (the operator's).
     pub default_org_id: Arc<str>,
+    /// Recent agent key lookups (see [`KeyCache`]).
+    pub key_cache: Arc<KeyCache>,
 }
 
 impl AppState {
@@ -206,8 +209,11 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
         writer,
         policies: Arc::new(policies),
         http: Arc::new(http),
-        config: Arc::new(config),
         default_org_id: Arc::from(org_id.as_str()),
+        key_cache: Arc::new(KeyCache::new(std::time::Duration::from_millis(
+            config.auth.key_cache_ttl_ms,
+        ))),
+        config: Arc::new(config),
     };
     Ok((state, notice))
 }

@@ -114,9 +114,18 @@ impl FromRequestParts<AppState> for AgentAuth {
             Ok(t) => t,
             Err(msg) => return Err(reject(state, parts, msg, 401).await),
         };
-        let found = state.store.find_agent_key(&hash_token(key)).await?;
-        let Some(principal) = found else {
-            return Err(reject(state, parts, INVALID_CREDENTIALS, 401).await);
+        let key_hash = hash_token(key);
+        let principal = match state.key_cache.get(&key_hash) {
+            Some(p) => p,
+            None => {
+                let Some(p) = state.store.find_agent_key(&key_hash).await? else {
+                    return Err(reject(state, parts, INVALID_CREDENTIALS, 401).await);
+                };
+                if !p.revoked {
+                    state.key_cache.put(&key_hash, &p);
+                }
+                p
+            }
         };
         if principal.revoked {
             return Err(reject(state, parts, INVALID_CREDENTIALS, 401).await);

@@ -37,6 +37,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Request and evaluation limits.
     pub limits: LimitsConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
     /// Storage.
@@ -55,6 +57,7 @@ impl Default for Config {
             policies: PathBuf::from("./policies"),
             admin_token: None,
             limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
             audit: AuditConfig::default(),
@@ -78,6 +81,23 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_body_bytes: 1024 * 1024,
             eval_timeout_ms: 100,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a successful agent key lookup is reused, in milliseconds. A key revoked in
+    /// the database is refused within this time. Default 1000; 0 disables the cache.
+    pub key_cache_ttl_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            key_cache_ttl_ms: 1000,
         }
     }
 }

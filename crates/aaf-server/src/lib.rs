@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod connectors;
 pub mod error;
+pub mod key_cache;
 pub mod openapi;
 pub mod policy_loader;
 pub mod telemetry;

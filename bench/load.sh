@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# HTTP load test of the decision path: builds release, starts `aaf serve` on a fresh data
+# directory (SQLite, synchronous=FULL, audit on), registers an agent, and drives
+# POST /v1/actions with a decision-only tool (`knowledge_base.search`, allowed by the bundled
+# starter policy) using wrk at 32 connections for 20 s. Prints decisions/s, p50 and p99, then
+# stops the server and verifies the audit chain offline (every decision is an audit event).
+#
+# Usage: bench/load.sh [DURATION_SECONDS] [CONNECTIONS]
+# Environment: BENCH_PORT (default 18700), BENCH_THREADS (wrk threads, default 2),
+#              BENCH_SYNC (full|normal, default full).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${1:-20}"
+CONNECTIONS="${2:-32}"
+PORT="${BENCH_PORT:-18700}"
+THREADS="${BENCH_THREADS:-2}"
+SYNC="${BENCH_SYNC:-full}"
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "== installing wrk (Debian package)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq wrk
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq wrk
+  fi
+fi
+
+echo "== building release"
+cargo build --release -p aaf --quiet
+AAF=target/release/aaf
+
+WORK="$(mktemp -d)"
+trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+TOKEN="aaf_at_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+echo "== starting aaf serve on 127.0.0.1:$PORT (data in $WORK, synchronous=$SYNC)"
+AAF_ADMIN_TOKEN="$TOKEN" AAF_DATABASE__SQLITE_SYNCHRONOUS="$SYNC" AAF_LOG__LEVEL=warn \
+  "$AAF" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --policies "$WORK/no-policies-use-starter" \
+  >"$WORK/serve.out" 2>"$WORK/serve.log" &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null
+
+KEY=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/agents" \
+  -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"name": "bench-agent", "risk_score": 0.1}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+
+# One request to show what is measured.
+echo "== sample decision"
+curl -s -X POST "http://127.0.0.1:$PORT/v1/actions" -H "Authorization: Bearer $KEY" \
+  -H 'content-type: application/json' \
+  -d '{"tool": "knowledge_base", "operation": "search", "params": {"q": "refund policy"}}'
+echo
+
+cat >"$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $KEY"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"tool": "knowledge_base", "operation": "search", "params": {"q": "refund policy", "limit": 5}, "context": {"user_id": "user-456", "purpose": "answer a customer"}}'
+done = function(summary, latency, requests)
+  local non2xx = summary.errors.status
+  io.write(string.format("RESULT decisions_per_s=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f requests=%d non_2xx=%d socket_errors=%d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, summary.requests, non2xx,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+LUA
+
+echo "== wrk: $CONNECTIONS connections, $THREADS threads, ${DURATION}s"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/post.lua" \
+  "http://127.0.0.1:$PORT/v1/actions" | tee "$WORK/wrk.out"
+
+echo "== stopping the server (SIGTERM) and verifying the audit chain"
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID" || true
+SERVER_PID=
+"$AAF" audit verify --data-dir "$WORK/data"
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
+grep '^RESULT' "$WORK/wrk.out"
