@@ -268,6 +268,27 @@ pub struct ActionResponse {
     pub policy_revision: String,
 }
 
+/// The answer for `decision`; `with_times` adds each policy's evaluation time (dry runs).
+fn action_response(
+    state: &AppState,
+    id: Option<String>,
+    decision: &Decision,
+    status: &str,
+    with_times: bool,
+) -> ActionResponse {
+    ActionResponse {
+        id,
+        decision: decision.verdict.as_str().to_string(),
+        reason: decision.reason.clone(),
+        risk_level: decision.risk_level.clone(),
+        matched_policies: decision.matched_policies.clone(),
+        policies: policy_views(decision, with_times),
+        status: status.to_string(),
+        result: None,
+        policy_revision: state.policies.revision().to_string(),
+    }
+}
+
 fn policy_views(decision: &Decision, with_times: bool) -> Vec<PolicyDecisionView> {
     decision
         .policies
@@ -496,17 +517,7 @@ pub async fn submit_action(
             ))
         })?;
 
-    let mut response = ActionResponse {
-        id: Some(action_id.clone()),
-        decision: decision.verdict.as_str().to_string(),
-        reason: decision.reason.clone(),
-        risk_level: decision.risk_level.clone(),
-        matched_policies: decision.matched_policies.clone(),
-        policies: policy_views(&decision, false),
-        status: status.to_string(),
-        result: None,
-        policy_revision: state.policies.revision().to_string(),
-    };
+    let mut response = action_response(&state, Some(action_id.clone()), &decision, status, false);
     if let Some(allowed) = AllowedAction::from_decision(&action_id, request, &decision) {
         if HTTP_TOOLS.contains(&allowed.request().tool.as_str()) {
             execute_http(&state, &agent, &allowed, &mut response).await?;
@@ -657,18 +668,13 @@ pub async fn dry_run(
         request,
         format!("dry-run-{}", uuid::Uuid::now_v7()),
     );
-    let decision = decided.decision;
-    Ok(Json(ActionResponse {
-        id: None,
-        decision: decision.verdict.as_str().to_string(),
-        reason: decision.reason.clone(),
-        risk_level: decision.risk_level.clone(),
-        matched_policies: decision.matched_policies.clone(),
-        policies: policy_views(&decision, true),
-        status: "dry_run".to_string(),
-        result: None,
-        policy_revision: state.policies.revision().to_string(),
-    }))
+    Ok(Json(action_response(
+        &state,
+        None,
+        &decided.decision,
+        "dry_run",
+        true,
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------
