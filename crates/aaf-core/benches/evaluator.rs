@@ -17,7 +17,10 @@ fn load(rel: &str) -> PolicySet {
     let path = root.join(rel);
     let mut sources = Vec::new();
     let files: Vec<_> = if path.is_dir() {
-        std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).collect()
+        std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
     } else {
         vec![path]
     };
@@ -37,9 +40,19 @@ fn input(action: Value) -> Value {
     PolicyInput::build(
         "0193a0d2-0000-7000-8000-000000000000",
         &request,
-        &AgentInfo { id: "agent-001".into(), name: "Payment Agent".into(), risk_score: 0.2 },
-        &OrgInfo { id: "org-uuid".into(), plan: "pro".into() },
-        &RequestMetadata { timestamp: "2026-11-21T10:30:00.000000Z".into(), ip_address: Some("203.0.113.42".into()) },
+        &AgentInfo {
+            id: "agent-001".into(),
+            name: "Payment Agent".into(),
+            risk_score: 0.2,
+        },
+        &OrgInfo {
+            id: "org-uuid".into(),
+            plan: "pro".into(),
+        },
+        &RequestMetadata {
+            timestamp: "2026-11-21T10:30:00.000000Z".into(),
+            ip_address: Some("203.0.113.42".into()),
+        },
     )
 }
 
@@ -77,7 +90,9 @@ fn bench(c: &mut Criterion) {
         let input = input(action);
         // Warm the per-thread engine, then measure steady-state decisions.
         let _ = set.evaluate(&input);
-        group.bench_function(name, |b| b.iter(|| set.evaluate(std::hint::black_box(&input))));
+        group.bench_function(name, |b| {
+            b.iter(|| set.evaluate(std::hint::black_box(&input)))
+        });
     }
     group.finish();
 }

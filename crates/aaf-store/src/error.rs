@@ -59,3 +59,35 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
         StoreError::Unavailable(format!("database migration failed: {error}"))
     }
 }
+
+impl From<rusqlite::Error> for StoreError {
+    /// The same mapping as for sqlx errors: the write path uses rusqlite.
+    fn from(error: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi;
+        match &error {
+            rusqlite::Error::SqliteFailure(failure, message) => {
+                let message = message.clone().unwrap_or_else(|| failure.to_string());
+                match failure.extended_code {
+                    ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                        StoreError::Conflict(message)
+                    }
+                    ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::NotFound(format!(
+                        "a referenced org or agent does not exist ({message})"
+                    )),
+                    ffi::SQLITE_CONSTRAINT_NOTNULL | ffi::SQLITE_CONSTRAINT_CHECK => {
+                        StoreError::Invalid(message)
+                    }
+                    _ => StoreError::Unavailable(message),
+                }
+            }
+            rusqlite::Error::QueryReturnedNoRows => {
+                StoreError::NotFound("row not found".to_string())
+            }
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(_) => StoreError::Corrupt(error.to_string()),
+            _ => StoreError::Unavailable(error.to_string()),
+        }
+    }
+}

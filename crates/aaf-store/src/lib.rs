@@ -275,6 +275,17 @@ impl Store {
             Backend::Sqlite(s) => s.commit(units).await,
         }
     }
+
+    /// [`Store::commit`] run on the calling thread, blocking it until the transaction is
+    /// committed: for the group-commit writer, which owns a thread of its own.
+    pub(crate) fn commit_blocking(
+        &self,
+        units: &[WriteUnit],
+    ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.commit_blocking(units),
+        }
+    }
 }
 
 #[cfg(test)]

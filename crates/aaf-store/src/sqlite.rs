@@ -1,16 +1,22 @@
 //! The SQLite backend: one file `<data_dir>/aaf.db` in WAL mode.
 //!
-//! Connections: one writer connection (SQLite admits one writer at a time, so a pool of one
-//! serialises this process's writes without lock contention) and a small pool of read-only
-//! connections, which WAL lets read while the writer writes. Write transactions start with
-//! `BEGIN IMMEDIATE`, so another process writing the same file makes them wait up to the
-//! busy timeout instead of failing on a lock upgrade.
+//! Connections: one synchronous (rusqlite) writer connection behind a mutex (SQLite admits
+//! one writer at a time, so one connection serialises this process's writes without lock
+//! contention) and a small sqlx pool of read-only connections, which WAL lets read while the
+//! writer writes. Migrations run at open on a short-lived sqlx connection.
+//!
+//! Writes are synchronous so that the group-commit writer thread commits a batch without a
+//! round trip to another thread per statement: [`SqliteStore::commit_blocking`] runs on the
+//! caller's thread, the async write methods run the same code on tokio's blocking pool.
+//! Write transactions start with `BEGIN IMMEDIATE`, so another process writing the same file
+//! makes them wait up to the busy timeout instead of failing on a lock upgrade.
 //!
 //! SQL is kept portable (plain `INSERT ... VALUES` lists, `ON CONFLICT ... DO UPDATE`,
 //! TEXT/INTEGER/REAL columns) so that the PostgreSQL backend can mirror it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aaf_core::audit::{
@@ -18,12 +24,13 @@ use aaf_core::audit::{
     ChainedEvent, GENESIS_HASH,
 };
 use futures::TryStreamExt;
+use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::{json, Value};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 use crate::model::{
     ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions, TokenPrincipal,
@@ -34,26 +41,51 @@ use crate::StoreError;
 /// The database file inside the data directory.
 pub(crate) const DB_FILE: &str = "aaf.db";
 
-/// SQLite's limit on bound parameters per statement (`SQLITE_MAX_VARIABLE_NUMBER` since
-/// SQLite 3.32).
-const MAX_BIND_PARAMS: usize = 32766;
-
 /// Number of read-only connections.
 const READERS: u32 = 4;
 
 /// Columns of `audit_events`, in insert and select order.
-const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
+macro_rules! event_columns {
+    () => {
+        "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash"
+    };
+}
+const EVENT_COLUMNS: &str = event_columns!();
 
 /// Columns of `actions`, in insert and select order.
-const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
-     reason, risk_level, status, policies, result, created_at, updated_at";
+macro_rules! action_columns {
+    () => {
+        "id, org_id, agent_id, tool, operation, params, context, decision, \
+         reason, risk_level, status, policies, result, created_at, updated_at"
+    };
+}
+const ACTION_COLUMNS: &str = action_columns!();
+
+const INSERT_ACTION: &str = concat!(
+    "INSERT INTO actions (",
+    action_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+const UPDATE_ACTION: &str = "UPDATE actions SET status = ?, result = ?, updated_at = ? \
+     WHERE org_id = ? AND id = ?";
+const INSERT_EVENT: &str = concat!(
+    "INSERT INTO audit_events (",
+    event_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+);
+const SELECT_HEAD: &str = "SELECT seq, hash FROM audit_heads WHERE org_id = ?";
+const UPSERT_HEAD: &str = "INSERT INTO audit_heads (org_id, seq, hash) VALUES (?, ?, ?) \
+     ON CONFLICT (org_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+
+/// The writer connection; `None` once the store is closed.
+type Writer = Arc<Mutex<Option<Connection>>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The SQLite store: a writer (absent when read-only) and readers.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
-    writer: Option<SqlitePool>,
+    writer: Option<Writer>,
     reader: SqlitePool,
 }
 
@@ -88,37 +120,76 @@ impl SqliteStore {
         } else {
             SqliteSynchronous::Normal
         };
-        let writer_options = base
+        let migrate_options = base
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous);
-        let writer = SqlitePoolOptions::new()
+        let migrator = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(writer_options)
+            .connect_with(migrate_options)
             .await
             .map_err(|e| open_error(&path, e))?;
-        MIGRATOR.run(&writer).await?;
+        let migrated = MIGRATOR.run(&migrator).await;
+        migrator.close().await;
+        migrated?;
+        let writer = {
+            let path = path.clone();
+            let opts = opts.clone();
+            tokio::task::spawn_blocking(move || open_writer(&path, &opts))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cannot open the writer: {e}")))??
+        };
         let reader = reader_pool(reader_options).await?;
         Ok(SqliteStore {
-            writer: Some(writer),
+            writer: Some(Arc::new(Mutex::new(Some(writer)))),
             reader,
         })
     }
 
-    /// Closes every connection; later calls fail with [`StoreError::Unavailable`].
+    /// Closes every connection (waiting for a write in progress); later calls fail with
+    /// [`StoreError::Unavailable`].
     pub(crate) async fn close(&self) {
         if let Some(writer) = &self.writer {
-            writer.close().await;
+            let writer = Arc::clone(writer);
+            let closed = tokio::task::spawn_blocking(move || drop(lock(&writer).take())).await;
+            if let Err(e) = closed {
+                tracing::error!(error = %e, "closing the writer connection failed");
+            }
         }
         self.reader.close().await;
     }
 
-    fn writer(&self) -> Result<&SqlitePool, StoreError> {
+    fn writer(&self) -> Result<&Writer, StoreError> {
         self.writer
             .as_ref()
             .ok_or_else(|| StoreError::Invalid("the store was opened read-only".to_string()))
+    }
+
+    /// Runs `f` on the writer connection, on this thread (blocking while another write is
+    /// in progress).
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = lock(self.writer()?);
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".to_string()))?;
+        f(conn)
+    }
+
+    /// Runs `f` on the writer connection on tokio's blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer()?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.with_writer(f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?
     }
 
     pub(crate) async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>, StoreError> {
@@ -177,32 +248,37 @@ impl SqliteStore {
                 }),
             },
         ];
-        let mut tx = self.writer()?.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT INTO orgs (id, name, plan, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&org.id)
-            .bind(&org.name)
-            .bind(&org.plan)
-            .bind(&org.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| named_conflict(e, "an organisation with this name already exists"))?;
-        sqlx::query(
-            "INSERT INTO api_tokens (id, org_id, name, role, token_hash, prefix, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&token_id)
-        .bind(&org.id)
-        .bind(token_name)
-        .bind(role)
-        .bind(token_hash)
-        .bind(token_prefix)
-        .bind(now)
-        .execute(&mut *tx)
+        self.writer()?;
+        let (token_name, token_hash, token_prefix, now) = (
+            token_name.to_string(),
+            token_hash.to_string(),
+            token_prefix.to_string(),
+            now.to_string(),
+        );
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached("INSERT INTO orgs (id, name, plan, created_at) VALUES (?, ?, ?, ?)")?
+                .execute(params![org.id, org.name, org.plan, org.created_at])
+                .map_err(|e| named_conflict(e, "an organisation with this name already exists"))?;
+            tx.prepare_cached(
+                "INSERT INTO api_tokens (id, org_id, name, role, token_hash, prefix, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                token_id,
+                org.id,
+                token_name,
+                role,
+                token_hash,
+                token_prefix,
+                now
+            ])
+            .map_err(|e| named_conflict(e, "a token with this hash already exists"))?;
+            append_events(&tx, &[&events[..]])?;
+            tx.commit()?;
+            Ok(org)
+        })
         .await
-        .map_err(|e| named_conflict(e, "a token with this hash already exists"))?;
-        append_events(&mut tx, &[&events[..]]).await?;
-        tx.commit().await?;
-        Ok(org)
     }
 
     pub(crate) async fn find_token(
@@ -269,39 +345,49 @@ impl SqliteStore {
                 "created_by": created_by,
             }),
         }];
-        let mut tx = self.writer()?.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO agents (id, org_id, name, risk_score, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&agent.id)
-        .bind(&agent.org_id)
-        .bind(&agent.name)
-        .bind(agent.risk_score)
-        .bind(&agent.created_at)
-        .execute(&mut *tx)
+        self.writer()?;
+        let (key_hash, key_prefix, now) = (
+            key_hash.to_string(),
+            key_prefix.to_string(),
+            now.to_string(),
+        );
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "INSERT INTO agents (id, org_id, name, risk_score, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                agent.id,
+                agent.org_id,
+                agent.name,
+                agent.risk_score,
+                agent.created_at
+            ])
+            .map_err(|e| {
+                named_conflict(
+                    e,
+                    "an agent with this name already exists in the organisation",
+                )
+            })?;
+            tx.prepare_cached(
+                "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                key_id,
+                agent.org_id,
+                agent.id,
+                key_hash,
+                key_prefix,
+                now
+            ])
+            .map_err(|e| named_conflict(e, "an agent key with this hash already exists"))?;
+            append_events(&tx, &[&events[..]])?;
+            tx.commit()?;
+            Ok(agent)
+        })
         .await
-        .map_err(|e| {
-            named_conflict(
-                e,
-                "an agent with this name already exists in the organisation",
-            )
-        })?;
-        sqlx::query(
-            "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key_id)
-        .bind(org_id)
-        .bind(&agent.id)
-        .bind(key_hash)
-        .bind(key_prefix)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| named_conflict(e, "an agent key with this hash already exists"))?;
-        append_events(&mut tx, &[&events[..]]).await?;
-        tx.commit().await?;
-        Ok(agent)
     }
 
     pub(crate) async fn list_agents(&self, org_id: &str) -> Result<Vec<Agent>, StoreError> {
@@ -462,62 +548,79 @@ impl SqliteStore {
         Ok(results)
     }
 
+    /// Writes `units` in one transaction; see [`crate::Store::commit`].
     pub(crate) async fn commit(
         &self,
         units: &[WriteUnit],
     ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
-        let writer = self.writer()?;
+        self.writer()?;
         if units.is_empty() {
             return Ok(Vec::new());
         }
-        // Serialise JSON before taking the write lock.
-        let mut inserts = Vec::new();
-        let mut updates = Vec::new();
-        for unit in units {
-            match &unit.action {
-                Some(ActionWrite::Insert(record)) => inserts.push(ActionRow::new(record)?),
-                Some(ActionWrite::Update {
-                    org_id,
-                    id,
-                    status,
-                    result,
-                    updated_at,
-                }) => updates.push((
-                    org_id.as_str(),
-                    id.as_str(),
-                    status.as_str(),
-                    result.as_ref().map(json_text).transpose()?,
-                    updated_at.as_str(),
-                )),
-                None => {}
-            }
-        }
-        let groups: Vec<&[NewEvent]> = units.iter().map(|u| u.events.as_slice()).collect();
+        let units = units.to_vec();
+        self.write(move |conn| commit_units(conn, &units)).await
+    }
 
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        insert_actions(&mut tx, &inserts).await?;
+    /// [`SqliteStore::commit`] on this thread: for the group-commit writer's own thread,
+    /// which thus runs every statement of the batch without a thread hop.
+    pub(crate) fn commit_blocking(
+        &self,
+        units: &[WriteUnit],
+    ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+        self.writer()?;
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_writer(|conn| commit_units(conn, units))
+    }
+}
+
+/// Writes `units` in one `BEGIN IMMEDIATE` transaction on the writer connection: action
+/// inserts, then action updates, then the events appended to their chains.
+fn commit_units(
+    conn: &mut Connection,
+    units: &[WriteUnit],
+) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+    // Serialise JSON before taking the write lock.
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    for unit in units {
+        match &unit.action {
+            Some(ActionWrite::Insert(record)) => inserts.push(ActionRow::new(record)?),
+            Some(ActionWrite::Update {
+                org_id,
+                id,
+                status,
+                result,
+                updated_at,
+            }) => updates.push((
+                org_id.as_str(),
+                id.as_str(),
+                status.as_str(),
+                result.as_ref().map(json_text).transpose()?,
+                updated_at.as_str(),
+            )),
+            None => {}
+        }
+    }
+    let groups: Vec<&[NewEvent]> = units.iter().map(|u| u.events.as_slice()).collect();
+
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    insert_actions(&tx, &inserts)?;
+    if !updates.is_empty() {
+        let mut update = tx.prepare_cached(UPDATE_ACTION)?;
         for (org_id, id, status, result, updated_at) in &updates {
-            let done = sqlx::query(
-                "UPDATE actions SET status = ?, result = ?, updated_at = ? \
-                 WHERE org_id = ? AND id = ?",
-            )
-            .bind(*status)
-            .bind(result.as_deref())
-            .bind(*updated_at)
-            .bind(*org_id)
-            .bind(*id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
+            let done = update.execute(params![status, result, updated_at, org_id, id])?;
+            if done == 0 {
                 return Err(StoreError::NotFound(format!(
                     "action {id} of org {org_id} does not exist"
                 )));
             }
         }
-        let chained = append_events(&mut tx, &groups).await?;
-        tx.commit().await?;
-        Ok(chained)
     }
+    let chained = append_events(&tx, &groups)?;
+    tx.commit()?;
+    Ok(chained)
 }
 
 /// The outcome's organisation, for sorting results.
@@ -555,8 +658,41 @@ async fn reader_pool(options: SqliteConnectOptions) -> Result<SqlitePool, StoreE
         .map_err(|e| open_error(&path, e))
 }
 
-fn open_error(path: &Path, error: sqlx::Error) -> StoreError {
+fn open_error(path: &Path, error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("cannot open database {}: {error}", path.display()))
+}
+
+/// Opens the writer connection to the (migrated) database with the writer's pragmas: WAL,
+/// `synchronous` per `opts`, foreign keys and the busy timeout.
+fn open_writer(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(Duration::from_millis(opts.busy_timeout_ms))
+        .map_err(|e| open_error(path, e))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|e| open_error(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(open_error(path, format!("journal mode is {mode}, not WAL")));
+    }
+    let synchronous = if opts.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+/// Locks the writer; a panic during an earlier write left the connection usable (its
+/// transaction was rolled back when dropped).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 /// Creates the data directory (and missing parents) with mode 0700 on Unix.
@@ -574,7 +710,7 @@ async fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Maps a UNIQUE violation to a [`StoreError::Conflict`] with a useful message.
-fn named_conflict(error: sqlx::Error, message: &str) -> StoreError {
+fn named_conflict(error: rusqlite::Error, message: &str) -> StoreError {
     match StoreError::from(error) {
         StoreError::Conflict(detail) => StoreError::Conflict(format!("{message} ({detail})")),
         other => other,
@@ -616,36 +752,32 @@ impl<'a> ActionRow<'a> {
     }
 }
 
-/// Inserts actions with multi-row `INSERT`s, as few as the bound-parameter limit allows.
-async fn insert_actions(
-    conn: &mut SqliteConnection,
-    rows: &[ActionRow<'_>],
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(MAX_BIND_PARAMS / 15) {
-        let mut query: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO actions ({ACTION_COLUMNS}) "));
-        query.push_values(chunk, |mut b, row| {
-            let r = row.record;
-            b.push_bind(r.id.as_str())
-                .push_bind(r.org_id.as_str())
-                .push_bind(r.agent_id.as_str())
-                .push_bind(r.tool.as_str())
-                .push_bind(r.operation.as_str())
-                .push_bind(row.params.as_str())
-                .push_bind(row.context.as_str())
-                .push_bind(r.decision.as_str())
-                .push_bind(r.reason.as_str())
-                .push_bind(r.risk_level.as_deref())
-                .push_bind(r.status.as_str())
-                .push_bind(row.policies.as_str())
-                .push_bind(row.result.as_deref())
-                .push_bind(r.created_at.as_str())
-                .push_bind(r.updated_at.as_str());
-        });
-        query
-            .build()
-            .execute(&mut *conn)
-            .await
+/// Inserts actions with one cached prepared statement.
+fn insert_actions(conn: &Connection, rows: &[ActionRow<'_>]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(INSERT_ACTION)?;
+    for row in rows {
+        let r = row.record;
+        insert
+            .execute(params![
+                r.id,
+                r.org_id,
+                r.agent_id,
+                r.tool,
+                r.operation,
+                row.params,
+                row.context,
+                r.decision,
+                r.reason,
+                r.risk_level,
+                r.status,
+                row.policies,
+                row.result,
+                r.created_at,
+                r.updated_at
+            ])
             .map_err(|e| named_conflict(e, "an action with this id already exists"))?;
     }
     Ok(())
@@ -661,9 +793,9 @@ struct EventRow {
 
 /// Appends each group's events, in order, to their organisations' chains inside the
 /// caller's transaction: reads each chain head once, hashes in memory, inserts the events
-/// with multi-row `INSERT`s and upserts each touched head once.
-async fn append_events(
-    conn: &mut SqliteConnection,
+/// and upserts each touched head once.
+fn append_events(
+    conn: &Connection,
     groups: &[&[NewEvent]],
 ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
     let mut org_ids: Vec<&str> = Vec::new();
@@ -673,8 +805,56 @@ async fn append_events(
             org_ids.push(&event.org_id);
         }
     }
-    let mut heads = load_heads(conn, &org_ids).await?;
+    let mut heads = load_heads(conn, &org_ids)?;
+    let (chained, rows) = link_events(&mut heads, groups)?;
+    if rows.is_empty() {
+        return Ok(chained);
+    }
 
+    {
+        let mut insert = conn.prepare_cached(INSERT_EVENT)?;
+        for (link, row) in chained.iter().flatten().zip(rows.iter()) {
+            let e = &link.event;
+            insert
+                .execute(params![
+                    e.org_id,
+                    row.seq,
+                    e.ts,
+                    e.agent_id,
+                    e.action_id,
+                    e.event_type,
+                    row.data,
+                    row.prev_hash,
+                    row.hash
+                ])
+                .map_err(|e| {
+                    // A duplicate (org_id, seq) means the head and the events disagree.
+                    match StoreError::from(e) {
+                        StoreError::Conflict(detail) => StoreError::Corrupt(format!(
+                            "audit chain head is behind its events ({detail}): run audit verification"
+                        )),
+                        other => other,
+                    }
+                })?;
+        }
+    }
+
+    let mut upsert = conn.prepare_cached(UPSERT_HEAD)?;
+    for org in &org_ids {
+        if let Some((seq, hash)) = heads.get(*org) {
+            upsert.execute(params![org, seq_to_sql(*seq)?, hex::encode(hash)])?;
+        }
+    }
+    Ok(chained)
+}
+
+/// Links each group's events, in order, to their organisations' chains starting from
+/// `heads` (genesis for a chain without a head), advancing `heads`; returns the chained
+/// events per group and, flattened in the same order, their rows.
+fn link_events(
+    heads: &mut HashMap<String, (u64, [u8; 32])>,
+    groups: &[&[NewEvent]],
+) -> Result<(Vec<Vec<ChainedEvent>>, Vec<EventRow>), StoreError> {
     let mut chained: Vec<Vec<ChainedEvent>> = Vec::with_capacity(groups.len());
     let mut rows: Vec<EventRow> = Vec::new();
     for group in groups {
@@ -704,75 +884,26 @@ async fn append_events(
         }
         chained.push(linked);
     }
-    if rows.is_empty() {
-        return Ok(chained);
-    }
-
-    let flat: Vec<(&ChainedEvent, &EventRow)> = chained.iter().flatten().zip(rows.iter()).collect();
-    for chunk in flat.chunks(MAX_BIND_PARAMS / 9) {
-        let mut query: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO audit_events ({EVENT_COLUMNS}) "));
-        query.push_values(chunk, |mut b, (link, row)| {
-            let e = &link.event;
-            b.push_bind(e.org_id.as_str())
-                .push_bind(row.seq)
-                .push_bind(e.ts.as_str())
-                .push_bind(e.agent_id.as_deref())
-                .push_bind(e.action_id.as_deref())
-                .push_bind(e.event_type.as_str())
-                .push_bind(row.data.as_str())
-                .push_bind(row.prev_hash.as_str())
-                .push_bind(row.hash.as_str());
-        });
-        query.build().execute(&mut *conn).await.map_err(|e| {
-            // A duplicate (org_id, seq) means the head and the events disagree.
-            match StoreError::from(e) {
-                StoreError::Conflict(detail) => StoreError::Corrupt(format!(
-                    "audit chain head is behind its events ({detail}): run audit verification"
-                )),
-                other => other,
-            }
-        })?;
-    }
-
-    let touched: Vec<(&str, i64, String)> = org_ids
-        .iter()
-        .filter_map(|org| heads.get(*org).map(|(seq, hash)| (*org, *seq, hash)))
-        .map(|(org, seq, hash)| Ok((org, seq_to_sql(seq)?, hex::encode(hash))))
-        .collect::<Result<_, StoreError>>()?;
-    for chunk in touched.chunks(MAX_BIND_PARAMS / 3) {
-        let mut query: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("INSERT INTO audit_heads (org_id, seq, hash) ");
-        query.push_values(chunk, |mut b, (org, seq, hash)| {
-            b.push_bind(*org).push_bind(*seq).push_bind(hash.as_str());
-        });
-        query.push(" ON CONFLICT (org_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash");
-        query.build().execute(&mut *conn).await?;
-    }
-    Ok(chained)
+    Ok((chained, rows))
 }
 
 /// Reads the chain heads of `org_ids` (absent for chains without events).
-async fn load_heads(
-    conn: &mut SqliteConnection,
+fn load_heads(
+    conn: &Connection,
     org_ids: &[&str],
 ) -> Result<HashMap<String, (u64, [u8; 32])>, StoreError> {
     let mut heads = HashMap::with_capacity(org_ids.len());
-    for chunk in org_ids.chunks(MAX_BIND_PARAMS) {
-        let mut query: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("SELECT org_id, seq, hash FROM audit_heads WHERE org_id IN (");
-        let mut list = query.separated(", ");
-        for org in chunk {
-            list.push_bind(*org);
-        }
-        query.push(")");
-        let rows = query.build().fetch_all(&mut *conn).await?;
-        for row in &rows {
-            let org_id: String = row.try_get("org_id")?;
-            let head = head_from_row(row).map_err(|(_, reason)| {
+    let mut select = conn.prepare_cached(SELECT_HEAD)?;
+    for org_id in org_ids {
+        let mut rows = select.query([org_id])?;
+        if let Some(row) = rows.next()? {
+            let head = parse_head(row.get::<_, i64>(0).map_err(|e| e.to_string()), || {
+                row.get::<_, String>(1).map_err(|e| e.to_string())
+            })
+            .map_err(|(_, reason)| {
                 StoreError::Corrupt(format!("audit chain head of org {org_id}: {reason}"))
             })?;
-            heads.insert(org_id, head);
+            heads.insert((*org_id).to_string(), head);
         }
     }
     Ok(heads)
@@ -780,13 +911,21 @@ async fn load_heads(
 
 /// Reads an `audit_heads` row; on failure, the seq if it could be read and the reason.
 fn head_from_row(row: &SqliteRow) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
-    let seq: i64 = row
-        .try_get("seq")
-        .map_err(|e| (None, format!("seq is not an integer: {e}")))?;
+    parse_head(
+        row.try_get::<i64, _>("seq").map_err(|e| e.to_string()),
+        || row.try_get::<String, _>("hash").map_err(|e| e.to_string()),
+    )
+}
+
+/// Checks a chain head's columns (as read by either driver); on failure, the seq if it
+/// could be read and the reason.
+fn parse_head(
+    seq: Result<i64, String>,
+    hash: impl FnOnce() -> Result<String, String>,
+) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
+    let seq = seq.map_err(|e| (None, format!("seq is not an integer: {e}")))?;
     let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
-    let hash: String = row
-        .try_get("hash")
-        .map_err(|e| (Some(seq), format!("hash is not text: {e}")))?;
+    let hash = hash().map_err(|e| (Some(seq), format!("hash is not text: {e}")))?;
     let hash = hex32::parse(&hash).map_err(|e| (Some(seq), e))?;
     Ok((seq, hash))
 }

@@ -2,7 +2,8 @@
 //!
 //! Every request that must be audited hands its [`WriteUnit`] to one writer task and waits.
 //! The task takes the first waiting unit, drains whatever else is already queued (up to
-//! `max_batch` units), commits them all in one transaction with [`Store::commit`] and then
+//! `max_batch` units), commits them all in one transaction (as [`Store::commit`] does, but
+//! synchronously on the task's own thread: no thread hop per statement) and then
 //! answers every waiter. One transaction (and one fsync) thus serves many requests, and a
 //! waiter is answered only once its events are durable: nothing is acknowledged before its
 //! audit event is committed.
@@ -64,7 +65,10 @@ impl AuditWriter {
         let spawned = std::thread::Builder::new()
             .name("aaf-audit-writer".to_string())
             .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(runtime) => runtime.block_on(run(store, requests, stopped, max_batch)),
                     Err(e) => tracing::error!(error = %e, "cannot start the audit writer runtime"),
                 }
@@ -168,15 +172,16 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&store, batch).await;
+        commit_batch(&store, batch);
     }
 }
 
-/// Commits one batch and answers its waiters.
-async fn commit_batch(store: &Store, batch: Vec<Request>) {
+/// Commits one batch and answers its waiters. Blocks the writer's thread (which runs
+/// nothing else) for the duration of the transaction.
+fn commit_batch(store: &Store, batch: Vec<Request>) {
     let (units, replies): (Vec<WriteUnit>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
-    match store.commit(&units).await {
+    match store.commit_blocking(&units) {
         Ok(chained) => {
             for (reply, events) in replies.into_iter().zip(chained) {
                 // A waiter that went away still had its unit committed.
@@ -187,8 +192,7 @@ async fn commit_batch(store: &Store, batch: Vec<Request>) {
             tracing::warn!(%error, units = units.len(), "audit batch failed; retrying unit by unit");
             for (unit, reply) in units.iter().zip(replies) {
                 let result = store
-                    .commit(std::slice::from_ref(unit))
-                    .await
+                    .commit_blocking(std::slice::from_ref(unit))
                     .map(|mut chained| chained.pop().unwrap_or_default());
                 let _ = reply.send(result);
             }
