@@ -95,6 +95,54 @@ pub fn event_hash(prev_hash: &[u8; 32], event: &AuditEvent) -> Result<[u8; 32], 
 ///
 /// As [`write_canonical_json`] (none in practice).
 pub fn canonical_event(event: &AuditEvent) -> Result<Vec<u8>, CanonicalError> {
+    let mut data = Vec::with_capacity(128);
+    write_canonical_json(&mut data, &event.data)?;
+    canonical_event_parts(&EventHeader::of(event), &data)
+}
+
+/// The fields of an event other than `data`, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventHeader<'a> {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// RFC 3339 UTC timestamp.
+    pub ts: &'a str,
+    /// The chain (organisation id or `system`).
+    pub org_id: &'a str,
+    /// The agent involved, if any.
+    pub agent_id: Option<&'a str>,
+    /// The action involved, if any.
+    pub action_id: Option<&'a str>,
+    /// The event type.
+    pub event_type: &'a str,
+}
+
+impl<'a> EventHeader<'a> {
+    /// The header of `event`.
+    pub fn of(event: &'a AuditEvent) -> EventHeader<'a> {
+        EventHeader {
+            seq: event.seq,
+            ts: &event.ts,
+            org_id: &event.org_id,
+            agent_id: event.agent_id.as_deref(),
+            action_id: event.action_id.as_deref(),
+            event_type: &event.event_type,
+        }
+    }
+}
+
+/// [`canonical_event`] for an event given as its header and its `data` already in canonical
+/// form (`canonical_data` = [`to_canonical_json`](crate::canonical::to_canonical_json) of the
+/// data), so that the data, the bulk of an event, is canonicalised once, by whoever has it
+/// first (the audit writer does it on the submitting request's thread, not its own).
+///
+/// # Errors
+///
+/// As [`write_canonical_json`] (none in practice).
+pub fn canonical_event_parts(
+    header: &EventHeader<'_>,
+    canonical_data: &[u8],
+) -> Result<Vec<u8>, CanonicalError> {
     fn optional(out: &mut Vec<u8>, text: Option<&str>) -> Result<(), CanonicalError> {
         match text {
             Some(text) => write_canonical_string(out, text),
@@ -104,23 +152,41 @@ pub fn canonical_event(event: &AuditEvent) -> Result<Vec<u8>, CanonicalError> {
             }
         }
     }
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(160 + canonical_data.len());
     out.extend_from_slice(br#"{"action_id":"#);
-    optional(&mut out, event.action_id.as_deref())?;
+    optional(&mut out, header.action_id)?;
     out.extend_from_slice(br#","agent_id":"#);
-    optional(&mut out, event.agent_id.as_deref())?;
+    optional(&mut out, header.agent_id)?;
     out.extend_from_slice(br#","data":"#);
-    write_canonical_json(&mut out, &event.data)?;
+    out.extend_from_slice(canonical_data);
     out.extend_from_slice(br#","org_id":"#);
-    write_canonical_string(&mut out, &event.org_id)?;
+    write_canonical_string(&mut out, header.org_id)?;
     out.extend_from_slice(br#","seq":"#);
-    write_canonical_number(&mut out, &serde_json::Number::from(event.seq))?;
+    write_canonical_number(&mut out, &serde_json::Number::from(header.seq))?;
     out.extend_from_slice(br#","ts":"#);
-    write_canonical_string(&mut out, &event.ts)?;
+    write_canonical_string(&mut out, header.ts)?;
     out.extend_from_slice(br#","type":"#);
-    write_canonical_string(&mut out, &event.event_type)?;
+    write_canonical_string(&mut out, header.event_type)?;
     out.push(b'}');
     Ok(out)
+}
+
+/// [`event_hash`] for an event given as its header and its canonical `data` (see
+/// [`canonical_event_parts`]): SHA-256(prev_hash || JCS(event)), the same value.
+///
+/// # Errors
+///
+/// As [`canonical_event_parts`].
+pub fn event_hash_parts(
+    prev_hash: &[u8; 32],
+    header: &EventHeader<'_>,
+    canonical_data: &[u8],
+) -> Result<[u8; 32], CanonicalError> {
+    let canonical = canonical_event_parts(header, canonical_data)?;
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash);
+    hasher.update(&canonical);
+    Ok(hasher.finalize().into())
 }
 
 /// An event as stored and exported: the event plus its chain links.
@@ -497,6 +563,38 @@ impl ChainVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_from_parts_equals_hashing_the_event() {
+        let datas = [
+            serde_json::json!({"b": 1.0, "a": [1, 2.5, "x\u{1F600}"], "c": {"z": null, "y": true}}),
+            serde_json::json!({}),
+            serde_json::json!({"n": 1e21, "s": "line\nbreak \"quoted\""}),
+        ];
+        for (i, data) in datas.into_iter().enumerate() {
+            for (agent, action) in [(None, None), (Some("ag"), Some("ac"))] {
+                let event = AuditEvent {
+                    seq: 41 + i as u64,
+                    ts: "2026-11-21T05:35:00.123456Z".into(),
+                    org_id: "org-ü".into(),
+                    agent_id: agent.map(str::to_string),
+                    action_id: action.map(str::to_string),
+                    event_type: "action.decided".into(),
+                    data: data.clone(),
+                };
+                let prev = [i as u8; 32];
+                let canonical = crate::canonical::to_canonical_json(&data).unwrap();
+                assert_eq!(
+                    event_hash_parts(&prev, &EventHeader::of(&event), &canonical).unwrap(),
+                    event_hash(&prev, &event).unwrap()
+                );
+                assert_eq!(
+                    canonical_event(&event).unwrap(),
+                    crate::canonical::to_canonical_json_of(&event).unwrap()
+                );
+            }
+        }
+    }
     use crate::canonical::to_canonical_json_of;
     use serde_json::json;
 

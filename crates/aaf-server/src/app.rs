@@ -285,6 +285,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let writer = state.writer.clone();
+    let store = state.store.clone();
     let app = router(state);
     axum::serve(
         listener,
@@ -294,7 +295,8 @@ pub async fn run(
     .await?;
     tracing::info!("stopped accepting; flushing the audit log");
     writer.shutdown().await;
-    tracing::info!("audit log flushed; bye");
+    store.close().await;
+    tracing::info!("audit log flushed and database closed; bye");
     Ok(())
 }
 

@@ -280,7 +280,7 @@ impl Store {
     /// committed: for the group-commit writer, which owns a thread of its own.
     pub(crate) fn commit_blocking(
         &self,
-        units: &[WriteUnit],
+        units: &[sqlite::PreparedUnit],
     ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.commit_blocking(units),

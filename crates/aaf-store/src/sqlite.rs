@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aaf_core::audit::{
-    event_types, hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary, ChainVerifier,
-    ChainedEvent, GENESIS_HASH,
+    event_hash_parts, event_types, hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary,
+    ChainVerifier, ChainedEvent, EventHeader, GENESIS_HASH,
 };
+use aaf_core::canonical::to_canonical_json;
 use futures::TryStreamExt;
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::{json, Value};
@@ -274,7 +275,7 @@ impl SqliteStore {
                 now
             ])
             .map_err(|e| named_conflict(e, "a token with this hash already exists"))?;
-            append_events(&tx, &[&events[..]])?;
+            append_events(&tx, &[(&events[..], &canonical_data(&events)?[..])])?;
             tx.commit()?;
             Ok(org)
         })
@@ -383,7 +384,7 @@ impl SqliteStore {
                 now
             ])
             .map_err(|e| named_conflict(e, "an agent key with this hash already exists"))?;
-            append_events(&tx, &[&events[..]])?;
+            append_events(&tx, &[(&events[..], &canonical_data(&events)?[..])])?;
             tx.commit()?;
             Ok(agent)
         })
@@ -557,7 +558,11 @@ impl SqliteStore {
         if units.is_empty() {
             return Ok(Vec::new());
         }
-        let units = units.to_vec();
+        let units = units
+            .iter()
+            .cloned()
+            .map(PreparedUnit::new)
+            .collect::<Result<Vec<_>, _>>()?;
         self.write(move |conn| commit_units(conn, &units)).await
     }
 
@@ -565,7 +570,7 @@ impl SqliteStore {
     /// which thus runs every statement of the batch without a thread hop.
     pub(crate) fn commit_blocking(
         &self,
-        units: &[WriteUnit],
+        units: &[PreparedUnit],
     ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
         self.writer()?;
         if units.is_empty() {
@@ -575,35 +580,135 @@ impl SqliteStore {
     }
 }
 
+/// A [`WriteUnit`] with its JSON already serialised: the action's JSON columns and each
+/// event's `data` as stored text and in RFC 8785 canonical form (for the hash). Made by
+/// [`PreparedUnit::new`] on the submitting request's thread, so the single writer thread only
+/// links, hashes and inserts.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedUnit {
+    pub(crate) unit: WriteUnit,
+    action: Option<ActionTexts>,
+    event_data: Vec<EventData>,
+}
+
+/// An event's `data` serialised twice: as stored (serde_json, keeps `1.0` as written) and
+/// canonical (RFC 8785, what is hashed).
+#[derive(Debug, Clone)]
+struct EventData {
+    text: String,
+    canonical: Vec<u8>,
+}
+
+/// The serialised JSON columns of a unit's action write.
+#[derive(Debug, Clone)]
+enum ActionTexts {
+    Insert {
+        params: String,
+        context: String,
+        policies: String,
+        result: Option<String>,
+    },
+    Update {
+        result: Option<String>,
+    },
+}
+
+impl PreparedUnit {
+    /// Serialises the unit's JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] when a value cannot be serialised or canonicalised.
+    pub(crate) fn new(unit: WriteUnit) -> Result<PreparedUnit, StoreError> {
+        let action = match &unit.action {
+            Some(ActionWrite::Insert(record)) => Some(ActionTexts::Insert {
+                params: json_text(&record.params)?,
+                context: json_text(&record.context)?,
+                policies: json_text(&record.policies)?,
+                result: record.result.as_ref().map(json_text).transpose()?,
+            }),
+            Some(ActionWrite::Update { result, .. }) => Some(ActionTexts::Update {
+                result: result.as_ref().map(json_text).transpose()?,
+            }),
+            None => None,
+        };
+        let event_data = canonical_data(&unit.events)?;
+        Ok(PreparedUnit {
+            unit,
+            action,
+            event_data,
+        })
+    }
+}
+
+/// Each event's `data` as stored text and in canonical form (RFC 8785).
+fn canonical_data(events: &[NewEvent]) -> Result<Vec<EventData>, StoreError> {
+    events
+        .iter()
+        .map(|e| {
+            Ok(EventData {
+                text: json_text(&e.data)?,
+                canonical: to_canonical_json(&e.data).map_err(|err| {
+                    StoreError::Invalid(format!("audit event cannot be hashed: {err}"))
+                })?,
+            })
+        })
+        .collect()
+}
+
 /// Writes `units` in one `BEGIN IMMEDIATE` transaction on the writer connection: action
 /// inserts, then action updates, then the events appended to their chains.
 fn commit_units(
     conn: &mut Connection,
-    units: &[WriteUnit],
+    units: &[PreparedUnit],
 ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
-    // Serialise JSON before taking the write lock.
     let mut inserts = Vec::new();
     let mut updates = Vec::new();
-    for unit in units {
-        match &unit.action {
-            Some(ActionWrite::Insert(record)) => inserts.push(ActionRow::new(record)?),
-            Some(ActionWrite::Update {
-                org_id,
-                id,
-                status,
-                result,
-                updated_at,
-            }) => updates.push((
+    for prepared in units {
+        match (&prepared.unit.action, &prepared.action) {
+            (
+                Some(ActionWrite::Insert(record)),
+                Some(ActionTexts::Insert {
+                    params,
+                    context,
+                    policies,
+                    result,
+                }),
+            ) => inserts.push(ActionRow {
+                record,
+                params,
+                context,
+                policies,
+                result: result.as_deref(),
+            }),
+            (
+                Some(ActionWrite::Update {
+                    org_id,
+                    id,
+                    status,
+                    updated_at,
+                    ..
+                }),
+                Some(ActionTexts::Update { result }),
+            ) => updates.push((
                 org_id.as_str(),
                 id.as_str(),
                 status.as_str(),
-                result.as_ref().map(json_text).transpose()?,
+                result.as_deref(),
                 updated_at.as_str(),
             )),
-            None => {}
+            (None, None) => {}
+            _ => {
+                return Err(StoreError::Invalid(
+                    "a prepared unit does not match its action".to_string(),
+                ))
+            }
         }
     }
-    let groups: Vec<&[NewEvent]> = units.iter().map(|u| u.events.as_slice()).collect();
+    let groups: Vec<(&[NewEvent], &[EventData])> = units
+        .iter()
+        .map(|u| (u.unit.events.as_slice(), u.event_data.as_slice()))
+        .collect();
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     insert_actions(&tx, &inserts)?;
@@ -734,22 +839,10 @@ fn seq_to_sql(seq: u64) -> Result<i64, StoreError> {
 /// An action insert with its JSON columns serialised.
 struct ActionRow<'a> {
     record: &'a ActionRecord,
-    params: String,
-    context: String,
-    policies: String,
-    result: Option<String>,
-}
-
-impl<'a> ActionRow<'a> {
-    fn new(record: &'a ActionRecord) -> Result<ActionRow<'a>, StoreError> {
-        Ok(ActionRow {
-            record,
-            params: json_text(&record.params)?,
-            context: json_text(&record.context)?,
-            policies: json_text(&record.policies)?,
-            result: record.result.as_ref().map(json_text).transpose()?,
-        })
-    }
+    params: &'a str,
+    context: &'a str,
+    policies: &'a str,
+    result: Option<&'a str>,
 }
 
 /// Inserts actions with one cached prepared statement.
@@ -796,11 +889,11 @@ struct EventRow {
 /// and upserts each touched head once.
 fn append_events(
     conn: &Connection,
-    groups: &[&[NewEvent]],
+    groups: &[(&[NewEvent], &[EventData])],
 ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
     let mut org_ids: Vec<&str> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
-    for event in groups.iter().flat_map(|g| g.iter()) {
+    for event in groups.iter().flat_map(|(g, _)| g.iter()) {
         if seen.insert(&event.org_id) {
             org_ids.push(&event.org_id);
         }
@@ -853,32 +946,49 @@ fn append_events(
 /// events per group and, flattened in the same order, their rows.
 fn link_events(
     heads: &mut HashMap<String, (u64, [u8; 32])>,
-    groups: &[&[NewEvent]],
+    groups: &[(&[NewEvent], &[EventData])],
 ) -> Result<(Vec<Vec<ChainedEvent>>, Vec<EventRow>), StoreError> {
     let mut chained: Vec<Vec<ChainedEvent>> = Vec::with_capacity(groups.len());
     let mut rows: Vec<EventRow> = Vec::new();
-    for group in groups {
+    for (group, data) in groups {
+        if group.len() != data.len() {
+            return Err(StoreError::Invalid(
+                "prepared event data does not match the events".to_string(),
+            ));
+        }
         let mut linked = Vec::with_capacity(group.len());
-        for new in group.iter() {
+        for (new, canonical) in group.iter().zip(data.iter()) {
             let head = heads.entry(new.org_id.clone()).or_insert((0, GENESIS_HASH));
             let seq = head.0 + 1;
-            let event = AuditEvent {
+            let header = EventHeader {
                 seq,
-                ts: new.ts.clone(),
-                org_id: new.org_id.clone(),
-                agent_id: new.agent_id.clone(),
-                action_id: new.action_id.clone(),
-                event_type: new.event_type.clone(),
-                data: new.data.clone(),
+                ts: &new.ts,
+                org_id: &new.org_id,
+                agent_id: new.agent_id.as_deref(),
+                action_id: new.action_id.as_deref(),
+                event_type: &new.event_type,
             };
-            let link = ChainedEvent::link(event, head.1)
+            let hash = event_hash_parts(&head.1, &header, &canonical.canonical)
                 .map_err(|e| StoreError::Invalid(format!("audit event cannot be hashed: {e}")))?;
-            *head = (seq, link.hash);
+            let link = ChainedEvent {
+                event: AuditEvent {
+                    seq,
+                    ts: new.ts.clone(),
+                    org_id: new.org_id.clone(),
+                    agent_id: new.agent_id.clone(),
+                    action_id: new.action_id.clone(),
+                    event_type: new.event_type.clone(),
+                    data: new.data.clone(),
+                },
+                prev_hash: head.1,
+                hash,
+            };
+            *head = (seq, hash);
             rows.push(EventRow {
                 seq: seq_to_sql(seq)?,
-                data: json_text(&new.data)?,
+                data: canonical.text.clone(),
                 prev_hash: hex::encode(link.prev_hash),
-                hash: hex::encode(link.hash),
+                hash: hex::encode(hash),
             });
             linked.push(link);
         }

@@ -15,6 +15,7 @@ use aaf_core::audit::ChainedEvent;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::sqlite::PreparedUnit;
 use crate::{Store, StoreError, WriteUnit};
 
 /// What a waiter receives.
@@ -22,7 +23,7 @@ type Reply = oneshot::Sender<Result<Vec<ChainedEvent>, StoreError>>;
 
 /// One queued unit and its waiter.
 struct Request {
-    unit: WriteUnit,
+    unit: PreparedUnit,
     reply: Reply,
 }
 
@@ -104,6 +105,9 @@ impl AuditWriter {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(closed());
         }
+        // Serialise and canonicalise here, on the caller's thread, so the one writer thread
+        // spends its time only on linking, hashing and inserting.
+        let unit = PreparedUnit::new(unit)?;
         let (reply, answer) = oneshot::channel();
         self.inner
             .queue
@@ -179,7 +183,7 @@ async fn run(
 /// Commits one batch and answers its waiters. Blocks the writer's thread (which runs
 /// nothing else) for the duration of the transaction.
 fn commit_batch(store: &Store, batch: Vec<Request>) {
-    let (units, replies): (Vec<WriteUnit>, Vec<Reply>) =
+    let (units, replies): (Vec<PreparedUnit>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
     match store.commit_blocking(&units) {
         Ok(chained) => {
