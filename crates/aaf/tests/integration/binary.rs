@@ -248,3 +248,96 @@ fn unknown_configuration_keys_stop_the_server() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("eval_timeout"), "{err}");
 }
+
+/// First start without AAF_ADMIN_TOKEN: a token is generated, printed once on standard
+/// output, written to <data-dir>/admin-token with mode 0600, works, and only its hash is in
+/// the database. A second start prints nothing and keeps the token.
+#[tokio::test]
+async fn first_start_generates_the_admin_token() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let data = tempfile::tempdir().unwrap();
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let start = || {
+        let mut child = Command::new(AAF)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg("--policies")
+            .arg(policies.path())
+            .env_remove("AAF_ADMIN_TOKEN")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("aaf serve exited before listening")
+                .unwrap();
+            if line.contains("listening") {
+                let addr = line
+                    .split("address=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
+                break format!("http://{addr}");
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        (child, base)
+    };
+
+    let (mut child, base) = start();
+    let token_file = data.path().join("admin-token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.starts_with("aaf_at_"), "{token}");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "admin-token mode {mode:o}");
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/agents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(sigterm(&mut child).success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(
+        stdout.contains(&token),
+        "the token was not printed: {stdout:?}"
+    );
+
+    // Only the hash is stored.
+    let db = std::fs::read(data.path().join("aaf.db")).unwrap();
+    let wal = std::fs::read(data.path().join("aaf.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token stored in clear"
+        );
+    }
+
+    // A second start makes no new token and the first one still works.
+    let (mut child, base) = start();
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/agents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(sigterm(&mut child).success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(!stdout.contains("admin token"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+}
