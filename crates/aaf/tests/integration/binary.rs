@@ -13,19 +13,27 @@ use crate::common::{examples, policy_dir, ADMIN_TOKEN, ALLOW_ALL};
 const AAF: &str = env!("CARGO_BIN_EXE_aaf");
 
 /// Runs `aaf serve` on port 0 and returns the child and its base URL (read from the log).
-fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
-    let mut child = Command::new(AAF)
+/// `admin_token`: the AAF_ADMIN_TOKEN to start with, or None to let the server generate one.
+/// Standard output is piped (the generated token is printed there).
+fn spawn_serve_with(
+    data_dir: &Path,
+    policies: &Path,
+    admin_token: Option<&str>,
+) -> (Child, String) {
+    let mut command = Command::new(AAF);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--policies")
         .arg(policies)
-        .env("AAF_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("AAF_ADMIN_TOKEN")
         .env("RUST_LOG", "info")
-        .env_remove("AAF_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(token) = admin_token {
+        command.env("AAF_ADMIN_TOKEN", token);
+    }
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let started = std::time::Instant::now();
@@ -48,6 +56,10 @@ fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, base)
+}
+
+fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
+    spawn_serve_with(data_dir, policies, Some(ADMIN_TOKEN))
 }
 
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
@@ -258,39 +270,7 @@ async fn first_start_generates_the_admin_token() {
 
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
-    let start = || {
-        let mut child = Command::new(AAF)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .arg("--policies")
-            .arg(policies.path())
-            .env_remove("AAF_ADMIN_TOKEN")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("aaf serve exited before listening")
-                .unwrap();
-            if line.contains("listening") {
-                let addr = line
-                    .split("address=")
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap();
-                break format!("http://{addr}");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        (child, base)
-    };
+    let start = || spawn_serve_with(data.path(), policies.path(), None);
 
     let (mut child, base) = start();
     let token_file = data.path().join("admin-token");
