@@ -32,11 +32,20 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// The part of a token that may be shown again: its prefix and first 8 secret characters.
+///
+/// The secret part is base64url, whose alphabet includes `_`, so the prefix is recognised by
+/// name (`aaf_at_`, `aaf_ak_`), not by searching for an underscore. A token of another form
+/// shows its first 8 characters.
 pub fn visible_prefix(token: &str) -> String {
-    match token.rfind('_') {
-        Some(i) => token.chars().take(i + 1 + VISIBLE_CHARS).collect(),
-        None => token.chars().take(VISIBLE_CHARS).collect(),
-    }
+    let skip = [ADMIN_TOKEN_PREFIX, AGENT_KEY_PREFIX]
+        .iter()
+        .find(|p| {
+            token
+                .strip_prefix(**p)
+                .is_some_and(|rest| rest.starts_with('_'))
+        })
+        .map_or(0, |p| p.len() + 1);
+    token.chars().take(skip + VISIBLE_CHARS).collect()
 }
 
 /// Compares two token hashes in constant time (for equal lengths).
@@ -83,6 +92,17 @@ mod tests {
         assert!(!hashes_equal(&hash_token(&a), &hash_token(&b)));
         assert_eq!(visible_prefix(&a).len(), "aaf_ak_".len() + 8);
         assert!(a.starts_with(&visible_prefix(&a)));
+    }
+
+    #[test]
+    fn visible_prefix_ignores_underscores_in_the_secret() {
+        assert_eq!(visible_prefix("aaf_ak_ab_cd_efgh_ijkl"), "aaf_ak_ab_cd_ef");
+        assert_eq!(visible_prefix("aaf_at__________xyz"), "aaf_at_________");
+        assert_eq!(visible_prefix("other-token-value"), "other-to");
+        for _ in 0..200 {
+            let t = generate_token(AGENT_KEY_PREFIX);
+            assert_eq!(visible_prefix(&t).len(), "aaf_ak_".len() + 8, "{t}");
+        }
     }
 
     #[test]
