@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use regorus::utils::limits::ExecutionTimerConfig;
@@ -524,9 +524,6 @@ fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
         other => unknown(format!("{other}")),
     }
 }
-
-/// A shared, swappable handle to the current policy set.
-pub type SharedPolicySet = Arc<PolicySet>;
 
 #[cfg(test)]
 mod tests {

@@ -270,27 +270,11 @@ async fn first_start_generates_the_admin_token() {
 
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
-    let start = || spawn_serve_with(data.path(), policies.path(), None);
-
-    let (mut child, base) = start();
+    let (token, stdout) = start_check_stop(data.path(), policies.path(), None).await;
     let token_file = data.path().join("admin-token");
-    let token = std::fs::read_to_string(&token_file)
-        .unwrap()
-        .trim()
-        .to_string();
     assert!(token.starts_with("aaf_at_"), "{token}");
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "admin-token mode {mode:o}");
-    let r = reqwest::Client::new()
-        .get(format!("{base}/v1/agents"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(sigterm(&mut child).success());
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert!(
         stdout.contains(&token),
         "the token was not printed: {stdout:?}"
@@ -307,7 +291,26 @@ async fn first_start_generates_the_admin_token() {
     }
 
     // A second start makes no new token and the first one still works.
-    let (mut child, base) = start();
+    let (_, stdout) = start_check_stop(data.path(), policies.path(), Some(token.clone())).await;
+    assert!(!stdout.contains("admin token"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+}
+
+/// Starts `aaf serve` without AAF_ADMIN_TOKEN, checks that `token` (default: the one in
+/// `<data_dir>/admin-token`) works, stops the server; returns the token and what it printed.
+async fn start_check_stop(
+    data_dir: &Path,
+    policies: &Path,
+    token: Option<String>,
+) -> (String, String) {
+    let (mut child, base) = spawn_serve_with(data_dir, policies, None);
+    let token = match token {
+        Some(t) => t,
+        None => std::fs::read_to_string(data_dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string(),
+    };
     let r = reqwest::Client::new()
         .get(format!("{base}/v1/agents"))
         .bearer_auth(&token)
@@ -318,6 +321,5 @@ async fn first_start_generates_the_admin_token() {
     assert!(sigterm(&mut child).success());
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    assert!(!stdout.contains("admin token"), "{stdout}");
-    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token);
+    (token, stdout)
 }
