@@ -7,7 +7,8 @@
 #
 # Usage: bench/load.sh [DURATION_SECONDS] [CONNECTIONS]
 # Environment: BENCH_PORT (default 18700), BENCH_THREADS (wrk threads, default 2),
-#              BENCH_SYNC (full|normal, default full).
+#              BENCH_SYNC (full|normal, default full), BENCH_BIN (a built aaf binary to
+#              measure instead of building target/release/aaf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +27,14 @@ if ! command -v wrk >/dev/null 2>&1; then
   fi
 fi
 
-echo "== building release"
-cargo build --release -p aaf --quiet
-AAF=target/release/aaf
+if [ -n "${BENCH_BIN:-}" ]; then
+  AAF="$BENCH_BIN"
+  echo "== using $AAF (BENCH_BIN; not rebuilt)"
+else
+  echo "== building release"
+  cargo build --release -p aaf --quiet
+  AAF=target/release/aaf
+fi
 
 WORK="$(mktemp -d)"
 trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT

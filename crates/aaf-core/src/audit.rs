@@ -42,6 +42,23 @@ pub mod event_types {
     pub const ADMIN_TOKEN_CREATED: &str = "admin_token.created";
     /// An agent and its first key were created (data holds the key prefix, never the key).
     pub const AGENT_CREATED: &str = "agent.created";
+    /// A user (a person with a role) was created with a personal access token.
+    pub const USER_CREATED: &str = "user.created";
+    /// A user's role was changed (data: old and new role).
+    pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+    /// A user was deleted; their tokens stopped working at once.
+    pub const USER_DELETED: &str = "user.deleted";
+    /// An agent key was created (data: key id, prefix, expiry, tools; never the key).
+    pub const AGENT_KEY_CREATED: &str = "agent_key.created";
+    /// An agent key was rotated: a new key, and the old one expiring after a grace period.
+    pub const AGENT_KEY_ROTATED: &str = "agent_key.rotated";
+    /// An agent key was revoked.
+    pub const AGENT_KEY_REVOKED: &str = "agent_key.revoked";
+    /// An expired or revoked agent key was presented (the request was refused with 401).
+    pub const AGENT_KEY_REFUSED: &str = "agent_key.refused";
+    /// A credential of a known organisation failed authentication in another way (a bad
+    /// request signature, a replayed nonce, a tool outside the key's scope).
+    pub const AUTH_FAILED: &str = "auth.failed";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

@@ -15,6 +15,7 @@ pub mod action;
 pub mod audit;
 pub mod canonical;
 pub mod detect;
+pub mod identity;
 pub mod net;
 pub mod policy;
 pub mod redact;

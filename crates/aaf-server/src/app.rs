@@ -19,6 +19,8 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::api;
+use crate::api::identity;
+use crate::auth::{authorize, FailedAuthLimiter};
 use crate::config::{Config, SqliteSynchronous};
 use crate::connectors::http::HttpConnector;
 use crate::error::ApiError;
@@ -31,6 +33,8 @@ use crate::time::now_rfc3339;
 pub const DEFAULT_ORG_NAME: &str = "default";
 /// Plan recorded for organisations of a self-hosted deployment.
 pub const SELF_HOSTED_PLAN: &str = "self_hosted";
+/// Name of the first user of an organisation (role admin), whose token is the admin token.
+pub const BOOTSTRAP_ADMIN_NAME: &str = "admin";
 /// File in the data directory that receives a generated admin token (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
@@ -53,6 +57,8 @@ pub struct AppState {
     pub default_org_id: Arc<str>,
     /// Recent agent key lookups (see [`KeyCache`]).
     pub key_cache: Arc<KeyCache>,
+    /// Failed authentications per source address (see [`FailedAuthLimiter`]).
+    pub auth_limiter: Arc<FailedAuthLimiter>,
 }
 
 impl AppState {
@@ -62,16 +68,38 @@ impl AppState {
     }
 }
 
-/// Builds the router with every route and layer.
+/// Builds the router with every route and layer. Every route passes through
+/// [`authorize`], which applies the permission table ([`crate::rbac::PERMISSIONS`]).
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/whoami", get(identity::whoami))
+        .route("/v1/stats", get(identity::stats))
+        .route("/v1/users", post(identity::create_user).get(identity::list_users))
+        .route(
+            "/v1/users/{id}",
+            get(identity::get_user)
+                .patch(identity::update_user)
+                .delete(identity::delete_user),
+        )
         .route("/v1/agents", post(api::create_agent).get(api::list_agents))
+        .route("/v1/agents/{id}", get(identity::get_agent))
+        .route(
+            "/v1/agents/{id}/keys",
+            post(identity::create_key).get(identity::list_keys),
+        )
+        .route("/v1/agents/{id}/keys/rotate", post(identity::rotate_key))
+        .route(
+            "/v1/agents/{id}/keys/{key_id}/revoke",
+            post(identity::revoke_key),
+        )
         .route("/v1/actions", post(api::submit_action))
         .route("/v1/actions/dry-run", post(api::dry_run))
+        .route("/v1/actions/{id}", get(api::get_action))
         .route("/v1/audit", get(api::list_audit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
@@ -213,6 +241,7 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
         key_cache: Arc::new(KeyCache::new(std::time::Duration::from_millis(
             config.auth.key_cache_ttl_ms,
         ))),
+        auth_limiter: Arc::new(FailedAuthLimiter::new(config.auth.failed_auth_per_minute)),
         config: Arc::new(config),
     };
     Ok((state, notice))
@@ -248,7 +277,7 @@ async fn bootstrap(
         .create_org_with_admin_token(
             DEFAULT_ORG_NAME,
             SELF_HOSTED_PLAN,
-            "bootstrap admin",
+            BOOTSTRAP_ADMIN_NAME,
             &hash_token(&token),
             &visible_prefix(&token),
             &now_rfc3339(),
@@ -286,6 +315,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let writer = state.writer.clone();
     let store = state.store.clone();
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let app = router(state);
     axum::serve(
         listener,
@@ -293,11 +323,26 @@ pub async fn run(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    housekeeping.abort();
     tracing::info!("stopped accepting; flushing the audit log");
     writer.shutdown().await;
     store.close().await;
     tracing::info!("audit log flushed and database closed; bye");
     Ok(())
+}
+
+/// Every minute: forgets expired signature nonces and idle failed-authentication counters.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.auth_limiter.prune();
+        match state.store.purge_nonces(&now_rfc3339()).await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "expired signature nonces forgotten"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge expired signature nonces"),
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

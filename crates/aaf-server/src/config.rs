@@ -90,14 +90,44 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// How long a successful agent key lookup is reused, in milliseconds. A key revoked in
-    /// the database is refused within this time. Default 1000; 0 disables the cache.
+    /// the database by another node is refused within this time (a key revoked through this
+    /// node is refused at once). Default 1000; 0 disables the cache.
     pub key_cache_ttl_ms: u64,
+    /// Lifetime of a new agent key when the request does not say (`expires_in`), in seconds.
+    /// Default 259200 (72 hours, the upper end of the 24 to 72 hours the deployment guide
+    /// advises for production); 0 = keys without `expires_in` never expire.
+    pub agent_key_ttl_seconds: u64,
+    /// Longest `expires_in` accepted for an agent key, in seconds. Default 7776000 (90 days).
+    pub max_agent_key_ttl_seconds: u64,
+    /// Grace period of a rotation when the request does not say (`grace_seconds`), in
+    /// seconds: how long the old key keeps working. Default 3600.
+    pub rotation_grace_seconds: u64,
+    /// Longest `grace_seconds` accepted, in seconds. Default 604800 (7 days).
+    pub max_rotation_grace_seconds: u64,
+    /// Failed authentications allowed per source IP address per minute (with a burst of the
+    /// same size); past it, every request from that address that presents credentials gets
+    /// 429 until the budget refills. Default 30; 0 disables the limit.
+    pub failed_auth_per_minute: u32,
+    /// How far a signed request's `created` may lie in the past, in seconds (RFC 9421
+    /// signatures of agents with a public key). Default 300.
+    pub signature_window_seconds: u64,
+    /// The scheme and authority clients use to reach this server, e.g.
+    /// `https://aaf.example.com`, used to rebuild `@target-uri` when verifying signatures
+    /// behind a proxy. Default: none, `http://` and the request's `Host` header.
+    pub public_base_url: Option<String>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             key_cache_ttl_ms: 1000,
+            agent_key_ttl_seconds: 72 * 3600,
+            max_agent_key_ttl_seconds: 90 * 24 * 3600,
+            rotation_grace_seconds: 3600,
+            max_rotation_grace_seconds: 7 * 24 * 3600,
+            failed_auth_per_minute: 30,
+            signature_window_seconds: 300,
+            public_base_url: None,
         }
     }
 }
@@ -278,6 +308,35 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "audit.max_batch must be at least 1".into(),
             ));
+        }
+        if self.auth.agent_key_ttl_seconds > self.auth.max_agent_key_ttl_seconds {
+            return Err(ConfigError::Invalid(
+                "auth.agent_key_ttl_seconds must not exceed auth.max_agent_key_ttl_seconds".into(),
+            ));
+        }
+        if self.auth.rotation_grace_seconds > self.auth.max_rotation_grace_seconds {
+            return Err(ConfigError::Invalid(
+                "auth.rotation_grace_seconds must not exceed auth.max_rotation_grace_seconds"
+                    .into(),
+            ));
+        }
+        if self.auth.signature_window_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.signature_window_seconds must be at least 1".into(),
+            ));
+        }
+        if let Some(base) = &self.auth.public_base_url {
+            let ok = url::Url::parse(base).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.public_base_url must be a scheme and authority such as https://aaf.example.com, got {base:?}"
+                )));
+            }
         }
         if let Some(token) = &self.admin_token {
             if token.expose().len() < 32 {

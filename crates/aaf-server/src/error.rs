@@ -32,6 +32,9 @@ pub enum ApiError {
     /// 404: no such object (in the caller's organisation).
     #[error("{0}")]
     NotFound(String),
+    /// 405: the endpoint exists but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: the object conflicts with an existing one.
     #[error("{0}")]
     Conflict(String),
@@ -41,6 +44,15 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: too many failed authentications from the caller's address; `Retry-After` says
+    /// when to try again (seconds).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What is wrong.
+        message: String,
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// 503: a dependency (the database, the audit log) is unavailable; nothing was executed.
     #[error("{0}")]
     Unavailable(String),
@@ -60,7 +72,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `payload_too_large`, `unsupported_media_type`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `too_many_requests`, `unavailable`, `internal`.
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
@@ -85,7 +98,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -154,6 +171,12 @@ fn json_error(text: &str) -> ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        let retry_after = match &self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (message, field) = match self {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
@@ -176,7 +199,14 @@ impl IntoResponse for ApiError {
                 field,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 

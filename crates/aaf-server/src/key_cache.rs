@@ -2,8 +2,8 @@
 //!
 //! Authenticating an agent is a database read per request; at tens of thousands of decisions
 //! per second that read dominates. The cache keeps a successful lookup (by key hash) for
-//! `auth.key_cache_ttl_ms` (default 1000 ms), so a key revoked in the database, by this node
-//! or another, is refused within that time. Failed lookups are never cached: a new key works
+//! `auth.key_cache_ttl_ms` (default 1000 ms), so a key revoked in the database by another
+//! node is refused within that time (a revocation through this node clears the cache). Failed lookups are never cached: a new key works
 //! at once, and an unknown key always costs a database read.
 
 use std::collections::HashMap;
@@ -42,6 +42,14 @@ impl KeyCache {
         (at.elapsed() < self.ttl).then(|| principal.clone())
     }
 
+    /// Forgets every entry (after a revocation or rotation through this node, so that it
+    /// takes effect with the next request).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+
     /// Remembers a live principal for `key_hash`.
     pub fn put(&self, key_hash: &str, principal: &AgentPrincipal) {
         if self.ttl.is_zero() {
@@ -73,6 +81,7 @@ mod tests {
                 org_id: "o".into(),
                 name: "n".into(),
                 risk_score: 0.0,
+                public_key: None,
                 created_at: "t".into(),
             },
             org: Org {
@@ -83,6 +92,7 @@ mod tests {
             },
             expires_at: None,
             revoked: false,
+            tools: None,
         }
     }
 

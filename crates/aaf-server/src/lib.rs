@@ -18,5 +18,6 @@ pub mod error;
 pub mod key_cache;
 pub mod openapi;
 pub mod policy_loader;
+pub mod rbac;
 pub mod telemetry;
 pub mod time;

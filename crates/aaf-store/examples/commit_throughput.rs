@@ -39,6 +39,7 @@ fn unit(org_id: &str, agent_id: &str, n: usize) -> WriteUnit {
         data,
     };
     WriteUnit {
+        mutations: Vec::new(),
         events: vec![
             event(
                 "action.decided",

@@ -6,8 +6,9 @@
 //! group-commit [`AuditWriter`] and offline audit chain verification ([`Store::verify_audit`]).
 //!
 //! Tables (every tenant table has `org_id`, ready for PostgreSQL row-level security):
-//! `orgs`, `api_tokens` (human and admin tokens, hashes only), `agents`, `agent_keys`
-//! (hashes only), `actions`, `audit_events` (one hash chain per org, primary key
+//! `orgs`, `users` (people, one role each), `api_tokens` (personal access tokens of users,
+//! hashes only), `agents`, `agent_keys` (hashes only, optional tool scope and expiry),
+//! `signature_nonces` (replay protection of signed agent requests), `actions`, `audit_events` (one hash chain per org, primary key
 //! `(org_id, seq)`, see `docs/audit.md`) and `audit_heads` (the last `seq` and hash of each
 //! chain, so that deleting the newest events is detected).
 //!
@@ -20,6 +21,7 @@
 mod error;
 mod model;
 mod sqlite;
+pub mod units;
 mod writer;
 
 use std::path::Path;
@@ -28,8 +30,8 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 
 pub use error::StoreError;
 pub use model::{
-    ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions, TokenPrincipal,
-    WriteUnit, SYSTEM_CHAIN,
+    ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, Mutation, NewEvent, Org, OrgStats,
+    StoreOptions, TokenPrincipal, User, WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -106,11 +108,9 @@ impl Store {
         }
     }
 
-    /// Creates an organisation and its first admin token in one transaction, and appends
-    /// `org.created` (data `{org_id, name, plan}`) and `admin_token.created` (data
-    /// `{token_id, name, prefix, role}`, never the hash or the secret) to the new
-    /// organisation's audit chain (seq 1 and 2). Ids are UUIDv7; the token's role is
-    /// `"admin"`; `now` is RFC 3339 UTC.
+    /// Creates an organisation, its first user (role `admin`, named `token_name`) and that
+    /// user's token in one transaction (see [`units::new_org`]): events `org.created` and
+    /// `user.created` open the new organisation's chain. `now` is RFC 3339 UTC.
     ///
     /// # Errors
     ///
@@ -125,15 +125,13 @@ impl Store {
         token_prefix: &str,
         now: &str,
     ) -> Result<Org, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.create_org_with_admin_token(name, plan, token_name, token_hash, token_prefix, now)
-                    .await
-            }
-        }
+        let (org, unit) = units::new_org(name, plan, token_name, token_hash, token_prefix, now);
+        self.commit(&[unit]).await?;
+        Ok(org)
     }
 
-    /// The live token with this hash and its organisation; `None` when unknown or revoked.
+    /// The live token with this hash of a current user, with the user's role and
+    /// organisation; `None` when unknown, revoked or the user was deleted.
     ///
     /// # Errors
     ///
@@ -144,11 +142,10 @@ impl Store {
         }
     }
 
-    /// Creates an agent with its first key in one transaction and appends `agent.created`
-    /// (data `{agent_id, name, risk_score, key_id, key_prefix, created_by}`, never the key
-    /// or its hash) to the organisation's chain. `risk_score` is in `0.0..=1.0` by
-    /// convention (not checked here, but it must be finite); `created_by` names the
-    /// creating principal (e.g. a token id); `now` is RFC 3339 UTC.
+    /// Creates an agent with its first key (no expiry, every tool, no public key) in one
+    /// transaction, with event `agent.created` (see [`units::new_agent`]). `created_by` names
+    /// the creating principal; `now` is RFC 3339 UTC. The server builds richer agents with
+    /// [`units::new_agent`] and [`Store::commit`].
     ///
     /// # Errors
     ///
@@ -167,13 +164,97 @@ impl Store {
         now: &str,
         created_by: &str,
     ) -> Result<Agent, StoreError> {
+        let spec = units::KeySpec {
+            key_hash: key_hash.to_string(),
+            prefix: key_prefix.to_string(),
+            expires_at: None,
+            tools: None,
+        };
+        let (agent, _, unit) =
+            units::new_agent(org_id, name, risk_score, None, &spec, created_by, now);
+        self.commit(&[unit]).await?;
+        Ok(agent)
+    }
+
+    /// The agent with this id in this organisation (`None` for another org's agent).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_agent(&self, org_id: &str, id: &str) -> Result<Option<Agent>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => {
-                s.create_agent(
-                    org_id, name, risk_score, key_hash, key_prefix, now, created_by,
-                )
-                .await
-            }
+            Backend::Sqlite(s) => s.get_agent(org_id, id).await,
+        }
+    }
+
+    /// The agent's keys, revoked and expired ones included, oldest first (never hashes).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_agent_keys(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<AgentKey>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_agent_keys(org_id, agent_id).await,
+        }
+    }
+
+    /// Records that a key authenticated a request at `now` (RFC 3339 UTC). Not audited:
+    /// callers call it at most about once a second per key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Invalid`] on a read-only store.
+    pub async fn touch_agent_key(&self, key_id: &str, now: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.touch_agent_key(key_id, now).await,
+        }
+    }
+
+    /// Forgets signature nonces whose `expires_at` is before `now`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Invalid`] on a read-only store.
+    pub async fn purge_nonces(&self, now: &str) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.purge_nonces(now).await,
+        }
+    }
+
+    /// Counts of the organisation's agents, users and actions.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn org_stats(&self, org_id: &str) -> Result<OrgStats, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.org_stats(org_id).await,
+        }
+    }
+
+    /// The organisation's current users, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_users(&self, org_id: &str) -> Result<Vec<User>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_users(org_id).await,
+        }
+    }
+
+    /// A current user of this organisation (`None` for a deleted user or another org's).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_user(&self, org_id: &str, id: &str) -> Result<Option<User>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_user(org_id, id).await,
         }
     }
 
@@ -255,8 +336,8 @@ impl Store {
         }
     }
 
-    /// Writes all `units` in ONE transaction (group commit). Per unit, in order: its action
-    /// write, then its events appended to their organisations' chains (seq and hashes
+    /// Writes all `units` in ONE transaction (group commit). First every unit's
+    /// [`Mutation`]s, in order; then per unit its action write, then its events appended to their organisations' chains (seq and hashes
     /// assigned here). Returns each unit's chained events, in the order of `units`.
     ///
     /// Action inserts of the whole batch are written before its action updates, so an
@@ -266,8 +347,10 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Conflict`] (duplicate action id), [`StoreError::NotFound`] (update of a
-    /// missing action, or an action of an unknown org or agent), [`StoreError::Invalid`]
+    /// [`StoreError::Conflict`] (duplicate action id, name, hash or nonce; a mutation that
+    /// would leave an organisation without an admin; revoking a revoked key),
+    /// [`StoreError::NotFound`] (update of a missing action, an action of an unknown org or
+    /// agent, a mutation of a row that is not in the given organisation), [`StoreError::Invalid`]
     /// (read-only store), [`StoreError::Corrupt`] (a chain head is unreadable or behind its
     /// events), [`StoreError::Unavailable`].
     pub async fn commit(&self, units: &[WriteUnit]) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {

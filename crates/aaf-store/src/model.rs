@@ -60,20 +60,81 @@ pub struct Agent {
     pub name: String,
     /// Risk score in `0.0..=1.0`, as given at creation.
     pub risk_score: f64,
+    /// Base64 (standard alphabet, padded) of the agent's raw 32-byte Ed25519 public key;
+    /// when set, the agent's requests must be signed (RFC 9421).
+    pub public_key: Option<String>,
     /// RFC 3339 UTC.
     pub created_at: String,
 }
 
-/// The owner of a live (not revoked) human or admin API token.
+/// Counts of an organisation's objects, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OrgStats {
+    /// Registered agents.
+    pub agents: u64,
+    /// Current users.
+    pub users: u64,
+    /// Actions by decision (`allow`, `require_approval`, `deny`).
+    pub actions_by_decision: std::collections::BTreeMap<String, u64>,
+    /// Actions by status (`allowed`, `executed`, `denied`, `pending_approval`, ...).
+    pub actions_by_status: std::collections::BTreeMap<String, u64>,
+}
+
+/// A person of an organisation, with one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// UUID string.
+    pub id: String,
+    /// The owning organisation.
+    pub org_id: String,
+    /// Unique among the organisation's current users.
+    pub name: String,
+    /// `admin`, `approver`, `auditor` or `viewer` (see [`aaf_core::identity::Role`]).
+    pub role: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// An agent key as listed: everything but the secret and its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentKey {
+    /// UUID string.
+    pub id: String,
+    /// The owning organisation.
+    pub org_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The first characters of the key (`aaf_ak_` and 8 more), to tell keys apart.
+    pub prefix: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// When the key stops working (RFC 3339 UTC), if ever.
+    pub expires_at: Option<String>,
+    /// When the key was revoked (RFC 3339 UTC), if it was.
+    pub revoked_at: Option<String>,
+    /// When the key last authenticated a request (RFC 3339 UTC, to within the key cache's
+    /// lifetime, about a second).
+    pub last_used_at: Option<String>,
+    /// The tools the key may submit; `None` = every tool.
+    pub tools: Option<Vec<String>>,
+    /// Who created the key (a user id), when known.
+    pub created_by: Option<String>,
+}
+
+/// The owner of a live (not revoked) personal access token: a current user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenPrincipal {
     /// The token's id.
     pub token_id: String,
+    /// The user the token belongs to.
+    pub user_id: String,
     /// The organisation the token acts for.
     pub org: Org,
-    /// The token's role, e.g. `"admin"`.
+    /// The user's role, e.g. `"admin"`.
     pub role: String,
-    /// The token's name.
+    /// The user's name.
     pub name: String,
 }
 
@@ -91,6 +152,8 @@ pub struct AgentPrincipal {
     pub expires_at: Option<String>,
     /// Whether the key was revoked.
     pub revoked: bool,
+    /// The tools the key may submit; `None` = every tool.
+    pub tools: Option<Vec<String>>,
 }
 
 /// An action and its decision, as stored in `actions`.
@@ -168,10 +231,108 @@ pub struct NewEvent {
     pub data: Value,
 }
 
-/// What one request writes: an optional action row and the audit events that describe it,
-/// all committed together (or not at all).
+/// A change to the identity tables, made inside a [`WriteUnit`]'s transaction.
+///
+/// Each mutation is checked in the database: a mutation that finds nothing to change fails
+/// its unit with [`crate::StoreError::NotFound`] (so another organisation's id never
+/// changes anything), a duplicate with [`crate::StoreError::Conflict`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// Insert an organisation.
+    InsertOrg(Org),
+    /// Insert a user.
+    InsertUser(User),
+    /// Change a current user's role. Refused with [`crate::StoreError::Conflict`] when it
+    /// would leave the organisation without an admin.
+    SetUserRole {
+        /// The organisation.
+        org_id: String,
+        /// The user.
+        user_id: String,
+        /// The new role.
+        role: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Delete a current user (kept, marked deleted) and revoke all their tokens. Refused with
+    /// [`crate::StoreError::Conflict`] for the organisation's last admin.
+    DeleteUser {
+        /// The organisation.
+        org_id: String,
+        /// The user.
+        user_id: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Insert a personal access token of a user (only its hash).
+    InsertToken {
+        /// Token id.
+        id: String,
+        /// The organisation.
+        org_id: String,
+        /// The user it belongs to.
+        user_id: String,
+        /// A label.
+        name: String,
+        /// Hex SHA-256 of the token.
+        token_hash: String,
+        /// The visible prefix.
+        prefix: String,
+        /// RFC 3339 UTC.
+        created_at: String,
+    },
+    /// Insert an agent.
+    InsertAgent(Agent),
+    /// Insert an agent key (only its hash).
+    InsertAgentKey {
+        /// The key (without secret).
+        key: AgentKey,
+        /// Hex SHA-256 of the key.
+        key_hash: String,
+    },
+    /// Make a live key of the agent expire at `expires_at` unless it already expires sooner
+    /// (rotation's grace period).
+    ShortenAgentKey {
+        /// The organisation.
+        org_id: String,
+        /// The agent.
+        agent_id: String,
+        /// The key.
+        key_id: String,
+        /// RFC 3339 UTC.
+        expires_at: String,
+    },
+    /// Revoke a key of the agent (already revoked: [`crate::StoreError::Conflict`]).
+    RevokeAgentKey {
+        /// The organisation.
+        org_id: String,
+        /// The agent.
+        agent_id: String,
+        /// The key.
+        key_id: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Record that a signature nonce was used; a nonce the agent used before (and not yet
+    /// purged) is a [`crate::StoreError::Conflict`].
+    UseNonce {
+        /// The organisation.
+        org_id: String,
+        /// The agent.
+        agent_id: String,
+        /// The nonce as sent.
+        nonce: String,
+        /// When the nonce may be forgotten (RFC 3339 UTC): after the signature window.
+        expires_at: String,
+    },
+}
+
+/// What one request writes: identity changes, an optional action row and the audit events
+/// that describe them, all committed together (or not at all).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct WriteUnit {
+    /// Identity changes, applied first, in order.
+    pub mutations: Vec<Mutation>,
     /// The action row to insert or update, written before the events.
     pub action: Option<ActionWrite>,
     /// Events appended, in this order, to their organisations' chains.

@@ -20,13 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aaf_core::audit::{
-    event_hash_parts, event_types, hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary,
-    ChainVerifier, ChainedEvent, EventHeader, GENESIS_HASH,
+    event_hash_parts, hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary, ChainVerifier,
+    ChainedEvent, EventHeader, GENESIS_HASH,
 };
 use aaf_core::canonical::to_canonical_json;
 use futures::TryStreamExt;
 use rusqlite::{params, Connection, TransactionBehavior};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -34,10 +34,12 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::model::{
-    ActionRecord, ActionWrite, Agent, AgentPrincipal, NewEvent, Org, StoreOptions, TokenPrincipal,
-    WriteUnit,
+    ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, NewEvent, Org, OrgStats,
+    StoreOptions, TokenPrincipal, User, WriteUnit,
 };
 use crate::StoreError;
+
+mod identity;
 
 /// The database file inside the data directory.
 pub(crate) const DB_FILE: &str = "aaf.db";
@@ -61,6 +63,9 @@ macro_rules! action_columns {
     };
 }
 const ACTION_COLUMNS: &str = action_columns!();
+
+/// Columns of `agents`, in select order.
+const AGENT_COLUMNS: &str = "id, org_id, name, risk_score, public_key, created_at";
 
 const INSERT_ACTION: &str = concat!(
     "INSERT INTO actions (",
@@ -209,228 +214,121 @@ impl SqliteStore {
         row.map(|r| org_from_row(&r, "")).transpose()
     }
 
-    pub(crate) async fn create_org_with_admin_token(
-        &self,
-        name: &str,
-        plan: &str,
-        token_name: &str,
-        token_hash: &str,
-        token_prefix: &str,
-        now: &str,
-    ) -> Result<Org, StoreError> {
-        let org = Org {
-            id: uuid::Uuid::now_v7().to_string(),
-            name: name.to_string(),
-            plan: plan.to_string(),
-            created_at: now.to_string(),
-        };
-        let token_id = uuid::Uuid::now_v7().to_string();
-        let role = "admin";
-        let events = [
-            NewEvent {
-                org_id: org.id.clone(),
-                ts: now.to_string(),
-                agent_id: None,
-                action_id: None,
-                event_type: event_types::ORG_CREATED.to_string(),
-                data: json!({"org_id": org.id, "name": name, "plan": plan}),
-            },
-            NewEvent {
-                org_id: org.id.clone(),
-                ts: now.to_string(),
-                agent_id: None,
-                action_id: None,
-                event_type: event_types::ADMIN_TOKEN_CREATED.to_string(),
-                data: json!({
-                    "token_id": token_id,
-                    "name": token_name,
-                    "prefix": token_prefix,
-                    "role": role,
-                }),
-            },
-        ];
-        self.writer()?;
-        let (token_name, token_hash, token_prefix, now) = (
-            token_name.to_string(),
-            token_hash.to_string(),
-            token_prefix.to_string(),
-            now.to_string(),
-        );
-        self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached("INSERT INTO orgs (id, name, plan, created_at) VALUES (?, ?, ?, ?)")?
-                .execute(params![org.id, org.name, org.plan, org.created_at])
-                .map_err(|e| named_conflict(e, "an organisation with this name already exists"))?;
-            tx.prepare_cached(
-                "INSERT INTO api_tokens (id, org_id, name, role, token_hash, prefix, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )?
-            .execute(params![
-                token_id,
-                org.id,
-                token_name,
-                role,
-                token_hash,
-                token_prefix,
-                now
-            ])
-            .map_err(|e| named_conflict(e, "a token with this hash already exists"))?;
-            append_events(&tx, &[(&events[..], &canonical_data(&events)?[..])])?;
-            tx.commit()?;
-            Ok(org)
-        })
-        .await
-    }
-
     pub(crate) async fn find_token(
         &self,
         token_hash: &str,
     ) -> Result<Option<TokenPrincipal>, StoreError> {
-        let row = sqlx::query(
-            "SELECT t.id AS token_id, t.name AS token_name, t.role, \
-                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
-                    o.created_at AS org_created_at \
-             FROM api_tokens t JOIN orgs o ON o.id = t.org_id \
-             WHERE t.token_hash = ? AND t.revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(TokenPrincipal {
-            token_id: row.try_get("token_id")?,
-            org: org_from_row(&row, "org_")?,
-            role: row.try_get("role")?,
-            name: row.try_get("token_name")?,
-        }))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn create_agent(
-        &self,
-        org_id: &str,
-        name: &str,
-        risk_score: f64,
-        key_hash: &str,
-        key_prefix: &str,
-        now: &str,
-        created_by: &str,
-    ) -> Result<Agent, StoreError> {
-        if !risk_score.is_finite() {
-            return Err(StoreError::Invalid(format!(
-                "risk score must be a finite number, got {risk_score}"
-            )));
-        }
-        let agent = Agent {
-            id: uuid::Uuid::now_v7().to_string(),
-            org_id: org_id.to_string(),
-            name: name.to_string(),
-            risk_score,
-            created_at: now.to_string(),
-        };
-        let key_id = uuid::Uuid::now_v7().to_string();
-        let events = [NewEvent {
-            org_id: org_id.to_string(),
-            ts: now.to_string(),
-            agent_id: Some(agent.id.clone()),
-            action_id: None,
-            event_type: event_types::AGENT_CREATED.to_string(),
-            data: json!({
-                "agent_id": agent.id,
-                "name": name,
-                "risk_score": risk_score,
-                "key_id": key_id,
-                "key_prefix": key_prefix,
-                "created_by": created_by,
-            }),
-        }];
-        self.writer()?;
-        let (key_hash, key_prefix, now) = (
-            key_hash.to_string(),
-            key_prefix.to_string(),
-            now.to_string(),
-        );
-        self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "INSERT INTO agents (id, org_id, name, risk_score, created_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )?
-            .execute(params![
-                agent.id,
-                agent.org_id,
-                agent.name,
-                agent.risk_score,
-                agent.created_at
-            ])
-            .map_err(|e| {
-                named_conflict(
-                    e,
-                    "an agent with this name already exists in the organisation",
-                )
-            })?;
-            tx.prepare_cached(
-                "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )?
-            .execute(params![
-                key_id,
-                agent.org_id,
-                agent.id,
-                key_hash,
-                key_prefix,
-                now
-            ])
-            .map_err(|e| named_conflict(e, "an agent key with this hash already exists"))?;
-            append_events(&tx, &[(&events[..], &canonical_data(&events)?[..])])?;
-            tx.commit()?;
-            Ok(agent)
-        })
-        .await
+        identity::find_token(&self.reader, token_hash).await
     }
 
     pub(crate) async fn list_agents(&self, org_id: &str) -> Result<Vec<Agent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, org_id, name, risk_score, created_at FROM agents \
-             WHERE org_id = ? ORDER BY created_at, name",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? ORDER BY created_at, name"
+        ))
         .bind(org_id)
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(|r| agent_from_row(r, "")).collect()
     }
 
+    pub(crate) async fn get_agent(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| agent_from_row(&r, "")).transpose()
+    }
+
     pub(crate) async fn find_agent_key(
         &self,
         key_hash: &str,
     ) -> Result<Option<AgentPrincipal>, StoreError> {
-        let row = sqlx::query(
-            "SELECT k.id AS key_id, k.expires_at, k.revoked_at, \
-                    a.id AS agent_id, a.org_id AS agent_org_id, a.name AS agent_name, \
-                    a.risk_score AS agent_risk_score, a.created_at AS agent_created_at, \
-                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
-                    o.created_at AS org_created_at \
-             FROM agent_keys k \
-             JOIN agents a ON a.id = k.agent_id \
-             JOIN orgs o ON o.id = a.org_id \
-             WHERE k.key_hash = ?",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
+        identity::find_agent_key(&self.reader, key_hash).await
+    }
+
+    pub(crate) async fn org_stats(&self, org_id: &str) -> Result<OrgStats, StoreError> {
+        let count = |sql: &'static str| {
+            let pool = self.reader.clone();
+            let org_id = org_id.to_string();
+            async move {
+                let n: i64 = sqlx::query_scalar(sql)
+                    .bind(org_id)
+                    .fetch_one(&pool)
+                    .await?;
+                Ok::<u64, StoreError>(u64::try_from(n).unwrap_or(0))
+            }
         };
-        let revoked_at: Option<String> = row.try_get("revoked_at")?;
-        Ok(Some(AgentPrincipal {
-            key_id: row.try_get("key_id")?,
-            agent: agent_from_row(&row, "agent_")?,
-            org: org_from_row(&row, "org_")?,
-            expires_at: row.try_get("expires_at")?,
-            revoked: revoked_at.is_some(),
-        }))
+        let mut stats = OrgStats {
+            agents: count("SELECT COUNT(*) FROM agents WHERE org_id = ?").await?,
+            users: count("SELECT COUNT(*) FROM users WHERE org_id = ? AND deleted_at IS NULL")
+                .await?,
+            ..OrgStats::default()
+        };
+        let rows = sqlx::query(
+            "SELECT decision, status, COUNT(*) AS n FROM actions WHERE org_id = ? \
+             GROUP BY decision, status",
+        )
+        .bind(org_id)
+        .fetch_all(&self.reader)
+        .await?;
+        for row in rows {
+            let decision: String = row.try_get("decision")?;
+            let status: String = row.try_get("status")?;
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            *stats.actions_by_decision.entry(decision).or_default() += n;
+            *stats.actions_by_status.entry(status).or_default() += n;
+        }
+        Ok(stats)
+    }
+
+    pub(crate) async fn list_users(&self, org_id: &str) -> Result<Vec<User>, StoreError> {
+        identity::list_users(&self.reader, org_id).await
+    }
+
+    pub(crate) async fn get_user(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<User>, StoreError> {
+        identity::get_user(&self.reader, org_id, id).await
+    }
+
+    pub(crate) async fn list_agent_keys(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<AgentKey>, StoreError> {
+        identity::list_agent_keys(&self.reader, org_id, agent_id).await
+    }
+
+    /// Sets `last_used_at` of a key (not audited; precision is the caller's).
+    pub(crate) async fn touch_agent_key(&self, key_id: &str, now: &str) -> Result<(), StoreError> {
+        let (key_id, now) = (key_id.to_string(), now.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE agent_keys SET last_used_at = ? WHERE id = ?")?
+                .execute(params![now, key_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets signature nonces that expired before `now`; returns how many.
+    pub(crate) async fn purge_nonces(&self, now: &str) -> Result<u64, StoreError> {
+        let now = now.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM signature_nonces WHERE expires_at < ?")?
+                .execute(params![now])?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     pub(crate) async fn get_action(
@@ -656,8 +554,9 @@ fn canonical_data(events: &[NewEvent]) -> Result<Vec<EventData>, StoreError> {
         .collect()
 }
 
-/// Writes `units` in one `BEGIN IMMEDIATE` transaction on the writer connection: action
-/// inserts, then action updates, then the events appended to their chains.
+/// Writes `units` in one `BEGIN IMMEDIATE` transaction on the writer connection: the
+/// mutations of every unit (in order), action inserts, then action updates, then the events
+/// appended to their chains.
 fn commit_units(
     conn: &mut Connection,
     units: &[PreparedUnit],
@@ -711,6 +610,9 @@ fn commit_units(
         .collect();
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for mutation in units.iter().flat_map(|u| u.unit.mutations.iter()) {
+        identity::apply_mutation(&tx, mutation)?;
+    }
     insert_actions(&tx, &inserts)?;
     if !updates.is_empty() {
         let mut update = tx.prepare_cached(UPDATE_ACTION)?;
@@ -1092,6 +994,7 @@ fn agent_from_row(row: &SqliteRow, prefix: &str) -> Result<Agent, StoreError> {
         org_id: row.try_get(format!("{prefix}org_id").as_str())?,
         name: row.try_get(format!("{prefix}name").as_str())?,
         risk_score: row.try_get(format!("{prefix}risk_score").as_str())?,
+        public_key: row.try_get(format!("{prefix}public_key").as_str())?,
         created_at: row.try_get(format!("{prefix}created_at").as_str())?,
     })
 }

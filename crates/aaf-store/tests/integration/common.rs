@@ -122,6 +122,7 @@ pub fn action_unit(org: &Org, agent: &Agent, id: &str, n: u64) -> WriteUnit {
     executed.event_type = "action.executed".into();
     executed.data = json!({"status": 200, "bytes": n * 3});
     WriteUnit {
+        mutations: Vec::new(),
         action: Some(ActionWrite::Insert(action(org, agent, id))),
         events: vec![decided_event(org, agent, id, n), executed],
     }

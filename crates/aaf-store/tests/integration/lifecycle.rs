@@ -242,6 +242,7 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org() {
     assert_eq!(store.get_action(&other.id, "act-1").await.unwrap(), None);
 
     let update = WriteUnit {
+        mutations: Vec::new(),
         action: Some(ActionWrite::Update {
             org_id: org.id.clone(),
             id: "act-1".into(),
@@ -269,6 +270,7 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org() {
     // Updating an action of another org is not found, and nothing of the batch is written.
     let before = store.list_audit(&org.id, 0, 1000).await.unwrap();
     let bad = WriteUnit {
+        mutations: Vec::new(),
         action: Some(ActionWrite::Update {
             org_id: other.id.clone(),
             id: "act-1".into(),
@@ -327,6 +329,7 @@ async fn one_batch_appends_to_several_chains_in_unit_order() {
         action_unit(&a, &agent_a, "a1", 1),
         action_unit(&b, &agent_b, "b1", 2),
         WriteUnit {
+            mutations: Vec::new(),
             action: None,
             events: vec![rejected(3), rejected(4)],
         },

@@ -119,6 +119,7 @@ async fn python_snippet_verifies_exports_and_catches_tampering() {
         data,
     };
     units.push(WriteUnit {
+        mutations: Vec::new(),
         action: None,
         events: vec![
             event(100, json!({"numbers": awkward_numbers()})),

@@ -19,16 +19,17 @@ use aaf_core::action::{
 };
 use aaf_core::audit::{event_types, ChainedEvent};
 use aaf_core::redact::redact;
-use aaf_core::secrets::{generate_token, hash_token, visible_prefix, AGENT_KEY_PREFIX};
 use aaf_store::{ActionRecord, ActionWrite, NewEvent, WriteUnit, SYSTEM_CHAIN};
 
 use crate::app::AppState;
-use crate::auth::{AdminAuth, AgentAuth};
+use crate::auth::{AgentAuth, AnyAuth, Principal, UserAuth};
 use crate::connectors::http::ConnectorError;
 use crate::error::{ApiError, ErrorBody};
 use crate::time::now_rfc3339;
 
-/// Longest accepted tool, operation or agent name, in characters.
+pub mod identity;
+
+/// Longest accepted tool, operation, agent or user name, in characters.
 const MAX_NAME_CHARS: usize = 256;
 
 /// Tool names served by the HTTP connector.
@@ -74,6 +75,17 @@ pub struct CreateAgentBody {
     /// Risk score in `0.0..=1.0`; default 0.
     #[serde(default)]
     pub risk_score: Option<f64>,
+    /// Standard base64 of the agent's raw 32-byte Ed25519 public key. When set, every
+    /// request of the agent must also carry an RFC 9421 signature by this key
+    /// (`docs/agents.md`).
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// Lifetime of the first key in seconds; default `auth.agent_key_ttl_seconds`.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// Tools the first key may submit; omit for every tool.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
 }
 
 /// A new agent with its API key. The key is shown only in this answer.
@@ -89,6 +101,14 @@ pub struct CreatedAgent {
     pub api_key: String,
     /// The first characters of the key, shown in listings to tell keys apart.
     pub key_prefix: String,
+    /// The key's id.
+    pub key_id: String,
+    /// When the key stops working (RFC 3339), or null for never.
+    pub expires_at: Option<String>,
+    /// Tools the key may submit; null = every tool.
+    pub tools: Option<Vec<String>>,
+    /// The registered Ed25519 public key, if any.
+    pub public_key: Option<String>,
 }
 
 /// An agent as listed (never with keys).
@@ -100,8 +120,22 @@ pub struct AgentView {
     pub name: String,
     /// Risk score.
     pub risk_score: f64,
+    /// The registered Ed25519 public key (standard base64), if the agent signs its requests.
+    pub public_key: Option<String>,
     /// Creation time, RFC 3339.
     pub created_at: String,
+}
+
+impl From<aaf_store::Agent> for AgentView {
+    fn from(a: aaf_store::Agent) -> Self {
+        AgentView {
+            id: a.id,
+            name: a.name,
+            risk_score: a.risk_score,
+            public_key: a.public_key,
+            created_at: a.created_at,
+        }
+    }
 }
 
 /// `GET /v1/agents` answer.
@@ -117,7 +151,7 @@ pub struct AgentList {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "agent created", body = CreatedAgent),
-        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 400, description = "malformed body; `field` names the problem", body = ErrorBody),
         (status = 401, description = "missing or invalid admin token", body = ErrorBody),
         (status = 403, description = "the token is not an admin token", body = ErrorBody),
         (status = 409, description = "an agent with this name exists", body = ErrorBody),
@@ -126,7 +160,7 @@ pub struct AgentList {
     ))]
 pub async fn create_agent(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    UserAuth(admin): UserAuth,
     body: Result<Json<CreateAgentBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
     let Json(body) = body.map_err(|r| state.json_rejection(r))?;
@@ -144,26 +178,32 @@ pub async fn create_agent(
             "must be a number from 0 to 1",
         ));
     }
-    let key = generate_token(AGENT_KEY_PREFIX);
-    let prefix = visible_prefix(&key);
-    let agent = state
-        .store
-        .create_agent(
-            &admin.org.id,
-            name,
-            risk_score,
-            &hash_token(&key),
-            &prefix,
-            &now_rfc3339(),
-            &admin.name,
-        )
-        .await
-        .map_err(|e| match e {
-            aaf_store::StoreError::Conflict(_) => {
-                ApiError::Conflict(format!("an agent named {name:?} already exists"))
-            }
-            other => other.into(),
-        })?;
+    if let Some(key) = &body.public_key {
+        if crate::auth::decode_public_key(key).is_none() {
+            return Err(ApiError::field(
+                "public_key",
+                "must be standard base64 of a 32-byte Ed25519 public key",
+            ));
+        }
+    }
+    let tools = identity::valid_tools(body.tools)?;
+    let expires_at = identity::key_expiry(&state, body.expires_in)?;
+    let (key, spec) = identity::new_key_spec(expires_at, tools);
+    let (agent, key_row, unit) = aaf_store::units::new_agent(
+        &admin.org.id,
+        name,
+        risk_score,
+        body.public_key.as_deref(),
+        &spec,
+        &format!("user:{}", admin.user_id),
+        &now_rfc3339(),
+    );
+    state.store.commit(&[unit]).await.map_err(|e| match e {
+        aaf_store::StoreError::Conflict(_) => {
+            ApiError::Conflict(format!("an agent named {name:?} already exists"))
+        }
+        other => other.into(),
+    })?;
     tracing::info!(agent_id = %agent.id, agent = %agent.name, "agent created");
     Ok((
         StatusCode::CREATED,
@@ -172,7 +212,11 @@ pub async fn create_agent(
             name: agent.name,
             risk_score: agent.risk_score,
             api_key: key,
-            key_prefix: prefix,
+            key_prefix: key_row.prefix,
+            key_id: key_row.id,
+            expires_at: key_row.expires_at,
+            tools: key_row.tools,
+            public_key: agent.public_key,
         }),
     ))
 }
@@ -182,25 +226,17 @@ pub async fn create_agent(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the agents", body = AgentList),
-        (status = 401, description = "missing or invalid admin token", body = ErrorBody),
-        (status = 403, description = "the token is not an admin token", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "agents may not list agents", body = ErrorBody),
         (status = 503, description = "storage unavailable", body = ErrorBody),
     ))]
 pub async fn list_agents(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    UserAuth(user): UserAuth,
 ) -> Result<Json<AgentList>, ApiError> {
-    let agents = state.store.list_agents(&admin.org.id).await?;
+    let agents = state.store.list_agents(&user.org.id).await?;
     Ok(Json(AgentList {
-        agents: agents
-            .into_iter()
-            .map(|a| AgentView {
-                id: a.id,
-                name: a.name,
-                risk_score: a.risk_score,
-                created_at: a.created_at,
-            })
-            .collect(),
+        agents: agents.into_iter().map(AgentView::from).collect(),
     }))
 }
 
@@ -362,7 +398,14 @@ fn decide(
             ip_address: ip,
         },
     );
-    let mut decision = state.policies.evaluate(&input);
+    // A key limited to some tools cannot submit others, whatever the policies say.
+    let mut decision = match &agent.tools {
+        Some(tools) if !tools.iter().any(|t| t == &request.tool) => Decision::fail_closed(format!(
+            "key_scope: this API key may submit only the tools {tools:?}, not {:?}",
+            request.tool
+        )),
+        _ => state.policies.evaluate(&input),
+    };
     // The connector's own checks apply whatever the policies say: an allowed HTTP call to a
     // forbidden destination is denied here, before anything runs.
     if decision.verdict == Verdict::Allow && HTTP_TOOLS.contains(&request.tool.as_str()) {
@@ -507,6 +550,7 @@ pub async fn submit_action(
     state
         .writer
         .submit(WriteUnit {
+            mutations: Vec::new(),
             action: Some(ActionWrite::Insert(record)),
             events: vec![decided_event],
         })
@@ -581,6 +625,7 @@ async fn execute_http(
     state
         .writer
         .submit(WriteUnit {
+            mutations: Vec::new(),
             action: Some(ActionWrite::Update {
                 org_id: agent.org.id.clone(),
                 id: allowed.id().to_string(),
@@ -621,6 +666,7 @@ async fn record_bad_request(
         _ => None,
     };
     let unit = WriteUnit {
+        mutations: Vec::new(),
         action: None,
         events: vec![NewEvent {
             org_id: agent.org.id.clone(),
@@ -677,6 +723,91 @@ pub async fn dry_run(
     )))
 }
 
+/// A stored action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionView {
+    /// Action id.
+    pub id: String,
+    /// The agent that submitted it.
+    pub agent_id: String,
+    /// Tool.
+    pub tool: String,
+    /// Operation.
+    pub operation: String,
+    /// Parameters, redacted unless the action still waits for approval.
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// Context, redacted likewise.
+    #[schema(value_type = Object)]
+    pub context: Value,
+    /// `allow`, `require_approval` or `deny`.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// The winning risk level, if any.
+    pub risk_level: Option<String>,
+    /// `allowed`, `executing`, `executed`, `failed`, `denied` or `pending_approval`.
+    pub status: String,
+    /// Every policy's decision.
+    #[schema(value_type = Vec<Object>)]
+    pub policies: Value,
+    /// The connector's result, when executed.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<ActionRecord> for ActionView {
+    fn from(r: ActionRecord) -> Self {
+        ActionView {
+            id: r.id,
+            agent_id: r.agent_id,
+            tool: r.tool,
+            operation: r.operation,
+            params: r.params,
+            context: r.context,
+            decision: r.decision,
+            reason: r.reason,
+            risk_level: r.risk_level,
+            status: r.status,
+            policies: r.policies,
+            result: r.result,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// One action of the organisation. An agent sees only its own actions.
+#[utoipa::path(get, path = "/v1/actions/{id}", tag = "actions",
+    params(("id" = String, Path, description = "action id")),
+    security(("bearer" = []), ("agent_key" = [])),
+    responses(
+        (status = 200, description = "the action", body = ActionView),
+        (status = 401, description = "missing or invalid credentials", body = ErrorBody),
+        (status = 403, description = "the role may not read actions", body = ErrorBody),
+        (status = 404, description = "no such action in the organisation (or of this agent)", body = ErrorBody),
+    ))]
+pub async fn get_action(
+    State(state): State<AppState>,
+    AnyAuth(principal): AnyAuth,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<ActionView>, ApiError> {
+    let action = state
+        .store
+        .get_action(&principal.org().id, &id)
+        .await?
+        .filter(|a| match &principal {
+            Principal::Agent(agent) => a.agent_id == agent.agent.id,
+            Principal::User(_) => true,
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no action {id}")))?;
+    Ok(Json(action.into()))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Audit
 
@@ -690,8 +821,8 @@ pub struct AuditQuery {
     /// At most this many events, 1 to 1000; default 100.
     #[serde(default)]
     pub limit: Option<u32>,
-    /// `system` to read the chain of unauthenticated events (admins of the first
-    /// organisation only); default: the caller's organisation.
+    /// `system` to read the chain of unauthenticated events (admins and auditors of the
+    /// first organisation only); default: the caller's organisation.
     #[serde(default)]
     pub chain: Option<String>,
 }
@@ -716,13 +847,13 @@ pub struct AuditPage {
     responses(
         (status = 200, description = "events in seq order", body = AuditPage),
         (status = 400, description = "bad query parameter", body = ErrorBody),
-        (status = 401, description = "missing or invalid admin token", body = ErrorBody),
-        (status = 403, description = "not an admin, or the system chain of another organisation", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "the role may not read the audit log, or the system chain was asked for by another organisation or role", body = ErrorBody),
         (status = 503, description = "storage unavailable", body = ErrorBody),
     ))]
 pub async fn list_audit(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    UserAuth(user): UserAuth,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest {
@@ -734,14 +865,20 @@ pub async fn list_audit(
         return Err(ApiError::field("limit", "must be from 1 to 1000"));
     }
     let chain = match query.chain.as_deref() {
-        None => admin.org.id.clone(),
-        Some(SYSTEM_CHAIN) if admin.org.id == *state.default_org_id => SYSTEM_CHAIN.to_string(),
+        None => user.org.id.clone(),
+        Some(SYSTEM_CHAIN)
+            if user.org.id == *state.default_org_id
+                && matches!(user.role.as_str(), "admin" | "auditor") =>
+        {
+            SYSTEM_CHAIN.to_string()
+        }
         Some(SYSTEM_CHAIN) => {
             return Err(ApiError::Forbidden(
-                "only admins of the first organisation may read the system chain".into(),
+                "only admins and auditors of the first organisation may read the system chain"
+                    .into(),
             ))
         }
-        Some(other) if other == admin.org.id => other.to_string(),
+        Some(other) if other == user.org.id => other.to_string(),
         Some(_) => {
             return Err(ApiError::field(
                 "chain",

@@ -1,0 +1,267 @@
+//! Role-based access control: the permission of every endpoint, in one table.
+//!
+//! [`PERMISSIONS`] is the only place that says who may call what; the authentication
+//! extractors ([`crate::auth`]) look the request's route up in it and refuse (403) a caller
+//! whose kind or role is not listed. A route without a row is refused to everyone (fail
+//! closed), and a test checks that the table, the router (through the OpenAPI document) and
+//! `docs/security.md` list the same endpoints.
+//!
+//! Objects are always looked up within the caller's organisation, so an id of another
+//! organisation's object answers 404 exactly like an id that does not exist: ids cannot be
+//! probed across tenants. The role check comes first, so a caller without the role learns
+//! nothing about ids either (403 whatever the id).
+
+use aaf_core::identity::Role;
+use axum::http::Method;
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Anyone, without credentials.
+    Public,
+    /// An agent with its API key (and signature, for agents with a public key).
+    Agent,
+    /// A user with this role, with a personal access token.
+    User(Role),
+}
+
+impl Caller {
+    /// The column name used in `docs/security.md`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Caller::Public => "public",
+            Caller::Agent => "agent",
+            Caller::User(role) => role.as_str(),
+        }
+    }
+}
+
+/// One endpoint's permission.
+#[derive(Debug, Clone, Copy)]
+pub struct Permission {
+    /// HTTP method, upper case.
+    pub method: &'static str,
+    /// The route as registered in the router (`{id}` for path parameters).
+    pub path: &'static str,
+    /// Who may call it; everyone else gets 403 (or 401 without valid credentials).
+    pub allow: &'static [Caller],
+    /// What the endpoint is for, and object scoping notes.
+    pub summary: &'static str,
+}
+
+const ADMIN: Caller = Caller::User(Role::Admin);
+const APPROVER: Caller = Caller::User(Role::Approver);
+const AUDITOR: Caller = Caller::User(Role::Auditor);
+const VIEWER: Caller = Caller::User(Role::Viewer);
+const ALL_USERS: &[Caller] = &[ADMIN, APPROVER, AUDITOR, VIEWER];
+
+/// Every endpoint and who may call it. Keep `docs/security.md` in step (a test compares).
+pub const PERMISSIONS: &[Permission] = &[
+    Permission {
+        method: "GET",
+        path: "/healthz",
+        allow: &[Caller::Public],
+        summary: "liveness and basic facts",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/openapi.json",
+        allow: &[Caller::Public],
+        summary: "the OpenAPI 3.1 document",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/whoami",
+        allow: &[ADMIN, APPROVER, AUDITOR, VIEWER, Caller::Agent],
+        summary: "the authenticated caller: user and role, or agent and key",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/stats",
+        allow: ALL_USERS,
+        summary: "counts of agents, users and actions by decision (own organisation)",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/users",
+        allow: &[ADMIN],
+        summary: "create a user with a role; returns a personal access token once",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/users",
+        allow: &[ADMIN],
+        summary: "list the organisation's users",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/users/{id}",
+        allow: &[ADMIN],
+        summary: "one user (404 for another organisation's)",
+    },
+    Permission {
+        method: "PATCH",
+        path: "/v1/users/{id}",
+        allow: &[ADMIN],
+        summary: "change a user's role (the last admin cannot be demoted)",
+    },
+    Permission {
+        method: "DELETE",
+        path: "/v1/users/{id}",
+        allow: &[ADMIN],
+        summary: "delete a user; their tokens stop working at once",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/agents",
+        allow: &[ADMIN],
+        summary:
+            "register an agent (optionally with an Ed25519 public key); returns its first key once",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/agents",
+        allow: ALL_USERS,
+        summary: "list the organisation's agents",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/agents/{id}",
+        allow: ALL_USERS,
+        summary: "one agent (404 for another organisation's)",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/agents/{id}/keys",
+        allow: &[ADMIN],
+        summary: "create another key, optionally limited to tools and with an expiry",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/agents/{id}/keys",
+        allow: &[ADMIN, AUDITOR],
+        summary:
+            "list an agent's keys: prefix, expiry, revocation, last use, tools (never secrets)",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/agents/{id}/keys/rotate",
+        allow: &[ADMIN],
+        summary: "new key; the old one keeps working for the grace period",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/agents/{id}/keys/{key_id}/revoke",
+        allow: &[ADMIN],
+        summary: "revoke a key at once",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/actions",
+        allow: &[Caller::Agent],
+        summary: "submit an action for a decision (and execution through a connector)",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/actions/dry-run",
+        allow: &[Caller::Agent],
+        summary: "the decision an action would get, without storing or running anything",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/actions/{id}",
+        allow: &[ADMIN, APPROVER, AUDITOR, Caller::Agent],
+        summary: "one action and its status (an agent sees only its own; 404 otherwise)",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/audit",
+        allow: &[ADMIN, APPROVER, AUDITOR],
+        summary: "read the organisation's audit chain",
+    },
+];
+
+/// The permission of a route (`path` as registered, e.g. `/v1/agents/{id}`), if any.
+pub fn permission_for(method: &Method, path: &str) -> Option<&'static Permission> {
+    PERMISSIONS
+        .iter()
+        .find(|p| p.path == path && p.method == method.as_str())
+}
+
+/// Whether `caller` may call the endpoint.
+pub fn allows(permission: &Permission, caller: Caller) -> bool {
+    permission.allow.contains(&caller)
+}
+
+/// The table as Markdown, as it appears in `docs/security.md` (one row per endpoint, one
+/// column per kind of caller, `yes` or `-`).
+pub fn markdown_table() -> String {
+    let columns = [
+        Caller::Public,
+        ADMIN,
+        APPROVER,
+        AUDITOR,
+        VIEWER,
+        Caller::Agent,
+    ];
+    let mut out = String::from("| endpoint |");
+    for c in columns {
+        out.push_str(&format!(" {} |", c.label()));
+    }
+    out.push_str(" what |\n|---|");
+    for _ in columns {
+        out.push_str("---|");
+    }
+    out.push_str("---|\n");
+    for p in PERMISSIONS {
+        out.push_str(&format!("| `{} {}` |", p.method, p.path));
+        for c in columns {
+            let cell = if p.allow.contains(&Caller::Public) || p.allow.contains(&c) {
+                "yes"
+            } else {
+                "-"
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        out.push_str(&format!(" {} |\n", p.summary));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_listed_once_and_public_routes_are_only_public() {
+        let mut seen = std::collections::HashSet::new();
+        for p in PERMISSIONS {
+            assert!(
+                seen.insert((p.method, p.path)),
+                "{} {} is listed twice",
+                p.method,
+                p.path
+            );
+            assert!(!p.allow.is_empty(), "{} {} allows nobody", p.method, p.path);
+            if p.allow.contains(&Caller::Public) {
+                assert_eq!(p.allow.len(), 1, "{} {}", p.method, p.path);
+            }
+        }
+        assert!(permission_for(&Method::GET, "/v1/agents/{id}").is_some());
+        assert!(permission_for(&Method::PUT, "/v1/agents/{id}").is_none());
+    }
+
+    #[test]
+    fn agents_cannot_manage_and_viewers_cannot_read_audit() {
+        let audit = permission_for(&Method::GET, "/v1/audit");
+        assert!(audit.is_some_and(|p| !allows(p, VIEWER) && !allows(p, Caller::Agent)));
+        for p in PERMISSIONS.iter().filter(|p| p.method != "GET") {
+            if p.path.starts_with("/v1/actions") {
+                assert_eq!(p.allow, &[Caller::Agent]);
+            } else {
+                assert!(!allows(p, Caller::Agent), "{} {}", p.method, p.path);
+                assert_eq!(p.allow, &[ADMIN], "{} {}", p.method, p.path);
+            }
+        }
+    }
+}
