@@ -97,6 +97,17 @@ impl Store {
         }
     }
 
+    /// Every organisation, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_orgs().await,
+        }
+    }
+
     /// The organisation with this id, if any.
     ///
     /// # Errors

@@ -206,6 +206,14 @@ impl SqliteStore {
         row.map(|r| org_from_row(&r, "")).transpose()
     }
 
+    pub(crate) async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, name, plan, created_at FROM orgs ORDER BY created_at, id")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter().map(|r| org_from_row(r, "")).collect()
+    }
+
     pub(crate) async fn get_org(&self, id: &str) -> Result<Option<Org>, StoreError> {
         let row = sqlx::query("SELECT id, name, plan, created_at FROM orgs WHERE id = ?")
             .bind(id)

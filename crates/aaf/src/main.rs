@@ -2,6 +2,7 @@
 //!
 //! Subcommands: `serve` (the firewall), `policy check|eval` (offline policy tools),
 //! `audit verify` (offline chain verification), `agents create|list` (API client),
+//! `orgs create|list` (tenants, directly in the database),
 //! `openapi` (print the API description).
 
 #![forbid(unsafe_code)]
@@ -46,6 +47,10 @@ enum Command {
     /// Manage agents through a running server.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Create and list organisations (tenants) directly in the database, like an operator's
+    /// bootstrap; works whether or not a server is running on it.
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
 }
@@ -102,6 +107,27 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+enum OrgsCommand {
+    /// Create an organisation and print its first admin token (shown once).
+    Create {
+        /// The organisation's unique name.
+        name: String,
+        /// The data directory of the server (holding aaf.db).
+        #[arg(long, default_value = "./aaf-data")]
+        data_dir: PathBuf,
+        /// The plan recorded for the organisation.
+        #[arg(long, default_value = aaf_server::app::SELF_HOSTED_PLAN)]
+        plan: String,
+    },
+    /// List the organisations.
+    List {
+        /// The data directory of the server (holding aaf.db).
+        #[arg(long, default_value = "./aaf-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AgentsCommand {
     /// Register an agent and print its API key (shown once).
     Create {
@@ -110,6 +136,16 @@ enum AgentsCommand {
         /// Risk score from 0 to 1.
         #[arg(long)]
         risk_score: Option<f64>,
+        /// Standard base64 of the agent's raw Ed25519 public key: its requests must then be
+        /// signed (RFC 9421, see docs/agents.md).
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Limit the first key to these tools (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        tools: Vec<String>,
+        /// Lifetime of the first key in seconds (default: the server's auth.agent_key_ttl_seconds).
+        #[arg(long)]
+        expires_in: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -153,6 +189,7 @@ fn main() -> ExitCode {
             }) => policy_eval(&policies, &input, timeout_ms),
             Command::Audit(AuditCommand::Verify { data_dir }) => audit_verify(&data_dir).await,
             Command::Agents(cmd) => agents(cmd).await,
+            Command::Orgs(cmd) => orgs(cmd).await,
             Command::Openapi => {
                 println!("{}", aaf_server::openapi::openapi_json());
                 Ok(ExitCode::SUCCESS)
@@ -275,6 +312,61 @@ fn policy_eval(dir: &Path, input_file: &Path, timeout_ms: u64) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens the data directory's database read-write (creating and migrating it if needed).
+async fn open_data_dir(data_dir: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open_sqlite(data_dir, &StoreOptions::default()).await?)
+}
+
+async fn orgs(cmd: OrgsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        OrgsCommand::Create {
+            name,
+            data_dir,
+            plan,
+        } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 256 || name == aaf_store::SYSTEM_CHAIN {
+                anyhow::bail!("the organisation name must be 1 to 256 characters and not `system`");
+            }
+            let store = open_data_dir(&data_dir).await?;
+            let token = aaf_core::secrets::generate_token(aaf_core::secrets::ADMIN_TOKEN_PREFIX);
+            let created = store
+                .create_org_with_admin_token(
+                    name,
+                    &plan,
+                    aaf_server::app::BOOTSTRAP_ADMIN_NAME,
+                    &aaf_core::secrets::hash_token(&token),
+                    &aaf_core::secrets::visible_prefix(&token),
+                    &aaf_server::time::now_rfc3339(),
+                )
+                .await;
+            store.close().await;
+            let org = match created {
+                Ok(org) => org,
+                Err(aaf_store::StoreError::Conflict(_)) => {
+                    anyhow::bail!("an organisation named {name:?} already exists")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            println!("organisation {} created (id {})", org.name, org.id);
+            println!("admin token (shown once): {token}");
+            eprintln!(
+                "Store the admin token in your secret manager now; it cannot be shown again."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        OrgsCommand::List { data_dir } => {
+            let store = open_data_dir(&data_dir).await?;
+            let orgs = store.list_orgs().await;
+            store.close().await;
+            for org in orgs? {
+                println!("{}  {}  {}  {}", org.id, org.name, org.plan, org.created_at);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 async fn audit_verify(data_dir: &Path) -> anyhow::Result<ExitCode> {
     let db = data_dir.join("aaf.db");
     if !db.exists() {
@@ -335,11 +427,23 @@ async fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
         AgentsCommand::Create {
             name,
             risk_score,
+            public_key,
+            tools,
+            expires_in,
             client: args,
         } => {
             let mut body = serde_json::json!({ "name": name });
             if let Some(r) = risk_score {
                 body["risk_score"] = serde_json::json!(r);
+            }
+            if let Some(k) = public_key {
+                body["public_key"] = serde_json::json!(k);
+            }
+            if !tools.is_empty() {
+                body["tools"] = serde_json::json!(tools);
+            }
+            if let Some(e) = expires_in {
+                body["expires_in"] = serde_json::json!(e);
             }
             let url = format!("{}/v1/agents", args.server.trim_end_matches('/'));
             (

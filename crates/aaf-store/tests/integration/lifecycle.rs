@@ -109,15 +109,17 @@ async fn orgs_and_admin_tokens() {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert!(store.find_token("h9").await.unwrap().is_none());
 
-    // The audit chain holds org.created and admin_token.created, without the hash.
+    // The audit chain holds org.created and user.created (the first admin), without the hash.
     let events = store.list_audit(&org.id, 0, 100).await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].event.seq, 1);
     assert_eq!(events[0].prev_hash, GENESIS_HASH);
     assert_eq!(events[0].event.event_type, event_types::ORG_CREATED);
     assert_eq!(events[0].event.data["name"], "acme");
-    assert_eq!(events[1].event.event_type, event_types::ADMIN_TOKEN_CREATED);
-    assert_eq!(events[1].event.data["prefix"], "aaf_adm_ab");
+    assert_eq!(events[1].event.event_type, event_types::USER_CREATED);
+    assert_eq!(events[1].event.data["token_prefix"], "aaf_adm_ab");
+    assert_eq!(events[1].event.data["role"], "admin");
+    assert_eq!(events[1].event.data["user_id"], principal.user_id);
     assert_eq!(events[1].event.data["token_id"], principal.token_id);
     assert_eq!(events[1].prev_hash, events[0].hash);
     let text = serde_json::to_string(&events).unwrap();

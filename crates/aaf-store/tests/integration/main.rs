@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod identity;
 mod lifecycle;
 mod python_verifier;
 mod tamper;

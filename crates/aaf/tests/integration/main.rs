@@ -12,4 +12,7 @@ mod audit;
 mod binary;
 mod connector;
 mod fail_closed;
+mod keys;
+mod rbac;
 mod requests;
+mod signatures;

@@ -1,0 +1,338 @@
+//! The permission matrix: every endpoint of the permission table x every kind of caller
+//! (no credentials, each of the four roles, an agent) x an object of the caller's own
+//! organisation and of another organisation, against the real server. The expected status
+//! is derived from `aaf_server::rbac::PERMISSIONS`: 401 without credentials, 403 for a
+//! caller the table does not list, 404 for another organisation's object, and the
+//! endpoint's success status otherwise. Also: the table, the router (through the OpenAPI
+//! document) and docs/security.md list the same endpoints.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use aaf_core::identity::Role;
+use aaf_server::rbac::{Caller, Permission, PERMISSIONS};
+use serde_json::{json, Value};
+
+use crate::common::{policy_dir, TestServer, ADMIN_TOKEN, ALLOW_ALL};
+
+/// One organisation's credentials and objects.
+struct Org {
+    admin: String,
+    users: Vec<(Role, String)>,
+    agent_key: String,
+    /// An agent of the org (not the one whose key is `agent_key`).
+    agent_id: String,
+    /// Its key.
+    key_id: String,
+    /// A user that is none of the callers.
+    user_id: String,
+    /// An action submitted with `agent_key`.
+    action_id: String,
+}
+
+impl Org {
+    fn token(&self, caller: Caller) -> Option<String> {
+        match caller {
+            Caller::Public => None,
+            Caller::Agent => Some(self.agent_key.clone()),
+            Caller::User(role) => self
+                .users
+                .iter()
+                .find(|(r, _)| *r == role)
+                .map(|(_, t)| t.clone()),
+        }
+    }
+}
+
+async fn send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = server.client.request(method, server.url(path));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn create_user(server: &TestServer, admin: &str, role: &str) -> (String, String) {
+    let (status, body) = send(
+        server,
+        "POST",
+        "/v1/users",
+        Some(admin),
+        Some(json!({"name": unique(role), "role": role})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn create_agent(server: &TestServer, admin: &str) -> (String, String, String) {
+    let (status, body) = send(
+        server,
+        "POST",
+        "/v1/agents",
+        Some(admin),
+        Some(json!({"name": unique("agent")})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["api_key"].as_str().unwrap().to_string(),
+        body["key_id"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn setup_org(server: &TestServer, admin: String) -> Org {
+    let mut users = vec![(Role::Admin, admin.clone())];
+    for role in [Role::Approver, Role::Auditor, Role::Viewer] {
+        let (_, token) = create_user(server, &admin, role.as_str()).await;
+        users.push((role, token));
+    }
+    let (_, agent_key, _) = create_agent(server, &admin).await;
+    let (agent_id, _, key_id) = create_agent(server, &admin).await;
+    let (user_id, _) = create_user(server, &admin, "viewer").await;
+    let (status, body) = server
+        .act(
+            &agent_key,
+            json!({"tool": "knowledge_base", "operation": "search"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    Org {
+        admin,
+        users,
+        agent_key,
+        agent_id,
+        key_id,
+        user_id,
+        action_id: body["id"].as_str().unwrap().to_string(),
+    }
+}
+
+/// The endpoint's answer when the call is allowed and the object is the caller's.
+fn success_status(p: &Permission) -> u16 {
+    match (p.method, p.path) {
+        ("POST", "/v1/users")
+        | ("POST", "/v1/agents")
+        | ("POST", "/v1/agents/{id}/keys")
+        | ("POST", "/v1/agents/{id}/keys/rotate") => 201,
+        ("DELETE", "/v1/users/{id}") => 204,
+        ("GET" | "PATCH" | "POST", _) => 200,
+        other => panic!("no expected success status for {other:?}: extend the matrix test"),
+    }
+}
+
+/// A concrete path and body for the endpoint, on objects of `target` (fresh objects for
+/// endpoints that change or remove them, made with the target's admin token).
+async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (String, Option<Value>) {
+    let body = match (p.method, p.path) {
+        ("POST", "/v1/users") => Some(json!({"name": unique("u"), "role": "viewer"})),
+        ("PATCH", "/v1/users/{id}") => Some(json!({"role": "auditor"})),
+        ("POST", "/v1/agents") => Some(json!({"name": unique("a")})),
+        ("POST", "/v1/agents/{id}/keys") => Some(json!({"expires_in": 3600})),
+        ("POST", "/v1/agents/{id}/keys/rotate") => Some(json!({"grace_seconds": 0})),
+        ("POST", "/v1/actions") | ("POST", "/v1/actions/dry-run") => {
+            Some(json!({"tool": "knowledge_base", "operation": "search"}))
+        }
+        _ => None,
+    };
+    let path = match (p.method, p.path) {
+        ("DELETE" | "PATCH", "/v1/users/{id}") => {
+            let (id, _) = create_user(server, &target.admin, "viewer").await;
+            format!("/v1/users/{id}")
+        }
+        (_, "/v1/users/{id}") => format!("/v1/users/{}", target.user_id),
+        ("POST", "/v1/agents/{id}/keys/rotate") => {
+            let (id, _, _) = create_agent(server, &target.admin).await;
+            format!("/v1/agents/{id}/keys/rotate")
+        }
+        ("POST", "/v1/agents/{id}/keys/{key_id}/revoke") => {
+            let (id, _, key) = create_agent(server, &target.admin).await;
+            format!("/v1/agents/{id}/keys/{key}/revoke")
+        }
+        (_, path) if path.starts_with("/v1/agents/{id}") => path.replace("{id}", &target.agent_id),
+        (_, "/v1/actions/{id}") => format!("/v1/actions/{}", target.action_id),
+        (_, path) => {
+            assert!(
+                !path.contains('{'),
+                "no object for {path}: extend the matrix test"
+            );
+            path.to_string()
+        }
+    };
+    let _ = &target.key_id;
+    (path, body)
+}
+
+#[tokio::test]
+async fn permission_matrix_every_endpoint_role_and_organisation() {
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.auth.failed_auth_per_minute = 0;
+    })
+    .await;
+
+    // A second organisation, made by the operator's CLI on the live data directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_aaf"))
+        .args(["orgs", "create", "other-org", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let other_admin = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token (shown once): "))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let own = setup_org(&server, ADMIN_TOKEN.to_string()).await;
+    let other = setup_org(&server, other_admin).await;
+
+    let callers = [
+        Caller::Public,
+        Caller::User(Role::Admin),
+        Caller::User(Role::Approver),
+        Caller::User(Role::Auditor),
+        Caller::User(Role::Viewer),
+        Caller::Agent,
+    ];
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for p in PERMISSIONS {
+        let has_object = p.path.contains('{');
+        for caller in callers {
+            for target in [&own, &other] {
+                let foreign = std::ptr::eq(target, &other);
+                if foreign && !has_object {
+                    continue;
+                }
+                let (path, body) = request_for(&server, p, target).await;
+                let token = own.token(caller);
+                let public = p.allow.contains(&Caller::Public);
+                let expected = if public {
+                    success_status(p)
+                } else if caller == Caller::Public {
+                    401
+                } else if !p.allow.contains(&caller) {
+                    403
+                } else if foreign {
+                    404
+                } else {
+                    success_status(p)
+                };
+                let (status, answer) = send(&server, p.method, &path, token.as_deref(), body).await;
+                checked += 1;
+                if status != expected {
+                    failures.push(format!(
+                        "{} {path} as {} ({} org): expected {expected}, got {status}: {answer}",
+                        p.method,
+                        caller.label(),
+                        if foreign { "other" } else { "own" }
+                    ));
+                }
+                if status >= 400 {
+                    assert!(answer["error"]["message"].is_string(), "{answer}");
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("permission matrix: {checked} cases checked");
+
+    // Listings never show another organisation's objects.
+    let (_, agents) = send(&server, "GET", "/v1/agents", Some(ADMIN_TOKEN), None).await;
+    let ids: Vec<&str> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&own.agent_id.as_str()));
+    assert!(!ids.contains(&other.agent_id.as_str()));
+    let (_, users) = send(&server, "GET", "/v1/users", Some(&other.admin), None).await;
+    let ids: Vec<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&other.user_id.as_str()));
+    assert!(!ids.contains(&own.user_id.as_str()));
+    // An agent reads only its own actions, even within its organisation.
+    let (_, second_key, _) = create_agent(&server, ADMIN_TOKEN).await;
+    let (status, body) = send(
+        &server,
+        "GET",
+        &format!("/v1/actions/{}", own.action_id),
+        Some(&second_key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    // An unknown method on a known path is 405, an unknown path 404.
+    let (status, _) = send(&server, "PUT", "/v1/agents", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, 405);
+    let (status, _) = send(&server, "GET", "/v1/nothing-here", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[test]
+fn the_table_the_router_and_the_docs_agree() {
+    let doc: Value = serde_json::from_str(&aaf_server::openapi::openapi_json()).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.insert("GET /v1/openapi.json".to_string());
+    let table: BTreeSet<String> = PERMISSIONS
+        .iter()
+        .map(|p| format!("{} {}", p.method, p.path))
+        .collect();
+    assert_eq!(
+        documented, table,
+        "OpenAPI paths and the permission table differ"
+    );
+
+    let security = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/security.md"),
+    )
+    .unwrap();
+    let table = aaf_server::rbac::markdown_table();
+    assert!(
+        security.contains(&table),
+        "docs/security.md must contain the permission table exactly as rbac::markdown_table() renders it:\n{table}"
+    );
+}
