@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aaf_core::policy::{EvaluatorOptions, PolicySet};
 use aaf_core::secrets::{generate_token, hash_token, visible_prefix, ADMIN_TOKEN_PREFIX};
-use aaf_store::{AuditWriter, Store, StoreOptions};
+use aaf_store::{AuditWriter, PgOptions, Store, StoreOptions};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
@@ -198,16 +198,36 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
         tracing::info!(domains = ?config.connectors.http.allowed_domains, "connectors.http.allowed_domains in force");
     }
 
-    let store = Store::open_sqlite(
-        &config.data_dir,
-        &StoreOptions {
-            synchronous_full: config.database.sqlite_synchronous == SqliteSynchronous::Full,
-            busy_timeout_ms: config.database.busy_timeout_ms,
-            read_only: false,
-        },
-    )
-    .await?;
-    tracing::info!(data_dir = %config.data_dir.display(), database = store.backend_name(), "database open");
+    let store = match &config.database.url {
+        Some(url) => {
+            let store = Store::open_postgres(
+                url.expose(),
+                &PgOptions {
+                    max_connections: config.database.max_connections,
+                    read_only: false,
+                },
+            )
+            .await?;
+            tracing::info!(
+                database = store.backend_name(),
+                "database open (PostgreSQL, row-level security)"
+            );
+            store
+        }
+        None => {
+            let store = Store::open_sqlite(
+                &config.data_dir,
+                &StoreOptions {
+                    synchronous_full: config.database.sqlite_synchronous == SqliteSynchronous::Full,
+                    busy_timeout_ms: config.database.busy_timeout_ms,
+                    read_only: false,
+                },
+            )
+            .await?;
+            tracing::info!(data_dir = %config.data_dir.display(), database = store.backend_name(), "database open");
+            store
+        }
+    };
 
     let (org_id, notice) = bootstrap(&store, &config).await?;
     match &notice {
@@ -267,13 +287,8 @@ async fn bootstrap(
     };
     if let AdminTokenNotice::Generated(path) = &notice {
         write_secret_file(path, &token)?;
-        // Printed once, on standard output, for the operator who started the server.
-        println!(
-            "admin token (shown once, also written to {}): {token}",
-            path.display()
-        );
     }
-    let org = store
+    let created = store
         .create_org_with_admin_token(
             DEFAULT_ORG_NAME,
             SELF_HOSTED_PLAN,
@@ -282,13 +297,54 @@ async fn bootstrap(
             &visible_prefix(&token),
             &now_rfc3339(),
         )
-        .await?;
+        .await;
+    let org = match created {
+        Ok(org) => org,
+        // Another node sharing the database created it first: use theirs.
+        Err(aaf_store::StoreError::Conflict(_)) => {
+            if let AdminTokenNotice::Generated(path) = &notice {
+                let _ = std::fs::remove_file(path);
+            }
+            if let Some(org) = store.find_org_by_name(DEFAULT_ORG_NAME).await? {
+                return Ok((org.id, AdminTokenNotice::Existing));
+            }
+            return Err(StartError::Store(aaf_store::StoreError::Unavailable(
+                "the default organisation could not be created nor found".into(),
+            )));
+        }
+        Err(e) => {
+            if let AdminTokenNotice::Generated(path) = &notice {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.into());
+        }
+    };
+    if let AdminTokenNotice::Generated(path) = &notice {
+        // Printed once, on standard output, for the operator who started the server.
+        println!(
+            "admin token (shown once, also written to {}): {token}",
+            path.display()
+        );
+    }
     Ok((org.id, notice))
 }
 
-/// Writes `content` to `path` with mode 0600 (owner read/write only), refusing to overwrite.
+/// Writes `content` to `path` with mode 0600 (owner read/write only), refusing to overwrite;
+/// creates the directory (mode 0700) when missing.
 fn write_secret_file(path: &Path, content: &str) -> Result<(), StartError> {
     use std::io::Write;
+    if let Some(dir) = path.parent() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(dir)
+            .map_err(|e| StartError::TokenFile(path.into(), e.to_string()))?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -349,7 +349,7 @@ async fn authenticate_agent(
             };
             if !p.revoked {
                 state.key_cache.put(digest, &p);
-                touch(state, &p.key_id);
+                touch(state, &p.org.id, &p.key_id);
             }
             p
         }
@@ -384,11 +384,14 @@ async fn authenticate_agent(
 }
 
 /// Records `last_used_at` of a key in the background (not on the request's path).
-fn touch(state: &AppState, key_id: &str) {
+fn touch(state: &AppState, org_id: &str, key_id: &str) {
     let store = state.store.clone();
-    let key_id = key_id.to_string();
+    let (org_id, key_id) = (org_id.to_string(), key_id.to_string());
     tokio::spawn(async move {
-        if let Err(e) = store.touch_agent_key(&key_id, &now_rfc3339()).await {
+        if let Err(e) = store
+            .touch_agent_key(&org_id, &key_id, &now_rfc3339())
+            .await
+        {
             tracing::warn!(error = %e, key_id = %key_id, "could not record the key's last use");
         }
     });

@@ -176,6 +176,11 @@ pub enum SqliteSynchronous {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// PostgreSQL connection URL (`postgres://user@host:5432/db`; `AAF_DATABASE__URL` or
+    /// `AAF_DATABASE_URL`). Unset (default): the embedded SQLite database in `data_dir`.
+    pub url: Option<Secret>,
+    /// Most PostgreSQL connections of this node. Default 16.
+    pub max_connections: u32,
     /// SQLite `synchronous`: `full` (default) or `normal`.
     pub sqlite_synchronous: SqliteSynchronous,
     /// How long a statement waits for a lock before failing, in milliseconds. Default 5000.
@@ -185,6 +190,8 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
+            url: None,
+            max_connections: 16,
             sqlite_synchronous: SqliteSynchronous::Full,
             busy_timeout_ms: 5000,
         }
@@ -271,6 +278,12 @@ impl Config {
             let Some(rest) = key.strip_prefix("AAF_") else {
                 continue;
             };
+            // The conventional name of a database URL, as the docs and issue trackers spell it.
+            let rest = if rest == "DATABASE_URL" {
+                "DATABASE__URL"
+            } else {
+                rest
+            };
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
             insert_path(&mut dict, &path, parse_env_value(&value));
         }
@@ -337,6 +350,19 @@ impl Config {
                     "auth.public_base_url must be a scheme and authority such as https://aaf.example.com, got {base:?}"
                 )));
             }
+        }
+        if let Some(url) = &self.database.url {
+            let url = url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid(
+                    "database.url (AAF_DATABASE_URL) must be a postgres:// or postgresql:// URL; leave it unset for the embedded SQLite database".into(),
+                ));
+            }
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "database.max_connections must be at least 1".into(),
+            ));
         }
         if let Some(token) = &self.admin_token {
             if token.expose().len() < 32 {

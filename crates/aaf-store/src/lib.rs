@@ -20,6 +20,9 @@
 
 mod error;
 mod model;
+mod postgres;
+mod prepared;
+mod rows;
 mod sqlite;
 pub mod units;
 mod writer;
@@ -31,7 +34,7 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 pub use error::StoreError;
 pub use model::{
     ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, Mutation, NewEvent, Org, OrgStats,
-    StoreOptions, TokenPrincipal, User, WriteUnit, SYSTEM_CHAIN,
+    PgOptions, StoreOptions, TokenPrincipal, User, WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -48,6 +51,7 @@ pub struct Store {
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
@@ -71,10 +75,30 @@ impl Store {
         })
     }
 
-    /// The backend's name: `"sqlite"`.
+    /// Connects to PostgreSQL at `url` (`postgres://user@host:port/database`).
+    ///
+    /// Unless `opts.read_only`, first applies the migrations (`migrations/postgres`) on a
+    /// connection as the URL's user, who becomes the tables' owner and must be allowed to
+    /// create the role `aaf_app` (or it must exist). Then opens a pool whose connections work
+    /// as `aaf_app` (`SET ROLE` when the URL's user is a member, e.g. the owner), so that
+    /// row-level security applies to everything the server does.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the database cannot be reached, a migration fails,
+    /// or the role the pool works as is a superuser, may bypass row-level security or owns
+    /// the tables (tenant isolation would not hold).
+    pub async fn open_postgres(url: &str, opts: &PgOptions) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(postgres::PgStore::open(url, opts).await?),
+        })
+    }
+
+    /// The backend's name: `"sqlite"` or `"postgres"`.
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
             Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
@@ -83,6 +107,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(p) => p.close().await,
         }
     }
 
@@ -94,6 +119,7 @@ impl Store {
     pub async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.find_org_by_name(name).await,
+            Backend::Postgres(p) => p.find_org_by_name(name).await,
         }
     }
 
@@ -105,6 +131,7 @@ impl Store {
     pub async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_orgs().await,
+            Backend::Postgres(p) => p.list_orgs().await,
         }
     }
 
@@ -116,6 +143,7 @@ impl Store {
     pub async fn get_org(&self, id: &str) -> Result<Option<Org>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.get_org(id).await,
+            Backend::Postgres(p) => p.get_org(id).await,
         }
     }
 
@@ -150,6 +178,7 @@ impl Store {
     pub async fn find_token(&self, token_hash: &str) -> Result<Option<TokenPrincipal>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.find_token(token_hash).await,
+            Backend::Postgres(p) => p.find_token(token_hash).await,
         }
     }
 
@@ -195,6 +224,7 @@ impl Store {
     pub async fn get_agent(&self, org_id: &str, id: &str) -> Result<Option<Agent>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.get_agent(org_id, id).await,
+            Backend::Postgres(p) => p.get_agent(org_id, id).await,
         }
     }
 
@@ -210,6 +240,7 @@ impl Store {
     ) -> Result<Vec<AgentKey>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_agent_keys(org_id, agent_id).await,
+            Backend::Postgres(p) => p.list_agent_keys(org_id, agent_id).await,
         }
     }
 
@@ -219,9 +250,15 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`]; [`StoreError::Invalid`] on a read-only store.
-    pub async fn touch_agent_key(&self, key_id: &str, now: &str) -> Result<(), StoreError> {
+    pub async fn touch_agent_key(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.touch_agent_key(key_id, now).await,
+            Backend::Postgres(p) => p.touch_agent_key(org_id, key_id, now).await,
         }
     }
 
@@ -233,6 +270,7 @@ impl Store {
     pub async fn purge_nonces(&self, now: &str) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.purge_nonces(now).await,
+            Backend::Postgres(p) => p.purge_nonces(now).await,
         }
     }
 
@@ -244,6 +282,7 @@ impl Store {
     pub async fn org_stats(&self, org_id: &str) -> Result<OrgStats, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.org_stats(org_id).await,
+            Backend::Postgres(p) => p.org_stats(org_id).await,
         }
     }
 
@@ -255,6 +294,7 @@ impl Store {
     pub async fn list_users(&self, org_id: &str) -> Result<Vec<User>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_users(org_id).await,
+            Backend::Postgres(p) => p.list_users(org_id).await,
         }
     }
 
@@ -266,6 +306,7 @@ impl Store {
     pub async fn get_user(&self, org_id: &str, id: &str) -> Result<Option<User>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.get_user(org_id, id).await,
+            Backend::Postgres(p) => p.get_user(org_id, id).await,
         }
     }
 
@@ -277,6 +318,7 @@ impl Store {
     pub async fn list_agents(&self, org_id: &str) -> Result<Vec<Agent>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_agents(org_id).await,
+            Backend::Postgres(p) => p.list_agents(org_id).await,
         }
     }
 
@@ -293,6 +335,7 @@ impl Store {
     ) -> Result<Option<AgentPrincipal>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.find_agent_key(key_hash).await,
+            Backend::Postgres(p) => p.find_agent_key(key_hash).await,
         }
     }
 
@@ -308,6 +351,7 @@ impl Store {
     ) -> Result<Option<ActionRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.get_action(org_id, id).await,
+            Backend::Postgres(p) => p.get_action(org_id, id).await,
         }
     }
 
@@ -326,6 +370,7 @@ impl Store {
     ) -> Result<Vec<ChainedEvent>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_audit(org_id, after_seq, limit).await,
+            Backend::Postgres(p) => p.list_audit(org_id, after_seq, limit).await,
         }
     }
 
@@ -344,6 +389,7 @@ impl Store {
     pub async fn verify_audit(&self) -> Result<Vec<Result<ChainSummary, ChainError>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.verify_audit().await,
+            Backend::Postgres(p) => p.verify_audit().await,
         }
     }
 
@@ -367,17 +413,28 @@ impl Store {
     pub async fn commit(&self, units: &[WriteUnit]) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.commit(units).await,
+            Backend::Postgres(p) => {
+                let units = units
+                    .iter()
+                    .cloned()
+                    .map(prepared::PreparedUnit::new)
+                    .collect::<Result<Vec<_>, _>>()?;
+                p.commit(&units).await
+            }
         }
     }
 
-    /// [`Store::commit`] run on the calling thread, blocking it until the transaction is
-    /// committed: for the group-commit writer, which owns a thread of its own.
-    pub(crate) fn commit_blocking(
+    /// [`Store::commit`] of units already prepared, for the group-commit writer: on SQLite
+    /// it runs on the calling thread, blocking it until the transaction is committed (the
+    /// writer owns a thread of its own, so every statement runs without a thread hop); on
+    /// PostgreSQL it awaits the database.
+    pub(crate) async fn commit_prepared(
         &self,
-        units: &[sqlite::PreparedUnit],
+        units: &[prepared::PreparedUnit],
     ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.commit_blocking(units),
+            Backend::Postgres(p) => p.commit(units).await,
         }
     }
 }

@@ -36,6 +36,24 @@ impl Default for StoreOptions {
     }
 }
 
+/// How to open a PostgreSQL store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most pooled connections. Default 16.
+    pub max_connections: u32,
+    /// Connect without migrating or writing (offline verification).
+    pub read_only: bool,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            max_connections: 16,
+            read_only: false,
+        }
+    }
+}
+
 /// An organisation (tenant).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Org {

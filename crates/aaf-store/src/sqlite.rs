@@ -19,17 +19,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aaf_core::audit::{
-    event_hash_parts, hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary, ChainVerifier,
-    ChainedEvent, EventHeader, GENESIS_HASH,
-};
-use aaf_core::canonical::to_canonical_json;
+use aaf_core::audit::{ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent};
 use futures::TryStreamExt;
 use rusqlite::{params, Connection, TransactionBehavior};
-use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
 
@@ -40,6 +34,12 @@ use crate::model::{
 use crate::StoreError;
 
 mod identity;
+
+use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
+use crate::rows::{
+    action_from_row, agent_from_row, event_from_row, finish_chain, head_from_row, org_from_row,
+    parse_head, result_org,
+};
 
 /// The database file inside the data directory.
 pub(crate) const DB_FILE: &str = "aaf.db";
@@ -486,82 +486,6 @@ impl SqliteStore {
     }
 }
 
-/// A [`WriteUnit`] with its JSON already serialised: the action's JSON columns and each
-/// event's `data` as stored text and in RFC 8785 canonical form (for the hash). Made by
-/// [`PreparedUnit::new`] on the submitting request's thread, so the single writer thread only
-/// links, hashes and inserts.
-#[derive(Debug, Clone)]
-pub(crate) struct PreparedUnit {
-    pub(crate) unit: WriteUnit,
-    action: Option<ActionTexts>,
-    event_data: Vec<EventData>,
-}
-
-/// An event's `data` serialised twice: as stored (serde_json, keeps `1.0` as written) and
-/// canonical (RFC 8785, what is hashed).
-#[derive(Debug, Clone)]
-struct EventData {
-    text: String,
-    canonical: Vec<u8>,
-}
-
-/// The serialised JSON columns of a unit's action write.
-#[derive(Debug, Clone)]
-enum ActionTexts {
-    Insert {
-        params: String,
-        context: String,
-        policies: String,
-        result: Option<String>,
-    },
-    Update {
-        result: Option<String>,
-    },
-}
-
-impl PreparedUnit {
-    /// Serialises the unit's JSON.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Invalid`] when a value cannot be serialised or canonicalised.
-    pub(crate) fn new(unit: WriteUnit) -> Result<PreparedUnit, StoreError> {
-        let action = match &unit.action {
-            Some(ActionWrite::Insert(record)) => Some(ActionTexts::Insert {
-                params: json_text(&record.params)?,
-                context: json_text(&record.context)?,
-                policies: json_text(&record.policies)?,
-                result: record.result.as_ref().map(json_text).transpose()?,
-            }),
-            Some(ActionWrite::Update { result, .. }) => Some(ActionTexts::Update {
-                result: result.as_ref().map(json_text).transpose()?,
-            }),
-            None => None,
-        };
-        let event_data = canonical_data(&unit.events)?;
-        Ok(PreparedUnit {
-            unit,
-            action,
-            event_data,
-        })
-    }
-}
-
-/// Each event's `data` as stored text and in canonical form (RFC 8785).
-fn canonical_data(events: &[NewEvent]) -> Result<Vec<EventData>, StoreError> {
-    events
-        .iter()
-        .map(|e| {
-            Ok(EventData {
-                text: json_text(&e.data)?,
-                canonical: to_canonical_json(&e.data).map_err(|err| {
-                    StoreError::Invalid(format!("audit event cannot be hashed: {err}"))
-                })?,
-            })
-        })
-        .collect()
-}
-
 /// Writes `units` in one `BEGIN IMMEDIATE` transaction on the writer connection: the
 /// mutations of every unit (in order), action inserts, then action updates, then the events
 /// appended to their chains.
@@ -638,30 +562,6 @@ fn commit_units(
     Ok(chained)
 }
 
-/// The outcome's organisation, for sorting results.
-fn result_org(result: &Result<ChainSummary, ChainError>) -> &str {
-    match result {
-        Ok(summary) => &summary.org_id,
-        Err(error) => &error.org_id,
-    }
-}
-
-/// Finishes one chain against its recorded head (removing the head from `heads`).
-fn finish_chain(
-    verifier: ChainVerifier,
-    heads: &mut HashMap<String, Result<(u64, [u8; 32]), ChainError>>,
-) -> Result<ChainSummary, ChainError> {
-    match heads.remove(verifier.org_id()) {
-        None => verifier.finish(None),
-        Some(Ok(head)) => verifier.finish(Some(head)),
-        // An event error comes before the malformed head; a missing head is the head's fault.
-        Some(Err(head_error)) => match verifier.finish(None) {
-            Err(e) if !matches!(e.kind, ChainErrorKind::HeadMissing { .. }) => Err(e),
-            _ => Err(head_error),
-        },
-    }
-}
-
 async fn reader_pool(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
     let path = options.get_filename().to_path_buf();
     SqlitePoolOptions::new()
@@ -732,20 +632,6 @@ fn named_conflict(error: rusqlite::Error, message: &str) -> StoreError {
     }
 }
 
-fn json_text(value: &Value) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Invalid(format!("value cannot be written as json: {e}")))
-}
-
-fn parse_json(text: &str, column: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("column {column} is not json: {e}")))
-}
-
-fn seq_to_sql(seq: u64) -> Result<i64, StoreError> {
-    i64::try_from(seq).map_err(|_| StoreError::Invalid(format!("seq {seq} is out of range")))
-}
-
 /// An action insert with its JSON columns serialised.
 struct ActionRow<'a> {
     record: &'a ActionRecord,
@@ -784,14 +670,6 @@ fn insert_actions(conn: &Connection, rows: &[ActionRow<'_>]) -> Result<(), Store
             .map_err(|e| named_conflict(e, "an action with this id already exists"))?;
     }
     Ok(())
-}
-
-/// An event ready to insert: the chained event and its text columns.
-struct EventRow {
-    seq: i64,
-    data: String,
-    prev_hash: String,
-    hash: String,
 }
 
 /// Appends each group's events, in order, to their organisations' chains inside the
@@ -851,62 +729,6 @@ fn append_events(
     Ok(chained)
 }
 
-/// Links each group's events, in order, to their organisations' chains starting from
-/// `heads` (genesis for a chain without a head), advancing `heads`; returns the chained
-/// events per group and, flattened in the same order, their rows.
-fn link_events(
-    heads: &mut HashMap<String, (u64, [u8; 32])>,
-    groups: &[(&[NewEvent], &[EventData])],
-) -> Result<(Vec<Vec<ChainedEvent>>, Vec<EventRow>), StoreError> {
-    let mut chained: Vec<Vec<ChainedEvent>> = Vec::with_capacity(groups.len());
-    let mut rows: Vec<EventRow> = Vec::new();
-    for (group, data) in groups {
-        if group.len() != data.len() {
-            return Err(StoreError::Invalid(
-                "prepared event data does not match the events".to_string(),
-            ));
-        }
-        let mut linked = Vec::with_capacity(group.len());
-        for (new, canonical) in group.iter().zip(data.iter()) {
-            let head = heads.entry(new.org_id.clone()).or_insert((0, GENESIS_HASH));
-            let seq = head.0 + 1;
-            let header = EventHeader {
-                seq,
-                ts: &new.ts,
-                org_id: &new.org_id,
-                agent_id: new.agent_id.as_deref(),
-                action_id: new.action_id.as_deref(),
-                event_type: &new.event_type,
-            };
-            let hash = event_hash_parts(&head.1, &header, &canonical.canonical)
-                .map_err(|e| StoreError::Invalid(format!("audit event cannot be hashed: {e}")))?;
-            let link = ChainedEvent {
-                event: AuditEvent {
-                    seq,
-                    ts: new.ts.clone(),
-                    org_id: new.org_id.clone(),
-                    agent_id: new.agent_id.clone(),
-                    action_id: new.action_id.clone(),
-                    event_type: new.event_type.clone(),
-                    data: new.data.clone(),
-                },
-                prev_hash: head.1,
-                hash,
-            };
-            *head = (seq, hash);
-            rows.push(EventRow {
-                seq: seq_to_sql(seq)?,
-                data: canonical.text.clone(),
-                prev_hash: hex::encode(link.prev_hash),
-                hash: hex::encode(hash),
-            });
-            linked.push(link);
-        }
-        chained.push(linked);
-    }
-    Ok((chained, rows))
-}
-
 /// Reads the chain heads of `org_ids` (absent for chains without events).
 fn load_heads(
     conn: &Connection,
@@ -927,107 +749,4 @@ fn load_heads(
         }
     }
     Ok(heads)
-}
-
-/// Reads an `audit_heads` row; on failure, the seq if it could be read and the reason.
-fn head_from_row(row: &SqliteRow) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
-    parse_head(
-        row.try_get::<i64, _>("seq").map_err(|e| e.to_string()),
-        || row.try_get::<String, _>("hash").map_err(|e| e.to_string()),
-    )
-}
-
-/// Checks a chain head's columns (as read by either driver); on failure, the seq if it
-/// could be read and the reason.
-fn parse_head(
-    seq: Result<i64, String>,
-    hash: impl FnOnce() -> Result<String, String>,
-) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
-    let seq = seq.map_err(|e| (None, format!("seq is not an integer: {e}")))?;
-    let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
-    let hash = hash().map_err(|e| (Some(seq), format!("hash is not text: {e}")))?;
-    let hash = hex32::parse(&hash).map_err(|e| (Some(seq), e))?;
-    Ok((seq, hash))
-}
-
-/// Reads an `audit_events` row; on failure, the seq if it could be read and the reason.
-fn event_from_row(row: &SqliteRow) -> Result<ChainedEvent, (Option<u64>, String)> {
-    let seq: i64 = row
-        .try_get("seq")
-        .map_err(|e| (None, format!("seq is not an integer: {e}")))?;
-    let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
-    let bad = |what: &str, e: &dyn std::fmt::Display| (Some(seq), format!("{what}: {e}"));
-    let text = |column: &str| -> Result<String, (Option<u64>, String)> {
-        row.try_get::<String, _>(column)
-            .map_err(|e| bad(&format!("{column} is not text"), &e))
-    };
-    let optional_text = |column: &str| -> Result<Option<String>, (Option<u64>, String)> {
-        row.try_get::<Option<String>, _>(column)
-            .map_err(|e| bad(&format!("{column} is not text"), &e))
-    };
-    let data = text("data")?;
-    let data: Value = serde_json::from_str(&data).map_err(|e| bad("data is not json", &e))?;
-    let prev_hash = hex32::parse(&text("prev_hash")?).map_err(|e| bad("prev_hash", &e))?;
-    let hash = hex32::parse(&text("hash")?).map_err(|e| bad("hash", &e))?;
-    Ok(ChainedEvent {
-        event: AuditEvent {
-            seq,
-            ts: text("ts")?,
-            org_id: text("org_id")?,
-            agent_id: optional_text("agent_id")?,
-            action_id: optional_text("action_id")?,
-            event_type: text("type")?,
-            data,
-        },
-        prev_hash,
-        hash,
-    })
-}
-
-/// Reads an org from columns `{prefix}id`, `{prefix}name`, ... (`id`, `name` when the
-/// prefix is empty; `org_id`, `org_name`, `org_plan`, `org_created_at` for `"org_"`).
-fn org_from_row(row: &SqliteRow, prefix: &str) -> Result<Org, StoreError> {
-    Ok(Org {
-        id: row.try_get(format!("{prefix}id").as_str())?,
-        name: row.try_get(format!("{prefix}name").as_str())?,
-        plan: row.try_get(format!("{prefix}plan").as_str())?,
-        created_at: row.try_get(format!("{prefix}created_at").as_str())?,
-    })
-}
-
-/// Reads an agent from columns `{prefix}id`, `{prefix}org_id`, ... (see [`org_from_row`]).
-fn agent_from_row(row: &SqliteRow, prefix: &str) -> Result<Agent, StoreError> {
-    Ok(Agent {
-        id: row.try_get(format!("{prefix}id").as_str())?,
-        org_id: row.try_get(format!("{prefix}org_id").as_str())?,
-        name: row.try_get(format!("{prefix}name").as_str())?,
-        risk_score: row.try_get(format!("{prefix}risk_score").as_str())?,
-        public_key: row.try_get(format!("{prefix}public_key").as_str())?,
-        created_at: row.try_get(format!("{prefix}created_at").as_str())?,
-    })
-}
-
-fn action_from_row(row: &SqliteRow) -> Result<ActionRecord, StoreError> {
-    let json = |column: &str| -> Result<Value, StoreError> {
-        let text: String = row.try_get(column)?;
-        parse_json(&text, column)
-    };
-    let result: Option<String> = row.try_get("result")?;
-    Ok(ActionRecord {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        agent_id: row.try_get("agent_id")?,
-        tool: row.try_get("tool")?,
-        operation: row.try_get("operation")?,
-        params: json("params")?,
-        context: json("context")?,
-        decision: row.try_get("decision")?,
-        reason: row.try_get("reason")?,
-        risk_level: row.try_get("risk_level")?,
-        status: row.try_get("status")?,
-        policies: json("policies")?,
-        result: result.map(|t| parse_json(&t, "result")).transpose()?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }

@@ -15,7 +15,7 @@ use aaf_core::audit::ChainedEvent;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::sqlite::PreparedUnit;
+use crate::prepared::PreparedUnit;
 use crate::{Store, StoreError, WriteUnit};
 
 /// What a waiter receives.
@@ -176,16 +176,16 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&store, batch);
+        commit_batch(&store, batch).await;
     }
 }
 
-/// Commits one batch and answers its waiters. Blocks the writer's thread (which runs
-/// nothing else) for the duration of the transaction.
-fn commit_batch(store: &Store, batch: Vec<Request>) {
+/// Commits one batch and answers its waiters. On SQLite this blocks the writer's thread
+/// (which runs nothing else) for the duration of the transaction.
+async fn commit_batch(store: &Store, batch: Vec<Request>) {
     let (units, replies): (Vec<PreparedUnit>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
-    match store.commit_blocking(&units) {
+    match store.commit_prepared(&units).await {
         Ok(chained) => {
             for (reply, events) in replies.into_iter().zip(chained) {
                 // A waiter that went away still had its unit committed.
@@ -196,7 +196,8 @@ fn commit_batch(store: &Store, batch: Vec<Request>) {
             tracing::warn!(%error, units = units.len(), "audit batch failed; retrying unit by unit");
             for (unit, reply) in units.iter().zip(replies) {
                 let result = store
-                    .commit_blocking(std::slice::from_ref(unit))
+                    .commit_prepared(std::slice::from_ref(unit))
+                    .await
                     .map(|mut chained| chained.pop().unwrap_or_default());
                 let _ = reply.send(result);
             }

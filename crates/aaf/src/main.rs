@@ -14,7 +14,7 @@ use aaf_core::action::{ActionRequest, AgentInfo, OrgInfo, PolicyInput, RequestMe
 use aaf_core::policy::EvaluatorOptions;
 use aaf_server::config::{CliOverrides, Config, LogFormat};
 use aaf_server::policy_loader::{load_policies, PolicyOrigin};
-use aaf_store::{Store, StoreOptions};
+use aaf_store::{PgOptions, Store, StoreOptions};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
@@ -98,11 +98,11 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute every audit chain of a data directory and report the head of each.
+    /// Recompute every audit chain of a data directory (or PostgreSQL database) and report
+    /// the head of each.
     Verify {
-        /// The data directory of the server (holding aaf.db).
-        #[arg(long, default_value = "./aaf-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -112,18 +112,16 @@ enum OrgsCommand {
     Create {
         /// The organisation's unique name.
         name: String,
-        /// The data directory of the server (holding aaf.db).
-        #[arg(long, default_value = "./aaf-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         /// The plan recorded for the organisation.
         #[arg(long, default_value = aaf_server::app::SELF_HOSTED_PLAN)]
         plan: String,
     },
     /// List the organisations.
     List {
-        /// The data directory of the server (holding aaf.db).
-        #[arg(long, default_value = "./aaf-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -154,6 +152,18 @@ enum AgentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// Where the database is: a data directory (SQLite) or a PostgreSQL URL.
+#[derive(Args)]
+struct DbArgs {
+    /// The data directory of the server (holding aaf.db).
+    #[arg(long, default_value = "./aaf-data")]
+    data_dir: PathBuf,
+    /// A PostgreSQL URL (postgres://...), instead of the data directory. Default: the
+    /// AAF_DATABASE_URL environment variable.
+    #[arg(long, env = "AAF_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -187,7 +197,7 @@ fn main() -> ExitCode {
                 input,
                 timeout_ms,
             }) => policy_eval(&policies, &input, timeout_ms),
-            Command::Audit(AuditCommand::Verify { data_dir }) => audit_verify(&data_dir).await,
+            Command::Audit(AuditCommand::Verify { db }) => audit_verify(&db).await,
             Command::Agents(cmd) => agents(cmd).await,
             Command::Orgs(cmd) => orgs(cmd).await,
             Command::Openapi => {
@@ -312,23 +322,23 @@ fn policy_eval(dir: &Path, input_file: &Path, timeout_ms: u64) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the data directory's database read-write (creating and migrating it if needed).
-async fn open_data_dir(data_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open_sqlite(data_dir, &StoreOptions::default()).await?)
+/// Opens the database read-write (creating and migrating it if needed): PostgreSQL when a
+/// URL is given, else the data directory's SQLite file.
+async fn open_db(db: &DbArgs) -> anyhow::Result<Store> {
+    Ok(match &db.database_url {
+        Some(url) => Store::open_postgres(url, &PgOptions::default()).await?,
+        None => Store::open_sqlite(&db.data_dir, &StoreOptions::default()).await?,
+    })
 }
 
 async fn orgs(cmd: OrgsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        OrgsCommand::Create {
-            name,
-            data_dir,
-            plan,
-        } => {
+        OrgsCommand::Create { name, db, plan } => {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 256 || name == aaf_store::SYSTEM_CHAIN {
                 anyhow::bail!("the organisation name must be 1 to 256 characters and not `system`");
             }
-            let store = open_data_dir(&data_dir).await?;
+            let store = open_db(&db).await?;
             let token = aaf_core::secrets::generate_token(aaf_core::secrets::ADMIN_TOKEN_PREFIX);
             let created = store
                 .create_org_with_admin_token(
@@ -355,8 +365,8 @@ async fn orgs(cmd: OrgsCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        OrgsCommand::List { data_dir } => {
-            let store = open_data_dir(&data_dir).await?;
+        OrgsCommand::List { db } => {
+            let store = open_db(&db).await?;
             let orgs = store.list_orgs().await;
             store.close().await;
             for org in orgs? {
@@ -367,23 +377,38 @@ async fn orgs(cmd: OrgsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn audit_verify(data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let db = data_dir.join("aaf.db");
-    if !db.exists() {
-        anyhow::bail!(
-            "{} does not exist: no AAF database in {}",
-            db.display(),
-            data_dir.display()
-        );
-    }
-    let store = Store::open_sqlite(
-        data_dir,
-        &StoreOptions {
-            read_only: true,
-            ..StoreOptions::default()
-        },
-    )
-    .await?;
+async fn audit_verify(db: &DbArgs) -> anyhow::Result<ExitCode> {
+    let store = match &db.database_url {
+        Some(url) => {
+            Store::open_postgres(
+                url,
+                &PgOptions {
+                    max_connections: 2,
+                    read_only: true,
+                },
+            )
+            .await?
+        }
+        None => {
+            let file = db.data_dir.join("aaf.db");
+            if !file.exists() {
+                anyhow::bail!(
+                    "{} does not exist: no AAF database in {}",
+                    file.display(),
+                    db.data_dir.display()
+                );
+            }
+            Store::open_sqlite(
+                &db.data_dir,
+                &StoreOptions {
+                    read_only: true,
+                    ..StoreOptions::default()
+                },
+            )
+            .await?
+        }
+    };
+    println!("verifying the audit chains in {}", store.backend_name());
     let reports = store.verify_audit().await?;
     let mut failed = false;
     let mut total = 0u64;

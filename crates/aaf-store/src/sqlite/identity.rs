@@ -5,11 +5,12 @@
 //! and the caller answers 404.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
-use super::{agent_from_row, named_conflict, org_from_row};
+use super::named_conflict;
 use crate::model::{AgentKey, AgentPrincipal, Mutation, TokenPrincipal, User};
+use crate::rows::{agent_from_row, key_from_row, org_from_row, tools_from_row, user_from_row};
 use crate::StoreError;
 
 /// Columns of `users`, in select order.
@@ -272,7 +273,7 @@ pub(super) async fn find_token(
     let Some(row) = row else {
         return Ok(None);
     };
-    if !same_digest(&row.try_get::<String, _>("token_hash")?, token_hash) {
+    if !crate::rows::same_digest(&row.try_get::<String, _>("token_hash")?, token_hash) {
         return Ok(None);
     }
     Ok(Some(TokenPrincipal {
@@ -307,7 +308,7 @@ pub(super) async fn find_agent_key(
     let Some(row) = row else {
         return Ok(None);
     };
-    if !same_digest(&row.try_get::<String, _>("key_hash")?, key_hash) {
+    if !crate::rows::same_digest(&row.try_get::<String, _>("key_hash")?, key_hash) {
         return Ok(None);
     }
     let revoked_at: Option<String> = row.try_get("revoked_at")?;
@@ -319,13 +320,6 @@ pub(super) async fn find_agent_key(
         revoked: revoked_at.is_some(),
         tools: tools_from_row(&row)?,
     }))
-}
-
-/// Constant-time equality of two hex digests (the row was found by an index lookup on the
-/// digest; this re-check keeps the final comparison independent of where they differ).
-fn same_digest(stored: &str, presented: &str) -> bool {
-    use subtle::ConstantTimeEq as _;
-    stored.len() == presented.len() && bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
 }
 
 /// The organisation's current users, oldest first.
@@ -371,41 +365,4 @@ pub(super) async fn list_agent_keys(
     .fetch_all(pool)
     .await?;
     rows.iter().map(key_from_row).collect()
-}
-
-fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    Ok(User {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        name: row.try_get("name")?,
-        role: row.try_get("role")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn key_from_row(row: &SqliteRow) -> Result<AgentKey, StoreError> {
-    Ok(AgentKey {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        agent_id: row.try_get("agent_id")?,
-        prefix: row.try_get("prefix")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        tools: tools_from_row(row)?,
-        created_by: row.try_get("created_by")?,
-    })
-}
-
-/// The `tools` column: NULL or a JSON array of strings.
-fn tools_from_row(row: &SqliteRow) -> Result<Option<Vec<String>>, StoreError> {
-    let text: Option<String> = row.try_get("tools")?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| {
-            StoreError::Corrupt(format!("column tools is not a JSON string array: {e}"))
-        })
-    })
-    .transpose()
 }

@@ -1,0 +1,1084 @@
+//! The PostgreSQL backend, for several stateless `aaf serve` nodes on one database.
+//!
+//! Tenant isolation is the database's job: every tenant table has row-level security forced
+//! on, with a policy for the role `aaf_app` on `org_id = current_setting('app.org_id')`
+//! (`migrations/postgres/0001_initial.sql`). Every pooled connection works as `aaf_app`
+//! (switching with `SET ROLE` when it logged in as the owner) and the store refuses to start
+//! when the role it works as is a superuser, may bypass row-level security or owns the
+//! tables. Every statement runs in a transaction that first sets `app.org_id` with
+//! `set_config(..., true)` (transaction-local), so a statement that forgot its org filter
+//! still sees and changes only that organisation. The few cross-organisation lookups are
+//! SECURITY DEFINER functions of the migration.
+//!
+//! Chains stay gap-free with several writers: a commit locks the head row of every chain it
+//! appends to (`SELECT ... FOR UPDATE`, in org id order, so two nodes never deadlock on
+//! heads), links its events after the locked head and updates the head before committing.
+//! A batch's rows are written per organisation with one multi-row `INSERT ... SELECT FROM
+//! UNNEST(...)` per table.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aaf_core::audit::{ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent};
+use futures::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
+
+use crate::model::{
+    ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, Mutation, NewEvent, Org, OrgStats,
+    PgOptions, TokenPrincipal, User,
+};
+use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
+use crate::rows::{
+    action_from_row, agent_from_row, event_from_row, finish_chain, head_from_row, key_from_row,
+    org_from_row, result_org, tools_from_row, user_from_row,
+};
+use crate::StoreError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The role the server works as (created by the migration).
+pub(crate) const APP_ROLE: &str = "aaf_app";
+
+const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
+const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
+     reason, risk_level, status, policies, result, created_at, updated_at";
+const AGENT_COLUMNS: &str = "id, org_id, name, risk_score, public_key, created_at";
+const USER_COLUMNS: &str = "id, org_id, name, role, created_at, updated_at";
+const KEY_COLUMNS: &str = "id, org_id, agent_id, prefix, created_at, expires_at, revoked_at, \
+     last_used_at, tools, created_by";
+
+/// The PostgreSQL store: a pool of connections working as `aaf_app`.
+#[derive(Debug, Clone)]
+pub(crate) struct PgStore {
+    pool: PgPool,
+    read_only: bool,
+}
+
+/// Sets the organisation of the rest of the transaction (row-level security).
+async fn set_org(conn: &mut PgConnection, org_id: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('app.org_id', $1, true)")
+        .bind(org_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Tracks the organisation set in a transaction, to set it only when it changes.
+struct OrgContext<'t, 'c> {
+    tx: &'t mut Transaction<'c, Postgres>,
+    current: Option<String>,
+}
+
+impl<'t, 'c> OrgContext<'t, 'c> {
+    fn new(tx: &'t mut Transaction<'c, Postgres>) -> Self {
+        OrgContext { tx, current: None }
+    }
+
+    /// The transaction's connection, with `org_id` set.
+    async fn conn(&mut self, org_id: &str) -> Result<&mut PgConnection, StoreError> {
+        if self.current.as_deref() != Some(org_id) {
+            set_org(self.tx, org_id).await?;
+            self.current = Some(org_id.to_string());
+        }
+        Ok(&mut **self.tx)
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates (unless read-only) and checks the role the pool works as.
+    pub(crate) async fn open(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
+        let connect: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("database url: {e}")))?;
+        if !opts.read_only {
+            let mut owner = PgConnection::connect_with(&connect).await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
+            })?;
+            let migrated = MIGRATOR.run(&mut owner).await;
+            let _ = owner.close().await;
+            migrated?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Work as aaf_app: switch when logged in as a member (e.g. the owner);
+                    // a login role that is not a member stays itself and is checked below.
+                    let member: bool = sqlx::query_scalar(
+                        "SELECT current_user <> $1 AND pg_has_role(current_user, $1, 'MEMBER')",
+                    )
+                    .bind(APP_ROLE)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if member {
+                        sqlx::query(&format!("SET ROLE {APP_ROLE}"))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        let store = PgStore {
+            pool,
+            read_only: opts.read_only,
+        };
+        store.check_role().await?;
+        Ok(store)
+    }
+
+    /// Refuses a role that row-level security would not restrict.
+    async fn check_role(&self) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT current_user::text AS role, r.rolsuper, r.rolbypassrls, \
+                    EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'audit_events' \
+                            AND tableowner = current_user) AS owner \
+             FROM pg_roles r WHERE r.rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let role: String = row.try_get("role")?;
+        let superuser: bool = row.try_get("rolsuper")?;
+        let bypass: bool = row.try_get("rolbypassrls")?;
+        let owner: bool = row.try_get("owner")?;
+        if superuser || bypass || owner {
+            return Err(StoreError::Unavailable(format!(
+                "refusing to work as PostgreSQL role {role:?}: it is a superuser, may bypass row-level security or owns the tables, \
+                 so tenant isolation would not hold; connect as the owner (AAF switches to {APP_ROLE}) or as a login role that is a member of {APP_ROLE}"
+            )));
+        }
+        tracing::info!(role = %role, "PostgreSQL: working as a role subject to row-level security");
+        Ok(())
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Invalid(
+                "the store was opened read-only".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A transaction with `org_id` set.
+    async fn begin_org(&self, org_id: &str) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        set_org(&mut tx, org_id).await?;
+        Ok(tx)
+    }
+
+    pub(crate) async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT aaf_org_ids()")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut orgs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(org) = self.get_org(&id).await? {
+                orgs.push(org);
+            }
+        }
+        Ok(orgs)
+    }
+
+    pub(crate) async fn get_org(&self, id: &str) -> Result<Option<Org>, StoreError> {
+        let mut tx = self.begin_org(id).await?;
+        // Deliberately unfiltered: row-level security returns only this organisation.
+        let row = sqlx::query("SELECT id, name, plan, created_at FROM orgs")
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|r| org_from_row(&r, "")).transpose()
+    }
+
+    pub(crate) async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar("SELECT aaf_org_id_by_name($1)")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        match id {
+            Some(id) => self.get_org(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The organisation of a credential digest (a SECURITY DEFINER lookup).
+    async fn credential_org(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT aaf_credential_org($1)")
+            .bind(hash)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub(crate) async fn find_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenPrincipal>, StoreError> {
+        let Some(org_id) = self.credential_org(token_hash).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.begin_org(&org_id).await?;
+        let row = sqlx::query(
+            "SELECT t.token_hash, t.id AS token_id, u.id AS user_id, u.name AS user_name, u.role, \
+                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
+                    o.created_at AS org_created_at \
+             FROM api_tokens t \
+             JOIN users u ON u.id = t.user_id AND u.org_id = t.org_id \
+             JOIN orgs o ON o.id = t.org_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.deleted_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if !crate::rows::same_digest(&row.try_get::<String, _>("token_hash")?, token_hash) {
+            return Ok(None);
+        }
+        Ok(Some(TokenPrincipal {
+            token_id: row.try_get("token_id")?,
+            user_id: row.try_get("user_id")?,
+            org: org_from_row(&row, "org_")?,
+            role: row.try_get("role")?,
+            name: row.try_get("user_name")?,
+        }))
+    }
+
+    pub(crate) async fn find_agent_key(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<AgentPrincipal>, StoreError> {
+        let Some(org_id) = self.credential_org(key_hash).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.begin_org(&org_id).await?;
+        let row = sqlx::query(
+            "SELECT k.key_hash, k.id AS key_id, k.expires_at, k.revoked_at, k.tools, \
+                    a.id AS agent_id, a.org_id AS agent_org_id, a.name AS agent_name, \
+                    a.risk_score AS agent_risk_score, a.public_key AS agent_public_key, \
+                    a.created_at AS agent_created_at, \
+                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
+                    o.created_at AS org_created_at \
+             FROM agent_keys k \
+             JOIN agents a ON a.id = k.agent_id AND a.org_id = k.org_id \
+             JOIN orgs o ON o.id = a.org_id \
+             WHERE k.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if !crate::rows::same_digest(&row.try_get::<String, _>("key_hash")?, key_hash) {
+            return Ok(None);
+        }
+        let revoked_at: Option<String> = row.try_get("revoked_at")?;
+        Ok(Some(AgentPrincipal {
+            key_id: row.try_get("key_id")?,
+            agent: agent_from_row(&row, "agent_")?,
+            org: org_from_row(&row, "org_")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked: revoked_at.is_some(),
+            tools: tools_from_row(&row)?,
+        }))
+    }
+
+    pub(crate) async fn list_agents(&self, org_id: &str) -> Result<Vec<Agent>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = $1 ORDER BY created_at, name"
+        ))
+        .bind(org_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(|r| agent_from_row(r, "")).collect()
+    }
+
+    pub(crate) async fn get_agent(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<Agent>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|r| agent_from_row(&r, "")).transpose()
+    }
+
+    pub(crate) async fn list_users(&self, org_id: &str) -> Result<Vec<User>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND deleted_at IS NULL \
+             ORDER BY created_at, id"
+        ))
+        .bind(org_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub(crate) async fn get_user(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub(crate) async fn list_agent_keys(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<AgentKey>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM agent_keys WHERE org_id = $1 AND agent_id = $2 \
+             ORDER BY created_at, id"
+        ))
+        .bind(org_id)
+        .bind(agent_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub(crate) async fn touch_agent_key(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut tx = self.begin_org(org_id).await?;
+        sqlx::query("UPDATE agent_keys SET last_used_at = $1 WHERE org_id = $2 AND id = $3")
+            .bind(now)
+            .bind(org_id)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn purge_nonces(&self, now: &str) -> Result<u64, StoreError> {
+        self.writable()?;
+        let n: i64 = sqlx::query_scalar("SELECT aaf_purge_nonces($1)")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(crate) async fn org_stats(&self, org_id: &str) -> Result<OrgStats, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let agents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let users: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE org_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(org_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT decision, status, COUNT(*) AS n FROM actions WHERE org_id = $1 \
+             GROUP BY decision, status",
+        )
+        .bind(org_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut stats = OrgStats {
+            agents: u64::try_from(agents).unwrap_or(0),
+            users: u64::try_from(users).unwrap_or(0),
+            ..OrgStats::default()
+        };
+        for row in rows {
+            let decision: String = row.try_get("decision")?;
+            let status: String = row.try_get("status")?;
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+            *stats.actions_by_decision.entry(decision).or_default() += n;
+            *stats.actions_by_status.entry(status).or_default() += n;
+        }
+        Ok(stats)
+    }
+
+    pub(crate) async fn get_action(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> Result<Option<ActionRecord>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|r| action_from_row(&r)).transpose()
+    }
+
+    pub(crate) async fn list_audit(
+        &self,
+        org_id: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
+        let Ok(after_seq) = i64::try_from(after_seq) else {
+            return Ok(Vec::new());
+        };
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
+        ))
+        .bind(org_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                event_from_row(r).map_err(|(seq, reason)| {
+                    StoreError::Corrupt(format!(
+                        "audit event {org_id}/{}: {reason}",
+                        seq.map_or("?".to_string(), |s| s.to_string())
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Verifies every chain from one REPEATABLE READ snapshot, one chain at a time (each
+    /// read with its own `app.org_id`).
+    pub(crate) async fn verify_audit(
+        &self,
+    ) -> Result<Vec<Result<ChainSummary, ChainError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let chains: Vec<String> = sqlx::query_scalar("SELECT aaf_chain_ids() ORDER BY 1")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut results = Vec::with_capacity(chains.len());
+        for org_id in chains {
+            set_org(&mut tx, &org_id).await?;
+            let mut heads: HashMap<String, Result<(u64, [u8; 32]), ChainError>> = HashMap::new();
+            if let Some(row) =
+                sqlx::query("SELECT org_id, seq, hash FROM audit_heads WHERE org_id = $1")
+                    .bind(&org_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            {
+                let head = head_from_row(&row).map_err(|(seq, reason)| ChainError {
+                    org_id: org_id.clone(),
+                    seq: seq.unwrap_or(0),
+                    kind: ChainErrorKind::Malformed {
+                        reason: format!("chain head: {reason}"),
+                    },
+                });
+                heads.insert(org_id.clone(), head);
+            }
+            let mut verifier = ChainVerifier::new(org_id.clone());
+            let mut failed = None;
+            {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM audit_events WHERE org_id = $1 ORDER BY seq"
+                );
+                let mut rows = sqlx::query(&sql).bind(&org_id).fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await? {
+                    let outcome = match event_from_row(&row) {
+                        Ok(event) => verifier.push(&event).map(|_| ()),
+                        Err((seq, reason)) => {
+                            let seq = seq.unwrap_or_else(|| verifier.next_seq());
+                            Err(verifier.push_malformed(seq, reason))
+                        }
+                    };
+                    if let Err(e) = outcome {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            results.push(match failed {
+                Some(e) => Err(e),
+                None => finish_chain(verifier, &mut heads),
+            });
+        }
+        tx.rollback().await?;
+        results.sort_by(|a, b| result_org(a).cmp(result_org(b)));
+        Ok(results)
+    }
+
+    pub(crate) async fn commit(
+        &self,
+        units: &[PreparedUnit],
+    ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+        self.writable()?;
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let chained = commit_units(&mut tx, units).await?;
+        tx.commit().await?;
+        Ok(chained)
+    }
+}
+
+/// Writes `units` inside `tx`: mutations, action inserts, action updates, then the events
+/// appended to their locked chains.
+async fn commit_units(
+    tx: &mut Transaction<'static, Postgres>,
+    units: &[PreparedUnit],
+) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+    let mut ctx = OrgContext::new(tx);
+    for mutation in units.iter().flat_map(|u| u.unit.mutations.iter()) {
+        apply_mutation(&mut ctx, mutation).await?;
+    }
+
+    // Action inserts, grouped by organisation (row-level security checks each row's org).
+    let mut inserts: BTreeMap<&str, Vec<(&ActionRecord, &ActionTexts)>> = BTreeMap::new();
+    let mut updates = Vec::new();
+    for prepared in units {
+        match (&prepared.unit.action, &prepared.action) {
+            (Some(ActionWrite::Insert(record)), Some(texts @ ActionTexts::Insert { .. })) => {
+                inserts
+                    .entry(record.org_id.as_str())
+                    .or_default()
+                    .push((record, texts));
+            }
+            (Some(update @ ActionWrite::Update { .. }), Some(ActionTexts::Update { result })) => {
+                updates.push((update, result.as_deref()));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StoreError::Invalid(
+                    "a prepared unit does not match its action".to_string(),
+                ))
+            }
+        }
+    }
+    for (org_id, rows) in &inserts {
+        insert_actions(ctx.conn(org_id).await?, rows).await?;
+    }
+    for (update, result) in updates {
+        let ActionWrite::Update {
+            org_id,
+            id,
+            status,
+            updated_at,
+            ..
+        } = update
+        else {
+            continue;
+        };
+        let done = sqlx::query(
+            "UPDATE actions SET status = $1, result = $2, updated_at = $3 WHERE org_id = $4 AND id = $5",
+        )
+        .bind(status)
+        .bind(result)
+        .bind(updated_at)
+        .bind(org_id)
+        .bind(id)
+        .execute(ctx.conn(org_id).await?)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "action {id} of org {org_id} does not exist"
+            )));
+        }
+    }
+
+    // Lock every touched chain's head (in org order), link, insert, advance the heads.
+    let groups: Vec<(&[NewEvent], &[EventData])> = units
+        .iter()
+        .map(|u| (u.unit.events.as_slice(), u.event_data.as_slice()))
+        .collect();
+    let mut org_ids: Vec<&str> = groups
+        .iter()
+        .flat_map(|(events, _)| events.iter().map(|e| e.org_id.as_str()))
+        .collect();
+    org_ids.sort_unstable();
+    org_ids.dedup();
+    let mut heads = HashMap::with_capacity(org_ids.len());
+    for org_id in &org_ids {
+        let conn = ctx.conn(org_id).await?;
+        sqlx::query(
+            "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) \
+             ON CONFLICT (org_id) DO NOTHING",
+        )
+        .bind(org_id)
+        .bind(hex::encode(aaf_core::audit::GENESIS_HASH))
+        .execute(&mut *conn)
+        .await?;
+        let row =
+            sqlx::query("SELECT org_id, seq, hash FROM audit_heads WHERE org_id = $1 FOR UPDATE")
+                .bind(org_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        let head = head_from_row(&row).map_err(|(_, reason)| {
+            StoreError::Corrupt(format!("audit chain head of org {org_id}: {reason}"))
+        })?;
+        heads.insert((*org_id).to_string(), head);
+    }
+    let (chained, rows) = link_events(&mut heads, &groups)?;
+    let mut by_org: BTreeMap<&str, Vec<(&ChainedEvent, &EventRow)>> = BTreeMap::new();
+    for (link, row) in chained.iter().flatten().zip(rows.iter()) {
+        by_org
+            .entry(link.event.org_id.as_str())
+            .or_default()
+            .push((link, row));
+    }
+    for (org_id, events) in &by_org {
+        insert_events(ctx.conn(org_id).await?, events).await?;
+    }
+    for org_id in &org_ids {
+        if let Some((seq, hash)) = heads.get(*org_id) {
+            sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE org_id = $3")
+                .bind(seq_to_sql(*seq)?)
+                .bind(hex::encode(hash))
+                .bind(org_id)
+                .execute(ctx.conn(org_id).await?)
+                .await?;
+        }
+    }
+    Ok(chained)
+}
+
+/// One multi-row insert of an organisation's new actions.
+async fn insert_actions(
+    conn: &mut PgConnection,
+    rows: &[(&ActionRecord, &ActionTexts)],
+) -> Result<(), StoreError> {
+    let mut cols: [Vec<Option<String>>; 15] = Default::default();
+    for (r, texts) in rows {
+        let ActionTexts::Insert {
+            params,
+            context,
+            policies,
+            result,
+        } = texts
+        else {
+            continue;
+        };
+        let values = [
+            Some(r.id.clone()),
+            Some(r.org_id.clone()),
+            Some(r.agent_id.clone()),
+            Some(r.tool.clone()),
+            Some(r.operation.clone()),
+            Some(params.clone()),
+            Some(context.clone()),
+            Some(r.decision.clone()),
+            Some(r.reason.clone()),
+            r.risk_level.clone(),
+            Some(r.status.clone()),
+            Some(policies.clone()),
+            result.clone(),
+            Some(r.created_at.clone()),
+            Some(r.updated_at.clone()),
+        ];
+        for (col, value) in cols.iter_mut().zip(values) {
+            col.push(value);
+        }
+    }
+    let sql = format!(
+        "INSERT INTO actions ({ACTION_COLUMNS}) SELECT * FROM UNNEST(\
+         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+         $14::text[], $15::text[])"
+    );
+    let mut query = sqlx::query(&sql);
+    for col in cols {
+        query = query.bind(col);
+    }
+    query
+        .execute(conn)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(detail) => {
+                StoreError::Conflict(format!("an action with this id already exists ({detail})"))
+            }
+            other => other,
+        })?;
+    Ok(())
+}
+
+/// One multi-row insert of an organisation's new events.
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[(&ChainedEvent, &EventRow)],
+) -> Result<(), StoreError> {
+    let mut org_ids = Vec::with_capacity(events.len());
+    let mut seqs = Vec::with_capacity(events.len());
+    let mut ts = Vec::with_capacity(events.len());
+    let mut agent_ids = Vec::with_capacity(events.len());
+    let mut action_ids = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut data = Vec::with_capacity(events.len());
+    let mut prev = Vec::with_capacity(events.len());
+    let mut hashes = Vec::with_capacity(events.len());
+    for (link, row) in events {
+        let e = &link.event;
+        org_ids.push(e.org_id.clone());
+        seqs.push(row.seq);
+        ts.push(e.ts.clone());
+        agent_ids.push(e.agent_id.clone());
+        action_ids.push(e.action_id.clone());
+        types.push(e.event_type.clone());
+        data.push(row.data.clone());
+        prev.push(row.prev_hash.clone());
+        hashes.push(row.hash.clone());
+    }
+    sqlx::query(&format!(
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST(\
+         $1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[])"
+    ))
+    .bind(org_ids)
+    .bind(seqs)
+    .bind(ts)
+    .bind(agent_ids)
+    .bind(action_ids)
+    .bind(types)
+    .bind(data)
+    .bind(prev)
+    .bind(hashes)
+    .execute(conn)
+    .await
+    .map_err(|e| match StoreError::from(e) {
+        // A duplicate (org_id, seq) means the head and the events disagree.
+        StoreError::Conflict(detail) => StoreError::Corrupt(format!(
+            "audit chain head is behind its events ({detail}): run audit verification"
+        )),
+        other => other,
+    })?;
+    Ok(())
+}
+
+fn conflict(e: sqlx::Error, message: &str) -> StoreError {
+    match StoreError::from(e) {
+        StoreError::Conflict(detail) => StoreError::Conflict(format!("{message} ({detail})")),
+        other => other,
+    }
+}
+
+/// Applies one mutation in its organisation's context; see [`Mutation`].
+async fn apply_mutation(
+    ctx: &mut OrgContext<'_, '_>,
+    mutation: &Mutation,
+) -> Result<(), StoreError> {
+    match mutation {
+        Mutation::InsertOrg(org) => {
+            sqlx::query("INSERT INTO orgs (id, name, plan, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&org.id)
+                .bind(&org.name)
+                .bind(&org.plan)
+                .bind(&org.created_at)
+                .execute(ctx.conn(&org.id).await?)
+                .await
+                .map_err(|e| conflict(e, "an organisation with this name already exists"))?;
+        }
+        Mutation::InsertUser(user) => {
+            sqlx::query(
+                "INSERT INTO users (id, org_id, name, role, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&user.id)
+            .bind(&user.org_id)
+            .bind(&user.name)
+            .bind(&user.role)
+            .bind(&user.created_at)
+            .bind(&user.updated_at)
+            .execute(ctx.conn(&user.org_id).await?)
+            .await
+            .map_err(|e| {
+                conflict(
+                    e,
+                    "a user with this name already exists in the organisation",
+                )
+            })?;
+        }
+        Mutation::SetUserRole {
+            org_id,
+            user_id,
+            role,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            let current = current_role(conn, org_id, user_id).await?;
+            if current == "admin" && role != "admin" {
+                ensure_other_admin(conn, org_id, user_id).await?;
+            }
+            sqlx::query(
+                "UPDATE users SET role = $1, updated_at = $2 \
+                 WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL",
+            )
+            .bind(role)
+            .bind(now)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(conn)
+            .await?;
+        }
+        Mutation::DeleteUser {
+            org_id,
+            user_id,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            if current_role(conn, org_id, user_id).await? == "admin" {
+                ensure_other_admin(conn, org_id, user_id).await?;
+            }
+            sqlx::query(
+                "UPDATE users SET deleted_at = $1, updated_at = $1 \
+                 WHERE org_id = $2 AND id = $3 AND deleted_at IS NULL",
+            )
+            .bind(now)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 \
+                 WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(conn)
+            .await?;
+        }
+        Mutation::InsertToken {
+            id,
+            org_id,
+            user_id,
+            name,
+            token_hash,
+            prefix,
+            created_at,
+        } => {
+            let done = sqlx::query(
+                "INSERT INTO api_tokens (id, org_id, user_id, name, token_hash, prefix, created_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
+                   (SELECT 1 FROM users WHERE org_id = $2 AND id = $3 AND deleted_at IS NULL)",
+            )
+            .bind(id)
+            .bind(org_id)
+            .bind(user_id)
+            .bind(name)
+            .bind(token_hash)
+            .bind(prefix)
+            .bind(created_at)
+            .execute(ctx.conn(org_id).await?)
+            .await
+            .map_err(|e| conflict(e, "a token with this hash already exists"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("user {user_id}")));
+            }
+        }
+        Mutation::InsertAgent(agent) => {
+            if !agent.risk_score.is_finite() {
+                return Err(StoreError::Invalid(format!(
+                    "risk score must be a finite number, got {}",
+                    agent.risk_score
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO agents (id, org_id, name, risk_score, public_key, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&agent.id)
+            .bind(&agent.org_id)
+            .bind(&agent.name)
+            .bind(agent.risk_score)
+            .bind(&agent.public_key)
+            .bind(&agent.created_at)
+            .execute(ctx.conn(&agent.org_id).await?)
+            .await
+            .map_err(|e| {
+                conflict(
+                    e,
+                    "an agent with this name already exists in the organisation",
+                )
+            })?;
+        }
+        Mutation::InsertAgentKey { key, key_hash } => {
+            let tools = key
+                .tools
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Invalid(format!("key tools: {e}")))?;
+            let done = sqlx::query(
+                "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at, \
+                                         expires_at, tools, created_by) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS \
+                   (SELECT 1 FROM agents WHERE org_id = $2 AND id = $3)",
+            )
+            .bind(&key.id)
+            .bind(&key.org_id)
+            .bind(&key.agent_id)
+            .bind(key_hash)
+            .bind(&key.prefix)
+            .bind(&key.created_at)
+            .bind(&key.expires_at)
+            .bind(tools)
+            .bind(&key.created_by)
+            .execute(ctx.conn(&key.org_id).await?)
+            .await
+            .map_err(|e| conflict(e, "an agent key with this hash already exists"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("agent {}", key.agent_id)));
+            }
+        }
+        Mutation::ShortenAgentKey {
+            org_id,
+            agent_id,
+            key_id,
+            expires_at,
+        } => {
+            let done = sqlx::query(
+                "UPDATE agent_keys SET expires_at = \
+                   CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END \
+                 WHERE org_id = $2 AND agent_id = $3 AND id = $4 AND revoked_at IS NULL",
+            )
+            .bind(expires_at)
+            .bind(org_id)
+            .bind(agent_id)
+            .bind(key_id)
+            .execute(ctx.conn(org_id).await?)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("live key {key_id}")));
+            }
+        }
+        Mutation::RevokeAgentKey {
+            org_id,
+            agent_id,
+            key_id,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            let revoked: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT revoked_at FROM agent_keys WHERE org_id = $1 AND agent_id = $2 AND id = $3 \
+                 FOR UPDATE",
+            )
+            .bind(org_id)
+            .bind(agent_id)
+            .bind(key_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match revoked {
+                None => return Err(StoreError::NotFound(format!("key {key_id}"))),
+                Some(Some(at)) => {
+                    return Err(StoreError::Conflict(format!(
+                        "key {key_id} was already revoked at {at}"
+                    )))
+                }
+                Some(None) => {}
+            }
+            sqlx::query(
+                "UPDATE agent_keys SET revoked_at = $1 WHERE org_id = $2 AND agent_id = $3 AND id = $4",
+            )
+            .bind(now)
+            .bind(org_id)
+            .bind(agent_id)
+            .bind(key_id)
+            .execute(conn)
+            .await?;
+        }
+        Mutation::UseNonce {
+            org_id,
+            agent_id,
+            nonce,
+            expires_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO signature_nonces (org_id, agent_id, nonce, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(org_id)
+            .bind(agent_id)
+            .bind(nonce)
+            .bind(expires_at)
+            .execute(ctx.conn(org_id).await?)
+            .await
+            .map_err(|e| conflict(e, "the signature nonce was used before"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The role of a current user (row locked); [`StoreError::NotFound`] for a missing or
+/// deleted one.
+async fn current_role(
+    conn: &mut PgConnection,
+    org_id: &str,
+    user_id: &str,
+) -> Result<String, StoreError> {
+    sqlx::query_scalar(
+        "SELECT role FROM users WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))
+}
+
+/// [`StoreError::Conflict`] unless the organisation has a current admin other than `user_id`.
+/// The admins' rows are locked, so two concurrent demotions cannot both pass.
+async fn ensure_other_admin(
+    conn: &mut PgConnection,
+    org_id: &str,
+    user_id: &str,
+) -> Result<(), StoreError> {
+    let others: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM users WHERE org_id = $1 AND role = 'admin' AND deleted_at IS NULL \
+         AND id <> $2 FOR UPDATE",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?;
+    if others.is_empty() {
+        return Err(StoreError::Conflict(
+            "the organisation must keep at least one admin: make another user admin first"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! Reading rows the same way from every backend: a small [`DbRow`] trait over sqlx's SQLite
+//! and PostgreSQL rows, and the readers of orgs, agents, users, keys, actions, audit events
+//! and chain heads built on it.
+
+use std::collections::HashMap;
+
+use aaf_core::audit::{
+    hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent,
+};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::model::{ActionRecord, Agent, AgentKey, Org, User};
+use crate::StoreError;
+
+/// A column type the store reads.
+pub(crate) trait ColumnValue: Sized {
+    fn from_sqlite(row: &SqliteRow, column: &str) -> Result<Self, sqlx::Error>;
+    fn from_pg(row: &PgRow, column: &str) -> Result<Self, sqlx::Error>;
+}
+
+macro_rules! column_value {
+    ($($t:ty),*) => {$(
+        impl ColumnValue for $t {
+            fn from_sqlite(row: &SqliteRow, column: &str) -> Result<Self, sqlx::Error> {
+                row.try_get(column)
+            }
+            fn from_pg(row: &PgRow, column: &str) -> Result<Self, sqlx::Error> {
+                row.try_get(column)
+            }
+        }
+    )*};
+}
+column_value!(String, Option<String>, i64, f64);
+
+/// A row of either backend.
+pub(crate) trait DbRow {
+    /// The value of `column`.
+    fn col<T: ColumnValue>(&self, column: &str) -> Result<T, sqlx::Error>;
+}
+
+impl DbRow for SqliteRow {
+    fn col<T: ColumnValue>(&self, column: &str) -> Result<T, sqlx::Error> {
+        T::from_sqlite(self, column)
+    }
+}
+
+impl DbRow for PgRow {
+    fn col<T: ColumnValue>(&self, column: &str) -> Result<T, sqlx::Error> {
+        T::from_pg(self, column)
+    }
+}
+
+/// Parses a JSON text column.
+pub(crate) fn parse_json(text: &str, column: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("column {column} is not json: {e}")))
+}
+
+/// The outcome's organisation, for sorting results.
+pub(crate) fn result_org(result: &Result<ChainSummary, ChainError>) -> &str {
+    match result {
+        Ok(summary) => &summary.org_id,
+        Err(error) => &error.org_id,
+    }
+}
+
+/// Finishes one chain against its recorded head (removing the head from `heads`).
+pub(crate) fn finish_chain(
+    verifier: ChainVerifier,
+    heads: &mut HashMap<String, Result<(u64, [u8; 32]), ChainError>>,
+) -> Result<ChainSummary, ChainError> {
+    match heads.remove(verifier.org_id()) {
+        None => verifier.finish(None),
+        Some(Ok(head)) => verifier.finish(Some(head)),
+        // An event error comes before the malformed head; a missing head is the head's fault.
+        Some(Err(head_error)) => match verifier.finish(None) {
+            Err(e) if !matches!(e.kind, ChainErrorKind::HeadMissing { .. }) => Err(e),
+            _ => Err(head_error),
+        },
+    }
+}
+
+/// Reads an `audit_heads` row; on failure, the seq if it could be read and the reason.
+pub(crate) fn head_from_row(row: &impl DbRow) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
+    parse_head(row.col::<i64>("seq").map_err(|e| e.to_string()), || {
+        row.col::<String>("hash").map_err(|e| e.to_string())
+    })
+}
+
+/// Checks a chain head's columns (as read by either driver); on failure, the seq if it
+/// could be read and the reason.
+pub(crate) fn parse_head(
+    seq: Result<i64, String>,
+    hash: impl FnOnce() -> Result<String, String>,
+) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
+    let seq = seq.map_err(|e| (None, format!("seq is not an integer: {e}")))?;
+    let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
+    let hash = hash().map_err(|e| (Some(seq), format!("hash is not text: {e}")))?;
+    let hash = hex32::parse(&hash).map_err(|e| (Some(seq), e))?;
+    Ok((seq, hash))
+}
+
+/// Reads an `audit_events` row; on failure, the seq if it could be read and the reason.
+pub(crate) fn event_from_row(row: &impl DbRow) -> Result<ChainedEvent, (Option<u64>, String)> {
+    let seq: i64 = row
+        .col("seq")
+        .map_err(|e| (None, format!("seq is not an integer: {e}")))?;
+    let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
+    let bad = |what: &str, e: &dyn std::fmt::Display| (Some(seq), format!("{what}: {e}"));
+    let text = |column: &str| -> Result<String, (Option<u64>, String)> {
+        row.col::<String>(column)
+            .map_err(|e| bad(&format!("{column} is not text"), &e))
+    };
+    let optional_text = |column: &str| -> Result<Option<String>, (Option<u64>, String)> {
+        row.col::<Option<String>>(column)
+            .map_err(|e| bad(&format!("{column} is not text"), &e))
+    };
+    let data = text("data")?;
+    let data: Value = serde_json::from_str(&data).map_err(|e| bad("data is not json", &e))?;
+    let prev_hash = hex32::parse(&text("prev_hash")?).map_err(|e| bad("prev_hash", &e))?;
+    let hash = hex32::parse(&text("hash")?).map_err(|e| bad("hash", &e))?;
+    Ok(ChainedEvent {
+        event: AuditEvent {
+            seq,
+            ts: text("ts")?,
+            org_id: text("org_id")?,
+            agent_id: optional_text("agent_id")?,
+            action_id: optional_text("action_id")?,
+            event_type: text("type")?,
+            data,
+        },
+        prev_hash,
+        hash,
+    })
+}
+
+/// Reads an org from columns `{prefix}id`, `{prefix}name`, ... (`id`, `name` when the
+/// prefix is empty; `org_id`, `org_name`, `org_plan`, `org_created_at` for `"org_"`).
+pub(crate) fn org_from_row(row: &impl DbRow, prefix: &str) -> Result<Org, StoreError> {
+    Ok(Org {
+        id: row.col(format!("{prefix}id").as_str())?,
+        name: row.col(format!("{prefix}name").as_str())?,
+        plan: row.col(format!("{prefix}plan").as_str())?,
+        created_at: row.col(format!("{prefix}created_at").as_str())?,
+    })
+}
+
+/// Reads an agent from columns `{prefix}id`, `{prefix}org_id`, ... (see [`org_from_row`]).
+pub(crate) fn agent_from_row(row: &impl DbRow, prefix: &str) -> Result<Agent, StoreError> {
+    Ok(Agent {
+        id: row.col(format!("{prefix}id").as_str())?,
+        org_id: row.col(format!("{prefix}org_id").as_str())?,
+        name: row.col(format!("{prefix}name").as_str())?,
+        risk_score: row.col(format!("{prefix}risk_score").as_str())?,
+        public_key: row.col(format!("{prefix}public_key").as_str())?,
+        created_at: row.col(format!("{prefix}created_at").as_str())?,
+    })
+}
+
+pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreError> {
+    let json = |column: &str| -> Result<Value, StoreError> {
+        let text: String = row.col(column)?;
+        parse_json(&text, column)
+    };
+    let result: Option<String> = row.col("result")?;
+    Ok(ActionRecord {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        agent_id: row.col("agent_id")?,
+        tool: row.col("tool")?,
+        operation: row.col("operation")?,
+        params: json("params")?,
+        context: json("context")?,
+        decision: row.col("decision")?,
+        reason: row.col("reason")?,
+        risk_level: row.col("risk_level")?,
+        status: row.col("status")?,
+        policies: json("policies")?,
+        result: result.map(|t| parse_json(&t, "result")).transpose()?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
+    })
+}
+
+pub(crate) fn user_from_row(row: &impl DbRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        name: row.col("name")?,
+        role: row.col("role")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
+    })
+}
+
+pub(crate) fn key_from_row(row: &impl DbRow) -> Result<AgentKey, StoreError> {
+    Ok(AgentKey {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        agent_id: row.col("agent_id")?,
+        prefix: row.col("prefix")?,
+        created_at: row.col("created_at")?,
+        expires_at: row.col("expires_at")?,
+        revoked_at: row.col("revoked_at")?,
+        last_used_at: row.col("last_used_at")?,
+        tools: tools_from_row(row)?,
+        created_by: row.col("created_by")?,
+    })
+}
+
+/// The `tools` column: NULL or a JSON array of strings.
+pub(crate) fn tools_from_row(row: &impl DbRow) -> Result<Option<Vec<String>>, StoreError> {
+    let text: Option<String> = row.col("tools")?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            StoreError::Corrupt(format!("column tools is not a JSON string array: {e}"))
+        })
+    })
+    .transpose()
+}
+
+/// Constant-time equality of two hex digests (the row was found by an index lookup on the
+/// digest; this re-check keeps the final comparison independent of where they differ).
+pub(crate) fn same_digest(stored: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    stored.len() == presented.len() && bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
+}
