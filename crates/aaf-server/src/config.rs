@@ -91,7 +91,7 @@ impl Default for LimitsConfig {
 pub struct AuthConfig {
     /// How long a successful agent key lookup is reused, in milliseconds. A key revoked in
     /// the database by another node is refused within this time (a key revoked through this
-    /// node is refused at once). Default 1000; 0 disables the cache.
+    /// node is refused at once). Default 500; 0 disables the cache.
     pub key_cache_ttl_ms: u64,
     /// Lifetime of a new agent key when the request does not say (`expires_in`), in seconds.
     /// Default 259200 (72 hours, the upper end of the 24 to 72 hours the deployment guide
@@ -120,7 +120,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            key_cache_ttl_ms: 1000,
+            key_cache_ttl_ms: 500,
             agent_key_ttl_seconds: 72 * 3600,
             max_agent_key_ttl_seconds: 90 * 24 * 3600,
             rotation_grace_seconds: 3600,

@@ -2,7 +2,7 @@
 //!
 //! Authenticating an agent is a database read per request; at tens of thousands of decisions
 //! per second that read dominates. The cache keeps a successful lookup (by key hash) for
-//! `auth.key_cache_ttl_ms` (default 1000 ms), so a key revoked in the database by another
+//! `auth.key_cache_ttl_ms` (default 500 ms), so a key revoked in the database by another
 //! node is refused within that time (a revocation through this node clears the cache). Failed lookups are never cached: a new key works
 //! at once, and an unknown key always costs a database read.
 

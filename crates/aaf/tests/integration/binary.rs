@@ -13,12 +13,14 @@ use crate::common::{examples, policy_dir, ADMIN_TOKEN, ALLOW_ALL};
 const AAF: &str = env!("CARGO_BIN_EXE_aaf");
 
 /// Runs `aaf serve` on port 0 and returns the child and its base URL (read from the log).
-/// `admin_token`: the AAF_ADMIN_TOKEN to start with, or None to let the server generate one.
+/// `admin_token`: the AAF_ADMIN_TOKEN to start with, or None to let the server generate one;
+/// `env`: more environment variables (e.g. AAF_DATABASE_URL).
 /// Standard output is piped (the generated token is printed there).
-fn spawn_serve_with(
+pub fn spawn_serve_with(
     data_dir: &Path,
     policies: &Path,
     admin_token: Option<&str>,
+    env: &[(&str, &str)],
 ) -> (Child, String) {
     let mut command = Command::new(AAF);
     command
@@ -27,12 +29,14 @@ fn spawn_serve_with(
         .arg("--policies")
         .arg(policies)
         .env_remove("AAF_ADMIN_TOKEN")
+        .env_remove("AAF_DATABASE_URL")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(token) = admin_token {
         command.env("AAF_ADMIN_TOKEN", token);
     }
+    command.envs(env.iter().copied());
     let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
@@ -59,10 +63,10 @@ fn spawn_serve_with(
 }
 
 fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
-    spawn_serve_with(data_dir, policies, Some(ADMIN_TOKEN))
+    spawn_serve_with(data_dir, policies, Some(ADMIN_TOKEN), &[])
 }
 
-fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -303,7 +307,7 @@ async fn start_check_stop(
     policies: &Path,
     token: Option<String>,
 ) -> (String, String) {
-    let (mut child, base) = spawn_serve_with(data_dir, policies, None);
+    let (mut child, base) = spawn_serve_with(data_dir, policies, None, &[]);
     let token = match token {
         Some(t) => t,
         None => std::fs::read_to_string(data_dir.join("admin-token"))

@@ -239,3 +239,69 @@ impl Upstream {
         self.hits.lock().unwrap().len()
     }
 }
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+pub struct PgDb {
+    admin_url: String,
+    pub name: String,
+    /// The database's URL (as the `postgres` superuser, the tables' owner).
+    pub url: String,
+}
+
+/// Creates a fresh database on the PostgreSQL of `TEST_DATABASE_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/test`). When PostgreSQL is not reachable the test is
+/// skipped with a notice, unless `REQUIRE_POSTGRES_TESTS=1` (CI), which fails it.
+pub async fn pg_db(test: &str) -> Option<PgDb> {
+    use sqlx::Connection;
+    let admin_url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("REQUIRE_POSTGRES_TESTS").as_deref() == Ok("1") {
+                panic!("{test}: PostgreSQL is required (REQUIRE_POSTGRES_TESTS=1) but not reachable at {admin_url}: {e}");
+            }
+            eprintln!("SKIPPED (PostgreSQL not reachable at {admin_url}: {e}): {test}");
+            return None;
+        }
+    };
+    let name = format!("aaf_e2e_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    eprintln!("{test}: database: postgres ({url})");
+    Some(PgDb {
+        admin_url,
+        name,
+        url,
+    })
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

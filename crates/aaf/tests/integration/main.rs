@@ -13,6 +13,7 @@ mod binary;
 mod connector;
 mod fail_closed;
 mod keys;
+mod multinode;
 mod rbac;
 mod requests;
 mod signatures;
