@@ -7,6 +7,10 @@
 #
 # Usage: bench/load.sh [DURATION_SECONDS] [CONNECTIONS]
 # Environment: BENCH_PORT (default 18700), BENCH_THREADS (wrk threads, default 2),
+#              BENCH_DATABASE_URL (a PostgreSQL URL: measure the PostgreSQL backend; the
+#              database should be empty), BENCH_NODES (servers on that database, default 1;
+#              the connections are split between them, one wrk per node, and the
+#              decisions/s added up),
 #              BENCH_SYNC (full|normal, default full), BENCH_BIN (a built aaf binary to
 #              measure instead of building target/release/aaf).
 set -euo pipefail
@@ -37,19 +41,32 @@ else
 fi
 
 WORK="$(mktemp -d)"
-trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 TOKEN="aaf_at_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+NODES="${BENCH_NODES:-1}"
+DB_URL="${BENCH_DATABASE_URL:-}"
+if [ "$NODES" -gt 1 ] && [ -z "$DB_URL" ]; then
+  echo "BENCH_NODES > 1 needs BENCH_DATABASE_URL (nodes share a PostgreSQL database)" >&2
+  exit 2
+fi
 
-echo "== starting aaf serve on 127.0.0.1:$PORT (data in $WORK, synchronous=$SYNC)"
-AAF_ADMIN_TOKEN="$TOKEN" AAF_DATABASE__SQLITE_SYNCHRONOUS="$SYNC" AAF_LOG__LEVEL=warn \
-  "$AAF" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --policies "$WORK/no-policies-use-starter" \
-  >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
+for n in $(seq 0 $((NODES - 1))); do
+  port=$((PORT + n))
+  echo "== starting aaf serve on 127.0.0.1:$port (${DB_URL:+PostgreSQL }data in $WORK/data$n, synchronous=$SYNC)"
+  if [ -n "$DB_URL" ]; then
+    export AAF_DATABASE_URL="$DB_URL"
+  fi
+  AAF_ADMIN_TOKEN="$TOKEN" AAF_DATABASE__SQLITE_SYNCHRONOUS="$SYNC" AAF_LOG__LEVEL=warn \
+    "$AAF" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data$n" --policies "$WORK/no-policies-use-starter" \
+    >"$WORK/serve$n.out" 2>"$WORK/serve$n.log" &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null
 done
-curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null
 
 KEY=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/agents" \
   -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
@@ -77,14 +94,35 @@ done = function(summary, latency, requests)
 end
 LUA
 
-echo "== wrk: $CONNECTIONS connections, $THREADS threads, ${DURATION}s"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/post.lua" \
-  "http://127.0.0.1:$PORT/v1/actions" | tee "$WORK/wrk.out"
+PER_NODE=$((CONNECTIONS / NODES))
+echo "== wrk: $CONNECTIONS connections over $NODES node(s), $THREADS threads each, ${DURATION}s"
+WRK_PIDS=()
+for n in $(seq 0 $((NODES - 1))); do
+  wrk -t"$THREADS" -c"$PER_NODE" -d"${DURATION}s" --latency -s "$WORK/post.lua" \
+    "http://127.0.0.1:$((PORT + n))/v1/actions" >"$WORK/wrk$n.out" &
+  WRK_PIDS+=($!)
+done
+for p in "${WRK_PIDS[@]}"; do wait "$p"; done
+cat "$WORK"/wrk*.out
 
-echo "== stopping the server (SIGTERM) and verifying the audit chain"
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID" || true
-SERVER_PID=
-"$AAF" audit verify --data-dir "$WORK/data"
+echo "== stopping the server(s) (SIGTERM) and verifying the audit chain"
+for p in "${PIDS[@]}"; do kill -TERM "$p"; done
+for p in "${PIDS[@]}"; do wait "$p" || true; done
+PIDS=()
+if [ -n "$DB_URL" ]; then
+  "$AAF" audit verify --database-url "$DB_URL"
+else
+  "$AAF" audit verify --data-dir "$WORK/data0"
+fi
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
-grep '^RESULT' "$WORK/wrk.out"
+grep -h '^RESULT' "$WORK"/wrk*.out
+if [ "$NODES" -gt 1 ]; then
+  grep -h '^RESULT' "$WORK"/wrk*.out | python3 -c '
+import sys
+rows = [dict(kv.split("=") for kv in line.split()[1:]) for line in sys.stdin]
+total = sum(float(r["decisions_per_s"]) for r in rows)
+p99 = max(float(r["p99_ms"]) for r in rows)
+p50 = max(float(r["p50_ms"]) for r in rows)
+print(f"TOTAL decisions_per_s={total:.0f} worst_p50_ms={p50:.3f} worst_p99_ms={p99:.3f} nodes={len(rows)}")
+'
+fi
