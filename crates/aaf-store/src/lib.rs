@@ -23,6 +23,7 @@ mod model;
 mod postgres;
 mod prepared;
 mod rows;
+mod sql;
 mod sqlite;
 pub mod units;
 mod writer;
@@ -257,7 +258,7 @@ impl Store {
         now: &str,
     ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.touch_agent_key(key_id, now).await,
+            Backend::Sqlite(s) => s.touch_agent_key(org_id, key_id, now).await,
             Backend::Postgres(p) => p.touch_agent_key(org_id, key_id, now).await,
         }
     }

@@ -29,10 +29,10 @@ use crate::model::{
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
-    action_from_row, agent_from_row, event_from_row, finish_chain, head_from_row, key_from_row,
-    org_from_row, result_org, tools_from_row, user_from_row,
+    action_from_row, agent_from_row, agent_principal_from_row, event_from_row, finish_chain,
+    head_from_row, key_from_row, org_from_row, result_org, token_principal_from_row, user_from_row,
 };
-use crate::StoreError;
+use crate::{sql, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -42,10 +42,6 @@ pub(crate) const APP_ROLE: &str = "aaf_app";
 const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
 const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
      reason, risk_level, status, policies, result, created_at, updated_at";
-const AGENT_COLUMNS: &str = "id, org_id, name, risk_score, public_key, created_at";
-const USER_COLUMNS: &str = "id, org_id, name, role, created_at, updated_at";
-const KEY_COLUMNS: &str = "id, org_id, agent_id, prefix, created_at, expires_at, revoked_at, \
-     last_used_at, tools, created_by";
 
 /// The PostgreSQL store: a pool of connections working as `aaf_app`.
 #[derive(Debug, Clone)]
@@ -223,32 +219,14 @@ impl PgStore {
             return Ok(None);
         };
         let mut tx = self.begin_org(&org_id).await?;
-        let row = sqlx::query(
-            "SELECT t.token_hash, t.id AS token_id, u.id AS user_id, u.name AS user_name, u.role, \
-                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
-                    o.created_at AS org_created_at \
-             FROM api_tokens t \
-             JOIN users u ON u.id = t.user_id AND u.org_id = t.org_id \
-             JOIN orgs o ON o.id = t.org_id \
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.deleted_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql::FIND_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if !crate::rows::same_digest(&row.try_get::<String, _>("token_hash")?, token_hash) {
-            return Ok(None);
-        }
-        Ok(Some(TokenPrincipal {
-            token_id: row.try_get("token_id")?,
-            user_id: row.try_get("user_id")?,
-            org: org_from_row(&row, "org_")?,
-            role: row.try_get("role")?,
-            name: row.try_get("user_name")?,
-        }))
+        row.map(|r| token_principal_from_row(&r, token_hash))
+            .transpose()
+            .map(Option::flatten)
     }
 
     pub(crate) async fn find_agent_key(
@@ -259,47 +237,22 @@ impl PgStore {
             return Ok(None);
         };
         let mut tx = self.begin_org(&org_id).await?;
-        let row = sqlx::query(
-            "SELECT k.key_hash, k.id AS key_id, k.expires_at, k.revoked_at, k.tools, \
-                    a.id AS agent_id, a.org_id AS agent_org_id, a.name AS agent_name, \
-                    a.risk_score AS agent_risk_score, a.public_key AS agent_public_key, \
-                    a.created_at AS agent_created_at, \
-                    o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
-                    o.created_at AS org_created_at \
-             FROM agent_keys k \
-             JOIN agents a ON a.id = k.agent_id AND a.org_id = k.org_id \
-             JOIN orgs o ON o.id = a.org_id \
-             WHERE k.key_hash = $1",
-        )
-        .bind(key_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql::FIND_AGENT_KEY)
+            .bind(key_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if !crate::rows::same_digest(&row.try_get::<String, _>("key_hash")?, key_hash) {
-            return Ok(None);
-        }
-        let revoked_at: Option<String> = row.try_get("revoked_at")?;
-        Ok(Some(AgentPrincipal {
-            key_id: row.try_get("key_id")?,
-            agent: agent_from_row(&row, "agent_")?,
-            org: org_from_row(&row, "org_")?,
-            expires_at: row.try_get("expires_at")?,
-            revoked: revoked_at.is_some(),
-            tools: tools_from_row(&row)?,
-        }))
+        row.map(|r| agent_principal_from_row(&r, key_hash))
+            .transpose()
+            .map(Option::flatten)
     }
 
     pub(crate) async fn list_agents(&self, org_id: &str) -> Result<Vec<Agent>, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = $1 ORDER BY created_at, name"
-        ))
-        .bind(org_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(sql::LIST_AGENTS)
+            .bind(org_id)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.iter().map(|r| agent_from_row(r, "")).collect()
     }
@@ -310,26 +263,21 @@ impl PgStore {
         id: &str,
     ) -> Result<Option<Agent>, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql::GET_AGENT)
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
         row.map(|r| agent_from_row(&r, "")).transpose()
     }
 
     pub(crate) async fn list_users(&self, org_id: &str) -> Result<Vec<User>, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND deleted_at IS NULL \
-             ORDER BY created_at, id"
-        ))
-        .bind(org_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(sql::LIST_USERS)
+            .bind(org_id)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -340,13 +288,11 @@ impl PgStore {
         id: &str,
     ) -> Result<Option<User>, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql::GET_USER)
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -357,14 +303,11 @@ impl PgStore {
         agent_id: &str,
     ) -> Result<Vec<AgentKey>, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM agent_keys WHERE org_id = $1 AND agent_id = $2 \
-             ORDER BY created_at, id"
-        ))
-        .bind(org_id)
-        .bind(agent_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(sql::LIST_AGENT_KEYS)
+            .bind(org_id)
+            .bind(agent_id)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.iter().map(key_from_row).collect()
     }
@@ -377,7 +320,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         self.writable()?;
         let mut tx = self.begin_org(org_id).await?;
-        sqlx::query("UPDATE agent_keys SET last_used_at = $1 WHERE org_id = $2 AND id = $3")
+        sqlx::query(sql::TOUCH_AGENT_KEY)
             .bind(now)
             .bind(org_id)
             .bind(key_id)
@@ -398,23 +341,18 @@ impl PgStore {
 
     pub(crate) async fn org_stats(&self, org_id: &str) -> Result<OrgStats, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
-        let agents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE org_id = $1")
+        let agents: i64 = sqlx::query_scalar(sql::COUNT_AGENTS)
             .bind(org_id)
             .fetch_one(&mut *tx)
             .await?;
-        let users: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM users WHERE org_id = $1 AND deleted_at IS NULL",
-        )
-        .bind(org_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows = sqlx::query(
-            "SELECT decision, status, COUNT(*) AS n FROM actions WHERE org_id = $1 \
-             GROUP BY decision, status",
-        )
-        .bind(org_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let users: i64 = sqlx::query_scalar(sql::COUNT_USERS)
+            .bind(org_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows = sqlx::query(sql::COUNT_ACTIONS)
+            .bind(org_id)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         let mut stats = OrgStats {
             agents: u64::try_from(agents).unwrap_or(0),
@@ -437,13 +375,11 @@ impl PgStore {
         id: &str,
     ) -> Result<Option<ActionRecord>, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} FROM actions WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql::GET_ACTION)
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
         row.map(|r| action_from_row(&r)).transpose()
     }
@@ -458,15 +394,12 @@ impl PgStore {
             return Ok(Vec::new());
         };
         let mut tx = self.begin_org(org_id).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 \
-             ORDER BY seq LIMIT $3"
-        ))
-        .bind(org_id)
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(sql::LIST_AUDIT)
+            .bind(org_id)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.iter()
             .map(|r| {
@@ -802,7 +735,7 @@ async fn apply_mutation(
 ) -> Result<(), StoreError> {
     match mutation {
         Mutation::InsertOrg(org) => {
-            sqlx::query("INSERT INTO orgs (id, name, plan, created_at) VALUES ($1, $2, $3, $4)")
+            sqlx::query(sql::INSERT_ORG)
                 .bind(&org.id)
                 .bind(&org.name)
                 .bind(&org.plan)
@@ -812,24 +745,21 @@ async fn apply_mutation(
                 .map_err(|e| conflict(e, "an organisation with this name already exists"))?;
         }
         Mutation::InsertUser(user) => {
-            sqlx::query(
-                "INSERT INTO users (id, org_id, name, role, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&user.id)
-            .bind(&user.org_id)
-            .bind(&user.name)
-            .bind(&user.role)
-            .bind(&user.created_at)
-            .bind(&user.updated_at)
-            .execute(ctx.conn(&user.org_id).await?)
-            .await
-            .map_err(|e| {
-                conflict(
-                    e,
-                    "a user with this name already exists in the organisation",
-                )
-            })?;
+            sqlx::query(sql::INSERT_USER)
+                .bind(&user.id)
+                .bind(&user.org_id)
+                .bind(&user.name)
+                .bind(&user.role)
+                .bind(&user.created_at)
+                .bind(&user.updated_at)
+                .execute(ctx.conn(&user.org_id).await?)
+                .await
+                .map_err(|e| {
+                    conflict(
+                        e,
+                        "a user with this name already exists in the organisation",
+                    )
+                })?;
         }
         Mutation::SetUserRole {
             org_id,
@@ -842,16 +772,13 @@ async fn apply_mutation(
             if current == "admin" && role != "admin" {
                 ensure_other_admin(conn, org_id, user_id).await?;
             }
-            sqlx::query(
-                "UPDATE users SET role = $1, updated_at = $2 \
-                 WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL",
-            )
-            .bind(role)
-            .bind(now)
-            .bind(org_id)
-            .bind(user_id)
-            .execute(conn)
-            .await?;
+            sqlx::query(sql::SET_USER_ROLE)
+                .bind(role)
+                .bind(now)
+                .bind(org_id)
+                .bind(user_id)
+                .execute(conn)
+                .await?;
         }
         Mutation::DeleteUser {
             org_id,
@@ -862,24 +789,18 @@ async fn apply_mutation(
             if current_role(conn, org_id, user_id).await? == "admin" {
                 ensure_other_admin(conn, org_id, user_id).await?;
             }
-            sqlx::query(
-                "UPDATE users SET deleted_at = $1, updated_at = $1 \
-                 WHERE org_id = $2 AND id = $3 AND deleted_at IS NULL",
-            )
-            .bind(now)
-            .bind(org_id)
-            .bind(user_id)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "UPDATE api_tokens SET revoked_at = $1 \
-                 WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(org_id)
-            .bind(user_id)
-            .execute(conn)
-            .await?;
+            sqlx::query(sql::DELETE_USER)
+                .bind(now)
+                .bind(org_id)
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(sql::REVOKE_USER_TOKENS)
+                .bind(now)
+                .bind(org_id)
+                .bind(user_id)
+                .execute(conn)
+                .await?;
         }
         Mutation::InsertToken {
             id,
@@ -890,21 +811,17 @@ async fn apply_mutation(
             prefix,
             created_at,
         } => {
-            let done = sqlx::query(
-                "INSERT INTO api_tokens (id, org_id, user_id, name, token_hash, prefix, created_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
-                   (SELECT 1 FROM users WHERE org_id = $2 AND id = $3 AND deleted_at IS NULL)",
-            )
-            .bind(id)
-            .bind(org_id)
-            .bind(user_id)
-            .bind(name)
-            .bind(token_hash)
-            .bind(prefix)
-            .bind(created_at)
-            .execute(ctx.conn(org_id).await?)
-            .await
-            .map_err(|e| conflict(e, "a token with this hash already exists"))?;
+            let done = sqlx::query(sql::INSERT_TOKEN)
+                .bind(id)
+                .bind(org_id)
+                .bind(user_id)
+                .bind(name)
+                .bind(token_hash)
+                .bind(prefix)
+                .bind(created_at)
+                .execute(ctx.conn(org_id).await?)
+                .await
+                .map_err(|e| conflict(e, "a token with this hash already exists"))?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("user {user_id}")));
             }
@@ -916,50 +833,37 @@ async fn apply_mutation(
                     agent.risk_score
                 )));
             }
-            sqlx::query(
-                "INSERT INTO agents (id, org_id, name, risk_score, public_key, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&agent.id)
-            .bind(&agent.org_id)
-            .bind(&agent.name)
-            .bind(agent.risk_score)
-            .bind(&agent.public_key)
-            .bind(&agent.created_at)
-            .execute(ctx.conn(&agent.org_id).await?)
-            .await
-            .map_err(|e| {
-                conflict(
-                    e,
-                    "an agent with this name already exists in the organisation",
-                )
-            })?;
+            sqlx::query(sql::INSERT_AGENT)
+                .bind(&agent.id)
+                .bind(&agent.org_id)
+                .bind(&agent.name)
+                .bind(agent.risk_score)
+                .bind(&agent.public_key)
+                .bind(&agent.created_at)
+                .execute(ctx.conn(&agent.org_id).await?)
+                .await
+                .map_err(|e| {
+                    conflict(
+                        e,
+                        "an agent with this name already exists in the organisation",
+                    )
+                })?;
         }
         Mutation::InsertAgentKey { key, key_hash } => {
-            let tools = key
-                .tools
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| StoreError::Invalid(format!("key tools: {e}")))?;
-            let done = sqlx::query(
-                "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at, \
-                                         expires_at, tools, created_by) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS \
-                   (SELECT 1 FROM agents WHERE org_id = $2 AND id = $3)",
-            )
-            .bind(&key.id)
-            .bind(&key.org_id)
-            .bind(&key.agent_id)
-            .bind(key_hash)
-            .bind(&key.prefix)
-            .bind(&key.created_at)
-            .bind(&key.expires_at)
-            .bind(tools)
-            .bind(&key.created_by)
-            .execute(ctx.conn(&key.org_id).await?)
-            .await
-            .map_err(|e| conflict(e, "an agent key with this hash already exists"))?;
+            let tools = crate::rows::tools_text(key.tools.as_ref())?;
+            let done = sqlx::query(sql::INSERT_AGENT_KEY)
+                .bind(&key.id)
+                .bind(&key.org_id)
+                .bind(&key.agent_id)
+                .bind(key_hash)
+                .bind(&key.prefix)
+                .bind(&key.created_at)
+                .bind(&key.expires_at)
+                .bind(tools)
+                .bind(&key.created_by)
+                .execute(ctx.conn(&key.org_id).await?)
+                .await
+                .map_err(|e| conflict(e, "an agent key with this hash already exists"))?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("agent {}", key.agent_id)));
             }
@@ -970,17 +874,13 @@ async fn apply_mutation(
             key_id,
             expires_at,
         } => {
-            let done = sqlx::query(
-                "UPDATE agent_keys SET expires_at = \
-                   CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END \
-                 WHERE org_id = $2 AND agent_id = $3 AND id = $4 AND revoked_at IS NULL",
-            )
-            .bind(expires_at)
-            .bind(org_id)
-            .bind(agent_id)
-            .bind(key_id)
-            .execute(ctx.conn(org_id).await?)
-            .await?;
+            let done = sqlx::query(sql::SHORTEN_AGENT_KEY)
+                .bind(expires_at)
+                .bind(org_id)
+                .bind(agent_id)
+                .bind(key_id)
+                .execute(ctx.conn(org_id).await?)
+                .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("live key {key_id}")));
             }
@@ -992,33 +892,20 @@ async fn apply_mutation(
             now,
         } => {
             let conn = ctx.conn(org_id).await?;
-            let revoked: Option<Option<String>> = sqlx::query_scalar(
-                "SELECT revoked_at FROM agent_keys WHERE org_id = $1 AND agent_id = $2 AND id = $3 \
-                 FOR UPDATE",
-            )
-            .bind(org_id)
-            .bind(agent_id)
-            .bind(key_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match revoked {
-                None => return Err(StoreError::NotFound(format!("key {key_id}"))),
-                Some(Some(at)) => {
-                    return Err(StoreError::Conflict(format!(
-                        "key {key_id} was already revoked at {at}"
-                    )))
-                }
-                Some(None) => {}
-            }
-            sqlx::query(
-                "UPDATE agent_keys SET revoked_at = $1 WHERE org_id = $2 AND agent_id = $3 AND id = $4",
-            )
-            .bind(now)
-            .bind(org_id)
-            .bind(agent_id)
-            .bind(key_id)
-            .execute(conn)
-            .await?;
+            let revoked: Option<Option<String>> = sqlx::query_scalar(sql::KEY_REVOKED_AT_LOCKED)
+                .bind(org_id)
+                .bind(agent_id)
+                .bind(key_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            crate::rows::check_revocable(key_id, revoked)?;
+            sqlx::query(sql::REVOKE_AGENT_KEY)
+                .bind(now)
+                .bind(org_id)
+                .bind(agent_id)
+                .bind(key_id)
+                .execute(conn)
+                .await?;
         }
         Mutation::UseNonce {
             org_id,
@@ -1026,17 +913,14 @@ async fn apply_mutation(
             nonce,
             expires_at,
         } => {
-            sqlx::query(
-                "INSERT INTO signature_nonces (org_id, agent_id, nonce, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(org_id)
-            .bind(agent_id)
-            .bind(nonce)
-            .bind(expires_at)
-            .execute(ctx.conn(org_id).await?)
-            .await
-            .map_err(|e| conflict(e, "the signature nonce was used before"))?;
+            sqlx::query(sql::USE_NONCE)
+                .bind(org_id)
+                .bind(agent_id)
+                .bind(nonce)
+                .bind(expires_at)
+                .execute(ctx.conn(org_id).await?)
+                .await
+                .map_err(|e| conflict(e, "the signature nonce was used before"))?;
         }
     }
     Ok(())
@@ -1049,14 +933,12 @@ async fn current_role(
     org_id: &str,
     user_id: &str,
 ) -> Result<String, StoreError> {
-    sqlx::query_scalar(
-        "SELECT role FROM users WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
-    )
-    .bind(org_id)
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))
+    sqlx::query_scalar(sql::CURRENT_ROLE_LOCKED)
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))
 }
 
 /// [`StoreError::Conflict`] unless the organisation has a current admin other than `user_id`.
@@ -1066,19 +948,10 @@ async fn ensure_other_admin(
     org_id: &str,
     user_id: &str,
 ) -> Result<(), StoreError> {
-    let others: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM users WHERE org_id = $1 AND role = 'admin' AND deleted_at IS NULL \
-         AND id <> $2 FOR UPDATE",
-    )
-    .bind(org_id)
-    .bind(user_id)
-    .fetch_all(conn)
-    .await?;
-    if others.is_empty() {
-        return Err(StoreError::Conflict(
-            "the organisation must keep at least one admin: make another user admin first"
-                .to_string(),
-        ));
-    }
-    Ok(())
+    let others: Vec<String> = sqlx::query_scalar(sql::OTHER_ADMINS_LOCKED)
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_all(conn)
+        .await?;
+    crate::rows::check_other_admins(others.len())
 }

@@ -12,7 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::model::{ActionRecord, Agent, AgentKey, Org, User};
+use crate::model::{ActionRecord, Agent, AgentKey, AgentPrincipal, Org, TokenPrincipal, User};
 use crate::StoreError;
 
 /// A column type the store reads.
@@ -227,4 +227,75 @@ pub(crate) fn tools_from_row(row: &impl DbRow) -> Result<Option<Vec<String>>, St
 pub(crate) fn same_digest(stored: &str, presented: &str) -> bool {
     use subtle::ConstantTimeEq as _;
     stored.len() == presented.len() && bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+/// A [`TokenPrincipal`] from a [`crate::sql::FIND_TOKEN`] row; `None` unless its stored
+/// digest equals `presented` (compared in constant time).
+pub(crate) fn token_principal_from_row(
+    row: &impl DbRow,
+    presented: &str,
+) -> Result<Option<TokenPrincipal>, StoreError> {
+    if !same_digest(&row.col::<String>("token_hash")?, presented) {
+        return Ok(None);
+    }
+    Ok(Some(TokenPrincipal {
+        token_id: row.col("token_id")?,
+        user_id: row.col("user_id")?,
+        org: org_from_row(row, "org_")?,
+        role: row.col("role")?,
+        name: row.col("user_name")?,
+    }))
+}
+
+/// An [`AgentPrincipal`] from a [`crate::sql::FIND_AGENT_KEY`] row; `None` unless its stored
+/// digest equals `presented` (compared in constant time).
+pub(crate) fn agent_principal_from_row(
+    row: &impl DbRow,
+    presented: &str,
+) -> Result<Option<AgentPrincipal>, StoreError> {
+    if !same_digest(&row.col::<String>("key_hash")?, presented) {
+        return Ok(None);
+    }
+    let revoked_at: Option<String> = row.col("revoked_at")?;
+    Ok(Some(AgentPrincipal {
+        key_id: row.col("key_id")?,
+        agent: agent_from_row(row, "agent_")?,
+        org: org_from_row(row, "org_")?,
+        expires_at: row.col("expires_at")?,
+        revoked: revoked_at.is_some(),
+        tools: tools_from_row(row)?,
+    }))
+}
+
+/// The `tools` column's text for a key's tool list (`None` = every tool).
+pub(crate) fn tools_text(tools: Option<&Vec<String>>) -> Result<Option<String>, StoreError> {
+    tools
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(format!("key tools: {e}")))
+}
+
+/// Whether a key may be revoked, given its `revoked_at` as read (`None`: no such key).
+pub(crate) fn check_revocable(
+    key_id: &str,
+    revoked: Option<Option<String>>,
+) -> Result<(), StoreError> {
+    match revoked {
+        None => Err(StoreError::NotFound(format!("key {key_id}"))),
+        Some(Some(at)) => Err(StoreError::Conflict(format!(
+            "key {key_id} was already revoked at {at}"
+        ))),
+        Some(None) => Ok(()),
+    }
+}
+
+/// [`StoreError::Conflict`] when no other admin would be left.
+pub(crate) fn check_other_admins(others: usize) -> Result<(), StoreError> {
+    if others == 0 {
+        return Err(StoreError::Conflict(
+            "the organisation must keep at least one admin: make another user admin first"
+                .to_string(),
+        ));
+    }
+    Ok(())
 }

@@ -31,7 +31,7 @@ use crate::model::{
     ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, NewEvent, Org, OrgStats,
     StoreOptions, TokenPrincipal, User, WriteUnit,
 };
-use crate::StoreError;
+use crate::{sql, StoreError};
 
 mod identity;
 
@@ -62,10 +62,6 @@ macro_rules! action_columns {
          reason, risk_level, status, policies, result, created_at, updated_at"
     };
 }
-const ACTION_COLUMNS: &str = action_columns!();
-
-/// Columns of `agents`, in select order.
-const AGENT_COLUMNS: &str = "id, org_id, name, risk_score, public_key, created_at";
 
 const INSERT_ACTION: &str = concat!(
     "INSERT INTO actions (",
@@ -230,12 +226,10 @@ impl SqliteStore {
     }
 
     pub(crate) async fn list_agents(&self, org_id: &str) -> Result<Vec<Agent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? ORDER BY created_at, name"
-        ))
-        .bind(org_id)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(sql::LIST_AGENTS)
+            .bind(org_id)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(|r| agent_from_row(r, "")).collect()
     }
 
@@ -244,13 +238,11 @@ impl SqliteStore {
         org_id: &str,
         id: &str,
     ) -> Result<Option<Agent>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row = sqlx::query(sql::GET_AGENT)
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.map(|r| agent_from_row(&r, "")).transpose()
     }
 
@@ -274,18 +266,14 @@ impl SqliteStore {
             }
         };
         let mut stats = OrgStats {
-            agents: count("SELECT COUNT(*) FROM agents WHERE org_id = ?").await?,
-            users: count("SELECT COUNT(*) FROM users WHERE org_id = ? AND deleted_at IS NULL")
-                .await?,
+            agents: count(sql::COUNT_AGENTS).await?,
+            users: count(sql::COUNT_USERS).await?,
             ..OrgStats::default()
         };
-        let rows = sqlx::query(
-            "SELECT decision, status, COUNT(*) AS n FROM actions WHERE org_id = ? \
-             GROUP BY decision, status",
-        )
-        .bind(org_id)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(sql::COUNT_ACTIONS)
+            .bind(org_id)
+            .fetch_all(&self.reader)
+            .await?;
         for row in rows {
             let decision: String = row.try_get("decision")?;
             let status: String = row.try_get("status")?;
@@ -317,11 +305,16 @@ impl SqliteStore {
     }
 
     /// Sets `last_used_at` of a key (not audited; precision is the caller's).
-    pub(crate) async fn touch_agent_key(&self, key_id: &str, now: &str) -> Result<(), StoreError> {
-        let (key_id, now) = (key_id.to_string(), now.to_string());
+    pub(crate) async fn touch_agent_key(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let (org_id, key_id, now) = (org_id.to_string(), key_id.to_string(), now.to_string());
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE agent_keys SET last_used_at = ? WHERE id = ?")?
-                .execute(params![now, key_id])?;
+            conn.prepare_cached(sql::TOUCH_AGENT_KEY)?
+                .execute(params![now, org_id, key_id])?;
             Ok(())
         })
         .await
@@ -344,13 +337,11 @@ impl SqliteStore {
         org_id: &str,
         id: &str,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} FROM actions WHERE org_id = ? AND id = ?"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row = sqlx::query(sql::GET_ACTION)
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.map(|r| action_from_row(&r)).transpose()
     }
 
@@ -363,15 +354,12 @@ impl SqliteStore {
         let Ok(after_seq) = i64::try_from(after_seq) else {
             return Ok(Vec::new());
         };
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE org_id = ? AND seq > ? \
-             ORDER BY seq LIMIT ?"
-        ))
-        .bind(org_id)
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(sql::LIST_AUDIT)
+            .bind(org_id)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|r| {
                 event_from_row(r).map_err(|(seq, reason)| {

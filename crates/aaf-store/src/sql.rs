@@ -1,0 +1,135 @@
+//! SQL shared by the SQLite and PostgreSQL backends, so that both filter and check exactly
+//! the same way (every statement on a tenant table names its `org_id`).
+//!
+//! Placeholders are `$1`, `$2`, ... numbered in order of first appearance: PostgreSQL's own
+//! syntax, and in SQLite a named parameter whose index is its first appearance, so one
+//! positional list of values serves both. A `_LOCKED` variant adds PostgreSQL's
+//! `FOR UPDATE` (SQLite's write transactions are exclusive already).
+
+macro_rules! shared {
+    ($($(#[$doc:meta])+ $name:ident = $sql:expr;)*) => {$(
+        $(#[$doc])+
+        pub(crate) const $name: &str = $sql;
+    )*};
+}
+
+macro_rules! current_role {
+    () => {
+        "SELECT role FROM users WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL"
+    };
+}
+macro_rules! other_admins {
+    () => {
+        "SELECT id FROM users WHERE org_id = $1 AND role = 'admin' AND deleted_at IS NULL \
+         AND id <> $2"
+    };
+}
+macro_rules! key_revoked_at {
+    () => {
+        "SELECT revoked_at FROM agent_keys WHERE org_id = $1 AND agent_id = $2 AND id = $3"
+    };
+}
+
+shared! {
+    /// `(org_id, user_id)` → the role of a current user.
+    CURRENT_ROLE = current_role!();
+    /// [`CURRENT_ROLE`], row locked (PostgreSQL).
+    CURRENT_ROLE_LOCKED = concat!(current_role!(), " FOR UPDATE");
+    /// `(org_id, user_id)` → ids of the other current admins.
+    OTHER_ADMINS = other_admins!();
+    /// [`OTHER_ADMINS`], rows locked (PostgreSQL).
+    OTHER_ADMINS_LOCKED = concat!(other_admins!(), " FOR UPDATE");
+    /// `(org_id, agent_id, key_id)` → the key's `revoked_at`.
+    KEY_REVOKED_AT = key_revoked_at!();
+    /// [`KEY_REVOKED_AT`], row locked (PostgreSQL).
+    KEY_REVOKED_AT_LOCKED = concat!(key_revoked_at!(), " FOR UPDATE");
+    /// `(id, name, plan, created_at)`.
+    INSERT_ORG = "INSERT INTO orgs (id, name, plan, created_at) VALUES ($1, $2, $3, $4)";
+    /// `(id, org_id, name, role, created_at, updated_at)`.
+    INSERT_USER = "INSERT INTO users (id, org_id, name, role, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)";
+    /// `(role, now, org_id, user_id)`.
+    SET_USER_ROLE = "UPDATE users SET role = $1, updated_at = $2 \
+         WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL";
+    /// `(now, org_id, user_id)`.
+    DELETE_USER = "UPDATE users SET deleted_at = $1, updated_at = $1 \
+         WHERE org_id = $2 AND id = $3 AND deleted_at IS NULL";
+    /// `(now, org_id, user_id)`.
+    REVOKE_USER_TOKENS = "UPDATE api_tokens SET revoked_at = $1 \
+         WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL";
+    /// `(id, org_id, user_id, name, token_hash, prefix, created_at)`; inserts nothing unless
+    /// the user is a current user of the organisation.
+    INSERT_TOKEN = "INSERT INTO api_tokens (id, org_id, user_id, name, token_hash, prefix, created_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
+           (SELECT 1 FROM users WHERE org_id = $2 AND id = $3 AND deleted_at IS NULL)";
+    /// `(id, org_id, name, risk_score, public_key, created_at)`.
+    INSERT_AGENT = "INSERT INTO agents (id, org_id, name, risk_score, public_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)";
+    /// `(id, org_id, agent_id, key_hash, prefix, created_at, expires_at, tools, created_by)`;
+    /// inserts nothing unless the agent is the organisation's.
+    INSERT_AGENT_KEY = "INSERT INTO agent_keys (id, org_id, agent_id, key_hash, prefix, created_at, \
+                                 expires_at, tools, created_by) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS \
+           (SELECT 1 FROM agents WHERE org_id = $2 AND id = $3)";
+    /// `(expires_at, org_id, agent_id, key_id)`: the earlier of the two expiries.
+    SHORTEN_AGENT_KEY = "UPDATE agent_keys SET expires_at = \
+           CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END \
+         WHERE org_id = $2 AND agent_id = $3 AND id = $4 AND revoked_at IS NULL";
+    /// `(now, org_id, agent_id, key_id)`.
+    REVOKE_AGENT_KEY = "UPDATE agent_keys SET revoked_at = $1 \
+         WHERE org_id = $2 AND agent_id = $3 AND id = $4";
+    /// `(org_id, agent_id, nonce, expires_at)`.
+    USE_NONCE = "INSERT INTO signature_nonces (org_id, agent_id, nonce, expires_at) \
+         VALUES ($1, $2, $3, $4)";
+    /// `(now, org_id, key_id)`.
+    TOUCH_AGENT_KEY = "UPDATE agent_keys SET last_used_at = $1 WHERE org_id = $2 AND id = $3";
+    /// `(token_hash)` → the live token of a current user, with the user and organisation.
+    FIND_TOKEN = "SELECT t.token_hash, t.id AS token_id, u.id AS user_id, u.name AS user_name, u.role, \
+                o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
+                o.created_at AS org_created_at \
+         FROM api_tokens t \
+         JOIN users u ON u.id = t.user_id AND u.org_id = t.org_id \
+         JOIN orgs o ON o.id = t.org_id \
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.deleted_at IS NULL";
+    /// `(key_hash)` → the key (revoked and expired included), its agent and organisation.
+    FIND_AGENT_KEY = "SELECT k.key_hash, k.id AS key_id, k.expires_at, k.revoked_at, k.tools, \
+                a.id AS agent_id, a.org_id AS agent_org_id, a.name AS agent_name, \
+                a.risk_score AS agent_risk_score, a.public_key AS agent_public_key, \
+                a.created_at AS agent_created_at, \
+                o.id AS org_id, o.name AS org_name, o.plan AS org_plan, \
+                o.created_at AS org_created_at \
+         FROM agent_keys k \
+         JOIN agents a ON a.id = k.agent_id AND a.org_id = k.org_id \
+         JOIN orgs o ON o.id = a.org_id \
+         WHERE k.key_hash = $1";
+    /// `(org_id)` → current users, oldest first.
+    LIST_USERS = "SELECT id, org_id, name, role, created_at, updated_at FROM users \
+         WHERE org_id = $1 AND deleted_at IS NULL ORDER BY created_at, id";
+    /// `(org_id, id)` → a current user.
+    GET_USER = "SELECT id, org_id, name, role, created_at, updated_at FROM users \
+         WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL";
+    /// `(org_id, agent_id)` → the agent's keys without hashes, oldest first.
+    LIST_AGENT_KEYS = "SELECT id, org_id, agent_id, prefix, created_at, expires_at, revoked_at, \
+                last_used_at, tools, created_by FROM agent_keys \
+         WHERE org_id = $1 AND agent_id = $2 ORDER BY created_at, id";
+    /// `(org_id)` → agents, oldest first.
+    LIST_AGENTS = "SELECT id, org_id, name, risk_score, public_key, created_at FROM agents \
+         WHERE org_id = $1 ORDER BY created_at, name";
+    /// `(org_id, id)` → an agent.
+    GET_AGENT = "SELECT id, org_id, name, risk_score, public_key, created_at FROM agents \
+         WHERE org_id = $1 AND id = $2";
+    /// `(org_id)` → how many agents.
+    COUNT_AGENTS = "SELECT COUNT(*) FROM agents WHERE org_id = $1";
+    /// `(org_id)` → how many current users.
+    COUNT_USERS = "SELECT COUNT(*) FROM users WHERE org_id = $1 AND deleted_at IS NULL";
+    /// `(org_id)` → `(decision, status, n)` rows.
+    COUNT_ACTIONS = "SELECT decision, status, COUNT(*) AS n FROM actions WHERE org_id = $1 \
+         GROUP BY decision, status";
+    /// `(org_id, id)` → an action.
+    GET_ACTION = "SELECT id, org_id, agent_id, tool, operation, params, context, decision, \
+                reason, risk_level, status, policies, result, created_at, updated_at \
+         FROM actions WHERE org_id = $1 AND id = $2";
+    /// `(org_id, after_seq, limit)` → a page of the chain.
+    LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
+         FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+}
