@@ -425,6 +425,12 @@ impl Store {
         }
     }
 
+    /// Whether writes block the calling thread (SQLite), so that the group-commit writer
+    /// wants a thread of its own.
+    pub(crate) fn blocking_writes(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite(_))
+    }
+
     /// [`Store::commit`] of units already prepared, for the group-commit writer: on SQLite
     /// it runs on the calling thread, blocking it until the transaction is committed (the
     /// writer owns a thread of its own, so every statement runs without a thread hop); on

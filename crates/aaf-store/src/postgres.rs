@@ -50,6 +50,44 @@ pub(crate) struct PgStore {
     read_only: bool,
 }
 
+/// Applies pending migrations when connected as the schema's owner (or to an empty
+/// database); when connected as another role (a login member of `aaf_app`), only checks that
+/// every migration was applied, since that role may not change the schema.
+async fn migrate(conn: &mut PgConnection) -> Result<(), StoreError> {
+    let owner: Option<bool> = sqlx::query_scalar(
+        "SELECT tableowner = current_user FROM pg_tables \
+         WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if owner != Some(false) {
+        MIGRATOR.run(conn).await?;
+        return Ok(());
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot read the schema version as a non-owner role: {e}"
+                ))
+            })?;
+    let missing: Vec<String> = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    if !missing.is_empty() {
+        return Err(StoreError::Unavailable(format!(
+            "the database schema is out of date (missing migrations: {}); this role does not own \
+             the schema, so start AAF once with the owner's URL to migrate",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Sets the organisation of the rest of the transaction (row-level security).
 async fn set_org(conn: &mut PgConnection, org_id: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT set_config('app.org_id', $1, true)")
@@ -87,11 +125,11 @@ impl PgStore {
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("database url: {e}")))?;
         if !opts.read_only {
-            let mut owner = PgConnection::connect_with(&connect).await.map_err(|e| {
+            let mut conn = PgConnection::connect_with(&connect).await.map_err(|e| {
                 StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
             })?;
-            let migrated = MIGRATOR.run(&mut owner).await;
-            let _ = owner.close().await;
+            let migrated = migrate(&mut conn).await;
+            let _ = conn.close().await;
             migrated?;
         }
         let pool = PgPoolOptions::new()

@@ -59,28 +59,37 @@ impl AuditWriter {
         let max_batch = max_batch.max(1);
         let (queue, requests) = mpsc::channel(max_batch.saturating_mul(4));
         let (stop, stopped) = watch::channel(false);
-        // The writer runs on a thread and runtime of its own: on the shared runtime its task
-        // would wait behind HTTP tasks after every database round trip, which stretches each
-        // commit and so caps throughput (batches are bounded by the requests in flight).
-        let (done_tx, done_rx) = oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("aaf-audit-writer".to_string())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(run(store, requests, stopped, max_batch)),
-                    Err(e) => tracing::error!(error = %e, "cannot start the audit writer runtime"),
-                }
-                let _ = done_tx.send(());
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the audit writer thread");
-        }
-        let task = tokio::spawn(async move {
-            let _ = done_rx.await;
-        });
+        let task = if store.blocking_writes() {
+            // SQLite: the writer runs on a thread and runtime of its own, where its blocking
+            // commits hold up nothing else; on the shared runtime its task would also wait
+            // behind HTTP tasks after every database round trip, which stretches each commit
+            // and so caps throughput (batches are bounded by the requests in flight).
+            let (done_tx, done_rx) = oneshot::channel::<()>();
+            let spawned = std::thread::Builder::new()
+                .name("aaf-audit-writer".to_string())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime.block_on(run(store, requests, stopped, max_batch)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start the audit writer runtime")
+                        }
+                    }
+                    let _ = done_tx.send(());
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the audit writer thread");
+            }
+            tokio::spawn(async move {
+                let _ = done_rx.await;
+            })
+        } else {
+            // PostgreSQL: commits are asynchronous, and the pool's connections must belong to
+            // the runtime that outlives the writer, so the task runs on the caller's runtime.
+            tokio::spawn(run(store, requests, stopped, max_batch))
+        };
         AuditWriter {
             inner: Arc::new(Inner {
                 queue,

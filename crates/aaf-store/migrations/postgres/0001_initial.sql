@@ -148,8 +148,11 @@ $$;
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION aaf_audit_append_only();
 
--- Privileges of the server's role: audit events can only be read and appended.
+-- Privileges of the server's role: audit events can only be read and appended. It may read
+-- which migrations were applied (sqlx creates _sqlx_migrations before this script runs), so a
+-- node that logs in as a non-owner can check that the schema is current.
 GRANT USAGE ON SCHEMA public TO aaf_app;
+GRANT SELECT ON _sqlx_migrations TO aaf_app;
 GRANT SELECT, INSERT ON orgs, audit_events TO aaf_app;
 GRANT SELECT, INSERT, UPDATE ON users, api_tokens, agents, agent_keys, actions, audit_heads TO aaf_app;
 GRANT SELECT, INSERT, DELETE ON signature_nonces TO aaf_app;

@@ -3,12 +3,25 @@
 use aaf_core::audit::{event_types, GENESIS_HASH};
 use aaf_store::{ActionWrite, NewEvent, Store, StoreError, StoreOptions, WriteUnit, SYSTEM_CHAIN};
 use serde_json::json;
-use sqlx::Row;
 
 use crate::common::{
     self, action, action_unit, assert_all_chains_verify, org_with_agent, ts, TestDb,
 };
 
+/// The tables every migrated database has.
+const TABLES: [&str; 9] = [
+    "actions",
+    "agent_keys",
+    "agents",
+    "api_tokens",
+    "audit_events",
+    "audit_heads",
+    "orgs",
+    "signature_nonces",
+    "users",
+];
+
+// SQLite only: the data directory (created, mode 0700) and WAL journaling are SQLite's.
 #[tokio::test]
 async fn open_creates_the_directory_and_migrates() {
     let parent = tempfile::tempdir().unwrap();
@@ -23,25 +36,6 @@ async fn open_creates_the_directory_and_migrates() {
         assert_eq!(mode & 0o777, 0o700, "data dir mode {mode:o}");
     }
     let mut raw = common::raw(&dir).await;
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .fetch_all(&mut raw)
-            .await
-            .unwrap();
-    for table in [
-        "actions",
-        "agent_keys",
-        "agents",
-        "api_tokens",
-        "audit_events",
-        "audit_heads",
-        "orgs",
-    ] {
-        assert!(
-            tables.iter().any(|t| t == table),
-            "missing table {table}: {tables:?}"
-        );
-    }
     let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut raw)
         .await
@@ -53,6 +47,33 @@ async fn open_creates_the_directory_and_migrates() {
     assert!(again.verify_audit().await.unwrap().is_empty());
 }
 
+both_backends!(migrations_create_every_table_and_reopening_applies_nothing);
+async fn migrations_create_every_table_and_reopening_applies_nothing(db: TestDb) {
+    let mut raw = db.raw().await;
+    let tables = raw.tables().await;
+    for table in TABLES {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "missing table {table}: {tables:?}"
+        );
+    }
+    let migrations: i64 = raw
+        .scalar("SELECT COUNT(*) FROM _sqlx_migrations", &[])
+        .await;
+    assert!(migrations >= 1);
+    assert!(db.store.verify_audit().await.unwrap().is_empty());
+    // Opening again (migrations already applied) works and sees nothing new.
+    let again = db.reopen().await;
+    assert!(again.verify_audit().await.unwrap().is_empty());
+    again.close().await;
+    let after: i64 = raw
+        .scalar("SELECT COUNT(*) FROM _sqlx_migrations", &[])
+        .await;
+    assert_eq!(after, migrations);
+    assert_eq!(raw.tables().await, tables);
+}
+
+// SQLite only: `synchronous` and the busy timeout are SQLite options.
 #[tokio::test]
 async fn normal_synchronous_and_busy_timeout_options_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,9 +88,8 @@ async fn normal_synchronous_and_busy_timeout_options_open() {
     assert_eq!(store.get_org(&org.id).await.unwrap().unwrap(), org);
 }
 
-#[tokio::test]
-async fn orgs_and_admin_tokens() {
-    let db = TestDb::new().await;
+both_backends!(orgs_and_admin_tokens);
+async fn orgs_and_admin_tokens(db: TestDb) {
     let store = &db.store;
     let org = store
         .create_org_with_admin_token(
@@ -130,11 +150,11 @@ async fn orgs_and_admin_tokens() {
 
     // A revoked token is not found.
     let mut raw = db.raw().await;
-    sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE token_hash = 'h1'")
-        .bind(ts(7))
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    raw.exec(
+        "UPDATE api_tokens SET revoked_at = ? WHERE token_hash = 'h1'",
+        &[ts(7).into()],
+    )
+    .await;
     assert!(store.find_token("h1").await.unwrap().is_none());
     assert_eq!(
         assert_all_chains_verify(store).await,
@@ -142,9 +162,8 @@ async fn orgs_and_admin_tokens() {
     );
 }
 
-#[tokio::test]
-async fn agents_and_keys() {
-    let db = TestDb::new().await;
+both_backends!(agents_and_keys);
+async fn agents_and_keys(db: TestDb) {
     let store = &db.store;
     let (org, agent) = org_with_agent(store, "acme").await;
     assert_eq!(agent.org_id, org.id);
@@ -194,13 +213,11 @@ async fn agents_and_keys() {
 
     // Revocation and expiry are reported.
     let mut raw = db.raw().await;
-    sqlx::query("UPDATE agent_keys SET revoked_at = ?, expires_at = ? WHERE key_hash = ?")
-        .bind(ts(9))
-        .bind(ts(8))
-        .bind("keyhash-acme")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    raw.exec(
+        "UPDATE agent_keys SET revoked_at = ?, expires_at = ? WHERE key_hash = ?",
+        &[ts(9).into(), ts(8).into(), "keyhash-acme".into()],
+    )
+    .await;
     let principal = store.find_agent_key("keyhash-acme").await.unwrap().unwrap();
     assert!(principal.revoked);
     assert_eq!(principal.expires_at, Some(ts(8)));
@@ -222,9 +239,8 @@ async fn agents_and_keys() {
     assert_eq!(assert_all_chains_verify(store).await.len(), 2);
 }
 
-#[tokio::test]
-async fn actions_are_inserted_updated_and_scoped_to_their_org() {
-    let db = TestDb::new().await;
+both_backends!(actions_are_inserted_updated_and_scoped_to_their_org);
+async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
     let store = &db.store;
     let (org, agent) = org_with_agent(store, "acme").await;
     let (other, _) = org_with_agent(store, "globex").await;
@@ -313,9 +329,8 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org() {
     assert_all_chains_verify(store).await;
 }
 
-#[tokio::test]
-async fn one_batch_appends_to_several_chains_in_unit_order() {
-    let db = TestDb::new().await;
+both_backends!(one_batch_appends_to_several_chains_in_unit_order);
+async fn one_batch_appends_to_several_chains_in_unit_order(db: TestDb) {
     let store = &db.store;
     let (a, agent_a) = org_with_agent(store, "a").await;
     let (b, agent_b) = org_with_agent(store, "b").await;
@@ -372,22 +387,18 @@ async fn one_batch_appends_to_several_chains_in_unit_order() {
     assert_eq!(counts, expected);
 
     let mut raw = db.raw().await;
-    let heads = sqlx::query("SELECT org_id, seq FROM audit_heads ORDER BY org_id")
-        .fetch_all(&mut raw)
-        .await
-        .unwrap();
+    let heads: Vec<(String, i64)> = raw
+        .rows("SELECT org_id, seq FROM audit_heads ORDER BY org_id", &[])
+        .await;
     assert_eq!(heads.len(), 3);
-    for row in heads {
-        let org: String = row.get("org_id");
-        let seq: i64 = row.get("seq");
+    for (org, seq) in heads {
         let expected_seq = expected.iter().find(|(o, _)| *o == org).unwrap().1;
         assert_eq!(seq as u64, expected_seq);
     }
 }
 
-#[tokio::test]
-async fn list_audit_pages_in_seq_order() {
-    let db = TestDb::new().await;
+both_backends!(list_audit_pages_in_seq_order);
+async fn list_audit_pages_in_seq_order(db: TestDb) {
     let store = &db.store;
     let (org, agent) = org_with_agent(store, "acme").await;
     let units: Vec<WriteUnit> = (0..10)
@@ -416,6 +427,8 @@ async fn list_audit_pages_in_seq_order() {
     assert!(store.list_audit("other", 0, 10).await.unwrap().is_empty());
 }
 
+// SQLite only: a read-only open of a data directory (a missing file is an error, nothing is
+// created). PostgreSQL's read-only open is tested in postgres_rls.rs.
 #[tokio::test]
 async fn read_only_store_reads_and_never_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -449,10 +462,9 @@ async fn read_only_store_reads_and_never_writes() {
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn reopening_keeps_the_chain_and_appends_continue_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path()).await;
+both_backends!(reopening_keeps_the_chain_and_appends_continue_it);
+async fn reopening_keeps_the_chain_and_appends_continue_it(db: TestDb) {
+    let store = db.store.clone();
     let (org, agent) = org_with_agent(&store, "acme").await;
     let first = store
         .commit(&[action_unit(&org, &agent, "a1", 1)])
@@ -464,8 +476,12 @@ async fn reopening_keeps_the_chain_and_appends_continue_it() {
         StoreError::Unavailable(_)
     ));
     drop(store);
+    assert!(matches!(
+        db.store.get_org(&org.id).await.unwrap_err(),
+        StoreError::Unavailable(_)
+    ));
 
-    let store = common::open(dir.path()).await;
+    let store = db.reopen().await;
     let second = store
         .commit(&[action_unit(&org, &agent, "a2", 2)])
         .await
@@ -479,19 +495,20 @@ async fn reopening_keeps_the_chain_and_appends_continue_it() {
     assert!(store.get_action(&org.id, "a1").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn audit_events_reject_plain_updates_and_deletes() {
-    let db = TestDb::new().await;
+both_backends!(audit_events_reject_plain_updates_and_deletes);
+async fn audit_events_reject_plain_updates_and_deletes(db: TestDb) {
     let (org, _) = org_with_agent(&db.store, "acme").await;
     let mut raw = db.raw().await;
-    let err = sqlx::query("UPDATE audit_events SET data = '{}' WHERE org_id = ?")
-        .bind(&org.id)
-        .execute(&mut raw)
+    let err = raw
+        .try_exec(
+            "UPDATE audit_events SET data = '{}' WHERE org_id = ?",
+            &[(&org.id).into()],
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = sqlx::query("DELETE FROM audit_events")
-        .execute(&mut raw)
+    let err = raw
+        .try_exec("DELETE FROM audit_events", &[])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");

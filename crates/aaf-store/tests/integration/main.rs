@@ -1,10 +1,17 @@
-//! Integration tests of the store on real SQLite files: one test binary, one module per area.
+//! Integration tests of the store on real databases: one test binary, one module per area.
+//!
+//! Most tests run on both backends (`<test>::sqlite` and `<test>::postgres`, see
+//! `common::both_backends!`); PostgreSQL comes from `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), and its tests are skipped with a notice when
+//! it cannot be reached unless `REQUIRE_POSTGRES_TESTS=1`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 mod identity;
 mod lifecycle;
+mod postgres_rls;
 mod python_verifier;
 mod tamper;
 mod writer;

@@ -99,13 +99,13 @@ fn awkward_numbers() -> Vec<Value> {
     numbers
 }
 
-#[tokio::test]
-async fn python_snippet_verifies_exports_and_catches_tampering() {
+// Both backends: the verifier reads exports (what `list_audit` returns), not the database.
+both_backends!(python_snippet_verifies_exports_and_catches_tampering);
+async fn python_snippet_verifies_exports_and_catches_tampering(db: TestDb) {
     if !python_available() {
         println!("python3 not found: the docs/audit.md verifier was not exercised");
         return;
     }
-    let db = TestDb::new().await;
     let (org, agent) = org_with_agent(&db.store, "acme").await;
     let mut units: Vec<WriteUnit> = (0..5)
         .map(|i| action_unit(&org, &agent, &format!("a{i}"), i))

@@ -1,16 +1,15 @@
-//! Tampering with a real database file through a separate raw connection, as an attacker
-//! with the file would: every kind of change is reported at the first bad seq.
+//! Tampering with a real database through a separate raw connection, as an attacker with
+//! the SQLite file or the PostgreSQL owner's password would: every kind of change is
+//! reported at the first bad seq, on both backends.
 
 use aaf_core::audit::{event_hash, AuditEvent, ChainError, ChainErrorKind};
 use aaf_store::{Org, Store};
 use serde_json::json;
-use sqlx::SqliteConnection;
 
-use crate::common::{action_unit, assert_all_chains_verify, org_with_agent, TestDb};
+use crate::common::{action_unit, assert_all_chains_verify, org_with_agent, Raw, TestDb, Val};
 
 /// A database with two orgs; `acme` has 3 setup events + 2 * 10 action events = seq 1..=23.
-async fn setup() -> (TestDb, Org, Org, SqliteConnection) {
-    let db = TestDb::new().await;
+async fn setup(db: TestDb) -> (TestDb, Org, Org, Raw) {
     let (org, agent) = org_with_agent(&db.store, "acme").await;
     let (other, other_agent) = org_with_agent(&db.store, "globex").await;
     let units: Vec<_> = (0..10)
@@ -25,14 +24,7 @@ async fn setup() -> (TestDb, Org, Org, SqliteConnection) {
     assert_all_chains_verify(&db.store).await;
     let mut raw = db.raw().await;
     // The append-only triggers stop mistakes, not someone who has the file.
-    sqlx::query("DROP TRIGGER audit_events_no_update")
-        .execute(&mut raw)
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER audit_events_no_delete")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    raw.drop_append_only_triggers().await;
     (db, org, other, raw)
 }
 
@@ -62,17 +54,14 @@ async fn broken_chain(store: &Store, tampered: &Org, untouched: &Org) -> ChainEr
     failure
 }
 
-async fn exec(raw: &mut SqliteConnection, sql: &str, org: &Org) {
-    sqlx::query(sql)
-        .bind(&org.id)
-        .execute(&mut *raw)
-        .await
-        .unwrap();
+/// Runs `sql` with the org's id as its one bind value.
+async fn exec(raw: &mut Raw, sql: &str, org: &Org) {
+    raw.exec(sql, &[(&org.id).into()]).await;
 }
 
-#[tokio::test]
-async fn changed_event_data_is_detected_at_its_seq() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(changed_event_data_is_detected_at_its_seq);
+async fn changed_event_data_is_detected_at_its_seq(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(
         &mut raw,
         r#"UPDATE audit_events SET data = '{"decision":"deny"}' WHERE org_id = ? AND seq = 9"#,
@@ -84,17 +73,17 @@ async fn changed_event_data_is_detected_at_its_seq() {
     assert!(matches!(e.kind, ChainErrorKind::HashMismatch { .. }), "{e}");
 }
 
-#[tokio::test]
-async fn reformatted_but_equal_data_still_verifies() {
+both_backends!(reformatted_but_equal_data_still_verifies);
+async fn reformatted_but_equal_data_still_verifies(db: TestDb) {
     // The hash covers the canonical form, so rewriting the JSON text with other key order
     // and spacing (as a database migration might) is not tampering.
-    let (db, org, _other, mut raw) = setup().await;
-    let data: String =
-        sqlx::query_scalar("SELECT data FROM audit_events WHERE org_id = ? AND seq = 9")
-            .bind(&org.id)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let (db, org, _other, mut raw) = setup(db).await;
+    let data: String = raw
+        .scalar(
+            "SELECT data FROM audit_events WHERE org_id = ? AND seq = 9",
+            &[(&org.id).into()],
+        )
+        .await;
     let value: serde_json::Value = serde_json::from_str(&data).unwrap();
     let mut entries: Vec<_> = value.as_object().unwrap().iter().collect();
     entries.reverse();
@@ -107,18 +96,17 @@ async fn reformatted_but_equal_data_still_verifies() {
             .join(" , ")
     );
     assert_ne!(reordered, data);
-    sqlx::query("UPDATE audit_events SET data = ? WHERE org_id = ? AND seq = 9")
-        .bind(&reordered)
-        .bind(&org.id)
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    raw.exec(
+        "UPDATE audit_events SET data = ? WHERE org_id = ? AND seq = 9",
+        &[(&reordered).into(), (&org.id).into()],
+    )
+    .await;
     assert_all_chains_verify(&db.store).await;
 }
 
-#[tokio::test]
-async fn changed_timestamp_or_type_is_detected() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(changed_timestamp_or_type_is_detected);
+async fn changed_timestamp_or_type_is_detected(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(
         &mut raw,
         "UPDATE audit_events SET type = 'action.failed' WHERE org_id = ? AND seq = 12",
@@ -135,9 +123,9 @@ async fn changed_timestamp_or_type_is_detected() {
     assert_eq!(e.seq, 12);
 }
 
-#[tokio::test]
-async fn deleted_middle_event_is_detected() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(deleted_middle_event_is_detected);
+async fn deleted_middle_event_is_detected(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(
         &mut raw,
         "DELETE FROM audit_events WHERE org_id = ? AND seq = 7",
@@ -149,9 +137,9 @@ async fn deleted_middle_event_is_detected() {
     assert_eq!(e.kind, ChainErrorKind::Missing { found: 8 });
 }
 
-#[tokio::test]
-async fn deleted_last_events_are_detected_by_the_head() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(deleted_last_events_are_detected_by_the_head);
+async fn deleted_last_events_are_detected_by_the_head(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(
         &mut raw,
         "DELETE FROM audit_events WHERE org_id = ? AND seq >= 22",
@@ -169,9 +157,9 @@ async fn deleted_last_events_are_detected_by_the_head() {
     );
 }
 
-#[tokio::test]
-async fn deleted_chain_is_detected_by_the_head() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(deleted_chain_is_detected_by_the_head);
+async fn deleted_chain_is_detected_by_the_head(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ?", &org).await;
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.seq, 1);
@@ -181,17 +169,17 @@ async fn deleted_chain_is_detected_by_the_head() {
     );
 }
 
-#[tokio::test]
-async fn deleted_head_is_detected() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(deleted_head_is_detected);
+async fn deleted_head_is_detected(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(&mut raw, "DELETE FROM audit_heads WHERE org_id = ?", &org).await;
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.kind, ChainErrorKind::HeadMissing { last_seq: 23 });
 }
 
-#[tokio::test]
-async fn forged_event_with_renumbering_is_detected() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(forged_event_with_renumbering_is_detected);
+async fn forged_event_with_renumbering_is_detected(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     // Make room at seq 10 by renumbering 10.. to 11.. (in two steps to avoid key clashes).
     exec(
         &mut raw,
@@ -206,12 +194,12 @@ async fn forged_event_with_renumbering_is_detected() {
     )
     .await;
     // Forge a correctly hashed event at seq 10 linked to seq 9, and move the head.
-    let prev: String =
-        sqlx::query_scalar("SELECT hash FROM audit_events WHERE org_id = ? AND seq = 9")
-            .bind(&org.id)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let prev: String = raw
+        .scalar(
+            "SELECT hash FROM audit_events WHERE org_id = ? AND seq = 9",
+            &[(&org.id).into()],
+        )
+        .await;
     let prev = aaf_core::audit::hex32::parse(&prev).unwrap();
     let forged = AuditEvent {
         seq: 10,
@@ -223,19 +211,22 @@ async fn forged_event_with_renumbering_is_detected() {
         data: json!({"decision": "allow", "forged": true}),
     };
     let hash = event_hash(&prev, &forged).unwrap();
-    sqlx::query(
+    raw.exec(
         "INSERT INTO audit_events (org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash) \
-         VALUES (?, 10, ?, NULL, NULL, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            (&org.id).into(),
+            Val::Int(10),
+            (&forged.ts).into(),
+            Val::Null,
+            Val::Null,
+            (&forged.event_type).into(),
+            forged.data.to_string().into(),
+            hex::encode(prev).into(),
+            hex::encode(hash).into(),
+        ],
     )
-    .bind(&org.id)
-    .bind(&forged.ts)
-    .bind(&forged.event_type)
-    .bind(forged.data.to_string())
-    .bind(hex::encode(prev))
-    .bind(hex::encode(hash))
-    .execute(&mut raw)
-    .await
-    .unwrap();
+    .await;
     exec(
         &mut raw,
         "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = ?",
@@ -251,9 +242,9 @@ async fn forged_event_with_renumbering_is_detected() {
     );
 }
 
-#[tokio::test]
-async fn swapped_events_are_detected() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(swapped_events_are_detected);
+async fn swapped_events_are_detected(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(
         &mut raw,
         "UPDATE audit_events SET seq = -5 WHERE org_id = ? AND seq = 5",
@@ -280,15 +271,19 @@ async fn swapped_events_are_detected() {
     );
 }
 
-#[tokio::test]
-async fn event_moved_to_another_chain_is_detected() {
-    let (db, org, other, mut raw) = setup().await;
-    sqlx::query("UPDATE audit_events SET org_id = ?, seq = 100 WHERE org_id = ? AND seq = 23")
-        .bind(&other.id)
-        .bind(&org.id)
-        .execute(&mut raw)
-        .await
-        .unwrap();
+both_backends!(event_moved_to_another_chain_is_detected);
+async fn event_moved_to_another_chain_is_detected(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
+    raw.exec(
+        "UPDATE audit_events SET org_id = ?, seq = ? WHERE org_id = ? AND seq = ?",
+        &[
+            (&other.id).into(),
+            Val::Int(100),
+            (&org.id).into(),
+            Val::Int(23),
+        ],
+    )
+    .await;
     let results = db.store.verify_audit().await.unwrap();
     let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
@@ -297,9 +292,9 @@ async fn event_moved_to_another_chain_is_detected() {
     assert_eq!(of(&other).seq, 24);
 }
 
-#[tokio::test]
-async fn malformed_rows_are_reported_not_fatal() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(malformed_rows_are_reported_not_fatal);
+async fn malformed_rows_are_reported_not_fatal(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(
         &mut raw,
         "UPDATE audit_events SET data = 'not json' WHERE org_id = ? AND seq = 4",
@@ -320,9 +315,9 @@ async fn malformed_rows_are_reported_not_fatal() {
     assert!(e.to_string().contains("hash"), "{e}");
 }
 
-#[tokio::test]
-async fn rewritten_head_hash_is_detected() {
-    let (db, org, other, mut raw) = setup().await;
+both_backends!(rewritten_head_hash_is_detected);
+async fn rewritten_head_hash_is_detected(db: TestDb) {
+    let (db, org, other, mut raw) = setup(db).await;
     exec(
         &mut raw,
         "UPDATE audit_heads SET hash = '00000000000000000000000000000000000000000000000000000000000000ff' WHERE org_id = ?",
