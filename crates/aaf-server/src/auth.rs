@@ -103,8 +103,9 @@ pub struct AgentAuth(pub AgentPrincipal);
 #[derive(Debug, Clone)]
 pub struct AnyAuth(pub Principal);
 
-fn principal(parts: &Parts) -> Result<Principal, ApiError> {
-    parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+/// Takes the principal the middleware stored (each request has one principal extractor).
+fn principal(parts: &mut Parts) -> Result<Principal, ApiError> {
+    parts.extensions.remove::<Principal>().ok_or_else(|| {
         ApiError::Internal(
             "route has no authenticated principal: is it in the permission table?".into(),
         )
