@@ -1,14 +1,17 @@
 //! AAF storage.
 //!
-//! One [`Store`] type in front of the database backends (SQLite now; the PostgreSQL backend
-//! for multi-node deployments slots in as another [`Store`] constructor and another arm of
-//! the internal backend enum), the embedded migrations (`migrations/sqlite/`), the
-//! group-commit [`AuditWriter`] and offline audit chain verification ([`Store::verify_audit`]).
+//! One [`Store`] type in front of the database backends: SQLite ([`Store::open_sqlite`], the
+//! embedded default) and PostgreSQL ([`Store::open_postgres`], for several nodes, with
+//! tenants isolated by row-level security); the embedded migrations (`migrations/sqlite/`,
+//! `migrations/postgres/`), the group-commit [`AuditWriter`] and offline audit chain
+//! verification ([`Store::verify_audit`]).
 //!
-//! Tables (every tenant table has `org_id`, ready for PostgreSQL row-level security):
+//! Tables (every tenant table has `org_id`; on PostgreSQL each has a forced row-level
+//! security policy on it):
 //! `orgs`, `users` (people, one role each), `api_tokens` (personal access tokens of users,
 //! hashes only), `agents`, `agent_keys` (hashes only, optional tool scope and expiry),
-//! `signature_nonces` (replay protection of signed agent requests), `actions`, `audit_events` (one hash chain per org, primary key
+//! `signature_nonces` (replay protection of signed agent requests), `actions`,
+//! `audit_events` (one hash chain per org, primary key
 //! `(org_id, seq)`, see `docs/audit.md`) and `audit_heads` (the last `seq` and hash of each
 //! chain, so that deleting the newest events is detected).
 //!
