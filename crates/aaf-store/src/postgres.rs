@@ -439,16 +439,7 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows.iter()
-            .map(|r| {
-                event_from_row(r).map_err(|(seq, reason)| {
-                    StoreError::Corrupt(format!(
-                        "audit event {org_id}/{}: {reason}",
-                        seq.map_or("?".to_string(), |s| s.to_string())
-                    ))
-                })
-            })
-            .collect()
+        crate::rows::page_of_events(&rows, org_id)
     }
 
     /// Verifies every chain from one REPEATABLE READ snapshot, one chain at a time (each

@@ -299,3 +299,21 @@ pub(crate) fn check_other_admins(others: usize) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// A page of `audit_events` rows as chained events; a row that cannot be read is
+/// [`StoreError::Corrupt`] naming its place (verification reports it in detail).
+pub(crate) fn page_of_events<R: DbRow>(
+    rows: &[R],
+    org_id: &str,
+) -> Result<Vec<ChainedEvent>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            event_from_row(r).map_err(|(seq, reason)| {
+                StoreError::Corrupt(format!(
+                    "audit event {org_id}/{}: {reason}",
+                    seq.map_or("?".to_string(), |s| s.to_string())
+                ))
+            })
+        })
+        .collect()
+}

@@ -360,16 +360,7 @@ impl SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|r| {
-                event_from_row(r).map_err(|(seq, reason)| {
-                    StoreError::Corrupt(format!(
-                        "audit event {org_id}/{}: {reason}",
-                        seq.map_or("?".to_string(), |s| s.to_string())
-                    ))
-                })
-            })
-            .collect()
+        crate::rows::page_of_events(&rows, org_id)
     }
 
     pub(crate) async fn verify_audit(
