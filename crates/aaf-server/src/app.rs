@@ -252,15 +252,23 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
     }
 
     let writer = AuditWriter::spawn(store.clone(), config.audit.max_batch);
+    let key_cache = Arc::new(KeyCache::new(std::time::Duration::from_millis(
+        config.auth.key_cache_ttl_ms,
+    )));
+    // Revocations and rotations through other nodes drop this node's cached key lookups at
+    // once (PostgreSQL LISTEN/NOTIFY); the cache's lifetime bounds the delay if a
+    // notification is lost.
+    {
+        let key_cache = Arc::clone(&key_cache);
+        store.on_key_changes(move || key_cache.clear());
+    }
     let state = AppState {
         store,
         writer,
         policies: Arc::new(policies),
         http: Arc::new(http),
         default_org_id: Arc::from(org_id.as_str()),
-        key_cache: Arc::new(KeyCache::new(std::time::Duration::from_millis(
-            config.auth.key_cache_ttl_ms,
-        ))),
+        key_cache,
         auth_limiter: Arc::new(FailedAuthLimiter::new(config.auth.failed_auth_per_minute)),
         config: Arc::new(config),
     };

@@ -89,9 +89,9 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// How long a successful agent key lookup is reused, in milliseconds. A key revoked in
-    /// the database by another node is refused within this time (a key revoked through this
-    /// node is refused at once). Default 500; 0 disables the cache.
+    /// How long a successful agent key lookup is reused, in milliseconds. Revocations and
+    /// rotations clear the cache at once (on PostgreSQL, on every node by `NOTIFY`); this
+    /// bounds the delay should a notification be lost. Default 500; 0 disables the cache.
     pub key_cache_ttl_ms: u64,
     /// Lifetime of a new agent key when the request does not say (`expires_in`), in seconds.
     /// Default 259200 (72 hours, the upper end of the 24 to 72 hours the deployment guide

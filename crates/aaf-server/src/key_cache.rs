@@ -2,9 +2,11 @@
 //!
 //! Authenticating an agent is a database read per request; at tens of thousands of decisions
 //! per second that read dominates. The cache keeps a successful lookup (by key hash) for
-//! `auth.key_cache_ttl_ms` (default 500 ms), so a key revoked in the database by another
-//! node is refused within that time (a revocation through this node clears the cache). Failed lookups are never cached: a new key works
-//! at once, and an unknown key always costs a database read.
+//! `auth.key_cache_ttl_ms` (default 500 ms). A revocation or rotation clears it at once:
+//! through this node directly, through another PostgreSQL node by `NOTIFY`
+//! ([`aaf_store::Store::on_key_changes`]); the lifetime only bounds the delay should a
+//! notification be lost. Failed lookups are never cached: a new key works at once, and an
+//! unknown key always costs a database read.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

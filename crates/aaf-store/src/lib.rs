@@ -428,6 +428,18 @@ impl Store {
         }
     }
 
+    /// Calls `on_change` (from a background task) whenever an agent key is revoked or
+    /// rotated through any node sharing the database, so that caches of key lookups can be
+    /// dropped at once. PostgreSQL: `LISTEN`/`NOTIFY`, and also after every reconnection of
+    /// the listener. SQLite (one node): nothing to listen to; the caller's own changes are
+    /// its to handle.
+    pub fn on_key_changes(&self, on_change: impl Fn() + Send + Sync + 'static) {
+        match &self.backend {
+            Backend::Sqlite(_) => {}
+            Backend::Postgres(p) => p.spawn_key_change_listener(on_change),
+        }
+    }
+
     /// Whether writes block the calling thread (SQLite), so that the group-commit writer
     /// wants a thread of its own.
     pub(crate) fn blocking_writes(&self) -> bool {

@@ -50,6 +50,68 @@ pub(crate) struct PgStore {
     read_only: bool,
 }
 
+/// The channel on which a revocation or rotation is announced to every node.
+const KEY_CHANGES: &str = "aaf_key_changes";
+
+/// Announces, when the transaction commits, that a key of `org_id` changed, so that every
+/// node drops its cached key lookups at once (PostgreSQL `NOTIFY` is transactional).
+async fn notify_key_change(conn: &mut PgConnection, org_id: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(KEY_CHANGES)
+        .bind(org_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Calls `on_change` whenever another node (or this one) revokes or rotates a key, and after
+/// every reconnection of the listening connection (changes may have been missed then).
+/// Runs until the pool is closed.
+pub(crate) fn spawn_key_change_listener(
+    pool: PgPool,
+    on_change: impl Fn() + Send + Sync + 'static,
+) {
+    tokio::spawn(async move {
+        let mut delay = std::time::Duration::from_millis(100);
+        while !pool.is_closed() {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                l.listen(KEY_CHANGES).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            let mut listener = match listener.await {
+                Ok(l) => l,
+                Err(e) => {
+                    if pool.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "cannot listen for key changes; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                    continue;
+                }
+            };
+            delay = std::time::Duration::from_millis(100);
+            // Anything may have changed while nobody listened.
+            on_change();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => on_change(),
+                    // The connection was lost; try_recv reconnects on the next call.
+                    Ok(None) => on_change(),
+                    Err(e) => {
+                        if !pool.is_closed() {
+                            tracing::warn!(error = %e, "key change listener failed; reconnecting");
+                        }
+                        on_change();
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// Applies pending migrations when connected as the schema's owner (or to an empty
 /// database); when connected as another role (a login member of `aaf_app`), only checks that
 /// every migration was applied, since that role may not change the schema.
@@ -198,6 +260,10 @@ impl PgStore {
 
     pub(crate) async fn close(&self) {
         self.pool.close().await;
+    }
+
+    pub(crate) fn spawn_key_change_listener(&self, on_change: impl Fn() + Send + Sync + 'static) {
+        spawn_key_change_listener(self.pool.clone(), on_change);
     }
 
     /// A transaction with `org_id` set.
@@ -913,6 +979,7 @@ async fn apply_mutation(
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("live key {key_id}")));
             }
+            notify_key_change(ctx.conn(org_id).await?, org_id).await?;
         }
         Mutation::RevokeAgentKey {
             org_id,
@@ -933,8 +1000,9 @@ async fn apply_mutation(
                 .bind(org_id)
                 .bind(agent_id)
                 .bind(key_id)
-                .execute(conn)
+                .execute(&mut *conn)
                 .await?;
+            notify_key_change(conn, org_id).await?;
         }
         Mutation::UseNonce {
             org_id,
