@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod approval;
 pub mod audit;
 pub mod canonical;
 pub mod detect;
