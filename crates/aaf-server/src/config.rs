@@ -530,4 +530,45 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("listen"), "{e}");
     }
+
+    #[test]
+    fn database_url_from_either_variable_and_only_postgres() {
+        for var in ["AAF_DATABASE_URL", "AAF_DATABASE__URL"] {
+            let c = Config::load(
+                None,
+                env(&[(var, "postgres://aaf@db:5432/aaf")]),
+                &CliOverrides::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                c.database.url.as_ref().map(|u| u.expose().to_string()),
+                Some("postgres://aaf@db:5432/aaf".to_string())
+            );
+        }
+        let e = Config::load(
+            None,
+            env(&[("AAF_DATABASE_URL", "mysql://db/aaf")]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("database.url"), "{e}");
+        // The URL (it may hold a password) never shows in Debug output.
+        let c = Config::load(
+            None,
+            env(&[("AAF_DATABASE_URL", "postgres://aaf:s3cret@db/aaf")]),
+            &CliOverrides::default(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let e = Config::load(
+            None,
+            env(&[(
+                "AAF_AUTH__PUBLIC_BASE_URL",
+                "https://aaf.example.com/some/path",
+            )]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("public_base_url"), "{e}");
+    }
 }
