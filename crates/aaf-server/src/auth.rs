@@ -236,23 +236,23 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
 
 async fn authorize_request(state: &AppState, request: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let path = parts
+    let route = parts
         .extensions
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let Some(permission) = rbac::permission_for(&parts.method, &path) else {
-        if rbac::PERMISSIONS.iter().any(|p| p.path == path) {
+        .map_or("", |p| p.as_str());
+    let Some(permission) = rbac::permission_for(&parts.method, route) else {
+        if rbac::PERMISSIONS.iter().any(|p| p.path == route) {
             return Err(ApiError::MethodNotAllowed(format!(
-                "{} is not allowed on {path}",
+                "{} is not allowed on {route}",
                 parts.method
             )));
         }
-        tracing::error!(route = %path, method = %parts.method, "route missing from the permission table; refused");
+        tracing::error!(route = %route, method = %parts.method, "route missing from the permission table; refused");
         return Err(ApiError::Forbidden(
             "this endpoint has no permission rule".into(),
         ));
     };
+    let path = permission.path;
     if rbac::allows(permission, Caller::Public) {
         return Ok(Request::from_parts(parts, body));
     }
