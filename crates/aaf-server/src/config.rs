@@ -45,6 +45,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The audit writer.
     pub audit: AuditConfig,
+    /// Human approvals.
+    pub approvals: ApprovalsConfig,
     /// Connectors.
     pub connectors: ConnectorsConfig,
 }
@@ -61,6 +63,7 @@ impl Default for Config {
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
             audit: AuditConfig::default(),
+            approvals: ApprovalsConfig::default(),
             connectors: ConnectorsConfig::default(),
         }
     }
@@ -212,6 +215,23 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[approvals]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// How long an action that requires approval waits for approvers before it expires, in
+    /// seconds. Default 3600.
+    pub default_timeout_seconds: u64,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            default_timeout_seconds: 3600,
+        }
+    }
+}
+
 /// `[connectors]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -358,6 +378,11 @@ impl Config {
                     "database.url (AAF_DATABASE_URL) must be a postgres:// or postgresql:// URL; leave it unset for the embedded SQLite database".into(),
                 ));
             }
+        }
+        if self.approvals.default_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "approvals.default_timeout_seconds must be at least 1".into(),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid(

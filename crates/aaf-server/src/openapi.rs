@@ -48,6 +48,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         api::PolicyDecisionView,
         api::AuditPage,
         api::ActionView,
+        api::ApprovalBinding,
         api::identity::CreateUserBody,
         api::identity::UpdateUserBody,
         api::identity::UserView,

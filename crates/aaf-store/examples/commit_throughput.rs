@@ -70,6 +70,8 @@ fn unit(org_id: &str, agent_id: &str, n: usize) -> WriteUnit {
             result: Some(json!({"status": 200})),
             created_at: ts.clone(),
             updated_at: ts,
+            digest: None,
+            expires_at: None,
         })),
     }
 }

@@ -203,6 +203,12 @@ pub struct ActionRecord {
     pub policies: Value,
     /// The execution result (JSON), once there is one.
     pub result: Option<Value>,
+    /// For an action that needs approval: lowercase hex SHA-256 of the RFC 8785 canonical
+    /// JSON of (org, agent, tool, operation, params, context)
+    /// ([`aaf_core::approval::action_digest`]); `None` otherwise.
+    pub digest: Option<String>,
+    /// For an action that needs approval: its approval deadline (RFC 3339 UTC).
+    pub expires_at: Option<String>,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// RFC 3339 UTC.

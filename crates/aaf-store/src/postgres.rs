@@ -41,7 +41,7 @@ pub(crate) const APP_ROLE: &str = "aaf_app";
 
 const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
 const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
-     reason, risk_level, status, policies, result, created_at, updated_at";
+     reason, risk_level, status, policies, result, created_at, updated_at, digest, expires_at";
 
 /// The PostgreSQL store: a pool of connections working as `aaf_app`.
 #[derive(Debug, Clone)]
@@ -710,7 +710,7 @@ async fn insert_actions(
     conn: &mut PgConnection,
     rows: &[(&ActionRecord, &ActionTexts)],
 ) -> Result<(), StoreError> {
-    let mut cols: [Vec<Option<String>>; 15] = Default::default();
+    let mut cols: [Vec<Option<String>>; 17] = Default::default();
     for (r, texts) in rows {
         let ActionTexts::Insert {
             params,
@@ -737,6 +737,8 @@ async fn insert_actions(
             result.clone(),
             Some(r.created_at.clone()),
             Some(r.updated_at.clone()),
+            r.digest.clone(),
+            r.expires_at.clone(),
         ];
         for (col, value) in cols.iter_mut().zip(values) {
             col.push(value);
@@ -746,7 +748,7 @@ async fn insert_actions(
         "INSERT INTO actions ({ACTION_COLUMNS}) SELECT * FROM UNNEST(\
          $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-         $14::text[], $15::text[])"
+         $14::text[], $15::text[], $16::text[], $17::text[])"
     );
     let mut query = sqlx::query(&sql);
     for col in cols {

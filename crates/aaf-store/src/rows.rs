@@ -182,6 +182,8 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
         result: result.map(|t| parse_json(&t, "result")).transpose()?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
+        digest: row.col("digest")?,
+        expires_at: row.col("expires_at")?,
     })
 }
 

@@ -127,7 +127,8 @@ shared! {
          GROUP BY decision, status";
     /// `(org_id, id)` → an action.
     GET_ACTION = "SELECT id, org_id, agent_id, tool, operation, params, context, decision, \
-                reason, risk_level, status, policies, result, created_at, updated_at \
+                reason, risk_level, status, policies, result, created_at, updated_at, digest, \
+                expires_at \
          FROM actions WHERE org_id = $1 AND id = $2";
     /// `(org_id, after_seq, limit)` → a page of the chain.
     LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \

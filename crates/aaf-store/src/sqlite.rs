@@ -59,14 +59,15 @@ const EVENT_COLUMNS: &str = event_columns!();
 macro_rules! action_columns {
     () => {
         "id, org_id, agent_id, tool, operation, params, context, decision, \
-         reason, risk_level, status, policies, result, created_at, updated_at"
+         reason, risk_level, status, policies, result, created_at, updated_at, digest, \
+         expires_at"
     };
 }
 
 const INSERT_ACTION: &str = concat!(
     "INSERT INTO actions (",
     action_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 const UPDATE_ACTION: &str = "UPDATE actions SET status = ?, result = ?, updated_at = ? \
      WHERE org_id = ? AND id = ?";
@@ -644,7 +645,9 @@ fn insert_actions(conn: &Connection, rows: &[ActionRow<'_>]) -> Result<(), Store
                 row.policies,
                 row.result,
                 r.created_at,
-                r.updated_at
+                r.updated_at,
+                r.digest,
+                r.expires_at
             ])
             .map_err(|e| named_conflict(e, "an action with this id already exists"))?;
     }

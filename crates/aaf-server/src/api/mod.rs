@@ -302,6 +302,46 @@ pub struct ActionResponse {
     pub result: Option<Value>,
     /// The revision of the policy set that decided (hex SHA-256 of the sources).
     pub policy_revision: String,
+    /// For `require_approval`: what binds an approval to this exact action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalBinding>,
+}
+
+/// What binds a human approval to one exact action.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApprovalBinding {
+    /// Lowercase hex SHA-256 of the RFC 8785 canonical JSON of `{org_id, agent_id, tool,
+    /// operation, params, context}`; approvers see it, the audit chain keeps it.
+    pub digest: String,
+    /// The approval deadline (RFC 3339 UTC): `approvals.default_timeout_seconds` after the
+    /// decision.
+    pub expires_at: String,
+}
+
+/// The digest and deadline of an action that requires approval.
+fn approval_binding(
+    state: &AppState,
+    agent: &aaf_store::AgentPrincipal,
+    request: &ActionRequest,
+) -> Result<ApprovalBinding, ApiError> {
+    let digest = aaf_core::approval::action_digest(
+        &agent.org.id,
+        &agent.agent.id,
+        &request.tool,
+        &request.operation,
+        &request.params,
+        &request.context,
+    )
+    .map_err(|e| ApiError::BadRequest {
+        field: Some("params".into()),
+        message: format!("the action cannot be bound to an approval: {e}"),
+    })?;
+    let timeout = time::Duration::seconds(
+        i64::try_from(state.config.approvals.default_timeout_seconds).unwrap_or(i64::MAX),
+    );
+    let expires_at =
+        crate::time::format_rfc3339(time::OffsetDateTime::now_utc().saturating_add(timeout));
+    Ok(ApprovalBinding { digest, expires_at })
 }
 
 /// The answer for `decision`; `with_times` adds each policy's evaluation time (dry runs).
@@ -322,6 +362,7 @@ fn action_response(
         status: status.to_string(),
         result: None,
         policy_revision: state.policies.revision().to_string(),
+        approval: None,
     }
 }
 
@@ -498,6 +539,12 @@ pub async fn submit_action(
     // Only an action AAF may still have to run keeps its parameters in full; every other
     // record keeps the redacted form.
     let keep_full = decision.verdict == Verdict::RequireApproval;
+    // What binds a later approval to this exact action: its digest and deadline.
+    let approval = if keep_full {
+        Some(approval_binding(&state, &agent, &request)?)
+    } else {
+        None
+    };
     let params = Value::Object(request.params.clone());
     let context = Value::Object(request.context.clone());
     let redacted_params = redact(&params);
@@ -526,6 +573,8 @@ pub async fn submit_action(
         result: None,
         created_at: now.clone(),
         updated_at: now.clone(),
+        digest: approval.as_ref().map(|a| a.digest.clone()),
+        expires_at: approval.as_ref().map(|a| a.expires_at.clone()),
     };
     let decided_event = NewEvent {
         org_id: agent.org.id.clone(),
@@ -545,6 +594,7 @@ pub async fn submit_action(
             "policies": policies_json,
             "policy_revision": state.policies.revision(),
             "ip_address": peer.ip().to_string(),
+            "approval": approval,
         }),
     };
     state
@@ -562,6 +612,7 @@ pub async fn submit_action(
         })?;
 
     let mut response = action_response(&state, Some(action_id.clone()), &decision, status, false);
+    response.approval = approval;
     if let Some(allowed) = AllowedAction::from_decision(&action_id, request, &decision) {
         if HTTP_TOOLS.contains(&allowed.request().tool.as_str()) {
             execute_http(&state, &agent, &allowed, &mut response).await?;
@@ -758,6 +809,12 @@ pub struct ActionView {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// For an action that needs approval: its digest (see [`ApprovalBinding`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// For an action that needs approval: its approval deadline (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl From<ActionRecord> for ActionView {
@@ -777,6 +834,8 @@ impl From<ActionRecord> for ActionView {
             result: r.result,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            digest: r.digest,
+            expires_at: r.expires_at,
         }
     }
 }

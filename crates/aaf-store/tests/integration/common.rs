@@ -734,6 +734,9 @@ pub fn action(org: &Org, agent: &Agent, id: &str) -> ActionRecord {
         result: None,
         created_at: ts(10),
         updated_at: ts(10),
+        // Round-tripped on both backends (set for approval-requiring actions).
+        digest: Some(format!("{:064x}", id.len())),
+        expires_at: Some(ts(3_600_000_000)),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::common::{examples, TestServer};
 #[tokio::test]
 async fn seed_004_decisions_over_http() {
     let server = TestServer::start(&examples("seed-004"), |_| {}).await;
-    let (_, key) = server.create_agent("payments").await;
+    let (agent_id, key) = server.create_agent("payments").await;
 
     // The Stripe charge of 50000 requires approval: 202, stored as pending_approval.
     let (status, body) = server
@@ -26,6 +26,55 @@ async fn seed_004_decisions_over_http() {
     assert_eq!(body["matched_policies"], json!(["aaf.policy"]));
     assert!(body["id"].as_str().is_some());
     assert!(body.get("result").is_none());
+    // Bound to the exact action: the digest of (org, agent, tool, operation, params,
+    // context) and a deadline an hour (approvals.default_timeout_seconds) away.
+    let me: serde_json::Value = server
+        .client
+        .get(server.url("/v1/whoami"))
+        .bearer_auth(crate::common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let params = json!({"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}});
+    let context = json!({"user_id": "user-456", "purpose": "Process payment"});
+    let digest = aaf_core::approval::action_digest(
+        me["org_id"].as_str().unwrap(),
+        &agent_id,
+        "http_proxy",
+        "POST",
+        params.as_object().unwrap(),
+        context.as_object().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["approval"]["digest"], digest.as_str(), "{body}");
+    let expires_at = body["approval"]["expires_at"].as_str().unwrap().to_string();
+    let in_59_min = aaf_server::time::format_rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(59),
+    );
+    let in_61_min = aaf_server::time::format_rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(61),
+    );
+    assert!(
+        expires_at > in_59_min && expires_at < in_61_min,
+        "{expires_at}"
+    );
+    let pending_id = body["id"].as_str().unwrap().to_string();
+    let stored: serde_json::Value = server
+        .client
+        .get(server.url(&format!("/v1/actions/{pending_id}")))
+        .bearer_auth(crate::common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["status"], "pending_approval");
+    assert_eq!(stored["digest"], digest.as_str());
+    assert_eq!(stored["expires_at"], expires_at.as_str());
 
     // A request to a private network is denied by the policy.
     let (status, body) = server
@@ -44,6 +93,7 @@ async fn seed_004_decisions_over_http() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["decision"], "allow");
     assert_eq!(body["status"], "allowed");
+    assert!(body.get("approval").is_none());
 
     let audit = server.audit(None).await;
     let decided: Vec<_> = audit
@@ -53,6 +103,12 @@ async fn seed_004_decisions_over_http() {
     assert_eq!(decided.len(), 3);
     assert_eq!(decided[0]["data"]["decision"], "require_approval");
     assert_eq!(decided[0]["data"]["params"]["body"]["amount"], 50000);
+    assert_eq!(decided[0]["data"]["approval"]["digest"], digest.as_str());
+    assert_eq!(
+        decided[0]["data"]["approval"]["expires_at"],
+        expires_at.as_str()
+    );
+    assert!(decided[2]["data"]["approval"].is_null());
     server.stop().await;
 }
 

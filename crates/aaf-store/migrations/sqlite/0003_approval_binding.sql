@@ -1,0 +1,5 @@
+-- What binds a human approval to one exact action (the approvals workflow): the action's
+-- digest, SHA-256 over the RFC 8785 canonical JSON of (org, agent, tool, operation, params,
+-- context), and the approval deadline. Both are NULL for actions that need no approval.
+ALTER TABLE actions ADD COLUMN digest TEXT;
+ALTER TABLE actions ADD COLUMN expires_at TEXT;
