@@ -74,7 +74,8 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
         .map_err(|r| state.json_rejection(r))
 }
 
-fn valid_name(field: &str, name: &str) -> Result<String, ApiError> {
+/// A trimmed name of 1 to 256 characters without control characters (users, agents).
+pub fn valid_name(field: &str, name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::field(

@@ -164,13 +164,8 @@ pub async fn create_agent(
     body: Result<Json<CreateAgentBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
     let Json(body) = body.map_err(|r| state.json_rejection(r))?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::field(
-            "name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters"),
-        ));
-    }
+    let name = identity::valid_name("name", &body.name)?;
+    let name = name.as_str();
     let risk_score = body.risk_score.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&risk_score) {
         return Err(ApiError::field(
