@@ -156,9 +156,23 @@ pub struct PolicyOutcome {
     pub reason: Option<String>,
     /// The `risk_level` the policy gave, if any.
     pub risk_level: Option<String>,
+    /// For `require_approval`: how many distinct approvers the policy asks for
+    /// (`approvals_required` in its decision object, 1 to [`MAX_APPROVALS_REQUIRED`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_required: Option<u32>,
+    /// For `require_approval`: the approval deadline the policy asks for, in seconds from the
+    /// decision (`approval_timeout_seconds` in its decision object, 1 to
+    /// [`MAX_APPROVAL_TIMEOUT_SECONDS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_seconds: Option<u64>,
     /// Wall-clock evaluation time of this policy, in microseconds.
     pub eval_time_us: u64,
 }
+
+/// The most distinct approvers a policy may ask for.
+pub const MAX_APPROVALS_REQUIRED: u32 = 10;
+/// The longest approval deadline a policy may ask for: 30 days, in seconds.
+pub const MAX_APPROVAL_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
 
 /// The combined decision over all policies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +187,14 @@ pub struct Decision {
     pub matched_policies: Vec<String>,
     /// Every policy's outcome, in evaluation order.
     pub policies: Vec<PolicyOutcome>,
+    /// For `require_approval`: the distinct approvals needed, the largest that any policy
+    /// asking for approval named (1 when none did); 0 for other verdicts.
+    #[serde(default)]
+    pub approvals_required: u32,
+    /// For `require_approval`: the shortest approval deadline, in seconds, that any policy
+    /// asking for approval named; `None` when none did (the organisation's default applies).
+    #[serde(default)]
+    pub approval_timeout_seconds: Option<u64>,
 }
 
 impl Decision {
@@ -184,6 +206,8 @@ impl Decision {
             risk_level: None,
             matched_policies: Vec::new(),
             policies: Vec::new(),
+            approvals_required: 0,
+            approval_timeout_seconds: None,
         }
     }
 
@@ -204,6 +228,8 @@ impl Decision {
                 risk_level: None,
                 matched_policies: Vec::new(),
                 policies,
+                approvals_required: 0,
+                approval_timeout_seconds: None,
             };
         };
         let matched: Vec<&PolicyOutcome> = policies
@@ -223,12 +249,27 @@ impl Decision {
             .filter_map(|p| p.risk_level.clone())
             .max_by_key(|r| risk_rank(r));
         let matched_policies = matched.iter().map(|p| p.policy.clone()).collect();
+        let (approvals_required, approval_timeout_seconds) = if verdict == Verdict::RequireApproval
+        {
+            (
+                matched
+                    .iter()
+                    .filter_map(|p| p.approvals_required)
+                    .max()
+                    .unwrap_or(1),
+                matched.iter().filter_map(|p| p.approval_timeout_seconds).min(),
+            )
+        } else {
+            (0, None)
+        };
         Decision {
             verdict,
             reason,
             risk_level,
             matched_policies,
             policies,
+            approvals_required,
+            approval_timeout_seconds,
         }
     }
 }
@@ -289,8 +330,29 @@ mod tests {
             decision,
             reason: reason.map(str::to_string),
             risk_level: None,
+            approvals_required: None,
+            approval_timeout_seconds: None,
             eval_time_us: 0,
         }
+    }
+
+    #[test]
+    fn approval_terms_take_the_strictest_of_the_policies_asking_for_approval() {
+        let mut a = outcome("a", Some(Verdict::RequireApproval), None);
+        a.approvals_required = Some(2);
+        a.approval_timeout_seconds = Some(600);
+        let mut b = outcome("b", Some(Verdict::RequireApproval), None);
+        b.approvals_required = Some(3);
+        b.approval_timeout_seconds = Some(1200);
+        let plain = outcome("c", Some(Verdict::RequireApproval), None);
+        let d = Decision::combine(vec![a.clone(), b, plain.clone()]);
+        assert_eq!(d.approvals_required, 3);
+        assert_eq!(d.approval_timeout_seconds, Some(600));
+        let d = Decision::combine(vec![plain]);
+        assert_eq!((d.approvals_required, d.approval_timeout_seconds), (1, None));
+        // Terms of a policy that lost to a deny do not apply.
+        let d = Decision::combine(vec![a, outcome("d", Some(Verdict::Deny), None)]);
+        assert_eq!((d.approvals_required, d.approval_timeout_seconds), (0, None));
     }
 
     #[test]

@@ -9,10 +9,17 @@
 //! pending_approval ──reject (any one approver)───────────────────▶ rejected
 //! pending_approval ──expire (at or after the deadline)───────────▶ expired
 //! pending_approval ──cancel (the agent)──────────────────────────▶ cancelled
-//! approved ──re-check denies (policies changed)──────────────────▶ denied
-//! approved ──execution succeeded / reported succeeded────────────▶ executed
-//! approved ──execution failed / reported failed──────────────────▶ failed
+//! approved ──re-check denies (digest or policies)────────────────▶ denied
+//! approved ──AAF's connector starts running it───────────────────▶ executing
+//! approved ──the agent reports success───────────────────────────▶ executed
+//! approved ──the agent reports failure───────────────────────────▶ failed
+//! executing ──the connector succeeded────────────────────────────▶ executed
+//! executing ──the connector failed, or its node stopped mid-run──▶ failed
 //! ```
+//!
+//! `executing` is what makes execution at most once: only the one writer whose
+//! `approved → executing` transition commits may run the action, and an action found
+//! `executing` after its node stopped is failed ("outcome unknown"), never run again.
 //!
 //! `rejected`, `expired`, `cancelled`, `denied`, `executed` and `failed` are final: every
 //! event on them is refused, so nothing can be approved, executed or reported twice. An
@@ -39,6 +46,8 @@ pub enum ApprovalStatus {
     PendingApproval,
     /// Approved; to be executed (by AAF's connector or by the agent).
     Approved,
+    /// AAF's connector is running it (claimed by exactly one node).
+    Executing,
     /// Rejected by an approver. Final.
     Rejected,
     /// Nobody decided before the deadline. Final.
@@ -55,9 +64,10 @@ pub enum ApprovalStatus {
 
 impl ApprovalStatus {
     /// Every status.
-    pub const ALL: [ApprovalStatus; 8] = [
+    pub const ALL: [ApprovalStatus; 9] = [
         ApprovalStatus::PendingApproval,
         ApprovalStatus::Approved,
+        ApprovalStatus::Executing,
         ApprovalStatus::Rejected,
         ApprovalStatus::Expired,
         ApprovalStatus::Cancelled,
@@ -71,6 +81,7 @@ impl ApprovalStatus {
         match self {
             ApprovalStatus::PendingApproval => "pending_approval",
             ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Executing => "executing",
             ApprovalStatus::Rejected => "rejected",
             ApprovalStatus::Expired => "expired",
             ApprovalStatus::Cancelled => "cancelled",
@@ -84,8 +95,14 @@ impl ApprovalStatus {
     pub fn is_final(self) -> bool {
         !matches!(
             self,
-            ApprovalStatus::PendingApproval | ApprovalStatus::Approved
+            ApprovalStatus::PendingApproval | ApprovalStatus::Approved | ApprovalStatus::Executing
         )
+    }
+
+    /// Parses the wire and storage name; `None` for any other string (e.g. `allowed`, the
+    /// status of an action that needed no approval).
+    pub fn parse(s: &str) -> Option<ApprovalStatus> {
+        ApprovalStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
@@ -117,8 +134,10 @@ pub enum ApprovalEvent {
     },
     /// The agent withdraws the action.
     Cancel,
-    /// The policies re-evaluated before execution deny it.
+    /// The checks before execution (digest, current policies) deny it.
     RecheckDenied,
+    /// AAF's connector starts running it.
+    StartExecution,
     /// It ran (AAF's connector) or the agent reported success.
     Succeeded,
     /// It failed (AAF's connector) or the agent reported failure.
@@ -134,6 +153,7 @@ impl ApprovalEvent {
             ApprovalEvent::Expire { .. } => "expire",
             ApprovalEvent::Cancel => "cancel",
             ApprovalEvent::RecheckDenied => "recheck_denied",
+            ApprovalEvent::StartExecution => "start_execution",
             ApprovalEvent::Succeeded => "succeeded",
             ApprovalEvent::FailedToRun => "failed",
         }
@@ -260,8 +280,9 @@ impl ApprovalState {
             }
             (S::PendingApproval, E::Cancel) => next.status = S::Cancelled,
             (S::Approved, E::RecheckDenied) => next.status = S::Denied,
-            (S::Approved, E::Succeeded) => next.status = S::Executed,
-            (S::Approved, E::FailedToRun) => next.status = S::Failed,
+            (S::Approved, E::StartExecution) => next.status = S::Executing,
+            (S::Approved | S::Executing, E::Succeeded) => next.status = S::Executed,
+            (S::Approved | S::Executing, E::FailedToRun) => next.status = S::Failed,
             _ => return Err(refuse()),
         }
         Ok(next)
@@ -337,6 +358,7 @@ mod tests {
             E::Expire { at: AFTER.into() },
             E::Cancel,
             E::RecheckDenied,
+            E::StartExecution,
             E::Succeeded,
             E::FailedToRun,
         ]
@@ -356,6 +378,9 @@ mod tests {
                     (S::Approved, "recheck_denied") => Some(S::Denied),
                     (S::Approved, "succeeded") => Some(S::Executed),
                     (S::Approved, "failed") => Some(S::Failed),
+                    (S::Approved, "start_execution") => Some(S::Executing),
+                    (S::Executing, "succeeded") => Some(S::Executed),
+                    (S::Executing, "failed") => Some(S::Failed),
                     _ => None,
                 };
                 let before = state(status);
@@ -387,11 +412,19 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 8 * 7);
+        assert_eq!(checked, 9 * 8);
         for status in S::ALL {
             let open = events().iter().any(|e| state(status).apply(e).is_ok());
             assert_eq!(status.is_final(), !open, "{status}");
         }
+    }
+
+    #[test]
+    fn statuses_parse_back() {
+        for status in S::ALL {
+            assert_eq!(S::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(S::parse("allowed"), None);
     }
 
     #[test]

@@ -28,7 +28,9 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 use sha2::{Digest, Sha256};
 
-use crate::action::{Decision, PolicyOutcome, Verdict};
+use crate::action::{
+    Decision, PolicyOutcome, Verdict, MAX_APPROVALS_REQUIRED, MAX_APPROVAL_TIMEOUT_SECONDS,
+};
 use crate::{detect, net};
 
 /// One Rego source file to load.
@@ -440,6 +442,8 @@ impl PolicySet {
                         self.options.eval_timeout.as_millis()
                     )),
                     risk_level: None,
+                    approvals_required: None,
+                    approval_timeout_seconds: None,
                     eval_time_us: 0,
                 });
                 continue;
@@ -474,6 +478,8 @@ fn deny_outcome(policy: &str, reason: String) -> PolicyOutcome {
         decision: Some(Verdict::Deny),
         reason: Some(reason),
         risk_level: None,
+        approvals_required: None,
+        approval_timeout_seconds: None,
         eval_time_us: 0,
     }
 }
@@ -485,6 +491,8 @@ fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
         decision: None,
         reason: None,
         risk_level: None,
+        approvals_required: None,
+        approval_timeout_seconds: None,
         eval_time_us: 0,
     };
     let unknown = |what: String| {
@@ -514,10 +522,37 @@ fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
                 Some(Value::String(s)) => Some(s.to_string()),
                 _ => None,
             };
+            // Approval terms: whole numbers in range, or the policy denies (fail closed).
+            let whole = |name: &str, max: u64| -> Result<Option<u64>, PolicyOutcome> {
+                let Some(v) = field(name) else {
+                    return Ok(None);
+                };
+                match v.as_u64() {
+                    Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                    _ => Err(deny_outcome(
+                        policy,
+                        format!(
+                            "policy {policy} returned {name} {v}; expected a whole number from 1 to {max}"
+                        ),
+                    )),
+                }
+            };
+            let approvals_required =
+                match whole("approvals_required", u64::from(MAX_APPROVALS_REQUIRED)) {
+                    Ok(n) => n.and_then(|n| u32::try_from(n).ok()),
+                    Err(deny) => return deny,
+                };
+            let approval_timeout_seconds =
+                match whole("approval_timeout_seconds", MAX_APPROVAL_TIMEOUT_SECONDS) {
+                    Ok(n) => n,
+                    Err(deny) => return deny,
+                };
             PolicyOutcome {
                 decision: Some(verdict),
                 reason: text("reason"),
                 risk_level: text("risk_level"),
+                approvals_required,
+                approval_timeout_seconds,
                 ..abstain
             }
         }
@@ -576,6 +611,25 @@ mod tests {
         let d = s.evaluate(&json!({"tool": "x", "n": 1}));
         assert_eq!(d.verdict, Verdict::Deny);
         assert_eq!(d.reason, "no policy allowed this action");
+    }
+
+    #[test]
+    fn approval_terms_are_read_from_the_decision_object_and_checked() {
+        let s = set(&[(
+            "q.rego",
+            "package q\nimport rego.v1\ndecision := {\"action\": \"require_approval\", \"approvals_required\": input.n, \"approval_timeout_seconds\": input.t}\n",
+        )]);
+        let d = s.evaluate(&json!({"n": 2, "t": 600}));
+        assert_eq!(d.verdict, Verdict::RequireApproval);
+        assert_eq!(d.approvals_required, 2);
+        assert_eq!(d.approval_timeout_seconds, Some(600));
+        // Out of range, fractional or not a number: the policy denies (fail closed).
+        for (n, t) in [(json!(0), json!(600)), (json!(11), json!(600)), (json!(1.5), json!(600)),
+                       (json!("2"), json!(600)), (json!(2), json!(0)), (json!(2), json!(3_000_000))] {
+            let d = s.evaluate(&json!({"n": n, "t": t}));
+            assert_eq!(d.verdict, Verdict::Deny, "{n} {t}");
+            assert!(d.reason.contains("expected a whole number"), "{}", d.reason);
+        }
     }
 
     #[test]

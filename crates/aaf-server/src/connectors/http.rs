@@ -1855,6 +1855,8 @@ mod tests {
             decision: Some(Verdict::Allow),
             reason: None,
             risk_level: None,
+            approvals_required: None,
+            approval_timeout_seconds: None,
             eval_time_us: 0,
         }]);
         let action = |tool: &str| {
