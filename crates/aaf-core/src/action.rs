@@ -257,7 +257,10 @@ impl Decision {
                     .filter_map(|p| p.approvals_required)
                     .max()
                     .unwrap_or(1),
-                matched.iter().filter_map(|p| p.approval_timeout_seconds).min(),
+                matched
+                    .iter()
+                    .filter_map(|p| p.approval_timeout_seconds)
+                    .min(),
             )
         } else {
             (0, None)
@@ -349,10 +352,16 @@ mod tests {
         assert_eq!(d.approvals_required, 3);
         assert_eq!(d.approval_timeout_seconds, Some(600));
         let d = Decision::combine(vec![plain]);
-        assert_eq!((d.approvals_required, d.approval_timeout_seconds), (1, None));
+        assert_eq!(
+            (d.approvals_required, d.approval_timeout_seconds),
+            (1, None)
+        );
         // Terms of a policy that lost to a deny do not apply.
         let d = Decision::combine(vec![a, outcome("d", Some(Verdict::Deny), None)]);
-        assert_eq!((d.approvals_required, d.approval_timeout_seconds), (0, None));
+        assert_eq!(
+            (d.approvals_required, d.approval_timeout_seconds),
+            (0, None)
+        );
     }
 
     #[test]

@@ -59,6 +59,25 @@ pub mod event_types {
     /// A credential of a known organisation failed authentication in another way (a bad
     /// request signature, a replayed nonce, a tool outside the key's scope).
     pub const AUTH_FAILED: &str = "auth.failed";
+    /// An approver approved a pending action (data: approver, comment, digest, approvals so
+    /// far and required; `final` when it completed the quorum).
+    pub const APPROVAL_APPROVED: &str = "approval.approved";
+    /// An approver rejected a pending action (data: approver, comment, digest).
+    pub const APPROVAL_REJECTED: &str = "approval.rejected";
+    /// A pending action passed its deadline unanswered (a security event: seed 000 lists
+    /// approval timeouts among the events to monitor).
+    pub const APPROVAL_EXPIRED: &str = "approval.expired";
+    /// The agent withdrew its pending action.
+    pub const APPROVAL_CANCELLED: &str = "approval.cancelled";
+    /// An approved action was not run: its stored form no longer matches the approved
+    /// digest, or the policies in force now deny it (data: reason, check).
+    pub const APPROVAL_RECHECK_DENIED: &str = "approval.recheck_denied";
+    /// AAF's connector started running an approved action (the at-most-once claim).
+    pub const ACTION_EXECUTION_STARTED: &str = "action.execution_started";
+    /// The agent reported the outcome of an approved action it ran itself.
+    pub const ACTION_RESULT_REPORTED: &str = "action.result_reported";
+    /// The approval settings of an organisation changed (data: old and new settings).
+    pub const ORG_SETTINGS_CHANGED: &str = "org.settings_changed";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

@@ -624,8 +624,14 @@ mod tests {
         assert_eq!(d.approvals_required, 2);
         assert_eq!(d.approval_timeout_seconds, Some(600));
         // Out of range, fractional or not a number: the policy denies (fail closed).
-        for (n, t) in [(json!(0), json!(600)), (json!(11), json!(600)), (json!(1.5), json!(600)),
-                       (json!("2"), json!(600)), (json!(2), json!(0)), (json!(2), json!(3_000_000))] {
+        for (n, t) in [
+            (json!(0), json!(600)),
+            (json!(11), json!(600)),
+            (json!(1.5), json!(600)),
+            (json!("2"), json!(600)),
+            (json!(2), json!(0)),
+            (json!(2), json!(3_000_000)),
+        ] {
             let d = s.evaluate(&json!({"n": n, "t": t}));
             assert_eq!(d.verdict, Verdict::Deny, "{n} {t}");
             assert!(d.reason.contains("expected a whole number"), "{}", d.reason);

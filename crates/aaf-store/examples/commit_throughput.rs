@@ -72,6 +72,8 @@ fn unit(org_id: &str, agent_id: &str, n: usize) -> WriteUnit {
             updated_at: ts,
             digest: None,
             expires_at: None,
+            approvals_required: None,
+            version: 0,
         })),
     }
 }

@@ -37,8 +37,9 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 
 pub use error::StoreError;
 pub use model::{
-    ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, Mutation, NewEvent, Org, OrgStats,
-    PgOptions, StoreOptions, TokenPrincipal, User, WriteUnit, SYSTEM_CHAIN,
+    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
+    Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, StoreOptions, TokenPrincipal, User,
+    WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -359,6 +360,52 @@ impl Store {
         }
     }
 
+    /// The organisation's actions matching `query`, oldest first (pending approvals, due
+    /// expiries, approved actions left behind by a stopped node).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_actions(
+        &self,
+        org_id: &str,
+        query: &ActionQuery,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_actions(org_id, query).await,
+            Backend::Postgres(p) => p.list_actions(org_id, query).await,
+        }
+    }
+
+    /// The approvers' answers to an action of the organisation, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_approval_votes(
+        &self,
+        org_id: &str,
+        action_id: &str,
+    ) -> Result<Vec<ApprovalVote>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_approval_votes(org_id, action_id).await,
+            Backend::Postgres(p) => p.list_approval_votes(org_id, action_id).await,
+        }
+    }
+
+    /// The organisation's approval settings; `None` when it never set any (the server's
+    /// defaults apply).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_org_settings(&self, org_id: &str) -> Result<Option<OrgSettings>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_org_settings(org_id).await,
+            Backend::Postgres(p) => p.get_org_settings(org_id).await,
+        }
+    }
+
     /// Up to `limit` events of the organisation's chain with `seq > after_seq`, in seq order
     /// (page with `after_seq` = the last seq received). Events are returned as stored; use
     /// [`Store::verify_audit`] to check them.
@@ -437,6 +484,18 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => {}
             Backend::Postgres(p) => p.spawn_key_change_listener(on_change),
+        }
+    }
+
+    /// Calls `on_change(Some(action_id))` (from a background task) whenever an action is
+    /// changed through another node sharing the database, and `on_change(None)` when
+    /// changes may have been missed (the listener reconnected). PostgreSQL: `LISTEN`/`NOTIFY`
+    /// on `aaf_action_changes`, sent in the changing transaction. SQLite (one node): nothing
+    /// to listen to; the caller announces its own changes.
+    pub fn on_action_changes(&self, on_change: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        match &self.backend {
+            Backend::Sqlite(_) => {}
+            Backend::Postgres(p) => p.spawn_action_change_listener(on_change),
         }
     }
 

@@ -209,10 +209,62 @@ pub struct ActionRecord {
     pub digest: Option<String>,
     /// For an action that needs approval: its approval deadline (RFC 3339 UTC).
     pub expires_at: Option<String>,
+    /// For an action that needs approval: the distinct approvals it needs (at least 1).
+    pub approvals_required: Option<u32>,
+    /// How many times the action was changed since it was inserted (0 on insert, whatever
+    /// the record says): the value an [`ActionWrite::Update`] compares and sets.
+    pub version: i64,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// RFC 3339 UTC.
     pub updated_at: String,
+}
+
+/// One approver's answer to a pending action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalVote {
+    /// The organisation.
+    pub org_id: String,
+    /// The action.
+    pub action_id: String,
+    /// The approver's user id.
+    pub user_id: String,
+    /// The approver's name when they answered.
+    pub user_name: String,
+    /// `approve` or `reject`.
+    pub vote: String,
+    /// The approver's comment (may be empty).
+    pub comment: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// An organisation's approval settings (`None` fields: the server's defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSettings {
+    /// The organisation.
+    pub org_id: String,
+    /// Whether the user an action was requested for (`context.user_id`) is barred from
+    /// approving it.
+    pub four_eyes: bool,
+    /// The approval deadline of this organisation's actions, in seconds, unless a policy
+    /// asks for a shorter one; `None` = the server's `approvals.default_timeout_seconds`.
+    pub approval_timeout_seconds: Option<u64>,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// Which actions [`crate::Store::list_actions`] returns (all conditions must hold).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionQuery {
+    /// Only actions with this status.
+    pub status: String,
+    /// Only actions whose approval deadline is at or before this time (RFC 3339 UTC).
+    pub expires_at_or_before: Option<String>,
+    /// Only actions last changed before this time (RFC 3339 UTC).
+    pub updated_before: Option<String>,
+    /// At most this many, oldest first.
+    pub limit: u32,
 }
 
 /// The action part of a [`WriteUnit`].
@@ -222,8 +274,11 @@ pub struct ActionRecord {
 pub enum ActionWrite {
     /// Insert a new action. An existing id is a [`crate::StoreError::Conflict`].
     Insert(ActionRecord),
-    /// Set the status, result and `updated_at` of an existing action. A missing action is a
-    /// [`crate::StoreError::NotFound`].
+    /// Set the status, result and `updated_at` of an existing action (and its reason, when
+    /// given), adding 1 to its version. A missing action is a
+    /// [`crate::StoreError::NotFound`]; with `expected_version`, an action whose version is
+    /// another (someone changed it since it was read) is a [`crate::StoreError::Conflict`]
+    /// and nothing of the unit is written: a compare-and-set.
     Update {
         /// The organisation the action belongs to.
         org_id: String,
@@ -233,6 +288,10 @@ pub enum ActionWrite {
         status: String,
         /// New result (`None` stores SQL NULL).
         result: Option<Value>,
+        /// New reason; `None` keeps the reason.
+        reason: Option<String>,
+        /// Only if the action's version is still this one.
+        expected_version: Option<i64>,
         /// RFC 3339 UTC.
         updated_at: String,
     },
@@ -349,6 +408,12 @@ pub enum Mutation {
         /// When the nonce may be forgotten (RFC 3339 UTC): after the signature window.
         expires_at: String,
     },
+    /// Record an approver's answer to a pending action; a second answer of the same user is
+    /// a [`crate::StoreError::Conflict`], an action of another organisation
+    /// [`crate::StoreError::NotFound`].
+    InsertApprovalVote(ApprovalVote),
+    /// Create or replace an organisation's approval settings.
+    SetOrgSettings(OrgSettings),
 }
 
 /// What one request writes: identity changes, an optional action row and the audit events

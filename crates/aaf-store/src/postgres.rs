@@ -24,13 +24,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use crate::model::{
-    ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, Mutation, NewEvent, Org, OrgStats,
-    PgOptions, TokenPrincipal, User,
+    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
+    Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, TokenPrincipal, User,
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
     action_from_row, agent_from_row, agent_principal_from_row, event_from_row, finish_chain,
-    head_from_row, key_from_row, org_from_row, result_org, token_principal_from_row, user_from_row,
+    head_from_row, key_from_row, org_from_row, result_org, settings_from_row,
+    token_principal_from_row, user_from_row, vote_from_row,
 };
 use crate::{sql, StoreError};
 
@@ -41,7 +42,8 @@ pub(crate) const APP_ROLE: &str = "aaf_app";
 
 const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
 const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
-     reason, risk_level, status, policies, result, created_at, updated_at, digest, expires_at";
+     reason, risk_level, status, policies, result, created_at, updated_at, digest, expires_at, \
+     approvals_required";
 
 /// The PostgreSQL store: a pool of connections working as `aaf_app`.
 #[derive(Debug, Clone)]
@@ -64,19 +66,23 @@ async fn notify_key_change(conn: &mut PgConnection, org_id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Calls `on_change` whenever another node (or this one) revokes or rotates a key, and after
-/// every reconnection of the listening connection (changes may have been missed then).
-/// Runs until the pool is closed.
-pub(crate) fn spawn_key_change_listener(
+/// The channel on which a changed action (its id as payload) is announced to every node.
+const ACTION_CHANGES: &str = "aaf_action_changes";
+
+/// Calls `on_notify(Some(payload))` for every notification on `channel` and
+/// `on_notify(None)` after every (re)connection of the listening connection (notifications
+/// may have been missed then). Runs until the pool is closed.
+fn spawn_listener(
     pool: PgPool,
-    on_change: impl Fn() + Send + Sync + 'static,
+    channel: &'static str,
+    on_notify: impl Fn(Option<&str>) + Send + Sync + 'static,
 ) {
     tokio::spawn(async move {
         let mut delay = std::time::Duration::from_millis(100);
         while !pool.is_closed() {
             let listener = async {
                 let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                l.listen(KEY_CHANGES).await?;
+                l.listen(channel).await?;
                 Ok::<_, sqlx::Error>(l)
             };
             let mut listener = match listener.await {
@@ -85,7 +91,7 @@ pub(crate) fn spawn_key_change_listener(
                     if pool.is_closed() {
                         return;
                     }
-                    tracing::warn!(error = %e, "cannot listen for key changes; retrying");
+                    tracing::warn!(error = %e, channel, "cannot listen for notifications; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(5));
                     continue;
@@ -93,17 +99,17 @@ pub(crate) fn spawn_key_change_listener(
             };
             delay = std::time::Duration::from_millis(100);
             // Anything may have changed while nobody listened.
-            on_change();
+            on_notify(None);
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(_)) => on_change(),
+                    Ok(Some(n)) => on_notify(Some(n.payload())),
                     // The connection was lost; try_recv reconnects on the next call.
-                    Ok(None) => on_change(),
+                    Ok(None) => on_notify(None),
                     Err(e) => {
                         if !pool.is_closed() {
-                            tracing::warn!(error = %e, "key change listener failed; reconnecting");
+                            tracing::warn!(error = %e, channel, "notification listener failed; reconnecting");
                         }
-                        on_change();
+                        on_notify(None);
                         break;
                     }
                 }
@@ -263,7 +269,14 @@ impl PgStore {
     }
 
     pub(crate) fn spawn_key_change_listener(&self, on_change: impl Fn() + Send + Sync + 'static) {
-        spawn_key_change_listener(self.pool.clone(), on_change);
+        spawn_listener(self.pool.clone(), KEY_CHANGES, move |_| on_change());
+    }
+
+    pub(crate) fn spawn_action_change_listener(
+        &self,
+        on_change: impl Fn(Option<&str>) + Send + Sync + 'static,
+    ) {
+        spawn_listener(self.pool.clone(), ACTION_CHANGES, on_change);
     }
 
     /// A transaction with `org_id` set.
@@ -488,6 +501,52 @@ impl PgStore {
         row.map(|r| action_from_row(&r)).transpose()
     }
 
+    pub(crate) async fn list_actions(
+        &self,
+        org_id: &str,
+        query: &ActionQuery,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(sql::LIST_ACTIONS)
+            .bind(org_id)
+            .bind(&query.status)
+            .bind(&query.expires_at_or_before)
+            .bind(&query.updated_before)
+            .bind(i64::from(query.limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(action_from_row).collect()
+    }
+
+    pub(crate) async fn list_approval_votes(
+        &self,
+        org_id: &str,
+        action_id: &str,
+    ) -> Result<Vec<ApprovalVote>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(sql::LIST_APPROVAL_VOTES)
+            .bind(org_id)
+            .bind(action_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(crate) async fn get_org_settings(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<OrgSettings>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let row = sqlx::query(sql::GET_ORG_SETTINGS)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|r| settings_from_row(&r)).transpose()
+    }
+
     pub(crate) async fn list_audit(
         &self,
         org_id: &str,
@@ -626,27 +685,44 @@ async fn commit_units(
             org_id,
             id,
             status,
+            reason,
+            expected_version,
             updated_at,
             ..
         } = update
         else {
             continue;
         };
-        let done = sqlx::query(
-            "UPDATE actions SET status = $1, result = $2, updated_at = $3 WHERE org_id = $4 AND id = $5",
-        )
-        .bind(status)
-        .bind(result)
-        .bind(updated_at)
-        .bind(org_id)
-        .bind(id)
-        .execute(ctx.conn(org_id).await?)
-        .await?;
+        let conn = ctx.conn(org_id).await?;
+        let done = sqlx::query(sql::UPDATE_ACTION)
+            .bind(status)
+            .bind(result)
+            .bind(reason)
+            .bind(updated_at)
+            .bind(org_id)
+            .bind(id)
+            .bind(expected_version)
+            .execute(&mut *conn)
+            .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "action {id} of org {org_id} does not exist"
-            )));
+            let found: Option<i64> = sqlx::query_scalar(sql::ACTION_VERSION)
+                .bind(org_id)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            return Err(crate::rows::update_refused(
+                org_id,
+                id,
+                *expected_version,
+                found,
+            ));
         }
+        // Waiters on any node (GET /v1/actions/{id}?wait=) learn of the change at commit.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(ACTION_CHANGES)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
     }
 
     // Lock every touched chain's head (in org order), link, insert, advance the heads.
@@ -711,6 +787,7 @@ async fn insert_actions(
     rows: &[(&ActionRecord, &ActionTexts)],
 ) -> Result<(), StoreError> {
     let mut cols: [Vec<Option<String>>; 17] = Default::default();
+    let mut approvals_required: Vec<Option<i64>> = Vec::with_capacity(rows.len());
     for (r, texts) in rows {
         let ActionTexts::Insert {
             params,
@@ -743,17 +820,19 @@ async fn insert_actions(
         for (col, value) in cols.iter_mut().zip(values) {
             col.push(value);
         }
+        approvals_required.push(r.approvals_required.map(i64::from));
     }
     let sql = format!(
         "INSERT INTO actions ({ACTION_COLUMNS}) SELECT * FROM UNNEST(\
          $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-         $14::text[], $15::text[], $16::text[], $17::text[])"
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[])"
     );
     let mut query = sqlx::query(&sql);
     for col in cols {
         query = query.bind(col);
     }
+    query = query.bind(approvals_required);
     query
         .execute(conn)
         .await
@@ -1020,6 +1099,32 @@ async fn apply_mutation(
                 .execute(ctx.conn(org_id).await?)
                 .await
                 .map_err(|e| conflict(e, "the signature nonce was used before"))?;
+        }
+        Mutation::InsertApprovalVote(v) => {
+            let done = sqlx::query(sql::INSERT_APPROVAL_VOTE)
+                .bind(&v.org_id)
+                .bind(&v.action_id)
+                .bind(&v.user_id)
+                .bind(&v.user_name)
+                .bind(&v.vote)
+                .bind(&v.comment)
+                .bind(&v.created_at)
+                .execute(ctx.conn(&v.org_id).await?)
+                .await
+                .map_err(|e| conflict(e, "this user has already answered this action"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("action {}", v.action_id)));
+            }
+        }
+        Mutation::SetOrgSettings(settings) => {
+            let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
+            sqlx::query(sql::UPSERT_ORG_SETTINGS)
+                .bind(&settings.org_id)
+                .bind(i64::from(settings.four_eyes))
+                .bind(timeout)
+                .bind(&settings.updated_at)
+                .execute(ctx.conn(&settings.org_id).await?)
+                .await?;
         }
     }
     Ok(())

@@ -12,7 +12,10 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::model::{ActionRecord, Agent, AgentKey, AgentPrincipal, Org, TokenPrincipal, User};
+use crate::model::{
+    ActionRecord, Agent, AgentKey, AgentPrincipal, ApprovalVote, Org, OrgSettings, TokenPrincipal,
+    User,
+};
 use crate::StoreError;
 
 /// A column type the store reads.
@@ -33,7 +36,7 @@ macro_rules! column_value {
         }
     )*};
 }
-column_value!(String, Option<String>, i64, f64);
+column_value!(String, Option<String>, i64, Option<i64>, f64);
 
 /// A row of either backend.
 pub(crate) trait DbRow {
@@ -184,6 +187,70 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
         updated_at: row.col("updated_at")?,
         digest: row.col("digest")?,
         expires_at: row.col("expires_at")?,
+        approvals_required: row
+            .col::<Option<i64>>("approvals_required")?
+            .map(|n| {
+                u32::try_from(n).map_err(|_| {
+                    StoreError::Corrupt(format!("approvals_required {n} is out of range"))
+                })
+            })
+            .transpose()?,
+        version: row.col("version")?,
+    })
+}
+
+/// The error of an action update that changed no row: the action does not exist
+/// ([`StoreError::NotFound`]), or its version is no longer `expected` ([`StoreError::Conflict`]).
+pub(crate) fn update_refused(
+    org_id: &str,
+    id: &str,
+    expected: Option<i64>,
+    found: Option<i64>,
+) -> StoreError {
+    match (expected, found) {
+        (Some(expected), Some(found)) => StoreError::Conflict(format!(
+            "action {id} changed concurrently (version {found}, expected {expected})"
+        )),
+        _ => StoreError::NotFound(format!("action {id} of org {org_id} does not exist")),
+    }
+}
+
+/// An approval timeout as stored (seconds, a signed 64-bit integer).
+pub(crate) fn timeout_to_sql(seconds: Option<u64>) -> Result<Option<i64>, StoreError> {
+    seconds
+        .map(|s| {
+            i64::try_from(s).map_err(|_| {
+                StoreError::Invalid(format!("approval_timeout_seconds {s} is too large"))
+            })
+        })
+        .transpose()
+}
+
+pub(crate) fn vote_from_row(row: &impl DbRow) -> Result<ApprovalVote, StoreError> {
+    Ok(ApprovalVote {
+        org_id: row.col("org_id")?,
+        action_id: row.col("action_id")?,
+        user_id: row.col("user_id")?,
+        user_name: row.col("user_name")?,
+        vote: row.col("vote")?,
+        comment: row.col("comment")?,
+        created_at: row.col("created_at")?,
+    })
+}
+
+pub(crate) fn settings_from_row(row: &impl DbRow) -> Result<OrgSettings, StoreError> {
+    let timeout: Option<i64> = row.col("approval_timeout_seconds")?;
+    Ok(OrgSettings {
+        org_id: row.col("org_id")?,
+        four_eyes: row.col::<i64>("four_eyes")? != 0,
+        approval_timeout_seconds: timeout
+            .map(|t| {
+                u64::try_from(t).map_err(|_| {
+                    StoreError::Corrupt(format!("approval_timeout_seconds {t} is negative"))
+                })
+            })
+            .transpose()?,
+        updated_at: row.col("updated_at")?,
     })
 }
 

@@ -24,6 +24,13 @@ macro_rules! other_admins {
          AND id <> $2"
     };
 }
+macro_rules! action_select {
+    () => {
+        "id, org_id, agent_id, tool, operation, params, context, decision, reason, risk_level, \
+         status, policies, result, created_at, updated_at, digest, expires_at, \
+         approvals_required, version"
+    };
+}
 macro_rules! key_revoked_at {
     () => {
         "SELECT revoked_at FROM agent_keys WHERE org_id = $1 AND agent_id = $2 AND id = $3"
@@ -126,10 +133,39 @@ shared! {
     COUNT_ACTIONS = "SELECT decision, status, COUNT(*) AS n FROM actions WHERE org_id = $1 \
          GROUP BY decision, status";
     /// `(org_id, id)` → an action.
-    GET_ACTION = "SELECT id, org_id, agent_id, tool, operation, params, context, decision, \
-                reason, risk_level, status, policies, result, created_at, updated_at, digest, \
-                expires_at \
-         FROM actions WHERE org_id = $1 AND id = $2";
+    GET_ACTION = concat!("SELECT ", action_select!(), " FROM actions WHERE org_id = $1 AND id = $2");
+    /// `(status, result, reason, updated_at, org_id, id, expected_version)`: sets status,
+    /// result, updated_at and (unless NULL) reason, and adds 1 to the version, if the action's
+    /// version is `expected_version` (or that is NULL).
+    UPDATE_ACTION = "UPDATE actions SET status = $1, result = $2, reason = COALESCE($3, reason), \
+         updated_at = $4, version = version + 1 \
+         WHERE org_id = $5 AND id = $6 AND ($7 IS NULL OR version = $7)";
+    /// `(org_id, id)` → the action's version, if it exists.
+    ACTION_VERSION = "SELECT version FROM actions WHERE org_id = $1 AND id = $2";
+    /// `(org_id, action_id, user_id, user_name, vote, comment, created_at)`; inserts nothing
+    /// unless the action is the organisation's.
+    INSERT_APPROVAL_VOTE = "INSERT INTO approval_votes \
+           (org_id, action_id, user_id, user_name, vote, comment, created_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
+           (SELECT 1 FROM actions WHERE org_id = $1 AND id = $2)";
+    /// `(org_id, action_id)` → the answers, oldest first.
+    LIST_APPROVAL_VOTES = "SELECT org_id, action_id, user_id, user_name, vote, comment, created_at \
+         FROM approval_votes WHERE org_id = $1 AND action_id = $2 ORDER BY created_at, user_id";
+    /// `(org_id, four_eyes, approval_timeout_seconds, updated_at)`: insert or replace.
+    UPSERT_ORG_SETTINGS = "INSERT INTO org_settings (org_id, four_eyes, approval_timeout_seconds, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET \
+           four_eyes = excluded.four_eyes, \
+           approval_timeout_seconds = excluded.approval_timeout_seconds, \
+           updated_at = excluded.updated_at";
+    /// `(org_id)` → the organisation's settings row.
+    GET_ORG_SETTINGS = "SELECT org_id, four_eyes, approval_timeout_seconds, updated_at \
+         FROM org_settings WHERE org_id = $1";
+    /// `(org_id, status, expires_at_or_before or NULL, updated_before or NULL, limit)` →
+    /// matching actions, oldest first.
+    LIST_ACTIONS = concat!("SELECT ", action_select!(), " FROM actions \
+         WHERE org_id = $1 AND status = $2 \
+           AND ($3 IS NULL OR expires_at <= $3) AND ($4 IS NULL OR updated_at < $4) \
+         ORDER BY created_at, id LIMIT $5");
     /// `(org_id, after_seq, limit)` → a page of the chain.
     LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
          FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";

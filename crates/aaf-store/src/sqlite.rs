@@ -21,15 +21,15 @@ use std::time::Duration;
 
 use aaf_core::audit::{ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent};
 use futures::TryStreamExt;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
 
 use crate::model::{
-    ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, NewEvent, Org, OrgStats,
-    StoreOptions, TokenPrincipal, User, WriteUnit,
+    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
+    NewEvent, Org, OrgSettings, OrgStats, StoreOptions, TokenPrincipal, User, WriteUnit,
 };
 use crate::{sql, StoreError};
 
@@ -38,7 +38,7 @@ mod identity;
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{
     action_from_row, agent_from_row, event_from_row, finish_chain, head_from_row, org_from_row,
-    parse_head, result_org,
+    parse_head, result_org, settings_from_row, vote_from_row,
 };
 
 /// The database file inside the data directory.
@@ -60,17 +60,15 @@ macro_rules! action_columns {
     () => {
         "id, org_id, agent_id, tool, operation, params, context, decision, \
          reason, risk_level, status, policies, result, created_at, updated_at, digest, \
-         expires_at"
+         expires_at, approvals_required"
     };
 }
 
 const INSERT_ACTION: &str = concat!(
     "INSERT INTO actions (",
     action_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
-const UPDATE_ACTION: &str = "UPDATE actions SET status = ?, result = ?, updated_at = ? \
-     WHERE org_id = ? AND id = ?";
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO audit_events (",
     event_columns!(),
@@ -346,6 +344,46 @@ impl SqliteStore {
         row.map(|r| action_from_row(&r)).transpose()
     }
 
+    pub(crate) async fn list_actions(
+        &self,
+        org_id: &str,
+        query: &ActionQuery,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let rows = sqlx::query(sql::LIST_ACTIONS)
+            .bind(org_id)
+            .bind(&query.status)
+            .bind(&query.expires_at_or_before)
+            .bind(&query.updated_before)
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(action_from_row).collect()
+    }
+
+    pub(crate) async fn list_approval_votes(
+        &self,
+        org_id: &str,
+        action_id: &str,
+    ) -> Result<Vec<ApprovalVote>, StoreError> {
+        let rows = sqlx::query(sql::LIST_APPROVAL_VOTES)
+            .bind(org_id)
+            .bind(action_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(crate) async fn get_org_settings(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<OrgSettings>, StoreError> {
+        let row = sqlx::query(sql::GET_ORG_SETTINGS)
+            .bind(org_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| settings_from_row(&r)).transpose()
+    }
+
     pub(crate) async fn list_audit(
         &self,
         org_id: &str,
@@ -492,22 +530,9 @@ fn commit_units(
                 policies,
                 result: result.as_deref(),
             }),
-            (
-                Some(ActionWrite::Update {
-                    org_id,
-                    id,
-                    status,
-                    updated_at,
-                    ..
-                }),
-                Some(ActionTexts::Update { result }),
-            ) => updates.push((
-                org_id.as_str(),
-                id.as_str(),
-                status.as_str(),
-                result.as_deref(),
-                updated_at.as_str(),
-            )),
+            (Some(update @ ActionWrite::Update { .. }), Some(ActionTexts::Update { result })) => {
+                updates.push((update, result.as_deref()))
+            }
             (None, None) => {}
             _ => {
                 return Err(StoreError::Invalid(
@@ -526,15 +551,39 @@ fn commit_units(
         identity::apply_mutation(&tx, mutation)?;
     }
     insert_actions(&tx, &inserts)?;
-    if !updates.is_empty() {
-        let mut update = tx.prepare_cached(UPDATE_ACTION)?;
-        for (org_id, id, status, result, updated_at) in &updates {
-            let done = update.execute(params![status, result, updated_at, org_id, id])?;
-            if done == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "action {id} of org {org_id} does not exist"
-                )));
-            }
+    for (update, result) in &updates {
+        let ActionWrite::Update {
+            org_id,
+            id,
+            status,
+            reason,
+            expected_version,
+            updated_at,
+            ..
+        } = update
+        else {
+            continue;
+        };
+        let done = tx.prepare_cached(sql::UPDATE_ACTION)?.execute(params![
+            status,
+            result,
+            reason,
+            updated_at,
+            org_id,
+            id,
+            expected_version
+        ])?;
+        if done == 0 {
+            let found: Option<i64> = tx
+                .prepare_cached(sql::ACTION_VERSION)?
+                .query_row(params![org_id, id], |r| r.get(0))
+                .optional()?;
+            return Err(crate::rows::update_refused(
+                org_id,
+                id,
+                *expected_version,
+                found,
+            ));
         }
     }
     let chained = append_events(&tx, &groups)?;
@@ -647,7 +696,8 @@ fn insert_actions(conn: &Connection, rows: &[ActionRow<'_>]) -> Result<(), Store
                 r.created_at,
                 r.updated_at,
                 r.digest,
-                r.expires_at
+                r.expires_at,
+                r.approvals_required
             ])
             .map_err(|e| named_conflict(e, "an action with this id already exists"))?;
     }

@@ -165,6 +165,33 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                 .execute(params![org_id, agent_id, nonce, expires_at])
                 .map_err(|e| named_conflict(e, "the signature nonce was used before"))?;
         }
+        Mutation::InsertApprovalVote(v) => {
+            let done = conn
+                .prepare_cached(sql::INSERT_APPROVAL_VOTE)?
+                .execute(params![
+                    v.org_id,
+                    v.action_id,
+                    v.user_id,
+                    v.user_name,
+                    v.vote,
+                    v.comment,
+                    v.created_at
+                ])
+                .map_err(|e| named_conflict(e, "this user has already answered this action"))?;
+            if done == 0 {
+                return Err(StoreError::NotFound(format!("action {}", v.action_id)));
+            }
+        }
+        Mutation::SetOrgSettings(settings) => {
+            let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
+            conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?
+                .execute(params![
+                    settings.org_id,
+                    i64::from(settings.four_eyes),
+                    timeout,
+                    settings.updated_at
+                ])?;
+        }
     }
     Ok(())
 }

@@ -737,6 +737,8 @@ pub fn action(org: &Org, agent: &Agent, id: &str) -> ActionRecord {
         // Round-tripped on both backends (set for approval-requiring actions).
         digest: Some(format!("{:064x}", id.len())),
         expires_at: Some(ts(3_600_000_000)),
+        approvals_required: Some(2),
+        version: 0,
     }
 }
 

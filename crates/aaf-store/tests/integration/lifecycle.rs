@@ -9,11 +9,13 @@ use crate::common::{
 };
 
 /// The tables every migrated database has.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 11] = [
     "actions",
     "agent_keys",
     "agents",
     "api_tokens",
+    "approval_votes",
+    "org_settings",
     "audit_events",
     "audit_heads",
     "orgs",
@@ -266,6 +268,8 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
             id: "act-1".into(),
             status: "executed".into(),
             result: Some(json!({"status": 200, "body": "ok"})),
+            reason: None,
+            expected_version: Some(0),
             updated_at: ts(200),
         }),
         events: vec![NewEvent {
@@ -284,6 +288,7 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
     assert_eq!(stored.result, Some(json!({"status": 200, "body": "ok"})));
     assert_eq!(stored.updated_at, ts(200));
     assert_eq!(stored.created_at, ts(10));
+    assert_eq!(stored.version, 1);
 
     // Updating an action of another org is not found, and nothing of the batch is written.
     let before = store.list_audit(&org.id, 0, 1000).await.unwrap();
@@ -294,6 +299,8 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
             id: "act-1".into(),
             status: "failed".into(),
             result: None,
+            reason: None,
+            expected_version: None,
             updated_at: ts(300),
         }),
         events: vec![],

@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod common;
+mod approvals;
 mod identity;
 mod lifecycle;
 mod postgres_rls;

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aaf_store::units::{self, KeySpec};
-use aaf_store::{Agent, AuditWriter, Mutation, Org, PgOptions, Store, StoreError, WriteUnit};
+use aaf_store::{
+    Agent, ApprovalVote, AuditWriter, Mutation, Org, OrgSettings, PgOptions, Store, StoreError,
+    WriteUnit,
+};
 use sqlx::{Connection, PgConnection};
 
 use crate::common::{
@@ -14,7 +17,9 @@ use crate::common::{
 };
 
 /// Every tenant table with its organisation column.
-const TENANT_TABLES: [(&str, &str); 9] = [
+const TENANT_TABLES: [(&str, &str); 11] = [
+    ("approval_votes", "org_id"),
+    ("org_settings", "org_id"),
     ("orgs", "id"),
     ("users", "org_id"),
     ("api_tokens", "org_id"),
@@ -72,6 +77,27 @@ async fn populate(store: &Store, org: &Org, agent: &Agent, tag: &str) {
         ])
         .await
         .unwrap();
+    let approval = WriteUnit {
+        mutations: vec![
+            Mutation::InsertApprovalVote(ApprovalVote {
+                org_id: org.id.clone(),
+                action_id: format!("{tag}-act-1"),
+                user_id: format!("{tag}-approver"),
+                user_name: "approver".into(),
+                vote: "approve".into(),
+                comment: String::new(),
+                created_at: ts(40),
+            }),
+            Mutation::SetOrgSettings(OrgSettings {
+                org_id: org.id.clone(),
+                four_eyes: false,
+                approval_timeout_seconds: Some(60),
+                updated_at: ts(41),
+            }),
+        ],
+        ..WriteUnit::default()
+    };
+    store.commit(&[approval]).await.unwrap();
 }
 
 /// `SELECT <column> FROM <table>`: no WHERE clause, as a query that forgot its filter.
