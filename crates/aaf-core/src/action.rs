@@ -289,10 +289,12 @@ fn risk_rank(level: &str) -> u8 {
     }
 }
 
-/// An action that the decision path allowed.
+/// An action that the decision path allowed, or that humans approved.
 ///
 /// It can only be made by [`AllowedAction::from_decision`], which refuses anything but an
-/// allow, so a connector that takes an `AllowedAction` cannot run a denied or pending action.
+/// allow, and [`AllowedAction::from_approval`], which refuses anything but an approved action
+/// claimed for execution and not denied at re-check, so a connector that takes an
+/// `AllowedAction` cannot run a denied or pending action.
 #[derive(Debug, Clone)]
 pub struct AllowedAction {
     id: String,
@@ -310,6 +312,23 @@ impl AllowedAction {
             id: id.to_string(),
             request,
         })
+    }
+
+    /// Returns the approved action AAF is about to run, or `None` unless its approval is in
+    /// `executing` (this node won the `approved → executing` claim, so nobody else runs it)
+    /// and the re-check of the current policies did not deny it (a renewed
+    /// `require_approval` is covered by the approval given).
+    pub fn from_approval(
+        id: &str,
+        request: ActionRequest,
+        status: crate::approval::ApprovalStatus,
+        recheck: &Decision,
+    ) -> Option<AllowedAction> {
+        (status == crate::approval::ApprovalStatus::Executing && recheck.verdict != Verdict::Deny)
+            .then(|| AllowedAction {
+                id: id.to_string(),
+                request,
+            })
     }
 
     /// The action id.
@@ -417,6 +436,15 @@ mod tests {
         let deny = Decision::fail_closed("x");
         assert!(AllowedAction::from_decision("1", req.clone(), &deny).is_none());
         let allow = Decision::combine(vec![outcome("p", Some(Verdict::Allow), None)]);
-        assert!(AllowedAction::from_decision("1", req, &allow).is_some());
+        assert!(AllowedAction::from_decision("1", req.clone(), &allow).is_some());
+        // An approved action runs only once claimed (executing) and if the re-check allows.
+        use crate::approval::ApprovalStatus as S;
+        let again = Decision::combine(vec![outcome("p", Some(Verdict::RequireApproval), None)]);
+        assert!(AllowedAction::from_approval("1", req.clone(), S::Executing, &again).is_some());
+        assert!(AllowedAction::from_approval("1", req.clone(), S::Executing, &allow).is_some());
+        assert!(AllowedAction::from_approval("1", req.clone(), S::Executing, &deny).is_none());
+        for status in S::ALL.into_iter().filter(|s| *s != S::Executing) {
+            assert!(AllowedAction::from_approval("1", req.clone(), status, &allow).is_none());
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! approved ──AAF's connector starts running it───────────────────▶ executing
 //! approved ──the agent reports success───────────────────────────▶ executed
 //! approved ──the agent reports failure───────────────────────────▶ failed
+//! executing ──the connector refused at connection time (SSRF)────▶ denied
 //! executing ──the connector succeeded────────────────────────────▶ executed
 //! executing ──the connector failed, or its node stopped mid-run──▶ failed
 //! ```
@@ -279,7 +280,7 @@ impl ApprovalState {
                 next.status = S::Expired;
             }
             (S::PendingApproval, E::Cancel) => next.status = S::Cancelled,
-            (S::Approved, E::RecheckDenied) => next.status = S::Denied,
+            (S::Approved | S::Executing, E::RecheckDenied) => next.status = S::Denied,
             (S::Approved, E::StartExecution) => next.status = S::Executing,
             (S::Approved | S::Executing, E::Succeeded) => next.status = S::Executed,
             (S::Approved | S::Executing, E::FailedToRun) => next.status = S::Failed,
@@ -380,6 +381,7 @@ mod tests {
                     (S::Approved, "failed") => Some(S::Failed),
                     (S::Approved, "start_execution") => Some(S::Executing),
                     (S::Executing, "succeeded") => Some(S::Executed),
+                    (S::Executing, "recheck_denied") => Some(S::Denied),
                     (S::Executing, "failed") => Some(S::Failed),
                     _ => None,
                 };

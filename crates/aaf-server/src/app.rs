@@ -19,8 +19,11 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::api;
+use crate::api::approvals;
 use crate::api::identity;
+use crate::approvals::ActionEvents;
 use crate::auth::{authorize, FailedAuthLimiter};
+use crate::clock::Clock;
 use crate::config::{Config, SqliteSynchronous};
 use crate::connectors::http::HttpConnector;
 use crate::error::ApiError;
@@ -59,6 +62,10 @@ pub struct AppState {
     pub key_cache: Arc<KeyCache>,
     /// Failed authentications per source address (see [`FailedAuthLimiter`]).
     pub auth_limiter: Arc<FailedAuthLimiter>,
+    /// The clock of approval deadlines, expiry and recovery (manual in tests).
+    pub clock: Clock,
+    /// Wakes requests waiting on a changed action.
+    pub action_events: Arc<ActionEvents>,
 }
 
 impl AppState {
@@ -98,6 +105,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/actions", post(api::submit_action))
         .route("/v1/actions/dry-run", post(api::dry_run))
         .route("/v1/actions/{id}", get(api::get_action))
+        .route("/v1/actions/{id}/cancel", post(approvals::cancel_action))
+        .route("/v1/actions/{id}/result", post(approvals::report_result))
+        .route("/v1/approvals", get(approvals::list_approvals))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/reject", post(approvals::reject))
+        .route(
+            "/v1/settings",
+            get(approvals::get_settings).patch(approvals::update_settings),
+        )
         .route("/v1/audit", get(api::list_audit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
@@ -159,6 +175,15 @@ pub enum AdminTokenNotice {
 /// Opens the store, bootstraps the default organisation and its admin token, and loads the
 /// policies: everything `aaf serve` needs before it listens.
 pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), StartError> {
+    prepare_with_clock(config, Clock::system()).await
+}
+
+/// [`prepare`] with the clock of approval deadlines, expiry and recovery (tests pass a
+/// manual one to move time instead of sleeping).
+pub async fn prepare_with_clock(
+    config: Config,
+    clock: Clock,
+) -> Result<(AppState, AdminTokenNotice), StartError> {
     let (policies, origin) = load_policies(
         &config.policies,
         EvaluatorOptions {
@@ -262,6 +287,15 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
         let key_cache = Arc::clone(&key_cache);
         store.on_key_changes(move || key_cache.clear());
     }
+    // Changes of actions through other nodes wake this node's waiters.
+    let action_events = Arc::new(ActionEvents::default());
+    {
+        let events = Arc::clone(&action_events);
+        store.on_action_changes(move |id| match id {
+            Some(id) => events.announce(id),
+            None => events.announce_all(),
+        });
+    }
     let state = AppState {
         store,
         writer,
@@ -271,6 +305,8 @@ pub async fn prepare(config: Config) -> Result<(AppState, AdminTokenNotice), Sta
         key_cache,
         auth_limiter: Arc::new(FailedAuthLimiter::new(config.auth.failed_auth_per_minute)),
         config: Arc::new(config),
+        clock,
+        action_events,
     };
     Ok((state, notice))
 }
@@ -380,6 +416,7 @@ pub async fn run(
     let writer = state.writer.clone();
     let store = state.store.clone();
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let sweeper = tokio::spawn(crate::approvals::sweeper(state.clone()));
     let app = router(state);
     axum::serve(
         listener,
@@ -388,6 +425,7 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await?;
     housekeeping.abort();
+    sweeper.abort();
     tracing::info!("stopped accepting; flushing the audit log");
     writer.shutdown().await;
     store.close().await;

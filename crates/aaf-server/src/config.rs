@@ -220,14 +220,32 @@ impl Default for AuditConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ApprovalsConfig {
     /// How long an action that requires approval waits for approvers before it expires, in
-    /// seconds. Default 3600.
+    /// seconds, unless its organisation or a policy sets another. Default 3600 (1 h).
     pub default_timeout_seconds: u64,
+    /// The longest approval deadline an organisation may set, in seconds (policies may ask
+    /// for up to 30 days whatever this says). Default 604800 (7 days).
+    pub max_timeout_seconds: u64,
+    /// Whether, by default, the user an action was requested for (`context.user_id`) is
+    /// barred from approving it (four eyes); organisations may change it. Default true.
+    pub four_eyes: bool,
+    /// How often each node looks for expired approvals and for approved actions to finish,
+    /// in milliseconds. Default 1000.
+    pub sweep_interval_ms: u64,
+    /// How long, in seconds, an approved connector action may stay `approved` (its approving
+    /// node stopped before running it) before a sweeper runs it, and how long beyond the
+    /// connector's timeout it may stay `executing` (its node stopped mid-run) before it is
+    /// failed as "outcome unknown" (never run twice). Default 30.
+    pub recovery_after_seconds: u64,
 }
 
 impl Default for ApprovalsConfig {
     fn default() -> Self {
         ApprovalsConfig {
             default_timeout_seconds: 3600,
+            max_timeout_seconds: 7 * 24 * 3600,
+            four_eyes: true,
+            sweep_interval_ms: 1000,
+            recovery_after_seconds: 30,
         }
     }
 }
@@ -382,6 +400,17 @@ impl Config {
         if self.approvals.default_timeout_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "approvals.default_timeout_seconds must be at least 1".into(),
+            ));
+        }
+        if self.approvals.default_timeout_seconds > self.approvals.max_timeout_seconds {
+            return Err(ConfigError::Invalid(
+                "approvals.default_timeout_seconds must not exceed approvals.max_timeout_seconds"
+                    .into(),
+            ));
+        }
+        if self.approvals.sweep_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "approvals.sweep_interval_ms must be at least 1".into(),
             ));
         }
         if self.database.max_connections == 0 {

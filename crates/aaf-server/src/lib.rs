@@ -11,7 +11,9 @@
 
 pub mod api;
 pub mod app;
+pub mod approvals;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod error;

@@ -174,6 +174,48 @@ pub const PERMISSIONS: &[Permission] = &[
         summary: "one action and its status (an agent sees only its own; 404 otherwise)",
     },
     Permission {
+        method: "POST",
+        path: "/v1/actions/{id}/cancel",
+        allow: &[Caller::Agent],
+        summary: "withdraw the agent's own action while it waits for approval",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/actions/{id}/result",
+        allow: &[Caller::Agent],
+        summary: "report, once, the outcome of the agent's own approved action it ran itself",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/approvals",
+        allow: &[ADMIN, APPROVER],
+        summary: "the approval queue: pending actions, digest, policies, time left, answers",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/approvals/{id}/approve",
+        allow: &[ADMIN, APPROVER],
+        summary: "approve a pending action (never its own requester under four eyes)",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/approvals/{id}/reject",
+        allow: &[ADMIN, APPROVER],
+        summary: "reject a pending action",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/settings",
+        allow: ALL_USERS,
+        summary: "the organisation's approval settings (four eyes, approval timeout)",
+    },
+    Permission {
+        method: "PATCH",
+        path: "/v1/settings",
+        allow: &[ADMIN],
+        summary: "change the organisation's approval settings",
+    },
+    Permission {
         method: "GET",
         path: "/v1/audit",
         allow: &[ADMIN, APPROVER, AUDITOR],

@@ -32,13 +32,16 @@ const MAX_TOOL_CHARS: usize = 256;
 /// Most tools in a key's scope.
 const MAX_TOOLS: usize = 100;
 
-fn json_body<T>(state: &AppState, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn json_body<T>(
+    state: &AppState,
+    body: Result<Json<T>, JsonRejection>,
+) -> Result<T, ApiError> {
     body.map(|Json(b)| b).map_err(|r| state.json_rejection(r))
 }
 
 /// A JSON body that may be left out entirely (then `T::default()`); a body that is present
 /// must be JSON with `content-type: application/json`.
-fn optional_json<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,

@@ -27,6 +27,7 @@ use crate::connectors::http::ConnectorError;
 use crate::error::{ApiError, ErrorBody};
 use crate::time::now_rfc3339;
 
+pub mod approvals;
 pub mod identity;
 
 /// Longest accepted tool, operation, agent or user name, in characters.
@@ -308,16 +309,20 @@ pub struct ApprovalBinding {
     /// Lowercase hex SHA-256 of the RFC 8785 canonical JSON of `{org_id, agent_id, tool,
     /// operation, params, context}`; approvers see it, the audit chain keeps it.
     pub digest: String,
-    /// The approval deadline (RFC 3339 UTC): `approvals.default_timeout_seconds` after the
-    /// decision.
+    /// The approval deadline (RFC 3339 UTC): the policy's `approval_timeout_seconds` after
+    /// the decision, else the organisation's timeout (default
+    /// `approvals.default_timeout_seconds`).
     pub expires_at: String,
+    /// Distinct approvals needed (the policy's `approvals_required`, default 1).
+    pub approvals_required: u32,
 }
 
 /// The digest and deadline of an action that requires approval.
-fn approval_binding(
+async fn approval_binding(
     state: &AppState,
     agent: &aaf_store::AgentPrincipal,
     request: &ActionRequest,
+    decision: &Decision,
 ) -> Result<ApprovalBinding, ApiError> {
     let digest = aaf_core::approval::action_digest(
         &agent.org.id,
@@ -331,12 +336,19 @@ fn approval_binding(
         field: Some("params".into()),
         message: format!("the action cannot be bound to an approval: {e}"),
     })?;
-    let timeout = time::Duration::seconds(
-        i64::try_from(state.config.approvals.default_timeout_seconds).unwrap_or(i64::MAX),
-    );
-    let expires_at =
-        crate::time::format_rfc3339(time::OffsetDateTime::now_utc().saturating_add(timeout));
-    Ok(ApprovalBinding { digest, expires_at })
+    let timeout = match decision.approval_timeout_seconds {
+        Some(t) => t,
+        None => {
+            crate::approvals::settings(state, &agent.org.id)
+                .await?
+                .approval_timeout_seconds
+        }
+    };
+    Ok(ApprovalBinding {
+        digest,
+        expires_at: state.clock.in_seconds(timeout),
+        approvals_required: decision.approvals_required.max(1),
+    })
 }
 
 /// The answer for `decision`; `with_times` adds each policy's evaluation time (dry runs).
@@ -444,7 +456,11 @@ fn decide(
     };
     // The connector's own checks apply whatever the policies say: an allowed HTTP call to a
     // forbidden destination is denied here, before anything runs.
-    if decision.verdict == Verdict::Allow && HTTP_TOOLS.contains(&request.tool.as_str()) {
+    // An action that would need approval is checked too: approvers never see a request the
+    // connector would refuse anyway.
+    if matches!(decision.verdict, Verdict::Allow | Verdict::RequireApproval)
+        && HTTP_TOOLS.contains(&request.tool.as_str())
+    {
         if let Err(e) = state.http.preflight(&request.operation, &request.params) {
             decision = connector_denial(decision, &e);
         }
@@ -536,7 +552,7 @@ pub async fn submit_action(
     let keep_full = decision.verdict == Verdict::RequireApproval;
     // What binds a later approval to this exact action: its digest and deadline.
     let approval = if keep_full {
-        Some(approval_binding(&state, &agent, &request)?)
+        Some(approval_binding(&state, &agent, &request, &decision).await?)
     } else {
         None
     };
@@ -570,6 +586,8 @@ pub async fn submit_action(
         updated_at: now.clone(),
         digest: approval.as_ref().map(|a| a.digest.clone()),
         expires_at: approval.as_ref().map(|a| a.expires_at.clone()),
+        approvals_required: approval.as_ref().map(|a| a.approvals_required),
+        version: 0,
     };
     let decided_event = NewEvent {
         org_id: agent.org.id.clone(),
@@ -621,17 +639,31 @@ pub async fn submit_action(
     Ok((code, Json(response)).into_response())
 }
 
+/// What became of an action AAF ran through the HTTP connector.
+pub(crate) struct HttpOutcome {
+    /// `executed`, `failed` or `denied` (the connector refused at connection time).
+    pub status: &'static str,
+    /// The connector's result, or `{error}`.
+    pub result: Option<Value>,
+    /// For `denied`: why.
+    pub denial: Option<String>,
+}
+
 /// Runs an allowed HTTP action and records its outcome (`action.executed` or
-/// `action.failed`). An SSRF refusal found only at connection time (a name that resolves to
-/// a blocked address, a redirect to one) turns the answer into a deny.
-async fn execute_http(
+/// `action.failed`) as a compare-and-set at `expected_version` when given. An SSRF refusal
+/// found only at connection time (a name that resolves to a blocked address, a redirect to
+/// one) makes the outcome `denied`.
+///
+/// Errors: 503 when the outcome could not be recorded (the action ran).
+pub(crate) async fn run_http(
     state: &AppState,
-    agent: &aaf_store::AgentPrincipal,
+    org_id: &str,
+    agent_id: &str,
     allowed: &AllowedAction,
-    response: &mut ActionResponse,
-) -> Result<(), ApiError> {
+    expected_version: Option<i64>,
+) -> Result<HttpOutcome, ApiError> {
     let outcome = state.http.execute(allowed).await;
-    let (status, event_type, result, data) = match outcome {
+    let (status, event_type, result, data, denial) = match outcome {
         Ok(out) => {
             let result =
                 serde_json::to_value(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -639,7 +671,13 @@ async fn execute_http(
                 "status": out.status,
                 "truncated": out.truncated,
             });
-            ("executed", event_types::ACTION_EXECUTED, Some(result), data)
+            (
+                "executed",
+                event_types::ACTION_EXECUTED,
+                Some(result),
+                data,
+                None,
+            )
         }
         Err(e) => {
             let kind = match &e {
@@ -653,17 +691,13 @@ async fn execute_http(
                 ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_)
             );
             let status = if denied { "denied" } else { "failed" };
-            if denied {
-                response.decision = Verdict::Deny.as_str().to_string();
-                response.reason = e.to_string();
-                response.matched_policies = Vec::new();
-            }
             let data = serde_json::json!({ "error": e.to_string(), "kind": kind });
             (
                 status,
                 event_types::ACTION_FAILED,
                 Some(serde_json::json!({ "error": e.to_string() })),
                 data,
+                denied.then(|| e.to_string()),
             )
         }
     };
@@ -673,16 +707,18 @@ async fn execute_http(
         .submit(WriteUnit {
             mutations: Vec::new(),
             action: Some(ActionWrite::Update {
-                org_id: agent.org.id.clone(),
+                org_id: org_id.to_string(),
                 id: allowed.id().to_string(),
                 status: status.to_string(),
                 result: result.clone(),
+                reason: denial.clone(),
+                expected_version,
                 updated_at: now.clone(),
             }),
             events: vec![NewEvent {
-                org_id: agent.org.id.clone(),
+                org_id: org_id.to_string(),
                 ts: now,
-                agent_id: Some(agent.agent.id.clone()),
+                agent_id: Some(agent_id.to_string()),
                 action_id: Some(allowed.id().to_string()),
                 event_type: event_type.to_string(),
                 data,
@@ -694,8 +730,29 @@ async fn execute_http(
                 "the action ran but its outcome could not be recorded in the audit log: {e}"
             ))
         })?;
-    response.status = status.to_string();
-    response.result = result;
+    state.action_events.announce(allowed.id());
+    Ok(HttpOutcome {
+        status,
+        result,
+        denial,
+    })
+}
+
+/// Runs an allowed HTTP action of `submit_action` and puts the outcome in the answer.
+async fn execute_http(
+    state: &AppState,
+    agent: &aaf_store::AgentPrincipal,
+    allowed: &AllowedAction,
+    response: &mut ActionResponse,
+) -> Result<(), ApiError> {
+    let outcome = run_http(state, &agent.org.id, &agent.agent.id, allowed, Some(0)).await?;
+    if let Some(reason) = outcome.denial {
+        response.decision = Verdict::Deny.as_str().to_string();
+        response.reason = reason;
+        response.matched_policies = Vec::new();
+    }
+    response.status = outcome.status.to_string();
+    response.result = outcome.result;
     Ok(())
 }
 
@@ -835,12 +892,28 @@ impl From<ActionRecord> for ActionView {
     }
 }
 
-/// One action of the organisation. An agent sees only its own actions.
+/// `GET /v1/actions/{id}` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GetActionQuery {
+    /// Wait up to this many seconds (0 to 60) for the action's status to change before
+    /// answering; the answer comes as soon as it changes, on whichever node changed it.
+    /// Default 0 (answer at once).
+    #[serde(default)]
+    pub wait: Option<u64>,
+}
+
+/// The longest `wait` of `GET /v1/actions/{id}`, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+/// One action of the organisation. An agent sees only its own actions. With `wait`, the
+/// answer is held until the status changes or the wait ends (long polling).
 #[utoipa::path(get, path = "/v1/actions/{id}", tag = "actions",
-    params(("id" = String, Path, description = "action id")),
+    params(("id" = String, Path, description = "action id"), GetActionQuery),
     security(("bearer" = []), ("agent_key" = [])),
     responses(
         (status = 200, description = "the action", body = ActionView),
+        (status = 400, description = "wait out of range", body = ErrorBody),
         (status = 401, description = "missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "the role may not read actions", body = ErrorBody),
         (status = 404, description = "no such action in the organisation (or of this agent)", body = ErrorBody),
@@ -849,17 +922,59 @@ pub async fn get_action(
     State(state): State<AppState>,
     AnyAuth(principal): AnyAuth,
     axum::extract::Path(id): axum::extract::Path<String>,
+    query: Result<Query<GetActionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ActionView>, ApiError> {
-    let action = state
-        .store
-        .get_action(&principal.org().id, &id)
-        .await?
-        .filter(|a| match &principal {
-            Principal::Agent(agent) => a.agent_id == agent.agent.id,
-            Principal::User(_) => true,
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("no action {id}")))?;
-    Ok(Json(action.into()))
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        field: None,
+        message: e.body_text(),
+    })?;
+    let wait = query.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::field(
+            "wait",
+            format!("must be from 0 to {MAX_WAIT_SECONDS} seconds"),
+        ));
+    }
+    // Subscribe before the first read, so that a change right after it is not missed.
+    let mut changes = state.action_events.subscribe();
+    let read = || async {
+        state
+            .store
+            .get_action(&principal.org().id, &id)
+            .await?
+            .filter(|a| match &principal {
+                Principal::Agent(agent) => a.agent_id == agent.agent.id,
+                Principal::User(_) => true,
+            })
+            .ok_or_else(|| ApiError::NotFound(format!("no action {id}")))
+    };
+    let first = read().await?;
+    if wait == 0 {
+        return Ok(Json(first.into()));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    // A lost notification costs at most this long.
+    let recheck = std::time::Duration::from_secs(5);
+    loop {
+        let woke = tokio::select! {
+            changed = changes.recv() => match changed {
+                Ok(changed) => &*changed == id.as_str() || &*changed == crate::approvals::ANY_ACTION,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(Json(read().await?.into()));
+                }
+            },
+            _ = tokio::time::sleep(recheck) => true,
+            _ = tokio::time::sleep_until(deadline) => return Ok(Json(read().await?.into())),
+        };
+        if woke {
+            let now = read().await?;
+            if now.status != first.status {
+                return Ok(Json(now.into()));
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

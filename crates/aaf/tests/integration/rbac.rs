@@ -153,6 +153,11 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         ("POST", "/v1/actions") | ("POST", "/v1/actions/dry-run") => {
             Some(json!({"tool": "knowledge_base", "operation": "search"}))
         }
+        ("POST", "/v1/approvals/{id}/approve" | "/v1/approvals/{id}/reject") => {
+            Some(json!({"comment": "matrix"}))
+        }
+        ("POST", "/v1/actions/{id}/result") => Some(json!({"status": "succeeded"})),
+        ("PATCH", "/v1/settings") => Some(json!({"four_eyes": true})),
         _ => None,
     };
     let path = match (p.method, p.path) {
@@ -171,6 +176,24 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         }
         (_, path) if path.starts_with("/v1/agents/{id}") => path.replace("{id}", &target.agent_id),
         (_, "/v1/actions/{id}") => format!("/v1/actions/{}", target.action_id),
+        ("POST", "/v1/approvals/{id}/approve" | "/v1/approvals/{id}/reject")
+        | ("POST", "/v1/actions/{id}/cancel") => {
+            let id = pending_action(server, target).await;
+            p.path.replace("{id}", &id)
+        }
+        ("POST", "/v1/actions/{id}/result") => {
+            let id = pending_action(server, target).await;
+            let (status, body) = server
+                .post_json(
+                    &format!("/v1/approvals/{id}/approve"),
+                    &target.admin,
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["action"]["status"], "approved", "{body}");
+            format!("/v1/actions/{id}/result")
+        }
         (_, path) => {
             assert!(
                 !path.contains('{'),
@@ -183,9 +206,24 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
     (path, body)
 }
 
+/// A new action of the target's agent that waits for approval.
+async fn pending_action(server: &TestServer, target: &Org) -> String {
+    let (status, body) = server
+        .act(
+            &target.agent_key,
+            json!({"tool": "needs_approval", "operation": "run"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// Actions of the tool `needs_approval` wait for an approver.
+const NEEDS_APPROVAL: &str = "package test.approval\nimport rego.v1\ndecision := \"require_approval\" if input.tool == \"needs_approval\"\n";
+
 #[tokio::test]
 async fn permission_matrix_every_endpoint_role_and_organisation() {
-    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL), ("approval.rego", NEEDS_APPROVAL)]);
     let server = TestServer::start(policies.path(), |c| {
         c.auth.failed_auth_per_minute = 0;
     })

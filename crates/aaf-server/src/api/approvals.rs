@@ -1,0 +1,479 @@
+//! The approvals API: the approvers' queue and answers, the agent's cancel and result
+//! report, and the organisation's approval settings. The workflow itself is in
+//! [`crate::approvals`].
+
+use aaf_core::approval::ApprovalStatus;
+use aaf_core::audit::event_types;
+use aaf_store::{ActionQuery, ActionRecord, Mutation, NewEvent, OrgSettings, WriteUnit};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::identity::{json_body, optional_json};
+use super::ActionView;
+use crate::app::AppState;
+use crate::approvals::{self as workflow, Answer};
+use crate::auth::{AgentAuth, UserAuth};
+use crate::error::{ApiError, ErrorBody};
+
+/// Longest approver comment, in characters.
+const MAX_COMMENT_CHARS: usize = 4096;
+
+/// One approver's answer, as shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteView {
+    /// The approver's user id.
+    pub user_id: String,
+    /// The approver's name.
+    pub user_name: String,
+    /// `approve` or `reject`.
+    pub vote: String,
+    /// Their comment.
+    pub comment: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// An action that needs (or needed) approval, as approvers see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalView {
+    /// The action (parameters in full while it waits).
+    pub action: ActionView,
+    /// The policies that asked for approval.
+    pub requested_by_policies: Vec<String>,
+    /// Why approval is needed.
+    pub reason: String,
+    /// The risk level, if a policy gave one.
+    pub risk_level: Option<String>,
+    /// Lowercase hex SHA-256 of the RFC 8785 canonical JSON of `{org_id, agent_id, tool,
+    /// operation, params, context}`: pass it back with your answer to bind it to exactly
+    /// this action.
+    pub digest: Option<String>,
+    /// The deadline (RFC 3339).
+    pub expires_at: Option<String>,
+    /// Whole seconds until the deadline (0 once passed).
+    pub seconds_left: u64,
+    /// Distinct approvals needed.
+    pub approvals_required: u32,
+    /// Approvals still missing (0 once approved).
+    pub approvals_missing: u32,
+    /// The answers so far, oldest first.
+    pub votes: Vec<VoteView>,
+}
+
+async fn approval_view(state: &AppState, action: ActionRecord) -> Result<ApprovalView, ApiError> {
+    let votes = state
+        .store
+        .list_approval_votes(&action.org_id, &action.id)
+        .await?;
+    let required = action.approvals_required.unwrap_or(1).max(1);
+    let approvals =
+        u32::try_from(votes.iter().filter(|v| v.vote == "approve").count()).unwrap_or(u32::MAX);
+    let pending = action.status == ApprovalStatus::PendingApproval.as_str();
+    let seconds_left = action
+        .expires_at
+        .as_deref()
+        .and_then(|e| {
+            time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(|deadline| (deadline - state.clock.now()).whole_seconds().max(0))
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(0);
+    let requested_by_policies = match &action.policies {
+        Value::Array(items) => items
+            .iter()
+            .filter(|p| p["decision"] == "require_approval")
+            .filter_map(|p| p["policy"].as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(ApprovalView {
+        requested_by_policies,
+        reason: action.reason.clone(),
+        risk_level: action.risk_level.clone(),
+        digest: action.digest.clone(),
+        expires_at: action.expires_at.clone(),
+        seconds_left: if pending { seconds_left } else { 0 },
+        approvals_required: required,
+        approvals_missing: if pending {
+            required.saturating_sub(approvals)
+        } else {
+            0
+        },
+        votes: votes
+            .into_iter()
+            .map(|v| VoteView {
+                user_id: v.user_id,
+                user_name: v.user_name,
+                vote: v.vote,
+                comment: v.comment,
+                at: v.created_at,
+            })
+            .collect(),
+        action: action.into(),
+    })
+}
+
+/// `GET /v1/approvals` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsQuery {
+    /// `pending` (default; alias of `pending_approval`) or another approval status:
+    /// `approved`, `executing`, `executed`, `failed`, `rejected`, `expired`, `cancelled`,
+    /// `denied`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// At most this many, 1 to 1000; default 100. Oldest first.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// The approval queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalList {
+    /// Actions with the status asked for, oldest first.
+    pub approvals: Vec<ApprovalView>,
+}
+
+/// Lists the organisation's actions waiting for approval (or with another approval status),
+/// with the policies that asked, risk level, digest, time left and answers so far.
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals",
+    params(ApprovalsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the queue, oldest first", body = ApprovalList),
+        (status = 400, description = "bad query parameter", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "not an approver or admin", body = ErrorBody),
+    ))]
+pub async fn list_approvals(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    query: Result<Query<ApprovalsQuery>, QueryRejection>,
+) -> Result<Json<ApprovalList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        field: None,
+        message: e.body_text(),
+    })?;
+    let status = match query.status.as_deref() {
+        None | Some("pending") => ApprovalStatus::PendingApproval,
+        Some(s) => ApprovalStatus::parse(s).ok_or_else(|| {
+            ApiError::field(
+                "status",
+                format!(
+                    "unknown approval status {s:?}; expected pending or one of {:?}",
+                    ApprovalStatus::ALL.map(|s| s.as_str())
+                ),
+            )
+        })?,
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("limit", "must be from 1 to 1000"));
+    }
+    let actions = state
+        .store
+        .list_actions(
+            &user.org.id,
+            &ActionQuery {
+                status: status.as_str().to_string(),
+                expires_at_or_before: None,
+                updated_before: None,
+                limit,
+            },
+        )
+        .await?;
+    let mut approvals = Vec::with_capacity(actions.len());
+    for action in actions
+        .into_iter()
+        .filter(|a| a.decision == "require_approval")
+    {
+        approvals.push(approval_view(&state, action).await?);
+    }
+    Ok(Json(ApprovalList { approvals }))
+}
+
+/// `POST /v1/approvals/{id}/approve|reject` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBody {
+    /// Why; kept in the audit log. Up to 4096 characters.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// The digest the approver reviewed; when given, the answer is refused (409) unless
+    /// the action still has it.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+async fn answer_route(
+    state: AppState,
+    user: aaf_store::TokenPrincipal,
+    id: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    answer: Answer,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let body: AnswerBody = optional_json(&state, &headers, body)?;
+    let comment = body.comment.unwrap_or_default();
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ApiError::field(
+            "comment",
+            format!("must be at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    let action =
+        workflow::answer(&state, &user, &id, answer, &comment, body.digest.as_deref()).await?;
+    Ok(Json(approval_view(&state, action).await?))
+}
+
+/// Approves a pending action. With `approvals_required` N (from the policy), the action is
+/// approved by the N-th distinct approver; then a connector action (`http_proxy`) is
+/// executed at once, after its digest and the current policies are checked again, and the
+/// answer shows the outcome.
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals",
+    params(("id" = String, Path, description = "action id")),
+    request_body(content = AnswerBody, description = "optional"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the answer was recorded; the action as it now is", body = ApprovalView),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "not an approver or admin, or the four-eyes rule: the action was requested for this user", body = ErrorBody),
+        (status = 404, description = "no such action in the organisation", body = ErrorBody),
+        (status = 409, description = "not pending (decided, expired, cancelled), already answered by this user, no approval needed, or digest mismatch", body = ErrorBody),
+        (status = 503, description = "the answer could not be recorded", body = ErrorBody),
+    ))]
+pub async fn approve(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    answer_route(state, user, id, headers, body, Answer::Approve).await
+}
+
+/// Rejects a pending action: one rejection rejects it, whatever approvals came before.
+#[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals",
+    params(("id" = String, Path, description = "action id")),
+    request_body(content = AnswerBody, description = "optional"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "rejected; the action as it now is", body = ApprovalView),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "not an approver or admin", body = ErrorBody),
+        (status = 404, description = "no such action in the organisation", body = ErrorBody),
+        (status = 409, description = "not pending, already answered by this user, or digest mismatch", body = ErrorBody),
+        (status = 503, description = "the answer could not be recorded", body = ErrorBody),
+    ))]
+pub async fn reject(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    answer_route(state, user, id, headers, body, Answer::Reject).await
+}
+
+/// Withdraws one of the agent's own actions while it waits for approval.
+#[utoipa::path(post, path = "/v1/actions/{id}/cancel", tag = "actions",
+    params(("id" = String, Path, description = "action id")),
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, description = "cancelled", body = ActionView),
+        (status = 401, description = "missing or invalid agent key", body = ErrorBody),
+        (status = 403, description = "not an agent", body = ErrorBody),
+        (status = 404, description = "no such action of this agent", body = ErrorBody),
+        (status = 409, description = "not pending approval", body = ErrorBody),
+    ))]
+pub async fn cancel_action(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+) -> Result<Json<ActionView>, ApiError> {
+    let action = workflow::cancel(&state, &agent.org.id, &agent.agent.id, &id).await?;
+    Ok(Json(action.into()))
+}
+
+/// `POST /v1/actions/{id}/result` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultBody {
+    /// `succeeded` or `failed`.
+    pub status: String,
+    /// Anything the agent wants kept about the outcome (a JSON object).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
+}
+
+/// Reports the outcome of an approved action that the agent ran itself (tools other than
+/// AAF's connectors). Once: a second report is refused.
+#[utoipa::path(post, path = "/v1/actions/{id}/result", tag = "actions",
+    params(("id" = String, Path, description = "action id")),
+    request_body = ResultBody,
+    security(("agent_key" = [])),
+    responses(
+        (status = 200, description = "recorded; status is now executed or failed", body = ActionView),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "missing or invalid agent key", body = ErrorBody),
+        (status = 403, description = "not an agent", body = ErrorBody),
+        (status = 404, description = "no such action of this agent", body = ErrorBody),
+        (status = 409, description = "not approved, already reported, or run by AAF's connector", body = ErrorBody),
+    ))]
+pub async fn report_result(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+    body: Result<Json<ResultBody>, JsonRejection>,
+) -> Result<Json<ActionView>, ApiError> {
+    let body = json_body(&state, body)?;
+    let succeeded = match body.status.as_str() {
+        "succeeded" => true,
+        "failed" => false,
+        other => {
+            return Err(ApiError::field(
+                "status",
+                format!("must be \"succeeded\" or \"failed\", not {other:?}"),
+            ))
+        }
+    };
+    let detail = match body.detail {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::field("detail", "must be a JSON object")),
+    };
+    let action = workflow::report_result(
+        &state,
+        &agent.org.id,
+        &agent.agent.id,
+        &id,
+        succeeded,
+        detail,
+    )
+    .await?;
+    Ok(Json(action.into()))
+}
+
+/// The organisation's approval settings in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsView {
+    /// Whether the user an action was requested for (`context.user_id`, matched against
+    /// user ids and names) may not approve it.
+    pub four_eyes: bool,
+    /// Approval deadline in seconds, unless a policy asks for another.
+    pub approval_timeout_seconds: u64,
+    /// Whether the organisation set these (false: the server's defaults).
+    pub customised: bool,
+    /// When they were last changed (RFC 3339), if ever.
+    pub updated_at: Option<String>,
+}
+
+impl From<workflow::EffectiveSettings> for SettingsView {
+    fn from(s: workflow::EffectiveSettings) -> Self {
+        SettingsView {
+            four_eyes: s.four_eyes,
+            approval_timeout_seconds: s.approval_timeout_seconds,
+            customised: s.customised,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// The organisation's approval settings.
+#[utoipa::path(get, path = "/v1/settings", tag = "approvals",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the settings in force", body = SettingsView),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+    ))]
+pub async fn get_settings(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+) -> Result<Json<SettingsView>, ApiError> {
+    Ok(Json(workflow::settings(&state, &user.org.id).await?.into()))
+}
+
+/// `PATCH /v1/settings` body: fields left out keep their value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettingsBody {
+    /// Four eyes on or off.
+    #[serde(default)]
+    pub four_eyes: Option<bool>,
+    /// Approval deadline in seconds, 1 to `approvals.max_timeout_seconds`.
+    #[serde(default)]
+    pub approval_timeout_seconds: Option<u64>,
+}
+
+/// Changes the organisation's approval settings (an `org.settings_changed` audit event).
+/// They apply to actions submitted from then on.
+#[utoipa::path(patch, path = "/v1/settings", tag = "approvals",
+    request_body = UpdateSettingsBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the settings now in force", body = SettingsView),
+        (status = 400, description = "malformed body or value out of range", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody),
+        (status = 503, description = "the change could not be recorded", body = ErrorBody),
+    ))]
+pub async fn update_settings(
+    State(state): State<AppState>,
+    UserAuth(admin): UserAuth,
+    body: Result<Json<UpdateSettingsBody>, JsonRejection>,
+) -> Result<Json<SettingsView>, ApiError> {
+    let body = json_body(&state, body)?;
+    let max = state.config.approvals.max_timeout_seconds;
+    if let Some(t) = body.approval_timeout_seconds {
+        if !(1..=max).contains(&t) {
+            return Err(ApiError::field(
+                "approval_timeout_seconds",
+                format!("must be from 1 to {max} (approvals.max_timeout_seconds)"),
+            ));
+        }
+    }
+    let before = workflow::settings(&state, &admin.org.id).await?;
+    let now = crate::time::now_rfc3339();
+    let after = OrgSettings {
+        org_id: admin.org.id.clone(),
+        four_eyes: body.four_eyes.unwrap_or(before.four_eyes),
+        approval_timeout_seconds: Some(
+            body.approval_timeout_seconds
+                .unwrap_or(before.approval_timeout_seconds),
+        ),
+        updated_at: now.clone(),
+    };
+    let unit = WriteUnit {
+        mutations: vec![Mutation::SetOrgSettings(after.clone())],
+        action: None,
+        events: vec![NewEvent {
+            org_id: admin.org.id.clone(),
+            ts: now,
+            agent_id: None,
+            action_id: None,
+            event_type: event_types::ORG_SETTINGS_CHANGED.to_string(),
+            data: serde_json::json!({
+                "by": admin.user_id,
+                "before": {"four_eyes": before.four_eyes, "approval_timeout_seconds": before.approval_timeout_seconds},
+                "after": {"four_eyes": after.four_eyes, "approval_timeout_seconds": after.approval_timeout_seconds},
+            }),
+        }],
+    };
+    state
+        .writer
+        .submit(unit)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the settings could not be recorded: {e}")))?;
+    Ok(Json(
+        workflow::settings(&state, &admin.org.id).await?.into(),
+    ))
+}
