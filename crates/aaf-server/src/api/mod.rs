@@ -897,10 +897,21 @@ impl From<ActionRecord> for ActionView {
 #[serde(deny_unknown_fields)]
 pub struct GetActionQuery {
     /// Wait up to this many seconds (0 to 60) for the action's status to change before
-    /// answering; the answer comes as soon as it changes, on whichever node changed it.
-    /// Default 0 (answer at once).
+    /// answering, while it is in progress (`pending_approval`, `executing`, or `approved`
+    /// for a connector tool AAF is about to run); the answer comes as soon as the status
+    /// changes, on whichever node changed it. Default 0 (answer at once).
     #[serde(default)]
     pub wait: Option<u64>,
+}
+
+/// Whether something is still to happen to the action that is not its agent's move: it
+/// waits for approvers, or AAF is about to run or is running it.
+fn in_progress(action: &ActionRecord) -> bool {
+    match action.status.as_str() {
+        "pending_approval" | "executing" => true,
+        "approved" => HTTP_TOOLS.contains(&action.tool.as_str()),
+        _ => false,
+    }
 }
 
 /// The longest `wait` of `GET /v1/actions/{id}`, in seconds.
@@ -949,7 +960,7 @@ pub async fn get_action(
             .ok_or_else(|| ApiError::NotFound(format!("no action {id}")))
     };
     let first = read().await?;
-    if wait == 0 {
+    if wait == 0 || !in_progress(&first) {
         return Ok(Json(first.into()));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);

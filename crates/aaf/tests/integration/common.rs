@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use aaf_server::clock::Clock;
 use aaf_server::config::Config;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
@@ -70,6 +71,30 @@ impl TestServer {
         policies: &Path,
         tweak: impl FnOnce(&mut Config),
     ) -> TestServer {
+        Self::start_with_clock(data_dir, policies, Clock::system(), tweak).await
+    }
+
+    /// Starts a server with a fresh data directory whose approval clock is `clock` (a manual
+    /// clock lets a test move time instead of sleeping).
+    pub async fn start_clocked(
+        policies: &Path,
+        clock: Clock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_path_buf();
+        let mut server = Self::start_with_clock(&data_dir, policies, clock, tweak).await;
+        server._data = Some(data);
+        server
+    }
+
+    /// Starts a server on `data_dir` with the approval clock `clock`.
+    pub async fn start_with_clock(
+        data_dir: &Path,
+        policies: &Path,
+        clock: Clock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.to_path_buf(),
@@ -79,7 +104,9 @@ impl TestServer {
         };
         config.connectors.http.allow_private_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         tweak(&mut config);
-        let (state, _) = aaf_server::app::prepare(config).await.unwrap();
+        let (state, _) = aaf_server::app::prepare_with_clock(config, clock)
+            .await
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -139,6 +166,35 @@ impl TestServer {
             v["id"].as_str().unwrap().to_string(),
             v["api_key"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// Creates a user with `role`; returns (id, token).
+    pub async fn create_user(&self, name: &str, role: &str) -> (String, String) {
+        let (status, body) = self
+            .post_json(
+                "/v1/users",
+                ADMIN_TOKEN,
+                json!({"name": name, "role": role}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["id"].as_str().unwrap().to_string(),
+            body["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// `GET path` with a bearer token; returns (status, body).
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// Submits an action; returns (status, body).

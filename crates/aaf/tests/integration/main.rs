@@ -8,6 +8,7 @@
 mod common;
 
 mod actions;
+mod approvals;
 mod audit;
 mod binary;
 mod connector;
