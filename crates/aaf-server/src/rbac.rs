@@ -294,12 +294,15 @@ mod tests {
     }
 
     #[test]
-    fn agents_cannot_manage_and_viewers_cannot_read_audit() {
+    fn agents_cannot_manage_or_approve_and_viewers_cannot_read_audit() {
         let audit = permission_for(&Method::GET, "/v1/audit");
         assert!(audit.is_some_and(|p| !allows(p, VIEWER) && !allows(p, Caller::Agent)));
         for p in PERMISSIONS.iter().filter(|p| p.method != "GET") {
             if p.path.starts_with("/v1/actions") {
                 assert_eq!(p.allow, &[Caller::Agent]);
+            } else if p.path.starts_with("/v1/approvals") {
+                // Approving is for people: approvers and admins, never agents.
+                assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
             } else {
                 assert!(!allows(p, Caller::Agent), "{} {}", p.method, p.path);
                 assert_eq!(p.allow, &[ADMIN], "{} {}", p.method, p.path);
