@@ -131,7 +131,7 @@ async fn approvers_answer_once_and_only_on_their_organisations_actions(db: TestD
         mutations: vec![vote(&org.id, "act-1", "alice", 20)],
         ..WriteUnit::default()
     };
-    store.commit(&[once.clone()]).await.unwrap();
+    store.commit(std::slice::from_ref(&once)).await.unwrap();
     let err = store.commit(&[once]).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Conflict(ref m) if m.contains("already answered")),
