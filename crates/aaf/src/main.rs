@@ -47,6 +47,9 @@ enum Command {
     /// Manage agents through a running server.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// The approval queue of a running server: list, approve, reject.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Create and list organisations (tenants) directly in the database, like an operator's
     /// bootstrap; works whether or not a server is running on it.
     #[command(subcommand)]
@@ -154,6 +157,46 @@ enum AgentsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// List actions waiting for approval (oldest first): id, tool and operation, risk,
+    /// approvals, time left and digest.
+    List {
+        /// Another approval status instead of `pending` (approved, executed, rejected,
+        /// expired, ...).
+        #[arg(long, default_value = "pending")]
+        status: String,
+        /// Print the server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve a pending action (a connector action then runs at once).
+    Approve {
+        /// The action id.
+        id: String,
+        /// Why; kept in the audit log.
+        #[arg(long)]
+        comment: Option<String>,
+        /// The digest you reviewed: the approval is refused unless the action still has it.
+        #[arg(long)]
+        digest: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reject a pending action.
+    Reject {
+        /// The action id.
+        id: String,
+        /// Why; kept in the audit log.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
 /// Where the database is: a data directory (SQLite) or a PostgreSQL URL.
 #[derive(Args)]
 struct DbArgs {
@@ -171,7 +214,8 @@ struct ClientArgs {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8700")]
     server: String,
-    /// Admin token. Default: the AAF_ADMIN_TOKEN environment variable.
+    /// Your personal access token (`agents` needs an admin's; `approvals` an approver's or
+    /// an admin's). Default: the AAF_ADMIN_TOKEN environment variable.
     #[arg(long, env = "AAF_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
 }
@@ -199,6 +243,7 @@ fn main() -> ExitCode {
             }) => policy_eval(&policies, &input, timeout_ms),
             Command::Audit(AuditCommand::Verify { db }) => audit_verify(&db).await,
             Command::Agents(cmd) => agents(cmd).await,
+            Command::Approvals(cmd) => approvals(cmd).await,
             Command::Orgs(cmd) => orgs(cmd).await,
             Command::Openapi => {
                 println!("{}", aaf_server::openapi::openapi_json());
@@ -447,8 +492,7 @@ fn hex_hash(h: &[u8; 32]) -> String {
 }
 
 async fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
-    let client = reqwest::Client::new();
-    let (response, created) = match &cmd {
+    let (args, method, path, body, created) = match &cmd {
         AgentsCommand::Create {
             name,
             risk_score,
@@ -470,23 +514,42 @@ async fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
             if let Some(e) = expires_in {
                 body["expires_in"] = serde_json::json!(e);
             }
-            let url = format!("{}/v1/agents", args.server.trim_end_matches('/'));
-            (
-                client
-                    .post(url)
-                    .bearer_auth(&args.token)
-                    .json(&body)
-                    .send()
-                    .await,
-                true,
-            )
+            (args, reqwest::Method::POST, "/v1/agents", Some(body), true)
         }
         AgentsCommand::List { client: args } => {
-            let url = format!("{}/v1/agents", args.server.trim_end_matches('/'));
-            (client.get(url).bearer_auth(&args.token).send().await, false)
+            (args, reqwest::Method::GET, "/v1/agents", None, false)
         }
     };
-    let response = response.map_err(|e| anyhow::anyhow!("cannot reach the server: {e}"))?;
+    let Some(body) = call(args, method, path, body).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    if created {
+        eprintln!("The api_key is shown only once: store it in your secret manager now.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Calls the server; `None` (after printing the server's error) when it refused.
+///
+/// Errors: the server cannot be reached or answers something other than JSON.
+async fn call(
+    args: &ClientArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Option<Value>> {
+    let url = format!("{}{path}", args.server.trim_end_matches('/'));
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(&args.token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the server: {e}"))?;
     let status = response.status();
     let body: Value = response
         .json()
@@ -495,11 +558,102 @@ async fn agents(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
     if !status.is_success() {
         let message = body["error"]["message"].as_str().unwrap_or("unknown error");
         eprintln!("error: the server answered {status}: {message}");
+        return Ok(None);
+    }
+    Ok(Some(body))
+}
+
+async fn approvals(cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ApprovalsCommand::List {
+            status,
+            json,
+            client,
+        } => {
+            let path = format!("/v1/approvals?status={status}&limit=1000");
+            let Some(body) = call(&client, reqwest::Method::GET, &path, None).await? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let items = body["approvals"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("no actions with approval status {status}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<36}  {:<28}  {:<8}  {:>9}  {:>8}  {:<16}  REASON",
+                "ID", "TOOL/OPERATION", "RISK", "APPROVALS", "LEFT", "DIGEST"
+            );
+            for item in items {
+                let action = &item["action"];
+                let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+                let approvals = format!(
+                    "{}/{}",
+                    item["approvals_required"]
+                        .as_u64()
+                        .unwrap_or(1)
+                        .saturating_sub(item["approvals_missing"].as_u64().unwrap_or(0)),
+                    item["approvals_required"].as_u64().unwrap_or(1)
+                );
+                let digest: String = text(&item["digest"]).chars().take(16).collect();
+                println!(
+                    "{:<36}  {:<28}  {:<8}  {:>9}  {:>7}s  {:<16}  {}",
+                    text(&action["id"]),
+                    format!("{}/{}", text(&action["tool"]), text(&action["operation"])),
+                    text(&item["risk_level"]),
+                    approvals,
+                    item["seconds_left"].as_u64().unwrap_or(0),
+                    digest,
+                    text(&item["reason"]),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ApprovalsCommand::Approve {
+            id,
+            comment,
+            digest,
+            client,
+        } => answer(&client, &id, "approve", comment, digest).await,
+        ApprovalsCommand::Reject {
+            id,
+            comment,
+            client,
+        } => answer(&client, &id, "reject", comment, None).await,
+    }
+}
+
+async fn answer(
+    client: &ClientArgs,
+    id: &str,
+    verb: &str,
+    comment: Option<String>,
+    digest: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut body = serde_json::json!({});
+    if let Some(c) = comment {
+        body["comment"] = Value::String(c);
+    }
+    if let Some(d) = digest {
+        body["digest"] = Value::String(d);
+    }
+    let path = format!("/v1/approvals/{id}/{verb}");
+    let Some(answer) = call(client, reqwest::Method::POST, &path, Some(body)).await? else {
         return Ok(ExitCode::FAILURE);
-    }
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    if created {
-        eprintln!("The api_key is shown only once: store it in your secret manager now.");
-    }
+    };
+    let action = &answer["action"];
+    println!(
+        "action {} is now {} ({} approval(s) missing){}",
+        action["id"].as_str().unwrap_or(id),
+        action["status"].as_str().unwrap_or("?"),
+        answer["approvals_missing"].as_u64().unwrap_or(0),
+        match action["reason"].as_str() {
+            Some(r) if action["status"] == "denied" => format!(": {r}"),
+            _ => String::new(),
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }

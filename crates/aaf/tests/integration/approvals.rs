@@ -774,3 +774,86 @@ async fn a_node_stopping_between_approval_and_execution_loses_nothing_and_runs_n
     assert_eq!(upstream.count(), 1);
     server.stop().await;
 }
+
+/// Runs `aaf approvals ...` against the server with `token`; returns (success, stdout, stderr).
+async fn cli(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
+        .arg("approvals")
+        .args(args)
+        .args(["--server", &server.base, "--token", token])
+        .env_remove("AAF_ADMIN_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_lists_approves_and_rejects() {
+    let upstream = Upstream::start().await;
+    let server = TestServer::start(&examples("seed-004"), stripe_to(&upstream)).await;
+    let (_, agent_key) = server.create_agent("billing-agent").await;
+    let (_, approver) = server.create_user("alice", "approver").await;
+    let (_, viewer) = server.create_user("vic", "viewer").await;
+    let (_, first) = server.act(&agent_key, charge(&upstream, 50000)).await;
+    let first = first["id"].as_str().unwrap().to_string();
+    let (_, second) = server.act(&agent_key, charge(&upstream, 60000)).await;
+    let second_digest = second["approval"]["digest"].as_str().unwrap().to_string();
+    let second = second["id"].as_str().unwrap().to_string();
+
+    let (ok, out, err) = cli(&server, &approver, &["list"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&first) && out.contains(&second), "{out}");
+    assert!(
+        out.contains("http_proxy/POST") && out.contains("0/1"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&server, &approver, &["list", "--json"]).await;
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["approvals"].as_array().unwrap().len(), 2);
+
+    // A viewer is refused, with the server's reason and a failing exit status.
+    let (ok, _, err) = cli(&server, &viewer, &["approve", &first]).await;
+    assert!(!ok);
+    assert!(err.contains("403"), "{err}");
+
+    let (ok, out, err) = cli(
+        &server,
+        &approver,
+        &[
+            "approve",
+            &second,
+            "--comment",
+            "ok",
+            "--digest",
+            &second_digest,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("action {second} is now executed")),
+        "{out}"
+    );
+    let (ok, out, err) = cli(
+        &server,
+        &approver,
+        &["reject", &first, "--comment", "duplicate"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("is now rejected"), "{out}");
+    let (ok, out, _) = cli(&server, &approver, &["list"]).await;
+    assert!(ok);
+    assert!(
+        out.contains("no actions with approval status pending"),
+        "{out}"
+    );
+    assert_eq!(upstream.count(), 1);
+    server.stop().await;
+}
