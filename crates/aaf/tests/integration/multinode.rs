@@ -272,3 +272,137 @@ async fn a_node_killed_mid_load_loses_no_acknowledged_action() {
     let report = verify_offline(&db);
     assert!(report.contains("audit verification passed"), "{report}");
 }
+
+const HTTP_NEEDS_APPROVAL: &str = "package org.http_approval\nimport rego.v1\ndecision := \"require_approval\" if input.tool == \"http_proxy\"\ndecision := \"allow\" if input.tool != \"http_proxy\"\n";
+
+/// A node whose HTTP connector may reach the loopback upstream.
+fn start_approval_node(db: &PgDb, policies: &std::path::Path) -> Node {
+    let data = tempfile::tempdir().unwrap();
+    let (child, base) = spawn_serve_with(
+        data.path(),
+        policies,
+        Some(ADMIN_TOKEN),
+        &[
+            ("AAF_DATABASE_URL", db.url.as_str()),
+            ("AAF_AUTH__FAILED_AUTH_PER_MINUTE", "0"),
+            (
+                "AAF_CONNECTORS__HTTP__ALLOW_PRIVATE_CIDRS",
+                "[\"127.0.0.1/32\"]",
+            ),
+            ("AAF_LOG__LEVEL", "warn"),
+        ],
+    );
+    Node {
+        child,
+        base,
+        _data: data,
+    }
+}
+
+#[tokio::test]
+async fn approvals_wake_waiters_on_other_nodes_and_race_to_one_execution() {
+    let Some(db) = pg_db("approvals_wake_waiters_on_other_nodes_and_race_to_one_execution").await
+    else {
+        return;
+    };
+    let upstream = crate::common::Upstream::start().await;
+    let policies = policy_dir(&[("approval.rego", HTTP_NEEDS_APPROVAL)]);
+    let mut a = start_approval_node(&db, policies.path());
+    let mut b = start_approval_node(&db, policies.path());
+    let client = reqwest::Client::new();
+    let post = |node: &str, path: &str, token: &str, body: Value| {
+        let request = client
+            .post(format!("{node}{path}"))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, agent) = post(&a.base, "/v1/agents", ADMIN_TOKEN, json!({"name": "payer"})).await;
+    assert_eq!(status, 201, "{agent}");
+    let key = agent["api_key"].as_str().unwrap().to_string();
+    let mut approvers = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let (status, user) = post(
+            &a.base,
+            "/v1/users",
+            ADMIN_TOKEN,
+            json!({"name": name, "role": "approver"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{user}");
+        approvers.push(user["token"].as_str().unwrap().to_string());
+    }
+    let charge = |n: u64| {
+        json!({"tool": "http_proxy", "operation": "POST",
+               "params": {"url": upstream.url("/charges"), "body": {"n": n}}})
+    };
+
+    // The agent waits on B; the approval comes through A; B's wait returns at once.
+    let (status, submitted) = post(&b.base, "/v1/actions", &key, charge(1)).await;
+    assert_eq!(status, 202, "{submitted}");
+    let id = submitted["id"].as_str().unwrap().to_string();
+    let waiting = {
+        let request = client
+            .get(format!("{}/v1/actions/{id}?wait=30", b.base))
+            .bearer_auth(&key);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            (body, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = post(
+        &a.base,
+        &format!("/v1/approvals/{id}/approve"),
+        &approvers[0],
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["action"]["status"], "executed");
+    let (woke, waited) = waiting.await.unwrap();
+    assert_ne!(woke["status"], "pending_approval", "{woke}");
+    assert!(
+        waited < Duration::from_secs(30),
+        "B's waiter was woken by A's change"
+    );
+    eprintln!("waiter on B woke {waited:?} after waiting began");
+
+    // Six approvals at once, three on each node: one wins, the charge runs once.
+    for n in 2..5u64 {
+        let (status, submitted) = post(&a.base, "/v1/actions", &key, charge(n)).await;
+        assert_eq!(status, 202, "{submitted}");
+        let id = submitted["id"].as_str().unwrap().to_string();
+        let mut tasks = Vec::new();
+        for (i, token) in approvers.iter().chain(approvers.iter()).enumerate() {
+            let node = if i % 2 == 0 { &a.base } else { &b.base };
+            let request = client
+                .post(format!("{node}/v1/approvals/{id}/approve"))
+                .bearer_auth(token)
+                .json(&json!({}));
+            tasks.push(tokio::spawn(async move {
+                request.send().await.unwrap().status().as_u16()
+            }));
+        }
+        let mut codes = Vec::new();
+        for t in tasks {
+            codes.push(t.await.unwrap());
+        }
+        assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+        assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+    }
+    assert_eq!(
+        upstream.count(),
+        4,
+        "every approved charge ran exactly once"
+    );
+
+    assert!(sigterm(&mut a.child).success());
+    assert!(sigterm(&mut b.child).success());
+    verify_offline(&db);
+}
