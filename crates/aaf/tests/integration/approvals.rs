@@ -117,9 +117,10 @@ async fn stripe_charge_waits_for_an_approver_then_reaches_the_upstream_once() {
             agent_key.clone(),
         );
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let r = client.get(url).bearer_auth(key).send().await.unwrap();
             assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()
+            (r.json::<Value>().await.unwrap(), started.elapsed())
         })
     };
 
@@ -159,10 +160,14 @@ async fn stripe_charge_waits_for_an_approver_then_reaches_the_upstream_once() {
         let sent: Value = serde_json::from_slice(&hits[0].body).unwrap();
         assert_eq!(sent, json!({"amount": 50000, "currency": "usd"}));
     }
-    let woke = waiting.await.unwrap();
+    let (woke, waited) = waiting.await.unwrap();
     assert_ne!(
         woke["status"], "pending_approval",
         "the waiting agent learnt the change"
+    );
+    assert!(
+        waited < Duration::from_secs(30),
+        "woken by the change, not by the end of the wait"
     );
 
     // Approving again changes nothing.
