@@ -38,8 +38,8 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 pub use error::StoreError;
 pub use model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, StoreOptions, TokenPrincipal, User,
-    WriteUnit, SYSTEM_CHAIN,
+    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, StoreOptions,
+    TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -374,6 +374,72 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.list_actions(org_id, query).await,
             Backend::Postgres(p) => p.list_actions(org_id, query).await,
+        }
+    }
+
+    /// The organisation's webhooks (disabled ones included), oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_webhooks(&self, org_id: &str) -> Result<Vec<Webhook>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_webhooks(org_id).await,
+            Backend::Postgres(p) => p.list_webhooks(org_id).await,
+        }
+    }
+
+    /// Up to `limit` deliveries of one webhook of the organisation, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_deliveries(
+        &self,
+        org_id: &str,
+        webhook_id: &str,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.list_deliveries(org_id, Some(webhook_id), None, limit)
+                    .await
+            }
+            Backend::Postgres(p) => {
+                p.list_deliveries(org_id, Some(webhook_id), None, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Up to `limit` pending deliveries of the organisation due at or before `now` (RFC 3339
+    /// UTC), oldest due first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn due_deliveries(
+        &self,
+        org_id: &str,
+        now: &str,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_deliveries(org_id, None, Some(now), limit).await,
+            Backend::Postgres(p) => p.list_deliveries(org_id, None, Some(now), limit).await,
+        }
+    }
+
+    /// Changes a delivery if its version is still the one read (not audited: deliveries are
+    /// notifications; the events they announce are in the audit chain).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when another node changed it first; [`StoreError::Unavailable`].
+    pub async fn update_delivery(&self, update: &DeliveryUpdate) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.update_delivery(update).await,
+            Backend::Postgres(p) => p.update_delivery(update).await,
         }
     }
 

@@ -254,6 +254,87 @@ pub struct OrgSettings {
     pub updated_at: String,
 }
 
+/// A webhook of an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// UUID string.
+    pub id: String,
+    /// The organisation.
+    pub org_id: String,
+    /// Where deliveries are POSTed (checked by the SSRF guard when created and when sent).
+    pub url: String,
+    /// The event types it receives, e.g. `approval.requested`.
+    pub events: Vec<String>,
+    /// `json` (signed with HMAC-SHA256) or `slack` (an incoming-webhook message).
+    pub format: String,
+    /// The HMAC-SHA256 key of the `json` format's signature.
+    pub secret: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// The user who created it.
+    pub created_by: Option<String>,
+    /// When it was disabled (RFC 3339 UTC); disabled webhooks receive nothing.
+    pub disabled_at: Option<String>,
+}
+
+/// One event to deliver to one webhook, with its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// UUID string.
+    pub id: String,
+    /// The organisation.
+    pub org_id: String,
+    /// The webhook.
+    pub webhook_id: String,
+    /// The event type, e.g. `approval.expired`.
+    pub event: String,
+    /// The action it is about.
+    pub action_id: Option<String>,
+    /// The body to send (JSON).
+    pub payload: Value,
+    /// `pending`, `delivered` or `failed` (no attempts left).
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (RFC 3339 UTC); while an attempt runs, when it may be
+    /// taken over (its node stopped).
+    pub next_attempt_at: String,
+    /// The HTTP status of the last attempt, if it got an answer.
+    pub last_status_code: Option<u16>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+    /// Changes since insertion (0 on insert): what [`DeliveryUpdate`] compares and sets.
+    pub version: i64,
+}
+
+/// A change of a delivery, made only if its version is still `expected_version`
+/// ([`crate::StoreError::Conflict`] otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryUpdate {
+    /// The organisation.
+    pub org_id: String,
+    /// The delivery.
+    pub id: String,
+    /// The version read.
+    pub expected_version: i64,
+    /// New status.
+    pub status: String,
+    /// New attempt count.
+    pub attempts: u32,
+    /// New due time (RFC 3339 UTC).
+    pub next_attempt_at: String,
+    /// HTTP status of the attempt, if any.
+    pub last_status_code: Option<u16>,
+    /// Error of the attempt, if any.
+    pub last_error: Option<String>,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+}
+
 /// Which actions [`crate::Store::list_actions`] returns (all conditions must hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionQuery {
@@ -414,6 +495,20 @@ pub enum Mutation {
     InsertApprovalVote(ApprovalVote),
     /// Create or replace an organisation's approval settings.
     SetOrgSettings(OrgSettings),
+    /// Insert a webhook.
+    InsertWebhook(Webhook),
+    /// Disable a live webhook of the organisation ([`crate::StoreError::NotFound`] when
+    /// there is none with this id).
+    DisableWebhook {
+        /// The organisation.
+        org_id: String,
+        /// The webhook.
+        id: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Queue a delivery (written with the event it announces).
+    InsertDelivery(WebhookDelivery),
 }
 
 /// What one request writes: identity changes, an optional action row and the audit events

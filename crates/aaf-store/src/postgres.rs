@@ -25,13 +25,14 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use crate::model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, TokenPrincipal, User,
+    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, TokenPrincipal,
+    User, Webhook, WebhookDelivery,
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
-    action_from_row, agent_from_row, agent_principal_from_row, event_from_row, finish_chain,
-    head_from_row, key_from_row, org_from_row, result_org, settings_from_row,
-    token_principal_from_row, user_from_row, vote_from_row,
+    action_from_row, agent_from_row, agent_principal_from_row, delivery_from_row, event_from_row,
+    finish_chain, head_from_row, key_from_row, org_from_row, result_org, settings_from_row,
+    token_principal_from_row, user_from_row, vote_from_row, webhook_from_row,
 };
 use crate::{sql, StoreError};
 
@@ -517,6 +518,54 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         rows.iter().map(action_from_row).collect()
+    }
+
+    pub(crate) async fn list_webhooks(&self, org_id: &str) -> Result<Vec<Webhook>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(sql::LIST_WEBHOOKS)
+            .bind(org_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    pub(crate) async fn list_deliveries(
+        &self,
+        org_id: &str,
+        webhook_id: Option<&str>,
+        due_at_or_before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let query = match (webhook_id, due_at_or_before) {
+            (Some(w), _) => sqlx::query(sql::LIST_DELIVERIES).bind(org_id).bind(w),
+            (None, due) => sqlx::query(sql::DUE_DELIVERIES)
+                .bind(org_id)
+                .bind(due.unwrap_or_default()),
+        };
+        let rows = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    pub(crate) async fn update_delivery(&self, u: &DeliveryUpdate) -> Result<(), StoreError> {
+        self.writable()?;
+        let mut tx = self.begin_org(&u.org_id).await?;
+        let done = sqlx::query(sql::UPDATE_DELIVERY)
+            .bind(&u.status)
+            .bind(i64::from(u.attempts))
+            .bind(&u.next_attempt_at)
+            .bind(u.last_status_code.map(i64::from))
+            .bind(&u.last_error)
+            .bind(&u.updated_at)
+            .bind(&u.org_id)
+            .bind(&u.id)
+            .bind(u.expected_version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        crate::rows::delivery_updated(u, done.rows_affected())
     }
 
     pub(crate) async fn list_approval_votes(
@@ -1114,6 +1163,53 @@ async fn apply_mutation(
                 .map_err(|e| conflict(e, "this user has already answered this action"))?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("action {}", v.action_id)));
+            }
+        }
+        Mutation::InsertWebhook(w) => {
+            let events = crate::prepared::json_text(&serde_json::json!(w.events))?;
+            sqlx::query(sql::INSERT_WEBHOOK)
+                .bind(&w.id)
+                .bind(&w.org_id)
+                .bind(&w.url)
+                .bind(events)
+                .bind(&w.format)
+                .bind(&w.secret)
+                .bind(&w.created_at)
+                .bind(&w.created_by)
+                .execute(ctx.conn(&w.org_id).await?)
+                .await
+                .map_err(|e| conflict(e, "a webhook with this id already exists"))?;
+        }
+        Mutation::DisableWebhook { org_id, id, now } => {
+            let done = sqlx::query(sql::DISABLE_WEBHOOK)
+                .bind(now)
+                .bind(org_id)
+                .bind(id)
+                .execute(ctx.conn(org_id).await?)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("webhook {id}")));
+            }
+        }
+        Mutation::InsertDelivery(d) => {
+            let payload = crate::prepared::json_text(&d.payload)?;
+            let done = sqlx::query(sql::INSERT_DELIVERY)
+                .bind(&d.id)
+                .bind(&d.org_id)
+                .bind(&d.webhook_id)
+                .bind(&d.event)
+                .bind(&d.action_id)
+                .bind(payload)
+                .bind(&d.status)
+                .bind(i64::from(d.attempts))
+                .bind(&d.next_attempt_at)
+                .bind(&d.created_at)
+                .bind(&d.updated_at)
+                .execute(ctx.conn(&d.org_id).await?)
+                .await
+                .map_err(|e| conflict(e, "a delivery with this id already exists"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("webhook {}", d.webhook_id)));
             }
         }
         Mutation::SetOrgSettings(settings) => {

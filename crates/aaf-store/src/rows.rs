@@ -14,7 +14,7 @@ use sqlx::Row;
 
 use crate::model::{
     ActionRecord, Agent, AgentKey, AgentPrincipal, ApprovalVote, Org, OrgSettings, TokenPrincipal,
-    User,
+    User, Webhook, WebhookDelivery,
 };
 use crate::StoreError;
 
@@ -224,6 +224,60 @@ pub(crate) fn timeout_to_sql(seconds: Option<u64>) -> Result<Option<i64>, StoreE
             })
         })
         .transpose()
+}
+
+/// The result of a delivery update that changed `done` rows: none means its version moved on
+/// (or it does not exist): [`StoreError::Conflict`].
+pub(crate) fn delivery_updated(
+    u: &crate::model::DeliveryUpdate,
+    done: u64,
+) -> Result<(), StoreError> {
+    if done == 0 {
+        return Err(StoreError::Conflict(format!(
+            "delivery {} changed concurrently (expected version {})",
+            u.id, u.expected_version
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn webhook_from_row(row: &impl DbRow) -> Result<Webhook, StoreError> {
+    let events: String = row.col("events")?;
+    Ok(Webhook {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        url: row.col("url")?,
+        events: serde_json::from_str(&events)
+            .map_err(|e| StoreError::Corrupt(format!("webhook events are not a list: {e}")))?,
+        format: row.col("format")?,
+        secret: row.col("secret")?,
+        created_at: row.col("created_at")?,
+        created_by: row.col("created_by")?,
+        disabled_at: row.col("disabled_at")?,
+    })
+}
+
+pub(crate) fn delivery_from_row(row: &impl DbRow) -> Result<WebhookDelivery, StoreError> {
+    let payload: String = row.col("payload")?;
+    let attempts: i64 = row.col("attempts")?;
+    let code: Option<i64> = row.col("last_status_code")?;
+    Ok(WebhookDelivery {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        webhook_id: row.col("webhook_id")?,
+        event: row.col("event")?,
+        action_id: row.col("action_id")?,
+        payload: parse_json(&payload, "payload")?,
+        status: row.col("status")?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| StoreError::Corrupt(format!("delivery attempts {attempts}")))?,
+        next_attempt_at: row.col("next_attempt_at")?,
+        last_status_code: code.and_then(|c| u16::try_from(c).ok()),
+        last_error: row.col("last_error")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
+        version: row.col("version")?,
+    })
 }
 
 pub(crate) fn vote_from_row(row: &impl DbRow) -> Result<ApprovalVote, StoreError> {

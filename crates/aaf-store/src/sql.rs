@@ -31,6 +31,12 @@ macro_rules! action_select {
          approvals_required, version"
     };
 }
+macro_rules! delivery_select {
+    () => {
+        "id, org_id, webhook_id, event, action_id, payload, status, attempts, next_attempt_at, \
+         last_status_code, last_error, created_at, updated_at, version"
+    };
+}
 macro_rules! key_revoked_at {
     () => {
         "SELECT revoked_at FROM agent_keys WHERE org_id = $1 AND agent_id = $2 AND id = $3"
@@ -166,6 +172,33 @@ shared! {
          WHERE org_id = $1 AND status = $2 \
            AND ($3 IS NULL OR expires_at <= $3) AND ($4 IS NULL OR updated_at < $4) \
          ORDER BY created_at, id LIMIT $5");
+    /// `(id, org_id, url, events, format, secret, created_at, created_by)`.
+    INSERT_WEBHOOK = "INSERT INTO webhooks (id, org_id, url, events, format, secret, created_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    /// `(now, org_id, id)`.
+    DISABLE_WEBHOOK = "UPDATE webhooks SET disabled_at = $1 \
+         WHERE org_id = $2 AND id = $3 AND disabled_at IS NULL";
+    /// `(org_id)` → the organisation's webhooks, oldest first.
+    LIST_WEBHOOKS = "SELECT id, org_id, url, events, format, secret, created_at, created_by, disabled_at \
+         FROM webhooks WHERE org_id = $1 ORDER BY created_at, id";
+    /// `(id, org_id, webhook_id, event, action_id, payload, status, attempts, next_attempt_at,
+    /// created_at, updated_at)`; inserts nothing unless the webhook is the organisation's.
+    INSERT_DELIVERY = "INSERT INTO webhook_deliveries (id, org_id, webhook_id, event, action_id, payload, \
+           status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE EXISTS \
+           (SELECT 1 FROM webhooks WHERE org_id = $2 AND id = $3)";
+    /// `(status, attempts, next_attempt_at, last_status_code, last_error, updated_at, org_id,
+    /// id, expected_version)`.
+    UPDATE_DELIVERY = "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
+           last_status_code = $4, last_error = $5, updated_at = $6, version = version + 1 \
+         WHERE org_id = $7 AND id = $8 AND version = $9";
+    /// `(org_id, webhook_id, limit)` → the webhook's deliveries, newest first.
+    LIST_DELIVERIES = concat!("SELECT ", delivery_select!(), " FROM webhook_deliveries \
+         WHERE org_id = $1 AND webhook_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3");
+    /// `(org_id, now, limit)` → pending deliveries due at or before `now`, oldest first.
+    DUE_DELIVERIES = concat!("SELECT ", delivery_select!(), " FROM webhook_deliveries \
+         WHERE org_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
+         ORDER BY next_attempt_at, id LIMIT $3");
     /// `(org_id, after_seq, limit)` → a page of the chain.
     LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
          FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";

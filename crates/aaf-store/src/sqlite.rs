@@ -29,7 +29,8 @@ use sqlx::Row;
 
 use crate::model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    NewEvent, Org, OrgSettings, OrgStats, StoreOptions, TokenPrincipal, User, WriteUnit,
+    DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, StoreOptions, TokenPrincipal, User,
+    Webhook, WebhookDelivery, WriteUnit,
 };
 use crate::{sql, StoreError};
 
@@ -37,8 +38,9 @@ mod identity;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{
-    action_from_row, agent_from_row, event_from_row, finish_chain, head_from_row, org_from_row,
-    parse_head, result_org, settings_from_row, vote_from_row,
+    action_from_row, agent_from_row, delivery_from_row, event_from_row, finish_chain,
+    head_from_row, org_from_row, parse_head, result_org, settings_from_row, vote_from_row,
+    webhook_from_row,
 };
 
 /// The database file inside the data directory.
@@ -358,6 +360,50 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(action_from_row).collect()
+    }
+
+    pub(crate) async fn list_webhooks(&self, org_id: &str) -> Result<Vec<Webhook>, StoreError> {
+        let rows = sqlx::query(sql::LIST_WEBHOOKS)
+            .bind(org_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    pub(crate) async fn list_deliveries(
+        &self,
+        org_id: &str,
+        webhook_id: Option<&str>,
+        due_at_or_before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let query = match (webhook_id, due_at_or_before) {
+            (Some(w), _) => sqlx::query(sql::LIST_DELIVERIES).bind(org_id).bind(w),
+            (None, due) => sqlx::query(sql::DUE_DELIVERIES)
+                .bind(org_id)
+                .bind(due.unwrap_or_default()),
+        };
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    pub(crate) async fn update_delivery(&self, u: &DeliveryUpdate) -> Result<(), StoreError> {
+        let u = u.clone();
+        self.write(move |conn| {
+            let done = conn.prepare_cached(sql::UPDATE_DELIVERY)?.execute(params![
+                u.status,
+                i64::from(u.attempts),
+                u.next_attempt_at,
+                u.last_status_code.map(i64::from),
+                u.last_error,
+                u.updated_at,
+                u.org_id,
+                u.id,
+                u.expected_version
+            ])?;
+            crate::rows::delivery_updated(&u, done as u64)
+        })
+        .await
     }
 
     pub(crate) async fn list_approval_votes(

@@ -182,6 +182,51 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                 return Err(StoreError::NotFound(format!("action {}", v.action_id)));
             }
         }
+        Mutation::InsertWebhook(w) => {
+            let events = crate::prepared::json_text(&serde_json::json!(w.events))?;
+            conn.prepare_cached(sql::INSERT_WEBHOOK)?
+                .execute(params![
+                    w.id,
+                    w.org_id,
+                    w.url,
+                    events,
+                    w.format,
+                    w.secret,
+                    w.created_at,
+                    w.created_by
+                ])
+                .map_err(|e| named_conflict(e, "a webhook with this id already exists"))?;
+        }
+        Mutation::DisableWebhook { org_id, id, now } => {
+            let done = conn
+                .prepare_cached(sql::DISABLE_WEBHOOK)?
+                .execute(params![now, org_id, id])?;
+            if done == 0 {
+                return Err(StoreError::NotFound(format!("webhook {id}")));
+            }
+        }
+        Mutation::InsertDelivery(d) => {
+            let payload = crate::prepared::json_text(&d.payload)?;
+            let done = conn
+                .prepare_cached(sql::INSERT_DELIVERY)?
+                .execute(params![
+                    d.id,
+                    d.org_id,
+                    d.webhook_id,
+                    d.event,
+                    d.action_id,
+                    payload,
+                    d.status,
+                    i64::from(d.attempts),
+                    d.next_attempt_at,
+                    d.created_at,
+                    d.updated_at
+                ])
+                .map_err(|e| named_conflict(e, "a delivery with this id already exists"))?;
+            if done == 0 {
+                return Err(StoreError::NotFound(format!("webhook {}", d.webhook_id)));
+            }
+        }
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?

@@ -4,7 +4,8 @@
 //! queries the sweepers use.
 
 use aaf_store::{
-    ActionQuery, ActionWrite, ApprovalVote, Mutation, NewEvent, OrgSettings, StoreError, WriteUnit,
+    ActionQuery, ActionWrite, ApprovalVote, DeliveryUpdate, Mutation, NewEvent, OrgSettings,
+    StoreError, Webhook, WebhookDelivery, WriteUnit,
 };
 use serde_json::json;
 
@@ -248,4 +249,148 @@ async fn list_actions_filters_by_status_deadline_and_age(db: TestDb) {
         .list_actions(&org.id, &query("approved", None, None, 10))
         .await;
     assert_eq!(ids(approved.unwrap()), ["act-3"]);
+}
+
+/// A webhook of `org_id` and one delivery to it, ids tagged with `tag`.
+pub fn webhook_and_delivery(org_id: &str, tag: &str) -> (Webhook, WebhookDelivery) {
+    let webhook = Webhook {
+        id: format!("{tag}-hook"),
+        org_id: org_id.into(),
+        url: "https://hooks.example.com/aaf".into(),
+        events: vec!["approval.requested".into(), "approval.expired".into()],
+        format: "json".into(),
+        secret: "s3cret".into(),
+        created_at: ts(50),
+        created_by: Some("admin".into()),
+        disabled_at: None,
+    };
+    let delivery = WebhookDelivery {
+        id: format!("{tag}-delivery"),
+        org_id: org_id.into(),
+        webhook_id: webhook.id.clone(),
+        event: "approval.requested".into(),
+        action_id: Some(format!("{tag}-act-1")),
+        payload: json!({"event": "approval.requested"}),
+        status: "pending".into(),
+        attempts: 0,
+        next_attempt_at: ts(60),
+        last_status_code: None,
+        last_error: None,
+        created_at: ts(60),
+        updated_at: ts(60),
+        version: 0,
+    };
+    (webhook, delivery)
+}
+
+both_backends!(webhooks_and_deliveries_are_queued_claimed_once_and_scoped);
+async fn webhooks_and_deliveries_are_queued_claimed_once_and_scoped(db: TestDb) {
+    let store = &db.store;
+    let (org, _) = org_with_agent(store, "acme").await;
+    let (other, _) = org_with_agent(store, "globex").await;
+    let (webhook, delivery) = webhook_and_delivery(&org.id, "a");
+    let unit = WriteUnit {
+        mutations: vec![
+            Mutation::InsertWebhook(webhook.clone()),
+            Mutation::InsertDelivery(delivery.clone()),
+        ],
+        ..WriteUnit::default()
+    };
+    store.commit(&[unit]).await.unwrap();
+    assert_eq!(
+        store.list_webhooks(&org.id).await.unwrap(),
+        vec![webhook.clone()]
+    );
+    assert!(store.list_webhooks(&other.id).await.unwrap().is_empty());
+
+    // Due only once its time has come; another organisation sees none of it.
+    assert!(store
+        .due_deliveries(&org.id, &ts(59), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store.due_deliveries(&org.id, &ts(60), 10).await.unwrap();
+    assert_eq!(due, vec![delivery.clone()]);
+    assert!(store
+        .due_deliveries(&other.id, &ts(99), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Two workers claim the same attempt: one wins.
+    let claim = DeliveryUpdate {
+        org_id: org.id.clone(),
+        id: delivery.id.clone(),
+        expected_version: 0,
+        status: "pending".into(),
+        attempts: 1,
+        next_attempt_at: ts(120),
+        last_status_code: None,
+        last_error: None,
+        updated_at: ts(61),
+    };
+    store.update_delivery(&claim).await.unwrap();
+    let err = store.update_delivery(&claim).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let done = DeliveryUpdate {
+        expected_version: 1,
+        status: "delivered".into(),
+        last_status_code: Some(204),
+        ..claim.clone()
+    };
+    store.update_delivery(&done).await.unwrap();
+    let listed = store
+        .list_deliveries(&org.id, &webhook.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].status.as_str(),
+            listed[0].attempts,
+            listed[0].last_status_code
+        ),
+        ("delivered", 1, Some(204))
+    );
+    assert!(store
+        .due_deliveries(&org.id, &ts(999), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Another organisation cannot update it.
+    let foreign = DeliveryUpdate {
+        org_id: other.id.clone(),
+        expected_version: 2,
+        ..claim
+    };
+    assert!(store.update_delivery(&foreign).await.is_err());
+
+    // A delivery for another organisation's webhook finds no webhook; disabling twice fails.
+    let (_, mut stray) = webhook_and_delivery(&other.id, "b");
+    stray.webhook_id = webhook.id.clone();
+    let unit = WriteUnit {
+        mutations: vec![Mutation::InsertDelivery(stray)],
+        ..WriteUnit::default()
+    };
+    assert!(matches!(
+        store.commit(&[unit]).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    let disable = || WriteUnit {
+        mutations: vec![Mutation::DisableWebhook {
+            org_id: org.id.clone(),
+            id: webhook.id.clone(),
+            now: ts(70),
+        }],
+        ..WriteUnit::default()
+    };
+    store.commit(&[disable()]).await.unwrap();
+    assert!(matches!(
+        store.commit(&[disable()]).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    assert_eq!(
+        store.list_webhooks(&org.id).await.unwrap()[0].disabled_at,
+        Some(ts(70))
+    );
 }

@@ -9,7 +9,9 @@ use crate::common::{
 };
 
 /// The tables every migrated database has.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 13] = [
+    "webhooks",
+    "webhook_deliveries",
     "actions",
     "agent_keys",
     "agents",

@@ -17,7 +17,9 @@ use crate::common::{
 };
 
 /// Every tenant table with its organisation column.
-const TENANT_TABLES: [(&str, &str); 11] = [
+const TENANT_TABLES: [(&str, &str); 13] = [
+    ("webhooks", "org_id"),
+    ("webhook_deliveries", "org_id"),
     ("approval_votes", "org_id"),
     ("org_settings", "org_id"),
     ("orgs", "id"),
@@ -98,6 +100,15 @@ async fn populate(store: &Store, org: &Org, agent: &Agent, tag: &str) {
         ..WriteUnit::default()
     };
     store.commit(&[approval]).await.unwrap();
+    let (webhook, delivery) = crate::approvals::webhook_and_delivery(&org.id, tag);
+    let hooks = WriteUnit {
+        mutations: vec![
+            Mutation::InsertWebhook(webhook),
+            Mutation::InsertDelivery(delivery),
+        ],
+        ..WriteUnit::default()
+    };
+    store.commit(&[hooks]).await.unwrap();
 }
 
 /// `SELECT <column> FROM <table>`: no WHERE clause, as a query that forgot its filter.
