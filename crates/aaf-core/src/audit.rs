@@ -76,6 +76,10 @@ pub mod event_types {
     pub const ACTION_EXECUTION_STARTED: &str = "action.execution_started";
     /// The agent reported the outcome of an approved action it ran itself.
     pub const ACTION_RESULT_REPORTED: &str = "action.result_reported";
+    /// A webhook was created (data: url, events, format; never the secret).
+    pub const WEBHOOK_CREATED: &str = "webhook.created";
+    /// A webhook was disabled.
+    pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
     /// The approval settings of an organisation changed (data: old and new settings).
     pub const ORG_SETTINGS_CHANGED: &str = "org.settings_changed";
 }

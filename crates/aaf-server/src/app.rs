@@ -21,6 +21,7 @@ use utoipa::OpenApi;
 use crate::api;
 use crate::api::approvals;
 use crate::api::identity;
+use crate::api::webhooks;
 use crate::approvals::ActionEvents;
 use crate::auth::{authorize, FailedAuthLimiter};
 use crate::clock::Clock;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Wakes requests waiting on a changed action.
     pub action_events: Arc<ActionEvents>,
+    /// The webhook sender (SSRF-guarded) and the delivery worker's bell.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -111,6 +114,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))
         .route(
+            "/v1/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route("/v1/webhooks/{id}", axum::routing::delete(webhooks::delete_webhook))
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route(
             "/v1/settings",
             get(approvals::get_settings).patch(approvals::update_settings),
         )
@@ -153,6 +165,9 @@ pub enum StartError {
     /// The HTTP connector's configuration is invalid.
     #[error("connectors.http: {0}")]
     Connector(String),
+    /// The `[webhooks]` configuration is invalid.
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     /// The admin token file could not be written.
     #[error("cannot write {0}: {1}")]
     TokenFile(PathBuf, String),
@@ -213,6 +228,7 @@ pub async fn prepare_with_clock(
 
     let http = HttpConnector::new(&config.connectors.http)
         .map_err(|e| StartError::Connector(e.to_string()))?;
+    let webhooks = crate::webhooks::Webhooks::new(&config).map_err(StartError::Webhooks)?;
     if !config.connectors.http.allow_private_cidrs.is_empty() {
         tracing::warn!(
             cidrs = ?config.connectors.http.allow_private_cidrs,
@@ -307,6 +323,7 @@ pub async fn prepare_with_clock(
         config: Arc::new(config),
         clock,
         action_events,
+        webhooks: Arc::new(webhooks),
     };
     Ok((state, notice))
 }
@@ -417,6 +434,10 @@ pub async fn run(
     let store = state.store.clone();
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let sweeper = tokio::spawn(crate::approvals::sweeper(state.clone()));
+    let deliveries = tokio::spawn(crate::webhooks::worker(
+        state.clone(),
+        Arc::clone(&state.webhooks),
+    ));
     let app = router(state);
     axum::serve(
         listener,
@@ -426,6 +447,7 @@ pub async fn run(
     .await?;
     housekeeping.abort();
     sweeper.abort();
+    deliveries.abort();
     tracing::info!("stopped accepting; flushing the audit log");
     writer.shutdown().await;
     store.close().await;

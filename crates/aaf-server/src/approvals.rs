@@ -172,12 +172,28 @@ struct Transition {
     mutations: Vec<Mutation>,
     event_type: &'static str,
     data: Value,
+    /// The webhook event announcing it (`approval.approved`, ...), queued in the same
+    /// transaction.
+    notify: Option<&'static str>,
 }
 
 async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Result<(), StoreError> {
     let now = state.clock.now_rfc3339();
+    let mut mutations = t.mutations;
+    if let Some(event) = t.notify {
+        let mut after = action.clone();
+        after.status = t.status.as_str().to_string();
+        if let Some(reason) = &t.reason {
+            after.reason = reason.clone();
+        }
+        mutations
+            .extend(crate::webhooks::deliveries_for(state, event, &after, t.data.clone()).await?);
+    }
+    let queued = mutations
+        .iter()
+        .any(|m| matches!(m, Mutation::InsertDelivery(_)));
     let unit = WriteUnit {
-        mutations: t.mutations,
+        mutations,
         action: Some(ActionWrite::Update {
             org_id: action.org_id.clone(),
             id: action.id.clone(),
@@ -198,6 +214,9 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
     };
     state.writer.submit(unit).await?;
     state.action_events.announce(&action.id);
+    if queued {
+        state.webhooks.queued.notify_one();
+    }
     Ok(())
 }
 
@@ -306,6 +325,11 @@ pub async fn answer(
                 created_at: now,
             })],
             event_type,
+            notify: match next.status {
+                ApprovalStatus::Approved => Some("approval.approved"),
+                ApprovalStatus::Rejected => Some("approval.rejected"),
+                _ => None,
+            },
             data: json!({
                 "approver_id": user.user_id,
                 "approver_name": user.name,
@@ -370,6 +394,7 @@ pub async fn expire(state: &AppState, action: &ActionRecord) -> Result<bool, Api
             result: None,
             mutations: Vec::new(),
             event_type: event_types::APPROVAL_EXPIRED,
+            notify: Some("approval.expired"),
             data: json!({
                 "digest": action.digest,
                 "expires_at": current.expires_at,
@@ -487,6 +512,7 @@ async fn agent_transition(
             mutations: Vec::new(),
             event_type,
             data,
+            notify: None,
         };
         match commit(state, &action, transition).await {
             Ok(()) => return load(state, org_id, id).await,
@@ -563,6 +589,7 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
         result: None,
         mutations: Vec::new(),
         event_type: event_types::ACTION_EXECUTION_STARTED,
+        notify: None,
         data: json!({
             "digest": recomputed,
             "recheck_decision": decision.verdict.as_str(),
@@ -648,6 +675,7 @@ async fn deny_at_recheck(
         result: None,
         mutations: Vec::new(),
         event_type: event_types::APPROVAL_RECHECK_DENIED,
+        notify: None,
         data,
     };
     match commit(state, action, transition).await {
@@ -725,6 +753,7 @@ async fn outcome_unknown(state: &AppState, action: &ActionRecord) -> Result<(), 
         result: Some(json!({"error": reason})),
         mutations: Vec::new(),
         event_type: event_types::ACTION_FAILED,
+        notify: None,
         data: json!({"error": reason, "kind": "outcome_unknown"}),
     };
     match commit(state, action, transition).await {

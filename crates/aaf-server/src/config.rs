@@ -49,6 +49,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// Connectors.
     pub connectors: ConnectorsConfig,
+    /// Webhook notifications.
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             approvals: ApprovalsConfig::default(),
             connectors: ConnectorsConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -250,6 +253,46 @@ impl Default for ApprovalsConfig {
     }
 }
 
+/// `[webhooks]`: how approval notifications are delivered. Webhook targets pass the same
+/// SSRF guard as the HTTP connector (reserved ranges refused, each resolved address checked),
+/// with their own allowlist; name resolution (`connectors.http.hosts`, `system_dns`) and
+/// `ca_file` are the connector's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Hosts webhooks may target (same syntax as `connectors.http.allowed_domains`); empty
+    /// (the default): any public host.
+    pub allowed_domains: Vec<String>,
+    /// Networks exempt from the reserved-range block for webhook targets (e.g. an internal
+    /// chat server). Empty by default.
+    pub allow_private_cidrs: Vec<ipnet::IpNet>,
+    /// Attempts per delivery before it is marked failed. Default 8.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubled after each failed attempt.
+    /// Default 1000.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts, in seconds. Default 3600.
+    pub max_backoff_seconds: u64,
+    /// Time allowed for one attempt, in milliseconds. Default 10000.
+    pub timeout_ms: u64,
+    /// How often each node looks for due deliveries, in milliseconds. Default 1000.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allowed_domains: Vec::new(),
+            allow_private_cidrs: Vec::new(),
+            max_attempts: 8,
+            initial_backoff_ms: 1000,
+            max_backoff_seconds: 3600,
+            timeout_ms: 10_000,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
 /// `[connectors]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -405,6 +448,16 @@ impl Config {
         if self.approvals.default_timeout_seconds > self.approvals.max_timeout_seconds {
             return Err(ConfigError::Invalid(
                 "approvals.default_timeout_seconds must not exceed approvals.max_timeout_seconds"
+                    .into(),
+            ));
+        }
+        if self.webhooks.max_attempts == 0
+            || self.webhooks.timeout_ms == 0
+            || self.webhooks.poll_interval_ms == 0
+            || self.webhooks.initial_backoff_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "webhooks.max_attempts, timeout_ms, poll_interval_ms and initial_backoff_ms must be at least 1"
                     .into(),
             ));
         }

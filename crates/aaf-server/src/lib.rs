@@ -23,3 +23,4 @@ pub mod policy_loader;
 pub mod rbac;
 pub mod telemetry;
 pub mod time;
+pub mod webhooks;

@@ -204,6 +204,30 @@ pub const PERMISSIONS: &[Permission] = &[
         summary: "reject a pending action",
     },
     Permission {
+        method: "POST",
+        path: "/v1/webhooks",
+        allow: &[ADMIN],
+        summary: "register a webhook for approval events (SSRF-guarded URL); secret shown once",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/webhooks",
+        allow: &[ADMIN, AUDITOR],
+        summary: "list the organisation's webhooks (never their secrets)",
+    },
+    Permission {
+        method: "DELETE",
+        path: "/v1/webhooks/{id}",
+        allow: &[ADMIN],
+        summary: "disable a webhook; its delivery log is kept",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/webhooks/{id}/deliveries",
+        allow: &[ADMIN, AUDITOR],
+        summary: "a webhook's deliveries: attempts, status codes, errors",
+    },
+    Permission {
         method: "GET",
         path: "/v1/settings",
         allow: ALL_USERS,

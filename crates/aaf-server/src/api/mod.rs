@@ -29,6 +29,7 @@ use crate::time::now_rfc3339;
 
 pub mod approvals;
 pub mod identity;
+pub mod webhooks;
 
 /// Longest accepted tool, operation, agent or user name, in characters.
 const MAX_NAME_CHARS: usize = 256;
@@ -610,10 +611,28 @@ pub async fn submit_action(
             "approval": approval,
         }),
     };
+    // Webhooks announcing the request are queued with it (same transaction).
+    let notifications = if keep_full {
+        crate::webhooks::deliveries_for(
+            &state,
+            "approval.requested",
+            &record,
+            serde_json::json!({"policies": decision.matched_policies}),
+        )
+        .await
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the webhooks could not be read, so the action was not recorded: {e}"
+            ))
+        })?
+    } else {
+        Vec::new()
+    };
+    let queued = !notifications.is_empty();
     state
         .writer
         .submit(WriteUnit {
-            mutations: Vec::new(),
+            mutations: notifications,
             action: Some(ActionWrite::Insert(record)),
             events: vec![decided_event],
         })
@@ -623,6 +642,9 @@ pub async fn submit_action(
                 "the audit log could not record the decision, so the action was not executed: {e}"
             ))
         })?;
+    if queued {
+        state.webhooks.queued.notify_one();
+    }
 
     let mut response = action_response(&state, Some(action_id.clone()), &decision, status, false);
     response.approval = approval;

@@ -627,6 +627,22 @@ impl HttpConnector {
             .await
     }
 
+    /// POSTs `body` (sent as it is) with `headers` to `url` under every rule of this
+    /// connector: for webhook deliveries, which are not agent actions. Errors as
+    /// [`HttpConnector::execute`].
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: Map<String, Value>,
+        body: String,
+    ) -> Result<HttpOutcome, ConnectorError> {
+        let mut params = Map::new();
+        params.insert("url".to_owned(), Value::String(url.to_owned()));
+        params.insert("headers".to_owned(), Value::Object(headers));
+        params.insert("body".to_owned(), Value::String(body));
+        self.execute_request("POST", &params).await
+    }
+
     /// [`HttpConnector::execute`] on a method and parameter object.
     async fn execute_request(
         &self,

@@ -18,3 +18,4 @@ mod multinode;
 mod rbac;
 mod requests;
 mod signatures;
+mod webhooks;

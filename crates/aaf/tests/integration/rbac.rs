@@ -134,8 +134,9 @@ fn success_status(p: &Permission) -> u16 {
         ("POST", "/v1/users")
         | ("POST", "/v1/agents")
         | ("POST", "/v1/agents/{id}/keys")
-        | ("POST", "/v1/agents/{id}/keys/rotate") => 201,
-        ("DELETE", "/v1/users/{id}") => 204,
+        | ("POST", "/v1/agents/{id}/keys/rotate")
+        | ("POST", "/v1/webhooks") => 201,
+        ("DELETE", "/v1/users/{id}" | "/v1/webhooks/{id}") => 204,
         ("GET" | "PATCH" | "POST", _) => 200,
         other => panic!("no expected success status for {other:?}: extend the matrix test"),
     }
@@ -158,6 +159,7 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         }
         ("POST", "/v1/actions/{id}/result") => Some(json!({"status": "succeeded"})),
         ("PATCH", "/v1/settings") => Some(json!({"four_eyes": true})),
+        ("POST", "/v1/webhooks") => Some(webhook_body()),
         _ => None,
     };
     let path = match (p.method, p.path) {
@@ -180,6 +182,13 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         | ("POST", "/v1/actions/{id}/cancel") => {
             let id = pending_action(server, target).await;
             p.path.replace("{id}", &id)
+        }
+        (_, "/v1/webhooks/{id}" | "/v1/webhooks/{id}/deliveries") => {
+            let (status, body) = server
+                .post_json("/v1/webhooks", &target.admin, webhook_body())
+                .await;
+            assert_eq!(status, 201, "{body}");
+            p.path.replace("{id}", body["id"].as_str().unwrap())
         }
         ("POST", "/v1/actions/{id}/result") => {
             let id = pending_action(server, target).await;
@@ -206,6 +215,11 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
     (path, body)
 }
 
+/// A webhook for an event the matrix never causes (nothing is delivered).
+fn webhook_body() -> Value {
+    json!({"url": "https://hooks.example.com/aaf", "events": ["approval.expired"]})
+}
+
 /// A new action of the target's agent that waits for approval.
 async fn pending_action(server: &TestServer, target: &Org) -> String {
     let (status, body) = server
@@ -226,6 +240,7 @@ async fn permission_matrix_every_endpoint_role_and_organisation() {
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL), ("approval.rego", NEEDS_APPROVAL)]);
     let server = TestServer::start(policies.path(), |c| {
         c.auth.failed_auth_per_minute = 0;
+        c.connectors.http.system_dns = false;
     })
     .await;
 
