@@ -24,8 +24,8 @@
 //!
 //! `rejected`, `expired`, `cancelled`, `denied`, `executed` and `failed` are final: every
 //! event on them is refused, so nothing can be approved, executed or reported twice. An
-//! approval arriving at or after the deadline is refused (the action must be expired
-//! instead); the same approver cannot count twice; with four-eyes on, the user the action was
+//! approval or rejection arriving at or after the deadline is refused (the action must be
+//! expired instead); the same approver cannot count twice; with four-eyes on, the user the action was
 //! requested for (`context.user_id`) cannot approve it.
 //!
 //! No I/O and no clock: times are RFC 3339 UTC strings passed in (strings of the one format
@@ -127,6 +127,8 @@ pub enum ApprovalEvent {
     Reject {
         /// The rejecting user's id.
         approver: String,
+        /// When (RFC 3339 UTC).
+        at: String,
     },
     /// The deadline passed.
     Expire {
@@ -270,7 +272,15 @@ impl ApprovalState {
                     next.status = S::Approved;
                 }
             }
-            (S::PendingApproval, E::Reject { .. }) => next.status = S::Rejected,
+            (S::PendingApproval, E::Reject { at, .. }) => {
+                // After the deadline the outcome is an expiry, whoever answers.
+                if at.as_str() >= self.expires_at.as_str() {
+                    return Err(ApprovalError::DeadlinePassed {
+                        expires_at: self.expires_at.clone(),
+                    });
+                }
+                next.status = S::Rejected;
+            }
             (S::PendingApproval, E::Expire { at }) => {
                 if at.as_str() < self.expires_at.as_str() {
                     return Err(ApprovalError::NotYetExpired {
@@ -355,6 +365,7 @@ mod tests {
             },
             E::Reject {
                 approver: "alice".into(),
+                at: BEFORE.into(),
             },
             E::Expire { at: AFTER.into() },
             E::Cancel,
@@ -458,7 +469,8 @@ mod tests {
         // One rejection rejects, whatever approvals came before.
         assert_eq!(
             one.apply(&E::Reject {
-                approver: "carol".into()
+                approver: "carol".into(),
+                at: BEFORE.into(),
             })
             .unwrap()
             .status,
@@ -468,9 +480,16 @@ mod tests {
         assert_eq!(two.status, S::Approved);
         assert_eq!(two.approvers, ["alice", "carol"]);
         assert_eq!(two.approvals_missing(), 0);
-        // At or after the deadline an approval is refused and expiry applies; before, not.
+        // At or after the deadline an answer is refused and expiry applies; before, not.
         assert!(matches!(
             one.apply(&approve("carol", DEADLINE)),
+            Err(ApprovalError::DeadlinePassed { .. })
+        ));
+        assert!(matches!(
+            one.apply(&E::Reject {
+                approver: "carol".into(),
+                at: AFTER.into()
+            }),
             Err(ApprovalError::DeadlinePassed { .. })
         ));
         assert!(matches!(

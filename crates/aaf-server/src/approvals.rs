@@ -192,6 +192,7 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
     let queued = mutations
         .iter()
         .any(|m| matches!(m, Mutation::InsertDelivery(_)));
+    let final_status = t.status.is_final();
     let unit = WriteUnit {
         mutations,
         action: Some(ActionWrite::Update {
@@ -201,6 +202,10 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
             result: t.result,
             reason: t.reason,
             expected_version: Some(action.version),
+            // Once nothing will run the action any more, its inputs are kept redacted only,
+            // like every other action's.
+            params: final_status.then(|| aaf_core::redact::redact(&action.params)),
+            context: final_status.then(|| aaf_core::redact::redact(&action.context)),
             updated_at: now.clone(),
         }),
         events: vec![NewEvent {
@@ -292,6 +297,7 @@ pub async fn answer(
             },
             Answer::Reject => ApprovalEvent::Reject {
                 approver: user.user_id.clone(),
+                at: now.clone(),
             },
         };
         let next = match current.apply(&event) {
@@ -616,6 +622,7 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
         &action.agent_id,
         &allowed,
         Some(action.version + 1),
+        true,
     )
     .await?;
     Ok(())

@@ -371,6 +371,11 @@ pub enum ActionWrite {
         result: Option<Value>,
         /// New reason; `None` keeps the reason.
         reason: Option<String>,
+        /// New parameters (e.g. redacted once nothing will run the action any more); `None`
+        /// keeps them.
+        params: Option<Value>,
+        /// New context, likewise.
+        context: Option<Value>,
         /// Only if the action's version is still this one.
         expected_version: Option<i64>,
         /// RFC 3339 UTC.

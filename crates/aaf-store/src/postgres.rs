@@ -715,9 +715,19 @@ async fn commit_units(
                     .or_default()
                     .push((record, texts));
             }
-            (Some(update @ ActionWrite::Update { .. }), Some(ActionTexts::Update { result })) => {
-                updates.push((update, result.as_deref()));
-            }
+            (
+                Some(update @ ActionWrite::Update { .. }),
+                Some(ActionTexts::Update {
+                    result,
+                    params,
+                    context,
+                }),
+            ) => updates.push((
+                update,
+                result.as_deref(),
+                params.as_deref(),
+                context.as_deref(),
+            )),
             (None, None) => {}
             _ => {
                 return Err(StoreError::Invalid(
@@ -729,7 +739,7 @@ async fn commit_units(
     for (org_id, rows) in &inserts {
         insert_actions(ctx.conn(org_id).await?, rows).await?;
     }
-    for (update, result) in updates {
+    for (update, result, new_params, new_context) in updates {
         let ActionWrite::Update {
             org_id,
             id,
@@ -748,6 +758,8 @@ async fn commit_units(
             .bind(result)
             .bind(reason)
             .bind(updated_at)
+            .bind(new_params)
+            .bind(new_context)
             .bind(org_id)
             .bind(id)
             .bind(expected_version)

@@ -41,6 +41,8 @@ pub(crate) enum ActionTexts {
     },
     Update {
         result: Option<String>,
+        params: Option<String>,
+        context: Option<String>,
     },
 }
 
@@ -58,8 +60,15 @@ impl PreparedUnit {
                 policies: json_text(&record.policies)?,
                 result: record.result.as_ref().map(json_text).transpose()?,
             }),
-            Some(ActionWrite::Update { result, .. }) => Some(ActionTexts::Update {
+            Some(ActionWrite::Update {
+                result,
+                params,
+                context,
+                ..
+            }) => Some(ActionTexts::Update {
                 result: result.as_ref().map(json_text).transpose()?,
+                params: params.as_ref().map(json_text).transpose()?,
+                context: context.as_ref().map(json_text).transpose()?,
             }),
             None => None,
         };

@@ -7,10 +7,15 @@
 //! `FOR UPDATE` (SQLite's write transactions are exclusive already).
 
 macro_rules! shared {
-    ($($(#[$doc:meta])+ $name:ident = $sql:expr;)*) => {$(
-        $(#[$doc])+
-        pub(crate) const $name: &str = $sql;
-    )*};
+    ($($(#[$doc:meta])+ $name:ident = $sql:expr;)*) => {
+        $(
+            $(#[$doc])+
+            pub(crate) const $name: &str = $sql;
+        )*
+        /// Every shared statement by name (for the placeholder test).
+        #[cfg(test)]
+        const ALL: &[(&str, &str)] = &[$((stringify!($name), $name)),*];
+    };
 }
 
 macro_rules! current_role {
@@ -140,12 +145,13 @@ shared! {
          GROUP BY decision, status";
     /// `(org_id, id)` → an action.
     GET_ACTION = concat!("SELECT ", action_select!(), " FROM actions WHERE org_id = $1 AND id = $2");
-    /// `(status, result, reason, updated_at, org_id, id, expected_version)`: sets status,
-    /// result, updated_at and (unless NULL) reason, and adds 1 to the version, if the action's
-    /// version is `expected_version` (or that is NULL).
+    /// `(status, result, reason, updated_at, params, context, org_id, id, expected_version)`:
+    /// sets status, result, updated_at and (unless NULL) reason, params and context, and adds
+    /// 1 to the version, if the action's version is `expected_version` (or that is NULL).
     UPDATE_ACTION = "UPDATE actions SET status = $1, result = $2, reason = COALESCE($3, reason), \
-         updated_at = $4, version = version + 1 \
-         WHERE org_id = $5 AND id = $6 AND ($7 IS NULL OR version = $7)";
+         updated_at = $4, params = COALESCE($5, params), context = COALESCE($6, context), \
+         version = version + 1 \
+         WHERE org_id = $7 AND id = $8 AND ($9 IS NULL OR version = $9)";
     /// `(org_id, id)` → the action's version, if it exists.
     ACTION_VERSION = "SELECT version FROM actions WHERE org_id = $1 AND id = $2";
     /// `(org_id, action_id, user_id, user_name, vote, comment, created_at)`; inserts nothing
@@ -202,4 +208,38 @@ shared! {
     /// `(org_id, after_seq, limit)` → a page of the chain.
     LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
          FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ALL;
+
+    /// SQLite numbers `$n` parameters by first appearance, so the numbers must first appear
+    /// in order (`$1`, `$2`, ...) for one positional list of values to serve both backends.
+    #[test]
+    fn placeholders_first_appear_in_order() {
+        for (name, sql) in ALL {
+            let mut seen: Vec<u32> = Vec::new();
+            let bytes = sql.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'$' {
+                    let digits: String = sql[i + 1..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    if let Ok(n) = digits.parse::<u32>() {
+                        if !seen.contains(&n) {
+                            seen.push(n);
+                        }
+                    }
+                    i += 1 + digits.len();
+                } else {
+                    i += 1;
+                }
+            }
+            let expected: Vec<u32> = (1..=u32::try_from(seen.len()).unwrap()).collect();
+            assert_eq!(seen, expected, "{name}: placeholders out of order");
+        }
+    }
 }

@@ -576,9 +576,19 @@ fn commit_units(
                 policies,
                 result: result.as_deref(),
             }),
-            (Some(update @ ActionWrite::Update { .. }), Some(ActionTexts::Update { result })) => {
-                updates.push((update, result.as_deref()))
-            }
+            (
+                Some(update @ ActionWrite::Update { .. }),
+                Some(ActionTexts::Update {
+                    result,
+                    params,
+                    context,
+                }),
+            ) => updates.push((
+                update,
+                result.as_deref(),
+                params.as_deref(),
+                context.as_deref(),
+            )),
             (None, None) => {}
             _ => {
                 return Err(StoreError::Invalid(
@@ -597,7 +607,7 @@ fn commit_units(
         identity::apply_mutation(&tx, mutation)?;
     }
     insert_actions(&tx, &inserts)?;
-    for (update, result) in &updates {
+    for (update, result, new_params, new_context) in &updates {
         let ActionWrite::Update {
             org_id,
             id,
@@ -615,6 +625,8 @@ fn commit_units(
             result,
             reason,
             updated_at,
+            new_params,
+            new_context,
             org_id,
             id,
             expected_version

@@ -672,7 +672,8 @@ pub(crate) struct HttpOutcome {
 }
 
 /// Runs an allowed HTTP action and records its outcome (`action.executed` or
-/// `action.failed`) as a compare-and-set at `expected_version` when given. An SSRF refusal
+/// `action.failed`) as a compare-and-set at `expected_version` when given; with
+/// `redact_inputs`, the stored parameters and context are replaced by their redacted form. An SSRF refusal
 /// found only at connection time (a name that resolves to a blocked address, a redirect to
 /// one) makes the outcome `denied`.
 ///
@@ -683,6 +684,7 @@ pub(crate) async fn run_http(
     agent_id: &str,
     allowed: &AllowedAction,
     expected_version: Option<i64>,
+    redact_inputs: bool,
 ) -> Result<HttpOutcome, ApiError> {
     let outcome = state.http.execute(allowed).await;
     let (status, event_type, result, data, denial) = match outcome {
@@ -735,6 +737,12 @@ pub(crate) async fn run_http(
                 result: result.clone(),
                 reason: denial.clone(),
                 expected_version,
+                // An approved action kept its inputs in full to be run; now they are not
+                // needed any more.
+                params: redact_inputs
+                    .then(|| redact(&Value::Object(allowed.request().params.clone()))),
+                context: redact_inputs
+                    .then(|| redact(&Value::Object(allowed.request().context.clone()))),
                 updated_at: now.clone(),
             }),
             events: vec![NewEvent {
@@ -767,7 +775,15 @@ async fn execute_http(
     allowed: &AllowedAction,
     response: &mut ActionResponse,
 ) -> Result<(), ApiError> {
-    let outcome = run_http(state, &agent.org.id, &agent.agent.id, allowed, Some(0)).await?;
+    let outcome = run_http(
+        state,
+        &agent.org.id,
+        &agent.agent.id,
+        allowed,
+        Some(0),
+        false,
+    )
+    .await?;
     if let Some(reason) = outcome.denial {
         response.decision = Verdict::Deny.as_str().to_string();
         response.reason = reason;
@@ -859,7 +875,8 @@ pub struct ActionView {
     pub tool: String,
     /// Operation.
     pub operation: String,
-    /// Parameters, redacted unless the action still waits for approval.
+    /// Parameters, with secrets and personal data redacted (an action waiting for approval
+    /// keeps them in full in the database, bound by its digest, until it is finished).
     #[schema(value_type = Object)]
     pub params: Value,
     /// Context, redacted likewise.
@@ -898,8 +915,8 @@ impl From<ActionRecord> for ActionView {
             agent_id: r.agent_id,
             tool: r.tool,
             operation: r.operation,
-            params: r.params,
-            context: r.context,
+            params: redact(&r.params),
+            context: redact(&r.context),
             decision: r.decision,
             reason: r.reason,
             risk_level: r.risk_level,

@@ -272,6 +272,8 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
             result: Some(json!({"status": 200, "body": "ok"})),
             reason: None,
             expected_version: Some(0),
+            params: None,
+            context: None,
             updated_at: ts(200),
         }),
         events: vec![NewEvent {
@@ -303,6 +305,8 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
             result: None,
             reason: None,
             expected_version: None,
+            params: None,
+            context: None,
             updated_at: ts(300),
         }),
         events: vec![],

@@ -13,7 +13,7 @@ use aaf_server::config::Config;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::common::{examples, policy_dir, TestServer, Upstream, ADMIN_TOKEN, ALLOW_ALL};
+use crate::common::{examples, policy_dir, within, TestServer, Upstream, ADMIN_TOKEN, ALLOW_ALL};
 
 /// Seed 004's policy decides on `http_proxy` calls to a URL containing `stripe.com`; the
 /// connector resolves that name to the loopback upstream (static `hosts`, no DNS).
@@ -34,7 +34,8 @@ fn charge(upstream: &Upstream, amount: u64) -> Value {
         "operation": "POST",
         "params": {
             "url": format!("http://api.stripe.com:{}/v1/charges", upstream.addr.port()),
-            "body": {"amount": amount, "currency": "usd"}
+            "body": {"amount": amount, "currency": "usd"},
+            "headers": {"Authorization": "Bearer sk_test_approval_secret"}
         },
         "context": {"user_id": "customer-7", "purpose": "invoice 42"}
     })
@@ -108,6 +109,10 @@ async fn stripe_charge_waits_for_an_approver_then_reaches_the_upstream_once() {
     let left = item["seconds_left"].as_u64().unwrap();
     assert!((3500..=3600).contains(&left), "{left}");
     assert_eq!(item["approvals_missing"], 1);
+    assert_eq!(
+        item["action"]["params"]["headers"]["Authorization"], "[REDACTED]",
+        "approvers see the action without its secrets"
+    );
 
     // The agent waits (long polling) while the approver decides.
     let waiting = {
@@ -153,13 +158,21 @@ async fn stripe_charge_waits_for_an_approver_then_reaches_the_upstream_once() {
     assert_eq!(approved["votes"][0]["user_id"], approver_id.as_str());
     assert_eq!(approved["votes"][0]["comment"], "invoice 42 checked");
 
-    // Exactly once, with the original body.
+    // Exactly once, with the original body and credentials.
     assert_eq!(upstream.count(), 1);
     {
         let hits = upstream.hits.lock().unwrap();
         let sent: Value = serde_json::from_slice(&hits[0].body).unwrap();
         assert_eq!(sent, json!({"amount": 50000, "currency": "usd"}));
+        assert_eq!(
+            hits[0].headers["authorization"],
+            "Bearer sk_test_approval_secret"
+        );
     }
+    // Once run, the stored row keeps only the redacted inputs, like every other action.
+    let stored = stored_params(&server.data_dir, &id).await;
+    assert!(!stored.contains("sk_test_approval_secret"), "{stored}");
+    assert!(stored.contains("50000"), "{stored}");
     let (woke, waited) = waiting.await.unwrap();
     assert_ne!(
         woke["status"], "pending_approval",
@@ -215,6 +228,8 @@ async fn rejected_and_expired_actions_never_reach_the_upstream() {
     assert_eq!(body["action"]["status"], "rejected");
     let (code, _) = answer(&server, ADMIN_TOKEN, &rejected, "approve", json!({})).await;
     assert_eq!(code, 409);
+    let stored = stored_params(&server.data_dir, &rejected).await;
+    assert!(!stored.contains("sk_test_approval_secret"), "{stored}");
 
     // Expired: the sweeper expires it once the clock passes the deadline (1 h by default).
     let (_, body) = server.act(&agent_key, charge(&upstream, 60000)).await;
@@ -244,6 +259,19 @@ async fn rejected_and_expired_actions_never_reach_the_upstream() {
     assert_eq!(events_of(&events, &late, "approval.expired").len(), 1);
     assert_eq!(events_of(&events, &rejected, "approval.rejected").len(), 1);
     server.stop().await;
+}
+
+/// The parameters of an action as stored in the database file.
+async fn stored_params(data_dir: &Path, id: &str) -> String {
+    let url = format!("sqlite://{}?mode=ro", data_dir.join("aaf.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let params: String = sqlx::query_scalar("SELECT params FROM actions WHERE id = ?")
+        .bind(id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    params
 }
 
 /// Changes the stored parameters of an action behind AAF's back (as someone with access to
@@ -687,14 +715,17 @@ async fn an_approval_racing_the_expiry_has_exactly_one_outcome() {
         };
         let code = approve.await.unwrap();
         mover.await.unwrap();
-        let action = loop {
-            let (_, a) = server
-                .get_json(&format!("/v1/actions/{id}?wait=1"), ADMIN_TOKEN)
-                .await;
-            if a["status"] == "executed" || a["status"] == "expired" {
-                break a;
+        let action = within("the expected state", async {
+            loop {
+                let (_, a) = server
+                    .get_json(&format!("/v1/actions/{id}?wait=1"), ADMIN_TOKEN)
+                    .await;
+                if a["status"] == "executed" || a["status"] == "expired" {
+                    break a;
+                }
             }
-        };
+        })
+        .await;
         let status = action["status"].as_str().unwrap().to_string();
         assert_eq!(
             code == 200,

@@ -361,3 +361,11 @@ impl Drop for PgDb {
         .join();
     }
 }
+
+/// Awaits `future`, failing the test if it takes more than a minute (a state that never
+/// comes must not hang the suite).
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within 60 s"))
+}

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::common::{examples, TestServer, Upstream, ADMIN_TOKEN};
+use crate::common::{examples, within, TestServer, Upstream, ADMIN_TOKEN};
 
 /// A webhook receiver that answers `fail_first` requests with 503, then 200, and passes
 /// every request on.
@@ -191,21 +191,24 @@ async fn json_webhooks_are_signed_and_announce_every_approval_event() {
     assert_eq!(body["action"]["status"], "expired");
 
     // The delivery log has all six, delivered at the first attempt.
-    let log = loop {
-        let (code, log) = server
-            .get_json(&format!("/v1/webhooks/{hook_id}/deliveries"), ADMIN_TOKEN)
-            .await;
-        assert_eq!(code, 200, "{log}");
-        let all_done = log["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["status"] != "pending");
-        if all_done {
-            break log;
+    let log = within("the expected state", async {
+        loop {
+            let (code, log) = server
+                .get_json(&format!("/v1/webhooks/{hook_id}/deliveries"), ADMIN_TOKEN)
+                .await;
+            assert_eq!(code, 200, "{log}");
+            let all_done = log["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["status"] != "pending");
+            if all_done {
+                break log;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     let deliveries = log["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 6, "{log}");
     for d in deliveries {
@@ -281,15 +284,18 @@ async fn failed_deliveries_are_retried_with_exponential_backoff_then_given_up() 
         let due = aaf_server::time::format_rfc3339(clock.now() + backoff);
         let log = &log;
         async move {
-            loop {
-                let d = log(&hook).await;
-                if d["attempts"] == n
-                    && (d["next_attempt_at"] == due.as_str() || d["status"] != "pending")
-                {
-                    return d;
+            within("the expected state", async {
+                loop {
+                    let d = log(&hook).await;
+                    if d["attempts"] == n
+                        && (d["next_attempt_at"] == due.as_str() || d["status"] != "pending")
+                    {
+                        return d;
+                    }
+                    tokio::task::yield_now().await;
                 }
-                tokio::task::yield_now().await;
-            }
+            })
+            .await
         }
     };
     let d = recorded(flaky_hook.clone(), 1, Duration::from_millis(1000)).await;
@@ -309,25 +315,31 @@ async fn failed_deliveries_are_retried_with_exponential_backoff_then_given_up() 
     clock.advance(Duration::from_millis(2000));
     flaky.next().await;
     down.next().await;
-    let d = loop {
-        let d = log(&flaky_hook).await;
-        if d["status"] == "delivered" {
-            break d;
+    let d = within("the expected state", async {
+        loop {
+            let d = log(&flaky_hook).await;
+            if d["status"] == "delivered" {
+                break d;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     assert_eq!(
         (d["attempts"].as_u64(), d["last_status_code"].as_u64()),
         (Some(3), Some(200))
     );
     // The receiver that stays down is given up after max_attempts.
-    let d = loop {
-        let d = log(&down_hook).await;
-        if d["status"] != "pending" {
-            break d;
+    let d = within("the expected state", async {
+        loop {
+            let d = log(&down_hook).await;
+            if d["status"] != "pending" {
+                break d;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     assert_eq!(
         (d["status"].as_str(), d["attempts"].as_u64()),
         (Some("failed"), Some(3))
@@ -418,14 +430,17 @@ async fn webhook_targets_pass_the_ssrf_guard_and_slack_gets_a_summary() {
     );
 
     let path = format!("/v1/webhooks/{}/deliveries", rebind["id"].as_str().unwrap());
-    let d = loop {
-        let (_, log) = server.get_json(&path, ADMIN_TOKEN).await;
-        let d = log["deliveries"][0].clone();
-        if d["attempts"].as_u64().unwrap_or(0) >= 1 && d["last_error"].is_string() {
-            break d;
+    let d = within("the expected state", async {
+        loop {
+            let (_, log) = server.get_json(&path, ADMIN_TOKEN).await;
+            let d = log["deliveries"][0].clone();
+            if d["attempts"].as_u64().unwrap_or(0) >= 1 && d["last_error"].is_string() {
+                break d;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     let error = d["last_error"].as_str().unwrap();
     assert!(
         error.contains("ssrf") && error.contains("blocked range"),
