@@ -235,6 +235,12 @@ pub async fn prepare_with_clock(
             "connectors.http.allow_private_cidrs lets agents reach these internal ranges"
         );
     }
+    if !config.webhooks.allow_private_cidrs.is_empty() {
+        tracing::warn!(
+            cidrs = ?config.webhooks.allow_private_cidrs,
+            "webhooks.allow_private_cidrs lets webhooks reach these internal ranges"
+        );
+    }
     if !config.connectors.http.allowed_domains.is_empty() {
         tracing::info!(domains = ?config.connectors.http.allowed_domains, "connectors.http.allowed_domains in force");
     }

@@ -266,10 +266,12 @@ pub struct WebhooksConfig {
     /// Networks exempt from the reserved-range block for webhook targets (e.g. an internal
     /// chat server). Empty by default.
     pub allow_private_cidrs: Vec<ipnet::IpNet>,
-    /// Attempts per delivery before it is marked failed. Default 8.
+    /// Attempts per delivery before it is marked failed. Default 12 (with the default
+    /// backoff, the last attempt comes about 68 minutes after the first). A refused target and answers 4xx
+    /// other than 408 and 429 are not retried.
     pub max_attempts: u32,
     /// Delay before the first retry, in milliseconds; doubled after each failed attempt.
-    /// Default 1000.
+    /// Default 2000.
     pub initial_backoff_ms: u64,
     /// Longest delay between attempts, in seconds. Default 3600.
     pub max_backoff_seconds: u64,
@@ -284,8 +286,8 @@ impl Default for WebhooksConfig {
         WebhooksConfig {
             allowed_domains: Vec::new(),
             allow_private_cidrs: Vec::new(),
-            max_attempts: 8,
-            initial_backoff_ms: 1000,
+            max_attempts: 12,
+            initial_backoff_ms: 2000,
             max_backoff_seconds: 3600,
             timeout_ms: 10_000,
             poll_interval_ms: 1000,
@@ -455,9 +457,10 @@ impl Config {
             || self.webhooks.timeout_ms == 0
             || self.webhooks.poll_interval_ms == 0
             || self.webhooks.initial_backoff_ms == 0
+            || self.webhooks.max_backoff_seconds == 0
         {
             return Err(ConfigError::Invalid(
-                "webhooks.max_attempts, timeout_ms, poll_interval_ms and initial_backoff_ms must be at least 1"
+                "webhooks.max_attempts, timeout_ms, poll_interval_ms, initial_backoff_ms and max_backoff_seconds must be at least 1"
                     .into(),
             ));
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aaf_store::{ActionRecord, DeliveryUpdate, Mutation, StoreError, Webhook, WebhookDelivery};
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
@@ -59,6 +60,7 @@ impl Webhooks {
             allow_private_cidrs: config.webhooks.allow_private_cidrs.clone(),
             timeout_ms: config.webhooks.timeout_ms,
             max_redirects: 0,
+            section: "webhooks".to_string(),
             ..config.connectors.http.clone()
         };
         let connector = HttpConnector::new(&http).map_err(|e| e.to_string())?;
@@ -236,20 +238,24 @@ pub async fn attempt(state: &AppState, delivery: &WebhookDelivery) -> Result<(),
         .into_iter()
         .find(|w| w.id == delivery.webhook_id);
     let outcome = match &webhook {
-        None => Err("the webhook no longer exists".to_string()),
-        Some(w) if w.disabled_at.is_some() => Err("the webhook was disabled".to_string()),
+        None => Err(("the webhook no longer exists".to_string(), true)),
+        Some(w) if w.disabled_at.is_some() => Err(("the webhook was disabled".to_string(), true)),
         Some(w) => send(state, w, delivery).await,
     };
-    let final_failure = webhook.as_ref().is_none_or(|w| w.disabled_at.is_some());
     let after = state.clock.now();
     let (status, next, code, error) = match outcome {
         Ok(code) if (200..300).contains(&code) => ("delivered", after, Some(code), None),
         result => {
-            let (code, error) = match result {
-                Ok(code) => (Some(code), format!("the receiver answered {code}")),
-                Err(e) => (None, e),
+            // A refused target or a 4xx other than 408 and 429 will not change by retrying.
+            let (code, error, permanent) = match result {
+                Ok(code) => (
+                    Some(code),
+                    format!("the receiver answered {code}"),
+                    (400..500).contains(&code) && code != 408 && code != 429,
+                ),
+                Err((e, permanent)) => (None, e, permanent),
             };
-            if final_failure || attempts >= config.max_attempts {
+            if permanent || attempts >= config.max_attempts {
                 tracing::warn!(delivery = %delivery.id, webhook = %delivery.webhook_id, %error, attempts, "webhook delivery failed for good");
                 ("failed", after, code, Some(error))
             } else {
@@ -277,13 +283,14 @@ pub async fn attempt(state: &AppState, delivery: &WebhookDelivery) -> Result<(),
     }
 }
 
-/// POSTs the delivery; the receiver's status code, or why nothing was answered.
+/// POSTs the delivery; the receiver's status code, or why nothing was answered and whether
+/// that is permanent (the SSRF guard or allowlist refused the target).
 async fn send(
     state: &AppState,
     webhook: &Webhook,
     delivery: &WebhookDelivery,
-) -> Result<u16, String> {
-    let body = serde_json::to_string(&delivery.payload).map_err(|e| e.to_string())?;
+) -> Result<u16, (String, bool)> {
+    let body = serde_json::to_string(&delivery.payload).map_err(|e| (e.to_string(), true))?;
     let mut headers = Map::new();
     headers.insert("content-type".into(), json!("application/json"));
     headers.insert("x-aaf-event".into(), json!(delivery.event));
@@ -301,21 +308,35 @@ async fn send(
         .post(&webhook.url, headers, body)
         .await
         .map(|outcome| outcome.status)
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            let permanent = matches!(
+                e,
+                crate::connectors::http::ConnectorError::Ssrf(_)
+                    | crate::connectors::http::ConnectorError::InvalidRequest(_)
+            );
+            (e.to_string(), permanent)
+        })
 }
+
+/// How many deliveries one node sends at once: a slow receiver does not hold up the others.
+const CONCURRENT_ATTEMPTS: usize = 8;
 
 /// One pass over every organisation's due deliveries.
 ///
 /// Errors: the database cannot be read.
 pub async fn deliver_due(state: &AppState) -> Result<(), ApiError> {
     let now = state.clock.now_rfc3339();
+    let mut due = Vec::new();
     for org in state.store.list_orgs().await? {
-        for delivery in state.store.due_deliveries(&org.id, &now, BATCH).await? {
+        due.extend(state.store.due_deliveries(&org.id, &now, BATCH).await?);
+    }
+    futures::stream::iter(due)
+        .for_each_concurrent(CONCURRENT_ATTEMPTS, |delivery| async move {
             if let Err(e) = attempt(state, &delivery).await {
                 tracing::warn!(delivery = %delivery.id, error = %e, "webhook delivery attempt could not be recorded");
             }
-        }
-    }
+        })
+        .await;
     Ok(())
 }
 

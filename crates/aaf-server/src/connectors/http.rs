@@ -130,6 +130,14 @@ pub struct HttpConnectorConfig {
     /// Default true. False: only `hosts` entries resolve (an air-gapped or pinned deployment;
     /// also how the tests avoid DNS traffic).
     pub system_dns: bool,
+    /// The configuration section named in refusal messages (`connectors.http`, or
+    /// `webhooks` for webhook targets). Not a configuration key.
+    #[serde(skip, default = "default_section")]
+    pub section: String,
+}
+
+fn default_section() -> String {
+    "connectors.http".to_owned()
 }
 
 impl Default for HttpConnectorConfig {
@@ -144,6 +152,7 @@ impl Default for HttpConnectorConfig {
             max_redirects: 5,
             hosts: BTreeMap::new(),
             system_dns: true,
+            section: default_section(),
         }
     }
 }
@@ -254,17 +263,25 @@ impl AllowedHost {
 }
 
 /// Appended to reserved-range refusals: how an operator allows an intended internal upstream.
-const EXEMPT_HINT: &str =
-    " (connectors.http.allow_private_cidrs can exempt an intended internal destination)";
 
 /// The destination rules, shared by the pre-flight URL check and the DNS resolver.
 #[derive(Debug)]
 struct DestinationRules {
     allowed_hosts: Vec<AllowedHost>,
     allow_private_cidrs: Vec<IpNet>,
+    /// The configuration section named in messages.
+    section: String,
 }
 
 impl DestinationRules {
+    /// How to exempt an intended internal destination.
+    fn exempt_hint(&self) -> String {
+        format!(
+            " ({}.allow_private_cidrs can exempt an intended internal destination)",
+            self.section
+        )
+    }
+
     /// The reserved range `ip` is in, unless `allow_private_cidrs` exempts it. An
     /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is exempt when its IPv4 address is.
     fn blocked_range(&self, ip: IpAddr) -> Option<BlockedRange> {
@@ -313,7 +330,8 @@ impl DestinationRules {
                         .any(|allowed| allowed.matches_name(&name))
                 {
                     return Err(format!(
-                        "host {name} is not in connectors.http.allowed_domains"
+                        "host {name} is not in {}.allowed_domains",
+                        self.section
                     ));
                 }
                 Ok(())
@@ -323,11 +341,15 @@ impl DestinationRules {
 
     fn check_ip_host(&self, ip: IpAddr) -> Result<(), String> {
         if let Some(range) = self.blocked_range(ip) {
-            return Err(format!("{ip} is in a blocked range: {range}{EXEMPT_HINT}"));
+            return Err(format!(
+                "{ip} is in a blocked range: {range}{}",
+                self.exempt_hint()
+            ));
         }
         if !self.allowed_hosts.is_empty() && !self.allowed_hosts.contains(&AllowedHost::Ip(ip)) {
             return Err(format!(
-                "host {ip} is not in connectors.http.allowed_domains"
+                "host {ip} is not in {}.allowed_domains",
+                self.section
             ));
         }
         Ok(())
@@ -414,7 +436,8 @@ impl Resolve for CheckingResolver {
             for addr in &addrs {
                 if let Some(range) = rules.blocked_range(addr.ip()) {
                     return Err(LookupError::Blocked(format!(
-                        "host {host} resolves to an address in a blocked range: {range}{EXEMPT_HINT}"
+                        "host {host} resolves to an address in a blocked range: {range}{}",
+                        rules.exempt_hint()
                     ))
                     .into());
                 }
@@ -504,6 +527,7 @@ impl HttpConnector {
         let rules = Arc::new(DestinationRules {
             allowed_hosts,
             allow_private_cidrs: config.allow_private_cidrs.clone(),
+            section: config.section.clone(),
         });
 
         let mut builder = reqwest::Client::builder()

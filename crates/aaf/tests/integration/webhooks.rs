@@ -446,6 +446,11 @@ async fn webhook_targets_pass_the_ssrf_guard_and_slack_gets_a_summary() {
         error.contains("ssrf") && error.contains("blocked range"),
         "{error}"
     );
+    assert!(error.contains("webhooks.allow_private_cidrs"), "{error}");
     assert_eq!(d["last_status_code"], Value::Null);
+    assert_eq!(
+        d["status"], "failed",
+        "a refused target is not retried: {d}"
+    );
     server.stop().await;
 }
