@@ -406,3 +406,130 @@ async fn approvals_wake_waiters_on_other_nodes_and_race_to_one_execution() {
     assert!(sigterm(&mut b.child).success());
     verify_offline(&db);
 }
+
+/// A loopback upstream that counts requests and answers only after `delay`.
+async fn slow_upstream(delay: Duration) -> (String, Arc<Mutex<usize>>) {
+    let hits = Arc::new(Mutex::new(0usize));
+    let counted = Arc::clone(&hits);
+    let app = axum::Router::new().fallback(move || {
+        let counted = Arc::clone(&counted);
+        async move {
+            *counted.lock().unwrap() += 1;
+            tokio::time::sleep(delay).await;
+            "late"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/charges"), hits)
+}
+
+#[tokio::test]
+async fn a_node_killed_while_running_an_approved_action_never_runs_it_twice() {
+    let Some(db) =
+        pg_db("a_node_killed_while_running_an_approved_action_never_runs_it_twice").await
+    else {
+        return;
+    };
+    let (url, hits) = slow_upstream(Duration::from_secs(30)).await;
+    let policies = policy_dir(&[("approval.rego", HTTP_NEEDS_APPROVAL)]);
+    let node = |db: &PgDb| {
+        let data = tempfile::tempdir().unwrap();
+        let (child, base) = spawn_serve_with(
+            data.path(),
+            policies.path(),
+            Some(ADMIN_TOKEN),
+            &[
+                ("AAF_DATABASE_URL", db.url.as_str()),
+                (
+                    "AAF_CONNECTORS__HTTP__ALLOW_PRIVATE_CIDRS",
+                    "[\"127.0.0.1/32\"]",
+                ),
+                ("AAF_CONNECTORS__HTTP__TIMEOUT_MS", "2000"),
+                ("AAF_APPROVALS__RECOVERY_AFTER_SECONDS", "1"),
+                ("AAF_APPROVALS__SWEEP_INTERVAL_MS", "200"),
+                ("AAF_LOG__LEVEL", "warn"),
+            ],
+        );
+        Node {
+            child,
+            base,
+            _data: data,
+        }
+    };
+    let mut a = node(&db);
+    let mut b = node(&db);
+    let client = reqwest::Client::new();
+    let agent: Value = client
+        .post(format!("{}/v1/agents", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "payer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = agent["api_key"].as_str().unwrap().to_string();
+    let submitted: Value = client
+        .post(format!("{}/v1/actions", a.base))
+        .bearer_auth(&key)
+        .json(&json!({"tool": "http_proxy", "operation": "POST", "params": {"url": url, "body": {"n": 1}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_str().unwrap().to_string();
+
+    // A approves and starts running it; A is killed while the upstream holds the request.
+    let approving = {
+        let request = client
+            .post(format!("{}/v1/approvals/{id}/approve", a.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({}));
+        tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+    };
+    let started = Instant::now();
+    while *hits.lock().unwrap() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the upstream was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert!(approving.await.unwrap().is_err(), "A died before answering");
+
+    // B finds it `executing` past the connector's timeout and fails it: outcome unknown.
+    let started = Instant::now();
+    let action = loop {
+        let action: Value = client
+            .get(format!("{}/v1/actions/{id}?wait=5", b.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if action["status"] != "executing" {
+            break action;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{action}");
+    };
+    assert_eq!(action["status"], "failed", "{action}");
+    assert!(
+        action["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outcome unknown"),
+        "{action}"
+    );
+    assert_eq!(*hits.lock().unwrap(), 1, "never run a second time");
+    assert!(sigterm(&mut b.child).success());
+    verify_offline(&db);
+}
