@@ -33,6 +33,8 @@ use crate::action::{
 };
 use crate::{detect, net};
 
+pub mod testing;
+
 /// One Rego source file to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySource {
@@ -235,6 +237,34 @@ impl PolicySet {
         sources: Vec<PolicySource>,
         options: EvaluatorOptions,
     ) -> Result<PolicySet, Vec<LoadError>> {
+        Self::load_checked(sources, options, |_| true)
+    }
+
+    /// [`PolicySet::load`] for running Rego unit tests ([`PolicySet::run_tests`]): packages
+    /// whose modules are all test files (`*_test.rego`) are not evaluated at load, since
+    /// evaluating them runs their tests; their errors are reported by the tests instead.
+    ///
+    /// Errors: as [`PolicySet::load`], for the other packages.
+    pub fn load_for_tests(
+        sources: Vec<PolicySource>,
+        options: EvaluatorOptions,
+    ) -> Result<PolicySet, Vec<LoadError>> {
+        let test_files: Vec<String> = sources
+            .iter()
+            .filter(|s| s.path.ends_with("_test.rego"))
+            .map(|s| s.path.clone())
+            .collect();
+        Self::load_checked(sources, options, move |files: &[&str]| {
+            !files.iter().all(|f| test_files.iter().any(|t| t == f))
+        })
+    }
+
+    /// Loads, evaluating at load the packages for whose module paths `check` says so.
+    fn load_checked(
+        sources: Vec<PolicySource>,
+        options: EvaluatorOptions,
+        check: impl Fn(&[&str]) -> bool,
+    ) -> Result<PolicySet, Vec<LoadError>> {
         let mut engine = Engine::new();
         engine.set_strict_builtin_errors(true);
         let fatal = |e: anyhow::Error| {
@@ -321,6 +351,14 @@ impl PolicySet {
         packages.dedup();
         engine.set_input(Value::new_object());
         for package in packages {
+            let files: Vec<&str> = modules
+                .iter()
+                .filter(|m| m.package == package)
+                .map(|m| m.path.as_str())
+                .collect();
+            if !check(&files) {
+                continue;
+            }
             if let Err(e) = engine.eval_query(format!("data.{package}"), false) {
                 let file = modules
                     .iter()

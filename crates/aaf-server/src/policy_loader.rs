@@ -35,8 +35,20 @@ pub enum PolicyLoadError {
 /// Errors: [`PolicyLoadError::Io`] when `dir` is not a readable directory or a file cannot be
 /// read (a file that is not UTF-8 is an error too).
 pub fn read_policy_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyLoadError> {
+    read_rego_files(dir, false)
+}
+
+/// Like [`read_policy_dir`], with the Rego unit test files (`*_test.rego`) too (for
+/// `aaf policy test`).
+///
+/// Errors: as [`read_policy_dir`].
+pub fn read_policy_dir_with_tests(dir: &Path) -> Result<Vec<PolicySource>, PolicyLoadError> {
+    read_rego_files(dir, true)
+}
+
+fn read_rego_files(dir: &Path, with_tests: bool) -> Result<Vec<PolicySource>, PolicyLoadError> {
     let mut files = Vec::new();
-    collect(dir, &mut files)?;
+    collect(dir, &mut files, with_tests)?;
     files.sort();
     files
         .into_iter()
@@ -51,7 +63,7 @@ pub fn read_policy_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyLoadError>
         .collect()
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyLoadError> {
+fn collect(dir: &Path, out: &mut Vec<PathBuf>, with_tests: bool) -> Result<(), PolicyLoadError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| PolicyLoadError::Io(format!("{}: {e}", dir.display())))?;
     for entry in entries {
@@ -65,8 +77,8 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyLoadError> {
             .file_type()
             .map_err(|e| PolicyLoadError::Io(format!("{}: {e}", path.display())))?;
         if file_type.is_dir() {
-            collect(&path, out)?;
-        } else if name.ends_with(".rego") && !name.ends_with("_test.rego") {
+            collect(&path, out, with_tests)?;
+        } else if name.ends_with(".rego") && (with_tests || !name.ends_with("_test.rego")) {
             out.push(path);
         }
     }

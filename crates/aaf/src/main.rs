@@ -97,6 +97,27 @@ enum PolicyCommand {
         #[arg(long, default_value_t = 100)]
         timeout_ms: u64,
     },
+    /// Run the Rego unit tests (rules named `test_*`, as `opa test` does) of the policy
+    /// directories, including their `*_test.rego` files. Exits 1 when a test fails or errs,
+    /// or when there is no test.
+    Test {
+        /// Policy directories (or single .rego files).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Only the tests whose full name (`data.<package>.<rule>`) matches this regular
+        /// expression.
+        #[arg(long)]
+        run: Option<String>,
+        /// Output: `text` (default) or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Report line coverage per file.
+        #[arg(long)]
+        coverage: bool,
+        /// Time limit of each test in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +262,13 @@ fn main() -> ExitCode {
                 input,
                 timeout_ms,
             }) => policy_eval(&policies, &input, timeout_ms),
+            Command::Policy(PolicyCommand::Test {
+                dirs,
+                run,
+                format,
+                coverage,
+                timeout_ms,
+            }) => policy_test(&dirs, run.as_deref(), &format, coverage, timeout_ms),
             Command::Audit(AuditCommand::Verify { db }) => audit_verify(&db).await,
             Command::Agents(cmd) => agents(cmd).await,
             Command::Approvals(cmd) => approvals(cmd).await,
@@ -305,6 +333,114 @@ fn policy_check(dir: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn policy_test(
+    dirs: &[PathBuf],
+    run: Option<&str>,
+    format: &str,
+    coverage: bool,
+    timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let filter = run
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--run is not a valid regular expression: {e}"))?;
+    let mut sources = Vec::new();
+    for dir in dirs {
+        if dir.is_dir() {
+            sources.extend(aaf_server::policy_loader::read_policy_dir_with_tests(dir)?);
+        } else {
+            let rego = std::fs::read_to_string(dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            sources.push(aaf_core::policy::PolicySource {
+                path: dir.display().to_string(),
+                rego,
+            });
+        }
+    }
+    let options = EvaluatorOptions {
+        eval_timeout: std::time::Duration::from_millis(timeout_ms),
+    };
+    let set = match aaf_core::policy::PolicySet::load_for_tests(sources, options) {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let report = set.run_tests(
+        |name| filter.as_ref().is_none_or(|re| re.is_match(name)),
+        coverage,
+    );
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        use aaf_core::policy::testing::TestOutcome;
+        for r in &report.results {
+            let label = match r.outcome {
+                TestOutcome::Pass => "PASS",
+                TestOutcome::Fail => "FAIL",
+                TestOutcome::Error => "ERROR",
+            };
+            let detail = r
+                .detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            println!(
+                "{label:<5} {} ({}, {:.3} ms){detail}",
+                r.name,
+                r.file,
+                r.duration_us as f64 / 1000.0
+            );
+        }
+        if let Some(files) = &report.coverage {
+            println!(
+                "--------------------------------------------------------------------------------"
+            );
+            for f in files {
+                let missing = f
+                    .not_covered
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "{:>6.1}%  {}{}",
+                    f.percent,
+                    f.file,
+                    if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  (not covered: lines {missing})")
+                    }
+                );
+            }
+        }
+        println!(
+            "--------------------------------------------------------------------------------"
+        );
+        let total = report.results.len();
+        if total == 0 {
+            println!("no tests found (rules named test_*)");
+        } else {
+            println!("PASS: {}/{total}", report.passed);
+            if report.failed > 0 {
+                println!("FAIL: {}/{total}", report.failed);
+            }
+            if report.errors > 0 {
+                println!("ERROR: {}/{total}", report.errors);
+            }
+        }
+    }
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn policy_eval(dir: &Path, input_file: &Path, timeout_ms: u64) -> anyhow::Result<ExitCode> {

@@ -262,8 +262,6 @@ impl AllowedHost {
     }
 }
 
-/// Appended to reserved-range refusals: how an operator allows an intended internal upstream.
-
 /// The destination rules, shared by the pre-flight URL check and the DNS resolver.
 #[derive(Debug)]
 struct DestinationRules {
@@ -1710,6 +1708,7 @@ mod tests {
         let rules = Arc::new(DestinationRules {
             allowed_hosts: Vec::new(),
             allow_private_cidrs: Vec::new(),
+            section: default_section(),
         });
         for (resolved, label) in [
             (

@@ -327,3 +327,79 @@ async fn start_check_stop(
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     (token, stdout)
 }
+
+fn policy_test(args: &[&str]) -> (bool, String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(AAF)
+        .current_dir(&root)
+        .args(["policy", "test"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_test_runs_the_starter_and_example_unit_tests() {
+    // The bundled starter policy's and seed 004's tests (as CI runs them).
+    let (ok, out, err) = policy_test(&["policies", "examples/policies/seed-004", "--coverage"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("PASS  data.aaf.starter_test.test_userinfo_trick_is_denied"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS  data.aaf.policy_test.test_stripe_charge_over_10000_requires_approval"),
+        "{out}"
+    );
+    assert!(out.contains("100.0%  policies/starter.rego"), "{out}");
+    let passed = out.lines().filter(|l| l.starts_with("PASS ")).count();
+    assert!(out.contains(&format!("PASS: {passed}/{passed}")), "{out}");
+
+    // --run selects by full name; JSON for machines.
+    let (ok, out, _) = policy_test(&["policies", "--run", "private|userinfo", "--format", "json"]);
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["data.aaf.starter_test.test_userinfo_trick_is_denied"]
+    );
+    assert_eq!(report["passed"], 1);
+
+    // A failing test fails the run; so does a directory without tests.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.rego"),
+        "package p\nimport rego.v1\ndecision := \"allow\" if input.tool == \"a\"\n",
+    )
+    .unwrap();
+    let (ok, out, _) = policy_test(&[dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(out.contains("no tests found"), "{out}");
+    std::fs::write(
+        dir.path().join("p_test.rego"),
+        "package p_test\nimport rego.v1\nimport data.p\ntest_b_allowed if p.decision == \"allow\" with input as {\"tool\": \"b\"}\n",
+    )
+    .unwrap();
+    let (ok, out, _) = policy_test(&[dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        out.contains("FAIL  data.p_test.test_b_allowed") && out.contains("undefined"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL: 1/1"), "{out}");
+    // A bad --run is a clear error.
+    let (ok, _, err) = policy_test(&["policies", "--run", "("]);
+    assert!(!ok);
+    assert!(err.contains("--run"), "{err}");
+}
