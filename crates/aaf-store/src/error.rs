@@ -34,6 +34,16 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
         use sqlx::error::ErrorKind;
         match &error {
+            // A deadlock or serialization failure rolled the transaction back: nothing was
+            // written, and the work may be retried like a lost compare-and-set.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) =>
+            {
+                StoreError::Conflict(format!(
+                    "changed concurrently: {} (rolled back; retry)",
+                    db.message()
+                ))
+            }
             sqlx::Error::Database(db) => match db.kind() {
                 ErrorKind::UniqueViolation => StoreError::Conflict(db.message().to_string()),
                 ErrorKind::ForeignKeyViolation => StoreError::NotFound(format!(

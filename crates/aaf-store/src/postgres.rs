@@ -700,6 +700,25 @@ async fn commit_units(
     units: &[PreparedUnit],
 ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
     let mut ctx = OrgContext::new(tx);
+    // Lock first the actions this batch updates, in id order: their updates go with rows
+    // that reference them (approvers' votes) whose unique keys another node's batch may be
+    // inserting too, so without one lock order two batches could wait on each other.
+    let mut updated: Vec<(&str, &str)> = units
+        .iter()
+        .filter_map(|u| match &u.unit.action {
+            Some(ActionWrite::Update { org_id, id, .. }) => Some((id.as_str(), org_id.as_str())),
+            _ => None,
+        })
+        .collect();
+    updated.sort_unstable();
+    updated.dedup();
+    for (id, org_id) in updated {
+        sqlx::query("SELECT 1 FROM actions WHERE org_id = $1 AND id = $2 FOR UPDATE")
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(ctx.conn(org_id).await?)
+            .await?;
+    }
     for mutation in units.iter().flat_map(|u| u.unit.mutations.iter()) {
         apply_mutation(&mut ctx, mutation).await?;
     }

@@ -386,15 +386,22 @@ async fn approvals_wake_waiters_on_other_nodes_and_race_to_one_execution() {
                 .bearer_auth(token)
                 .json(&json!({}));
             tasks.push(tokio::spawn(async move {
-                request.send().await.unwrap().status().as_u16()
+                let r = request.send().await.unwrap();
+                let code = r.status().as_u16();
+                (code, r.text().await.unwrap_or_default())
             }));
         }
-        let mut codes = Vec::new();
+        let mut answers = Vec::new();
         for t in tasks {
-            codes.push(t.await.unwrap());
+            answers.push(t.await.unwrap());
         }
-        assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
-        assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+        let codes: Vec<u16> = answers.iter().map(|(c, _)| *c).collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == 200).count(),
+            1,
+            "{answers:?}"
+        );
+        assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{answers:?}");
     }
     assert_eq!(
         upstream.count(),
