@@ -19,26 +19,28 @@ struct Node {
     _data: tempfile::TempDir,
 }
 
-/// Starts a node; its agent key cache keeps lookups for a minute, so that a revocation seen
-/// by another node within a second can only have come through the database's notification.
-fn start_node(db: &PgDb, policies: &std::path::Path) -> Node {
+/// Starts a node on `db` with `policies`, no failed-authentication limit, warnings-only logs
+/// and the `extra` environment.
+fn start_node_with(db: &PgDb, policies: &std::path::Path, extra: &[(&str, &str)]) -> Node {
     let data = tempfile::tempdir().unwrap();
-    let (child, base) = spawn_serve_with(
-        data.path(),
-        policies,
-        Some(ADMIN_TOKEN),
-        &[
-            ("AAF_DATABASE_URL", db.url.as_str()),
-            ("AAF_AUTH__FAILED_AUTH_PER_MINUTE", "0"),
-            ("AAF_AUTH__KEY_CACHE_TTL_MS", "60000"),
-            ("AAF_LOG__LEVEL", "warn"),
-        ],
-    );
+    let mut env = vec![
+        ("AAF_DATABASE_URL", db.url.as_str()),
+        ("AAF_AUTH__FAILED_AUTH_PER_MINUTE", "0"),
+        ("AAF_LOG__LEVEL", "warn"),
+    ];
+    env.extend_from_slice(extra);
+    let (child, base) = spawn_serve_with(data.path(), policies, Some(ADMIN_TOKEN), &env);
     Node {
         child,
         base,
         _data: data,
     }
+}
+
+/// Starts a node; its agent key cache keeps lookups for a minute, so that a revocation seen
+/// by another node within a second can only have come through the database's notification.
+fn start_node(db: &PgDb, policies: &std::path::Path) -> Node {
+    start_node_with(db, policies, &[("AAF_AUTH__KEY_CACHE_TTL_MS", "60000")])
 }
 
 fn search() -> Value {
@@ -275,28 +277,15 @@ async fn a_node_killed_mid_load_loses_no_acknowledged_action() {
 
 const HTTP_NEEDS_APPROVAL: &str = "package org.http_approval\nimport rego.v1\ndecision := \"require_approval\" if input.tool == \"http_proxy\"\ndecision := \"allow\" if input.tool != \"http_proxy\"\n";
 
+/// Lets the HTTP connector reach the loopback upstream.
+const PRIVATE_LOOPBACK: (&str, &str) = (
+    "AAF_CONNECTORS__HTTP__ALLOW_PRIVATE_CIDRS",
+    "[\"127.0.0.1/32\"]",
+);
+
 /// A node whose HTTP connector may reach the loopback upstream.
 fn start_approval_node(db: &PgDb, policies: &std::path::Path) -> Node {
-    let data = tempfile::tempdir().unwrap();
-    let (child, base) = spawn_serve_with(
-        data.path(),
-        policies,
-        Some(ADMIN_TOKEN),
-        &[
-            ("AAF_DATABASE_URL", db.url.as_str()),
-            ("AAF_AUTH__FAILED_AUTH_PER_MINUTE", "0"),
-            (
-                "AAF_CONNECTORS__HTTP__ALLOW_PRIVATE_CIDRS",
-                "[\"127.0.0.1/32\"]",
-            ),
-            ("AAF_LOG__LEVEL", "warn"),
-        ],
-    );
-    Node {
-        child,
-        base,
-        _data: data,
-    }
+    start_node_with(db, policies, &[PRIVATE_LOOPBACK])
 }
 
 #[tokio::test]
@@ -442,28 +431,16 @@ async fn a_node_killed_while_running_an_approved_action_never_runs_it_twice() {
     let (url, hits) = slow_upstream(Duration::from_secs(30)).await;
     let policies = policy_dir(&[("approval.rego", HTTP_NEEDS_APPROVAL)]);
     let node = |db: &PgDb| {
-        let data = tempfile::tempdir().unwrap();
-        let (child, base) = spawn_serve_with(
-            data.path(),
+        start_node_with(
+            db,
             policies.path(),
-            Some(ADMIN_TOKEN),
             &[
-                ("AAF_DATABASE_URL", db.url.as_str()),
-                (
-                    "AAF_CONNECTORS__HTTP__ALLOW_PRIVATE_CIDRS",
-                    "[\"127.0.0.1/32\"]",
-                ),
+                PRIVATE_LOOPBACK,
                 ("AAF_CONNECTORS__HTTP__TIMEOUT_MS", "2000"),
                 ("AAF_APPROVALS__RECOVERY_AFTER_SECONDS", "1"),
                 ("AAF_APPROVALS__SWEEP_INTERVAL_MS", "200"),
-                ("AAF_LOG__LEVEL", "warn"),
             ],
-        );
-        Node {
-            child,
-            base,
-            _data: data,
-        }
+        )
     };
     let mut a = node(&db);
     let mut b = node(&db);
