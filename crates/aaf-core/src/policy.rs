@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::action::{
@@ -50,14 +51,32 @@ pub struct EvaluatorOptions {
     /// Time limit of one evaluation of all policies (wall clock). A policy still running when
     /// it is reached is stopped and denies; policies not yet started deny too.
     pub eval_timeout: Duration,
+    /// Most decisions kept in the set's decision cache (see [`PolicySet::evaluate`]);
+    /// 0 turns the cache off.
+    pub decision_cache_entries: usize,
 }
 
 impl Default for EvaluatorOptions {
+    /// 100 ms time limit, 10 000 cached decisions.
     fn default() -> Self {
         EvaluatorOptions {
             eval_timeout: Duration::from_millis(100),
+            decision_cache_entries: 10_000,
         }
     }
+}
+
+/// Everything a policy set is built from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyBundle {
+    /// The Rego modules.
+    pub sources: Vec<PolicySource>,
+    /// The base document visible to policies as `data` (a JSON object; `Null` or an empty
+    /// object for none). Its top-level keys must not be the first segment of a package.
+    pub data: serde_json::Value,
+    /// Display names of policies by package (without `data.`), e.g. a managed policy's
+    /// name; a package without one is shown by its package path.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A problem found while loading policies, located in its file.
@@ -97,8 +116,10 @@ pub struct ModuleInfo {
 /// A policy: a package with a `decision` rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyInfo {
-    /// The policy name: the package path without `data.`.
+    /// The policy name: its label in [`PolicyBundle::labels`], else the package path.
     pub name: String,
+    /// The package path without `data.`.
+    pub package: String,
     /// The modules of the package (their source paths).
     pub files: Vec<String>,
     rule_path: String,
@@ -115,6 +136,73 @@ pub struct PolicySet {
     policies: Vec<PolicyInfo>,
     revision: String,
     options: EvaluatorOptions,
+    /// Why decisions of this set are not cached (`None`: they are, if the cache is on).
+    volatile: Option<String>,
+    cache: Option<quick_cache::sync::Cache<[u8; 32], Decision>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    cache_bypassed: AtomicU64,
+}
+
+/// Counters of a set's decision cache (see [`PolicySet::evaluate`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheStats {
+    /// Whether decisions of this set are cached.
+    pub enabled: bool,
+    /// Why not, when they are not (cache turned off, or the built-in or input field that
+    /// makes decisions depend on more than the input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Decisions served from the cache.
+    pub hits: u64,
+    /// Decisions evaluated and then cached.
+    pub misses: u64,
+    /// Decisions evaluated without the cache (it is off for this set).
+    pub bypassed: u64,
+    /// `hits / (hits + misses + bypassed)`; 0 before any decision.
+    pub hit_ratio: f64,
+    /// Decisions held now.
+    pub entries: u64,
+}
+
+/// One line of a module that the engine evaluated while deciding (regorus coverage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoveredLine {
+    /// The module's path.
+    pub file: String,
+    /// 1-based line number.
+    pub line: u32,
+    /// The line's text, trimmed.
+    pub text: String,
+}
+
+/// How one policy reached its decision (see [`PolicySet::explain`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyExplanation {
+    /// The policy's name (as in [`PolicyOutcome::policy`]).
+    pub policy: String,
+    /// Its package.
+    pub package: String,
+    /// Its decision; `None` when it abstained.
+    pub decision: Option<Verdict>,
+    /// Its reason, or the error that made it deny.
+    pub reason: Option<String>,
+    /// Its evaluation time in microseconds, measured with coverage on (slower than
+    /// [`PolicySet::evaluate`]).
+    pub eval_time_us: u64,
+    /// The lines whose expressions were evaluated for this policy, in any module (libraries
+    /// included), by file and line: the rule bodies that were tried, up to the expression
+    /// that failed in each. A decision rule whose lines all appear here fired.
+    pub covered_lines: Vec<CoveredLine>,
+}
+
+/// A decision with, per policy, its evaluation time and the lines it evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The combined decision (the same as [`PolicySet::evaluate`]'s).
+    pub decision: Decision,
+    /// One entry per policy, in evaluation order.
+    pub policies: Vec<PolicyExplanation>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -237,7 +325,24 @@ impl PolicySet {
         sources: Vec<PolicySource>,
         options: EvaluatorOptions,
     ) -> Result<PolicySet, Vec<LoadError>> {
-        Self::load_checked(sources, options, |_| true)
+        Self::load_bundle(
+            PolicyBundle {
+                sources,
+                ..PolicyBundle::default()
+            },
+            options,
+        )
+    }
+
+    /// [`PolicySet::load`] with a base document (`data`) and policy labels.
+    ///
+    /// Errors: as [`PolicySet::load`]; also a `data` that is not an object, or whose keys
+    /// clash with a package (reported for the file `data`).
+    pub fn load_bundle(
+        bundle: PolicyBundle,
+        options: EvaluatorOptions,
+    ) -> Result<PolicySet, Vec<LoadError>> {
+        Self::load_checked(bundle, options, |_| true)
     }
 
     /// [`PolicySet::load`] for running Rego unit tests ([`PolicySet::run_tests`]): packages
@@ -254,14 +359,18 @@ impl PolicySet {
             .filter(|s| s.path.ends_with("_test.rego"))
             .map(|s| s.path.clone())
             .collect();
-        Self::load_checked(sources, options, move |files: &[&str]| {
+        let bundle = PolicyBundle {
+            sources,
+            ..PolicyBundle::default()
+        };
+        Self::load_checked(bundle, options, move |files: &[&str]| {
             !files.iter().all(|f| test_files.iter().any(|t| t == f))
         })
     }
 
     /// Loads, evaluating at load the packages for whose module paths `check` says so.
     fn load_checked(
-        sources: Vec<PolicySource>,
+        bundle: PolicyBundle,
         options: EvaluatorOptions,
         check: impl Fn(&[&str]) -> bool,
     ) -> Result<PolicySet, Vec<LoadError>> {
@@ -280,7 +389,11 @@ impl PolicySet {
         let mut errors = Vec::new();
         let mut modules = Vec::new();
         let mut hasher = Sha256::new();
-        let mut sorted = sources;
+        let PolicyBundle {
+            sources: mut sorted,
+            data,
+            labels,
+        } = bundle;
         sorted.sort_by(|a, b| a.path.cmp(&b.path));
         for source in &sorted {
             hasher.update((source.path.len() as u64).to_be_bytes());
@@ -323,6 +436,43 @@ impl PolicySet {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let data_error = |message: String| LoadError {
+            file: "data".into(),
+            line: 0,
+            col: 0,
+            message,
+        };
+        match &data {
+            serde_json::Value::Null => {}
+            serde_json::Value::Object(map) if map.is_empty() => {}
+            serde_json::Value::Object(map) => {
+                for key in map.keys() {
+                    if let Some(m) = modules
+                        .iter()
+                        .find(|m| m.package.split('.').next() == Some(key.as_str()))
+                    {
+                        return Err(vec![data_error(format!(
+                            "data key {key:?} clashes with package {} of {}",
+                            m.package, m.path
+                        ))]);
+                    }
+                }
+                let canonical = crate::canonical::to_canonical_json(&data)
+                    .map_err(|e| vec![data_error(format!("data is not valid: {e}"))])?;
+                hasher.update(b"\0data\0");
+                hasher.update(&canonical);
+                let value = <Value as serde::Deserialize>::deserialize(&data)
+                    .map_err(|e| vec![data_error(format!("data is not valid: {e}"))])?;
+                engine
+                    .add_data(value)
+                    .map_err(|e| vec![data_error(format!("data is not valid: {e}"))])?;
+            }
+            other => {
+                return Err(vec![data_error(format!(
+                    "data must be a JSON object, got {other}"
+                ))])
+            }
+        }
 
         let mut by_package: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for m in &modules {
@@ -338,9 +488,13 @@ impl PolicySet {
         }
         let policies: Vec<PolicyInfo> = by_package
             .into_iter()
-            .map(|(name, files)| PolicyInfo {
-                rule_path: format!("data.{name}.decision"),
-                name,
+            .map(|(package, files)| PolicyInfo {
+                rule_path: format!("data.{package}.decision"),
+                name: labels
+                    .get(&package)
+                    .cloned()
+                    .unwrap_or_else(|| package.clone()),
+                package,
                 files,
             })
             .collect();
@@ -372,6 +526,12 @@ impl PolicySet {
             return Err(errors);
         }
 
+        let volatile = sorted
+            .iter()
+            .filter(|s| modules.iter().any(|m| m.path == s.path))
+            .find_map(|s| volatile_reason(&s.path, &s.rego));
+        let cache = (options.decision_cache_entries > 0 && volatile.is_none())
+            .then(|| quick_cache::sync::Cache::new(options.decision_cache_entries));
         Ok(PolicySet {
             id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
             master: Mutex::new(engine),
@@ -379,6 +539,11 @@ impl PolicySet {
             policies,
             revision: hex::encode(hasher.finalize()),
             options,
+            volatile,
+            cache,
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            cache_bypassed: AtomicU64::new(0),
         })
     }
 
@@ -392,7 +557,8 @@ impl PolicySet {
         &self.policies
     }
 
-    /// The revision: hex SHA-256 over the (path, source) pairs sorted by path.
+    /// The revision: hex SHA-256 over the (path, source) pairs sorted by path, then, when
+    /// the set has a non-empty base document, over its RFC 8785 canonical JSON.
     pub fn revision(&self) -> &str {
         &self.revision
     }
@@ -405,16 +571,73 @@ impl PolicySet {
     /// Evaluates every policy against `input` (the document built by
     /// [`crate::action::PolicyInput::build`]) and combines the results.
     ///
+    /// Decisions are cached per set (so per revision), keyed by the SHA-256 of the RFC 8785
+    /// canonical input without its per-request fields (`action.id`, `metadata`), unless the
+    /// cache is off ([`EvaluatorOptions::decision_cache_entries`]) or a module may read
+    /// something beyond the input: a time-, random-, network- or runtime-dependent built-in,
+    /// or a per-request field (see [`PolicySet::cache_stats`] for the reason). Decisions in
+    /// which a policy failed to evaluate are never cached.
+    ///
     /// Never fails: every error becomes a deny (see the module documentation).
     pub fn evaluate(&self, input: &serde_json::Value) -> Decision {
+        let Some(cache) = &self.cache else {
+            self.cache_bypassed.fetch_add(1, Ordering::Relaxed);
+            return self.evaluate_uncached(input).0;
+        };
+        let Some(key) = cache_key(input) else {
+            self.cache_bypassed.fetch_add(1, Ordering::Relaxed);
+            return self.evaluate_uncached(input).0;
+        };
+        if let Some(decision) = cache.get(&key) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return decision;
+        }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let (decision, clean) = self.evaluate_uncached(input);
+        if clean {
+            cache.insert(key, decision.clone());
+        }
+        decision
+    }
+
+    /// The decision cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        let hits = self.cache_hits.load(Ordering::Relaxed);
+        let misses = self.cache_misses.load(Ordering::Relaxed);
+        let bypassed = self.cache_bypassed.load(Ordering::Relaxed);
+        let total = hits + misses + bypassed;
+        CacheStats {
+            enabled: self.cache.is_some(),
+            disabled_reason: match (&self.cache, &self.volatile) {
+                (Some(_), _) => None,
+                (None, Some(reason)) => Some(reason.clone()),
+                (None, None) => Some("the decision cache is turned off".into()),
+            },
+            hits,
+            misses,
+            bypassed,
+            hit_ratio: if total == 0 {
+                0.0
+            } else {
+                hits as f64 / total as f64
+            },
+            entries: self.cache.as_ref().map_or(0, |c| c.len() as u64),
+        }
+    }
+
+    /// Evaluates without the cache; the flag is `false` when a policy failed to evaluate.
+    fn evaluate_uncached(&self, input: &serde_json::Value) -> (Decision, bool) {
         let started = Instant::now();
         let deadline = started + self.options.eval_timeout;
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.with_engine(|engine| self.evaluate_with(engine, input, deadline))
+            self.with_engine(|engine| self.evaluate_with(engine, input, deadline, None))
         }));
         match result {
-            Ok(Ok(decision)) => decision,
-            Ok(Err(e)) => Decision::fail_closed(format!("policy evaluation failed: {e}")),
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => (
+                Decision::fail_closed(format!("policy evaluation failed: {e}")),
+                false,
+            ),
             Err(_) => {
                 // The thread's engine may be in an inconsistent state: drop it.
                 ENGINES.with(|cell| {
@@ -422,9 +645,57 @@ impl PolicySet {
                         engines.retain(|(id, _)| *id != self.id);
                     }
                 });
-                Decision::fail_closed("policy evaluation failed: the policy engine panicked")
+                (
+                    Decision::fail_closed("policy evaluation failed: the policy engine panicked"),
+                    false,
+                )
             }
         }
+    }
+
+    /// Evaluates like [`PolicySet::evaluate`] (never from the cache) on a fresh copy of the
+    /// engine with coverage on, and reports per policy its decision, evaluation time and the
+    /// lines it evaluated. Slower than `evaluate`; for dry runs and the playground.
+    pub fn explain(&self, input: &serde_json::Value) -> Explanation {
+        let deadline = Instant::now() + self.options.eval_timeout;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut engine = self
+                .master
+                .lock()
+                .map_err(|_| "policy engine lock is poisoned".to_string())?
+                .clone();
+            engine.set_enable_coverage(true);
+            let mut lines = Vec::new();
+            let (decision, _) =
+                self.evaluate_with(&mut engine, input, deadline, Some(&mut lines));
+            Ok::<_, String>((decision, lines))
+        }));
+        let (decision, lines) = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => (
+                Decision::fail_closed(format!("policy evaluation failed: {e}")),
+                Vec::new(),
+            ),
+            Err(_) => (
+                Decision::fail_closed("policy evaluation failed: the policy engine panicked"),
+                Vec::new(),
+            ),
+        };
+        let policies = decision
+            .policies
+            .iter()
+            .zip(self.policies.iter())
+            .zip(lines.into_iter().chain(std::iter::repeat_with(Vec::new)))
+            .map(|((outcome, info), covered_lines)| PolicyExplanation {
+                policy: outcome.policy.clone(),
+                package: info.package.clone(),
+                decision: outcome.decision,
+                reason: outcome.reason.clone(),
+                eval_time_us: outcome.eval_time_us,
+                covered_lines,
+            })
+            .collect();
+        Explanation { decision, policies }
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> Result<R, String> {
@@ -459,18 +730,33 @@ impl PolicySet {
         engine: &mut Engine,
         input: &serde_json::Value,
         deadline: Instant,
-    ) -> Decision {
+        mut coverage: Option<&mut Vec<Vec<CoveredLine>>>,
+    ) -> (Decision, bool) {
         // Deserialize from the borrowed JSON value: no intermediate deep copy.
         let input = match <Value as serde::Deserialize>::deserialize(input) {
             Ok(v) => v,
-            Err(e) => return Decision::fail_closed(format!("policy input is not valid: {e}")),
+            Err(e) => {
+                return (
+                    Decision::fail_closed(format!("policy input is not valid: {e}")),
+                    false,
+                )
+            }
         };
         engine.set_input(input);
+        let mut clean = true;
         let mut outcomes = Vec::with_capacity(self.policies.len());
         for policy in &self.policies {
             let start = Instant::now();
             let remaining = deadline.saturating_duration_since(start);
+            if let Some(lines) = coverage.as_deref_mut() {
+                if remaining.is_zero() {
+                    lines.push(Vec::new());
+                } else {
+                    engine.clear_coverage_data();
+                }
+            }
             if remaining.is_zero() {
+                clean = false;
                 outcomes.push(PolicyOutcome {
                     policy: policy.name.clone(),
                     decision: Some(Verdict::Deny),
@@ -492,6 +778,10 @@ impl PolicySet {
             });
             let value = engine.eval_rule(policy.rule_path.clone());
             let eval_time_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            if let Some(lines) = coverage.as_deref_mut() {
+                lines.push(covered_lines(engine));
+            }
+            clean &= value.is_ok();
             let mut outcome = match value {
                 Ok(v) => interpret(&policy.name, &v),
                 Err(e) => deny_outcome(
@@ -506,8 +796,89 @@ impl PolicySet {
             outcome.eval_time_us = eval_time_us;
             outcomes.push(outcome);
         }
-        Decision::combine(outcomes)
+        (Decision::combine(outcomes), clean)
     }
+}
+
+/// The lines the engine evaluated since its coverage data was last cleared.
+fn covered_lines(engine: &Engine) -> Vec<CoveredLine> {
+    let Ok(report) = engine.get_coverage_report() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for file in report.files {
+        let lines: Vec<&str> = file.code.lines().collect();
+        for line in file.covered {
+            let text = usize::try_from(line)
+                .ok()
+                .and_then(|l| l.checked_sub(1))
+                .and_then(|i| lines.get(i))
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default();
+            out.push(CoveredLine {
+                file: file.path.clone(),
+                line,
+                text,
+            });
+        }
+    }
+    out
+}
+
+/// Why decisions of a module may depend on more than the cache key (the input without its
+/// per-request fields, under one revision): `None` when nothing in its text suggests so.
+///
+/// A lexical, conservative check over the whole text (comments and strings included, so a
+/// mention anywhere disables the cache): time, random, UUID, network and runtime built-ins;
+/// the per-request input fields `metadata` and `action.id`; and any use of `input` or
+/// `input.action` as a whole (bound to a variable, iterated, passed to a function), which
+/// could reach those fields indirectly.
+fn volatile_reason(path: &str, rego: &str) -> Option<String> {
+    static PATTERNS: std::sync::OnceLock<Vec<(regex::Regex, &'static str)>> =
+        std::sync::OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        [
+            (r"\btime\s*\.", "a time built-in (time.*)"),
+            (r"\brand\s*\.", "a random built-in (rand.*)"),
+            (r"\buuid\s*\.", "a UUID built-in (uuid.*)"),
+            (r"\bhttp\s*\.\s*send\b", "http.send"),
+            (r"\bnet\s*\.\s*lookup_ip_addr\b", "net.lookup_ip_addr"),
+            (r"\bopa\s*\.\s*runtime\b", "opa.runtime"),
+            (r"\bmetadata\b", "the per-request input.metadata"),
+            (r"\bimport\s+input\b", "an import of input"),
+            (
+                r#"\baction\s*(?:\.\s*id\b|\[\s*"id"\s*\])"#,
+                "the per-request input.action.id",
+            ),
+            (
+                r"\binput\s*(?:\.\s*action\s*)?(?:[^.\s\w]|$|\n)",
+                "the whole input or input.action used as a value",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(p, why)| regex::Regex::new(p).ok().map(|r| (r, why)))
+        .collect()
+    });
+    patterns.iter().find_map(|(re, why)| {
+        re.find(rego).map(|m| {
+            let line = rego[..m.start()].matches('\n').count() + 1;
+            format!("{path}:{line} uses {why}")
+        })
+    })
+}
+
+/// The decision cache key of an input: SHA-256 of its RFC 8785 canonical JSON without the
+/// per-request fields `action.id` and `metadata`. `None` when the input cannot be
+/// canonicalised (then it is not cached).
+fn cache_key(input: &serde_json::Value) -> Option<[u8; 32]> {
+    let mut stable = input.clone();
+    let obj = stable.as_object_mut()?;
+    obj.remove("metadata");
+    if let Some(action) = obj.get_mut("action").and_then(|a| a.as_object_mut()) {
+        action.remove("id");
+    }
+    let bytes = crate::canonical::to_canonical_json(&stable).ok()?;
+    Some(Sha256::digest(&bytes).into())
 }
 
 fn deny_outcome(policy: &str, reason: String) -> PolicyOutcome {
@@ -730,6 +1101,7 @@ mod tests {
             }],
             EvaluatorOptions {
                 eval_timeout: Duration::from_millis(20),
+                ..EvaluatorOptions::default()
             },
         )
         .unwrap();
@@ -790,5 +1162,147 @@ mod tests {
         let c = set(&[("a.rego", "package a\ndecision = \"deny\"\n")]);
         assert_eq!(a.revision(), b.revision());
         assert_ne!(a.revision(), c.revision());
+    }
+
+    fn bundle(files: &[(&str, &str)], data: serde_json::Value) -> PolicyBundle {
+        PolicyBundle {
+            sources: files
+                .iter()
+                .map(|(p, r)| PolicySource {
+                    path: p.to_string(),
+                    rego: r.to_string(),
+                })
+                .collect(),
+            data,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn data_is_visible_and_part_of_the_revision_and_labels_name_policies() {
+        let files = [(
+            "limits.rego",
+            "package aaf.limits\nimport rego.v1\ndecision := \"deny\" if input.amount > data.limits.max\ndefault decision := \"allow\"\n",
+        )];
+        let mut b = bundle(&files, json!({"limits": {"max": 10}}));
+        b.labels.insert("aaf.limits".into(), "spending-limits".into());
+        let a = PolicySet::load_bundle(b, EvaluatorOptions::default()).unwrap();
+        assert_eq!(a.policies()[0].name, "spending-limits");
+        assert_eq!(a.policies()[0].package, "aaf.limits");
+        let d = a.evaluate(&json!({"amount": 11}));
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.matched_policies, vec!["spending-limits".to_string()]);
+        assert_eq!(a.evaluate(&json!({"amount": 5})).verdict, Verdict::Allow);
+        let b = PolicySet::load_bundle(
+            bundle(&files, json!({"limits": {"max": 100}})),
+            EvaluatorOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(b.evaluate(&json!({"amount": 11})).verdict, Verdict::Allow);
+        assert_ne!(a.revision(), b.revision());
+        // No data and an empty object give the revision of the sources alone.
+        let plain = set(&files);
+        let empty =
+            PolicySet::load_bundle(bundle(&files, json!({})), EvaluatorOptions::default())
+                .unwrap();
+        assert_eq!(plain.revision(), empty.revision());
+        // Data must be an object whose keys are not package roots.
+        for bad in [json!([1]), json!({"aaf": {"x": 1}})] {
+            let errs = PolicySet::load_bundle(bundle(&files, bad), EvaluatorOptions::default())
+                .unwrap_err();
+            assert_eq!(errs[0].file, "data", "{errs:?}");
+        }
+    }
+
+    #[test]
+    fn decisions_are_cached_per_input_without_per_request_fields() {
+        let s = set(&[(
+            "a.rego",
+            "package a\nimport rego.v1\ndecision := \"allow\" if input.action.tool == \"t\"\n",
+        )]);
+        let input = |id: &str, tool: &str| {
+            json!({"action": {"id": id, "tool": tool}, "metadata": {"timestamp": id}})
+        };
+        assert_eq!(s.evaluate(&input("1", "t")).verdict, Verdict::Allow);
+        assert_eq!(s.evaluate(&input("2", "t")).verdict, Verdict::Allow);
+        assert_eq!(s.evaluate(&input("3", "x")).verdict, Verdict::Deny);
+        let stats = s.cache_stats();
+        assert!(stats.enabled);
+        assert_eq!((stats.hits, stats.misses, stats.bypassed), (1, 2, 0));
+        assert_eq!(stats.entries, 2);
+        assert!((stats.hit_ratio - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn volatile_policies_bypass_the_cache() {
+        for (rego, why) in [
+            ("decision := \"deny\" if time.clock(time.now_ns())[0] < 9", "time"),
+            ("decision := \"deny\" if input.metadata.ip_address == \"x\"", "metadata"),
+            ("decision := \"deny\" if input.action.id == \"x\"", "action.id"),
+            ("decision := \"deny\" if { a := input.action\n a.id == \"x\" }", "whole"),
+            ("decision := \"deny\" if { walk(input, [p, v]); v == \"x\" }", "whole"),
+            ("decision := \"deny\" if rand.intn(\"x\", 3) > 9", "random"),
+        ] {
+            let s = set(&[("v.rego", &format!("package v\nimport rego.v1\n{rego}\n"))]);
+            s.evaluate(&json!({"action": {"id": "1"}, "metadata": {}}));
+            let stats = s.cache_stats();
+            assert!(!stats.enabled, "{rego}");
+            assert_eq!((stats.hits, stats.bypassed), (0, 1), "{rego}");
+            let reason = stats.disabled_reason.unwrap();
+            assert!(reason.contains(why) && reason.starts_with("v.rego:3"), "{reason}");
+        }
+        let off = PolicySet::load(
+            vec![PolicySource {
+                path: "a.rego".into(),
+                rego: "package a\ndecision = \"allow\"\n".into(),
+            }],
+            EvaluatorOptions {
+                decision_cache_entries: 0,
+                ..EvaluatorOptions::default()
+            },
+        )
+        .unwrap();
+        off.evaluate(&json!({}));
+        assert_eq!(off.cache_stats().bypassed, 1);
+        assert!(!off.cache_stats().enabled);
+    }
+
+    #[test]
+    fn failed_evaluations_are_not_cached() {
+        let s = set(&[(
+            "t.rego",
+            "package t\ndecision = \"allow\" { startswith(input.n, \"a\") }\n",
+        )]);
+        for _ in 0..2 {
+            assert_eq!(s.evaluate(&json!({"n": 1})).verdict, Verdict::Deny);
+        }
+        let stats = s.cache_stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (0, 2, 0));
+    }
+
+    #[test]
+    fn explain_names_the_lines_each_policy_evaluated() {
+        let s = set(&[
+            (
+                "pay.rego",
+                "package pay\nimport rego.v1\n\ndecision := \"require_approval\" if {\n\tinput.amount > 100\n}\n",
+            ),
+            ("base.rego", "package base\nimport rego.v1\ndecision := \"allow\"\n"),
+        ]);
+        let e = s.explain(&json!({"amount": 500}));
+        assert_eq!(e.decision.verdict, Verdict::RequireApproval);
+        assert_eq!(e.policies.len(), 2);
+        let pay = e.policies.iter().find(|p| p.policy == "pay").unwrap();
+        assert_eq!(pay.decision, Some(Verdict::RequireApproval));
+        assert!(
+            pay.covered_lines
+                .iter()
+                .any(|l| l.file == "pay.rego" && l.line == 5 && l.text == "input.amount > 100"),
+            "{:?}",
+            pay.covered_lines
+        );
+        assert!(pay.covered_lines.iter().all(|l| l.file == "pay.rego"));
+        // Explaining never touches the cache.
+        assert_eq!(s.cache_stats().misses, 0);
     }
 }
