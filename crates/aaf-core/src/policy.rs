@@ -74,8 +74,8 @@ pub struct PolicyBundle {
     /// The base document visible to policies as `data` (a JSON object; `Null` or an empty
     /// object for none). Its top-level keys must not be the first segment of a package.
     pub data: serde_json::Value,
-    /// Display names of policies by package (without `data.`), e.g. a managed policy's
-    /// name; a package without one is shown by its package path.
+    /// Display names of policies by module path, e.g. a managed policy's name: a policy is
+    /// named by the label of the first of its modules that has one, else by its package.
     pub labels: BTreeMap<String, String>,
 }
 
@@ -116,7 +116,8 @@ pub struct ModuleInfo {
 /// A policy: a package with a `decision` rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyInfo {
-    /// The policy name: its label in [`PolicyBundle::labels`], else the package path.
+    /// The policy name: the label of one of its modules ([`PolicyBundle::labels`]), else
+    /// the package path.
     pub name: String,
     /// The package path without `data.`.
     pub package: String,
@@ -228,6 +229,7 @@ thread_local! {
 /// * `is_private_network(url_or_host)` and its alias `is_private_ip`: see
 ///   [`net::is_private_network`];
 /// * `has_pii(value)`: [`detect::has_pii`], over any JSON value;
+/// * `has_ssn(value)`: [`detect::has_ssn`];
 /// * `has_credit_card(value)`: [`detect::has_credit_card`].
 ///
 /// A wrong argument type is an evaluation error (and so, in AAF, a deny).
@@ -253,6 +255,14 @@ fn register_builtins(engine: &mut Engine) -> anyhow::Result<()> {
         Box::new(|args: Vec<Value>| {
             let v = json_arg(&args)?;
             Ok(Value::from(detect::has_pii(&v)))
+        }),
+    )?;
+    engine.add_extension(
+        "has_ssn".to_string(),
+        1,
+        Box::new(|args: Vec<Value>| {
+            let v = json_arg(&args)?;
+            Ok(Value::from(detect::has_ssn(&v)))
         }),
     )?;
     engine.add_extension(
@@ -490,9 +500,9 @@ impl PolicySet {
             .into_iter()
             .map(|(package, files)| PolicyInfo {
                 rule_path: format!("data.{package}.decision"),
-                name: labels
-                    .get(&package)
-                    .cloned()
+                name: files
+                    .iter()
+                    .find_map(|f| labels.get(f).cloned())
                     .unwrap_or_else(|| package.clone()),
                 package,
                 files,
@@ -1134,7 +1144,7 @@ mod tests {
     fn builtins_are_available() {
         let s = set(&[(
             "b.rego",
-            "package b\nimport rego.v1\ndecision := \"deny\" if is_private_network(input.url)\ndecision := \"deny\" if has_pii(input.body)\ndecision := \"deny\" if has_credit_card(input.body)\ndefault decision := \"allow\"\n",
+            "package b\nimport rego.v1\ndecision := \"deny\" if is_private_network(input.url)\ndecision := \"deny\" if has_pii(input.body)\ndecision := \"deny\" if has_ssn(input.body)\ndecision := \"deny\" if has_credit_card(input.body)\ndefault decision := \"allow\"\n",
         )]);
         assert_eq!(
             s.evaluate(&json!({"url": "http://127.1/", "body": {}}))
@@ -1185,7 +1195,8 @@ mod tests {
             "package aaf.limits\nimport rego.v1\ndecision := \"deny\" if input.amount > data.limits.max\ndefault decision := \"allow\"\n",
         )];
         let mut b = bundle(&files, json!({"limits": {"max": 10}}));
-        b.labels.insert("aaf.limits".into(), "spending-limits".into());
+        b.labels
+            .insert("limits.rego".into(), "spending-limits".into());
         let a = PolicySet::load_bundle(b, EvaluatorOptions::default()).unwrap();
         assert_eq!(a.policies()[0].name, "spending-limits");
         assert_eq!(a.policies()[0].package, "aaf.limits");

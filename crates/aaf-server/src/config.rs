@@ -51,6 +51,8 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     /// Webhook notifications.
     pub webhooks: WebhooksConfig,
+    /// The policy engine: decision cache, refresh of managed policies, directory watch.
+    pub policy_engine: PolicyEngineConfig,
 }
 
 impl Default for Config {
@@ -68,6 +70,41 @@ impl Default for Config {
             approvals: ApprovalsConfig::default(),
             connectors: ConnectorsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            policy_engine: PolicyEngineConfig::default(),
+        }
+    }
+}
+
+/// `[policy_engine]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyEngineConfig {
+    /// Most decisions cached per policy set revision; 0 turns the decision cache off.
+    /// Default 10000.
+    pub decision_cache_entries: usize,
+    /// How often every node checks whether an organisation's managed policies changed
+    /// through another node, in milliseconds (PostgreSQL also notifies at once). Default 1000.
+    pub refresh_interval_ms: u64,
+    /// Watch the policy directory and reload it on change (a broken file keeps the set in
+    /// force and logs the error). Default true.
+    pub watch: bool,
+    /// How long the directory must be quiet before a reload, in milliseconds. Default 300.
+    pub watch_debounce_ms: u64,
+    /// Most live managed policies per organisation. Default 200.
+    pub max_policies: usize,
+    /// Largest Rego source of a managed policy, in bytes. Default 262144 (256 KiB).
+    pub max_rego_bytes: usize,
+}
+
+impl Default for PolicyEngineConfig {
+    fn default() -> Self {
+        PolicyEngineConfig {
+            decision_cache_entries: 10_000,
+            refresh_interval_ms: 1000,
+            watch: true,
+            watch_debounce_ms: 300,
+            max_policies: 200,
+            max_rego_bytes: 256 * 1024,
         }
     }
 }
@@ -464,6 +501,16 @@ impl Config {
                     .into(),
             ));
         }
+        if self.policy_engine.refresh_interval_ms == 0
+            || self.policy_engine.watch_debounce_ms == 0
+            || self.policy_engine.max_policies == 0
+            || self.policy_engine.max_rego_bytes == 0
+        {
+            return Err(ConfigError::Invalid(
+                "policy_engine.refresh_interval_ms, watch_debounce_ms, max_policies and max_rego_bytes must be at least 1"
+                    .into(),
+            ));
+        }
         if self.approvals.sweep_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "approvals.sweep_interval_ms must be at least 1".into(),
@@ -487,6 +534,14 @@ impl Config {
     /// The evaluation time limit as a [`Duration`].
     pub fn eval_timeout(&self) -> Duration {
         Duration::from_millis(self.limits.eval_timeout_ms)
+    }
+
+    /// The options of every policy set the server loads.
+    pub fn evaluator_options(&self) -> aaf_core::policy::EvaluatorOptions {
+        aaf_core::policy::EvaluatorOptions {
+            eval_timeout: self.eval_timeout(),
+            decision_cache_entries: self.policy_engine.decision_cache_entries,
+        }
     }
 }
 

@@ -38,6 +38,17 @@ pub enum ApiError {
     /// 409: the object conflicts with an existing one.
     #[error("{0}")]
     Conflict(String),
+    /// 422: a policy or data document is well-formed JSON but invalid (does not parse,
+    /// compile or pass the safety checks); `problems` locate each error.
+    #[error("{message}")]
+    Unprocessable {
+        /// The body field at fault (`rego`, `value`, ...).
+        field: Option<String>,
+        /// A summary.
+        message: String,
+        /// Each problem with its file, line and column.
+        problems: Vec<Problem>,
+    },
     /// 413: the body is larger than `limits.max_body_bytes`.
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
@@ -61,6 +72,21 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// One located problem of an invalid policy (`file:line:col: message`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// The module's path (`managed/<name>.rego`, `packs/<name>.rego`, `data`, ...).
+    pub file: String,
+    /// 1-based line; 0 when the problem has no position.
+    pub line: u32,
+    /// 1-based column; 0 when the problem has no position.
+    pub col: u32,
+    /// What is wrong.
+    pub message: String,
+    /// `file:line:col: message`.
+    pub text: String,
+}
+
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -73,13 +99,16 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `payload_too_large`, `unsupported_media_type`,
-    /// `too_many_requests`, `unavailable`, `internal`.
+    /// `too_many_requests`, `unavailable`, `internal`, `invalid` (422).
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
-    /// The offending field, for `bad_request`.
+    /// The offending field, for `bad_request` and `invalid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `invalid`: every problem, located.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<Problem>>,
 }
 
 impl ApiError {
@@ -100,6 +129,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             }
@@ -177,6 +207,7 @@ impl IntoResponse for ApiError {
             } => Some(*retry_after_secs),
             _ => None,
         };
+        let mut problems = None;
         let (message, field) = match self {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
@@ -190,6 +221,14 @@ impl IntoResponse for ApiError {
                 (detail, None)
             }
             ApiError::BadRequest { field, message } => (message, field),
+            ApiError::Unprocessable {
+                field,
+                message,
+                problems: p,
+            } => {
+                problems = Some(p);
+                (message, field)
+            }
             other => (other.to_string(), None),
         };
         let body = ErrorBody {
@@ -197,6 +236,7 @@ impl IntoResponse for ApiError {
                 code,
                 message,
                 field,
+                problems,
             },
         };
         let mut response = (status, Json(body)).into_response();

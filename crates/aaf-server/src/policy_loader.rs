@@ -29,8 +29,13 @@ pub enum PolicyLoadError {
     Invalid(Vec<LoadError>),
 }
 
+/// The subdirectory of a policy directory that holds the built-in policy packs' sources
+/// (`policies/packs/` in the repository). The server and `aaf policy check` skip it: packs
+/// are enabled per organisation over the API (`docs/policy-packs.md`), not by being there.
+pub const PACKS_SUBDIR: &str = "packs";
+
 /// Reads every `*.rego` file below `dir` (recursively, sorted by path), skipping Rego unit
-/// test files (`*_test.rego`) and hidden entries.
+/// test files (`*_test.rego`), hidden entries and the top-level [`PACKS_SUBDIR`].
 ///
 /// Errors: [`PolicyLoadError::Io`] when `dir` is not a readable directory or a file cannot be
 /// read (a file that is not UTF-8 is an error too).
@@ -38,8 +43,8 @@ pub fn read_policy_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyLoadError>
     read_rego_files(dir, false)
 }
 
-/// Like [`read_policy_dir`], with the Rego unit test files (`*_test.rego`) too (for
-/// `aaf policy test`).
+/// Like [`read_policy_dir`], with the Rego unit test files (`*_test.rego`) and the
+/// [`PACKS_SUBDIR`] too (for `aaf policy test`).
 ///
 /// Errors: as [`read_policy_dir`].
 pub fn read_policy_dir_with_tests(dir: &Path) -> Result<Vec<PolicySource>, PolicyLoadError> {
@@ -49,6 +54,10 @@ pub fn read_policy_dir_with_tests(dir: &Path) -> Result<Vec<PolicySource>, Polic
 fn read_rego_files(dir: &Path, with_tests: bool) -> Result<Vec<PolicySource>, PolicyLoadError> {
     let mut files = Vec::new();
     collect(dir, &mut files, with_tests)?;
+    if !with_tests {
+        let packs = dir.join(PACKS_SUBDIR);
+        files.retain(|f| !f.starts_with(&packs));
+    }
     files.sort();
     files
         .into_iter()

@@ -38,7 +38,8 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 pub use error::StoreError;
 pub use model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, StoreOptions,
+    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, PolicyObject,
+    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, StoreOptions,
     TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
@@ -562,6 +563,128 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => {}
             Backend::Postgres(p) => p.spawn_action_change_listener(on_change),
+        }
+    }
+
+    /// Calls `on_change(Some(org_id))` (from a background task) whenever an organisation's
+    /// policies are changed through another node sharing the database, and `on_change(None)`
+    /// when changes may have been missed. PostgreSQL: `LISTEN`/`NOTIFY` on
+    /// `aaf_policy_changes`. SQLite (one node): nothing to listen to.
+    pub fn on_policy_changes(&self, on_change: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        match &self.backend {
+            Backend::Sqlite(_) => {}
+            Backend::Postgres(p) => p.spawn_policy_change_listener(on_change),
+        }
+    }
+
+    /// The organisation's policy objects of one kind (or all), disabled ones included, each
+    /// with its version in force; by kind, then name.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_policy_objects(
+        &self,
+        org_id: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<PolicyObject>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_policy_objects(org_id, kind).await,
+            Backend::Postgres(p) => p.list_policy_objects(org_id, kind).await,
+        }
+    }
+
+    /// One policy object of the organisation with its version in force.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_policy_object(
+        &self,
+        org_id: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<PolicyObject>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_policy_object(org_id, kind, key).await,
+            Backend::Postgres(p) => p.get_policy_object(org_id, kind, key).await,
+        }
+    }
+
+    /// Every version of a policy object, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_policy_object_versions(
+        &self,
+        org_id: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Vec<PolicyObjectVersion>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_policy_object_versions(org_id, kind, key).await,
+            Backend::Postgres(p) => p.list_policy_object_versions(org_id, kind, key).await,
+        }
+    }
+
+    /// The organisation's policy generation: 0 before its first policy change, then one more
+    /// per change ([`Mutation::BumpPolicyGeneration`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn policy_generation(&self, org_id: &str) -> Result<i64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.policy_generation(org_id).await,
+            Backend::Postgres(p) => p.policy_generation(org_id).await,
+        }
+    }
+
+    /// Every organisation's policy generation (organisations that never changed their
+    /// policies are absent).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn policy_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.policy_generations().await,
+            Backend::Postgres(p) => p.policy_generations().await,
+        }
+    }
+
+    /// What a policy set revision of the organisation was built from.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_policy_revision(
+        &self,
+        org_id: &str,
+        revision: &str,
+    ) -> Result<Option<PolicyRevisionRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_policy_revision(org_id, revision).await,
+            Backend::Postgres(p) => p.get_policy_revision(org_id, revision).await,
+        }
+    }
+
+    /// A shadow policy's results: counts per (enforced, shadow) verdicts, and up to `samples`
+    /// of the latest results where they differed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn shadow_report(
+        &self,
+        org_id: &str,
+        policy_key: &str,
+        samples: u32,
+    ) -> Result<(Vec<ShadowCount>, Vec<ShadowResult>), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.shadow_report(org_id, policy_key, samples).await,
+            Backend::Postgres(p) => p.shadow_report(org_id, policy_key, samples).await,
         }
     }
 

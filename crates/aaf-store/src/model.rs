@@ -514,6 +514,157 @@ pub enum Mutation {
     },
     /// Queue a delivery (written with the event it announces).
     InsertDelivery(WebhookDelivery),
+    /// Write a new version of a policy object: `version.version == 1` creates the object (a
+    /// live object of the same kind and name is a [`crate::StoreError::Conflict`]), a later
+    /// version updates it if its latest version is still `version.version - 1` and it is
+    /// live (else [`crate::StoreError::Conflict`]).
+    PutPolicyObject {
+        /// The new version.
+        version: PolicyObjectVersion,
+        /// The object's name (for policies the name users gave; else the key).
+        name: String,
+        /// The version in force after the write (the new one, or the one in force before).
+        active_version: i64,
+    },
+    /// Put an existing version of a live object in force (rollback);
+    /// [`crate::StoreError::NotFound`] when there is no such live object or version.
+    ActivatePolicyObjectVersion {
+        /// The organisation.
+        org_id: String,
+        /// `policy`, `data` or `pack`.
+        kind: String,
+        /// The object's key.
+        key: String,
+        /// The version to put in force.
+        version: i64,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Disable a live object for good (its versions are kept);
+    /// [`crate::StoreError::NotFound`] when there is no such live object.
+    DisablePolicyObject {
+        /// The organisation.
+        org_id: String,
+        /// `policy`, `data` or `pack`.
+        kind: String,
+        /// The object's key.
+        key: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Advance the organisation's policy generation from `expected` (0: none yet) to
+    /// `expected + 1`; [`crate::StoreError::Conflict`] when another change came first.
+    BumpPolicyGeneration {
+        /// The organisation.
+        org_id: String,
+        /// The generation the change was validated against.
+        expected: i64,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Record what a policy set revision was built from (kept if already recorded).
+    InsertPolicyRevision(PolicyRevisionRecord),
+    /// Record a shadow policy's would-be outcome of an action.
+    InsertShadowResult(ShadowResult),
+}
+
+/// A versioned policy object of an organisation, with its version in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyObject {
+    /// The organisation.
+    pub org_id: String,
+    /// `policy` (Rego), `data` (a JSON data document) or `pack` (a built-in pack's state).
+    pub kind: String,
+    /// A policy's id, a data document's path, a pack's name.
+    pub key: String,
+    /// A policy's name; the key for the other kinds.
+    pub name: String,
+    /// The version in force (1-based).
+    pub active_version: i64,
+    /// The newest version.
+    pub latest_version: i64,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+    /// Who created it (a user name or id).
+    pub created_by: Option<String>,
+    /// When it was disabled for good (RFC 3339 UTC).
+    pub disabled_at: Option<String>,
+    /// The active version's body: Rego, JSON text, or `enabled`/`disabled`.
+    pub body: String,
+    /// The active version's mode: `enforce` or `shadow`.
+    pub mode: String,
+    /// Hex SHA-256 of the active version's body.
+    pub sha256: String,
+}
+
+/// One version of a policy object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyObjectVersion {
+    /// The organisation.
+    pub org_id: String,
+    /// The object's kind.
+    pub kind: String,
+    /// The object's key.
+    pub key: String,
+    /// 1-based.
+    pub version: i64,
+    /// Rego, JSON text, or `enabled`/`disabled`.
+    pub body: String,
+    /// `enforce` or `shadow`.
+    pub mode: String,
+    /// Hex SHA-256 of the body.
+    pub sha256: String,
+    /// Who wrote it.
+    pub author: Option<String>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// What a policy set revision was built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRevisionRecord {
+    /// The organisation.
+    pub org_id: String,
+    /// Hex SHA-256 (see `aaf_core::policy::PolicySet::revision`).
+    pub revision: String,
+    /// `{"sources": [{"path", "rego"}], "data": {...}}`.
+    pub bundle: Value,
+    /// RFC 3339 UTC of the first time it was recorded.
+    pub created_at: String,
+}
+
+/// A shadow policy's would-be outcome of one action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowResult {
+    /// The organisation.
+    pub org_id: String,
+    /// The shadow policy's key (id).
+    pub policy_key: String,
+    /// The version evaluated.
+    pub policy_version: i64,
+    /// The action.
+    pub action_id: String,
+    /// The verdict in force (`allow`, `deny`, `require_approval`).
+    pub enforced: String,
+    /// The verdict had the shadow policy been enforced.
+    pub shadow: String,
+    /// `enforced != shadow`.
+    pub differs: bool,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// How many actions had one pair of (enforced, shadow) verdicts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowCount {
+    /// The verdict in force.
+    pub enforced: String,
+    /// The would-be verdict.
+    pub shadow: String,
+    /// Number of actions.
+    pub count: u64,
 }
 
 /// What one request writes: identity changes, an optional action row and the audit events

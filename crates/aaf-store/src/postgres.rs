@@ -24,12 +24,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use crate::model::{
+    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
     DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, TokenPrincipal,
     User, Webhook, WebhookDelivery,
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
+    policy_object_from_row, policy_version_from_row, revision_from_row, shadow_count_from_row,
+    shadow_result_from_row, DbRow,
     action_from_row, agent_from_row, agent_principal_from_row, delivery_from_row, event_from_row,
     finish_chain, head_from_row, key_from_row, org_from_row, result_org, settings_from_row,
     token_principal_from_row, user_from_row, vote_from_row, webhook_from_row,
@@ -69,6 +72,14 @@ async fn notify_key_change(conn: &mut PgConnection, org_id: &str) -> Result<(), 
 
 /// The channel on which a changed action (its id as payload) is announced to every node.
 const ACTION_CHANGES: &str = "aaf_action_changes";
+
+/// The channel on which a change of an organisation's policies (its id as payload) is
+/// announced to every node.
+const POLICY_CHANGES: &str = "aaf_policy_changes";
+
+/// The conflict of two concurrent changes of an organisation's policies.
+const POLICIES_CHANGED: &str =
+    "the organisation's policies changed concurrently; read them again and retry";
 
 /// Calls `on_notify(Some(payload))` for every notification on `channel` and
 /// `on_notify(None)` after every (re)connection of the listening connection (notifications
@@ -278,6 +289,126 @@ impl PgStore {
         on_change: impl Fn(Option<&str>) + Send + Sync + 'static,
     ) {
         spawn_listener(self.pool.clone(), ACTION_CHANGES, on_change);
+    }
+
+    pub(crate) fn spawn_policy_change_listener(
+        &self,
+        on_change: impl Fn(Option<&str>) + Send + Sync + 'static,
+    ) {
+        spawn_listener(self.pool.clone(), POLICY_CHANGES, on_change);
+    }
+
+    pub(crate) async fn list_policy_objects(
+        &self,
+        org_id: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<PolicyObject>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(sql::LIST_POLICY_OBJECTS)
+            .bind(org_id)
+            .bind(kind)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(policy_object_from_row).collect()
+    }
+
+    pub(crate) async fn get_policy_object(
+        &self,
+        org_id: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<PolicyObject>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let row = sqlx::query(sql::GET_POLICY_OBJECT)
+            .bind(org_id)
+            .bind(kind)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.as_ref().map(policy_object_from_row).transpose()
+    }
+
+    pub(crate) async fn list_policy_object_versions(
+        &self,
+        org_id: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Vec<PolicyObjectVersion>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(sql::LIST_POLICY_OBJECT_VERSIONS)
+            .bind(org_id)
+            .bind(kind)
+            .bind(key)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(policy_version_from_row).collect()
+    }
+
+    pub(crate) async fn policy_generation(&self, org_id: &str) -> Result<i64, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let g: Option<i64> = sqlx::query_scalar(sql::POLICY_GENERATION)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(g.unwrap_or(0))
+    }
+
+    pub(crate) async fn policy_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(sql::POLICY_GENERATIONS)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.col("org_id")?, r.col("generation")?)))
+            .collect()
+    }
+
+    pub(crate) async fn get_policy_revision(
+        &self,
+        org_id: &str,
+        revision: &str,
+    ) -> Result<Option<PolicyRevisionRecord>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let row = sqlx::query(sql::GET_POLICY_REVISION)
+            .bind(org_id)
+            .bind(revision)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.as_ref().map(revision_from_row).transpose()
+    }
+
+    pub(crate) async fn shadow_report(
+        &self,
+        org_id: &str,
+        policy_key: &str,
+        samples: u32,
+    ) -> Result<(Vec<ShadowCount>, Vec<ShadowResult>), StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let counts = sqlx::query(sql::SHADOW_COUNTS)
+            .bind(org_id)
+            .bind(policy_key)
+            .fetch_all(&mut *tx)
+            .await?;
+        let rows = sqlx::query(sql::SHADOW_SAMPLES)
+            .bind(org_id)
+            .bind(policy_key)
+            .bind(i64::from(samples))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((
+            counts
+                .iter()
+                .map(shadow_count_from_row)
+                .collect::<Result<_, _>>()?,
+            rows.iter()
+                .map(shadow_result_from_row)
+                .collect::<Result<_, _>>()?,
+        ))
     }
 
     /// A transaction with `org_id` set.
@@ -1242,6 +1373,145 @@ async fn apply_mutation(
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("webhook {}", d.webhook_id)));
             }
+        }
+        Mutation::PutPolicyObject {
+            version: v,
+            name,
+            active_version,
+        } => {
+            let conn = ctx.conn(&v.org_id).await?;
+            if v.version == 1 {
+                sqlx::query(sql::INSERT_POLICY_OBJECT)
+                    .bind(&v.org_id)
+                    .bind(&v.kind)
+                    .bind(&v.key)
+                    .bind(name)
+                    .bind(active_version)
+                    .bind(v.version)
+                    .bind(&v.created_at)
+                    .bind(&v.created_at)
+                    .bind(&v.author)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| conflict(e, &format!("a {} named {name} exists", v.kind)))?;
+            } else {
+                let done = sqlx::query(sql::UPDATE_POLICY_OBJECT)
+                    .bind(name)
+                    .bind(v.version)
+                    .bind(active_version)
+                    .bind(&v.created_at)
+                    .bind(&v.org_id)
+                    .bind(&v.kind)
+                    .bind(&v.key)
+                    .bind(v.version - 1)
+                    .execute(&mut *conn)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::rows::policy_object_changed(&v.kind, &v.key));
+                }
+            }
+            sqlx::query(sql::INSERT_POLICY_OBJECT_VERSION)
+                .bind(&v.org_id)
+                .bind(&v.kind)
+                .bind(&v.key)
+                .bind(v.version)
+                .bind(&v.body)
+                .bind(&v.mode)
+                .bind(&v.sha256)
+                .bind(&v.author)
+                .bind(&v.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| conflict(e, "this version exists already"))?;
+        }
+        Mutation::ActivatePolicyObjectVersion {
+            org_id,
+            kind,
+            key,
+            version,
+            now,
+        } => {
+            let done = sqlx::query(sql::ACTIVATE_POLICY_OBJECT_VERSION)
+                .bind(version)
+                .bind(now)
+                .bind(org_id)
+                .bind(kind)
+                .bind(key)
+                .execute(ctx.conn(org_id).await?)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("{kind} {key} version {version}")));
+            }
+        }
+        Mutation::DisablePolicyObject {
+            org_id,
+            kind,
+            key,
+            now,
+        } => {
+            let done = sqlx::query(sql::DISABLE_POLICY_OBJECT)
+                .bind(now)
+                .bind(org_id)
+                .bind(kind)
+                .bind(key)
+                .execute(ctx.conn(org_id).await?)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("{kind} {key}")));
+            }
+        }
+        Mutation::BumpPolicyGeneration {
+            org_id,
+            expected,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            let done = if *expected == 0 {
+                sqlx::query(sql::INSERT_POLICY_GENERATION)
+                    .bind(org_id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| conflict(e, POLICIES_CHANGED))?
+            } else {
+                sqlx::query(sql::BUMP_POLICY_GENERATION)
+                    .bind(now)
+                    .bind(org_id)
+                    .bind(expected)
+                    .execute(&mut *conn)
+                    .await?
+            };
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(POLICIES_CHANGED.into()));
+            }
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(POLICY_CHANGES)
+                .bind(org_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Mutation::InsertPolicyRevision(r) => {
+            let bundle = crate::prepared::json_text(&r.bundle)?;
+            sqlx::query(sql::INSERT_POLICY_REVISION)
+                .bind(&r.org_id)
+                .bind(&r.revision)
+                .bind(bundle)
+                .bind(&r.created_at)
+                .execute(ctx.conn(&r.org_id).await?)
+                .await?;
+        }
+        Mutation::InsertShadowResult(r) => {
+            sqlx::query(sql::INSERT_SHADOW_RESULT)
+                .bind(&r.org_id)
+                .bind(&r.policy_key)
+                .bind(r.policy_version)
+                .bind(&r.action_id)
+                .bind(&r.enforced)
+                .bind(&r.shadow)
+                .bind(i64::from(r.differs))
+                .bind(&r.created_at)
+                .execute(ctx.conn(&r.org_id).await?)
+                .await?;
         }
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;

@@ -13,8 +13,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::model::{
-    ActionRecord, Agent, AgentKey, AgentPrincipal, ApprovalVote, Org, OrgSettings, TokenPrincipal,
-    User, Webhook, WebhookDelivery,
+    ActionRecord, Agent, AgentKey, AgentPrincipal, ApprovalVote, Org, OrgSettings, PolicyObject,
+    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, TokenPrincipal, User,
+    Webhook, WebhookDelivery,
 };
 use crate::StoreError;
 
@@ -289,6 +290,79 @@ pub(crate) fn vote_from_row(row: &impl DbRow) -> Result<ApprovalVote, StoreError
         vote: row.col("vote")?,
         comment: row.col("comment")?,
         created_at: row.col("created_at")?,
+    })
+}
+
+/// The conflict of a policy object write that found no row to change.
+pub(crate) fn policy_object_changed(kind: &str, key: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "{kind} {key} changed concurrently or is disabled; read it again"
+    ))
+}
+
+pub(crate) fn policy_object_from_row(row: &impl DbRow) -> Result<PolicyObject, StoreError> {
+    Ok(PolicyObject {
+        org_id: row.col("org_id")?,
+        kind: row.col("kind")?,
+        key: row.col("key")?,
+        name: row.col("name")?,
+        active_version: row.col("active_version")?,
+        latest_version: row.col("latest_version")?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
+        created_by: row.col("created_by")?,
+        disabled_at: row.col("disabled_at")?,
+        body: row.col("body")?,
+        mode: row.col("mode")?,
+        sha256: row.col("sha256")?,
+    })
+}
+
+pub(crate) fn policy_version_from_row(
+    row: &impl DbRow,
+) -> Result<PolicyObjectVersion, StoreError> {
+    Ok(PolicyObjectVersion {
+        org_id: row.col("org_id")?,
+        kind: row.col("kind")?,
+        key: row.col("key")?,
+        version: row.col("version")?,
+        body: row.col("body")?,
+        mode: row.col("mode")?,
+        sha256: row.col("sha256")?,
+        author: row.col("author")?,
+        created_at: row.col("created_at")?,
+    })
+}
+
+pub(crate) fn revision_from_row(row: &impl DbRow) -> Result<PolicyRevisionRecord, StoreError> {
+    let bundle: String = row.col("bundle")?;
+    Ok(PolicyRevisionRecord {
+        org_id: row.col("org_id")?,
+        revision: row.col("revision")?,
+        bundle: parse_json(&bundle, "bundle")?,
+        created_at: row.col("created_at")?,
+    })
+}
+
+pub(crate) fn shadow_result_from_row(row: &impl DbRow) -> Result<ShadowResult, StoreError> {
+    Ok(ShadowResult {
+        org_id: row.col("org_id")?,
+        policy_key: row.col("policy_key")?,
+        policy_version: row.col("policy_version")?,
+        action_id: row.col("action_id")?,
+        enforced: row.col("enforced")?,
+        shadow: row.col("shadow")?,
+        differs: row.col::<i64>("differs")? != 0,
+        created_at: row.col("created_at")?,
+    })
+}
+
+pub(crate) fn shadow_count_from_row(row: &impl DbRow) -> Result<ShadowCount, StoreError> {
+    let n: i64 = row.col("n")?;
+    Ok(ShadowCount {
+        enforced: row.col("enforced")?,
+        shadow: row.col("shadow")?,
+        count: u64::try_from(n).unwrap_or(0),
     })
 }
 

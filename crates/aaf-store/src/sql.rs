@@ -42,6 +42,14 @@ macro_rules! delivery_select {
          last_status_code, last_error, created_at, updated_at, version"
     };
 }
+macro_rules! policy_object_select {
+    () => {
+        "SELECT o.org_id, o.kind, o.key, o.name, o.active_version, o.latest_version, \
+           o.created_at, o.updated_at, o.created_by, o.disabled_at, v.body, v.mode, v.sha256 \
+         FROM policy_objects o JOIN policy_object_versions v ON v.org_id = o.org_id \
+           AND v.kind = o.kind AND v.key = o.key AND v.version = o.active_version "
+    };
+}
 macro_rules! key_revoked_at {
     () => {
         "SELECT revoked_at FROM agent_keys WHERE org_id = $1 AND agent_id = $2 AND id = $3"
@@ -205,6 +213,67 @@ shared! {
     DUE_DELIVERIES = concat!("SELECT ", delivery_select!(), " FROM webhook_deliveries \
          WHERE org_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
          ORDER BY next_attempt_at, id LIMIT $3");
+    /// `(org_id, kind, key, name, active_version, latest_version, created_at, updated_at,
+    /// created_by)`.
+    INSERT_POLICY_OBJECT = "INSERT INTO policy_objects (org_id, kind, key, name, active_version, \
+           latest_version, created_at, updated_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    /// `(name, latest_version, active_version, updated_at, org_id, kind, key,
+    /// expected_latest)`: a new version of a live object, if its latest is still the one read.
+    UPDATE_POLICY_OBJECT = "UPDATE policy_objects SET name = $1, latest_version = $2, \
+           active_version = $3, updated_at = $4 \
+         WHERE org_id = $5 AND kind = $6 AND key = $7 AND latest_version = $8 \
+           AND disabled_at IS NULL";
+    /// `(org_id, kind, key, version, body, mode, sha256, author, created_at)`.
+    INSERT_POLICY_OBJECT_VERSION = "INSERT INTO policy_object_versions (org_id, kind, key, version, \
+           body, mode, sha256, author, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    /// `(version, updated_at, org_id, kind, key)`: puts an existing version in force.
+    ACTIVATE_POLICY_OBJECT_VERSION = "UPDATE policy_objects SET active_version = $1, updated_at = $2 \
+         WHERE org_id = $3 AND kind = $4 AND key = $5 AND disabled_at IS NULL \
+           AND $1 >= 1 AND $1 <= latest_version";
+    /// `(now, org_id, kind, key)`.
+    DISABLE_POLICY_OBJECT = "UPDATE policy_objects SET disabled_at = $1, updated_at = $1 \
+         WHERE org_id = $2 AND kind = $3 AND key = $4 AND disabled_at IS NULL";
+    /// `(org_id, kind or NULL)` → live and disabled objects with their active version.
+    LIST_POLICY_OBJECTS = concat!(policy_object_select!(),
+        "WHERE o.org_id = $1 AND ($2 IS NULL OR o.kind = $2) ORDER BY o.kind, o.name, o.key");
+    /// `(org_id, kind, key)` → the object with its active version.
+    GET_POLICY_OBJECT = concat!(policy_object_select!(),
+        "WHERE o.org_id = $1 AND o.kind = $2 AND o.key = $3");
+    /// `(org_id, kind, key)` → every version, oldest first.
+    LIST_POLICY_OBJECT_VERSIONS = "SELECT org_id, kind, key, version, body, mode, sha256, author, \
+           created_at FROM policy_object_versions \
+         WHERE org_id = $1 AND kind = $2 AND key = $3 ORDER BY version";
+    /// `(org_id, now)`: the first change of an organisation's policy objects.
+    INSERT_POLICY_GENERATION = "INSERT INTO policy_state (org_id, generation, updated_at) \
+         VALUES ($1, 1, $2)";
+    /// `(now, org_id, expected)`: a later change, if no other came first.
+    BUMP_POLICY_GENERATION = "UPDATE policy_state SET generation = generation + 1, updated_at = $1 \
+         WHERE org_id = $2 AND generation = $3";
+    /// `(org_id)` → the organisation's policy generation.
+    POLICY_GENERATION = "SELECT generation FROM policy_state WHERE org_id = $1";
+    /// `()` → every organisation's policy generation.
+    POLICY_GENERATIONS = "SELECT org_id, generation FROM policy_state";
+    /// `(org_id, revision, bundle, created_at)`; a revision stored before is kept.
+    INSERT_POLICY_REVISION = "INSERT INTO policy_revisions (org_id, revision, bundle, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, revision) DO NOTHING";
+    /// `(org_id, revision)` → what the revision was built from.
+    GET_POLICY_REVISION = "SELECT org_id, revision, bundle, created_at FROM policy_revisions \
+         WHERE org_id = $1 AND revision = $2";
+    /// `(org_id, policy_key, policy_version, action_id, enforced, shadow, differs,
+    /// created_at)`.
+    INSERT_SHADOW_RESULT = "INSERT INTO shadow_results (org_id, policy_key, policy_version, \
+           action_id, enforced, shadow, differs, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    /// `(org_id, policy_key)` → counts by (enforced, shadow) outcome.
+    SHADOW_COUNTS = "SELECT enforced, shadow, COUNT(*) AS n FROM shadow_results \
+         WHERE org_id = $1 AND policy_key = $2 GROUP BY enforced, shadow ORDER BY enforced, shadow";
+    /// `(org_id, policy_key, limit)` → the latest results where the shadow policy differed.
+    SHADOW_SAMPLES = "SELECT org_id, policy_key, policy_version, action_id, enforced, shadow, \
+           differs, created_at FROM shadow_results \
+         WHERE org_id = $1 AND policy_key = $2 AND differs = 1 \
+         ORDER BY created_at DESC LIMIT $3";
     /// `(org_id, after_seq, limit)` → a page of the chain.
     LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
          FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";

@@ -28,6 +28,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::model::{
+    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
     DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, StoreOptions, TokenPrincipal, User,
     Webhook, WebhookDelivery, WriteUnit,
@@ -38,6 +39,8 @@ mod identity;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{
+    policy_object_from_row, policy_version_from_row, revision_from_row, shadow_count_from_row,
+    shadow_result_from_row, DbRow,
     action_from_row, agent_from_row, delivery_from_row, event_from_row, finish_chain,
     head_from_row, org_from_row, parse_head, result_org, settings_from_row, vote_from_row,
     webhook_from_row,
@@ -417,6 +420,107 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(vote_from_row).collect()
+    }
+
+    pub(crate) async fn list_policy_objects(
+        &self,
+        org_id: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<PolicyObject>, StoreError> {
+        let rows = sqlx::query(sql::LIST_POLICY_OBJECTS)
+            .bind(org_id)
+            .bind(kind)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(policy_object_from_row).collect()
+    }
+
+    pub(crate) async fn get_policy_object(
+        &self,
+        org_id: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<PolicyObject>, StoreError> {
+        let row = sqlx::query(sql::GET_POLICY_OBJECT)
+            .bind(org_id)
+            .bind(kind)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(policy_object_from_row).transpose()
+    }
+
+    pub(crate) async fn list_policy_object_versions(
+        &self,
+        org_id: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Vec<PolicyObjectVersion>, StoreError> {
+        let rows = sqlx::query(sql::LIST_POLICY_OBJECT_VERSIONS)
+            .bind(org_id)
+            .bind(kind)
+            .bind(key)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(policy_version_from_row).collect()
+    }
+
+    pub(crate) async fn policy_generation(&self, org_id: &str) -> Result<i64, StoreError> {
+        let g: Option<i64> = sqlx::query_scalar(sql::POLICY_GENERATION)
+            .bind(org_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(g.unwrap_or(0))
+    }
+
+    pub(crate) async fn policy_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(sql::POLICY_GENERATIONS)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.col("org_id")?, r.col("generation")?)))
+            .collect()
+    }
+
+    pub(crate) async fn get_policy_revision(
+        &self,
+        org_id: &str,
+        revision: &str,
+    ) -> Result<Option<PolicyRevisionRecord>, StoreError> {
+        let row = sqlx::query(sql::GET_POLICY_REVISION)
+            .bind(org_id)
+            .bind(revision)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(revision_from_row).transpose()
+    }
+
+    pub(crate) async fn shadow_report(
+        &self,
+        org_id: &str,
+        policy_key: &str,
+        samples: u32,
+    ) -> Result<(Vec<ShadowCount>, Vec<ShadowResult>), StoreError> {
+        let counts = sqlx::query(sql::SHADOW_COUNTS)
+            .bind(org_id)
+            .bind(policy_key)
+            .fetch_all(&self.reader)
+            .await?;
+        let rows = sqlx::query(sql::SHADOW_SAMPLES)
+            .bind(org_id)
+            .bind(policy_key)
+            .bind(i64::from(samples))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok((
+            counts
+                .iter()
+                .map(shadow_count_from_row)
+                .collect::<Result<_, _>>()?,
+            rows.iter()
+                .map(shadow_result_from_row)
+                .collect::<Result<_, _>>()?,
+        ))
     }
 
     pub(crate) async fn get_org_settings(

@@ -359,8 +359,15 @@ fn policy_test(
             });
         }
     }
+    // The same file named twice (`policies` and `policies/packs`) is loaded once.
+    let mut seen = std::collections::HashSet::new();
+    sources.retain(|s| {
+        let key = std::fs::canonicalize(&s.path).unwrap_or_else(|_| PathBuf::from(&s.path));
+        seen.insert(key)
+    });
     let options = EvaluatorOptions {
         eval_timeout: std::time::Duration::from_millis(timeout_ms),
+        ..EvaluatorOptions::default()
     };
     let set = match aaf_core::policy::PolicySet::load_for_tests(sources, options) {
         Ok(set) => set,
@@ -448,6 +455,7 @@ fn policy_eval(dir: &Path, input_file: &Path, timeout_ms: u64) -> anyhow::Result
         dir,
         EvaluatorOptions {
             eval_timeout: std::time::Duration::from_millis(timeout_ms),
+            ..EvaluatorOptions::default()
         },
     )?;
     if let PolicyOrigin::BundledStarter(_) = origin {

@@ -227,6 +227,116 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                 return Err(StoreError::NotFound(format!("webhook {}", d.webhook_id)));
             }
         }
+        Mutation::PutPolicyObject {
+            version: v,
+            name,
+            active_version,
+        } => {
+            if v.version == 1 {
+                conn.prepare_cached(sql::INSERT_POLICY_OBJECT)?
+                    .execute(params![
+                        v.org_id,
+                        v.kind,
+                        v.key,
+                        name,
+                        active_version,
+                        v.version,
+                        v.created_at,
+                        v.created_at,
+                        v.author
+                    ])
+                    .map_err(|e| named_conflict(e, &format!("a {} named {name} exists", v.kind)))?;
+            } else {
+                let done = conn.prepare_cached(sql::UPDATE_POLICY_OBJECT)?.execute(params![
+                    name,
+                    v.version,
+                    active_version,
+                    v.created_at,
+                    v.org_id,
+                    v.kind,
+                    v.key,
+                    v.version - 1
+                ])?;
+                if done == 0 {
+                    return Err(crate::rows::policy_object_changed(&v.kind, &v.key));
+                }
+            }
+            conn.prepare_cached(sql::INSERT_POLICY_OBJECT_VERSION)?
+                .execute(params![
+                    v.org_id,
+                    v.kind,
+                    v.key,
+                    v.version,
+                    v.body,
+                    v.mode,
+                    v.sha256,
+                    v.author,
+                    v.created_at
+                ])
+                .map_err(|e| named_conflict(e, "this version exists already"))?;
+        }
+        Mutation::ActivatePolicyObjectVersion {
+            org_id,
+            kind,
+            key,
+            version,
+            now,
+        } => {
+            let done = conn
+                .prepare_cached(sql::ACTIVATE_POLICY_OBJECT_VERSION)?
+                .execute(params![version, now, org_id, kind, key])?;
+            if done == 0 {
+                return Err(StoreError::NotFound(format!("{kind} {key} version {version}")));
+            }
+        }
+        Mutation::DisablePolicyObject {
+            org_id,
+            kind,
+            key,
+            now,
+        } => {
+            let done = conn
+                .prepare_cached(sql::DISABLE_POLICY_OBJECT)?
+                .execute(params![now, org_id, kind, key])?;
+            if done == 0 {
+                return Err(StoreError::NotFound(format!("{kind} {key}")));
+            }
+        }
+        Mutation::BumpPolicyGeneration {
+            org_id,
+            expected,
+            now,
+        } => {
+            let done = if *expected == 0 {
+                conn.prepare_cached(sql::INSERT_POLICY_GENERATION)?
+                    .execute(params![org_id, now])
+                    .map_err(|e| named_conflict(e, POLICIES_CHANGED))?
+            } else {
+                conn.prepare_cached(sql::BUMP_POLICY_GENERATION)?
+                    .execute(params![now, org_id, expected])?
+            };
+            if done == 0 {
+                return Err(StoreError::Conflict(POLICIES_CHANGED.into()));
+            }
+        }
+        Mutation::InsertPolicyRevision(r) => {
+            let bundle = crate::prepared::json_text(&r.bundle)?;
+            conn.prepare_cached(sql::INSERT_POLICY_REVISION)?
+                .execute(params![r.org_id, r.revision, bundle, r.created_at])?;
+        }
+        Mutation::InsertShadowResult(r) => {
+            conn.prepare_cached(sql::INSERT_SHADOW_RESULT)?
+                .execute(params![
+                    r.org_id,
+                    r.policy_key,
+                    r.policy_version,
+                    r.action_id,
+                    r.enforced,
+                    r.shadow,
+                    i64::from(r.differs),
+                    r.created_at
+                ])?;
+        }
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?
@@ -240,6 +350,10 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
     }
     Ok(())
 }
+
+/// The conflict of two concurrent changes of an organisation's policies.
+pub(crate) const POLICIES_CHANGED: &str =
+    "the organisation's policies changed concurrently; read them again and retry";
 
 /// The role of a current user; [`StoreError::NotFound`] for a missing or deleted one.
 fn current_role(conn: &Connection, org_id: &str, user_id: &str) -> Result<String, StoreError> {
