@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aaf_core::policy::{EvaluatorOptions, PolicySet};
+use crate::policies::PolicyRegistry;
 use aaf_core::secrets::{generate_token, hash_token, visible_prefix, ADMIN_TOKEN_PREFIX};
 use aaf_store::{AuditWriter, PgOptions, Store, StoreOptions};
 use axum::extract::rejection::JsonRejection;
@@ -30,7 +30,7 @@ use crate::connectors::http::HttpConnector;
 use crate::error::ApiError;
 use crate::key_cache::KeyCache;
 use crate::openapi::ApiDoc;
-use crate::policy_loader::{load_policies, PolicyOrigin};
+use crate::policy_loader::{load_sources, PolicyLoadError, PolicyOrigin};
 use crate::time::now_rfc3339;
 
 /// Name of the default organisation created on first start.
@@ -51,8 +51,11 @@ pub struct AppState {
     pub store: Store,
     /// The group-commit audit writer.
     pub writer: AuditWriter,
-    /// The policy set in force.
-    pub policies: Arc<PolicySet>,
+    /// The policies in force, per organisation.
+    pub registry: Arc<PolicyRegistry>,
+    /// Wakes the policy refresher (a change through this node, another node or the
+    /// directory).
+    pub policy_wake: Arc<tokio::sync::Notify>,
     /// The HTTP connector.
     pub http: Arc<HttpConnector>,
     /// The configuration in force.
@@ -199,12 +202,11 @@ pub async fn prepare_with_clock(
     config: Config,
     clock: Clock,
 ) -> Result<(AppState, AdminTokenNotice), StartError> {
-    let (policies, origin) = load_policies(
-        &config.policies,
-        EvaluatorOptions {
-            eval_timeout: config.eval_timeout(),
-        },
-    )?;
+    let (sources, origin) = load_sources(&config.policies)?;
+    let registry = PolicyRegistry::new(sources, origin.clone(), config.evaluator_options())
+        .map_err(PolicyLoadError::Invalid)?;
+    let base = registry.base();
+    let policies = &base.set;
     match &origin {
         PolicyOrigin::Directory(dir) => tracing::info!(
             directory = %dir.display(),
@@ -318,10 +320,17 @@ pub async fn prepare_with_clock(
             None => events.announce_all(),
         });
     }
+    // Policy changes through other nodes wake this node's refresher.
+    let policy_wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let wake = Arc::clone(&policy_wake);
+        store.on_policy_changes(move |_| wake.notify_one());
+    }
     let state = AppState {
         store,
         writer,
-        policies: Arc::new(policies),
+        registry: Arc::new(registry),
+        policy_wake,
         http: Arc::new(http),
         default_org_id: Arc::from(org_id.as_str()),
         key_cache,
@@ -444,6 +453,23 @@ pub async fn run(
         state.clone(),
         Arc::clone(&state.webhooks),
     ));
+    let refresher = tokio::spawn(crate::policies::refresher(state.clone()));
+    // Reload the policy directory on change (kept alive until shutdown).
+    let _watcher = match &state.registry.base().origin {
+        PolicyOrigin::Directory(dir) if state.config.policy_engine.watch => {
+            match crate::policies::watch_directory(state.clone(), dir) {
+                Ok(w) => {
+                    tracing::info!(directory = %dir.display(), "watching the policy directory for changes");
+                    Some(w)
+                }
+                Err(e) => {
+                    tracing::warn!(directory = %dir.display(), error = %e, "cannot watch the policy directory; restart to reload it");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let app = router(state);
     axum::serve(
         listener,
@@ -454,6 +480,7 @@ pub async fn run(
     housekeeping.abort();
     sweeper.abort();
     deliveries.abort();
+    refresher.abort();
     tracing::info!("stopped accepting; flushing the audit log");
     writer.shutdown().await;
     store.close().await;

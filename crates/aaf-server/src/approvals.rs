@@ -576,14 +576,14 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
     }
 
     // 2. The policies in force now.
-    let decision = recheck(state, &action, &request).await?;
+    let (decision, revision) = recheck(state, &action, &request).await?;
     if decision.verdict == Verdict::Deny {
         let reason = format!("denied at re-check after approval: {}", decision.reason);
         return deny_at_recheck(
             state,
             &action,
             reason,
-            json!({"check": "policy", "reason": decision.reason, "matched_policies": decision.matched_policies, "policy_revision": state.policies.revision()}),
+            json!({"check": "policy", "reason": decision.reason, "matched_policies": decision.matched_policies, "policy_revision": revision}),
         )
         .await;
     }
@@ -599,7 +599,7 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
         data: json!({
             "digest": recomputed,
             "recheck_decision": decision.verdict.as_str(),
-            "policy_revision": state.policies.revision(),
+            "policy_revision": revision,
         }),
     };
     match commit(state, &action, claim).await {
@@ -629,19 +629,21 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
 }
 
 /// The current policies' decision on a stored action, as at submission (without the
-/// original peer address, which is not stored); the connector's checks apply too.
+/// original peer address, which is not stored), and the revision that made it; the
+/// connector's checks apply too.
 async fn recheck(
     state: &AppState,
     action: &ActionRecord,
     request: &ActionRequest,
-) -> Result<Decision, ApiError> {
+) -> Result<(Decision, String), ApiError> {
     let (agent, org) = tokio::try_join!(
         state.store.get_agent(&action.org_id, &action.agent_id),
         state.store.get_org(&action.org_id)
     )?;
     let (Some(agent), Some(org)) = (agent, org) else {
-        return Ok(Decision::fail_closed(
-            "the agent or organisation of the action no longer exists",
+        return Ok((
+            Decision::fail_closed("the agent or organisation of the action no longer exists"),
+            "unavailable".to_string(),
         ));
     };
     let input = PolicyInput::build(
@@ -661,13 +663,19 @@ async fn recheck(
             ip_address: None,
         },
     );
-    let mut decision = state.policies.evaluate(&input);
+    let (mut decision, revision) = match crate::policies::for_org(state, &action.org_id).await {
+        Ok(p) => (p.set.evaluate(&input), p.set.revision().to_string()),
+        Err(e) => (
+            Decision::fail_closed(format!("policy evaluation failed: {e}")),
+            "unavailable".to_string(),
+        ),
+    };
     if decision.verdict != Verdict::Deny {
         if let Err(e) = state.http.preflight(&request.operation, &request.params) {
             decision = Decision::fail_closed(e.to_string());
         }
     }
-    Ok(decision)
+    Ok((decision, revision))
 }
 
 async fn deny_at_recheck(

@@ -19,6 +19,7 @@ pub mod connectors;
 pub mod error;
 pub mod key_cache;
 pub mod openapi;
+pub mod policies;
 pub mod policy_loader;
 pub mod rbac;
 pub mod telemetry;

@@ -94,6 +94,26 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, with_tests: bool) -> Result<(), P
     Ok(())
 }
 
+/// Reads the modules of `dir`, or the bundled starter policy when `dir` does not exist.
+///
+/// Errors: unreadable files ([`PolicyLoadError::Io`]).
+pub fn load_sources(dir: &Path) -> Result<(Vec<PolicySource>, PolicyOrigin), PolicyLoadError> {
+    if dir.exists() {
+        Ok((
+            read_policy_dir(dir)?,
+            PolicyOrigin::Directory(dir.to_path_buf()),
+        ))
+    } else {
+        Ok((
+            vec![PolicySource {
+                path: STARTER_POLICY_PATH.to_string(),
+                rego: STARTER_POLICY.to_string(),
+            }],
+            PolicyOrigin::BundledStarter(dir.to_path_buf()),
+        ))
+    }
+}
+
 /// Loads the policies of `dir`, or the bundled starter policy when `dir` does not exist.
 ///
 /// Errors: unreadable files ([`PolicyLoadError::Io`]) and invalid modules
@@ -103,20 +123,7 @@ pub fn load_policies(
     dir: &Path,
     options: EvaluatorOptions,
 ) -> Result<(PolicySet, PolicyOrigin), PolicyLoadError> {
-    let (sources, origin) = if dir.exists() {
-        (
-            read_policy_dir(dir)?,
-            PolicyOrigin::Directory(dir.to_path_buf()),
-        )
-    } else {
-        (
-            vec![PolicySource {
-                path: STARTER_POLICY_PATH.to_string(),
-                rego: STARTER_POLICY.to_string(),
-            }],
-            PolicyOrigin::BundledStarter(dir.to_path_buf()),
-        )
-    };
+    let (sources, origin) = load_sources(dir)?;
     let set = PolicySet::load(sources, options).map_err(PolicyLoadError::Invalid)?;
     Ok((set, origin))
 }

@@ -19,7 +19,8 @@ use aaf_core::action::{
 };
 use aaf_core::audit::{event_types, ChainedEvent};
 use aaf_core::redact::redact;
-use aaf_store::{ActionRecord, ActionWrite, NewEvent, WriteUnit, SYSTEM_CHAIN};
+use aaf_store::{ActionRecord, ActionWrite, Mutation, NewEvent, WriteUnit, SYSTEM_CHAIN};
+use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::auth::{AgentAuth, AnyAuth, Principal, UserAuth};
@@ -47,9 +48,11 @@ pub struct Health {
     pub status: &'static str,
     /// The storage backend, e.g. `sqlite`.
     pub database: &'static str,
-    /// The policy set revision in force (hex SHA-256 of the sources).
+    /// The revision of the policy directory's modules (hex SHA-256 of the sources); each
+    /// organisation's own revision, with its managed policies, packs and data, is in its
+    /// decisions.
     pub policy_revision: String,
-    /// How many policies are loaded.
+    /// How many policies the policy directory holds.
     pub policies: usize,
 }
 
@@ -60,8 +63,8 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         database: state.store.backend_name(),
-        policy_revision: state.policies.revision().to_string(),
-        policies: state.policies.policies().len(),
+        policy_revision: state.registry.base().set.revision().to_string(),
+        policies: state.registry.base().set.policies().len(),
     })
 }
 
@@ -297,11 +300,19 @@ pub struct ActionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
-    /// The revision of the policy set that decided (hex SHA-256 of the sources).
+    /// The revision of the policy set that decided: hex SHA-256 of its sources and data
+    /// (`GET /v1/policy-revisions/{revision}` returns them).
     pub policy_revision: String,
     /// For `require_approval`: what binds an approval to this exact action.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalBinding>,
+    /// What the organisation's shadow policies would have decided (never the outcome).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<crate::policies::ShadowOutcome>,
+    /// Dry runs: per policy, its decision, evaluation time and the lines it evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub explanation: Option<Vec<aaf_core::policy::PolicyExplanation>>,
 }
 
 /// What binds a human approval to one exact action.
@@ -354,7 +365,7 @@ async fn approval_binding(
 
 /// The answer for `decision`; `with_times` adds each policy's evaluation time (dry runs).
 fn action_response(
-    state: &AppState,
+    revision: &str,
     id: Option<String>,
     decision: &Decision,
     status: &str,
@@ -369,8 +380,10 @@ fn action_response(
         policies: policy_views(decision, with_times),
         status: status.to_string(),
         result: None,
-        policy_revision: state.policies.revision().to_string(),
+        policy_revision: revision.to_string(),
         approval: None,
+        shadow: Vec::new(),
+        explanation: None,
     }
 }
 
@@ -421,9 +434,15 @@ struct Decided {
     action_id: String,
     request: ActionRequest,
     decision: Decision,
+    /// The revision of the set that decided (`unavailable` when none could be loaded).
+    revision: String,
+    /// The shadow policies' would-be outcomes.
+    shadow: Vec<crate::policies::ShadowOutcome>,
+    /// The set that decided and the input, for explanations.
+    evaluated: Option<(Arc<crate::policies::OrgPolicies>, Value)>,
 }
 
-fn decide(
+async fn decide(
     state: &AppState,
     agent: &aaf_store::AgentPrincipal,
     ip: Option<String>,
@@ -448,12 +467,23 @@ fn decide(
         },
     );
     // A key limited to some tools cannot submit others, whatever the policies say.
-    let mut decision = match &agent.tools {
-        Some(tools) if !tools.iter().any(|t| t == &request.tool) => Decision::fail_closed(format!(
-            "key_scope: this API key may submit only the tools {tools:?}, not {:?}",
-            request.tool
-        )),
-        _ => state.policies.evaluate(&input),
+    let policies = crate::policies::for_org(state, &agent.org.id).await;
+    let mut shadow = Vec::new();
+    let mut revision = "unavailable".to_string();
+    let mut decision = match (&agent.tools, &policies) {
+        (Some(tools), _) if !tools.iter().any(|t| t == &request.tool) => {
+            Decision::fail_closed(format!(
+                "key_scope: this API key may submit only the tools {tools:?}, not {:?}",
+                request.tool
+            ))
+        }
+        (_, Err(e)) => Decision::fail_closed(format!("policy evaluation failed: {e}")),
+        (_, Ok(p)) => {
+            revision = p.set.revision().to_string();
+            let d = p.set.evaluate(&input);
+            shadow = crate::policies::evaluate_shadows(p, &input, d.verdict);
+            d
+        }
     };
     // The connector's own checks apply whatever the policies say: an allowed HTTP call to a
     // forbidden destination is denied here, before anything runs.
@@ -470,6 +500,9 @@ fn decide(
         action_id,
         request,
         decision,
+        revision,
+        shadow,
+        evaluated: policies.ok().map(|p| (p, input)),
     }
 }
 
@@ -538,11 +571,15 @@ pub async fn submit_action(
         Some(peer.ip().to_string()),
         request,
         action_id,
-    );
+    )
+    .await;
     let Decided {
         action_id,
         request,
         decision,
+        revision,
+        shadow,
+        evaluated: _,
     } = decided;
     let now = now_rfc3339();
     let status = status_of(decision.verdict, &request.tool);
@@ -606,11 +643,24 @@ pub async fn submit_action(
             "risk_level": decision.risk_level,
             "matched_policies": decision.matched_policies,
             "policies": policies_json,
-            "policy_revision": state.policies.revision(),
+            "policy_revision": revision,
             "ip_address": peer.ip().to_string(),
             "approval": approval,
+            "shadow": (!shadow.is_empty()).then_some(&shadow),
         }),
     };
+    let shadow_rows = shadow.iter().map(|s| {
+        Mutation::InsertShadowResult(aaf_store::ShadowResult {
+            org_id: agent.org.id.clone(),
+            policy_key: s.policy_id.clone(),
+            policy_version: s.version,
+            action_id: action_id.clone(),
+            enforced: decision.verdict.as_str().to_string(),
+            shadow: s.decision.clone(),
+            differs: s.differs,
+            created_at: decided_event.ts.clone(),
+        })
+    });
     // Webhooks announcing the request are queued with it (same transaction).
     let notifications = if keep_full {
         crate::webhooks::deliveries_for(
@@ -629,10 +679,12 @@ pub async fn submit_action(
         Vec::new()
     };
     let queued = !notifications.is_empty();
+    let mut mutations: Vec<Mutation> = shadow_rows.collect();
+    mutations.extend(notifications);
     state
         .writer
         .submit(WriteUnit {
-            mutations: notifications,
+            mutations,
             action: Some(ActionWrite::Insert(record)),
             events: vec![decided_event],
         })
@@ -646,8 +698,9 @@ pub async fn submit_action(
         state.webhooks.queued.notify_one();
     }
 
-    let mut response = action_response(&state, Some(action_id.clone()), &decision, status, false);
+    let mut response = action_response(&revision, Some(action_id.clone()), &decision, status, false);
     response.approval = approval;
+    response.shadow = shadow;
     if let Some(allowed) = AllowedAction::from_decision(&action_id, request, &decision) {
         if HTTP_TOOLS.contains(&allowed.request().tool.as_str()) {
             execute_http(&state, &agent, &allowed, &mut response).await?;
@@ -854,14 +907,17 @@ pub async fn dry_run(
         Some(peer.ip().to_string()),
         request,
         format!("dry-run-{}", uuid::Uuid::now_v7()),
-    );
-    Ok(Json(action_response(
-        &state,
-        None,
-        &decided.decision,
-        "dry_run",
-        true,
-    )))
+    )
+    .await;
+    let mut response = action_response(&decided.revision, None, &decided.decision, "dry_run", true);
+    response.shadow = decided.shadow;
+    if let Some((policies, input)) = decided.evaluated {
+        let explanation = tokio::task::spawn_blocking(move || policies.set.explain(&input))
+            .await
+            .map_err(|e| ApiError::Internal(format!("explanation failed: {e}")))?;
+        response.explanation = Some(explanation.policies);
+    }
+    Ok(Json(response))
 }
 
 /// A stored action.
