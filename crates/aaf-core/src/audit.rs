@@ -82,6 +82,21 @@ pub mod event_types {
     pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
     /// The approval settings of an organisation changed (data: old and new settings).
     pub const ORG_SETTINGS_CHANGED: &str = "org.settings_changed";
+    /// A managed policy was created (data: policy_id, name, version, mode, sha256, author,
+    /// revision).
+    pub const POLICY_CREATED: &str = "policy.created";
+    /// A new version of a managed policy was written and put in force (same data).
+    pub const POLICY_UPDATED: &str = "policy.updated";
+    /// An earlier version of a managed policy was put back in force (data: from_version too).
+    pub const POLICY_ROLLED_BACK: &str = "policy.rolled_back";
+    /// A managed policy was disabled (its history is kept).
+    pub const POLICY_DISABLED: &str = "policy.disabled";
+    /// A data document was written (data: path, version, sha256, author, revision).
+    pub const DATA_UPDATED: &str = "data.updated";
+    /// A policy pack was enabled for the organisation.
+    pub const PACK_ENABLED: &str = "policy_pack.enabled";
+    /// A policy pack was disabled for the organisation.
+    pub const PACK_DISABLED: &str = "policy_pack.disabled";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

@@ -21,6 +21,7 @@ use utoipa::OpenApi;
 use crate::api;
 use crate::api::approvals;
 use crate::api::identity;
+use crate::api::policies;
 use crate::api::webhooks;
 use crate::approvals::ActionEvents;
 use crate::auth::{authorize, FailedAuthLimiter};
@@ -128,6 +129,44 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/settings",
             get(approvals::get_settings).patch(approvals::update_settings),
+        )
+        .route(
+            "/v1/policies",
+            post(policies::create_policy).get(policies::list_policies),
+        )
+        .route(
+            "/v1/policies/{id}",
+            get(policies::get_policy)
+                .put(policies::update_policy)
+                .delete(policies::delete_policy),
+        )
+        .route(
+            "/v1/policies/{id}/versions",
+            get(policies::list_policy_versions),
+        )
+        .route("/v1/policies/{id}/rollback", post(policies::rollback_policy))
+        .route(
+            "/v1/policies/{id}/shadow-report",
+            get(policies::shadow_report),
+        )
+        .route("/v1/data", get(policies::list_data))
+        .route(
+            "/v1/data/{*path}",
+            get(policies::get_data).put(policies::put_data),
+        )
+        .route("/v1/policy-packs", get(policies::list_packs))
+        .route(
+            "/v1/policy-packs/{name}/enable",
+            post(policies::enable_pack),
+        )
+        .route(
+            "/v1/policy-packs/{name}/disable",
+            post(policies::disable_pack),
+        )
+        .route("/v1/playground", post(policies::playground))
+        .route(
+            "/v1/policy-revisions/{revision}",
+            get(policies::get_revision),
         )
         .route("/v1/audit", get(api::list_audit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize))

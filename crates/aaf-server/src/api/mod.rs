@@ -30,6 +30,7 @@ use crate::time::now_rfc3339;
 
 pub mod approvals;
 pub mod identity;
+pub mod policies;
 pub mod webhooks;
 
 /// Longest accepted tool, operation, agent or user name, in characters.
