@@ -15,6 +15,7 @@ mod connector;
 mod fail_closed;
 mod keys;
 mod multinode;
+mod policies;
 mod rbac;
 mod requests;
 mod signatures;
