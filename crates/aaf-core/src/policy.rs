@@ -676,8 +676,7 @@ impl PolicySet {
                 .clone();
             engine.set_enable_coverage(true);
             let mut lines = Vec::new();
-            let (decision, _) =
-                self.evaluate_with(&mut engine, input, deadline, Some(&mut lines));
+            let (decision, _) = self.evaluate_with(&mut engine, input, deadline, Some(&mut lines));
             Ok::<_, String>((decision, lines))
         }));
         let (decision, lines) = match result {
@@ -1214,8 +1213,7 @@ mod tests {
         // No data and an empty object give the revision of the sources alone.
         let plain = set(&files);
         let empty =
-            PolicySet::load_bundle(bundle(&files, json!({})), EvaluatorOptions::default())
-                .unwrap();
+            PolicySet::load_bundle(bundle(&files, json!({})), EvaluatorOptions::default()).unwrap();
         assert_eq!(plain.revision(), empty.revision());
         // Data must be an object whose keys are not package roots.
         for bad in [json!([1]), json!({"aaf": {"x": 1}})] {
@@ -1231,9 +1229,7 @@ mod tests {
             "a.rego",
             "package a\nimport rego.v1\ndecision := \"allow\" if input.action.tool == \"t\"\n",
         )]);
-        let input = |id: &str, tool: &str| {
-            json!({"action": {"id": id, "tool": tool}, "metadata": {"timestamp": id}})
-        };
+        let input = |id: &str, tool: &str| json!({"action": {"id": id, "tool": tool}, "metadata": {"timestamp": id}});
         assert_eq!(s.evaluate(&input("1", "t")).verdict, Verdict::Allow);
         assert_eq!(s.evaluate(&input("2", "t")).verdict, Verdict::Allow);
         assert_eq!(s.evaluate(&input("3", "x")).verdict, Verdict::Deny);
@@ -1247,11 +1243,26 @@ mod tests {
     #[test]
     fn volatile_policies_bypass_the_cache() {
         for (rego, why) in [
-            ("decision := \"deny\" if time.clock(time.now_ns())[0] < 9", "time"),
-            ("decision := \"deny\" if input.metadata.ip_address == \"x\"", "metadata"),
-            ("decision := \"deny\" if input.action.id == \"x\"", "action.id"),
-            ("decision := \"deny\" if { a := input.action\n a.id == \"x\" }", "whole"),
-            ("decision := \"deny\" if { walk(input, [p, v]); v == \"x\" }", "whole"),
+            (
+                "decision := \"deny\" if time.clock(time.now_ns())[0] < 9",
+                "time",
+            ),
+            (
+                "decision := \"deny\" if input.metadata.ip_address == \"x\"",
+                "metadata",
+            ),
+            (
+                "decision := \"deny\" if input.action.id == \"x\"",
+                "action.id",
+            ),
+            (
+                "decision := \"deny\" if { a := input.action\n a.id == \"x\" }",
+                "whole",
+            ),
+            (
+                "decision := \"deny\" if { walk(input, [p, v]); v == \"x\" }",
+                "whole",
+            ),
             ("decision := \"deny\" if rand.intn(\"x\", 3) > 9", "random"),
         ] {
             let s = set(&[("v.rego", &format!("package v\nimport rego.v1\n{rego}\n"))]);
@@ -1260,7 +1271,10 @@ mod tests {
             assert!(!stats.enabled, "{rego}");
             assert_eq!((stats.hits, stats.bypassed), (0, 1), "{rego}");
             let reason = stats.disabled_reason.unwrap();
-            assert!(reason.contains(why) && reason.starts_with("v.rego:3"), "{reason}");
+            assert!(
+                reason.contains(why) && reason.starts_with("v.rego:3"),
+                "{reason}"
+            );
         }
         let off = PolicySet::load(
             vec![PolicySource {

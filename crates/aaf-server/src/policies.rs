@@ -521,7 +521,9 @@ pub async fn refresh_org(
                     .collect::<Vec<_>>()
                     .join("; ");
                 tracing::error!(%org_id, generation, errors = %text, "the organisation's policies do not compile; the set in force stays");
-                return Err(format!("the organisation's policies do not compile: {text}"));
+                return Err(format!(
+                    "the organisation's policies do not compile: {text}"
+                ));
             }
         }
     };

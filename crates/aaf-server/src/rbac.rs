@@ -295,13 +295,13 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
-        path: "/v1/data/{*path}",
+        path: "/v1/data/{path}",
         allow: ALL_USERS,
         summary: "read a data document",
     },
     Permission {
         method: "PUT",
-        path: "/v1/data/{*path}",
+        path: "/v1/data/{path}",
         allow: &[ADMIN],
         summary: "write a data document (a new version)",
     },
@@ -344,7 +344,15 @@ pub const PERMISSIONS: &[Permission] = &[
 ];
 
 /// The permission of a route (`path` as registered, e.g. `/v1/agents/{id}`), if any.
+///
+/// `path` is the router's matched path; a wildcard segment (`{*path}`) is looked up as the
+/// OpenAPI document writes it (`{path}`).
 pub fn permission_for(method: &Method, path: &str) -> Option<&'static Permission> {
+    let path: std::borrow::Cow<'_, str> = if path.contains("{*") {
+        path.replace("{*", "{").into()
+    } else {
+        path.into()
+    };
     PERMISSIONS
         .iter()
         .find(|p| p.path == path && p.method == method.as_str())

@@ -24,18 +24,18 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use crate::model::{
-    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, TokenPrincipal,
-    User, Webhook, WebhookDelivery,
+    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, PolicyObject,
+    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, TokenPrincipal, User,
+    Webhook, WebhookDelivery,
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
-    policy_object_from_row, policy_version_from_row, revision_from_row, shadow_count_from_row,
-    shadow_result_from_row, DbRow,
     action_from_row, agent_from_row, agent_principal_from_row, delivery_from_row, event_from_row,
-    finish_chain, head_from_row, key_from_row, org_from_row, result_org, settings_from_row,
-    token_principal_from_row, user_from_row, vote_from_row, webhook_from_row,
+    finish_chain, head_from_row, key_from_row, org_from_row, policy_object_from_row,
+    policy_version_from_row, result_org, revision_from_row, settings_from_row,
+    shadow_count_from_row, shadow_result_from_row, token_principal_from_row, user_from_row,
+    vote_from_row, webhook_from_row, DbRow,
 };
 use crate::{sql, StoreError};
 
@@ -1440,7 +1440,9 @@ async fn apply_mutation(
                 .execute(ctx.conn(org_id).await?)
                 .await?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!("{kind} {key} version {version}")));
+                return Err(StoreError::NotFound(format!(
+                    "{kind} {key} version {version}"
+                )));
             }
         }
         Mutation::DisablePolicyObject {

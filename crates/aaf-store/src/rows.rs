@@ -318,9 +318,7 @@ pub(crate) fn policy_object_from_row(row: &impl DbRow) -> Result<PolicyObject, S
     })
 }
 
-pub(crate) fn policy_version_from_row(
-    row: &impl DbRow,
-) -> Result<PolicyObjectVersion, StoreError> {
+pub(crate) fn policy_version_from_row(row: &impl DbRow) -> Result<PolicyObjectVersion, StoreError> {
     Ok(PolicyObjectVersion {
         org_id: row.col("org_id")?,
         kind: row.col("kind")?,

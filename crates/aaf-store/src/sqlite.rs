@@ -28,10 +28,10 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::model::{
-    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, StoreOptions, TokenPrincipal, User,
-    Webhook, WebhookDelivery, WriteUnit,
+    DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, PolicyObject, PolicyObjectVersion,
+    PolicyRevisionRecord, ShadowCount, ShadowResult, StoreOptions, TokenPrincipal, User, Webhook,
+    WebhookDelivery, WriteUnit,
 };
 use crate::{sql, StoreError};
 
@@ -39,11 +39,10 @@ mod identity;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{
-    policy_object_from_row, policy_version_from_row, revision_from_row, shadow_count_from_row,
-    shadow_result_from_row, DbRow,
     action_from_row, agent_from_row, delivery_from_row, event_from_row, finish_chain,
-    head_from_row, org_from_row, parse_head, result_org, settings_from_row, vote_from_row,
-    webhook_from_row,
+    head_from_row, org_from_row, parse_head, policy_object_from_row, policy_version_from_row,
+    result_org, revision_from_row, settings_from_row, shadow_count_from_row,
+    shadow_result_from_row, vote_from_row, webhook_from_row, DbRow,
 };
 
 /// The database file inside the data directory.

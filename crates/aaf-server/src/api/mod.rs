@@ -699,7 +699,8 @@ pub async fn submit_action(
         state.webhooks.queued.notify_one();
     }
 
-    let mut response = action_response(&revision, Some(action_id.clone()), &decision, status, false);
+    let mut response =
+        action_response(&revision, Some(action_id.clone()), &decision, status, false);
     response.approval = approval;
     response.shadow = shadow;
     if let Some(allowed) = AllowedAction::from_decision(&action_id, request, &decision) {

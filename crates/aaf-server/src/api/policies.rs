@@ -28,8 +28,7 @@ use crate::app::AppState;
 use crate::auth::UserAuth;
 use crate::error::{ApiError, ErrorBody, Problem};
 use crate::policies::{
-    build_org, check_data_path, OrgPolicies, DATA_KIND, PACKS, PACK_KIND,
-    POLICY_KIND,
+    build_org, check_data_path, OrgPolicies, DATA_KIND, PACKS, PACK_KIND, POLICY_KIND,
 };
 use crate::time::now_rfc3339;
 
@@ -290,14 +289,20 @@ fn check_rego(state: &AppState, rego: &str) -> Result<(), ApiError> {
     if rego.len() > max {
         return Err(ApiError::field(
             "rego",
-            format!("is {} bytes, more than policy_engine.max_rego_bytes ({max})", rego.len()),
+            format!(
+                "is {} bytes, more than policy_engine.max_rego_bytes ({max})",
+                rego.len()
+            ),
         ));
     }
     Ok(())
 }
 
 /// The live policy `id` among `objects` (404 otherwise; 409 when disabled).
-fn live_policy<'a>(objects: &'a mut [PolicyObject], id: &str) -> Result<&'a mut PolicyObject, ApiError> {
+fn live_policy<'a>(
+    objects: &'a mut [PolicyObject],
+    id: &str,
+) -> Result<&'a mut PolicyObject, ApiError> {
     let o = objects
         .iter_mut()
         .find(|o| o.kind == POLICY_KIND && o.key == id)
@@ -785,8 +790,9 @@ pub struct DataView {
 }
 
 fn data_view(o: PolicyObject) -> Result<DataView, ApiError> {
-    let value = serde_json::from_str(&o.body)
-        .map_err(|e| ApiError::Internal(format!("stored data document {} is not JSON: {e}", o.key)))?;
+    let value = serde_json::from_str(&o.body).map_err(|e| {
+        ApiError::Internal(format!("stored data document {} is not JSON: {e}", o.key))
+    })?;
     Ok(DataView {
         path: o.key,
         version: o.active_version,

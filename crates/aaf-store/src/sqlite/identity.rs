@@ -247,16 +247,18 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                     ])
                     .map_err(|e| named_conflict(e, &format!("a {} named {name} exists", v.kind)))?;
             } else {
-                let done = conn.prepare_cached(sql::UPDATE_POLICY_OBJECT)?.execute(params![
-                    name,
-                    v.version,
-                    active_version,
-                    v.created_at,
-                    v.org_id,
-                    v.kind,
-                    v.key,
-                    v.version - 1
-                ])?;
+                let done = conn
+                    .prepare_cached(sql::UPDATE_POLICY_OBJECT)?
+                    .execute(params![
+                        name,
+                        v.version,
+                        active_version,
+                        v.created_at,
+                        v.org_id,
+                        v.kind,
+                        v.key,
+                        v.version - 1
+                    ])?;
                 if done == 0 {
                     return Err(crate::rows::policy_object_changed(&v.kind, &v.key));
                 }
@@ -286,7 +288,9 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                 .prepare_cached(sql::ACTIVATE_POLICY_OBJECT_VERSION)?
                 .execute(params![version, now, org_id, kind, key])?;
             if done == 0 {
-                return Err(StoreError::NotFound(format!("{kind} {key} version {version}")));
+                return Err(StoreError::NotFound(format!(
+                    "{kind} {key} version {version}"
+                )));
             }
         }
         Mutation::DisablePolicyObject {

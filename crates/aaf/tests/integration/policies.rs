@@ -11,7 +11,12 @@ use serde_json::{json, Value};
 
 use crate::common::{policy_dir, within, TestServer, ADMIN_TOKEN, ALLOW_ALL};
 
-async fn call(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut request = server
         .client
         .request(method, server.url(path))
@@ -78,7 +83,10 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
     )
     .await;
     assert_eq!(code, 200, "{v2}");
-    assert_eq!((v2["version"].as_i64(), v2["latest_version"].as_i64()), (Some(2), Some(2)));
+    assert_eq!(
+        (v2["version"].as_i64(), v2["latest_version"].as_i64()),
+        (Some(2), Some(2))
+    );
     let (code, body) = server.act(&key, search()).await;
     assert_eq!(code, 403);
     assert_eq!(body["reason"], "search is closed");
@@ -98,8 +106,14 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
     let problem = &err["error"]["problems"][0];
     assert_eq!(problem["file"], "managed/kb-search.rego");
     assert_eq!(problem["line"], 5, "{problem}");
-    assert!(problem["message"].as_str().unwrap().contains("unsafe"), "{problem}");
-    assert!(problem["text"].as_str().unwrap().starts_with("managed/kb-search.rego:5:"));
+    assert!(
+        problem["message"].as_str().unwrap().contains("unsafe"),
+        "{problem}"
+    );
+    assert!(problem["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("managed/kb-search.rego:5:"));
     // A parse error too.
     let (code, err) = call(
         &server,
@@ -109,11 +123,20 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
     )
     .await;
     assert_eq!(code, 422, "{err}");
-    assert!(err["error"]["problems"][0]["line"].as_u64().unwrap() >= 4, "{err}");
+    assert!(
+        err["error"]["problems"][0]["line"].as_u64().unwrap() >= 4,
+        "{err}"
+    );
     let (code, _) = server.act(&key, search()).await;
     assert_eq!(code, 403, "version 2 is still in force");
 
-    let (code, versions) = call(&server, Method::GET, &format!("/v1/policies/{id}/versions"), None).await;
+    let (code, versions) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/policies/{id}/versions"),
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     let versions = versions["versions"].as_array().unwrap().clone();
     assert_eq!(versions.len(), 2, "refused uploads leave no version");
@@ -129,7 +152,13 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
     )
     .await;
     assert_eq!(code, 200, "{rolled}");
-    assert_eq!((rolled["version"].as_i64(), rolled["latest_version"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(
+        (
+            rolled["version"].as_i64(),
+            rolled["latest_version"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
     assert_eq!(rolled["revision"], r1.as_str());
     let (code, body) = server.act(&key, search()).await;
     assert_eq!(code, 200, "{body}");
@@ -140,17 +169,33 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
         Some(json!({"version": 7})),
     )
     .await;
-    assert_eq!((code, err["error"]["field"].as_str()), (400, Some("version")), "{err}");
+    assert_eq!(
+        (code, err["error"]["field"].as_str()),
+        (400, Some("version")),
+        "{err}"
+    );
 
     // The revision's sources are stored for replay.
-    let (code, revision) = call(&server, Method::GET, &format!("/v1/policy-revisions/{r1}"), None).await;
+    let (code, revision) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/policy-revisions/{r1}"),
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{revision}");
     assert!(revision["sources"]
         .as_array()
         .unwrap()
         .iter()
         .any(|s| s["path"] == "managed/kb-search.rego" && s["rego"] == KB_ALLOW));
-    let (code, _) = call(&server, Method::GET, &format!("/v1/policy-revisions/{}", "0".repeat(64)), None).await;
+    let (code, _) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/policy-revisions/{}", "0".repeat(64)),
+        None,
+    )
+    .await;
     assert_eq!(code, 404);
 
     // A second policy with the same package, and a duplicate name, are refused.
@@ -162,7 +207,13 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
     )
     .await;
     assert_eq!(code, 422, "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("also declared"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("also declared"),
+        "{err}"
+    );
     let (code, _) = call(
         &server,
         Method::POST,
@@ -194,7 +245,13 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
     )
     .await;
     assert_eq!(code, 409);
-    let (_, versions) = call(&server, Method::GET, &format!("/v1/policies/{id}/versions"), None).await;
+    let (_, versions) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/policies/{id}/versions"),
+        None,
+    )
+    .await;
     assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
     let (_, list) = call(&server, Method::GET, "/v1/policies", None).await;
     assert_eq!(list["policies"][0]["status"], "disabled");
@@ -208,9 +265,17 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
         .collect();
     assert_eq!(
         kinds,
-        ["policy.created", "policy.updated", "policy.rolled_back", "policy.disabled"]
+        [
+            "policy.created",
+            "policy.updated",
+            "policy.rolled_back",
+            "policy.disabled"
+        ]
     );
-    let created_event = events.iter().find(|e| e["type"] == "policy.created").unwrap();
+    let created_event = events
+        .iter()
+        .find(|e| e["type"] == "policy.created")
+        .unwrap();
     assert_eq!(created_event["data"]["author"], "admin");
     assert_eq!(created_event["data"]["version"], 1);
     assert_eq!(
@@ -218,11 +283,19 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
         hex_sha256(KB_ALLOW)
     );
     assert_eq!(created_event["data"]["revision"], r1.as_str());
-    let rolled_event = events.iter().find(|e| e["type"] == "policy.rolled_back").unwrap();
+    let rolled_event = events
+        .iter()
+        .find(|e| e["type"] == "policy.rolled_back")
+        .unwrap();
     assert_eq!(rolled_event["data"]["from_version"], 2);
     // Each decision names the revision it was made under.
-    let decided: Vec<&Value> = events.iter().filter(|e| e["type"] == "action.decided").collect();
-    assert!(decided.iter().any(|e| e["data"]["policy_revision"] == r1.as_str()));
+    let decided: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "action.decided")
+        .collect();
+    assert!(decided
+        .iter()
+        .any(|e| e["data"]["policy_revision"] == r1.as_str()));
     server.stop().await;
 }
 
@@ -244,7 +317,13 @@ async fn data_documents_and_policy_packs_decide_with_their_parameters() {
 
     // A managed policy reading a data document.
     let limits = "package aaf.policies.limits\nimport rego.v1\n\ndecision := {\"action\": \"deny\", \"reason\": \"over the limit\"} if input.action.params.body.amount > data.limits.max_amount\n";
-    let (code, _) = call(&server, Method::PUT, "/v1/data/limits", Some(json!({"max_amount": 100}))).await;
+    let (code, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/data/limits",
+        Some(json!({"max_amount": 100})),
+    )
+    .await;
     assert_eq!(code, 200);
     let (code, body) = call(
         &server,
@@ -256,7 +335,13 @@ async fn data_documents_and_policy_packs_decide_with_their_parameters() {
     assert_eq!(code, 201, "{body}");
     let (_, d) = dry(charge(150)).await;
     assert_eq!(d["decision"], "deny", "{d}");
-    let (code, doc) = call(&server, Method::PUT, "/v1/data/limits", Some(json!({"max_amount": 1000}))).await;
+    let (code, doc) = call(
+        &server,
+        Method::PUT,
+        "/v1/data/limits",
+        Some(json!({"max_amount": 1000})),
+    )
+    .await;
     assert_eq!(code, 200, "{doc}");
     assert_eq!(doc["version"], 2);
     let (_, d) = dry(charge(150)).await;
@@ -265,25 +350,58 @@ async fn data_documents_and_policy_packs_decide_with_their_parameters() {
     let (code, doc) = call(&server, Method::GET, "/v1/data/limits", None).await;
     assert_eq!((code, &doc["value"]), (200, &json!({"max_amount": 1000})));
     for (path, why) in [("a-b", "identifier"), ("limits/inner", "overlaps")] {
-        let (code, err) = call(&server, Method::PUT, &format!("/v1/data/{path}"), Some(json!(1))).await;
+        let (code, err) = call(
+            &server,
+            Method::PUT,
+            &format!("/v1/data/{path}"),
+            Some(json!(1)),
+        )
+        .await;
         assert_eq!(code, 400, "{path}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(why), "{err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(why),
+            "{err}"
+        );
     }
 
     // Packs: listed, none enabled.
     let (code, packs) = call(&server, Method::GET, "/v1/policy-packs", None).await;
     assert_eq!(code, 200);
-    let names: Vec<&str> = packs["packs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = packs["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["security", "compliance", "financial"]);
-    assert!(packs["packs"].as_array().unwrap().iter().all(|p| p["enabled"] == false));
+    assert!(packs["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["enabled"] == false));
 
     // The financial pack with its defaults: above 10000 cents needs approval.
-    let (code, pack) = call(&server, Method::POST, "/v1/policy-packs/financial/enable", None).await;
+    let (code, pack) = call(
+        &server,
+        Method::POST,
+        "/v1/policy-packs/financial/enable",
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{pack}");
     assert_eq!(pack["enabled"], true);
     let (_, d) = dry(charge(50_000)).await;
-    assert_eq!(d["decision"], "deny", "the limits policy still denies above 1000: {d}");
-    let (code, _) = call(&server, Method::PUT, "/v1/data/limits", Some(json!({"max_amount": 10_000_000}))).await;
+    assert_eq!(
+        d["decision"], "deny",
+        "the limits policy still denies above 1000: {d}"
+    );
+    let (code, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/data/limits",
+        Some(json!({"max_amount": 10_000_000})),
+    )
+    .await;
     assert_eq!(code, 200);
     let (_, d) = dry(charge(50_000)).await;
     assert_eq!(d["decision"], "require_approval", "{d}");
@@ -320,15 +438,33 @@ async fn data_documents_and_policy_packs_decide_with_their_parameters() {
         .any(|l| l["file"] == "packs/financial.rego"));
 
     // Disabled: back to the limits policy alone.
-    let (code, pack) = call(&server, Method::POST, "/v1/policy-packs/financial/disable", None).await;
+    let (code, pack) = call(
+        &server,
+        Method::POST,
+        "/v1/policy-packs/financial/disable",
+        None,
+    )
+    .await;
     assert_eq!((code, &pack["enabled"]), (200, &json!(false)));
     let (_, d) = dry(charge(500)).await;
     assert_eq!(d["decision"], "allow", "{d}");
-    let (code, _) = call(&server, Method::POST, "/v1/policy-packs/nosuch/enable", None).await;
+    let (code, _) = call(
+        &server,
+        Method::POST,
+        "/v1/policy-packs/nosuch/enable",
+        None,
+    )
+    .await;
     assert_eq!(code, 404);
 
     // The security pack denies every HTTP call until hosts are allowlisted.
-    let (code, _) = call(&server, Method::POST, "/v1/policy-packs/security/enable", None).await;
+    let (code, _) = call(
+        &server,
+        Method::POST,
+        "/v1/policy-packs/security/enable",
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
     let get = json!({"tool": "http_proxy", "operation": "GET", "params": {"url": "https://api.github.com/repos"}});
     let (_, d) = dry(get.clone()).await;
@@ -386,18 +522,34 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     assert_eq!(created["mode"], "shadow");
     let id = created["id"].as_str().unwrap().to_string();
 
-    let (code, exported) = server.act(&key, json!({"tool": "export", "operation": "run"})).await;
-    assert_eq!(code, 200, "shadow mode never changes the outcome: {exported}");
+    let (code, exported) = server
+        .act(&key, json!({"tool": "export", "operation": "run"}))
+        .await;
+    assert_eq!(
+        code, 200,
+        "shadow mode never changes the outcome: {exported}"
+    );
     assert_eq!(exported["shadow"][0]["decision"], "deny");
     assert_eq!(exported["shadow"][0]["differs"], true);
     assert_eq!(exported["shadow"][0]["policy"], "strict");
-    let (code, other) = server.act(&key, json!({"tool": "search", "operation": "run"})).await;
+    let (code, other) = server
+        .act(&key, json!({"tool": "search", "operation": "run"}))
+        .await;
     assert_eq!(code, 200);
     assert_eq!(other["shadow"][0]["differs"], false);
 
-    let (code, report) = call(&server, Method::GET, &format!("/v1/policies/{id}/shadow-report"), None).await;
+    let (code, report) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/policies/{id}/shadow-report"),
+        None,
+    )
+    .await;
     assert_eq!(code, 200, "{report}");
-    assert_eq!((report["total"].as_u64(), report["differing"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (report["total"].as_u64(), report["differing"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(report["samples"][0]["action_id"], exported["id"]);
     assert_eq!(report["samples"][0]["shadow"], "deny");
     assert_eq!(report["samples"][0]["enforced"], "allow");
@@ -418,7 +570,9 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     )
     .await;
     assert_eq!((code, promoted["version"].as_i64()), (200, Some(2)));
-    let (code, body) = server.act(&key, json!({"tool": "export", "operation": "run"})).await;
+    let (code, body) = server
+        .act(&key, json!({"tool": "export", "operation": "run"}))
+        .await;
     assert_eq!(code, 403, "{body}");
     assert!(body.get("shadow").is_none());
     server.stop().await;
@@ -429,7 +583,9 @@ async fn dry_runs_explain_and_the_playground_stores_nothing() {
     let dir = policy_dir(&[("kb.rego", KB_ALLOW)]);
     let server = TestServer::start(dir.path(), |_| {}).await;
     let (_, key) = server.create_agent("explorer").await;
-    let (code, d) = server.post_json("/v1/actions/dry-run", &key, search()).await;
+    let (code, d) = server
+        .post_json("/v1/actions/dry-run", &key, search())
+        .await;
     assert_eq!(code, 200, "{d}");
     let kb = &d["explanation"][0];
     assert_eq!(kb["policy"], "aaf.policies.kb");
@@ -437,7 +593,9 @@ async fn dry_runs_explain_and_the_playground_stores_nothing() {
     assert!(kb["eval_time_us"].as_u64().is_some());
     let lines = kb["covered_lines"].as_array().unwrap();
     assert!(
-        lines.iter().any(|l| l["line"] == 5 && l["text"] == "input.action.tool == \"knowledge_base\""),
+        lines
+            .iter()
+            .any(|l| l["line"] == 5 && l["text"] == "input.action.tool == \"knowledge_base\""),
         "{lines:?}"
     );
 
@@ -460,7 +618,11 @@ async fn dry_runs_explain_and_the_playground_stores_nothing() {
         Some(json!({"rego": "package play\nimport rego.v1\ndecision := \"deny\" if input.action.params.q == \"x\"\n", "input": {"action": {"tool": "knowledge_base", "operation": "search", "params": {"q": "y"}}}, "with_org_policies": true})),
     )
     .await;
-    assert_eq!((code, result["decision"].as_str()), (200, Some("allow")), "{result}");
+    assert_eq!(
+        (code, result["decision"].as_str()),
+        (200, Some("allow")),
+        "{result}"
+    );
     // Invalid Rego: 422 with its position.
     let (code, err) = call(
         &server,
@@ -471,7 +633,11 @@ async fn dry_runs_explain_and_the_playground_stores_nothing() {
     .await;
     assert_eq!(code, 422, "{err}");
     assert_eq!(err["error"]["problems"][0]["file"], "playground.rego");
-    assert_eq!(server.audit(None).await.len(), before, "the playground stores nothing");
+    assert_eq!(
+        server.audit(None).await.len(),
+        before,
+        "the playground stores nothing"
+    );
     let (_, list) = call(&server, Method::GET, "/v1/policies", None).await;
     assert_eq!(list["policies"], json!([]));
     server.stop().await;
@@ -493,7 +659,10 @@ async fn concurrent_changes_never_lose_a_version() {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let rego = format!("{KB_ALLOW}# edit {i}\n");
-        let (client, url) = (server.client.clone(), server.url(&format!("/v1/policies/{id}")));
+        let (client, url) = (
+            server.client.clone(),
+            server.url(&format!("/v1/policies/{id}")),
+        );
         tasks.push(tokio::spawn(async move {
             let r = client
                 .put(url)
@@ -512,7 +681,13 @@ async fn concurrent_changes_never_lose_a_version() {
         ok += usize::from(code == 200);
     }
     assert!(ok >= 1);
-    let (_, versions) = call(&server, Method::GET, &format!("/v1/policies/{id}/versions"), None).await;
+    let (_, versions) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/policies/{id}/versions"),
+        None,
+    )
+    .await;
     let versions = versions["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 1 + ok, "one version per successful change");
     let (_, policy) = call(&server, Method::GET, &format!("/v1/policies/{id}"), None).await;
@@ -541,7 +716,11 @@ async fn the_policy_directory_is_reloaded_on_change_and_a_broken_file_keeps_the_
     assert_eq!(code, 200);
 
     // A broken file: logged, the set in force stays.
-    std::fs::write(dir.path().join("broken.rego"), "package broken\ndecision := {\n").unwrap();
+    std::fs::write(
+        dir.path().join("broken.rego"),
+        "package broken\ndecision := {\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (code, _) = server.act(&key, search()).await;
     assert_eq!(code, 200, "a broken file must not replace the set in force");

@@ -135,9 +135,11 @@ fn success_status(p: &Permission) -> u16 {
         | ("POST", "/v1/agents")
         | ("POST", "/v1/agents/{id}/keys")
         | ("POST", "/v1/agents/{id}/keys/rotate")
-        | ("POST", "/v1/webhooks") => 201,
+        | ("POST", "/v1/webhooks")
+        | ("POST", "/v1/policies") => 201,
         ("DELETE", "/v1/users/{id}" | "/v1/webhooks/{id}") => 204,
-        ("GET" | "PATCH" | "POST", _) => 200,
+        ("DELETE", "/v1/policies/{id}") => 200,
+        ("GET" | "PATCH" | "POST" | "PUT", _) => 200,
         other => panic!("no expected success status for {other:?}: extend the matrix test"),
     }
 }
@@ -160,6 +162,13 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         ("POST", "/v1/actions/{id}/result") => Some(json!({"status": "succeeded"})),
         ("PATCH", "/v1/settings") => Some(json!({"four_eyes": true})),
         ("POST", "/v1/webhooks") => Some(webhook_body()),
+        ("POST", "/v1/policies") => Some(policy_body()),
+        ("PUT", "/v1/policies/{id}") => Some(json!({"mode": "shadow"})),
+        ("POST", "/v1/policies/{id}/rollback") => Some(json!({"version": 1})),
+        ("PUT", "/v1/data/{path}") => Some(json!({"matrix": true})),
+        ("POST", "/v1/playground") => Some(
+            json!({"rego": "package play\nimport rego.v1\ndecision := \"allow\"\n", "input": {}}),
+        ),
         _ => None,
     };
     let path = match (p.method, p.path) {
@@ -190,6 +199,33 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             assert_eq!(status, 201, "{body}");
             p.path.replace("{id}", body["id"].as_str().unwrap())
         }
+        (_, path) if path.starts_with("/v1/policies/{id}") => {
+            let (status, body) = server
+                .post_json("/v1/policies", &target.admin, policy_body())
+                .await;
+            assert_eq!(status, 201, "{body}");
+            path.replace("{id}", body["id"].as_str().unwrap())
+        }
+        (_, "/v1/data/{path}") => {
+            // A document of the target only (the path names its organisation).
+            let path = format!("/v1/data/matrixdata/m_{}", target.agent_id.replace('-', ""));
+            let (status, body) =
+                send(server, "PUT", &path, Some(&target.admin), Some(json!(1))).await;
+            assert_eq!(status, 200, "{body}");
+            path
+        }
+        (_, "/v1/policy-packs/{name}/enable" | "/v1/policy-packs/{name}/disable") => {
+            p.path.replace("{name}", "compliance")
+        }
+        (_, "/v1/policy-revisions/{revision}") => {
+            // A revision of the target only (its new policy has a package of its own).
+            let (status, body) = server
+                .post_json("/v1/policies", &target.admin, policy_body())
+                .await;
+            assert_eq!(status, 201, "{body}");
+            p.path
+                .replace("{revision}", body["revision"].as_str().unwrap())
+        }
         ("POST", "/v1/actions/{id}/result") => {
             let id = pending_action(server, target).await;
             let (status, body) = server
@@ -213,6 +249,12 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
     };
     let _ = &target.key_id;
     (path, body)
+}
+
+/// A managed policy with a package and name of its own, that decides nothing.
+fn policy_body() -> Value {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    json!({"name": format!("matrix-{id}"), "rego": format!("package matrix.p_{id}\nimport rego.v1\n\nunused := true\n")})
 }
 
 /// A webhook for an event the matrix never causes (nothing is delivered).
@@ -277,7 +319,11 @@ async fn permission_matrix_every_endpoint_role_and_organisation() {
     let mut checked = 0;
     let mut failures = Vec::new();
     for p in PERMISSIONS {
-        let has_object = p.path.contains('{');
+        // Pack names are the same in every organisation, and PUT /v1/data creates the
+        // document in the caller's organisation: no object of another organisation there.
+        let has_object = p.path.contains('{')
+            && !p.path.starts_with("/v1/policy-packs/")
+            && !(p.method == "PUT" && p.path == "/v1/data/{path}");
         for caller in callers {
             for target in [&own, &other] {
                 let foreign = std::ptr::eq(target, &other);
