@@ -9,7 +9,12 @@ use crate::common::{
 };
 
 /// The tables every migrated database has.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 18] = [
+    "policy_objects",
+    "policy_object_versions",
+    "policy_state",
+    "policy_revisions",
+    "shadow_results",
     "webhooks",
     "webhook_deliveries",
     "actions",

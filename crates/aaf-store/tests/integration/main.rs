@@ -12,6 +12,7 @@ mod common;
 mod approvals;
 mod identity;
 mod lifecycle;
+mod policies;
 mod postgres_rls;
 mod python_verifier;
 mod tamper;

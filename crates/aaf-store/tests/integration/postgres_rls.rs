@@ -17,7 +17,11 @@ use crate::common::{
 };
 
 /// Every tenant table with its organisation column.
-const TENANT_TABLES: [(&str, &str); 13] = [
+const TENANT_TABLES: [(&str, &str); 17] = [
+    ("policy_objects", "org_id"),
+    ("policy_object_versions", "org_id"),
+    ("policy_revisions", "org_id"),
+    ("shadow_results", "org_id"),
     ("webhooks", "org_id"),
     ("webhook_deliveries", "org_id"),
     ("approval_votes", "org_id"),
@@ -109,6 +113,10 @@ async fn populate(store: &Store, org: &Org, agent: &Agent, tag: &str) {
         ..WriteUnit::default()
     };
     store.commit(&[hooks]).await.unwrap();
+    store
+        .commit(&[crate::policies::policy_rows(&org.id, tag)])
+        .await
+        .unwrap();
 }
 
 /// `SELECT <column> FROM <table>`: no WHERE clause, as a query that forgot its filter.
