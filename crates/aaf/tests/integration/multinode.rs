@@ -517,3 +517,94 @@ async fn a_node_killed_while_running_an_approved_action_never_runs_it_twice() {
     assert!(sigterm(&mut b.child).success());
     verify_offline(&db);
 }
+
+/// Waits until `node` answers `search()` with `status`; returns how long it took (at most
+/// 3 s, else the test fails).
+async fn until_status(
+    client: &reqwest::Client,
+    node: &str,
+    key: &str,
+    status: u16,
+) -> (Duration, Value) {
+    let started = Instant::now();
+    loop {
+        let (got, body) = act(client, node, key).await.unwrap();
+        if got == status {
+            return (started.elapsed(), body);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{node} still answers {got}, not {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_policy_change_through_one_node_is_enforced_by_the_other_at_once() {
+    let Some(db) = pg_db("a_policy_change_through_one_node_is_enforced_by_the_other_at_once").await
+    else {
+        return;
+    };
+    let policies = policy_dir(&[]);
+    // B polls for changes only once a minute: within a second, only the NOTIFY can tell it.
+    let mut a = start_node(&db, policies.path());
+    let mut b = start_node_with(
+        &db,
+        policies.path(),
+        &[("AAF_POLICY_ENGINE__REFRESH_INTERVAL_MS", "60000")],
+    );
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/v1/agents", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "kb"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["api_key"].as_str().unwrap().to_string();
+    assert_eq!(
+        act(&client, &b.base, &key).await.unwrap().0,
+        403,
+        "no policy yet"
+    );
+
+    let kb = "package aaf.policies.kb\nimport rego.v1\ndecision := \"allow\" if input.action.tool == \"knowledge_base\"\n";
+    let r = client
+        .post(format!("{}/v1/policies", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "kb", "rego": kb}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let policy: Value = r.json().await.unwrap();
+    let (took, body) = until_status(&client, &b.base, &key, 200).await;
+    eprintln!("a policy created through node A enforced by node B after {took:?}");
+    assert!(took <= Duration::from_millis(1000), "{took:?}");
+    assert_eq!(body["policy_revision"], policy["revision"]);
+    assert_eq!(body["matched_policies"], json!(["kb"]));
+
+    // Disabled through A: B denies again.
+    let r = client
+        .delete(format!(
+            "{}/v1/policies/{}",
+            a.base,
+            policy["id"].as_str().unwrap()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (took, _) = until_status(&client, &b.base, &key, 403).await;
+    assert!(took <= Duration::from_millis(1000), "{took:?}");
+
+    assert!(sigterm(&mut a.child).success());
+    assert!(sigterm(&mut b.child).success());
+    let report = verify_offline(&db);
+    assert!(report.contains("audit verification passed"), "{report}");
+}
