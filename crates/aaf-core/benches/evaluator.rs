@@ -1,5 +1,9 @@
 //! Policy evaluator benchmark: one full decision (input conversion, every policy of the set,
-//! combination) over the example policies of the product documents.
+//! combination) over the example policies of the product documents (`evaluate/*`, decision
+//! cache off), and over sets of 1, 10 and 100 policies (the starter, the three built-in
+//! packs and generated policies of realistic shape), with the decision cache off, on with a
+//! repeated input (every decision a hit), and on with a new input every time (every
+//! decision a miss: the cost of the key and the insertion).
 //!
 //! Run: `cargo bench -p aaf-core --bench evaluator`. Numbers: `docs/performance.md`.
 
@@ -32,7 +36,72 @@ fn load(rel: &str) -> PolicySet {
             });
         }
     }
-    PolicySet::load(sources, EvaluatorOptions::default()).unwrap()
+    PolicySet::load(sources, no_cache()).unwrap()
+}
+
+fn no_cache() -> EvaluatorOptions {
+    EvaluatorOptions {
+        decision_cache_entries: 0,
+        ..EvaluatorOptions::default()
+    }
+}
+
+/// A generated policy of realistic shape: a host blocklist, a spending threshold per team,
+/// a read-only tool allowance.
+fn generated(i: usize) -> PolicySource {
+    PolicySource {
+        path: format!("generated/p{i}.rego"),
+        rego: format!(
+            r#"package aaf.generated.p{i}
+import rego.v1
+
+blocked_hosts := {{"blocked{i}.example.com", "evil{i}.example.org", "exfil{i}.example.net"}}
+
+decision := {{"action": "deny", "reason": "host on blocklist {i}"}} if {{
+	input.action.tool in {{"http_proxy", "http"}}
+	some host in blocked_hosts
+	contains(lower(input.action.params.url), host)
+}}
+
+decision := {{"action": "require_approval", "risk_level": "medium", "reason": "team {i} spend over its threshold"}} if {{
+	input.action.context.team == "team-{i}"
+	input.action.params.body.amount > {threshold}
+}}
+
+decision := "allow" if {{
+	input.action.tool == "tool_{i}"
+	input.action.operation in {{"read", "list"}}
+}}
+"#,
+            threshold = 1000 + 10 * i
+        ),
+    }
+}
+
+/// `n` policies: the starter, then the three packs, then generated ones.
+fn policy_set(n: usize, options: EvaluatorOptions) -> PolicySet {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let mut sources = Vec::new();
+    for file in [
+        "starter.rego",
+        "packs/security.rego",
+        "packs/compliance.rego",
+        "packs/financial.rego",
+    ]
+    .into_iter()
+    .take(n)
+    {
+        sources.push(PolicySource {
+            path: file.to_string(),
+            rego: std::fs::read_to_string(root.join(file)).unwrap(),
+        });
+    }
+    for i in sources.len()..n {
+        sources.push(generated(i));
+    }
+    let set = PolicySet::load(sources, options).unwrap();
+    assert_eq!(set.policies().len(), n);
+    set
 }
 
 fn input(action: Value) -> Value {
@@ -92,6 +161,34 @@ fn bench(c: &mut Criterion) {
         let _ = set.evaluate(&input);
         group.bench_function(name, |b| {
             b.iter(|| set.evaluate(std::hint::black_box(&input)))
+        });
+    }
+    group.finish();
+
+    let charge = input(
+        json!({"tool": "http_proxy", "operation": "POST", "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000, "currency": "usd"}}, "context": {"user_id": "user-456", "team": "team-7"}}),
+    );
+    let mut group = c.benchmark_group("policy_sets");
+    for n in [1, 10, 100] {
+        let off = policy_set(n, no_cache());
+        let _ = off.evaluate(&charge);
+        group.bench_function(format!("{n}_policies/cache_off"), |b| {
+            b.iter(|| off.evaluate(std::hint::black_box(&charge)))
+        });
+        let on = policy_set(n, EvaluatorOptions::default());
+        assert!(on.cache_stats().enabled, "{:?}", on.cache_stats());
+        let _ = on.evaluate(&charge);
+        group.bench_function(format!("{n}_policies/cache_hit"), |b| {
+            b.iter(|| on.evaluate(std::hint::black_box(&charge)))
+        });
+        let mut amount = 0u64;
+        group.bench_function(format!("{n}_policies/cache_miss"), |b| {
+            b.iter(|| {
+                amount += 1;
+                let mut fresh = charge.clone();
+                fresh["action"]["params"]["body"]["amount"] = json!(amount);
+                on.evaluate(std::hint::black_box(&fresh))
+            })
         });
     }
     group.finish();

@@ -5,6 +5,7 @@
 //! handlers only scope every lookup to the caller's organisation, so another organisation's
 //! id answers 404.
 
+use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 
 use aaf_core::identity::Role;
@@ -819,6 +820,16 @@ pub struct Stats {
     pub actions_by_decision: BTreeMap<String, u64>,
     /// Actions by status.
     pub actions_by_status: BTreeMap<String, u64>,
+    /// The revision of the organisation's policy set on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_revision: Option<String>,
+    /// This node's decision cache of that set: `{enabled, disabled_reason?, hits, misses,
+    /// bypassed, hit_ratio, entries}`; with `shared: true` when the set is the policy
+    /// directory's, shared by every organisation without managed policies, packs or data
+    /// (the counters are then theirs together).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub policy_cache: Option<Value>,
 }
 
 /// Basic statistics of the caller's organisation.
@@ -834,10 +845,20 @@ pub async fn stats(
     UserAuth(user): UserAuth,
 ) -> Result<Json<Stats>, ApiError> {
     let s = state.store.org_stats(&user.org.id).await?;
+    let policies = crate::policies::for_org(&state, &user.org.id).await.ok();
+    let policy_cache = policies.as_ref().map(|p| {
+        let mut cache = serde_json::to_value(p.set.cache_stats()).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut cache {
+            map.insert("shared".into(), Value::from(p.generation == 0));
+        }
+        cache
+    });
     Ok(Json(Stats {
         agents: s.agents,
         users: s.users,
         actions_by_decision: s.actions_by_decision,
         actions_by_status: s.actions_by_status,
+        policy_revision: policies.map(|p| p.set.revision().to_string()),
+        policy_cache,
     }))
 }

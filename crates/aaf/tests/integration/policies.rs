@@ -288,6 +288,12 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
         .find(|e| e["type"] == "policy.rolled_back")
         .unwrap();
     assert_eq!(rolled_event["data"]["from_version"], 2);
+    // The organisation's own set and its decision cache.
+    let (code, stats) = server.get_json("/v1/stats", ADMIN_TOKEN).await;
+    assert_eq!(code, 200);
+    let cache = &stats["policy_cache"];
+    assert_eq!((cache["enabled"].as_bool(), cache["shared"].as_bool()), (Some(true), Some(false)), "{stats}");
+    assert!(stats["policy_revision"].is_string());
     // Each decision names the revision it was made under.
     let decided: Vec<&Value> = events
         .iter()
@@ -724,6 +730,11 @@ async fn the_policy_directory_is_reloaded_on_change_and_a_broken_file_keeps_the_
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (code, _) = server.act(&key, search()).await;
     assert_eq!(code, 200, "a broken file must not replace the set in force");
+    // Decisions of the same input come from the cache.
+    let (_, stats) = server.get_json("/v1/stats", ADMIN_TOKEN).await;
+    let cache = &stats["policy_cache"];
+    assert_eq!(cache["shared"], true, "{stats}");
+    assert!(cache["hits"].as_u64().unwrap() >= 1, "{stats}");
 
     // Fixed, and the policy changed: reloaded.
     std::fs::remove_file(dir.path().join("broken.rego")).unwrap();
