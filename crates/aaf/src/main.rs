@@ -87,8 +87,13 @@ enum PolicyCommand {
     /// Evaluate policies against an input file, like POST /v1/actions/dry-run.
     Eval {
         /// The policy directory.
+        #[arg(long, required_unless_present = "revision", conflicts_with = "revision")]
+        policies: Option<PathBuf>,
+        /// Instead of a directory: a policy set revision as `GET /v1/policy-revisions/{revision}`
+        /// returns it (`{"revision", "sources", "data"}`), to replay a past decision under
+        /// exactly the policies that made it. Its hash is checked.
         #[arg(long)]
-        policies: PathBuf,
+        revision: Option<PathBuf>,
         /// A JSON file: an action body ({"tool", "operation", "params", "context"}), or a
         /// complete policy input document (one with an "action" key).
         #[arg(long)]
@@ -259,9 +264,10 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::Check { dir }) => policy_check(&dir),
             Command::Policy(PolicyCommand::Eval {
                 policies,
+                revision,
                 input,
                 timeout_ms,
-            }) => policy_eval(&policies, &input, timeout_ms),
+            }) => policy_eval(policies.as_deref(), revision.as_deref(), &input, timeout_ms),
             Command::Policy(PolicyCommand::Test {
                 dirs,
                 run,
@@ -450,17 +456,95 @@ fn policy_test(
     })
 }
 
-fn policy_eval(dir: &Path, input_file: &Path, timeout_ms: u64) -> anyhow::Result<ExitCode> {
-    let (set, origin) = load_policies(
-        dir,
-        EvaluatorOptions {
-            eval_timeout: std::time::Duration::from_millis(timeout_ms),
-            ..EvaluatorOptions::default()
-        },
-    )?;
-    if let PolicyOrigin::BundledStarter(_) = origin {
-        anyhow::bail!("{} does not exist", dir.display());
+/// Loads a revision as `GET /v1/policy-revisions/{revision}` returns it and checks that its
+/// sources and data hash to the revision it names.
+fn load_revision_file(
+    file: &Path,
+    options: EvaluatorOptions,
+) -> anyhow::Result<aaf_core::policy::PolicySet> {
+    #[derive(serde::Deserialize)]
+    struct Source {
+        path: String,
+        rego: String,
     }
+    #[derive(serde::Deserialize)]
+    struct Revision {
+        revision: String,
+        sources: Vec<Source>,
+        #[serde(default)]
+        data: Value,
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let rev: Revision = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a policy revision ({{\"revision\", \"sources\", \"data\"}}): {e}",
+            file.display()
+        )
+    })?;
+    let mut labels = std::collections::BTreeMap::new();
+    for s in &rev.sources {
+        let name = s.path.strip_suffix(".rego");
+        if let Some(name) = name.and_then(|n| n.strip_prefix("managed/")) {
+            labels.insert(s.path.clone(), name.to_string());
+        } else if let Some(name) = name.and_then(|n| n.strip_prefix("packs/")) {
+            labels.insert(s.path.clone(), format!("pack:{name}"));
+        }
+    }
+    let bundle = aaf_core::policy::PolicyBundle {
+        sources: rev
+            .sources
+            .into_iter()
+            .map(|s| aaf_core::policy::PolicySource {
+                path: s.path,
+                rego: s.rego,
+            })
+            .collect(),
+        data: rev.data,
+        labels,
+    };
+    let set = aaf_core::policy::PolicySet::load_bundle(bundle, options).map_err(|errors| {
+        anyhow::anyhow!(
+            "the revision does not load:\n{}",
+            errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    if set.revision() != rev.revision {
+        anyhow::bail!(
+            "{}: its sources and data hash to {}, not to the revision it names ({}); it was changed",
+            file.display(),
+            set.revision(),
+            rev.revision
+        );
+    }
+    Ok(set)
+}
+
+fn policy_eval(
+    dir: Option<&Path>,
+    revision: Option<&Path>,
+    input_file: &Path,
+    timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let options = EvaluatorOptions {
+        eval_timeout: std::time::Duration::from_millis(timeout_ms),
+        decision_cache_entries: 0,
+    };
+    let set = match (dir, revision) {
+        (Some(dir), _) => {
+            let (set, origin) = load_policies(dir, options)?;
+            if let PolicyOrigin::BundledStarter(_) = origin {
+                anyhow::bail!("{} does not exist", dir.display());
+            }
+            set
+        }
+        (None, Some(file)) => load_revision_file(file, options)?,
+        (None, None) => anyhow::bail!("give --policies DIR or --revision FILE"),
+    };
     let text = std::fs::read_to_string(input_file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", input_file.display()))?;
     let value: Value = serde_json::from_str(&text)
