@@ -100,17 +100,18 @@ config_errors contains "required_context must not contain empty field names" if 
 # The action
 # ---------------------------------------------------------------------------------------
 
-act := a if {
-	a := input.action
-	is_object(a)
+# The action's fields, each read on its own (the pack never binds the whole input or
+# input.action, so that AAF's decision cache stays on for sets that include it).
+tool := t if {
+	t := input.action.tool
+} else := null
+
+params := p if {
+	p := input.action.params
 } else := {}
 
-tool := object.get(act, "tool", null)
-
-params := object.get(act, "params", {})
-
 context := c if {
-	c := act.context
+	c := input.action.context
 	is_object(c)
 } else := {}
 

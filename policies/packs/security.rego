@@ -141,17 +141,18 @@ valid_port_list(v) if {
 # The action
 # ---------------------------------------------------------------------------------------
 
-act := a if {
-	a := input.action
-	is_object(a)
-} else := {}
+# The action's fields, each read on its own (the pack never binds the whole input or
+# input.action, so that AAF's decision cache stays on for sets that include it).
+tool := t if {
+	t := input.action.tool
+} else := null
 
-tool := object.get(act, "tool", null)
-
-operation := object.get(act, "operation", null)
+operation := o if {
+	o := input.action.operation
+} else := null
 
 params := p if {
-	p := act.params
+	p := input.action.params
 	is_object(p)
 } else := {}
 

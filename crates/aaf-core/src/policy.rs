@@ -835,13 +835,14 @@ fn covered_lines(engine: &Engine) -> Vec<CoveredLine> {
 }
 
 /// Why decisions of a module may depend on more than the cache key (the input without its
-/// per-request fields, under one revision): `None` when nothing in its text suggests so.
+/// per-request fields, under one revision): `None` when nothing in its code suggests so.
 ///
-/// A lexical, conservative check over the whole text (comments and strings included, so a
-/// mention anywhere disables the cache): time, random, UUID, network and runtime built-ins;
-/// the per-request input fields `metadata` and `action.id`; and any use of `input` or
-/// `input.action` as a whole (bound to a variable, iterated, passed to a function), which
-/// could reach those fields indirectly.
+/// A lexical, conservative check over the module's code (comments excluded; string
+/// literals included, so a mention in a string also counts): time, random, UUID, network and
+/// runtime built-ins; the per-request input fields `metadata` and `action.id`; an import of
+/// `input`; and any use of `input` or `input.action` as a whole value (bound to a variable,
+/// iterated, indexed with `[...]`, passed to a function), through which those fields could
+/// be reached indirectly.
 fn volatile_reason(path: &str, rego: &str) -> Option<String> {
     static PATTERNS: std::sync::OnceLock<Vec<(regex::Regex, &'static str)>> =
         std::sync::OnceLock::new();
@@ -859,21 +860,93 @@ fn volatile_reason(path: &str, rego: &str) -> Option<String> {
                 r#"\baction\s*(?:\.\s*id\b|\[\s*"id"\s*\])"#,
                 "the per-request input.action.id",
             ),
-            (
-                r"\binput\s*(?:\.\s*action\s*)?(?:[^.\s\w]|$|\n)",
-                "the whole input or input.action used as a value",
-            ),
         ]
         .into_iter()
         .filter_map(|(p, why)| regex::Regex::new(p).ok().map(|r| (r, why)))
         .collect()
     });
-    patterns.iter().find_map(|(re, why)| {
-        re.find(rego).map(|m| {
-            let line = rego[..m.start()].matches('\n').count() + 1;
-            format!("{path}:{line} uses {why}")
-        })
+    let code = without_comments(rego);
+    let found = patterns
+        .iter()
+        .filter_map(|(re, why)| re.find(&code).map(|m| (m.start(), *why)))
+        .chain(whole_input_use(&code).map(|at| (at, "the whole input or input.action as a value")))
+        .min_by_key(|(at, _)| *at);
+    found.map(|(at, why)| {
+        let line = code[..at].matches('\n').count() + 1;
+        format!("{path}:{line} uses {why}")
     })
+}
+
+/// The module's text with every comment (`#` to the end of the line, outside string
+/// literals) replaced by spaces, so that offsets and line numbers are unchanged.
+fn without_comments(rego: &str) -> String {
+    let mut out = String::with_capacity(rego.len());
+    let mut chars = rego.chars().peekable();
+    let (mut in_string, mut in_raw, mut in_comment) = (false, false, false);
+    while let Some(c) = chars.next() {
+        if in_comment {
+            if c == '\n' {
+                in_comment = false;
+                out.push(c);
+            } else {
+                out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+            }
+            continue;
+        }
+        out.push(c);
+        if in_string {
+            match c {
+                '\\' => {
+                    if let Some(next) = chars.next() {
+                        out.push(next);
+                    }
+                }
+                '"' | '\n' => in_string = false,
+                _ => {}
+            }
+        } else if in_raw {
+            if c == '`' {
+                in_raw = false;
+            }
+        } else {
+            match c {
+                '"' => in_string = true,
+                '`' => in_raw = true,
+                '#' => {
+                    out.pop();
+                    out.push(' ');
+                    in_comment = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The offset of the first use of `input` or `input.action` as a whole value: anything but
+/// a field access (`input.x`, `input.action.x`) right after it.
+fn whole_input_use(code: &str) -> Option<usize> {
+    static INPUT: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = INPUT
+        .get_or_init(|| regex::Regex::new(r"\binput\b").ok())
+        .as_ref()?;
+    let ident = |s: &str| -> usize {
+        s.find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(s.len())
+    };
+    for m in re.find_iter(code) {
+        let rest = code[m.end()..].trim_start();
+        let Some(field) = rest.strip_prefix('.') else {
+            return Some(m.start());
+        };
+        let field = field.trim_start();
+        let name_len = ident(field);
+        if &field[..name_len] == "action" && !field[name_len..].trim_start().starts_with('.') {
+            return Some(m.start());
+        }
+    }
+    None
 }
 
 /// The decision cache key of an input: SHA-256 of its RFC 8785 canonical JSON without the
@@ -1276,6 +1349,12 @@ mod tests {
                 "{reason}"
             );
         }
+        // Mentions in comments do not count; field accesses are fine.
+        let s = set(&[(
+            "c.rego",
+            "package c\nimport rego.v1\n# time.now_ns(), the whole input, input.metadata\ndecision := \"allow\" if {\n\tinput.action.tool == \"#\" # input\n\tinput.action.params.x == input.tool\n}\n",
+        )]);
+        assert!(s.cache_stats().enabled, "{:?}", s.cache_stats());
         let off = PolicySet::load(
             vec![PolicySource {
                 path: "a.rego".into(),

@@ -87,7 +87,11 @@ enum PolicyCommand {
     /// Evaluate policies against an input file, like POST /v1/actions/dry-run.
     Eval {
         /// The policy directory.
-        #[arg(long, required_unless_present = "revision", conflicts_with = "revision")]
+        #[arg(
+            long,
+            required_unless_present = "revision",
+            conflicts_with = "revision"
+        )]
         policies: Option<PathBuf>,
         /// Instead of a directory: a policy set revision as `GET /v1/policy-revisions/{revision}`
         /// returns it (`{"revision", "sources", "data"}`), to replay a past decision under

@@ -345,7 +345,8 @@ fn policy_test(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn policy_test_runs_the_starter_and_example_unit_tests() {
-    // The bundled starter policy's and seed 004's tests (as CI runs them).
+    // The bundled starter policy's, the built-in packs' (policies/packs) and seed 004's tests
+    // (as CI runs them).
     let (ok, out, err) = policy_test(&["policies", "examples/policies/seed-004", "--coverage"]);
     assert!(ok, "{out}\n{err}");
     assert!(
@@ -357,6 +358,17 @@ fn policy_test_runs_the_starter_and_example_unit_tests() {
         "{out}"
     );
     assert!(out.contains("100.0%  policies/starter.rego"), "{out}");
+    for pack in ["security", "compliance", "financial"] {
+        let tests = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("PASS  data.aaf.packs.{pack}_test.test_")))
+            .count();
+        assert!(tests >= 10, "{pack}: {tests} tests\n{out}");
+        assert!(
+            out.contains(&format!("policies/packs/{pack}.rego")),
+            "{out}"
+        );
+    }
     let passed = out.lines().filter(|l| l.starts_with("PASS ")).count();
     assert!(out.contains(&format!("PASS: {passed}/{passed}")), "{out}");
 

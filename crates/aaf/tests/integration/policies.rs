@@ -292,7 +292,11 @@ async fn managed_policies_are_versioned_rolled_back_and_disabled() {
     let (code, stats) = server.get_json("/v1/stats", ADMIN_TOKEN).await;
     assert_eq!(code, 200);
     let cache = &stats["policy_cache"];
-    assert_eq!((cache["enabled"].as_bool(), cache["shared"].as_bool()), (Some(true), Some(false)), "{stats}");
+    assert_eq!(
+        (cache["enabled"].as_bool(), cache["shared"].as_bool()),
+        (Some(true), Some(false)),
+        "{stats}"
+    );
     assert!(stats["policy_revision"].is_string());
     // Each decision names the revision it was made under.
     let decided: Vec<&Value> = events
