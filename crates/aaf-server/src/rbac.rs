@@ -419,6 +419,10 @@ mod tests {
         }
         assert!(permission_for(&Method::GET, "/v1/agents/{id}").is_some());
         assert!(permission_for(&Method::PUT, "/v1/agents/{id}").is_none());
+        // A wildcard route is looked up in its OpenAPI form.
+        assert!(
+            permission_for(&Method::PUT, "/v1/data/{*path}").is_some_and(|p| p.allow == [ADMIN])
+        );
     }
 
     #[test]
@@ -431,6 +435,9 @@ mod tests {
             } else if p.path.starts_with("/v1/approvals") {
                 // Approving is for people: approvers and admins, never agents.
                 assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
+            } else if p.path == "/v1/playground" {
+                // Evaluates unsaved Rego and stores nothing: every person may use it.
+                assert_eq!(p.allow, ALL_USERS);
             } else {
                 assert!(!allows(p, Caller::Agent), "{} {}", p.method, p.path);
                 assert_eq!(p.allow, &[ADMIN], "{} {}", p.method, p.path);
