@@ -409,6 +409,45 @@ pub async fn create_policy(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// The next version of the object `(kind, key)` with `body`, in force at once: version 1 of
+/// a new object when there is none, else its next version. `objects` is updated.
+fn next_version(
+    objects: &mut Vec<PolicyObject>,
+    org_id: &str,
+    kind: &str,
+    key: &str,
+    body: &str,
+    author: &str,
+    now: &str,
+) -> PolicyObject {
+    let sha256 = sha256_hex(body);
+    if let Some(o) = objects.iter_mut().find(|o| o.kind == kind && o.key == key) {
+        o.latest_version += 1;
+        o.active_version = o.latest_version;
+        o.body = body.to_string();
+        o.sha256 = sha256;
+        o.updated_at = now.to_string();
+        return o.clone();
+    }
+    let o = PolicyObject {
+        org_id: org_id.to_string(),
+        kind: kind.to_string(),
+        key: key.to_string(),
+        name: key.to_string(),
+        active_version: 1,
+        latest_version: 1,
+        created_at: now.to_string(),
+        updated_at: now.to_string(),
+        created_by: Some(author.to_string()),
+        disabled_at: None,
+        body: body.to_string(),
+        mode: "enforce".into(),
+        sha256,
+    };
+    objects.push(o.clone());
+    o
+}
+
 /// The write of `o`'s newest version (`o.latest_version`) with `o.active_version` in force.
 fn put_version(o: &PolicyObject, author: &str) -> Mutation {
     Mutation::PutPolicyObject {
@@ -775,11 +814,13 @@ pub async fn shadow_report(
 pub struct DataView {
     /// Its path (`a/b`), visible to Rego as `data.a.b`.
     pub path: String,
-    /// The version in force.
+    /// The version shown: the one in force, or the one asked for with `?version=`.
     pub version: i64,
+    /// The newest version.
+    pub latest_version: i64,
     /// Hex SHA-256 of its JSON text.
     pub sha256: String,
-    /// RFC 3339.
+    /// RFC 3339: when this version was written.
     pub updated_at: String,
     /// The document.
     #[schema(value_type = Object)]
@@ -796,6 +837,7 @@ fn data_view(o: PolicyObject) -> Result<DataView, ApiError> {
     Ok(DataView {
         path: o.key,
         version: o.active_version,
+        latest_version: o.latest_version,
         sha256: o.sha256,
         updated_at: o.updated_at,
         value,
@@ -840,39 +882,7 @@ pub async fn put_data(
             .map(|o| o.key.as_str())
             .collect();
         check_data_path(&path, &others).map_err(|m| ApiError::field("path", m))?;
-        let sha256 = sha256_hex(&text);
-        let object = match objects
-            .iter_mut()
-            .find(|o| o.kind == DATA_KIND && o.key == path)
-        {
-            Some(o) => {
-                o.latest_version += 1;
-                o.active_version = o.latest_version;
-                o.body = text.clone();
-                o.sha256 = sha256;
-                o.updated_at = now.clone();
-                o.clone()
-            }
-            None => {
-                let o = PolicyObject {
-                    org_id: org_id.clone(),
-                    kind: DATA_KIND.into(),
-                    key: path.clone(),
-                    name: path.clone(),
-                    active_version: 1,
-                    latest_version: 1,
-                    created_at: now.clone(),
-                    updated_at: now.clone(),
-                    created_by: Some(admin.name.clone()),
-                    disabled_at: None,
-                    body: text.clone(),
-                    mode: "enforce".into(),
-                    sha256,
-                };
-                objects.push(o.clone());
-                o
-            }
-        };
+        let object = next_version(objects, &org_id, DATA_KIND, &path, &text, &admin.name, &now);
         Ok(Change {
             mutations: vec![put_version(&object, &admin.name)],
             event_type: event_types::DATA_UPDATED,
@@ -896,26 +906,63 @@ pub async fn put_data(
     Ok(Json(view))
 }
 
-/// One data document.
+/// `GET /v1/data/{path}` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DataQuery {
+    /// An earlier (or the latest) version to read instead of the one in force.
+    pub version: Option<i64>,
+}
+
+/// One data document: the version in force, or any stored version with `?version=N`.
 #[utoipa::path(get, path = "/v1/data/{path}", tag = "policies",
-    params(("path" = String, Path, description = "the document's path")),
+    params(("path" = String, Path, description = "the document's path"), DataQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the document", body = DataView),
-        (status = 404, description = "no such document", body = ErrorBody),
+        (status = 400, description = "bad query", body = ErrorBody),
+        (status = 404, description = "no such document or version", body = ErrorBody),
     ))]
 pub async fn get_data(
     State(state): State<AppState>,
     UserAuth(user): UserAuth,
     Path(path): Path<String>,
+    query: Result<axum::extract::Query<DataQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DataView>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest {
+        field: Some("version".into()),
+        message: e.body_text(),
+    })?;
     let o = state
         .store
         .get_policy_object(&user.org.id, DATA_KIND, &path)
         .await?
         .filter(|o| o.disabled_at.is_none())
         .ok_or_else(|| ApiError::NotFound(format!("data document {path}")))?;
-    Ok(Json(data_view(o)?))
+    let Some(wanted) = query.version.filter(|v| *v != o.active_version) else {
+        return Ok(Json(data_view(o)?));
+    };
+    let version = state
+        .store
+        .list_policy_object_versions(&user.org.id, DATA_KIND, &path)
+        .await?
+        .into_iter()
+        .find(|v| v.version == wanted)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "data document {path} has no version {wanted}; it has 1 to {}",
+                o.latest_version
+            ))
+        })?;
+    let mut view = data_view(PolicyObject {
+        body: version.body,
+        sha256: version.sha256,
+        updated_at: version.created_at,
+        active_version: version.version,
+        ..o
+    })?;
+    view.version = wanted;
+    Ok(Json(view))
 }
 
 /// The organisation's data documents.
@@ -1030,38 +1077,15 @@ async fn set_pack(
         let now = now_rfc3339();
         let org_id = admin.org.id.clone();
         apply_change(state, &org_id, |objects| {
-            let object = match objects
-                .iter_mut()
-                .find(|o| o.kind == PACK_KIND && o.key == pack.name)
-            {
-                Some(o) => {
-                    o.latest_version += 1;
-                    o.active_version = o.latest_version;
-                    o.body = wanted.into();
-                    o.sha256 = sha256_hex(wanted);
-                    o.updated_at = now.clone();
-                    o.clone()
-                }
-                None => {
-                    let o = PolicyObject {
-                        org_id: org_id.clone(),
-                        kind: PACK_KIND.into(),
-                        key: pack.name.into(),
-                        name: pack.name.into(),
-                        active_version: 1,
-                        latest_version: 1,
-                        created_at: now.clone(),
-                        updated_at: now.clone(),
-                        created_by: Some(admin.name.clone()),
-                        disabled_at: None,
-                        body: wanted.into(),
-                        mode: "enforce".into(),
-                        sha256: sha256_hex(wanted),
-                    };
-                    objects.push(o.clone());
-                    o
-                }
-            };
+            let object = next_version(
+                objects,
+                &org_id,
+                PACK_KIND,
+                pack.name,
+                wanted,
+                &admin.name,
+                &now,
+            );
             Ok(Change {
                 mutations: vec![put_version(&object, &admin.name)],
                 event_type: if enable {

@@ -359,6 +359,16 @@ async fn data_documents_and_policy_packs_decide_with_their_parameters() {
     assert_eq!(d["policy_revision"], doc["revision"]);
     let (code, doc) = call(&server, Method::GET, "/v1/data/limits", None).await;
     assert_eq!((code, &doc["value"]), (200, &json!({"max_amount": 1000})));
+    assert_eq!(doc["latest_version"], 2);
+    let (code, old_doc) = call(&server, Method::GET, "/v1/data/limits?version=1", None).await;
+    assert_eq!(
+        (code, &old_doc["value"]),
+        (200, &json!({"max_amount": 100})),
+        "{old_doc}"
+    );
+    assert_eq!(old_doc["version"], 1);
+    let (code, _) = call(&server, Method::GET, "/v1/data/limits?version=9", None).await;
+    assert_eq!(code, 404);
     for (path, why) in [("a-b", "identifier"), ("limits/inner", "overlaps")] {
         let (code, err) = call(
             &server,
