@@ -610,6 +610,34 @@ impl PolicySet {
         decision
     }
 
+    /// Evaluates one rule (`data.<package>.<rule>`) against an empty input, as JSON
+    /// (`null` when undefined). For checks of a set's own rules, such as a policy pack's
+    /// parameter validation.
+    ///
+    /// Errors: the evaluation failed (the engine's message), or the value has no JSON form.
+    pub fn eval_rule_json(&self, rule: &str) -> Result<serde_json::Value, String> {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut engine = self
+                .master
+                .lock()
+                .map_err(|_| "policy engine lock is poisoned".to_string())?
+                .clone();
+            engine.set_input(Value::new_object());
+            engine.set_execution_timer_config(ExecutionTimerConfig {
+                limit: self.options.eval_timeout,
+                check_interval: NonZeroU32::MIN.saturating_add(63),
+            });
+            let value = engine
+                .eval_rule(rule.to_string())
+                .map_err(|e| eval_error_text(&e))?;
+            if value == Value::Undefined {
+                return Ok(serde_json::Value::Null);
+            }
+            serde_json::to_value(&value).map_err(|e| e.to_string())
+        }));
+        result.unwrap_or_else(|_| Err("the policy engine panicked".into()))
+    }
+
     /// The decision cache's counters.
     pub fn cache_stats(&self) -> CacheStats {
         let hits = self.cache_hits.load(Ordering::Relaxed);
@@ -1369,6 +1397,29 @@ mod tests {
         off.evaluate(&json!({}));
         assert_eq!(off.cache_stats().bypassed, 1);
         assert!(!off.cache_stats().enabled);
+    }
+
+    #[test]
+    fn a_rule_evaluates_to_json() {
+        let s = PolicySet::load_bundle(
+            bundle(
+                &[(
+                    "c.rego",
+                    "package c\nimport rego.v1\nerrors contains \"too big\" if data.conf.n > 3\n",
+                )],
+                json!({"conf": {"n": 5}}),
+            ),
+            EvaluatorOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.eval_rule_json("data.c.errors").unwrap(),
+            json!(["too big"])
+        );
+        assert_eq!(
+            s.eval_rule_json("data.c.nothing").unwrap(),
+            serde_json::Value::Null
+        );
     }
 
     #[test]

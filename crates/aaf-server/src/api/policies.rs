@@ -873,6 +873,9 @@ pub async fn put_data(
 ) -> Result<Json<DataView>, ApiError> {
     let value = json_body(&state, body)?;
     let text = serde_json::to_string(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(pack) = path.strip_prefix("packs/").and_then(crate::policies::pack) {
+        check_pack_parameters(&state, pack, &value).await?;
+    }
     let now = now_rfc3339();
     let org_id = admin.org.id.clone();
     let policies = apply_change(&state, &org_id, |objects| {
@@ -912,6 +915,68 @@ pub async fn put_data(
 pub struct DataQuery {
     /// An earlier (or the latest) version to read instead of the one in force.
     pub version: Option<i64>,
+}
+
+/// Refuses (422) parameters that the pack itself reports as invalid (its `config_errors`),
+/// whether or not it is enabled: an enabled pack with invalid parameters denies every action.
+async fn check_pack_parameters(
+    state: &AppState,
+    pack: &'static crate::policies::Pack,
+    value: &Value,
+) -> Result<(), ApiError> {
+    let bundle = PolicyBundle {
+        sources: vec![PolicySource {
+            path: crate::policies::pack_path(pack.name),
+            rego: pack.rego.to_string(),
+        }],
+        data: serde_json::json!({"packs": {pack.name: value}}),
+        labels: Default::default(),
+    };
+    let options = state.registry.options();
+    let rule = format!("data.aaf.packs.{}.config_errors", pack.name);
+    let errors = tokio::task::spawn_blocking(move || {
+        PolicySet::load_bundle(bundle, options)
+            .map_err(|e| {
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .and_then(|set| set.eval_rule_json(&rule))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("pack parameter check failed: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("pack parameter check failed: {e}")))?;
+    let messages: Vec<String> = errors
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let problems = messages
+        .iter()
+        .map(|m| Problem {
+            file: format!("data.packs.{}", pack.name),
+            line: 0,
+            col: 0,
+            message: m.clone(),
+            text: format!("data.packs.{}: {m}", pack.name),
+        })
+        .collect();
+    Err(ApiError::Unprocessable {
+        field: Some("value".into()),
+        message: format!(
+            "invalid parameters for the {} pack, so nothing changed: {}",
+            pack.name,
+            messages.join("; ")
+        ),
+        problems,
+    })
 }
 
 /// One data document: the version in force, or any stored version with `?version=N`.

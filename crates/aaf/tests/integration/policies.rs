@@ -440,6 +440,34 @@ async fn data_documents_and_policy_packs_decide_with_their_parameters() {
     assert_eq!(code, 200);
     let (_, d) = dry(charge(500)).await;
     assert_eq!(d["decision"], "require_approval", "{d}");
+    // Parameters the pack reports as invalid are refused before they are stored.
+    let (code, err) = call(
+        &server,
+        Method::PUT,
+        "/v1/data/packs/financial",
+        Some(json!({"apis": {"api.stripe.com": {"max_amount": "lots"}}, "typo": 1})),
+    )
+    .await;
+    assert_eq!(
+        (code, err["error"]["field"].as_str()),
+        (422, Some("value")),
+        "{err}"
+    );
+    let problems = err["error"]["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["message"].as_str().unwrap().contains("typo")),
+        "{err}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["message"].as_str().unwrap().contains("max_amount")),
+        "{err}"
+    );
+    let (_, doc) = call(&server, Method::GET, "/v1/data/packs/financial", None).await;
+    assert_eq!(doc["version"], 1, "nothing was written: {doc}");
     let (_, d) = dry(charge(5000)).await;
     assert_eq!(d["decision"], "deny", "{d}");
     // The explanation names the pack's lines.
