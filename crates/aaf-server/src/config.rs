@@ -28,8 +28,10 @@ pub struct Config {
     /// Directory of the embedded SQLite database (`aaf.db`) and the `admin-token` file.
     /// Default `./aaf-data`.
     pub data_dir: PathBuf,
-    /// Directory of `.rego` policy files, read recursively (`*_test.rego` files are skipped).
-    /// Default `./policies`; when it does not exist the bundled starter policy is used.
+    /// Directory of `.rego` policy files, read recursively (`*_test.rego` files and the
+    /// top-level `packs/` are skipped), shared by every organisation and reloaded on change
+    /// (`policy_engine.watch`). Default `./policies`; when it does not exist the bundled
+    /// starter policy is used.
     pub policies: PathBuf,
     /// Admin token of the default organisation, used on first start instead of a generated
     /// one. Environment: `AAF_ADMIN_TOKEN`. Only its SHA-256 is stored.
