@@ -614,7 +614,8 @@ impl PolicySet {
     /// (`null` when undefined). For checks of a set's own rules, such as a policy pack's
     /// parameter validation.
     ///
-    /// Errors: the evaluation failed (the engine's message), or the value has no JSON form.
+    /// Errors: the path names no rule, the evaluation failed (the engine's message), or the
+    /// value has no JSON form.
     pub fn eval_rule_json(&self, rule: &str) -> Result<serde_json::Value, String> {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut engine = self
@@ -1405,7 +1406,7 @@ mod tests {
             bundle(
                 &[(
                     "c.rego",
-                    "package c\nimport rego.v1\nerrors contains \"too big\" if data.conf.n > 3\n",
+                    "package c\nimport rego.v1\nerrors contains \"too big\" if data.conf.n > 3\nhuge := true if data.conf.n > 10\n",
                 )],
                 json!({"conf": {"n": 5}}),
             ),
@@ -1417,9 +1418,10 @@ mod tests {
             json!(["too big"])
         );
         assert_eq!(
-            s.eval_rule_json("data.c.nothing").unwrap(),
+            s.eval_rule_json("data.c.huge").unwrap(),
             serde_json::Value::Null
         );
+        assert!(s.eval_rule_json("data.c.nothing").is_err());
     }
 
     #[test]
