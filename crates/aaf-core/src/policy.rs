@@ -34,6 +34,7 @@ use crate::action::{
 };
 use crate::{detect, net};
 
+mod index;
 pub mod testing;
 
 /// One Rego source file to load.
@@ -54,14 +55,19 @@ pub struct EvaluatorOptions {
     /// Most decisions kept in the set's decision cache (see [`PolicySet::evaluate`]);
     /// 0 turns the cache off.
     pub decision_cache_entries: usize,
+    /// Whether to skip, without evaluating them, the policies whose `decision` rule the
+    /// rule index proves undefined for an input (see [`PolicyInfo::index`]). Decisions are
+    /// the same either way; only their cost differs.
+    pub rule_index: bool,
 }
 
 impl Default for EvaluatorOptions {
-    /// 100 ms time limit, 10 000 cached decisions.
+    /// 100 ms time limit, 10 000 cached decisions, rule index on.
     fn default() -> Self {
         EvaluatorOptions {
             eval_timeout: Duration::from_millis(100),
             decision_cache_entries: 10_000,
+            rule_index: true,
         }
     }
 }
@@ -124,6 +130,18 @@ pub struct PolicyInfo {
     /// The modules of the package (their source paths).
     pub files: Vec<String>,
     rule_path: String,
+    index: Option<index::RuleIndex>,
+}
+
+impl PolicyInfo {
+    /// The guards the rule index found for this policy, as Rego-like text (one group per
+    /// body of its `decision` rules, groups joined by ` | `), or `None` when the policy is
+    /// not indexed and so evaluated for every input. Indexed policies are skipped for
+    /// inputs that fail a guard of every body (module `index` of this file's directory
+    /// documents the exact forms; the technique is OPA's rule indexing).
+    pub fn index(&self) -> Option<String> {
+        self.index.as_ref().map(index::RuleIndex::describe)
+    }
 }
 
 /// A compiled, immutable set of policies, ready to evaluate on many threads.
@@ -498,14 +516,28 @@ impl PolicySet {
         }
         let policies: Vec<PolicyInfo> = by_package
             .into_iter()
-            .map(|(package, files)| PolicyInfo {
-                rule_path: format!("data.{package}.decision"),
-                name: files
-                    .iter()
-                    .find_map(|f| labels.get(f).cloned())
-                    .unwrap_or_else(|| package.clone()),
-                package,
-                files,
+            .map(|(package, files)| {
+                let index = if options.rule_index {
+                    index::RuleIndex::build(
+                        engine
+                            .get_modules()
+                            .iter()
+                            .filter(|m| files.contains(m.package.span.source.file()))
+                            .map(|m| m.as_ref()),
+                    )
+                } else {
+                    None
+                };
+                PolicyInfo {
+                    rule_path: format!("data.{package}.decision"),
+                    name: files
+                        .iter()
+                        .find_map(|f| labels.get(f).cloned())
+                        .unwrap_or_else(|| package.clone()),
+                    package,
+                    files,
+                    index,
+                }
             })
             .collect();
 
@@ -770,6 +802,7 @@ impl PolicySet {
         deadline: Instant,
         mut coverage: Option<&mut Vec<Vec<CoveredLine>>>,
     ) -> (Decision, bool) {
+        let raw_input = input;
         // Deserialize from the borrowed JSON value: no intermediate deep copy.
         let input = match <Value as serde::Deserialize>::deserialize(input) {
             Ok(v) => v,
@@ -784,6 +817,25 @@ impl PolicySet {
         let mut clean = true;
         let mut outcomes = Vec::with_capacity(self.policies.len());
         for policy in &self.policies {
+            // Explanations evaluate every policy, for its lines; decisions skip the policies
+            // the rule index proves undefined (the same outcome: the policy abstains).
+            if coverage.is_none()
+                && policy
+                    .index
+                    .as_ref()
+                    .is_some_and(|index| index.can_skip(raw_input))
+            {
+                outcomes.push(PolicyOutcome {
+                    policy: policy.name.clone(),
+                    decision: None,
+                    reason: None,
+                    risk_level: None,
+                    approvals_required: None,
+                    approval_timeout_seconds: None,
+                    eval_time_us: 0,
+                });
+                continue;
+            }
             let start = Instant::now();
             let remaining = deadline.saturating_duration_since(start);
             if let Some(lines) = coverage.as_deref_mut() {

@@ -84,6 +84,11 @@ pub struct PolicyEngineConfig {
     /// Most decisions cached per policy set revision; 0 turns the decision cache off.
     /// Default 10000.
     pub decision_cache_entries: usize,
+    /// Skip, without evaluating them, the policies whose `decision` rule the rule index
+    /// proves undefined for an action (OPA-style rule indexing on leading
+    /// `input.<path> == "literal"` / `in {...}` guards; docs/policies.md). Decisions are
+    /// the same either way. Default true.
+    pub rule_index: bool,
     /// How often every node checks whether an organisation's managed policies changed
     /// through another node, in milliseconds (PostgreSQL also notifies at once). Default 1000.
     pub refresh_interval_ms: u64,
@@ -102,6 +107,7 @@ impl Default for PolicyEngineConfig {
     fn default() -> Self {
         PolicyEngineConfig {
             decision_cache_entries: 10_000,
+            rule_index: true,
             refresh_interval_ms: 1000,
             watch: true,
             watch_debounce_ms: 300,
@@ -543,6 +549,7 @@ impl Config {
         aaf_core::policy::EvaluatorOptions {
             eval_timeout: self.eval_timeout(),
             decision_cache_entries: self.policy_engine.decision_cache_entries,
+            rule_index: self.policy_engine.rule_index,
         }
     }
 }

@@ -537,6 +537,7 @@ fn policy_eval(
     let options = EvaluatorOptions {
         eval_timeout: std::time::Duration::from_millis(timeout_ms),
         decision_cache_entries: 0,
+        ..EvaluatorOptions::default()
     };
     let set = match (dir, revision) {
         (Some(dir), _) => {
