@@ -3,7 +3,8 @@
 //! cache off), and over sets of 1, 10 and 100 policies (the starter, the three built-in
 //! packs and generated policies of realistic shape), with the decision cache off, on with a
 //! repeated input (every decision a hit), and on with a new input every time (every
-//! decision a miss: the cost of the key and the insertion).
+//! decision a miss: the cost of the key and the insertion), and, cache off, for an action
+//! the generated policies do not concern with the rule index off and on.
 //!
 //! Run: `cargo bench -p aaf-core --bench evaluator`. Numbers: `docs/performance.md`.
 
@@ -168,6 +169,9 @@ fn bench(c: &mut Criterion) {
     let charge = input(
         json!({"tool": "http_proxy", "operation": "POST", "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000, "currency": "usd"}}, "context": {"user_id": "user-456", "team": "team-7"}}),
     );
+    let search = input(
+        json!({"tool": "knowledge_base", "operation": "search", "params": {"q": "refund policy"}, "context": {"user_id": "user-456"}}),
+    );
     let mut group = c.benchmark_group("policy_sets");
     for n in [1, 10, 100] {
         let off = policy_set(n, no_cache());
@@ -189,6 +193,24 @@ fn bench(c: &mut Criterion) {
                 fresh["action"]["params"]["body"]["amount"] = json!(amount);
                 on.evaluate(std::hint::black_box(&fresh))
             })
+        });
+        // The charge concerns every generated policy (each has an HTTP blocklist rule), so
+        // the rule index skips none of them; a knowledge-base search concerns none of them
+        // (their rules start with tool and team guards), so it skips them all. Cache off.
+        let unindexed = policy_set(
+            n,
+            EvaluatorOptions {
+                rule_index: false,
+                ..no_cache()
+            },
+        );
+        let _ = unindexed.evaluate(&search);
+        group.bench_function(format!("{n}_policies/search_index_off"), |b| {
+            b.iter(|| unindexed.evaluate(std::hint::black_box(&search)))
+        });
+        let _ = off.evaluate(&search);
+        group.bench_function(format!("{n}_policies/search_index_on"), |b| {
+            b.iter(|| off.evaluate(std::hint::black_box(&search)))
         });
     }
     group.finish();

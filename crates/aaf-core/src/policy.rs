@@ -518,11 +518,19 @@ impl PolicySet {
             .into_iter()
             .map(|(package, files)| {
                 let index = if options.rule_index {
+                    // Every module of the package, not only those declaring `decision`.
+                    let package_files: Vec<&str> = modules
+                        .iter()
+                        .filter(|m| m.package == package)
+                        .map(|m| m.path.as_str())
+                        .collect();
                     index::RuleIndex::build(
                         engine
                             .get_modules()
                             .iter()
-                            .filter(|m| files.contains(m.package.span.source.file()))
+                            .filter(|m| {
+                                package_files.contains(&m.package.span.source.file().as_str())
+                            })
                             .map(|m| m.as_ref()),
                     )
                 } else {

@@ -336,6 +336,19 @@ fn policy_check(dir: &Path) -> anyhow::Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            let indexed: Vec<_> = set
+                .policies()
+                .iter()
+                .filter_map(|p| p.index().map(|guards| (p.name.as_str(), guards)))
+                .collect();
+            for (name, guards) in &indexed {
+                println!("indexed  {name}: evaluated only when {guards}");
+            }
+            println!(
+                "{} of {} policies indexed (the others are evaluated for every action; docs/policies.md#rule-index)",
+                indexed.len(),
+                set.policies().len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

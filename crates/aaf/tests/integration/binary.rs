@@ -215,6 +215,36 @@ fn serve_refuses_unsafe_policies_with_a_location() {
 }
 
 #[test]
+fn policy_check_lists_the_policies_the_rule_index_can_skip() {
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("payments.rego"),
+        "package payments\nimport rego.v1\ndecision := \"require_approval\" if {\n\tinput.action.tool in {\"stripe\", \"payments\"}\n\tinput.action.params.amount > 100\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        policies.path().join("base.rego"),
+        "package base\nimport rego.v1\ndefault decision := \"deny\"\n",
+    )
+    .unwrap();
+    let out = Command::new(AAF)
+        .args(["policy", "check"])
+        .arg(policies.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "indexed  payments: evaluated only when input.action.tool in {\"payments\", \"stripe\"}"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("indexed  base"), "{stdout}");
+    assert!(stdout.contains("1 of 2 policies indexed"), "{stdout}");
+}
+
+#[test]
 fn policy_check_and_eval_on_the_examples() {
     for dir in ["seed-000", "seed-004"] {
         let out = Command::new(AAF)
