@@ -305,6 +305,11 @@ mod tests {
             "i.rego",
             "package i\nimport rego.v1\ndecision := \"deny\" if {\n input.action.tool == \"kb\"\n input.action.params.n == 1\n}\ndecision := \"allow\" if input.action.params.n == 2\n",
         ),
+        // Escapes in the literal: the index compares the unescaped string, as Rego does.
+        (
+            "j.rego",
+            "package j\nimport rego.v1\ndecision := \"deny\" if input.action.tool in {\"a\\\"b\\u0041\\\\\", `raw\\n`}\n",
+        ),
     ];
 
     fn inputs() -> Vec<Json> {
@@ -320,6 +325,8 @@ mod tests {
             json!("w"),
             json!("u"),
             json!("other"),
+            json!("a\"bA\\"),
+            json!("raw\\n"),
             json!(7),
             json!(null),
             json!(["kb"]),
@@ -365,6 +372,7 @@ mod tests {
                 Some("input.action.tool == \"kb\" | input.action.tool == \"stripe\""),
             ),
             ("i", None), // one rule without a guard
+            ("j", Some("input.action.tool in {\"a\\\"bA\\\\\", \"raw\\\\n\"}")),
         ];
         assert_eq!(index.len(), expected.len());
         for ((package, got), (want_package, want)) in index.iter().zip(expected) {
@@ -400,6 +408,12 @@ mod tests {
             }
         }
         assert_eq!(skipped, 2);
+        for tool in ["a\"bA\\", "raw\\n"] {
+            let input = json!({"action": {"tool": tool}});
+            let d = indexed.evaluate(&input);
+            let j = d.policies.iter().find(|p| p.policy == "j").unwrap();
+            assert_eq!(j.decision, Some(crate::action::Verdict::Deny), "{tool}");
+        }
     }
 
     #[test]
