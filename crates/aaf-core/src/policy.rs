@@ -833,15 +833,7 @@ impl PolicySet {
                     .as_ref()
                     .is_some_and(|index| index.can_skip(raw_input))
             {
-                outcomes.push(PolicyOutcome {
-                    policy: policy.name.clone(),
-                    decision: None,
-                    reason: None,
-                    risk_level: None,
-                    approvals_required: None,
-                    approval_timeout_seconds: None,
-                    eval_time_us: 0,
-                });
+                outcomes.push(abstain_outcome(&policy.name));
                 continue;
             }
             let start = Instant::now();
@@ -1064,9 +1056,9 @@ fn deny_outcome(policy: &str, reason: String) -> PolicyOutcome {
     }
 }
 
-/// Turns a `decision` value into an outcome; any value of the wrong shape is a deny.
-fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
-    let abstain = PolicyOutcome {
+/// The outcome of a policy whose `decision` is undefined: it abstains.
+fn abstain_outcome(policy: &str) -> PolicyOutcome {
+    PolicyOutcome {
         policy: policy.to_string(),
         decision: None,
         reason: None,
@@ -1074,7 +1066,12 @@ fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
         approvals_required: None,
         approval_timeout_seconds: None,
         eval_time_us: 0,
-    };
+    }
+}
+
+/// Turns a `decision` value into an outcome; any value of the wrong shape is a deny.
+fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
+    let abstain = abstain_outcome(policy);
     let unknown = |what: String| {
         deny_outcome(
             policy,
