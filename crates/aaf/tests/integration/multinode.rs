@@ -63,6 +63,20 @@ async fn act(
 }
 
 /// Every `action.decided` action id of the admin's organisation, read through `node`.
+/// Registers an agent through `base` with the admin token; the 201 body (`id`, `key_id`,
+/// `api_key`, ...).
+async fn create_agent(client: &reqwest::Client, base: &str, name: &str) -> Value {
+    let response = client
+        .post(format!("{base}/v1/agents"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.unwrap()
+}
+
 async fn decided_ids(client: &reqwest::Client, node: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut after = 0u64;
@@ -114,16 +128,7 @@ async fn two_nodes_share_agents_keys_and_one_chain() {
     let client = reqwest::Client::new();
 
     // An agent created through A acts through B.
-    let created: Value = client
-        .post(format!("{}/v1/agents", a.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "shared"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_agent(&client, &a.base, "shared").await;
     let agent_id = created["id"].as_str().unwrap().to_string();
     let key_id = created["key_id"].as_str().unwrap().to_string();
     let key = created["api_key"].as_str().unwrap().to_string();
@@ -203,16 +208,7 @@ async fn a_node_killed_mid_load_loses_no_acknowledged_action() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let created: Value = client
-        .post(format!("{}/v1/agents", a.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "loaded"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_agent(&client, &a.base, "loaded").await;
     let key = created["api_key"].as_str().unwrap().to_string();
 
     // 16 clients, half on each node, until 2.5 s have passed; node B is killed at 1 s.
@@ -445,16 +441,7 @@ async fn a_node_killed_while_running_an_approved_action_never_runs_it_twice() {
     let mut a = node(&db);
     let mut b = node(&db);
     let client = reqwest::Client::new();
-    let agent: Value = client
-        .post(format!("{}/v1/agents", a.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "payer"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agent = create_agent(&client, &a.base, "payer").await;
     let key = agent["api_key"].as_str().unwrap().to_string();
     let submitted: Value = client
         .post(format!("{}/v1/actions", a.base))
@@ -555,16 +542,7 @@ async fn a_policy_change_through_one_node_is_enforced_by_the_other_at_once() {
         &[("AAF_POLICY_ENGINE__REFRESH_INTERVAL_MS", "60000")],
     );
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/v1/agents", a.base))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "kb"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_agent(&client, &a.base, "kb").await;
     let key = created["api_key"].as_str().unwrap().to_string();
     assert_eq!(
         act(&client, &b.base, &key).await.unwrap().0,
