@@ -122,6 +122,8 @@ test_hosts_are_normalised_as_the_connector_reads_them if {
 		"http://api.stripe.com/v1/charges",
 		" https://api.stripe.com/v1/charges",
 		"https://api.str\tipe.com/v1/charges",
+		"https://api.stri\r\npe.com/v1/charges\r\n",
+		"\u0001\u001f https://api.stripe.com/v1/charges \u0000",
 		"https://api.stripe.com\\@evil.io/v1/charges",
 		"https://api.stripe.com?x=1",
 	] {

@@ -4,7 +4,11 @@
 //! packs and generated policies of realistic shape), with the decision cache off, on with a
 //! repeated input (every decision a hit), and on with a new input every time (every
 //! decision a miss: the cost of the key and the insertion), and, cache off, for an action
-//! the generated policies do not concern with the rule index off and on.
+//! the generated policies do not concern with the rule index off and on. The cache-off
+//! charge is measured with the decision split across the evaluation threads (the default)
+//! and on one thread (`eval_threads = 1`).
+//!
+//! The allocator is mimalloc, as in the `aaf` binary.
 //!
 //! Run: `cargo bench -p aaf-core --bench evaluator`. Numbers: `docs/performance.md`.
 
@@ -16,6 +20,9 @@ use aaf_core::action::{ActionRequest, AgentInfo, OrgInfo, PolicyInput, RequestMe
 use aaf_core::policy::{EvaluatorOptions, PolicySet, PolicySource};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn load(rel: &str) -> PolicySet {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -174,6 +181,17 @@ fn bench(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("policy_sets");
     for n in [1, 10, 100] {
+        let one_thread = policy_set(
+            n,
+            EvaluatorOptions {
+                eval_threads: 1,
+                ..no_cache()
+            },
+        );
+        let _ = one_thread.evaluate(&charge);
+        group.bench_function(format!("{n}_policies/cache_off_one_thread"), |b| {
+            b.iter(|| one_thread.evaluate(std::hint::black_box(&charge)))
+        });
         let off = policy_set(n, no_cache());
         let _ = off.evaluate(&charge);
         group.bench_function(format!("{n}_policies/cache_off"), |b| {

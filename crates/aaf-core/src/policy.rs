@@ -21,9 +21,10 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 use serde::Serialize;
@@ -59,18 +60,37 @@ pub struct EvaluatorOptions {
     /// rule index proves undefined for an input (see [`PolicyInfo::index`]). Decisions are
     /// the same either way; only their cost differs.
     pub rule_index: bool,
+    /// Most threads that evaluate the policies of one decision together: 1 evaluates them
+    /// one after the other on the calling thread; 0 means one per CPU core, at most
+    /// [`MAX_EVAL_THREADS`]. A decision is split only when the policies it must evaluate
+    /// took at least [`PARALLEL_MIN_COST_US`] together in earlier decisions, so small sets
+    /// never pay for the hand-over. Decisions are the same either way; only their latency
+    /// differs.
+    pub eval_threads: usize,
 }
 
 impl Default for EvaluatorOptions {
-    /// 100 ms time limit, 10 000 cached decisions, rule index on.
+    /// 100 ms time limit, 10 000 cached decisions, rule index on, one evaluation thread
+    /// per CPU core.
     fn default() -> Self {
         EvaluatorOptions {
             eval_timeout: Duration::from_millis(100),
             decision_cache_entries: 10_000,
             rule_index: true,
+            eval_threads: 0,
         }
     }
 }
+
+/// Upper bound of [`EvaluatorOptions::eval_threads`], and the size of the shared pool of
+/// evaluation threads (which has one thread per CPU core up to this bound).
+pub const MAX_EVAL_THREADS: usize = 16;
+
+/// Microseconds of estimated evaluation time (the sum, over the policies a decision must
+/// evaluate, of each policy's recent evaluation time) from which a decision is split across
+/// evaluation threads. Handing work to another thread and collecting it costs a few
+/// microseconds, so below this a split would be slower than evaluating in place.
+pub const PARALLEL_MIN_COST_US: u64 = 200;
 
 /// Everything a policy set is built from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -161,6 +181,10 @@ pub struct PolicySet {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     cache_bypassed: AtomicU64,
+    /// Per policy (same order as `policies`), its recent evaluation time in microseconds
+    /// (an exponentially weighted moving average, 0 before its first evaluation): how the
+    /// work of a decision is divided between evaluation threads.
+    costs: Vec<AtomicU64>,
 }
 
 /// Counters of a set's decision cache (see [`PolicySet::evaluate`]).
@@ -580,6 +604,7 @@ impl PolicySet {
             .iter()
             .filter(|s| modules.iter().any(|m| m.path == s.path))
             .find_map(|s| volatile_reason(&s.path, &s.rego));
+        let policy_count = policies.len();
         let cache = (options.decision_cache_entries > 0 && volatile.is_none())
             .then(|| quick_cache::sync::Cache::new(options.decision_cache_entries));
         Ok(PolicySet {
@@ -594,6 +619,7 @@ impl PolicySet {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             cache_bypassed: AtomicU64::new(0),
+            costs: (0..policy_count).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
@@ -705,18 +731,127 @@ impl PolicySet {
     }
 
     /// Evaluates without the cache; the flag is `false` when a policy failed to evaluate.
+    ///
+    /// The policies the rule index cannot skip are evaluated on the calling thread, or,
+    /// when their recent cost reaches [`PARALLEL_MIN_COST_US`] and more than one
+    /// evaluation thread is allowed, split into contiguous runs of about equal cost that
+    /// the shared pool evaluates at the same time, each on its thread's own engine.
     fn evaluate_uncached(&self, input: &serde_json::Value) -> (Decision, bool) {
-        let started = Instant::now();
-        let deadline = started + self.options.eval_timeout;
+        let deadline = Instant::now() + self.options.eval_timeout;
+        let value = match regorus_input(input) {
+            Ok(v) => v,
+            Err(decision) => return (decision, false),
+        };
+        let mut outcomes: Vec<Option<PolicyOutcome>> = vec![None; self.policies.len()];
+        let todo: Vec<usize> = self
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(_, policy)| {
+                !policy
+                    .index
+                    .as_ref()
+                    .is_some_and(|index| index.can_skip(input))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let runs = self.split(&todo, self.eval_threads());
+        let results: Vec<RunResult> = match runs.as_slice() {
+            [run] => vec![self.evaluate_run(run, &value, deadline)],
+            _ => evaluation_pool().install(|| {
+                runs.par_iter()
+                    .map(|run| self.evaluate_run(run, &value, deadline))
+                    .collect()
+            }),
+        };
+        let mut clean = true;
+        for result in results {
+            match result {
+                Ok(evaluated) => {
+                    for (i, outcome, ok) in evaluated {
+                        clean &= ok;
+                        if let Some(slot) = outcomes.get_mut(i) {
+                            *slot = Some(outcome);
+                        }
+                    }
+                }
+                Err(e) => {
+                    return (
+                        Decision::fail_closed(format!("policy evaluation failed: {e}")),
+                        false,
+                    )
+                }
+            }
+        }
+        // The rest were skipped by the rule index: they abstain, as if evaluated.
+        let outcomes = outcomes
+            .into_iter()
+            .zip(&self.policies)
+            .map(|(outcome, policy)| outcome.unwrap_or_else(|| abstain_outcome(&policy.name)))
+            .collect();
+        (Decision::combine(outcomes), clean)
+    }
+
+    /// How many threads may evaluate one decision: the option, bounded by the pool.
+    fn eval_threads(&self) -> usize {
+        let pool = evaluation_pool().current_num_threads();
+        match self.options.eval_threads {
+            0 => pool,
+            n => n.min(pool),
+        }
+    }
+
+    /// Divides the policies to evaluate (indices into `policies`, ascending) into at most
+    /// `threads` runs of about equal recent cost, in order; a single run when splitting
+    /// would not pay.
+    fn split(&self, todo: &[usize], threads: usize) -> Vec<Vec<usize>> {
+        let threads = threads.min(todo.len());
+        let cost = |i: usize| self.costs.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
+        let total: u64 = todo.iter().map(|&i| cost(i)).sum();
+        if threads < 2 || total < PARALLEL_MIN_COST_US {
+            return vec![todo.to_vec()];
+        }
+        let share = total / threads as u64;
+        let mut runs = Vec::with_capacity(threads);
+        let mut run = Vec::new();
+        let mut run_cost = 0;
+        for &i in todo {
+            run.push(i);
+            run_cost += cost(i);
+            if run_cost >= share && runs.len() + 1 < threads {
+                runs.push(std::mem::take(&mut run));
+                run_cost = 0;
+            }
+        }
+        if !run.is_empty() {
+            runs.push(run);
+        }
+        runs
+    }
+
+    /// Evaluates a run of policies on this thread's engine for the set: `(index, outcome,
+    /// evaluated without error)` per policy. An `Err` (the engine could not be had, or it
+    /// panicked, in which case this thread's copy is dropped) fails the whole decision.
+    fn evaluate_run(&self, run: &[usize], input: &Value, deadline: Instant) -> RunResult {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.with_engine(|engine| self.evaluate_with(engine, input, deadline, None))
+            self.with_engine(|engine| {
+                engine.set_input(input.clone());
+                run.iter()
+                    .filter_map(|&i| Some((i, self.policies.get(i)?)))
+                    .map(|(i, policy)| {
+                        let (outcome, ok) = self.evaluate_policy(engine, policy, deadline);
+                        if let Some(cost) = self.costs.get(i) {
+                            // Moving average over about four decisions.
+                            let old = cost.load(Ordering::Relaxed);
+                            cost.store((3 * old + outcome.eval_time_us) / 4, Ordering::Relaxed);
+                        }
+                        (i, outcome, ok)
+                    })
+                    .collect()
+            })
         }));
         match result {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => (
-                Decision::fail_closed(format!("policy evaluation failed: {e}")),
-                false,
-            ),
+            Ok(result) => result,
             Err(_) => {
                 // The thread's engine may be in an inconsistent state: drop it.
                 ENGINES.with(|cell| {
@@ -724,29 +859,39 @@ impl PolicySet {
                         engines.retain(|(id, _)| *id != self.id);
                     }
                 });
-                (
-                    Decision::fail_closed("policy evaluation failed: the policy engine panicked"),
-                    false,
-                )
+                Err("the policy engine panicked".into())
             }
         }
     }
 
     /// Evaluates like [`PolicySet::evaluate`] (never from the cache) on a fresh copy of the
     /// engine with coverage on, and reports per policy its decision, evaluation time and the
-    /// lines it evaluated. Slower than `evaluate`; for dry runs and the playground.
+    /// lines it evaluated. Slower than `evaluate`: every policy is evaluated, one after the
+    /// other, including those the rule index would skip. For dry runs and the playground.
     pub fn explain(&self, input: &serde_json::Value) -> Explanation {
         let deadline = Instant::now() + self.options.eval_timeout;
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let value = match regorus_input(input) {
+                Ok(v) => v,
+                Err(decision) => return Ok((decision, Vec::new())),
+            };
             let mut engine = self
                 .master
                 .lock()
                 .map_err(|_| "policy engine lock is poisoned".to_string())?
                 .clone();
             engine.set_enable_coverage(true);
-            let mut lines = Vec::new();
-            let (decision, _) = self.evaluate_with(&mut engine, input, deadline, Some(&mut lines));
-            Ok::<_, String>((decision, lines))
+            engine.set_input(value);
+            let mut outcomes = Vec::with_capacity(self.policies.len());
+            let mut lines = Vec::with_capacity(self.policies.len());
+            for policy in &self.policies {
+                engine.clear_coverage_data();
+                let (outcome, _) = self.evaluate_policy(&mut engine, policy, deadline);
+                // Coverage was cleared: a policy not evaluated (time limit) has no lines.
+                lines.push(covered_lines(&engine));
+                outcomes.push(outcome);
+            }
+            Ok::<_, String>((Decision::combine(outcomes), lines))
         }));
         let (decision, lines) = match result {
             Ok(Ok(r)) => r,
@@ -803,91 +948,84 @@ impl PolicySet {
         })
     }
 
-    fn evaluate_with(
+    /// Evaluates one policy's `decision` on an engine whose input is set; the flag is
+    /// `false` when it failed to evaluate (it then denies, naming the error). A policy not
+    /// started before `deadline` denies without being evaluated.
+    fn evaluate_policy(
         &self,
         engine: &mut Engine,
-        input: &serde_json::Value,
+        policy: &PolicyInfo,
         deadline: Instant,
-        mut coverage: Option<&mut Vec<Vec<CoveredLine>>>,
-    ) -> (Decision, bool) {
-        let raw_input = input;
-        // Deserialize from the borrowed JSON value: no intermediate deep copy.
-        let input = match <Value as serde::Deserialize>::deserialize(input) {
-            Ok(v) => v,
-            Err(e) => {
-                return (
-                    Decision::fail_closed(format!("policy input is not valid: {e}")),
-                    false,
-                )
-            }
-        };
-        engine.set_input(input);
-        let mut clean = true;
-        let mut outcomes = Vec::with_capacity(self.policies.len());
-        for policy in &self.policies {
-            // Explanations evaluate every policy, for its lines; decisions skip the policies
-            // the rule index proves undefined (the same outcome: the policy abstains).
-            if coverage.is_none()
-                && policy
-                    .index
-                    .as_ref()
-                    .is_some_and(|index| index.can_skip(raw_input))
-            {
-                outcomes.push(abstain_outcome(&policy.name));
-                continue;
-            }
-            let start = Instant::now();
-            let remaining = deadline.saturating_duration_since(start);
-            if let Some(lines) = coverage.as_deref_mut() {
-                if remaining.is_zero() {
-                    lines.push(Vec::new());
-                } else {
-                    engine.clear_coverage_data();
-                }
-            }
-            if remaining.is_zero() {
-                clean = false;
-                outcomes.push(PolicyOutcome {
-                    policy: policy.name.clone(),
-                    decision: Some(Verdict::Deny),
-                    reason: Some(format!(
+    ) -> (PolicyOutcome, bool) {
+        let start = Instant::now();
+        let remaining = deadline.saturating_duration_since(start);
+        if remaining.is_zero() {
+            return (
+                deny_outcome(
+                    &policy.name,
+                    format!(
                         "policy {} was not evaluated: the evaluation time limit of {} ms was reached",
                         policy.name,
                         self.options.eval_timeout.as_millis()
-                    )),
-                    risk_level: None,
-                    approvals_required: None,
-                    approval_timeout_seconds: None,
-                    eval_time_us: 0,
-                });
-                continue;
-            }
-            engine.set_execution_timer_config(ExecutionTimerConfig {
-                limit: remaining,
-                check_interval: NonZeroU32::MIN.saturating_add(63),
-            });
-            let value = engine.eval_rule(policy.rule_path.clone());
-            let eval_time_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-            if let Some(lines) = coverage.as_deref_mut() {
-                lines.push(covered_lines(engine));
-            }
-            clean &= value.is_ok();
-            let mut outcome = match value {
-                Ok(v) => interpret(&policy.name, &v),
-                Err(e) => deny_outcome(
-                    &policy.name,
-                    format!(
-                        "policy {} failed to evaluate: {}",
-                        policy.name,
-                        eval_error_text(&e)
                     ),
                 ),
-            };
-            outcome.eval_time_us = eval_time_us;
-            outcomes.push(outcome);
+                false,
+            );
         }
-        (Decision::combine(outcomes), clean)
+        engine.set_execution_timer_config(ExecutionTimerConfig {
+            limit: remaining,
+            check_interval: NonZeroU32::MIN.saturating_add(63),
+        });
+        let value = engine.eval_rule(policy.rule_path.clone());
+        let eval_time_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let ok = value.is_ok();
+        let mut outcome = match value {
+            Ok(v) => interpret(&policy.name, &v),
+            Err(e) => deny_outcome(
+                &policy.name,
+                format!(
+                    "policy {} failed to evaluate: {}",
+                    policy.name,
+                    eval_error_text(&e)
+                ),
+            ),
+        };
+        outcome.eval_time_us = eval_time_us;
+        (outcome, ok)
     }
+}
+
+/// What one evaluation thread returns for its run of policies.
+type RunResult = Result<Vec<(usize, PolicyOutcome, bool)>, String>;
+
+/// The shared pool of evaluation threads (`aaf-policy-N`): one per CPU core, at most
+/// [`MAX_EVAL_THREADS`], started on first use.
+fn evaluation_pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_EVAL_THREADS);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("aaf-policy-{i}"))
+            .build()
+            .unwrap_or_else(|_| {
+                // Thread creation failed: a pool of one thread still evaluates correctly.
+                #[allow(clippy::expect_used)]
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .expect("a one-thread evaluation pool")
+            })
+    })
+}
+
+/// The policy input as a regorus value (deserialized from the borrowed JSON, no deep copy),
+/// or the fail-closed decision when it cannot be.
+fn regorus_input(input: &serde_json::Value) -> Result<Value, Decision> {
+    <Value as serde::Deserialize>::deserialize(input)
+        .map_err(|e| Decision::fail_closed(format!("policy input is not valid: {e}")))
 }
 
 /// The lines the engine evaluated since its coverage data was last cleared.
@@ -1518,5 +1656,162 @@ mod tests {
         assert!(pay.covered_lines.iter().all(|l| l.file == "pay.rego"));
         // Explaining never touches the cache.
         assert_eq!(s.cache_stats().misses, 0);
+    }
+
+    /// Decisions without their timings, for comparing two evaluations.
+    fn untimed(mut d: Decision) -> Decision {
+        for p in &mut d.policies {
+            p.eval_time_us = 0;
+        }
+        d
+    }
+
+    #[test]
+    fn split_divides_the_policies_in_order_by_recent_cost() {
+        let files: Vec<(String, String)> = (0..5)
+            .map(|i| {
+                (
+                    format!("p{i}.rego"),
+                    format!(
+                        "package p{i}\nimport rego.v1\ndecision := \"allow\" if input.x == {i}\n"
+                    ),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, r)| (p.as_str(), r.as_str()))
+            .collect();
+        let s = set(&refs);
+        let set_costs = |costs: [u64; 5]| {
+            for (slot, cost) in s.costs.iter().zip(costs) {
+                slot.store(cost, Ordering::Relaxed);
+            }
+        };
+        let all = [0, 1, 2, 3, 4];
+        set_costs([100; 5]);
+        assert_eq!(s.split(&all, 2), vec![vec![0, 1, 2], vec![3, 4]]);
+        assert_eq!(s.split(&all, 3), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(s.split(&all, 1), vec![all.to_vec()]);
+        assert_eq!(s.split(&[2], 4), vec![vec![2]]);
+        // An expensive policy gets a run of its own.
+        set_costs([50, 50, 900, 40, 40]);
+        assert_eq!(s.split(&all, 2), vec![vec![0, 1, 2], vec![3, 4]]);
+        // The rule index skipped the expensive one: 180 µs left, not worth a split.
+        assert_eq!(s.split(&[0, 1, 3, 4], 2), vec![vec![0, 1, 3, 4]]);
+        // Below PARALLEL_MIN_COST_US in total (and before any decision: all 0): one run.
+        set_costs([30; 5]);
+        assert_eq!(s.split(&all, 2), vec![all.to_vec()]);
+        set_costs([0; 5]);
+        assert_eq!(s.split(&all, 4), vec![all.to_vec()]);
+    }
+
+    /// The shipped starter and packs plus 40 policies of every kind (allow, deny, approval,
+    /// abstain, an evaluation error), decided with every policy on one thread and split
+    /// across the pool: the same decisions, policy by policy.
+    #[test]
+    fn split_decisions_equal_decisions_on_one_thread() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+        let mut sources: Vec<PolicySource> = [
+            "starter.rego",
+            "packs/security.rego",
+            "packs/compliance.rego",
+            "packs/financial.rego",
+        ]
+        .iter()
+        .map(|f| PolicySource {
+            path: (*f).to_string(),
+            rego: std::fs::read_to_string(root.join(f)).unwrap(),
+        })
+        .collect();
+        for i in 0..40 {
+            let outcome = ["\"allow\"", "\"deny\"", "{\"action\": \"require_approval\", \"reason\": \"big\", \"approvals_required\": 2}"][i % 3];
+            sources.push(PolicySource {
+                path: format!("gen/p{i:02}.rego"),
+                rego: format!(
+                    "package gen.p{i:02}\nimport rego.v1\n\
+                     hosts := {{\"h{i}.example.com\", \"x{i}.example.org\"}}\n\
+                     decision := {{\"action\": \"deny\", \"reason\": \"blocked host {i}\"}} if {{\n  some h in hosts\n  contains(lower(input.action.params.url), h)\n}}\n\
+                     decision := {outcome} if {{\n  input.action.params.n > {i}\n  count([x | some x in numbers.range(1, 50)]) == 50\n}}\n\
+                     decision := \"deny\" if {{\n  input.action.params.q == \"error\"\n  to_number(\"not a number {i}\") > 0\n}}\n"
+                ),
+            });
+        }
+        let options = |eval_threads| EvaluatorOptions {
+            decision_cache_entries: 0,
+            eval_threads,
+            ..EvaluatorOptions::default()
+        };
+        let serial = PolicySet::load(sources.clone(), options(1)).unwrap();
+        let parallel = PolicySet::load(sources, options(0)).unwrap();
+        let inputs = [
+            json!({"action": {"tool": "http_proxy", "operation": "POST", "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}, "n": 7}}}),
+            json!({"action": {"tool": "http_proxy", "operation": "GET", "params": {"url": "https://H33.example.com/a", "n": 100}}}),
+            json!({"action": {"tool": "knowledge_base", "operation": "search", "params": {"q": "error", "n": 0}}}),
+            json!({"action": {"tool": "kb", "operation": "search", "params": {"n": 20}}}),
+        ];
+        for input in &inputs {
+            let expected = untimed(serial.evaluate(input));
+            // The first decisions teach the set its policies' costs; later ones are split.
+            for _ in 0..3 {
+                assert_eq!(untimed(parallel.evaluate(input)), expected, "{input}");
+            }
+        }
+        let all: Vec<usize> = (0..parallel.policies().len()).collect();
+        let runs = parallel.split(&all, parallel.eval_threads()).len();
+        if evaluation_pool().current_num_threads() >= 2 {
+            assert!(runs >= 2, "the set was not split: {runs} run");
+        } else {
+            eprintln!("NOTICE: one CPU core: decisions were compared, but none was split");
+        }
+        // The policies' outcomes above cover every verdict, abstention and an error.
+        let outcomes: Vec<PolicyOutcome> = inputs
+            .iter()
+            .flat_map(|i| serial.evaluate(i).policies)
+            .collect();
+        for verdict in [
+            Some(Verdict::Allow),
+            Some(Verdict::Deny),
+            Some(Verdict::RequireApproval),
+            None,
+        ] {
+            assert!(
+                outcomes.iter().any(|p| p.decision == verdict),
+                "{verdict:?}"
+            );
+        }
+        assert!(outcomes.iter().any(|p| p
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("failed to evaluate"))));
+    }
+
+    #[test]
+    fn the_time_limit_holds_when_a_decision_is_split() {
+        let sources = (0..6)
+            .map(|i| PolicySource {
+                path: format!("slow{i}.rego"),
+                rego: format!("package slow{i}\nimport rego.v1\ndecision := \"allow\" if {{\n  input.slow\n  count([1 | some i in numbers.range(1, 4000); some j in numbers.range(1, 4000)]) > 0\n}}\n"),
+            })
+            .collect();
+        let s = PolicySet::load(
+            sources,
+            EvaluatorOptions {
+                eval_timeout: Duration::from_millis(20),
+                decision_cache_entries: 0,
+                ..EvaluatorOptions::default()
+            },
+        )
+        .unwrap();
+        for _ in 0..3 {
+            let d = s.evaluate(&json!({"slow": true}));
+            assert_eq!(d.verdict, Verdict::Deny);
+            assert!(d.reason.contains("time limit"), "{}", d.reason);
+            assert!(
+                d.policies.iter().all(|p| p.decision == Some(Verdict::Deny)),
+                "{:?}",
+                d.policies
+            );
+        }
     }
 }
