@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
 use serde::Serialize;
@@ -182,8 +181,8 @@ pub struct PolicySet {
     cache_misses: AtomicU64,
     cache_bypassed: AtomicU64,
     /// Per policy (same order as `policies`), its recent evaluation time in microseconds
-    /// (an exponentially weighted moving average, 0 before its first evaluation): how the
-    /// work of a decision is divided between evaluation threads.
+    /// (an exponentially weighted moving average with weight 1/8, 0 before its first
+    /// evaluation): how the work of a decision is divided between evaluation threads.
     costs: Vec<AtomicU64>,
 }
 
@@ -734,8 +733,9 @@ impl PolicySet {
     ///
     /// The policies the rule index cannot skip are evaluated on the calling thread, or,
     /// when their recent cost reaches [`PARALLEL_MIN_COST_US`] and more than one
-    /// evaluation thread is allowed, split into contiguous runs of about equal cost that
-    /// the shared pool evaluates at the same time, each on its thread's own engine.
+    /// evaluation thread is allowed, split into contiguous runs of about equal cost: the
+    /// calling thread evaluates the first while the shared pool evaluates the others at the
+    /// same time, each on its thread's own engine.
     fn evaluate_uncached(&self, input: &serde_json::Value) -> (Decision, bool) {
         let deadline = Instant::now() + self.options.eval_timeout;
         let value = match regorus_input(input) {
@@ -756,13 +756,22 @@ impl PolicySet {
             .map(|(i, _)| i)
             .collect();
         let runs = self.split(&todo, self.eval_threads());
-        let results: Vec<RunResult> = match runs.as_slice() {
-            [run] => vec![self.evaluate_run(run, &value, deadline)],
-            _ => evaluation_pool().install(|| {
-                runs.par_iter()
-                    .map(|run| self.evaluate_run(run, &value, deadline))
-                    .collect()
-            }),
+        let results = match runs.split_first() {
+            Some((first, [])) => vec![self.evaluate_run(first, &value, deadline)],
+            Some((first, rest)) => {
+                match self.evaluate_runs_in_parallel(first, rest, &value, deadline) {
+                    Some(results) => results,
+                    None => {
+                        return (
+                            Decision::fail_closed(
+                                "policy evaluation failed: an evaluation thread did not finish",
+                            ),
+                            false,
+                        )
+                    }
+                }
+            }
+            None => Vec::new(),
         };
         let mut clean = true;
         for result in results {
@@ -790,6 +799,41 @@ impl PolicySet {
             .map(|(outcome, policy)| outcome.unwrap_or_else(|| abstain_outcome(&policy.name)))
             .collect();
         (Decision::combine(outcomes), clean)
+    }
+
+    /// Evaluates `first` on the calling thread while the pool evaluates `rest`, and waits
+    /// for all of them: every run's result, or `None` if one went missing (a thread
+    /// panicked outside the engine), which fails the decision closed.
+    fn evaluate_runs_in_parallel(
+        &self,
+        first: &[usize],
+        rest: &[Vec<usize>],
+        input: &Value,
+        deadline: Instant,
+    ) -> Option<Vec<RunResult>> {
+        let others = Mutex::new(Vec::with_capacity(rest.len()));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            evaluation_pool().in_place_scope(|scope| {
+                for run in rest {
+                    let others = &others;
+                    scope.spawn(move |_| {
+                        let result = self.evaluate_run(run, input, deadline);
+                        others
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(result);
+                    });
+                }
+                self.evaluate_run(first, input, deadline)
+            })
+        }));
+        let mut results = vec![outcome.ok()?];
+        results.extend(
+            others
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        (results.len() == rest.len() + 1).then_some(results)
     }
 
     /// How many threads may evaluate one decision: the option, bounded by the pool.
@@ -841,9 +885,16 @@ impl PolicySet {
                     .map(|(i, policy)| {
                         let (outcome, ok) = self.evaluate_policy(engine, policy, deadline);
                         if let Some(cost) = self.costs.get(i) {
-                            // Moving average over about four decisions.
+                            // Moving average over about eight decisions (timings on a
+                            // busy machine are noisy), starting from the first one.
                             let old = cost.load(Ordering::Relaxed);
-                            cost.store((3 * old + outcome.eval_time_us) / 4, Ordering::Relaxed);
+                            let sample = outcome.eval_time_us;
+                            let new = if old == 0 {
+                                sample
+                            } else {
+                                (7 * old + sample) / 8
+                            };
+                            cost.store(new, Ordering::Relaxed);
                         }
                         (i, outcome, ok)
                     })
