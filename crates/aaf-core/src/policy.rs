@@ -836,12 +836,13 @@ impl PolicySet {
         (results.len() == rest.len() + 1).then_some(results)
     }
 
-    /// How many threads may evaluate one decision: the option, bounded by the pool.
+    /// How many threads may evaluate one decision: the option, bounded by the pool (which
+    /// is not started when the option is 1).
     fn eval_threads(&self) -> usize {
-        let pool = evaluation_pool().current_num_threads();
         match self.options.eval_threads {
-            0 => pool,
-            n => n.min(pool),
+            1 => 1,
+            0 => evaluation_pool().current_num_threads(),
+            n => n.min(evaluation_pool().current_num_threads()),
         }
     }
 
