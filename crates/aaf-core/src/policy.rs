@@ -1328,22 +1328,23 @@ fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// `(path, rego)` pairs as sources, for the tests of this module and its submodules.
+    pub(crate) fn sources(files: &[(&str, &str)]) -> Vec<PolicySource> {
+        files
+            .iter()
+            .map(|(p, r)| PolicySource {
+                path: p.to_string(),
+                rego: r.to_string(),
+            })
+            .collect()
+    }
+
     fn set(files: &[(&str, &str)]) -> PolicySet {
-        PolicySet::load(
-            files
-                .iter()
-                .map(|(p, r)| PolicySource {
-                    path: p.to_string(),
-                    rego: r.to_string(),
-                })
-                .collect(),
-            EvaluatorOptions::default(),
-        )
-        .unwrap()
+        PolicySet::load(sources(files), EvaluatorOptions::default()).unwrap()
     }
 
     fn load_err(rego: &str) -> Vec<LoadError> {

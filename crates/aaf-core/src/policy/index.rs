@@ -258,13 +258,7 @@ mod tests {
 
     fn load(files: &[(&str, &str)], rule_index: bool) -> PolicySet {
         PolicySet::load(
-            files
-                .iter()
-                .map(|(p, r)| PolicySource {
-                    path: p.to_string(),
-                    rego: r.to_string(),
-                })
-                .collect(),
+            crate::policy::tests::sources(files),
             EvaluatorOptions {
                 decision_cache_entries: 0,
                 rule_index,

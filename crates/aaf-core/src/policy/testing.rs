@@ -232,17 +232,11 @@ impl PolicySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{EvaluatorOptions, PolicySource};
+    use crate::policy::EvaluatorOptions;
 
     fn set(files: &[(&str, &str)]) -> PolicySet {
         PolicySet::load_for_tests(
-            files
-                .iter()
-                .map(|(p, r)| PolicySource {
-                    path: p.to_string(),
-                    rego: r.to_string(),
-                })
-                .collect(),
+            crate::policy::tests::sources(files),
             EvaluatorOptions::default(),
         )
         .unwrap()
