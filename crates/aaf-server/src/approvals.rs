@@ -717,15 +717,16 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
     );
     let now = crate::time::format_rfc3339(now);
     for org in state.store.list_orgs().await? {
-        let query = |status: &str| ActionQuery {
+        let query = |status: &str, decision: Verdict| ActionQuery {
             status: status.to_string(),
+            decision: decision.as_str().to_string(),
             expires_at_or_before: None,
             updated_before: None,
             limit: SWEEP_BATCH,
         };
         let due = ActionQuery {
             expires_at_or_before: Some(now.clone()),
-            ..query("pending_approval")
+            ..query("pending_approval", Verdict::RequireApproval)
         };
         for action in state.store.list_actions(&org.id, &due).await? {
             if let Err(e) = expire(state, &action).await {
@@ -734,7 +735,7 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
         }
         let approved = ActionQuery {
             updated_before: Some(stale_approved.clone()),
-            ..query("approved")
+            ..query("approved", Verdict::RequireApproval)
         };
         for action in state.store.list_actions(&org.id, &approved).await? {
             if HTTP_TOOLS.contains(&action.tool.as_str()) {
@@ -744,13 +745,16 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
                 }
             }
         }
-        let executing = ActionQuery {
-            updated_before: Some(stale_executing.clone()),
-            ..query("executing")
-        };
-        for action in state.store.list_actions(&org.id, &executing).await? {
-            if let Err(e) = outcome_unknown(state, &action).await {
-                tracing::warn!(action_id = %action.id, error = %e, "could not fail a stale executing action");
+        // Allowed HTTP actions execute at once; approved ones after their approval.
+        for decision in [Verdict::Allow, Verdict::RequireApproval] {
+            let executing = ActionQuery {
+                updated_before: Some(stale_executing.clone()),
+                ..query("executing", decision)
+            };
+            for action in state.store.list_actions(&org.id, &executing).await? {
+                if let Err(e) = outcome_unknown(state, &action).await {
+                    tracing::warn!(action_id = %action.id, error = %e, "could not fail a stale executing action");
+                }
             }
         }
     }

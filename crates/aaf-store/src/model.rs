@@ -340,6 +340,8 @@ pub struct DeliveryUpdate {
 pub struct ActionQuery {
     /// Only actions with this status.
     pub status: String,
+    /// Only actions with this decision (`allow`, `require_approval`, `deny`).
+    pub decision: String,
     /// Only actions whose approval deadline is at or before this time (RFC 3339 UTC).
     pub expires_at_or_before: Option<String>,
     /// Only actions last changed before this time (RFC 3339 UTC).

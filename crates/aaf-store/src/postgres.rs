@@ -642,6 +642,7 @@ impl PgStore {
         let rows = sqlx::query(sql::LIST_ACTIONS)
             .bind(org_id)
             .bind(&query.status)
+            .bind(&query.decision)
             .bind(&query.expires_at_or_before)
             .bind(&query.updated_before)
             .bind(i64::from(query.limit))

@@ -2,6 +2,7 @@
 //! report, and the organisation's approval settings. The workflow itself is in
 //! [`crate::approvals`].
 
+use aaf_core::action::Verdict;
 use aaf_core::approval::ApprovalStatus;
 use aaf_core::audit::event_types;
 use aaf_store::{ActionQuery, ActionRecord, Mutation, NewEvent, OrgSettings, WriteUnit};
@@ -182,6 +183,7 @@ pub async fn list_approvals(
             &user.org.id,
             &ActionQuery {
                 status: status.as_str().to_string(),
+                decision: Verdict::RequireApproval.as_str().to_string(),
                 expires_at_or_before: None,
                 updated_before: None,
                 limit,
@@ -189,10 +191,7 @@ pub async fn list_approvals(
         )
         .await?;
     let mut approvals = Vec::with_capacity(actions.len());
-    for action in actions
-        .into_iter()
-        .filter(|a| a.decision == "require_approval")
-    {
+    for action in actions {
         approvals.push(approval_view(&state, action).await?);
     }
     Ok(Json(ApprovalList { approvals }))

@@ -192,17 +192,20 @@ async fn settings_are_per_organisation_and_replaced(db: TestDb) {
     assert_eq!(store.get_org_settings(&other.id).await.unwrap(), None);
 }
 
-both_backends!(list_actions_filters_by_status_deadline_and_age);
-async fn list_actions_filters_by_status_deadline_and_age(db: TestDb) {
+both_backends!(list_actions_filters_by_status_decision_deadline_and_age);
+async fn list_actions_filters_by_status_decision_deadline_and_age(db: TestDb) {
     let store = &db.store;
     let (org, agent) = org_with_agent(store, "acme").await;
     let (other, other_agent) = org_with_agent(store, "globex").await;
     let mut units = Vec::new();
-    for (i, (status, expires, updated)) in [
-        ("pending_approval", 100, 10),
-        ("pending_approval", 200, 11),
-        ("pending_approval", 300, 12),
-        ("approved", 100, 13),
+    for (i, (status, decision, expires, updated)) in [
+        ("pending_approval", "require_approval", 100, 10),
+        ("pending_approval", "require_approval", 200, 11),
+        ("pending_approval", "require_approval", 300, 12),
+        ("approved", "require_approval", 100, 13),
+        ("executing", "allow", 100, 14),
+        ("executing", "require_approval", 100, 15),
+        ("allowed", "allow", 100, 16),
     ]
     .into_iter()
     .enumerate()
@@ -210,6 +213,7 @@ async fn list_actions_filters_by_status_deadline_and_age(db: TestDb) {
         let mut unit = action_unit(&org, &agent, &format!("act-{i}"), 10 + i as u64);
         if let Some(ActionWrite::Insert(r)) = &mut unit.action {
             r.status = status.into();
+            r.decision = decision.into();
             r.expires_at = Some(ts(expires));
             r.updated_at = ts(updated);
         }
@@ -218,6 +222,7 @@ async fn list_actions_filters_by_status_deadline_and_age(db: TestDb) {
     let mut foreign = action_unit(&other, &other_agent, "foreign", 20);
     if let Some(ActionWrite::Insert(r)) = &mut foreign.action {
         r.status = "pending_approval".into();
+        r.decision = "require_approval".into();
         r.expires_at = Some(ts(1));
     }
     units.push(foreign);
@@ -229,6 +234,7 @@ async fn list_actions_filters_by_status_deadline_and_age(db: TestDb) {
     let query =
         |status: &str, expires: Option<u64>, updated: Option<u64>, limit: u32| ActionQuery {
             status: status.into(),
+            decision: "require_approval".into(),
             expires_at_or_before: expires.map(ts),
             updated_before: updated.map(ts),
             limit,
@@ -253,6 +259,21 @@ async fn list_actions_filters_by_status_deadline_and_age(db: TestDb) {
         .list_actions(&org.id, &query("approved", None, None, 10))
         .await;
     assert_eq!(ids(approved.unwrap()), ["act-3"]);
+    // The decision is part of the filter: the limit counts only matching actions.
+    let executing_approved = store
+        .list_actions(&org.id, &query("executing", None, None, 1))
+        .await;
+    assert_eq!(ids(executing_approved.unwrap()), ["act-5"]);
+    let executing_allowed = store
+        .list_actions(
+            &org.id,
+            &ActionQuery {
+                decision: "allow".into(),
+                ..query("executing", None, None, 1)
+            },
+        )
+        .await;
+    assert_eq!(ids(executing_allowed.unwrap()), ["act-4"]);
 }
 
 /// A webhook of `org_id` and one delivery to it, ids tagged with `tag`.
