@@ -811,6 +811,46 @@ async fn a_node_stopping_between_approval_and_execution_loses_nothing_and_runs_n
     server.stop().await;
 }
 
+#[tokio::test]
+async fn an_allowed_action_its_node_left_executing_fails_as_outcome_unknown() {
+    let upstream = Upstream::start().await;
+    let clock = start_clock();
+    let server = TestServer::start_clocked(&examples("seed-004"), clock.clone(), |c| {
+        stripe_to(&upstream)(c);
+        c.approvals.sweep_interval_ms = 20;
+    })
+    .await;
+    let (_, agent_key) = server.create_agent("billing-agent").await;
+
+    // Allowed (at most 10000) and run at once; then left `executing`, as by a node that
+    // stopped before recording the outcome.
+    let (status, body) = server.act(&agent_key, charge(&upstream, 500)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "allow", "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(upstream.count(), 1);
+    leave_as(&server.data_dir, &id, "executing").await;
+
+    let (_, a) = server
+        .get_json(&format!("/v1/actions/{id}?wait=1"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(
+        a["status"], "executing",
+        "untouched within the recovery delay"
+    );
+    clock.advance(Duration::from_secs(31 + 30));
+    let failed = wait_for_status(&server, &id, "failed").await;
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outcome unknown"),
+        "{failed}"
+    );
+    assert_eq!(upstream.count(), 1, "never run a second time");
+    server.stop().await;
+}
+
 /// Runs `aaf approvals ...` against the server with `token`; returns (success, stdout, stderr).
 async fn cli(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
