@@ -758,8 +758,9 @@ async fn leave_as(data_dir: &Path, id: &str, status: &str) {
     conn.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_node_stopping_between_approval_and_execution_loses_nothing_and_runs_nothing_twice() {
+/// A server on seed-004's policies with Stripe routed to a fresh upstream, a manual clock and
+/// a sweeper every 20 ms, and an agent's key: for the recovery tests.
+async fn recovering_server() -> (Upstream, Clock, TestServer, String) {
     let upstream = Upstream::start().await;
     let clock = start_clock();
     let server = TestServer::start_clocked(&examples("seed-004"), clock.clone(), |c| {
@@ -768,6 +769,12 @@ async fn a_node_stopping_between_approval_and_execution_loses_nothing_and_runs_n
     })
     .await;
     let (_, agent_key) = server.create_agent("billing-agent").await;
+    (upstream, clock, server, agent_key)
+}
+
+#[tokio::test]
+async fn a_node_stopping_between_approval_and_execution_loses_nothing_and_runs_nothing_twice() {
+    let (upstream, clock, server, agent_key) = recovering_server().await;
 
     // Approved, but its node stopped before running it: the approval is not lost.
     let (_, body) = server.act(&agent_key, charge(&upstream, 50000)).await;
@@ -813,14 +820,7 @@ async fn a_node_stopping_between_approval_and_execution_loses_nothing_and_runs_n
 
 #[tokio::test]
 async fn an_allowed_action_its_node_left_executing_fails_as_outcome_unknown() {
-    let upstream = Upstream::start().await;
-    let clock = start_clock();
-    let server = TestServer::start_clocked(&examples("seed-004"), clock.clone(), |c| {
-        stripe_to(&upstream)(c);
-        c.approvals.sweep_interval_ms = 20;
-    })
-    .await;
-    let (_, agent_key) = server.create_agent("billing-agent").await;
+    let (upstream, clock, server, agent_key) = recovering_server().await;
 
     // Allowed (at most 10000) and run at once; then left `executing`, as by a node that
     // stopped before recording the outcome.
