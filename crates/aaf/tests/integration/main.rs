@@ -19,4 +19,5 @@ mod policies;
 mod rbac;
 mod requests;
 mod signatures;
+mod tour;
 mod webhooks;
