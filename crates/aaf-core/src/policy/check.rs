@@ -128,11 +128,8 @@ impl Calls<'_> {
                             self.expr(k);
                         }
                     }
-                    RuleHead::Func {
-                        refr, args, assign, ..
-                    } => {
-                        // The head's reference names the function being defined, not a call.
-                        let _ = refr;
+                    // The head's reference names the function being defined, not a call.
+                    RuleHead::Func { args, assign, .. } => {
                         for a in args {
                             self.expr(a);
                         }
