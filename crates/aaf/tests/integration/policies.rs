@@ -558,6 +558,11 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     let dir = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let server = TestServer::start(dir.path(), |_| {}).await;
     let (_, key) = server.create_agent("shadowed").await;
+    let (code, before) = server
+        .act(&key, json!({"tool": "export", "operation": "run"}))
+        .await;
+    assert_eq!(code, 200, "{before}");
+    let enforced_revision = before["policy_revision"].as_str().unwrap().to_string();
     let strict = "package aaf.policies.strict\nimport rego.v1\n\ndecision := {\"action\": \"deny\", \"reason\": \"no exports\"} if input.action.tool == \"export\"\n";
     let (code, created) = call(
         &server,
@@ -569,6 +574,9 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["mode"], "shadow");
     let id = created["id"].as_str().unwrap().to_string();
+    // The revision names the enforced set, which a shadow policy is not part of: creating
+    // one answers the revision in force, unchanged, and decisions keep recording it.
+    assert_eq!(created["revision"], enforced_revision.as_str(), "{created}");
 
     let (code, exported) = server
         .act(&key, json!({"tool": "export", "operation": "run"}))
@@ -580,6 +588,8 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     assert_eq!(exported["shadow"][0]["decision"], "deny");
     assert_eq!(exported["shadow"][0]["differs"], true);
     assert_eq!(exported["shadow"][0]["policy"], "strict");
+    assert_eq!(exported["shadow"][0]["version"], 1);
+    assert_eq!(exported["policy_revision"], enforced_revision.as_str());
     let (code, other) = server
         .act(&key, json!({"tool": "search", "operation": "run"}))
         .await;
@@ -618,6 +628,12 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     )
     .await;
     assert_eq!((code, promoted["version"].as_i64()), (200, Some(2)));
+    // Now part of the enforced set: a new revision, the one decisions record.
+    assert_ne!(
+        promoted["revision"],
+        enforced_revision.as_str(),
+        "{promoted}"
+    );
     let (code, body) = server
         .act(&key, json!({"tool": "export", "operation": "run"}))
         .await;
