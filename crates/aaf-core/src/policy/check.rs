@@ -19,8 +19,9 @@
 //!
 //! A call that resolves to none of them is a [`LoadError`] at the call's `file:line:col`
 //! with the message `undefined function <name>`, as OPA words it. Every call is checked,
-//! whether or not evaluating the module would reach it. A function replaced in a test with
-//! `with f as mock` must still exist (OPA refuses to replace an undefined function too).
+//! whether or not evaluating the module would reach it, including a call whose function a
+//! test replaces (`with f as mock`): `f` must still exist, as OPA requires. The target of a
+//! `with` is not itself checked (only calls are); its value is, like any expression.
 
 use std::collections::{BTreeMap, BTreeSet};
 
