@@ -26,77 +26,101 @@ use crate::canonical::{
 /// The previous hash of the first event of every chain: 32 zero bytes.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
-/// Event type names (the `type` field of an [`AuditEvent`]).
-pub mod event_types {
+/// Declares the event type constants and [`event_types::ALL`], the list of them, in one
+/// place, so that a type cannot be added without being listed.
+macro_rules! event_types {
+    ($($(#[$doc:meta])* $name:ident = $value:literal;)*) => {
+        /// Event type names (the `type` field of an [`AuditEvent`]).
+        ///
+        /// Every type the code writes is a constant here and in [`ALL`]; `docs/audit.md`
+        /// documents each of them (a test compares the two, and checks that every constant
+        /// is used by the code that writes events).
+        pub mod event_types {
+            $($(#[$doc])* pub const $name: &str = $value;)*
+
+            /// Every event type the code writes, in declaration order.
+            pub const ALL: &[&str] = &[$($name),*];
+
+            /// Every constant's name and value (`("ACTION_DECIDED", "action.decided")`),
+            /// for the check that each one is written somewhere.
+            pub const NAMES: &[(&str, &str)] = &[$((stringify!($name), $name)),*];
+
+            /// Types that earlier versions wrote and that chains may still hold; no code
+            /// writes them any more: `admin_token.created` (the first admin token, now
+            /// `user.created` of the first user).
+            pub const RETIRED: &[&str] = &["admin_token.created"];
+        }
+    };
+}
+
+event_types! {
     /// A decision was made on an action (data: verdict, reason, policies, ...).
-    pub const ACTION_DECIDED: &str = "action.decided";
+    ACTION_DECIDED = "action.decided";
     /// An allowed action was executed by a connector.
-    pub const ACTION_EXECUTED: &str = "action.executed";
+    ACTION_EXECUTED = "action.executed";
     /// An allowed action failed while executing.
-    pub const ACTION_FAILED: &str = "action.failed";
+    ACTION_FAILED = "action.failed";
     /// A request was rejected before a decision (authentication, validation, rate limit).
-    pub const REQUEST_REJECTED: &str = "request.rejected";
+    REQUEST_REJECTED = "request.rejected";
     /// An organisation was created.
-    pub const ORG_CREATED: &str = "org.created";
-    /// An admin API token was created (data holds its name and prefix, never the secret).
-    pub const ADMIN_TOKEN_CREATED: &str = "admin_token.created";
+    ORG_CREATED = "org.created";
     /// An agent and its first key were created (data holds the key prefix, never the key).
-    pub const AGENT_CREATED: &str = "agent.created";
+    AGENT_CREATED = "agent.created";
     /// A user (a person with a role) was created with a personal access token.
-    pub const USER_CREATED: &str = "user.created";
+    USER_CREATED = "user.created";
     /// A user's role was changed (data: old and new role).
-    pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+    USER_ROLE_CHANGED = "user.role_changed";
     /// A user was deleted; their tokens stopped working at once.
-    pub const USER_DELETED: &str = "user.deleted";
+    USER_DELETED = "user.deleted";
     /// An agent key was created (data: key id, prefix, expiry, tools; never the key).
-    pub const AGENT_KEY_CREATED: &str = "agent_key.created";
+    AGENT_KEY_CREATED = "agent_key.created";
     /// An agent key was rotated: a new key, and the old one expiring after a grace period.
-    pub const AGENT_KEY_ROTATED: &str = "agent_key.rotated";
+    AGENT_KEY_ROTATED = "agent_key.rotated";
     /// An agent key was revoked.
-    pub const AGENT_KEY_REVOKED: &str = "agent_key.revoked";
+    AGENT_KEY_REVOKED = "agent_key.revoked";
     /// An expired or revoked agent key was presented (the request was refused with 401).
-    pub const AGENT_KEY_REFUSED: &str = "agent_key.refused";
-    /// A credential of a known organisation failed authentication in another way (a bad
-    /// request signature, a replayed nonce, a tool outside the key's scope).
-    pub const AUTH_FAILED: &str = "auth.failed";
+    AGENT_KEY_REFUSED = "agent_key.refused";
+    /// A credential of a known organisation failed authentication in another way (a bad or
+    /// missing request signature, a replayed nonce, an unusable registered public key).
+    AUTH_FAILED = "auth.failed";
     /// An approver approved a pending action (data: approver, comment, digest, approvals so
     /// far and required; `final` when it completed the quorum).
-    pub const APPROVAL_APPROVED: &str = "approval.approved";
+    APPROVAL_APPROVED = "approval.approved";
     /// An approver rejected a pending action (data: approver, comment, digest).
-    pub const APPROVAL_REJECTED: &str = "approval.rejected";
+    APPROVAL_REJECTED = "approval.rejected";
     /// A pending action passed its deadline unanswered (a security event: seed 000 lists
     /// approval timeouts among the events to monitor).
-    pub const APPROVAL_EXPIRED: &str = "approval.expired";
+    APPROVAL_EXPIRED = "approval.expired";
     /// The agent withdrew its pending action.
-    pub const APPROVAL_CANCELLED: &str = "approval.cancelled";
+    APPROVAL_CANCELLED = "approval.cancelled";
     /// An approved action was not run: its stored form no longer matches the approved
     /// digest, or the policies in force now deny it (data: reason, check).
-    pub const APPROVAL_RECHECK_DENIED: &str = "approval.recheck_denied";
+    APPROVAL_RECHECK_DENIED = "approval.recheck_denied";
     /// AAF's connector started running an approved action (the at-most-once claim).
-    pub const ACTION_EXECUTION_STARTED: &str = "action.execution_started";
+    ACTION_EXECUTION_STARTED = "action.execution_started";
     /// The agent reported the outcome of an approved action it ran itself.
-    pub const ACTION_RESULT_REPORTED: &str = "action.result_reported";
+    ACTION_RESULT_REPORTED = "action.result_reported";
     /// A webhook was created (data: url, events, format; never the secret).
-    pub const WEBHOOK_CREATED: &str = "webhook.created";
+    WEBHOOK_CREATED = "webhook.created";
     /// A webhook was disabled.
-    pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+    WEBHOOK_DISABLED = "webhook.disabled";
     /// The approval settings of an organisation changed (data: old and new settings).
-    pub const ORG_SETTINGS_CHANGED: &str = "org.settings_changed";
+    ORG_SETTINGS_CHANGED = "org.settings_changed";
     /// A managed policy was created (data: policy_id, name, version, mode, sha256, author,
     /// revision).
-    pub const POLICY_CREATED: &str = "policy.created";
+    POLICY_CREATED = "policy.created";
     /// A new version of a managed policy was written and put in force (same data).
-    pub const POLICY_UPDATED: &str = "policy.updated";
+    POLICY_UPDATED = "policy.updated";
     /// An earlier version of a managed policy was put back in force (data: from_version too).
-    pub const POLICY_ROLLED_BACK: &str = "policy.rolled_back";
+    POLICY_ROLLED_BACK = "policy.rolled_back";
     /// A managed policy was disabled (its history is kept).
-    pub const POLICY_DISABLED: &str = "policy.disabled";
+    POLICY_DISABLED = "policy.disabled";
     /// A data document was written (data: path, version, sha256, author, revision).
-    pub const DATA_UPDATED: &str = "data.updated";
+    DATA_UPDATED = "data.updated";
     /// A policy pack was enabled for the organisation.
-    pub const PACK_ENABLED: &str = "policy_pack.enabled";
+    PACK_ENABLED = "policy_pack.enabled";
     /// A policy pack was disabled for the organisation.
-    pub const PACK_DISABLED: &str = "policy_pack.disabled";
+    PACK_DISABLED = "policy_pack.disabled";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.
@@ -1044,26 +1068,22 @@ mod tests {
     #[test]
     fn event_type_names() {
         use event_types::*;
-        let names = [
-            ACTION_DECIDED,
-            ACTION_EXECUTED,
-            ACTION_FAILED,
-            REQUEST_REJECTED,
-            ORG_CREATED,
-            ADMIN_TOKEN_CREATED,
-            AGENT_CREATED,
-        ];
         assert_eq!(
-            names,
+            [ACTION_DECIDED, ORG_CREATED, USER_CREATED, AUTH_FAILED],
             [
                 "action.decided",
-                "action.executed",
-                "action.failed",
-                "request.rejected",
                 "org.created",
-                "admin_token.created",
-                "agent.created"
+                "user.created",
+                "auth.failed"
             ]
         );
+        // Every constant is listed once, and no retired type is written again.
+        assert_eq!(ALL.len(), NAMES.len());
+        let unique: std::collections::BTreeSet<&str> = ALL.iter().copied().collect();
+        assert_eq!(unique.len(), ALL.len(), "{ALL:?}");
+        for (name, value) in NAMES {
+            assert!(ALL.contains(value), "{name}");
+            assert!(!RETIRED.contains(value), "{name}");
+        }
     }
 }

@@ -34,6 +34,7 @@ use crate::action::{
 };
 use crate::{detect, net};
 
+mod check;
 mod index;
 pub mod testing;
 
@@ -265,7 +266,19 @@ thread_local! {
     static ENGINES: RefCell<Vec<(u64, Engine)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Registers AAF's built-in functions on an engine. Documented in `docs/policies.md`.
+/// AAF's built-in functions (regorus extensions): `(name, number of arguments)`. This one
+/// list is what [`register_builtins`] registers and what the load-time check of calls
+/// (module `check`) knows, so a function added here is callable and checked at once.
+/// Documented in `docs/policies.md`.
+pub const EXTENSIONS: &[(&str, u8)] = &[
+    ("is_private_network", 1),
+    ("is_private_ip", 1),
+    ("has_pii", 1),
+    ("has_ssn", 1),
+    ("has_credit_card", 1),
+];
+
+/// Registers [`EXTENSIONS`] on an engine.
 ///
 /// * `is_private_network(url_or_host)` and its alias `is_private_ip`: see
 ///   [`net::is_private_network`];
@@ -274,54 +287,41 @@ thread_local! {
 /// * `has_credit_card(value)`: [`detect::has_credit_card`].
 ///
 /// A wrong argument type is an evaluation error (and so, in AAF, a deny).
+///
+/// # Errors
+///
+/// A listed name without an implementation here, or one regorus refuses to register.
 fn register_builtins(engine: &mut Engine) -> anyhow::Result<()> {
-    for name in ["is_private_network", "is_private_ip"] {
-        engine.add_extension(
-            name.to_string(),
-            1,
-            Box::new(|args: Vec<Value>| {
-                let arg = args
-                    .first()
-                    .ok_or_else(|| anyhow::anyhow!("expects one argument"))?;
+    for &(name, arity) in EXTENSIONS {
+        let implementation: fn(&[Value]) -> anyhow::Result<Value> = match name {
+            "is_private_network" | "is_private_ip" => |args| {
+                let arg = first_arg(args)?;
                 let s = arg.as_string().map_err(|_| {
                     anyhow::anyhow!("expects a string (a URL or a host), got {arg}")
                 })?;
                 Ok(Value::from(net::is_private_network(s)))
-            }),
+            },
+            "has_pii" => |args| Ok(Value::from(detect::has_pii(&json_arg(args)?))),
+            "has_ssn" => |args| Ok(Value::from(detect::has_ssn(&json_arg(args)?))),
+            "has_credit_card" => |args| Ok(Value::from(detect::has_credit_card(&json_arg(args)?))),
+            other => anyhow::bail!("the extension {other} has no implementation"),
+        };
+        engine.add_extension(
+            name.to_string(),
+            arity,
+            Box::new(move |args: Vec<Value>| implementation(&args)),
         )?;
     }
-    engine.add_extension(
-        "has_pii".to_string(),
-        1,
-        Box::new(|args: Vec<Value>| {
-            let v = json_arg(&args)?;
-            Ok(Value::from(detect::has_pii(&v)))
-        }),
-    )?;
-    engine.add_extension(
-        "has_ssn".to_string(),
-        1,
-        Box::new(|args: Vec<Value>| {
-            let v = json_arg(&args)?;
-            Ok(Value::from(detect::has_ssn(&v)))
-        }),
-    )?;
-    engine.add_extension(
-        "has_credit_card".to_string(),
-        1,
-        Box::new(|args: Vec<Value>| {
-            let v = json_arg(&args)?;
-            Ok(Value::from(detect::has_credit_card(&v)))
-        }),
-    )?;
     Ok(())
 }
 
+fn first_arg(args: &[Value]) -> anyhow::Result<&Value> {
+    args.first()
+        .ok_or_else(|| anyhow::anyhow!("expects one argument"))
+}
+
 fn json_arg(args: &[Value]) -> anyhow::Result<serde_json::Value> {
-    let arg = args
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("expects one argument"))?;
-    Ok(serde_json::to_value(arg)?)
+    Ok(serde_json::to_value(first_arg(args)?)?)
 }
 
 /// Splits a regorus error (`\n--> file:line:col\n ... \nerror: message`) into a [`LoadError`].
@@ -571,6 +571,8 @@ impl PolicySet {
                 }
             })
             .collect();
+
+        check::undefined_functions(engine.get_modules())?;
 
         // Static checks by evaluation: every package once, with an empty input.
         let mut packages: Vec<&str> = modules.iter().map(|m| m.package.as_str()).collect();

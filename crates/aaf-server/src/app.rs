@@ -329,7 +329,14 @@ pub async fn prepare_with_clock(
                     tracing::warn!("AAF_ADMIN_TOKEN is set but is not a token of this data directory; it is only used when the data directory is first created");
                 }
             }
-            tracing::info!(file = %config.data_dir.join(ADMIN_TOKEN_FILE).display(), "admin token was created on first start (see this file if it was generated)");
+            // Only the node that created the organisation has the file (PostgreSQL nodes
+            // share the organisation, not their data directories): name it only if it is here.
+            let file = config.data_dir.join(ADMIN_TOKEN_FILE);
+            if file.exists() {
+                tracing::info!(file = %file.display(), "default organisation found; the admin token generated when it was created was written to this file");
+            } else {
+                tracing::info!("default organisation found; its admin token was made when it was created: taken from AAF_ADMIN_TOKEN, or generated and written to the admin-token file in the data directory of the node that created it (not this one)");
+            }
         }
         AdminTokenNotice::FromConfig => {
             tracing::info!("admin token of the default organisation taken from AAF_ADMIN_TOKEN")

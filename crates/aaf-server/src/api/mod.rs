@@ -45,28 +45,47 @@ pub const HTTP_TOOLS: &[&str] = &["http_proxy", "http"];
 /// Health of the server.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok` when the server answers.
+    /// Always `ok` when the server answers 200.
     pub status: &'static str,
     /// The storage backend, e.g. `sqlite`.
     pub database: &'static str,
-    /// The revision of the policy directory's modules (hex SHA-256 of the sources); each
-    /// organisation's own revision, with its managed policies, packs and data, is in its
-    /// decisions.
+    /// The revision (hex SHA-256) of the policy set in force for the default organisation
+    /// (the one `aaf serve` creates on first start): the policy directory's modules with
+    /// that organisation's enforced managed policies, enabled packs and data documents, as
+    /// its decisions record it. Other organisations' revisions are in their decisions.
     pub policy_revision: String,
-    /// How many policies the policy directory holds.
+    /// How many policies decide the default organisation's actions: those of the policy
+    /// directory, its enforced managed policies and its enabled packs (shadow policies,
+    /// which never decide, are not counted).
     pub policies: usize,
 }
 
 /// Liveness and basic facts; needs no credentials.
+///
+/// # Errors
+///
+/// 503 when the default organisation's policies cannot be read or built (its actions are
+/// denied until they can); the cause is in the server log.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "the server is up", body = Health)))]
-pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    Json(Health {
+    responses(
+        (status = 200, description = "the server is up", body = Health),
+        (status = 503, description = "the default organisation's policies cannot be loaded", body = ErrorBody)))]
+pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let policies = crate::policies::for_org(&state, &state.default_org_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "health check: the default organisation's policies cannot be loaded");
+            ApiError::Unavailable(
+                "the default organisation's policies cannot be loaded, so its actions are denied (see the server log)"
+                    .into(),
+            )
+        })?;
+    Ok(Json(Health {
         status: "ok",
         database: state.store.backend_name(),
-        policy_revision: state.registry.base().set.revision().to_string(),
-        policies: state.registry.base().set.policies().len(),
-    })
+        policy_revision: policies.set.revision().to_string(),
+        policies: policies.set.policies().len(),
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------

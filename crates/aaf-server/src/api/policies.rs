@@ -190,7 +190,8 @@ pub struct PolicyView {
     /// When it was disabled (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<String>,
-    /// After a change: the organisation's policy set revision now in force.
+    /// After a change: the revision of the organisation's enforced policy set now in force
+    /// (unchanged by a change of a shadow policy, which is not part of that set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
 }

@@ -401,6 +401,15 @@ fn policy_test_runs_the_starter_and_example_unit_tests() {
     }
     let passed = out.lines().filter(|l| l.starts_with("PASS ")).count();
     assert!(out.contains(&format!("PASS: {passed}/{passed}")), "{out}");
+    // docs/policies.md shows this very command's summary line.
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/policies.md"),
+    )
+    .unwrap();
+    assert!(
+        doc.contains(&format!("\nPASS: {passed}/{passed}\n")),
+        "docs/policies.md must show `PASS: {passed}/{passed}` for `aaf policy test policies examples/policies/seed-004 --coverage`"
+    );
 
     // --run selects by full name; JSON for machines.
     let (ok, out, _) = policy_test(&["policies", "--run", "private|userinfo", "--format", "json"]);

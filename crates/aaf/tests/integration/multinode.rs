@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::binary::{sigterm, spawn_serve_with};
-use crate::common::{pg_db, policy_dir, PgDb, ADMIN_TOKEN, ALLOW_ALL};
+use crate::common::{pg_db, policy_dir, within, PgDb, ADMIN_TOKEN, ALLOW_ALL};
 
 struct Node {
     child: Child,
@@ -585,4 +585,108 @@ async fn a_policy_change_through_one_node_is_enforced_by_the_other_at_once() {
     assert!(sigterm(&mut b.child).success());
     let report = verify_offline(&db);
     assert!(report.contains("audit verification passed"), "{report}");
+}
+
+/// Starts `aaf serve` on `db` without `AAF_ADMIN_TOKEN`; returns the process and every log
+/// line it wrote up to and including the one announcing its address.
+fn start_logged_node(
+    db: &PgDb,
+    data: &std::path::Path,
+    policies: &std::path::Path,
+) -> (Child, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aaf"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--policies")
+        .arg(policies)
+        .env_remove("AAF_ADMIN_TOKEN")
+        .env("AAF_DATABASE_URL", &db.url)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .expect("aaf serve exited before listening")
+            .unwrap();
+        let listening = line.contains("listening") && line.contains("address=");
+        log.push(line);
+        if listening {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, log)
+}
+
+/// Waits until the node whose startup `log` this is answers `/healthz` (its SIGTERM handler
+/// is installed once it serves), so that it can be stopped gracefully.
+async fn until_serving(log: &[String]) {
+    let address = log
+        .last()
+        .and_then(|l| l.split("address=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    let client = reqwest::Client::new();
+    within("the node's first answer", async {
+        while client
+            .get(format!("http://{address}/healthz"))
+            .send()
+            .await
+            .map_or(true, |r| r.status() != 200)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// Only the node that created the default organisation has its generated admin token file;
+/// another node's log must not send the operator to a file that does not exist.
+#[tokio::test]
+async fn only_the_node_that_wrote_the_admin_token_file_names_it() {
+    let Some(db) = pg_db("only_the_node_that_wrote_the_admin_token_file_names_it").await else {
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first_file = first_dir.path().join(aaf_server::app::ADMIN_TOKEN_FILE);
+    let second_file = second_dir.path().join(aaf_server::app::ADMIN_TOKEN_FILE);
+
+    let (mut first, log) = start_logged_node(&db, first_dir.path(), policies.path());
+    assert!(
+        first_file.exists(),
+        "the first node generates and writes the token"
+    );
+    until_serving(&log).await;
+    let (mut second, log) = start_logged_node(&db, second_dir.path(), policies.path());
+    until_serving(&log).await;
+    let log = log.join("\n");
+    assert!(!second_file.exists());
+    assert!(
+        !log.contains(&second_file.display().to_string()),
+        "the second node names an admin token file it does not have:\n{log}"
+    );
+    assert!(
+        log.contains("default organisation found")
+            && log.contains("the node that created it (not this one)"),
+        "{log}"
+    );
+    assert!(sigterm(&mut second).success());
+
+    // Restarted, the first node still has its file and says where it is.
+    assert!(sigterm(&mut first).success());
+    let (mut first, log) = start_logged_node(&db, first_dir.path(), policies.path());
+    until_serving(&log).await;
+    let log = log.join("\n");
+    assert!(
+        log.contains(&first_file.display().to_string()) && log.contains("written to this file"),
+        "{log}"
+    );
+    assert!(sigterm(&mut first).success());
 }

@@ -558,6 +558,11 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     let dir = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let server = TestServer::start(dir.path(), |_| {}).await;
     let (_, key) = server.create_agent("shadowed").await;
+    let (code, before) = server
+        .act(&key, json!({"tool": "export", "operation": "run"}))
+        .await;
+    assert_eq!(code, 200, "{before}");
+    let enforced_revision = before["policy_revision"].as_str().unwrap().to_string();
     let strict = "package aaf.policies.strict\nimport rego.v1\n\ndecision := {\"action\": \"deny\", \"reason\": \"no exports\"} if input.action.tool == \"export\"\n";
     let (code, created) = call(
         &server,
@@ -569,6 +574,9 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["mode"], "shadow");
     let id = created["id"].as_str().unwrap().to_string();
+    // The revision names the enforced set, which a shadow policy is not part of: creating
+    // one answers the revision in force, unchanged, and decisions keep recording it.
+    assert_eq!(created["revision"], enforced_revision.as_str(), "{created}");
 
     let (code, exported) = server
         .act(&key, json!({"tool": "export", "operation": "run"}))
@@ -580,6 +588,8 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     assert_eq!(exported["shadow"][0]["decision"], "deny");
     assert_eq!(exported["shadow"][0]["differs"], true);
     assert_eq!(exported["shadow"][0]["policy"], "strict");
+    assert_eq!(exported["shadow"][0]["version"], 1);
+    assert_eq!(exported["policy_revision"], enforced_revision.as_str());
     let (code, other) = server
         .act(&key, json!({"tool": "search", "operation": "run"}))
         .await;
@@ -618,11 +628,77 @@ async fn shadow_policies_are_recorded_and_reported_but_never_decide() {
     )
     .await;
     assert_eq!((code, promoted["version"].as_i64()), (200, Some(2)));
+    // Now part of the enforced set: a new revision, the one decisions record.
+    assert_ne!(
+        promoted["revision"],
+        enforced_revision.as_str(),
+        "{promoted}"
+    );
     let (code, body) = server
         .act(&key, json!({"tool": "export", "operation": "run"}))
         .await;
     assert_eq!(code, 403, "{body}");
     assert!(body.get("shadow").is_none());
+    assert_eq!(body["policy_revision"], promoted["revision"]);
+    server.stop().await;
+}
+
+/// `/healthz` counts every policy that decides the default organisation's actions
+/// (directory, enforced managed policies, enabled packs; not shadow policies) and names the
+/// revision its decisions record.
+#[tokio::test]
+async fn health_counts_the_policies_in_force_for_the_default_organisation() {
+    let dir = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let health = || async {
+        let r = server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let h = health().await;
+    assert_eq!(h["policies"], 1, "{h}");
+
+    let (code, created) = call(
+        &server,
+        Method::POST,
+        "/v1/policies",
+        Some(json!({"name": "kb-search", "rego": KB_ALLOW})),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let h = health().await;
+    assert_eq!(h["policies"], 2, "{h}");
+    assert_eq!(h["policy_revision"], created["revision"], "{h}");
+
+    let (code, pack) = call(
+        &server,
+        Method::POST,
+        "/v1/policy-packs/security/enable",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{pack}");
+    let h = health().await;
+    assert_eq!(h["policies"], 3, "{h}");
+    let revision = h["policy_revision"].clone();
+
+    let strict = "package aaf.policies.strict\nimport rego.v1\n\ndecision := \"deny\" if input.action.tool == \"export\"\n";
+    let (code, shadow) = call(
+        &server,
+        Method::POST,
+        "/v1/policies",
+        Some(json!({"name": "strict", "rego": strict, "mode": "shadow"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{shadow}");
+    let h = health().await;
+    assert_eq!(h["policies"], 3, "a shadow policy does not decide: {h}");
+    assert_eq!(h["policy_revision"], revision);
     server.stop().await;
 }
 
