@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::utils::limits::{self, ExecutionTimerConfig};
 use regorus::{Engine, Value};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -66,19 +66,47 @@ pub struct EvaluatorOptions {
     /// never pay for the hand-over. Decisions are the same either way; only their latency
     /// differs.
     pub eval_threads: usize,
+    /// Time limit of loading a set (wall clock): parsing every module and the load-time
+    /// evaluation of every package. A load that reaches it fails with a [`LoadError`]
+    /// saying so (for the API, a 422), and nothing is installed.
+    pub load_timeout: Duration,
 }
 
 impl Default for EvaluatorOptions {
-    /// 100 ms time limit, 10 000 cached decisions, rule index on, one evaluation thread
-    /// per CPU core.
+    /// 100 ms evaluation time limit, 10 000 cached decisions, rule index on, one evaluation
+    /// thread per CPU core, 2 s load time limit.
     fn default() -> Self {
         EvaluatorOptions {
             eval_timeout: Duration::from_millis(100),
             decision_cache_entries: 10_000,
             rule_index: true,
             eval_threads: 0,
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
         }
     }
+}
+
+/// Default of [`EvaluatorOptions::load_timeout`].
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sets the process-wide memory limit of policy work, in bytes (`None`: no limit).
+///
+/// The limit is on the bytes the process has allocated through the global allocator as
+/// counted by `regorus-mimalloc` (the `aaf` binary's allocator), not on one evaluation: when
+/// usage passes it, every parse, load and evaluation running at that moment stops with a
+/// memory-limit error (a load fails, a policy denies naming the limit), their memory is
+/// freed, and work goes on normally once usage is below it again. Allocations whose size a
+/// built-in knows in advance (`numbers.range`, `sprintf` padding, `concat`, `replace`,
+/// `bits.lsh`, ...) are refused before they are made when they would pass it. In a process
+/// whose global allocator is not `regorus-mimalloc` nothing is counted and only the time
+/// limits apply.
+pub fn set_memory_limit(bytes: Option<u64>) {
+    regorus::set_global_memory_limit(bytes);
+}
+
+/// The process-wide memory limit of policy work in bytes, if any (see [`set_memory_limit`]).
+pub fn memory_limit() -> Option<u64> {
+    regorus::global_memory_limit()
 }
 
 /// Upper bound of [`EvaluatorOptions::eval_threads`], and the size of the shared pool of
@@ -356,6 +384,39 @@ fn load_error(default_file: &str, err: &anyhow::Error) -> LoadError {
     }
 }
 
+/// The message of a resource-limit error (`regorus::LimitError`, whose own text is in
+/// nanoseconds and bytes) in the set's terms, e.g. "the time limit of 100 ms for evaluation
+/// was reached"; `None` when `message` is not such an error.
+fn limit_text(message: &str, time_limit: Duration, what: &str) -> Option<String> {
+    if message.contains("execution exceeded time limit") {
+        return Some(format!(
+            "the time limit of {} ms for {what} was reached ({}); \
+             look for large ranges, deep nesting or loops over large collections",
+            time_limit.as_millis(),
+            if what == "loading" {
+                "limits.policy_load_timeout_ms"
+            } else {
+                "limits.eval_timeout_ms"
+            }
+        ));
+    }
+    if message.contains("execution exceeded memory limit") {
+        let limit = memory_limit().map_or_else(
+            || "the memory limit".to_string(),
+            |b| format!("the memory limit of {} MiB", b / (1024 * 1024)),
+        );
+        return Some(format!(
+            "{limit} for policy work was reached while {what} (limits.policy_memory_limit_mb); \
+             look for built-ins building large values (numbers.range, sprintf widths, concat, \
+             replace, comprehensions over large collections)"
+        ));
+    }
+    if message.contains("compiled regex exceeded size limit") {
+        return Some(format!("{message} while {what}"));
+    }
+    None
+}
+
 /// Compact one-line form of an evaluation error: `file:line:col: message`.
 fn eval_error_text(err: &anyhow::Error) -> String {
     let e = load_error("", err);
@@ -419,8 +480,41 @@ impl PolicySet {
         })
     }
 
-    /// Loads, evaluating at load the packages for whose module paths `check` says so.
+    /// Loads, evaluating at load the packages for whose module paths `check` says so, all
+    /// within [`EvaluatorOptions::load_timeout`]; a panic inside the engine is a load error.
     fn load_checked(
+        bundle: PolicyBundle,
+        options: EvaluatorOptions,
+        check: impl Fn(&[&str]) -> bool,
+    ) -> Result<PolicySet, Vec<LoadError>> {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            limits::with_thread_deadline(options.load_timeout, || {
+                Self::load_within_deadline(bundle, options, check)
+            })
+        }));
+        let result = result.unwrap_or_else(|_| {
+            Err(vec![LoadError {
+                file: String::new(),
+                line: 0,
+                col: 0,
+                message: "the policy engine panicked while loading".into(),
+            }])
+        });
+        // A limit error names no position: say which limit, and what to change.
+        result.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|mut e| {
+                    if let Some(text) = limit_text(&e.message, options.load_timeout, "loading") {
+                        e.message = text;
+                    }
+                    e
+                })
+                .collect()
+        })
+    }
+
+    fn load_within_deadline(
         bundle: PolicyBundle,
         options: EvaluatorOptions,
         check: impl Fn(&[&str]) -> bool,
@@ -622,6 +716,12 @@ impl PolicySet {
         })
     }
 
+    /// [`eval_error_text`], with resource-limit errors in the set's terms.
+    fn eval_error(&self, err: &anyhow::Error) -> String {
+        let text = eval_error_text(err);
+        limit_text(&text, self.options.eval_timeout, "evaluation").unwrap_or(text)
+    }
+
     /// The loaded modules, sorted by path.
     pub fn modules(&self) -> &[ModuleInfo] {
         &self.modules
@@ -693,9 +793,10 @@ impl PolicySet {
                 limit: self.options.eval_timeout,
                 check_interval: NonZeroU32::MIN.saturating_add(63),
             });
-            let value = engine
-                .eval_rule(rule.to_string())
-                .map_err(|e| eval_error_text(&e))?;
+            let value = limits::with_thread_deadline(self.options.eval_timeout, || {
+                engine.eval_rule(rule.to_string())
+            })
+            .map_err(|e| self.eval_error(&e))?;
             if value == Value::Undefined {
                 return Ok(serde_json::Value::Null);
             }
@@ -1028,7 +1129,8 @@ impl PolicySet {
             limit: remaining,
             check_interval: NonZeroU32::MIN.saturating_add(63),
         });
-        let value = engine.eval_rule(policy.rule_path.clone());
+        let value =
+            limits::with_thread_deadline(remaining, || engine.eval_rule(policy.rule_path.clone()));
         let eval_time_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let ok = value.is_ok();
         let mut outcome = match value {
@@ -1038,7 +1140,7 @@ impl PolicySet {
                 format!(
                     "policy {} failed to evaluate: {}",
                     policy.name,
-                    eval_error_text(&e)
+                    self.eval_error(&e)
                 ),
             ),
         };
