@@ -384,37 +384,48 @@ fn load_error(default_file: &str, err: &anyhow::Error) -> LoadError {
     }
 }
 
-/// The message of a resource-limit error (`regorus::LimitError`, whose own text is in
-/// nanoseconds and bytes) in the set's terms, e.g. "the time limit of 100 ms for evaluation
-/// was reached"; `None` when `message` is not such an error.
-fn limit_text(message: &str, time_limit: Duration, what: &str) -> Option<String> {
-    if message.contains("execution exceeded time limit") {
-        return Some(format!(
-            "the time limit of {} ms for {what} was reached ({}); \
-             look for large ranges, deep nesting or loops over large collections",
+/// The message of a resource-limit error (a [`regorus::LimitError`], whose own text is in
+/// nanoseconds and bytes) in AAF's terms, naming the setting to change, e.g. "the time limit
+/// of 100 ms for evaluation was reached (limits.eval_timeout_ms)"; `None` when `err` is
+/// not such an error. `what` is "loading" or "evaluation".
+fn limit_text(err: &anyhow::Error, time_limit: Duration, what: &str) -> Option<String> {
+    match err.downcast_ref::<regorus::LimitError>()? {
+        regorus::LimitError::TimeLimitExceeded { .. } => Some(format!(
+            "the time limit of {} ms for {what} was reached ({}); look for large ranges, \
+             deeply nested literals or loops over large collections",
             time_limit.as_millis(),
             if what == "loading" {
                 "limits.policy_load_timeout_ms"
             } else {
                 "limits.eval_timeout_ms"
             }
-        ));
+        )),
+        regorus::LimitError::MemoryLimitExceeded { limit, .. } => Some(format!(
+            "the memory limit of {} MiB for policy work was reached during {what} \
+             (limits.policy_memory_limit_mb); look for built-ins building large values \
+             (numbers.range, sprintf widths, concat, replace, comprehensions over large \
+             collections)",
+            limit / (1024 * 1024)
+        )),
+        regorus::LimitError::RegexSizeLimitExceeded { limit } => Some(format!(
+            "a regular expression (regex.*, glob.match) compiles to more than {limit} bytes, \
+             the regex size limit"
+        )),
     }
-    if message.contains("execution exceeded memory limit") {
-        let limit = memory_limit().map_or_else(
-            || "the memory limit".to_string(),
-            |b| format!("the memory limit of {} MiB", b / (1024 * 1024)),
-        );
-        return Some(format!(
-            "{limit} for policy work was reached while {what} (limits.policy_memory_limit_mb); \
-             look for built-ins building large values (numbers.range, sprintf widths, concat, \
-             replace, comprehensions over large collections)"
-        ));
+}
+
+/// [`load_error`], with a resource-limit error in AAF's terms (it has no position: the
+/// message names the limit and the setting).
+fn load_error_within(file: &str, err: &anyhow::Error, options: &EvaluatorOptions) -> LoadError {
+    match limit_text(err, options.load_timeout, "loading") {
+        Some(message) => LoadError {
+            file: file.to_string(),
+            line: 0,
+            col: 0,
+            message,
+        },
+        None => load_error(file, err),
     }
-    if message.contains("compiled regex exceeded size limit") {
-        return Some(format!("{message} while {what}"));
-    }
-    None
 }
 
 /// Compact one-line form of an evaluation error: `file:line:col: message`.
@@ -492,25 +503,13 @@ impl PolicySet {
                 Self::load_within_deadline(bundle, options, check)
             })
         }));
-        let result = result.unwrap_or_else(|_| {
+        result.unwrap_or_else(|_| {
             Err(vec![LoadError {
                 file: String::new(),
                 line: 0,
                 col: 0,
                 message: "the policy engine panicked while loading".into(),
             }])
-        });
-        // A limit error names no position: say which limit, and what to change.
-        result.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|mut e| {
-                    if let Some(text) = limit_text(&e.message, options.load_timeout, "loading") {
-                        e.message = text;
-                    }
-                    e
-                })
-                .collect()
         })
     }
 
@@ -556,8 +555,8 @@ impl PolicySet {
                         Err(v0_err) => {
                             // Report the error of the parse that got further into the file: the
                             // other syntax most likely stopped at its first difference.
-                            let a = load_error(&source.path, &v1_err);
-                            let b = load_error(&source.path, &v0_err);
+                            let a = load_error_within(&source.path, &v1_err, &options);
+                            let b = load_error_within(&source.path, &v0_err, &options);
                             errors.push(if (b.line, b.col) > (a.line, a.col) {
                                 b
                             } else {
@@ -623,7 +622,7 @@ impl PolicySet {
         for m in &modules {
             let defines = engine
                 .has_declared_rule_rooted_at(&m.path, "decision")
-                .map_err(|e| vec![load_error(&m.path, &e)])?;
+                .map_err(|e| vec![load_error_within(&m.path, &e, &options)])?;
             if defines {
                 by_package
                     .entry(m.package.clone())
@@ -686,7 +685,7 @@ impl PolicySet {
                     .find(|m| m.package == package)
                     .map(|m| m.path.as_str())
                     .unwrap_or_default();
-                errors.push(load_error(file, &e));
+                errors.push(load_error_within(file, &e, &options));
             }
         }
         if !errors.is_empty() {
@@ -718,8 +717,8 @@ impl PolicySet {
 
     /// [`eval_error_text`], with resource-limit errors in the set's terms.
     fn eval_error(&self, err: &anyhow::Error) -> String {
-        let text = eval_error_text(err);
-        limit_text(&text, self.options.eval_timeout, "evaluation").unwrap_or(text)
+        limit_text(err, self.options.eval_timeout, "evaluation")
+            .unwrap_or_else(|| eval_error_text(err))
     }
 
     /// The loaded modules, sorted by path.
