@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::utils::limits::{self, ExecutionTimerConfig};
 use regorus::{Engine, Value};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -67,19 +67,47 @@ pub struct EvaluatorOptions {
     /// never pay for the hand-over. Decisions are the same either way; only their latency
     /// differs.
     pub eval_threads: usize,
+    /// Time limit of loading a set (wall clock): parsing every module and the load-time
+    /// evaluation of every package. A load that reaches it fails with a [`LoadError`]
+    /// saying so (for the API, a 422), and nothing is installed.
+    pub load_timeout: Duration,
 }
 
 impl Default for EvaluatorOptions {
-    /// 100 ms time limit, 10 000 cached decisions, rule index on, one evaluation thread
-    /// per CPU core.
+    /// 100 ms evaluation time limit, 10 000 cached decisions, rule index on, one evaluation
+    /// thread per CPU core, 2 s load time limit.
     fn default() -> Self {
         EvaluatorOptions {
             eval_timeout: Duration::from_millis(100),
             decision_cache_entries: 10_000,
             rule_index: true,
             eval_threads: 0,
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
         }
     }
+}
+
+/// Default of [`EvaluatorOptions::load_timeout`].
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sets the process-wide memory limit of policy work, in bytes (`None`: no limit).
+///
+/// The limit is on the bytes the process has allocated through the global allocator as
+/// counted by `regorus-mimalloc` (the `aaf` binary's allocator), not on one evaluation: when
+/// usage passes it, every parse, load and evaluation running at that moment stops with a
+/// memory-limit error (a load fails, a policy denies naming the limit), their memory is
+/// freed, and work goes on normally once usage is below it again. Allocations whose size a
+/// built-in knows in advance (`numbers.range`, `sprintf` padding, `concat`, `replace`,
+/// `bits.lsh`, ...) are refused before they are made when they would pass it. In a process
+/// whose global allocator is not `regorus-mimalloc` nothing is counted and only the time
+/// limits apply.
+pub fn set_memory_limit(bytes: Option<u64>) {
+    regorus::set_global_memory_limit(bytes);
+}
+
+/// The process-wide memory limit of policy work in bytes, if any (see [`set_memory_limit`]).
+pub fn memory_limit() -> Option<u64> {
+    regorus::global_memory_limit()
 }
 
 /// Upper bound of [`EvaluatorOptions::eval_threads`], and the size of the shared pool of
@@ -356,6 +384,50 @@ fn load_error(default_file: &str, err: &anyhow::Error) -> LoadError {
     }
 }
 
+/// The message of a resource-limit error (a [`regorus::LimitError`], whose own text is in
+/// nanoseconds and bytes) in AAF's terms, naming the setting to change, e.g. "the time limit
+/// of 100 ms for evaluation was reached (limits.eval_timeout_ms)"; `None` when `err` is
+/// not such an error. `what` is "loading" or "evaluation".
+fn limit_text(err: &anyhow::Error, time_limit: Duration, what: &str) -> Option<String> {
+    match err.downcast_ref::<regorus::LimitError>()? {
+        regorus::LimitError::TimeLimitExceeded { .. } => Some(format!(
+            "the time limit of {} ms for {what} was reached ({}); look for large ranges, \
+             deeply nested literals or loops over large collections",
+            time_limit.as_millis(),
+            if what == "loading" {
+                "limits.policy_load_timeout_ms"
+            } else {
+                "limits.eval_timeout_ms"
+            }
+        )),
+        regorus::LimitError::MemoryLimitExceeded { limit, .. } => Some(format!(
+            "the memory limit of {} MiB for policy work was reached during {what} \
+             (limits.policy_memory_limit_mb); look for built-ins building large values \
+             (numbers.range, sprintf widths, concat, replace, comprehensions over large \
+             collections)",
+            limit / (1024 * 1024)
+        )),
+        regorus::LimitError::RegexSizeLimitExceeded { limit } => Some(format!(
+            "a regular expression (regex.*, glob.match) compiles to more than {limit} bytes, \
+             the regex size limit"
+        )),
+    }
+}
+
+/// [`load_error`], with a resource-limit error in AAF's terms (it has no position: the
+/// message names the limit and the setting).
+fn load_error_within(file: &str, err: &anyhow::Error, options: &EvaluatorOptions) -> LoadError {
+    match limit_text(err, options.load_timeout, "loading") {
+        Some(message) => LoadError {
+            file: file.to_string(),
+            line: 0,
+            col: 0,
+            message,
+        },
+        None => load_error(file, err),
+    }
+}
+
 /// Compact one-line form of an evaluation error: `file:line:col: message`.
 fn eval_error_text(err: &anyhow::Error) -> String {
     let e = load_error("", err);
@@ -419,8 +491,29 @@ impl PolicySet {
         })
     }
 
-    /// Loads, evaluating at load the packages for whose module paths `check` says so.
+    /// Loads, evaluating at load the packages for whose module paths `check` says so, all
+    /// within [`EvaluatorOptions::load_timeout`]; a panic inside the engine is a load error.
     fn load_checked(
+        bundle: PolicyBundle,
+        options: EvaluatorOptions,
+        check: impl Fn(&[&str]) -> bool,
+    ) -> Result<PolicySet, Vec<LoadError>> {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            limits::with_thread_deadline(options.load_timeout, || {
+                Self::load_within_deadline(bundle, options, check)
+            })
+        }));
+        result.unwrap_or_else(|_| {
+            Err(vec![LoadError {
+                file: String::new(),
+                line: 0,
+                col: 0,
+                message: "the policy engine panicked while loading".into(),
+            }])
+        })
+    }
+
+    fn load_within_deadline(
         bundle: PolicyBundle,
         options: EvaluatorOptions,
         check: impl Fn(&[&str]) -> bool,
@@ -462,8 +555,8 @@ impl PolicySet {
                         Err(v0_err) => {
                             // Report the error of the parse that got further into the file: the
                             // other syntax most likely stopped at its first difference.
-                            let a = load_error(&source.path, &v1_err);
-                            let b = load_error(&source.path, &v0_err);
+                            let a = load_error_within(&source.path, &v1_err, &options);
+                            let b = load_error_within(&source.path, &v0_err, &options);
                             errors.push(if (b.line, b.col) > (a.line, a.col) {
                                 b
                             } else {
@@ -529,7 +622,7 @@ impl PolicySet {
         for m in &modules {
             let defines = engine
                 .has_declared_rule_rooted_at(&m.path, "decision")
-                .map_err(|e| vec![load_error(&m.path, &e)])?;
+                .map_err(|e| vec![load_error_within(&m.path, &e, &options)])?;
             if defines {
                 by_package
                     .entry(m.package.clone())
@@ -594,7 +687,7 @@ impl PolicySet {
                     .find(|m| m.package == package)
                     .map(|m| m.path.as_str())
                     .unwrap_or_default();
-                errors.push(load_error(file, &e));
+                errors.push(load_error_within(file, &e, &options));
             }
         }
         if !errors.is_empty() {
@@ -622,6 +715,12 @@ impl PolicySet {
             cache_bypassed: AtomicU64::new(0),
             costs: (0..policy_count).map(|_| AtomicU64::new(0)).collect(),
         })
+    }
+
+    /// [`eval_error_text`], with resource-limit errors in the set's terms.
+    fn eval_error(&self, err: &anyhow::Error) -> String {
+        limit_text(err, self.options.eval_timeout, "evaluation")
+            .unwrap_or_else(|| eval_error_text(err))
     }
 
     /// The loaded modules, sorted by path.
@@ -695,9 +794,10 @@ impl PolicySet {
                 limit: self.options.eval_timeout,
                 check_interval: NonZeroU32::MIN.saturating_add(63),
             });
-            let value = engine
-                .eval_rule(rule.to_string())
-                .map_err(|e| eval_error_text(&e))?;
+            let value = limits::with_thread_deadline(self.options.eval_timeout, || {
+                engine.eval_rule(rule.to_string())
+            })
+            .map_err(|e| self.eval_error(&e))?;
             if value == Value::Undefined {
                 return Ok(serde_json::Value::Null);
             }
@@ -1030,7 +1130,8 @@ impl PolicySet {
             limit: remaining,
             check_interval: NonZeroU32::MIN.saturating_add(63),
         });
-        let value = engine.eval_rule(policy.rule_path.clone());
+        let value =
+            limits::with_thread_deadline(remaining, || engine.eval_rule(policy.rule_path.clone()));
         let eval_time_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let ok = value.is_ok();
         let mut outcome = match value {
@@ -1040,7 +1141,7 @@ impl PolicySet {
                 format!(
                     "policy {} failed to evaluate: {}",
                     policy.name,
-                    eval_error_text(&e)
+                    self.eval_error(&e)
                 ),
             ),
         };

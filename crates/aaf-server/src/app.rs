@@ -241,6 +241,8 @@ pub async fn prepare_with_clock(
     config: Config,
     clock: Clock,
 ) -> Result<(AppState, AdminTokenNotice), StartError> {
+    // Process-wide: every policy load and evaluation from here on is bounded by it.
+    aaf_core::policy::set_memory_limit(Some(config.policy_memory_limit_bytes()));
     let (sources, origin) = load_sources(&config.policies)?;
     let registry = PolicyRegistry::new(sources, origin.clone(), config.evaluator_options())
         .map_err(PolicyLoadError::Invalid)?;

@@ -130,15 +130,34 @@ impl Default for PolicyEngineConfig {
 pub struct LimitsConfig {
     /// Largest accepted request body in bytes; larger bodies get 413. Default 1 MiB.
     pub max_body_bytes: usize,
-    /// Time limit of one policy evaluation (all policies) in milliseconds. Default 100.
+    /// Time limit of one policy evaluation (all policies) in milliseconds, at most 60000.
+    /// Default 100.
     pub eval_timeout_ms: u64,
+    /// Time limit of loading a policy set (parsing every module and its load-time
+    /// evaluation) in milliseconds, 1 to 60000: at start, on a directory reload, on every
+    /// policy, data or pack change over the API, and in the playground. A load that reaches
+    /// it fails (422 over the API; a reload keeps the set in force). Default 2000.
+    pub policy_load_timeout_ms: u64,
+    /// Memory limit of policy work in MiB, 64 to 1048576: when the process's heap passes
+    /// it, every parse, load and evaluation under way stops with an error (a load fails, an
+    /// action's policy denies naming the limit) and frees what it built. It counts the whole
+    /// process's heap, so set it well above the server's working set. Default 1024.
+    pub policy_memory_limit_mb: u64,
 }
+
+/// Upper bound of `limits.eval_timeout_ms` and `limits.policy_load_timeout_ms`.
+pub const MAX_POLICY_TIMEOUT_MS: u64 = 60_000;
+
+/// Bounds of `limits.policy_memory_limit_mb`.
+pub const POLICY_MEMORY_LIMIT_MB: std::ops::RangeInclusive<u64> = 64..=1_048_576;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_body_bytes: 1024 * 1024,
             eval_timeout_ms: 100,
+            policy_load_timeout_ms: 2000,
+            policy_memory_limit_mb: 1024,
         }
     }
 }
@@ -447,10 +466,26 @@ impl Config {
                 "limits.max_body_bytes must be at least 1".into(),
             ));
         }
-        if self.limits.eval_timeout_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.eval_timeout_ms must be at least 1".into(),
-            ));
+        for (key, value) in [
+            ("limits.eval_timeout_ms", self.limits.eval_timeout_ms),
+            (
+                "limits.policy_load_timeout_ms",
+                self.limits.policy_load_timeout_ms,
+            ),
+        ] {
+            if !(1..=MAX_POLICY_TIMEOUT_MS).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be between 1 and {MAX_POLICY_TIMEOUT_MS}, not {value}"
+                )));
+            }
+        }
+        if !POLICY_MEMORY_LIMIT_MB.contains(&self.limits.policy_memory_limit_mb) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.policy_memory_limit_mb must be between {} and {}, not {}",
+                POLICY_MEMORY_LIMIT_MB.start(),
+                POLICY_MEMORY_LIMIT_MB.end(),
+                self.limits.policy_memory_limit_mb
+            )));
         }
         if self.audit.max_batch == 0 {
             return Err(ConfigError::Invalid(
@@ -565,7 +600,15 @@ impl Config {
             decision_cache_entries: self.policy_engine.decision_cache_entries,
             rule_index: self.policy_engine.rule_index,
             eval_threads: self.policy_engine.eval_threads,
+            load_timeout: Duration::from_millis(self.limits.policy_load_timeout_ms),
         }
+    }
+
+    /// `limits.policy_memory_limit_mb` in bytes.
+    pub fn policy_memory_limit_bytes(&self) -> u64 {
+        self.limits
+            .policy_memory_limit_mb
+            .saturating_mul(1024 * 1024)
     }
 }
 

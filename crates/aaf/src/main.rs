@@ -18,10 +18,11 @@ use aaf_store::{PgOptions, Store, StoreOptions};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-/// mimalloc: markedly faster than the system allocator for the many small allocations of
-/// JSON and Rego values on the decision path (see docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The global allocator is mimalloc as vendored by regorus, which regorus itself declares
+// (its `allocator-memory-limits` feature): markedly faster than the system allocator for the
+// many small allocations of JSON and Rego values on the decision path (docs/performance.md),
+// and its allocation counters are what bounds the memory of policy work
+// (`limits.policy_memory_limit_mb`, docs/policies.md#resource-limits).
 
 #[derive(Parser)]
 #[command(
@@ -252,6 +253,13 @@ struct ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Policy commands (check, eval, test) run under the server's default memory limit of
+    // policy work; `serve` sets the configured one.
+    aaf_core::policy::set_memory_limit(Some(
+        aaf_server::config::LimitsConfig::default()
+            .policy_memory_limit_mb
+            .saturating_mul(1024 * 1024),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -167,7 +167,9 @@ impl PolicySet {
             });
             let started = Instant::now();
             let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                engine.eval_rule(name.clone())
+                regorus::utils::limits::with_thread_deadline(self.options.eval_timeout, || {
+                    engine.eval_rule(name.clone())
+                })
             }));
             let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let (outcome, detail) = match value {

@@ -14,6 +14,7 @@ mod binary;
 mod connector;
 mod fail_closed;
 mod keys;
+mod limits;
 mod multinode;
 mod policies;
 mod rbac;
