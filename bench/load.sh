@@ -2,8 +2,10 @@
 # HTTP load test of the decision path: builds release, starts `aaf serve` on a fresh data
 # directory (SQLite, synchronous=FULL, audit on), registers an agent, and drives
 # POST /v1/actions with a decision-only tool (`knowledge_base.search`, allowed by the bundled
-# starter policy) using wrk at 32 connections for 20 s. Prints decisions/s, p50 and p99, then
-# stops the server and verifies the audit chain offline (every decision is an audit event).
+# starter policy) using wrk at 32 connections for 20 s, then GET /healthz the same way. Prints
+# decisions/s, p50 and p99, /healthz answers per second and the ratio of the two (compare
+# builds by the ratio: it does not move with the machine's speed that day), then stops the
+# server and verifies the audit chain offline (every decision is an audit event).
 #
 # Usage: bench/load.sh [DURATION_SECONDS] [CONNECTIONS]
 # Environment: BENCH_PORT (default 18700), BENCH_THREADS (wrk threads, default 2),
@@ -105,6 +107,18 @@ done
 for p in "${WRK_PIDS[@]}"; do wait "$p"; done
 cat "$WORK"/wrk*.out
 
+# The same server's cheapest answer, for a ratio that does not depend on how fast the
+# machine is that day: decisions per second over /healthz answers per second.
+echo "== wrk: GET /healthz, $CONNECTIONS connections, ${DURATION}s (the same server, for the ratio)"
+cat >"$WORK/health.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write(string.format("HEALTHZ requests_per_s=%.0f p99_ms=%.3f\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(99) / 1000))
+end
+LUA
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/health.lua" \
+  "http://127.0.0.1:$PORT/healthz" >"$WORK/health.out"
+
 echo "== stopping the server(s) (SIGTERM) and verifying the audit chain"
 for p in "${PIDS[@]}"; do kill -TERM "$p"; done
 for p in "${PIDS[@]}"; do wait "$p" || true; done
@@ -116,6 +130,17 @@ else
 fi
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
 grep -h '^RESULT' "$WORK"/wrk*.out
+grep -h '^HEALTHZ' "$WORK/health.out"
+python3 - "$WORK" <<'PY'
+import glob, sys
+work = sys.argv[1]
+decisions = sum(float(dict(kv.split("=") for kv in l.split()[1:])["decisions_per_s"])
+                for f in glob.glob(f"{work}/wrk*.out") for l in open(f) if l.startswith("RESULT"))
+health = [float(dict(kv.split("=") for kv in l.split()[1:])["requests_per_s"])
+          for l in open(f"{work}/health.out") if l.startswith("HEALTHZ")]
+if health and health[0] > 0:
+    print(f"RATIO decisions_per_healthz={decisions / health[0]:.3f}")
+PY
 if [ "$NODES" -gt 1 ]; then
   grep -h '^RESULT' "$WORK"/wrk*.out | python3 -c '
 import sys
