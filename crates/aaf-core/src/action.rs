@@ -62,6 +62,29 @@ pub struct ActionRequest {
     pub context: Map<String, Value>,
 }
 
+impl ActionRequest {
+    /// Checks that every number in `params` and `context` has an exact RFC 8785 form
+    /// ([`crate::canonical::is_exact_number`]), so that the decision cache key, the approval
+    /// digest and the audit hash, all computed over that form, tell apart every two
+    /// actions that a policy or a connector tells apart. The API answers 400 naming the
+    /// field otherwise: integers beyond `-(2^53-1)..=2^53-1` (I-JSON, RFC 7493 section 2.2)
+    /// must be sent as strings.
+    ///
+    /// # Errors
+    ///
+    /// The first such number, its path starting with `params` or `context` (e.g.
+    /// `params.amount`).
+    pub fn check_numbers(&self) -> Result<(), crate::canonical::InexactNumber> {
+        use crate::canonical::find_inexact_member;
+        match find_inexact_member(&self.params, "params")
+            .or_else(|| find_inexact_member(&self.context, "context"))
+        {
+            Some(found) => Err(found),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The agent as policies see it (`input.agent`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentInfo {
@@ -345,6 +368,90 @@ impl AllowedAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(params: Value) -> ActionRequest {
+        ActionRequest {
+            tool: "payments".into(),
+            operation: "charge".into(),
+            params: params.as_object().cloned().unwrap_or_default(),
+            context: Map::new(),
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_double_precision_are_refused_with_their_path() {
+        let err = request(serde_json::json!({"card": {"n": 4_000_000_000_000_000_014u64}}))
+            .check_numbers()
+            .unwrap_err();
+        assert_eq!(err.path, "params.card.n");
+        assert_eq!(err.number, "4000000000000000014");
+        let mut in_context = request(serde_json::json!({"amount": 12.5}));
+        in_context.context.insert(
+            "ids".into(),
+            serde_json::json!([1, -9_007_199_254_740_993i64]),
+        );
+        assert_eq!(
+            in_context.check_numbers().unwrap_err().path,
+            "context.ids[1]"
+        );
+        request(serde_json::json!({"amount": 9_007_199_254_740_991u64, "f": 0.1, "s": "4000000000000000014"}))
+            .check_numbers()
+            .unwrap();
+    }
+
+    /// Two actions that differ only beyond double precision: before, both had one cache
+    /// key (RFC 8785 rounds), so the second got the first's cached allow. The cache key
+    /// now has no form for them, so each is evaluated.
+    #[test]
+    fn the_decision_cache_tells_apart_numbers_beyond_double_precision() {
+        use crate::policy::{EvaluatorOptions, PolicySet, PolicySource};
+        let rego = r#"package cards
+import rego.v1
+default decision := {"action": "allow"}
+decision := {"action": "deny", "reason": "card"} if input.action.params.n == 4000000000000000014
+"#;
+        let set = PolicySet::load(
+            vec![PolicySource {
+                path: "cards.rego".into(),
+                rego: rego.into(),
+            }],
+            EvaluatorOptions::default(),
+        )
+        .unwrap();
+        let input = |n: u64| {
+            PolicyInput::build(
+                "action-1",
+                &request(serde_json::json!({"n": n})),
+                &AgentInfo {
+                    id: "agent".into(),
+                    name: "agent".into(),
+                    risk_score: 0.0,
+                },
+                &OrgInfo {
+                    id: "org".into(),
+                    plan: "self_hosted".into(),
+                },
+                &RequestMetadata {
+                    timestamp: "2026-12-04T00:00:00Z".into(),
+                    ip_address: None,
+                },
+            )
+        };
+        // Warm the cache with an ordinary input: the set is cacheable.
+        let first = set.evaluate(&input(15));
+        assert_eq!(first.verdict, Verdict::Allow, "{first:?}");
+        assert_eq!(set.evaluate(&input(15)).verdict, Verdict::Allow);
+        assert_eq!(set.cache_stats().hits, 1);
+        assert_eq!(
+            set.evaluate(&input(4_000_000_000_000_000_015)).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            set.evaluate(&input(4_000_000_000_000_000_014)).verdict,
+            Verdict::Deny
+        );
+        assert_eq!(set.cache_stats().hits, 1);
+    }
 
     fn outcome(policy: &str, decision: Option<Verdict>, reason: Option<&str>) -> PolicyOutcome {
         PolicyOutcome {

@@ -314,10 +314,16 @@ impl ApprovalState {
 /// "context"}`. Shown to approvers, stored in the audit chain, checked again before the
 /// approved action runs.
 ///
+/// Every number in `params` and `context` must have an exact RFC 8785 form
+/// ([`crate::canonical::is_exact_number`]): otherwise two actions whose amounts differ only
+/// beyond double precision would share a digest, and a stored action changed from one to
+/// the other would pass the check before it runs.
+///
 /// # Errors
 ///
-/// [`CanonicalError`] when a value cannot be canonicalised (a number outside what RFC 8785
-/// can represent).
+/// [`CanonicalError::InexactNumber`] for an integer beyond `-(2^53-1)..=2^53-1` (I-JSON,
+/// RFC 7493 section 2.2) or a double RFC 8785 writes as one: such an action has no digest,
+/// so it cannot be approved, and a stored action changed to hold one cannot run.
 pub fn action_digest(
     org_id: &str,
     agent_id: &str,
@@ -542,5 +548,30 @@ mod tests {
         ] {
             assert_ne!(other.unwrap(), d);
         }
+    }
+
+    #[test]
+    fn amounts_differing_beyond_double_precision_have_no_shared_digest() {
+        // Rounded to doubles, both had one digest: a stored pending action changed from
+        // one amount to the other passed the check before running.
+        let context = Map::new();
+        for amount in ["4000000000000000015", "4000000000000000014"] {
+            let params: Map<String, Value> =
+                serde_json::from_str(&format!(r#"{{"amount": {amount}}}"#)).unwrap();
+            assert_eq!(
+                action_digest("o", "a", "stripe", "charge", &params, &context),
+                Err(CanonicalError::InexactNumber(amount.to_string()))
+            );
+        }
+        // Sent as strings, as the API asks, they are told apart.
+        let as_string = |amount: &str| {
+            let params: Map<String, Value> =
+                serde_json::from_str(&format!(r#"{{"amount": "{amount}"}}"#)).unwrap();
+            action_digest("o", "a", "stripe", "charge", &params, &context).unwrap()
+        };
+        assert_ne!(
+            as_string("4000000000000000015"),
+            as_string("4000000000000000014")
+        );
     }
 }

@@ -451,9 +451,33 @@ pub enum ChainErrorKind {
         /// The last event's hash.
         last: [u8; 32],
     },
-    /// The event has no canonical JSON form.
-    #[error("event cannot be canonicalised: {0}")]
+    /// The event has no canonical JSON form (e.g. its `data` holds an integer beyond
+    /// I-JSON's range, which AAF never writes; see [`crate::canonical`]).
+    #[error("event cannot be canonicalised: {0}: the event was modified")]
     Canonical(String),
+    /// The stored `data` text is not byte for byte the RFC 8785 canonical form of the JSON
+    /// value it parses to, which is what AAF stores. Its hash may still match (the hash
+    /// covers the parsed value), but readers could see something else in the stored text:
+    /// a duplicated member (`{"decision":"allow",...,"decision":"deny"}` is `allow` to
+    /// SQLite's `json_extract` and `deny` to other parsers), or another spelling.
+    #[error("the stored data is not its RFC 8785 canonical form (stored {stored}, canonical {canonical}): the event was modified")]
+    NotCanonical {
+        /// The start of the stored text (at most 120 characters).
+        stored: String,
+        /// The start of the canonical form of what it parses to (at most 120 characters).
+        canonical: String,
+    },
+    /// The organisation exists but its chain has no event and no head: the whole chain was
+    /// deleted (every organisation's chain starts with its `org.created` event).
+    #[error("the organisation exists but its audit chain (events and head) is gone: the chain was deleted")]
+    ChainMissing,
+    /// The chain belongs to no organisation that exists (and is not the `system` chain):
+    /// the organisation's row was deleted.
+    #[error("the chain has events but organisation {org_id} does not exist: its row was deleted")]
+    OrgMissing {
+        /// The chain's organisation id.
+        org_id: String,
+    },
 }
 
 /// Verifies one organisation's chain incrementally, one event at a time in `seq` order,
@@ -503,6 +527,33 @@ impl ChainVerifier {
     ///
     /// The first [`ChainError`] of the chain (this event's, or an earlier one's).
     pub fn push(&mut self, chained: &ChainedEvent) -> Result<(), ChainError> {
+        self.push_event(chained, None)
+    }
+
+    /// Verifies the next event as stored: `stored_data` is the stored text of its `data`,
+    /// which must be byte for byte the RFC 8785 canonical form of `chained.event.data` (its
+    /// parse), as AAF writes it; the hash is then computed over those stored bytes. This is
+    /// what a database verifier uses, so that the stored text, whatever a reader makes of
+    /// it, is exactly what was hashed (a duplicated member or any other spelling is
+    /// refused).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChainVerifier::push`], and [`ChainErrorKind::NotCanonical`] when the stored text
+    /// is not the canonical form.
+    pub fn push_stored(
+        &mut self,
+        chained: &ChainedEvent,
+        stored_data: &[u8],
+    ) -> Result<(), ChainError> {
+        self.push_event(chained, Some(stored_data))
+    }
+
+    fn push_event(
+        &mut self,
+        chained: &ChainedEvent,
+        stored_data: Option<&[u8]>,
+    ) -> Result<(), ChainError> {
         self.check_sequence(chained.event.seq)?;
         let expected_seq = self.last_seq + 1;
         if chained.event.org_id != self.org_id {
@@ -522,7 +573,29 @@ impl ChainVerifier {
                 },
             ));
         }
-        let computed = match event_hash(&chained.prev_hash, &chained.event) {
+        let canonical_data = match crate::canonical::to_canonical_json(&chained.event.data) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))),
+        };
+        if let Some(stored) = stored_data {
+            if stored != canonical_data.as_slice() {
+                let start = |bytes: &[u8]| -> String {
+                    String::from_utf8_lossy(bytes).chars().take(120).collect()
+                };
+                return Err(self.fail(
+                    expected_seq,
+                    ChainErrorKind::NotCanonical {
+                        stored: start(stored),
+                        canonical: start(&canonical_data),
+                    },
+                ));
+            }
+        }
+        let computed = match event_hash_parts(
+            &chained.prev_hash,
+            &EventHeader::of(&chained.event),
+            &canonical_data,
+        ) {
             Ok(hash) => hash,
             Err(e) => return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))),
         };
@@ -674,7 +747,7 @@ mod tests {
             }
         }
     }
-    use crate::canonical::to_canonical_json_of;
+    use crate::canonical::{to_canonical_json_of, CanonicalError};
     use serde_json::json;
 
     fn event(org: &str, seq: u64, data: serde_json::Value) -> AuditEvent {
@@ -751,15 +824,110 @@ mod tests {
                 2,
                 json!({"b": [1, 2.5, 1e21], "a": null, "é": "\n"}),
             ),
-            event("o1", u64::MAX, json!("text")),
-            event("o1", 1 << 53, json!(-0.0)),
-            event("o1", (1 << 53) + 1, json!([{"z": 1, "a": {"y": true}}])),
+            event("o1", crate::canonical::MAX_EXACT_INTEGER, json!("text")),
+            event("o1", 1 << 52, json!(-0.0)),
+            event("o1", (1 << 53) - 2, json!([{"z": 1, "a": {"y": true}}])),
         ];
         for e in events {
             let direct = canonical_event(&e).unwrap();
             assert_eq!(direct, to_canonical_json_of(&e).unwrap(), "{e:?}");
             let value = serde_json::to_value(&e).unwrap();
             assert_eq!(direct, crate::canonical::to_canonical_json(&value).unwrap());
+        }
+    }
+
+    #[test]
+    fn events_differing_beyond_double_precision_are_never_hashed_alike() {
+        // Rounded to doubles, both amounts had one canonical form and so one hash: an event
+        // changed from one to the other verified. Now neither has a hash.
+        for n in [4_000_000_000_000_000_015u64, 4_000_000_000_000_000_014] {
+            let e = event("o1", 1, json!({"params": {"n": n}}));
+            assert_eq!(
+                event_hash(&GENESIS_HASH, &e),
+                Err(CanonicalError::InexactNumber(n.to_string()))
+            );
+        }
+        // A stored event changed to such a number no longer verifies.
+        let genuine = ChainedEvent::link(event("o1", 1, json!({"n": 7})), GENESIS_HASH).unwrap();
+        let mut changed = genuine.clone();
+        changed.event.data = json!({"n": 4_000_000_000_000_000_014u64});
+        let mut verifier = ChainVerifier::new("o1");
+        let err = verifier.push(&changed).unwrap_err();
+        assert_eq!(err.seq, 1);
+        assert!(matches!(err.kind, ChainErrorKind::Canonical(_)), "{err}");
+        assert!(err.to_string().contains("4000000000000000014"), "{err}");
+        // From 10^21 on, doubles are exact (written `1e+21`), but a stored text changed to
+        // an integer that parses to the same double is not the canonical form.
+        let genuine = ChainedEvent::link(event("o1", 1, json!({"n": 1e21})), GENESIS_HASH).unwrap();
+        let stored = crate::canonical::to_canonical_json(&genuine.event.data).unwrap();
+        assert_eq!(stored, br#"{"n":1e+21}"#);
+        let changed_text = r#"{"n":1000000000000000000001}"#;
+        let mut changed = genuine.clone();
+        changed.event.data = serde_json::from_str(changed_text).unwrap();
+        assert_eq!(
+            event_hash(&GENESIS_HASH, &changed.event).unwrap(),
+            genuine.hash
+        );
+        let mut verifier = ChainVerifier::new("o1");
+        verifier.push_stored(&genuine, &stored).unwrap();
+        let mut verifier = ChainVerifier::new("o1");
+        let err = verifier
+            .push_stored(&changed, changed_text.as_bytes())
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ChainErrorKind::NotCanonical { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stored_data_must_be_its_canonical_bytes() {
+        let genuine = ChainedEvent::link(
+            event("o1", 1, json!({"decision": "deny", "amount": 1.5})),
+            GENESIS_HASH,
+        )
+        .unwrap();
+        let canonical = crate::canonical::to_canonical_json(&genuine.event.data).unwrap();
+        assert_eq!(canonical, br#"{"amount":1.5,"decision":"deny"}"#);
+        let mut verifier = ChainVerifier::new("o1");
+        verifier.push_stored(&genuine, &canonical).unwrap();
+        assert_eq!(verifier.finish(head(&[genuine.clone()])).unwrap().count, 1);
+
+        // A duplicated member in front: serde_json keeps the last value (the hashed
+        // `deny`), SQLite's json_extract the first (`allow`). The hash still matches.
+        let tampered = r#"{"decision":"allow","amount":1.5,"decision":"deny"}"#;
+        let parsed: serde_json::Value = serde_json::from_str(tampered).unwrap();
+        assert_eq!(parsed, genuine.event.data);
+        let mut reread = genuine.clone();
+        reread.event.data = parsed;
+        let mut lenient = ChainVerifier::new("o1");
+        lenient.push(&reread).unwrap();
+        let mut verifier = ChainVerifier::new("o1");
+        let err = verifier
+            .push_stored(&reread, tampered.as_bytes())
+            .unwrap_err();
+        assert_eq!(err.seq, 1);
+        assert!(
+            matches!(err.kind, ChainErrorKind::NotCanonical { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("modified"), "{err}");
+
+        // Any other spelling of the same value is refused too.
+        for other in [
+            r#"{"decision":"deny","amount":1.5}"#,
+            r#"{"amount":1.50,"decision":"deny"}"#,
+            r#"{"amount":1.5, "decision":"deny"}"#,
+            r#"{"amount":1.5,"decision":"d\u0065ny"}"#,
+        ] {
+            let mut verifier = ChainVerifier::new("o1");
+            let err = verifier
+                .push_stored(&genuine, other.as_bytes())
+                .unwrap_err();
+            assert!(
+                matches!(err.kind, ChainErrorKind::NotCanonical { .. }),
+                "{other}: {err}"
+            );
         }
     }
 

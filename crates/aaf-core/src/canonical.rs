@@ -15,8 +15,23 @@
 //!   (RFC 8785 section 3.2.2.2);
 //! * numbers are IEEE 754 doubles written as ECMAScript's `Number.prototype.toString`
 //!   writes them (RFC 8785 section 3.2.2.3): `1.0` becomes `1`, `1e21` becomes `1e+21`,
-//!   `0.000001` stays `0.000001` and `1e-7` becomes `1e-7`. Integers beyond 2^53 are
-//!   rounded to the nearest double first, as every RFC 8785 implementation does.
+//!   `0.000001` stays `0.000001` and `1e-7` becomes `1e-7`.
+//!
+//! **Exact numbers only.** RFC 8785 writes every number as the IEEE 754 double nearest to
+//! it, so two integers beyond 2^53 that differ in their last digits (`4000000000000000015`
+//! and `4000000000000000014`) would have one canonical form, while policies (regorus keeps
+//! integers exact), connectors and readers of the stored JSON tell them apart. A hash over
+//! such a form would stand for two different inputs. [`to_canonical_json`] therefore
+//! refuses, with [`CanonicalError::InexactNumber`], every integer that I-JSON (RFC 7493
+//! section 2.2) does not allow: those outside `[-(2^53-1), 2^53-1]`
+//! ([`MAX_EXACT_INTEGER`]), and the doubles from 2^53 up to 10^21 in magnitude, which
+//! RFC 8785 writes as such integers (`4e18` as `4000000000000000000`, which a reader takes
+//! for an exact integer). Other numbers written with a fraction or an exponent are parsed
+//! as the nearest double (`serde_json` with `float_roundtrip`), which is then the value
+//! that policies see, the hash covers and connectors send, and whose canonical form reads
+//! back as that double, so they are exact by construction.
+//! The API refuses such integers at its boundary with a 400 naming the field
+//! ([`find_inexact_number`]); agents send them as strings.
 //!
 //! This module does no I/O.
 
@@ -33,11 +48,141 @@ pub enum CanonicalError {
     /// failing `Serialize` implementation.
     #[error("value has no canonical json form: {0}")]
     Unrepresentable(String),
+    /// A number without an exact RFC 8785 form ([`is_exact_number`]): an integer outside
+    /// `[-(2^53-1), 2^53-1]` ([`MAX_EXACT_INTEGER`]), which RFC 8785 would write as the
+    /// nearest IEEE 754 double, shared with its neighbours, so a hash of it would not stand
+    /// for the value (I-JSON, RFC 7493 section 2.2); or a double from 2^53 up to 10^21,
+    /// which RFC 8785 writes as such an integer. Holds the number as `serde_json` writes it.
+    #[error(
+        "the number {0} is beyond -(2^53-1)..=2^53-1, the integers that RFC 8785 JSON \
+         (IEEE 754 doubles; I-JSON, RFC 7493 section 2.2) writes exactly; send it as a string"
+    )]
+    InexactNumber(String),
 }
 
-/// The largest integer magnitude below which every integer is exactly a double (2^53);
-/// integers up to it are written with their decimal digits, as ECMAScript does.
-const EXACT_INTEGER_LIMIT: u64 = 1 << 53;
+/// The largest integer magnitude that I-JSON (RFC 7493 section 2.2) allows: 2^53 - 1. Every
+/// integer up to it in magnitude is exactly one IEEE 754 double and no other integer maps
+/// to that double, so RFC 8785's number form identifies it.
+pub const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
+
+/// Doubles from 2^53 up to (not including) 10^21 in magnitude are integers that RFC 8785
+/// writes with all their digits (section 3.2.2.3: ECMAScript uses exponent notation only
+/// from 10^21): `4e18` becomes `4000000000000000000`, an integer literal beyond I-JSON's
+/// range that readers (`serde_json`, regorus, Python) take as an exact integer, not as the
+/// double, so the stored canonical text would not read back as the value hashed.
+const EXPONENT_FORM_FROM: f64 = 1e21;
+
+/// Whether `number` has an exact RFC 8785 form, one that reads back as the same value and
+/// that no other value shares: an integer of magnitude at most [`MAX_EXACT_INTEGER`]
+/// (I-JSON, RFC 7493 section 2.2), or a double of magnitude below 2^53 or from 10^21 on
+/// (written in exponent form, `1e+21`). Integers from 2^53 on, and doubles from 2^53 up to
+/// 10^21, are not.
+pub fn is_exact_number(number: &Number) -> bool {
+    if let Some(n) = number.as_u64() {
+        n <= MAX_EXACT_INTEGER
+    } else if let Some(n) = number.as_i64() {
+        n.unsigned_abs() <= MAX_EXACT_INTEGER
+    } else {
+        number.as_f64().is_some_and(|x| {
+            let magnitude = x.abs();
+            magnitude <= MAX_EXACT_INTEGER as f64 || magnitude >= EXPONENT_FORM_FROM
+        })
+    }
+}
+
+/// A number that [`to_canonical_json`] refuses, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InexactNumber {
+    /// The JSON path of the number from the value's root, e.g. `params.amount`,
+    /// `params.items[2].n` or `params["a b"]`: members whose names are identifiers
+    /// (`[A-Za-z_][A-Za-z0-9_]*`) as `.name`, other names as `["..."]` (a JSON string),
+    /// array elements as `[index]`.
+    pub path: String,
+    /// The number as written by `serde_json` (its exact decimal digits).
+    pub number: String,
+}
+
+impl std::fmt::Display for InexactNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is the number {}, an integer beyond -(2^53-1)..=2^53-1: AAF hashes JSON \
+             numbers in RFC 8785 form (IEEE 754 doubles), which cannot tell such an integer \
+             from its neighbours (I-JSON, RFC 7493 section 2.2 allows integers only in this \
+             range); send it as a string, e.g. \"{}\"",
+            self.path, self.number, self.number
+        )
+    }
+}
+
+/// Finds the first number (in document order, depth first) that [`to_canonical_json`]
+/// would refuse ([`is_exact_number`]): an integer outside `[-(2^53-1), 2^53-1]` (I-JSON,
+/// RFC 7493 section 2.2), or a double from 2^53 up to 10^21 in magnitude.
+/// `root` names the value itself in the returned path (e.g. `params`; empty for none).
+///
+/// `None` when every number of `value` is exact ([`is_exact_number`]).
+pub fn find_inexact_number(value: &Value, root: &str) -> Option<InexactNumber> {
+    let mut path = root.to_string();
+    walk_numbers(value, &mut path)
+}
+
+/// [`find_inexact_number`] for the members of an object (`root` names the object).
+pub fn find_inexact_member(
+    members: &serde_json::Map<String, Value>,
+    root: &str,
+) -> Option<InexactNumber> {
+    let mut path = root.to_string();
+    walk_members(members, &mut path)
+}
+
+fn walk_numbers(value: &Value, path: &mut String) -> Option<InexactNumber> {
+    match value {
+        Value::Number(number) if !is_exact_number(number) => Some(InexactNumber {
+            path: path.clone(),
+            number: number.to_string(),
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = walk_numbers(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(members) => walk_members(members, path),
+        _ => None,
+    }
+}
+
+fn walk_members(
+    members: &serde_json::Map<String, Value>,
+    path: &mut String,
+) -> Option<InexactNumber> {
+    members.iter().find_map(|(name, member)| {
+        let len = path.len();
+        push_member(path, name);
+        let found = walk_numbers(member, path);
+        path.truncate(len);
+        found
+    })
+}
+
+fn push_member(path: &mut String, name: &str) {
+    let identifier = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if identifier {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(name);
+    } else {
+        path.push('[');
+        path.push_str(&serde_json::Value::String(name.to_string()).to_string());
+        path.push(']');
+    }
+}
 
 /// Returns the RFC 8785 (JCS) canonical UTF-8 bytes of a JSON value.
 ///
@@ -48,9 +193,9 @@ const EXACT_INTEGER_LIMIT: u64 = 1 << 53;
 ///
 /// # Errors
 ///
-/// None in practice: a [`serde_json::Value`] always has a canonical form (its numbers are
-/// finite and its keys are strings). The `Result` is kept so that a future number
-/// representation without one fails loudly rather than silently.
+/// [`CanonicalError::InexactNumber`] for an integer outside `[-(2^53-1), 2^53-1]` (see the
+/// module documentation): hashing its rounded form would let another integer share the
+/// hash. Callers fail closed on it (no cache entry, no approval digest, no audit event).
 pub fn to_canonical_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
     write_canonical_json(&mut out, value)?;
@@ -109,21 +254,27 @@ pub fn write_canonical_string(out: &mut Vec<u8>, text: &str) -> Result<(), Canon
 }
 
 /// Appends a number in RFC 8785 form (section 3.2.2.3, ECMAScript `Number.prototype.toString`
-/// of the IEEE 754 double): integers up to 2^53 in magnitude as their digits, anything else
+/// of the IEEE 754 double): integers up to 2^53-1 in magnitude as their digits, doubles
 /// through the double formatting of `serde_jcs` (so `1e21` is `1e+21`, `4.50` is `4.5`).
 ///
 /// # Errors
 ///
-/// None in practice (`serde_json` numbers are finite).
+/// [`CanonicalError::InexactNumber`] for an integer outside `[-(2^53-1), 2^53-1]`
+/// (I-JSON, RFC 7493 section 2.2), which has no form of its own.
 pub fn write_canonical_number(out: &mut Vec<u8>, number: &Number) -> Result<(), CanonicalError> {
     if let Some(n) = number.as_u64() {
-        if n <= EXACT_INTEGER_LIMIT {
+        if n <= MAX_EXACT_INTEGER {
             return write!(out, "{n}").map_err(unrepresentable);
         }
+        return Err(CanonicalError::InexactNumber(n.to_string()));
     } else if let Some(n) = number.as_i64() {
-        if n.unsigned_abs() <= EXACT_INTEGER_LIMIT {
+        if n.unsigned_abs() <= MAX_EXACT_INTEGER {
             return write!(out, "{n}").map_err(unrepresentable);
         }
+        return Err(CanonicalError::InexactNumber(n.to_string()));
+    }
+    if !is_exact_number(number) {
+        return Err(CanonicalError::InexactNumber(number.to_string()));
     }
     let double = number.as_f64().ok_or_else(|| {
         CanonicalError::Unrepresentable(format!("number {number} is not a double"))
@@ -146,18 +297,18 @@ fn unrepresentable(error: impl std::fmt::Display) -> CanonicalError {
     CanonicalError::Unrepresentable(error.to_string())
 }
 
-/// Returns the RFC 8785 (JCS) canonical UTF-8 bytes of any serializable value, as if it were
-/// first converted to a JSON value (structs become objects with their serialized field
-/// names). This is `serde_jcs::to_vec`; for [`serde_json::Value`]s prefer the faster
-/// [`to_canonical_json`], which gives the same bytes.
+/// Returns the RFC 8785 (JCS) canonical UTF-8 bytes of any serializable value: it is
+/// converted to a JSON value (structs become objects with their serialized field names)
+/// and written by [`to_canonical_json`], so the same numbers are refused.
 ///
 /// # Errors
 ///
 /// [`CanonicalError::Unrepresentable`] for map keys that are not strings (or integers, which
-/// `serde_json` turns into strings) and failing `Serialize` implementations. Non-finite
-/// floats are written as `null`, as `serde_json` writes them; RFC 8785 has no form for them.
+/// `serde_json` turns into strings) and failing `Serialize` implementations;
+/// [`CanonicalError::InexactNumber`] as [`to_canonical_json`]. Non-finite floats are
+/// written as `null`, as `serde_json` writes them; RFC 8785 has no form for them.
 pub fn to_canonical_json_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    serde_jcs::to_vec(value).map_err(unrepresentable)
+    to_canonical_json(&serde_json::to_value(value).map_err(unrepresentable)?)
 }
 
 #[cfg(test)]
@@ -216,24 +367,100 @@ mod tests {
             ("-0.0", "0"),
             ("0", "0"),
             ("1e21", "1e+21"),
-            ("1e20", "100000000000000000000"),
-            ("123456789012345680000", "123456789012345680000"),
             ("0.000001", "0.000001"),
             ("1e-7", "1e-7"),
             ("4.5", "4.5"),
             ("0.1", "0.1"),
             ("-1.5e-10", "-1.5e-10"),
-            ("9007199254740992", "9007199254740992"),
-            ("9007199254740993", "9007199254740992"),
+            ("9007199254740991", "9007199254740991"),
+            ("-9007199254740991", "-9007199254740991"),
+            ("9007199254740991.0", "9007199254740991"),
             ("1.7976931348623157e308", "1.7976931348623157e+308"),
             ("5e-324", "5e-324"),
-            ("295147905179352830000", "295147905179352830000"),
-            ("18446744073709551615", "18446744073709552000"),
-            ("-9223372036854775808", "-9223372036854776000"),
+            // Beyond u64, serde_json reads an integer as the nearest double: that double
+            // is the value policies see and connectors send, and from 10^21 on its form
+            // is in exponent notation, read back as that double.
+            ("2951479051793528300000", "2.951479051793528e+21"),
         ];
         for (input, expected) in cases {
             assert_eq!(canon(input), expected, "input {input}");
         }
+    }
+
+    #[test]
+    fn integers_beyond_i_json_are_refused_not_rounded() {
+        // I-JSON (RFC 7493 section 2.2): only -(2^53-1)..=2^53-1. Each pair differs only
+        // beyond double precision; rounding gave both one form (so one hash).
+        let pairs = [
+            ("4000000000000000015", "4000000000000000014"),
+            ("9007199254740993", "9007199254740992"),
+            ("18446744073709551615", "18446744073709551614"),
+            ("-9223372036854775808", "-9223372036854775807"),
+            ("-9007199254740993", "-9007199254740992"),
+        ];
+        for (a, b) in pairs {
+            for text in [a, b] {
+                let value: Value = serde_json::from_str(&format!("{{\"n\":[{text}]}}")).unwrap();
+                assert_eq!(
+                    to_canonical_json(&value),
+                    Err(CanonicalError::InexactNumber(text.to_string())),
+                    "{text}"
+                );
+                let found = find_inexact_number(&value, "params").unwrap();
+                assert_eq!(found.path, "params.n[0]");
+                assert_eq!(found.number, text);
+                assert!(found.to_string().contains("send it as a string"), "{found}");
+            }
+        }
+        // Doubles from 2^53 up to 10^21 would be written as such integers.
+        for text in [
+            "9007199254740992.0",
+            "4e18",
+            "-6.9944e18",
+            "1e20",
+            "9.99e20",
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert!(value.is_f64());
+            assert!(
+                matches!(
+                    to_canonical_json(&value),
+                    Err(CanonicalError::InexactNumber(_))
+                ),
+                "{text}"
+            );
+            assert!(find_inexact_number(&value, "n").is_some(), "{text}");
+        }
+        // The bounds themselves are exact.
+        for n in [MAX_EXACT_INTEGER as i64, -(MAX_EXACT_INTEGER as i64), 0] {
+            assert!(to_canonical_json(&json!(n)).is_ok());
+            assert!(find_inexact_number(&json!({"a": [n]}), "").is_none());
+        }
+        // Structs go through the same check.
+        assert!(matches!(
+            to_canonical_json_of(&[1u64 << 60]),
+            Err(CanonicalError::InexactNumber(_))
+        ));
+    }
+
+    #[test]
+    fn inexact_number_paths_name_the_member() {
+        let value = json!({"ok": 1, "a b": {"x": [0, {"_y1": 9_007_199_254_740_992u64}]}});
+        let found = find_inexact_number(&value, "context").unwrap();
+        assert_eq!(found.path, r#"context["a b"].x[1]._y1"#);
+        let found = find_inexact_number(&json!({"1st": -9_007_199_254_740_992i64}), "").unwrap();
+        assert_eq!(found.path, r#"["1st"]"#);
+        assert_eq!(
+            find_inexact_number(&json!(1u64 << 62), "value")
+                .unwrap()
+                .path,
+            "value"
+        );
+        assert!(find_inexact_number(
+            &json!({"f": 1e300, "g": -0.0, "s": "4000000000000000015"}),
+            ""
+        )
+        .is_none());
     }
 
     #[test]
@@ -395,6 +622,17 @@ mod tests {
         let mut generator = Gen(0x9e37_79b9_7f4a_7c15);
         for i in 0..20_000 {
             let value = generator.value(4);
+            if find_inexact_number(&value, "").is_some() {
+                // Refused, not rounded (see integers_beyond_i_json_are_refused_not_rounded).
+                assert!(
+                    matches!(
+                        to_canonical_json(&value),
+                        Err(CanonicalError::InexactNumber(_))
+                    ),
+                    "value #{i}: {value}"
+                );
+                continue;
+            }
             let ours = to_canonical_json(&value).unwrap();
             let reference = serde_jcs::to_vec(&value).unwrap();
             assert_eq!(

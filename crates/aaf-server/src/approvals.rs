@@ -556,16 +556,26 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
         context: as_map(&action.context),
     };
 
-    // 1. The digest: what is stored is what was approved.
-    let recomputed = action_digest(
+    // 1. The digest: what is stored is what was approved. A stored action without a digest
+    // (changed to hold a number without an exact RFC 8785 form) does not match either.
+    let recomputed = match action_digest(
         &action.org_id,
         &action.agent_id,
         &request.tool,
         &request.operation,
         &request.params,
         &request.context,
-    )
-    .map_err(|e| ApiError::Internal(format!("cannot recompute the digest: {e}")))?;
+    ) {
+        Ok(digest) => digest,
+        Err(e) => {
+            let reason = format!(
+                "denied at re-check: the stored action no longer matches the digest it was approved under (approved {}, the stored action has no digest: {e}); it was not executed",
+                action.digest.as_deref().unwrap_or("(none)")
+            );
+            tracing::warn!(action_id = %id, %org_id, "security event: {reason}");
+            return deny_at_recheck(state, &action, reason, json!({"check": "digest", "approved_digest": action.digest, "stored_digest": null, "security_event": true})).await;
+        }
+    };
     if action.digest.as_deref() != Some(recomputed.as_str()) {
         let reason = format!(
             "denied at re-check: the stored action no longer matches the digest it was approved under (approved {}, stored action hashes to {recomputed}); it was not executed",

@@ -12,7 +12,8 @@
 //! hashes only), `agents`, `agent_keys` (hashes only, optional tool scope and expiry),
 //! `signature_nonces` (replay protection of signed agent requests), `actions`,
 //! `audit_events` (one hash chain per org, primary key
-//! `(org_id, seq)`, see `docs/audit.md`) and `audit_heads` (the last `seq` and hash of each
+//! `(org_id, seq)`, its `data` a `TEXT` column holding exactly the RFC 8785 canonical bytes
+//! that are hashed, see `docs/audit.md`) and `audit_heads` (the last `seq` and hash of each
 //! chain, so that deleting the newest events is detected).
 //!
 //! Architecture invariant: an audit event is appended only inside the same transaction as
@@ -494,9 +495,14 @@ impl Store {
 
     /// Verifies every audit chain (each `org_id` with events or a recorded head, including
     /// [`SYSTEM_CHAIN`]) from one consistent snapshot, streaming the events in seq order
-    /// through [`aaf_core::audit::ChainVerifier`] and comparing each chain's end with its
-    /// recorded head. Returns one result per chain, sorted by `org_id`: a summary, or the
-    /// first place where the chain is broken (tampering, or a malformed row).
+    /// through [`aaf_core::audit::ChainVerifier::push_stored`] (which also requires each
+    /// stored `data` text to be byte for byte its canonical form) and comparing each
+    /// chain's end with its recorded head; then compares the chains with the organisations
+    /// that exist: an organisation without any chain is reported
+    /// ([`aaf_core::audit::ChainErrorKind::ChainMissing`]), and so is a chain, other than
+    /// [`SYSTEM_CHAIN`], of no organisation ([`aaf_core::audit::ChainErrorKind::OrgMissing`]).
+    /// Returns one result per chain, sorted by `org_id`: a summary, or the first place where
+    /// the chain is broken (tampering, or a malformed row).
     ///
     /// Memory use does not grow with the number of events.
     ///
@@ -513,7 +519,9 @@ impl Store {
 
     /// Writes all `units` in ONE transaction (group commit). First every unit's
     /// [`Mutation`]s, in order; then per unit its action write, then its events appended to their organisations' chains (seq and hashes
-    /// assigned here). Returns each unit's chained events, in the order of `units`.
+    /// assigned here). Returns each unit's chained events, in the order of `units`, with
+    /// their `data` as given; it is stored in RFC 8785 canonical form (the same value with
+    /// `1.0` written `1` and members sorted), which is what reads return.
     ///
     /// Action inserts of the whole batch are written before its action updates, so an
     /// update may refer to an action inserted by an earlier unit of the same batch.
@@ -526,7 +534,8 @@ impl Store {
     /// would leave an organisation without an admin; revoking a revoked key),
     /// [`StoreError::NotFound`] (update of a missing action, an action of an unknown org or
     /// agent, a mutation of a row that is not in the given organisation), [`StoreError::Invalid`]
-    /// (read-only store), [`StoreError::Corrupt`] (a chain head is unreadable or behind its
+    /// (read-only store; an event whose `data` holds a number without an exact RFC 8785 form,
+    /// see [`aaf_core::canonical`]), [`StoreError::Corrupt`] (a chain head is unreadable or behind its
     /// events), [`StoreError::Unavailable`].
     pub async fn commit(&self, units: &[WriteUnit]) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
         match &self.backend {

@@ -31,11 +31,11 @@ use crate::model::{
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
-    action_from_row, agent_from_row, agent_principal_from_row, delivery_from_row, event_from_row,
-    finish_chain, head_from_row, key_from_row, org_from_row, policy_object_from_row,
-    policy_version_from_row, result_org, revision_from_row, settings_from_row,
-    shadow_count_from_row, shadow_result_from_row, token_principal_from_row, user_from_row,
-    vote_from_row, webhook_from_row, DbRow,
+    action_from_row, agent_from_row, agent_principal_from_row, compare_with_orgs,
+    delivery_from_row, finish_chain, head_from_row, key_from_row, org_from_row,
+    policy_object_from_row, policy_version_from_row, revision_from_row, settings_from_row,
+    shadow_count_from_row, shadow_result_from_row, stored_event_from_row, token_principal_from_row,
+    user_from_row, vote_from_row, webhook_from_row, DbRow,
 };
 use crate::{sql, StoreError};
 
@@ -787,8 +787,8 @@ impl PgStore {
                 );
                 let mut rows = sqlx::query(&sql).bind(&org_id).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await? {
-                    let outcome = match event_from_row(&row) {
-                        Ok(event) => verifier.push(&event).map(|_| ()),
+                    let outcome = match stored_event_from_row(&row) {
+                        Ok((event, stored)) => verifier.push_stored(&event, stored.as_bytes()),
                         Err((seq, reason)) => {
                             let seq = seq.unwrap_or_else(|| verifier.next_seq());
                             Err(verifier.push_malformed(seq, reason))
@@ -805,8 +805,11 @@ impl PgStore {
                 None => finish_chain(verifier, &mut heads),
             });
         }
+        let org_ids: Vec<String> = sqlx::query_scalar("SELECT aaf_org_ids()")
+            .fetch_all(&mut *tx)
+            .await?;
         tx.rollback().await?;
-        results.sort_by(|a, b| result_org(a).cmp(result_org(b)));
+        compare_with_orgs(&mut results, &org_ids);
         Ok(results)
     }
 

@@ -22,12 +22,18 @@ pub(crate) struct PreparedUnit {
     pub(crate) event_data: Vec<EventData>,
 }
 
-/// An event's `data` serialised twice: as stored (serde_json, keeps `1.0` as written) and
-/// canonical (RFC 8785, what is hashed).
+/// An event's `data` in RFC 8785 canonical form: what is hashed, and, as text, exactly what
+/// is stored (so that the verifier can require the stored bytes to be the hashed ones).
 #[derive(Debug, Clone)]
 pub(crate) struct EventData {
     pub(crate) text: String,
-    pub(crate) canonical: Vec<u8>,
+}
+
+impl EventData {
+    /// The canonical bytes (the stored text's bytes).
+    pub(crate) fn canonical(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
 }
 
 /// The serialised JSON columns of a unit's action write.
@@ -81,17 +87,26 @@ impl PreparedUnit {
     }
 }
 
-/// Each event's `data` as stored text and in canonical form (RFC 8785).
+/// Each event's `data` in canonical form (RFC 8785), which is both hashed and stored.
+///
+/// # Errors
+///
+/// [`StoreError::Invalid`] when the data has no canonical form (an integer beyond
+/// `-(2^53-1)..=2^53-1`, see [`aaf_core::canonical`]): such an event is not recorded.
 pub(crate) fn canonical_data(events: &[NewEvent]) -> Result<Vec<EventData>, StoreError> {
     events
         .iter()
         .map(|e| {
-            Ok(EventData {
-                text: json_text(&e.data)?,
-                canonical: to_canonical_json(&e.data).map_err(|err| {
-                    StoreError::Invalid(format!("audit event cannot be hashed: {err}"))
-                })?,
-            })
+            let canonical = to_canonical_json(&e.data).map_err(|err| {
+                StoreError::Invalid(format!(
+                    "audit event {} cannot be hashed: {err}",
+                    e.event_type
+                ))
+            })?;
+            let text = String::from_utf8(canonical).map_err(|err| {
+                StoreError::Invalid(format!("canonical json is not utf-8: {err}"))
+            })?;
+            Ok(EventData { text })
         })
         .collect()
 }
@@ -140,7 +155,7 @@ pub(crate) fn link_events(
                 action_id: new.action_id.as_deref(),
                 event_type: &new.event_type,
             };
-            let hash = event_hash_parts(&head.1, &header, &canonical.canonical)
+            let hash = event_hash_parts(&head.1, &header, canonical.canonical())
                 .map_err(|e| StoreError::Invalid(format!("audit event cannot be hashed: {e}")))?;
             let link = ChainedEvent {
                 event: AuditEvent {

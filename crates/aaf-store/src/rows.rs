@@ -87,6 +87,44 @@ pub(crate) fn finish_chain(
     }
 }
 
+/// Compares the verified chains with the organisations that exist (`org_ids`): every
+/// organisation must have a chain (its `org.created` event starts it), reported as
+/// [`ChainErrorKind::ChainMissing`] when events and head are both gone; a chain that is
+/// neither an organisation's nor the [`crate::SYSTEM_CHAIN`] is reported as
+/// [`ChainErrorKind::OrgMissing`] (unless it is already broken). Keeps `results` sorted
+/// by organisation.
+pub(crate) fn compare_with_orgs(
+    results: &mut Vec<Result<ChainSummary, ChainError>>,
+    org_ids: &[String],
+) {
+    let orgs: std::collections::HashSet<&str> = org_ids.iter().map(String::as_str).collect();
+    let chains: std::collections::HashSet<String> =
+        results.iter().map(|r| result_org(r).to_string()).collect();
+    for result in results.iter_mut() {
+        if let Ok(summary) = result {
+            if summary.org_id != crate::SYSTEM_CHAIN && !orgs.contains(summary.org_id.as_str()) {
+                *result = Err(ChainError {
+                    org_id: summary.org_id.clone(),
+                    seq: 1,
+                    kind: ChainErrorKind::OrgMissing {
+                        org_id: summary.org_id.clone(),
+                    },
+                });
+            }
+        }
+    }
+    for org_id in org_ids {
+        if !chains.contains(org_id) {
+            results.push(Err(ChainError {
+                org_id: org_id.clone(),
+                seq: 1,
+                kind: ChainErrorKind::ChainMissing,
+            }));
+        }
+    }
+    results.sort_by(|a, b| result_org(a).cmp(result_org(b)));
+}
+
 /// Reads an `audit_heads` row; on failure, the seq if it could be read and the reason.
 pub(crate) fn head_from_row(row: &impl DbRow) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
     parse_head(row.col::<i64>("seq").map_err(|e| e.to_string()), || {
@@ -109,6 +147,15 @@ pub(crate) fn parse_head(
 
 /// Reads an `audit_events` row; on failure, the seq if it could be read and the reason.
 pub(crate) fn event_from_row(row: &impl DbRow) -> Result<ChainedEvent, (Option<u64>, String)> {
+    stored_event_from_row(row).map(|(event, _)| event)
+}
+
+/// Reads an `audit_events` row together with the stored text of its `data`, which the
+/// verifier requires to be the canonical bytes ([`ChainVerifier::push_stored`]); on
+/// failure, the seq if it could be read and the reason.
+pub(crate) fn stored_event_from_row(
+    row: &impl DbRow,
+) -> Result<(ChainedEvent, String), (Option<u64>, String)> {
     let seq: i64 = row
         .col("seq")
         .map_err(|e| (None, format!("seq is not an integer: {e}")))?;
@@ -122,11 +169,11 @@ pub(crate) fn event_from_row(row: &impl DbRow) -> Result<ChainedEvent, (Option<u
         row.col::<Option<String>>(column)
             .map_err(|e| bad(&format!("{column} is not text"), &e))
     };
-    let data = text("data")?;
-    let data: Value = serde_json::from_str(&data).map_err(|e| bad("data is not json", &e))?;
+    let stored = text("data")?;
+    let data: Value = serde_json::from_str(&stored).map_err(|e| bad("data is not json", &e))?;
     let prev_hash = hex32::parse(&text("prev_hash")?).map_err(|e| bad("prev_hash", &e))?;
     let hash = hex32::parse(&text("hash")?).map_err(|e| bad("hash", &e))?;
-    Ok(ChainedEvent {
+    let event = ChainedEvent {
         event: AuditEvent {
             seq,
             ts: text("ts")?,
@@ -138,7 +185,8 @@ pub(crate) fn event_from_row(row: &impl DbRow) -> Result<ChainedEvent, (Option<u
         },
         prev_hash,
         hash,
-    })
+    };
+    Ok((event, stored))
 }
 
 /// Reads an org from columns `{prefix}id`, `{prefix}name`, ... (`id`, `name` when the
@@ -511,4 +559,49 @@ pub(crate) fn page_of_events<R: DbRow>(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(org_id: &str) -> Result<ChainSummary, ChainError> {
+        Ok(ChainSummary {
+            org_id: org_id.to_string(),
+            count: 1,
+            head_seq: 1,
+            head_hash: [1; 32],
+        })
+    }
+
+    #[test]
+    fn chains_are_compared_with_the_organisations() {
+        let broken = Err(ChainError {
+            org_id: "gone-broken".into(),
+            seq: 3,
+            kind: ChainErrorKind::Missing { found: 4 },
+        });
+        let mut results = vec![ok("b"), ok(crate::SYSTEM_CHAIN), ok("gone"), broken.clone()];
+        compare_with_orgs(&mut results, &["a".to_string(), "b".to_string()]);
+        let orgs: Vec<&str> = results.iter().map(result_org).collect();
+        assert_eq!(orgs, ["a", "b", "gone", "gone-broken", crate::SYSTEM_CHAIN]);
+        // An organisation without a chain lost it.
+        let missing = results[0].clone().unwrap_err();
+        assert_eq!(missing.kind, ChainErrorKind::ChainMissing);
+        assert_eq!(missing.seq, 1);
+        assert!(
+            missing.to_string().contains("audit chain of org a"),
+            "{missing}"
+        );
+        // A chain of no organisation (other than system) lost its organisation's row.
+        assert_eq!(
+            results[2].clone().unwrap_err().kind,
+            ChainErrorKind::OrgMissing {
+                org_id: "gone".into()
+            }
+        );
+        // A chain already broken keeps its first error; intact ones stay intact.
+        assert_eq!(results[3], broken);
+        assert!(results[1].is_ok() && results[4].is_ok());
+    }
 }

@@ -39,10 +39,10 @@ mod identity;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{
-    action_from_row, agent_from_row, delivery_from_row, event_from_row, finish_chain,
+    action_from_row, agent_from_row, compare_with_orgs, delivery_from_row, finish_chain,
     head_from_row, org_from_row, parse_head, policy_object_from_row, policy_version_from_row,
-    result_org, revision_from_row, settings_from_row, shadow_count_from_row,
-    shadow_result_from_row, vote_from_row, webhook_from_row, DbRow,
+    revision_from_row, settings_from_row, shadow_count_from_row, shadow_result_from_row,
+    stored_event_from_row, vote_from_row, webhook_from_row, DbRow,
 };
 
 /// The database file inside the data directory.
@@ -597,8 +597,8 @@ impl SqliteStore {
                 if *failed {
                     continue;
                 }
-                let outcome = match event_from_row(&row) {
-                    Ok(event) => verifier.push(&event).map(|_| ()),
+                let outcome = match stored_event_from_row(&row) {
+                    Ok((event, stored)) => verifier.push_stored(&event, stored.as_bytes()),
                     Err((seq, reason)) => {
                         let seq = seq.unwrap_or_else(|| verifier.next_seq());
                         Err(verifier.push_malformed(seq, reason))
@@ -618,8 +618,11 @@ impl SqliteStore {
                 Err(e) => Err(e),
             });
         }
+        let org_ids: Vec<String> = sqlx::query_scalar("SELECT id FROM orgs")
+            .fetch_all(&mut *tx)
+            .await?;
         tx.rollback().await?;
-        results.sort_by(|a, b| result_org(a).cmp(result_org(b)));
+        compare_with_orgs(&mut results, &org_ids);
         Ok(results)
     }
 

@@ -350,6 +350,9 @@ pub async fn report_result(
         Some(Value::Object(m)) => m,
         Some(_) => return Err(ApiError::field("detail", "must be a JSON object")),
     };
+    if let Some(found) = aaf_core::canonical::find_inexact_member(&detail, "detail") {
+        return Err(ApiError::field(found.path.clone(), found.to_string()));
+    }
     let action = workflow::report_result(
         &state,
         &agent.org.id,

@@ -420,7 +420,8 @@ fn policy_views(decision: &Decision, with_times: bool) -> Vec<PolicyDecisionView
         .collect()
 }
 
-/// Checks the body's shape beyond what serde checks; errors name the field.
+/// Checks the body's shape beyond what serde checks; errors name the field (for a number
+/// without an exact RFC 8785 form, its JSON path, e.g. `params.amount`).
 fn validate_action(body: ActionBody) -> Result<ActionRequest, ApiError> {
     fn name(field: &str, v: &str) -> Result<String, ApiError> {
         if v.trim().is_empty() {
@@ -441,12 +442,19 @@ fn validate_action(body: ActionBody) -> Result<ActionRequest, ApiError> {
             Some(_) => Err(ApiError::field(field, "must be a JSON object")),
         }
     }
-    Ok(ActionRequest {
+    let request = ActionRequest {
         tool: name("tool", &body.tool)?,
         operation: name("operation", &body.operation)?,
         params: object("params", body.params)?,
         context: object("context", body.context)?,
-    })
+    };
+    // The cache key, the approval digest and the audit hash are over RFC 8785 JSON, which
+    // has no exact form for integers beyond 2^53-1: refuse them rather than let two
+    // actions share a hash (I-JSON, RFC 7493 section 2.2).
+    request
+        .check_numbers()
+        .map_err(|found| ApiError::field(found.path.clone(), found.to_string()))?;
+    Ok(request)
 }
 
 /// What the decision path produced for one action, before anything is stored.

@@ -873,6 +873,11 @@ pub async fn put_data(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<DataView>, ApiError> {
     let value = json_body(&state, body)?;
+    // The revision hashes the data in RFC 8785 form, which has no exact form for integers
+    // beyond 2^53-1 (I-JSON, RFC 7493 section 2.2).
+    if let Some(found) = aaf_core::canonical::find_inexact_number(&value, "value") {
+        return Err(ApiError::field(found.path.clone(), found.to_string()));
+    }
     let text = serde_json::to_string(&value).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Some(pack) = path.strip_prefix("packs/").and_then(crate::policies::pack) {
         check_pack_parameters(&state, pack, &value).await?;
@@ -1281,6 +1286,9 @@ pub async fn playground(
     match body.data {
         None | Some(Value::Null) => {}
         Some(Value::Object(extra)) => {
+            if let Some(found) = aaf_core::canonical::find_inexact_member(&extra, "data") {
+                return Err(ApiError::field(found.path.clone(), found.to_string()));
+            }
             let mut data = match bundle.data.take() {
                 Value::Object(m) => m,
                 _ => serde_json::Map::new(),

@@ -796,9 +796,13 @@ impl HttpConnector {
                 bytes.extend_from_slice(&chunk);
             }
         }
+        // A JSON body is kept as JSON only when every number in it has an exact RFC 8785
+        // form; otherwise (an integer beyond 2^53-1, which the audit hash cannot tell from
+        // its neighbours and which would keep the outcome from being recorded) as its text.
         let body = match (is_json && !truncated)
             .then(|| serde_json::from_slice::<Value>(&bytes).ok())
             .flatten()
+            .filter(|json| aaf_core::canonical::find_inexact_number(json, "").is_none())
         {
             Some(json) => json,
             None => Value::String(String::from_utf8_lossy(&bytes).into_owned()),

@@ -390,9 +390,20 @@ async fn one_batch_appends_to_several_chains_in_unit_order(db: TestDb) {
     );
     assert_eq!(chained[3][0].prev_hash, chained[0][1].hash);
     assert_eq!(chained[2][0].prev_hash, GENESIS_HASH);
-    // What commit returned is what is stored.
+    // What commit returned is what is stored, whose data is in canonical form (RFC 8785:
+    // `1.0` is stored as `1`, members sorted).
     let stored_a = store.list_audit(&a.id, 3, 10).await.unwrap();
-    assert_eq!(stored_a, [chained[0].clone(), chained[3].clone()].concat());
+    let canonical = |mut e: aaf_core::audit::ChainedEvent| {
+        let bytes = aaf_core::canonical::to_canonical_json(&e.event.data).unwrap();
+        e.event.data = serde_json::from_slice(&bytes).unwrap();
+        e
+    };
+    let returned: Vec<_> = [chained[0].clone(), chained[3].clone()]
+        .concat()
+        .into_iter()
+        .map(canonical)
+        .collect();
+    assert_eq!(stored_a, returned);
 
     let mut counts = assert_all_chains_verify(store).await;
     counts.sort();

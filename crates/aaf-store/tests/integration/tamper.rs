@@ -3,7 +3,7 @@
 //! reported at the first bad seq, on both backends.
 
 use aaf_core::audit::{event_hash, AuditEvent, ChainError, ChainErrorKind};
-use aaf_store::{Org, Store};
+use aaf_store::{NewEvent, Org, Store, WriteUnit};
 use serde_json::json;
 
 use crate::common::{action_unit, assert_all_chains_verify, org_with_agent, Raw, TestDb, Val};
@@ -73,11 +73,27 @@ async fn changed_event_data_is_detected_at_its_seq(db: TestDb) {
     assert!(matches!(e.kind, ChainErrorKind::HashMismatch { .. }), "{e}");
 }
 
-both_backends!(reformatted_but_equal_data_still_verifies);
-async fn reformatted_but_equal_data_still_verifies(db: TestDb) {
-    // The hash covers the canonical form, so rewriting the JSON text with other key order
-    // and spacing (as a database migration might) is not tampering.
-    let (db, org, _other, mut raw) = setup(db).await;
+both_backends!(stored_data_is_the_canonical_form);
+async fn stored_data_is_the_canonical_form(db: TestDb) {
+    // What is stored is byte for byte what is hashed: RFC 8785, keys sorted, `1.0` as `1`.
+    let (_db, org, _other, mut raw) = setup(db).await;
+    let data: String = raw
+        .scalar(
+            "SELECT data FROM audit_events WHERE org_id = ? AND seq = 10",
+            &[(&org.id).into()],
+        )
+        .await;
+    assert_eq!(
+        data,
+        r#"{"decision":"allow","n":3,"one":1,"reason":"ok","score":0.5}"#
+    );
+}
+
+both_backends!(reformatted_data_is_detected);
+async fn reformatted_data_is_detected(db: TestDb) {
+    // The hash covers the parsed value, so other key order and spacing hash alike; but the
+    // stored text must be the canonical bytes, so a rewrite of the text is reported.
+    let (db, org, other, mut raw) = setup(db).await;
     let data: String = raw
         .scalar(
             "SELECT data FROM audit_events WHERE org_id = ? AND seq = 9",
@@ -101,7 +117,121 @@ async fn reformatted_but_equal_data_still_verifies(db: TestDb) {
         &[(&reordered).into(), (&org.id).into()],
     )
     .await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 9);
+    assert!(matches!(e.kind, ChainErrorKind::NotCanonical { .. }), "{e}");
+}
+
+both_backends!(duplicated_member_in_front_is_detected);
+async fn duplicated_member_in_front_is_detected(db: TestDb) {
+    // `{"decision":"allow",...,"decision":"deny"}`: serde_json reads the last member (so the
+    // hash matched the genuine `deny`), SQLite's json_extract and others the first.
+    let (db, org, other, mut raw) = setup(db).await;
+    let denied = NewEvent {
+        org_id: org.id.clone(),
+        ts: "2026-11-21T05:35:00.000000Z".into(),
+        agent_id: None,
+        action_id: Some("denied-1".into()),
+        event_type: "action.decided".into(),
+        data: json!({"decision": "deny", "reason": "card number"}),
+    };
+    db.store
+        .commit(&[WriteUnit {
+            mutations: Vec::new(),
+            action: None,
+            events: vec![denied],
+        }])
+        .await
+        .unwrap();
     assert_all_chains_verify(&db.store).await;
+    exec(
+        &mut raw,
+        r#"UPDATE audit_events SET data = '{"decision":"allow",' || substr(data, 2) WHERE org_id = ? AND seq = 24"#,
+        &org,
+    )
+    .await;
+    let data: String = raw
+        .scalar(
+            "SELECT data FROM audit_events WHERE org_id = ? AND seq = 24",
+            &[(&org.id).into()],
+        )
+        .await;
+    assert_eq!(
+        data,
+        r#"{"decision":"allow","decision":"deny","reason":"card number"}"#
+    );
+    if let Raw::Sqlite(_) = raw {
+        let seen: String = raw
+            .scalar(
+                "SELECT json_extract(data, '$.decision') FROM audit_events WHERE org_id = ? AND seq = 24",
+                &[(&org.id).into()],
+            )
+            .await;
+        assert_eq!(seen, "allow");
+    }
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 24);
+    assert!(matches!(e.kind, ChainErrorKind::NotCanonical { .. }), "{e}");
+}
+
+both_backends!(number_changed_beyond_double_precision_is_detected);
+async fn number_changed_beyond_double_precision_is_detected(db: TestDb) {
+    // 1e21 is stored as `1e+21`; `1000000000000000000001` parses to the same double, so it
+    // hashed alike and the change passed.
+    let (db, org, other, mut raw) = setup(db).await;
+    let event = NewEvent {
+        org_id: org.id.clone(),
+        ts: "2026-11-21T05:35:00.000000Z".into(),
+        agent_id: None,
+        action_id: Some("big-1".into()),
+        event_type: "action.executed".into(),
+        data: json!({"amount": 1e21}),
+    };
+    db.store
+        .commit(&[WriteUnit {
+            mutations: Vec::new(),
+            action: None,
+            events: vec![event],
+        }])
+        .await
+        .unwrap();
+    assert_all_chains_verify(&db.store).await;
+    for (changed, stored_form_only) in [
+        (r#"{"amount":1000000000000000000001}"#, true),
+        (r#"{"amount":4000000000000000014}"#, false),
+    ] {
+        raw.exec(
+            "UPDATE audit_events SET data = ? WHERE org_id = ? AND seq = 24",
+            &[changed.to_string().into(), (&org.id).into()],
+        )
+        .await;
+        let e = broken_chain(&db.store, &org, &other).await;
+        assert_eq!(e.seq, 24);
+        if stored_form_only {
+            assert!(matches!(e.kind, ChainErrorKind::NotCanonical { .. }), "{e}");
+        } else {
+            assert!(matches!(e.kind, ChainErrorKind::Canonical(_)), "{e}");
+        }
+    }
+    // An event holding such an integer is never written.
+    let refused = NewEvent {
+        org_id: org.id.clone(),
+        ts: "2026-11-21T05:35:00.000000Z".into(),
+        agent_id: None,
+        action_id: Some("big-2".into()),
+        event_type: "action.executed".into(),
+        data: json!({"amount": 4_000_000_000_000_000_014u64}),
+    };
+    let err = db
+        .store
+        .commit(&[WriteUnit {
+            mutations: Vec::new(),
+            action: None,
+            events: vec![refused],
+        }])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("4000000000000000014"), "{err}");
 }
 
 both_backends!(changed_timestamp_or_type_is_detected);
@@ -167,6 +297,20 @@ async fn deleted_chain_is_detected_by_the_head(db: TestDb) {
         matches!(e.kind, ChainErrorKind::Truncated { last_seq: 0, .. }),
         "{e}"
     );
+}
+
+both_backends!(deleted_chain_and_head_are_detected);
+async fn deleted_chain_and_head_are_detected(db: TestDb) {
+    // Every organisation's chain starts with its org.created event, so an organisation
+    // without events and head lost its chain.
+    let (db, org, other, mut raw) = setup(db).await;
+    exec(&mut raw, "DELETE FROM audit_events WHERE org_id = ?", &org).await;
+    exec(&mut raw, "DELETE FROM audit_heads WHERE org_id = ?", &org).await;
+    let e = broken_chain(&db.store, &org, &other).await;
+    assert_eq!(e.seq, 1);
+    assert_eq!(e.kind, ChainErrorKind::ChainMissing);
+    assert!(e.to_string().contains(&org.id), "{e}");
+    assert!(e.to_string().contains("deleted"), "{e}");
 }
 
 both_backends!(deleted_head_is_detected);

@@ -173,3 +173,84 @@ async fn bundled_starter_policy_is_used_without_a_policy_directory() {
     assert_eq!(body["risk_level"], "high");
     server.stop().await;
 }
+
+/// A policy on `input.action.params.n` that denies one card number (Luhn-valid) and allows
+/// everything else; its decisions are cached.
+const CARD_POLICY: &str = r#"package cards
+import rego.v1
+default decision := "allow"
+decision := {"action": "deny", "reason": "a card number"} if input.action.params.n == 4000000000000000014
+decision := {"action": "deny", "reason": "a card number"} if input.action.params.n == "4000000000000000014"
+"#;
+
+#[tokio::test]
+async fn numbers_beyond_double_precision_are_refused_with_their_path() {
+    // 4000000000000000015 and 4000000000000000014 differ only beyond double precision:
+    // RFC 8785 rounds both to one double, so they shared a decision cache key and the
+    // second got the first one's cached allow. Now both are refused, naming the field.
+    let policies = crate::common::policy_dir(&[("cards.rego", CARD_POLICY)]);
+    let server = TestServer::start(policies.path(), |_| {}).await;
+    let (_, key) = server.create_agent("payments").await;
+    for n in [4_000_000_000_000_000_015u64, 4_000_000_000_000_000_014] {
+        for path in ["/v1/actions", "/v1/actions/dry-run"] {
+            let (status, body) = server
+                .post_json(
+                    path,
+                    &key,
+                    json!({"tool": "payments", "operation": "charge", "params": {"n": n}}),
+                )
+                .await;
+            assert_eq!(status, 400, "{path} {n}: {body}");
+            assert_eq!(body["error"]["field"], "params.n", "{body}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(&n.to_string()), "{message}");
+            assert!(message.contains("send it as a string"), "{message}");
+        }
+    }
+    // Deeper, in context, negative: the path names the member.
+    let (status, body) = server
+        .act(
+            &key,
+            json!({"tool": "payments", "operation": "charge",
+                   "params": {"items": [{"qty": 1}, {"qty": -9_007_199_254_740_993i64}]}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "params.items[1].qty", "{body}");
+    let (status, body) = server
+        .act(
+            &key,
+            json!({"tool": "payments", "operation": "charge", "params": {},
+                   "context": {"order": {"total": 1e20}}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "context.order.total", "{body}");
+
+    // Sent as strings, as the answer says, they are told apart: allow, then deny.
+    let (status, body) = server
+        .act(
+            &key,
+            json!({"tool": "payments", "operation": "charge", "params": {"n": "4000000000000000015"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "allow");
+    let (status, body) = server
+        .act(
+            &key,
+            json!({"tool": "payments", "operation": "charge", "params": {"n": "4000000000000000014"}}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["reason"], "a card number");
+    // Integers up to 2^53-1 are exact and accepted.
+    let (status, body) = server
+        .act(
+            &key,
+            json!({"tool": "payments", "operation": "charge", "params": {"n": 9_007_199_254_740_991u64}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}

@@ -316,6 +316,62 @@ async fn a_tampered_stored_action_is_caught_by_its_digest_and_not_executed() {
 }
 
 #[tokio::test]
+async fn amounts_beyond_double_precision_never_reach_an_approval() {
+    // 4000000000000000000 and 4000000000000000014 had one digest (RFC 8785 rounds both to
+    // one double): a pending charge of the first, changed in the database to the second,
+    // passed the digest check and the changed amount was sent upstream. Such amounts are
+    // now refused on submission, and a stored action changed to hold one has no digest,
+    // so it is denied at the re-check and never runs.
+    let upstream = Upstream::start().await;
+    let server = TestServer::start(&examples("seed-004"), stripe_to(&upstream)).await;
+    let (_, agent_key) = server.create_agent("billing-agent").await;
+    let (_, approver) = server.create_user("alice", "approver").await;
+    let (code, body) = server
+        .act(&agent_key, charge(&upstream, 4_000_000_000_000_000_000))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"]["field"], "params.body.amount", "{body}");
+
+    let (code, body) = server.act(&agent_key, charge(&upstream, 50000)).await;
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let url = format!(
+        "sqlite://{}?mode=rw",
+        server.data_dir.join("aaf.db").display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let done = sqlx::query(
+        "UPDATE actions SET params = replace(params, '50000', '4000000000000000014') WHERE id = ?",
+    )
+    .bind(&id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    conn.close().await.unwrap();
+    assert!(stored_params(&server.data_dir, &id)
+        .await
+        .contains("4000000000000000014"));
+
+    let (code, body) = answer(&server, &approver, &id, "approve", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["action"]["status"], "denied", "{body}");
+    let reason = body["action"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("denied at re-check") && reason.contains("no digest"),
+        "{reason}"
+    );
+    assert_eq!(upstream.count(), 0);
+    let events = server.audit(None).await;
+    let denied = events_of(&events, &id, "approval.recheck_denied");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["data"]["check"], "digest");
+    assert_eq!(denied[0]["data"]["stored_digest"], Value::Null);
+    assert_eq!(denied[0]["data"]["security_event"], true);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_policy_that_now_denies_stops_an_approved_action() {
     let upstream = Upstream::start().await;
     let mut server = TestServer::start(&examples("seed-004"), stripe_to(&upstream)).await;

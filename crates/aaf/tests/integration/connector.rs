@@ -242,3 +242,49 @@ async fn dns_answers_are_checked_at_connection_time() {
     assert_eq!(failed["data"]["kind"], "ssrf");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_answer_with_inexact_numbers_is_recorded_as_text() {
+    // The upstream echoes the request body as JSON, here with an integer beyond 2^53-1.
+    // Kept as JSON, the outcome event would have no RFC 8785 form and could not be
+    // recorded; it is kept as its exact text instead, and the chain verifies.
+    let upstream = Upstream::start().await;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let mut server = TestServer::start(policies.path(), |_| {}).await;
+    let (_, key) = server.create_agent("http-agent").await;
+    let (status, body) = server
+        .act(
+            &key,
+            json!({"tool": "http_proxy", "operation": "POST", "params": {
+                "url": upstream.url("/echo"),
+                "body": "{\"n\": 4000000000000000015}",
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "executed", "{body}");
+    let text = body["result"]["body"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("\"received_body\":{\"n\":4000000000000000015}"),
+        "{body}"
+    );
+    let id = body["id"].as_str().unwrap().to_string();
+    let audit = server.audit(None).await;
+    let executed: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["type"] == "action.executed" && e["action_id"] == id.as_str())
+        .collect();
+    assert_eq!(executed.len(), 1, "{audit:?}");
+
+    let data = server.take_data_dir();
+    server.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data.path())
+        .env_remove("AAF_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("audit verification passed"), "{stdout}");
+}
