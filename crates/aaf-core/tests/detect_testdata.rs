@@ -82,14 +82,14 @@ fn parse(contents: &str) -> Vec<Case> {
     cases
 }
 
-/// Reads `rel` from the shared third-party test data: `$AAF_TESTDATA_DIR` when set, else
+/// Reads `rel` from the shared third-party test data: `$SHARED_TESTDATA_DIR` when set, else
 /// `../shared/testdata` beside the repository (read in place, never copied).
 ///
 /// When the file cannot be read the test fails in CI (`CI` set to anything but `false`/`0`,
 /// or `REQUIRE_TESTDATA=1`), as the PostgreSQL tests do with `REQUIRE_POSTGRES_TESTS=1`;
 /// elsewhere it prints a NOTICE and returns `None`, and the caller skips.
 fn read_testdata(rel: &str) -> Option<String> {
-    let dir = std::env::var_os("AAF_TESTDATA_DIR")
+    let dir = std::env::var_os("SHARED_TESTDATA_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
@@ -109,12 +109,12 @@ fn read_testdata_in(dir: &std::path::Path, rel: &str, required: bool) -> Option<
             if required {
                 panic!(
                     "{} is required in CI (CI or REQUIRE_TESTDATA=1 is set) but cannot be read: {e}; \
-                     put the shared test data beside the repository or set AAF_TESTDATA_DIR",
+                     put the shared test data beside the repository or set SHARED_TESTDATA_DIR",
                     path.display()
                 );
             }
             eprintln!(
-                "NOTICE: {} cannot be read ({e}); test skipped (set AAF_TESTDATA_DIR, or CI=true to fail instead)",
+                "NOTICE: {} cannot be read ({e}); test skipped (set SHARED_TESTDATA_DIR, or CI=true to fail instead)",
                 path.display()
             );
             None
