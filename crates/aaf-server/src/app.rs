@@ -1,7 +1,6 @@
 //! The server: state, router, start-up (bootstrap) and graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -382,7 +381,10 @@ pub async fn prepare_with_clock(
         http: Arc::new(http),
         default_org_id: Arc::from(org_id.as_str()),
         key_cache,
-        auth_limiter: Arc::new(FailedAuthLimiter::new(config.auth.failed_auth_per_minute)),
+        auth_limiter: Arc::new(FailedAuthLimiter::new(
+            config.auth.failed_auth_per_minute,
+            config.auth.failed_auth_lockout,
+        )),
         config: Arc::new(config),
         clock,
         action_events,
@@ -485,9 +487,12 @@ fn write_secret_file(path: &Path, content: &str) -> Result<(), StartError> {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish, and flushes the audit writer.
+/// in-flight requests finish, and flushes the audit writer. Connections are limited and
+/// timed out as `[server]` says ([`crate::connections`]).
 ///
-/// Errors: the listener failing while serving.
+/// # Errors
+///
+/// None at present: accept errors are logged and retried (the `Result` is kept for callers).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -518,13 +523,16 @@ pub async fn run(
         }
         _ => None,
     };
+    let limits = crate::connections::ConnectionLimits::from_config(&state.config.server);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_read_timeout_ms = state.config.server.header_read_timeout_ms,
+        body_read_timeout_ms = state.config.server.body_read_timeout_ms,
+        idle_timeout_ms = state.config.server.idle_timeout_ms,
+        "connection limits"
+    );
     let app = router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    crate::connections::serve(listener, app, limits, shutdown).await;
     housekeeping.abort();
     sweeper.abort();
     deliveries.abort();

@@ -122,17 +122,61 @@ fn approval_status(action: &ActionRecord) -> Result<ApprovalStatus, ApiError> {
     }
 }
 
-/// The user named by the action's `context.user_id`, if any.
-fn requested_for(action: &ActionRecord) -> Option<String> {
+/// The user named by the action's `context.user_id`: `Ok(None)` when it is absent, `null` or
+/// blank, `Ok(Some(text))` for a string.
+///
+/// # Errors
+///
+/// The JSON type's name (`a number`, `an array`, ...) when it is present but not a string:
+/// four eyes cannot tell whom such an action was requested for, so nobody may approve it
+/// (see [`answer`]).
+fn requested_for(action: &ActionRecord) -> Result<Option<String>, &'static str> {
     match action.context.get("user_id") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Bool(_)) => Err("a boolean"),
+        Some(Value::Number(_)) => Err("a number"),
+        Some(Value::Array(_)) => Err("an array"),
+        Some(Value::Object(_)) => Err("an object"),
     }
 }
 
+/// The form in which four eyes compares a user named by `context.user_id` with an approver's
+/// id and name, so that spelling variants of one user compare equal.
+///
+/// The text is normalised to Unicode NFKC (UAX #15: compatibility forms such as full-width
+/// letters become their plain forms), stripped of control and format characters (general
+/// categories Cc and Cf: zero-width spaces, bidirectional marks, BOM), trimmed of white
+/// space and lowercased (Unicode full case mapping), then normalised again. A UUID (user ids
+/// are UUIDv7, RFC 9562) in any of its textual forms (hyphenated, simple, braced, `urn:uuid:`)
+/// becomes its lowercase hyphenated form. Names that differ only in case therefore bar each
+/// other: the rule errs on the side of refusing.
+pub fn identity_key(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let visible: String = text
+        .nfkc()
+        .filter(|c| !c.is_control() && c.general_category() != GeneralCategory::Format)
+        .collect();
+    let folded: String = visible.trim().to_lowercase().nfkc().collect();
+    match uuid::Uuid::try_parse(&folded) {
+        Ok(id) => id.hyphenated().to_string(),
+        Err(_) => folded,
+    }
+}
+
+/// Whether `who` (an action's `context.user_id`) names `user`, by id or by name, compared by
+/// [`identity_key`].
+fn names_user(who: &str, user: &TokenPrincipal) -> bool {
+    let who = identity_key(who);
+    who == identity_key(&user.user_id) || who == identity_key(&user.name)
+}
+
 /// The action's approval state as the core state machine sees it. With four eyes on, a
-/// `context.user_id` equal to the approving user's id or name bars that user.
+/// `context.user_id` naming the approving user (by id or name, compared by [`identity_key`])
+/// bars that user. A `context.user_id` that is not a string is refused before this (see
+/// [`answer`]).
 fn machine_state(
     action: &ActionRecord,
     status: ApprovalStatus,
@@ -140,14 +184,13 @@ fn machine_state(
     four_eyes: bool,
     approver: Option<&TokenPrincipal>,
 ) -> ApprovalState {
-    let requested_for =
-        four_eyes
-            .then(|| requested_for(action))
-            .flatten()
-            .map(|who| match approver {
-                Some(u) if who == u.user_id || who == u.name => u.user_id.clone(),
-                _ => who,
-            });
+    let requested_for = four_eyes
+        .then(|| requested_for(action).ok().flatten())
+        .flatten()
+        .map(|who| match approver {
+            Some(u) if names_user(&who, u) => u.user_id.clone(),
+            _ => who,
+        });
     ApprovalState {
         status,
         required: action.approvals_required.unwrap_or(1).max(1),
@@ -288,6 +331,13 @@ pub async fn answer(
         }
         let votes = state.store.list_approval_votes(org_id, id).await?;
         let four_eyes = settings(state, org_id).await?.four_eyes;
+        if four_eyes && matches!(answer, Answer::Approve) {
+            if let Err(kind) = requested_for(&action) {
+                return Err(ApiError::Forbidden(format!(
+                    "context.user_id of action {id} is {kind}, not a string: the four-eyes rule cannot tell whom it was requested for, so nobody may approve it; reject it and have the agent submit it again with a string user id"
+                )));
+            }
+        }
         let current = machine_state(&action, status, &votes, four_eyes, Some(user));
         let now = state.clock.now_rfc3339();
         let event = match answer {

@@ -18,8 +18,11 @@
 //!   names one (revoked or expired key, bad signature, replayed nonce), else in the `system`
 //!   chain; never with the presented secret.
 //! - 429 once a source address has failed authentication more than
-//!   `auth.failed_auth_per_minute` times in a minute: every credentialed request from it is
-//!   refused until the budget refills (the block's start is audited, not each refusal).
+//!   `auth.failed_auth_per_minute` times in a minute, until the budget refills: by default
+//!   ([`FailedAuthLockout::Failures`]) only its failing requests (each still checked, so
+//!   valid credentials from the same address, e.g. behind a shared NAT, are served); with
+//!   [`FailedAuthLockout::Address`] every request from it that needs authentication, unchecked.
+//!   The block's start is audited, not each refusal.
 //! - 403 for an authenticated caller whose kind or role the table does not list, and for
 //!   every route missing from the table (fail closed).
 
@@ -44,6 +47,7 @@ use base64::Engine as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::app::AppState;
+use crate::config::FailedAuthLockout;
 use crate::error::ApiError;
 use crate::rbac::{self, Caller};
 use crate::time::{format_rfc3339, now_rfc3339};
@@ -161,6 +165,7 @@ pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
 /// Per-source-address limit of failed authentications (governor's GCRA, keyed by IP).
 pub struct FailedAuthLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    lockout: FailedAuthLockout,
     blocked: Mutex<HashMap<IpAddr, Instant>>,
 }
 
@@ -168,15 +173,18 @@ impl std::fmt::Debug for FailedAuthLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FailedAuthLimiter")
             .field("enabled", &self.limiter.is_some())
+            .field("lockout", &self.lockout)
             .finish()
     }
 }
 
 impl FailedAuthLimiter {
     /// `per_minute` failures per address per minute, burst of the same size; 0 disables.
-    pub fn new(per_minute: u32) -> FailedAuthLimiter {
+    /// `lockout` says what a blocked address is refused.
+    pub fn new(per_minute: u32, lockout: FailedAuthLockout) -> FailedAuthLimiter {
         FailedAuthLimiter {
             limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            lockout,
             blocked: Mutex::new(HashMap::new()),
         }
     }
@@ -256,9 +264,11 @@ async fn authorize_request(state: &AppState, request: Request) -> Result<Request
     if rbac::allows(permission, Caller::Public) {
         return Ok(Request::from_parts(parts, body));
     }
-    let ip = peer_ip(&parts);
-    if let Some(ip) = ip {
-        if let Some(wait) = state.auth_limiter.blocked_for(ip) {
+    // Under `address` lockout a blocked address is refused before its credentials are
+    // checked; under `failures` they are checked, and only a failure is refused (429, see
+    // `reject_unknown` and `reject_agent`).
+    if state.auth_limiter.lockout == FailedAuthLockout::Address {
+        if let Some(wait) = peer_ip(&parts).and_then(|ip| state.auth_limiter.blocked_for(ip)) {
             return Err(ApiError::TooManyRequests {
                 message: "too many failed authentications from this address; try again later"
                     .into(),
@@ -284,9 +294,17 @@ async fn authorize_request(state: &AppState, request: Request) -> Result<Request
     }
     let body = match &principal {
         Principal::Agent(agent) if agent.agent.public_key.is_some() => {
-            let bytes = axum::body::to_bytes(body, state.config.limits.max_body_bytes)
-                .await
-                .map_err(|_| ApiError::PayloadTooLarge(state.config.limits.max_body_bytes))?;
+            let max = state.config.limits.max_body_bytes;
+            let bytes = axum::body::to_bytes(body, max).await.map_err(|e| {
+                if is_length_limit(&e) {
+                    ApiError::PayloadTooLarge(max)
+                } else {
+                    ApiError::BadRequest {
+                        field: None,
+                        message: format!("could not read request body: {e}"),
+                    }
+                }
+            })?;
             verify_signature(state, &parts, agent, &bytes).await?;
             axum::body::Body::from(bytes)
         }
@@ -294,6 +312,19 @@ async fn authorize_request(state: &AppState, request: Request) -> Result<Request
     };
     parts.extensions.insert(principal);
     Ok(Request::from_parts(parts, body))
+}
+
+/// Whether a body read failed because the body exceeded its length limit (413), rather than
+/// for another reason such as `server.body_read_timeout_ms` (400).
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The bearer secret of the request.
@@ -520,6 +551,9 @@ pub fn decode_public_key(text: &str) -> Option<ed25519_dalek::VerifyingKey> {
 /// counted against the source address, answered 401 (or 429 when this failure exhausts the
 /// address's budget).
 async fn reject_unknown(state: &AppState, parts: &Parts, reason: &str) -> ApiError {
+    if let Some(refused) = already_blocked(state, parts, reason) {
+        return refused;
+    }
     let blocked = peer_ip(parts).and_then(|ip| state.auth_limiter.failed(ip));
     let status = if blocked.is_some() { 429 } else { 401 };
     record(
@@ -544,6 +578,9 @@ async fn reject_agent(
     event_type: &str,
     reason: &str,
 ) -> ApiError {
+    if let Some(refused) = already_blocked(state, parts, reason) {
+        return refused;
+    }
     let blocked = peer_ip(parts).and_then(|ip| state.auth_limiter.failed(ip));
     let status = if blocked.is_some() { 429 } else { 401 };
     record(
@@ -557,6 +594,13 @@ async fn reject_agent(
     )
     .await;
     refusal(reason, blocked)
+}
+
+/// The 429 of a failure from an address that is already blocked: neither counted again nor
+/// audited (the block's start was).
+fn already_blocked(state: &AppState, parts: &Parts, reason: &str) -> Option<ApiError> {
+    let wait = peer_ip(parts).and_then(|ip| state.auth_limiter.blocked_for(ip))?;
+    Some(refusal(reason, Some(wait)))
 }
 
 fn refusal(reason: &str, blocked: Option<Duration>) -> ApiError {

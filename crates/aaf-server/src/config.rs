@@ -37,6 +37,8 @@ pub struct Config {
     /// one. Environment: `AAF_ADMIN_TOKEN`. Only its SHA-256 is stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<Secret>,
+    /// Connections: limit and read/idle time-outs.
+    pub server: ServerConfig,
     /// Request and evaluation limits.
     pub limits: LimitsConfig,
     /// Authentication.
@@ -64,6 +66,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./aaf-data"),
             policies: PathBuf::from("./policies"),
             admin_token: None,
+            server: ServerConfig::default(),
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
@@ -124,6 +127,45 @@ impl Default for PolicyEngineConfig {
     }
 }
 
+/// `[server]`: how many connections are served at once and how long each may take to send
+/// its requests (see [`crate::connections`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Most connections served at once; past it, new connections wait in the listen backlog
+    /// until one closes. 0 (the default): half the process's open-file limit
+    /// (`RLIMIT_NOFILE`), at most 4096. At most 1000000.
+    pub max_connections: usize,
+    /// Time a new connection has to send its first request head, and an HTTP/1.1 connection
+    /// its next one after a response, in milliseconds; a connection that does not is closed.
+    /// Also how long a closing connection may take to finish writing. Default 10000; 1 to
+    /// 3600000.
+    pub header_read_timeout_ms: u64,
+    /// Time a request body has to arrive in full, from its head, in milliseconds; a late body
+    /// fails its request with 400 and the connection is closed. Default 30000; 1 to 3600000.
+    pub body_read_timeout_ms: u64,
+    /// Time a connection may stay open with no request in progress, in milliseconds (for
+    /// HTTP/1.1 `header_read_timeout_ms` applies first when it is shorter). Default 60000;
+    /// 1 to 3600000.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 0,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Largest `server.max_connections`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+/// Largest `server.*_timeout_ms`: one hour.
+pub const MAX_SERVER_TIMEOUT_MS: u64 = 3_600_000;
+
 /// `[limits]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -182,9 +224,12 @@ pub struct AuthConfig {
     /// Longest `grace_seconds` accepted, in seconds. Default 604800 (7 days).
     pub max_rotation_grace_seconds: u64,
     /// Failed authentications allowed per source IP address per minute (with a burst of the
-    /// same size); past it, every request from that address that presents credentials gets
-    /// 429 until the budget refills. Default 30; 0 disables the limit.
+    /// same size); past it, requests from that address get 429 as `failed_auth_lockout`
+    /// says, until the budget refills. Default 30; 0 disables the limit.
     pub failed_auth_per_minute: u32,
+    /// What a source address over `failed_auth_per_minute` is refused. Default
+    /// [`FailedAuthLockout::Failures`].
+    pub failed_auth_lockout: FailedAuthLockout,
     /// How far a signed request's `created` may lie in the past, in seconds (RFC 9421
     /// signatures of agents with a public key). Default 300.
     pub signature_window_seconds: u64,
@@ -203,10 +248,31 @@ impl Default for AuthConfig {
             rotation_grace_seconds: 3600,
             max_rotation_grace_seconds: 7 * 24 * 3600,
             failed_auth_per_minute: 30,
+            failed_auth_lockout: FailedAuthLockout::Failures,
             signature_window_seconds: 300,
             public_base_url: None,
         }
     }
+}
+
+/// What a source address that failed authentication more than `auth.failed_auth_per_minute`
+/// times in a minute is refused, until its budget refills.
+///
+/// Credentials are 256-bit random values, so the limit does not stop guessing (which cannot
+/// succeed); it bounds the work and the audit records that a stream of bad credentials
+/// causes. Under `failures` one client behind a shared address (NAT, proxy) cannot lock the
+/// others out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailedAuthLockout {
+    /// Only requests whose credentials fail get 429 (without an audit record each: the
+    /// block's start is recorded); a request with valid credentials from the same address is
+    /// served. Each request still costs one digest lookup (default).
+    Failures,
+    /// Every request from the address that needs authentication gets 429 without being
+    /// checked, valid credentials included: the least work under attack, but anyone sharing
+    /// the address is locked out with the attacker.
+    Address,
 }
 
 /// Log output format.
@@ -461,6 +527,23 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "server.max_connections must be at most {MAX_CONNECTIONS_LIMIT} (0 derives it from the open-file limit), not {}",
+                self.server.max_connections
+            )));
+        }
+        for (key, value) in [
+            ("header_read_timeout_ms", self.server.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.server.body_read_timeout_ms),
+            ("idle_timeout_ms", self.server.idle_timeout_ms),
+        ] {
+            if !(1..=MAX_SERVER_TIMEOUT_MS).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "server.{key} must be from 1 to {MAX_SERVER_TIMEOUT_MS} (one hour), not {value}"
+                )));
+            }
+        }
         if self.limits.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_body_bytes must be at least 1".into(),
@@ -778,6 +861,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.evaluator_options().eval_threads, 1);
+    }
+
+    #[test]
+    fn server_connection_settings_are_bounded() {
+        let c = Config::load(None, env(&[]), &CliOverrides::default()).unwrap();
+        assert_eq!(c.server.max_connections, 0);
+        assert_eq!(c.server.header_read_timeout_ms, 10_000);
+        assert_eq!(c.server.body_read_timeout_ms, 30_000);
+        assert_eq!(c.server.idle_timeout_ms, 60_000);
+        let c = Config::load(
+            None,
+            env(&[
+                ("AAF_SERVER__MAX_CONNECTIONS", "64"),
+                ("AAF_SERVER__HEADER_READ_TIMEOUT_MS", "500"),
+            ]),
+            &CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.server.max_connections, 64);
+        assert_eq!(c.server.header_read_timeout_ms, 500);
+        for (var, value, message) in [
+            (
+                "AAF_SERVER__HEADER_READ_TIMEOUT_MS",
+                "0",
+                "server.header_read_timeout_ms",
+            ),
+            (
+                "AAF_SERVER__BODY_READ_TIMEOUT_MS",
+                "3600001",
+                "server.body_read_timeout_ms",
+            ),
+            ("AAF_SERVER__IDLE_TIMEOUT_MS", "0", "server.idle_timeout_ms"),
+            (
+                "AAF_SERVER__MAX_CONNECTIONS",
+                "1000001",
+                "server.max_connections",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(var, value)]), &CliOverrides::default()).unwrap_err();
+            assert!(e.to_string().contains(message), "{var}={value}: {e}");
+        }
+        let e = Config::load(
+            None,
+            env(&[("AAF_AUTH__FAILED_AUTH_LOCKOUT", "everyone")]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("failed_auth_lockout"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod approvals;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod connectors;
 pub mod error;
 pub mod key_cache;

@@ -419,7 +419,8 @@ pub struct CreateKeyBody {
     /// `auth.agent_key_ttl_seconds` (72 hours).
     #[serde(default)]
     pub expires_in: Option<u64>,
-    /// Tools the key may submit (1 to 100 names); omit for every tool.
+    /// Tools the key may submit (1 to 100 tool names, each matched exactly against an
+    /// action's `tool`; `.` and `*` are refused); omit for every tool.
     #[serde(default)]
     pub tools: Option<Vec<String>>,
 }
@@ -443,7 +444,20 @@ pub struct RotateKeyBody {
     pub tools: Option<Vec<String>>,
 }
 
-/// Checks a key's tool list: 1 to 100 distinct names of 1 to 256 characters.
+/// The one form a key scope entry takes, as 400 answers name it.
+const SCOPE_FORM: &str = "a tool name exactly as actions send it in `tool` (e.g. \"knowledge_base\" or \"http_proxy\"), matched exactly; `tool.operation` and wildcards are not scopes (omit `tools` for every tool, and limit operations with a policy)";
+
+/// Checks a key's tool list (its scope): 1 to 100 distinct tool names of 1 to 256
+/// characters, without surrounding spaces, control characters, `.` or `*`.
+///
+/// A scope entry matches an action whose `tool` is exactly that name. Entries that look like
+/// another form (`kb.search` for tool `kb`, operation `search`; `*` or `kb*` wildcards) are
+/// refused rather than stored, because they would match no action and every call of the key
+/// would be denied.
+///
+/// # Errors
+///
+/// 400 naming the field (`tools` or `tools[i]`) and the accepted form.
 pub fn valid_tools(tools: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
     let Some(tools) = tools else {
         return Ok(None);
@@ -460,6 +474,18 @@ pub fn valid_tools(tools: Option<Vec<String>>) -> Result<Option<Vec<String>>, Ap
             return Err(ApiError::field(
                 format!("tools[{i}]"),
                 format!("must be 1 to {MAX_TOOL_CHARS} characters without surrounding spaces"),
+            ));
+        }
+        if t.chars().any(char::is_control) {
+            return Err(ApiError::field(
+                format!("tools[{i}]"),
+                format!("must not contain control characters; a scope entry is {SCOPE_FORM}"),
+            ));
+        }
+        if t.contains('.') || t.contains('*') {
+            return Err(ApiError::field(
+                format!("tools[{i}]"),
+                format!("{t:?} is not a tool name: a scope entry is {SCOPE_FORM}"),
             ));
         }
         if !seen.insert(t.as_str()) {

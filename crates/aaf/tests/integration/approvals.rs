@@ -461,6 +461,92 @@ async fn viewers_auditors_and_agents_cannot_approve_and_four_eyes_holds() {
     server.stop().await;
 }
 
+/// Four eyes compares normalised identities: spelling variants of the approver's id or name
+/// in `context.user_id` (surrounding spaces, upper case, other UUID forms, zero-width or
+/// full-width characters) bar her as the exact form does; a `context.user_id` that is not a
+/// string (an array holding her id, a number, an object) lets nobody approve, though it may
+/// still be rejected.
+#[tokio::test]
+async fn four_eyes_sees_through_spelling_variants_and_refuses_non_string_user_ids() {
+    let upstream = Upstream::start().await;
+    let server = TestServer::start(&examples("seed-004"), stripe_to(&upstream)).await;
+    let (_, agent_key) = server.create_agent("billing-agent").await;
+    let (alice_id, alice) = server.create_user("alice", "approver").await;
+    let submit = |user_id: Value| {
+        let mut action = charge(&upstream, 50000);
+        action["context"]["user_id"] = user_id;
+        let (server, agent_key) = (&server, &agent_key);
+        async move {
+            let (code, body) = server.act(agent_key, action).await;
+            assert_eq!(code, 202, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+
+    let variants = [
+        json!(format!(" {alice_id}")),
+        json!(format!("{alice_id}\n")),
+        json!(alice_id.to_uppercase()),
+        json!(format!("{{{alice_id}}}")),
+        json!(format!("urn:uuid:{alice_id}")),
+        json!(alice_id.replace('-', "")),
+        json!(format!("{alice_id}\u{200b}")),
+        json!("ALICE"),
+        json!(" Alice "),
+        json!("\u{ff41}lice"), // full-width "a"
+    ];
+    for variant in variants {
+        let id = submit(variant.clone()).await;
+        let (code, body) = answer(&server, &alice, &id, "approve", json!({})).await;
+        assert_eq!(code, 403, "context.user_id {variant}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("four-eyes"),
+            "context.user_id {variant}: {body}"
+        );
+        let (_, action) = server
+            .get_json(&format!("/v1/actions/{id}"), ADMIN_TOKEN)
+            .await;
+        assert_eq!(action["status"], "pending_approval", "{variant}: {action}");
+    }
+
+    // Not a string: nobody can tell whom it was requested for, so nobody may approve it.
+    for variant in [
+        json!([alice_id.clone()]),
+        json!({"id": alice_id.clone()}),
+        json!(42),
+        json!(true),
+    ] {
+        let id = submit(variant.clone()).await;
+        for token in [&alice, ADMIN_TOKEN] {
+            let (code, body) = answer(&server, token, &id, "approve", json!({})).await;
+            assert_eq!(code, 403, "context.user_id {variant}: {body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("context.user_id"),
+                "the refusal names the field: {body}"
+            );
+        }
+        // A rejection is always safe.
+        let (code, body) = answer(&server, ADMIN_TOKEN, &id, "reject", json!({})).await;
+        assert_eq!(code, 200, "{variant}: {body}");
+        assert_eq!(body["action"]["status"], "rejected", "{body}");
+    }
+
+    // Another user's id does not bar alice.
+    let (bob_id, _) = server.create_user("bob", "approver").await;
+    let id = submit(json!(bob_id.to_uppercase())).await;
+    let (code, body) = answer(&server, &alice, &id, "approve", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["action"]["status"], "executed", "{body}");
+    assert_eq!(upstream.count(), 1);
+    server.stop().await;
+}
+
 const QUORUM: &str = r#"package org.quorum
 import rego.v1
 decision := {"action": "require_approval", "reason": "two people must agree", "approvals_required": 2, "approval_timeout_seconds": 600} if input.tool == "wire_transfer"

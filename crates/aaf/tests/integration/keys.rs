@@ -395,6 +395,7 @@ async fn users_roles_and_deletion_take_effect_at_once() {
 async fn failed_authentications_are_limited_per_address_and_indistinguishable() {
     // 30 failures a minute: a burst of 30, then one more every 2 seconds.
     let (server, _p) = allow_all_server(|c| c.auth.failed_auth_per_minute = 30).await;
+    let (_, agent_key) = server.create_agent("behind-the-same-nat").await;
     let unknown_key = format!("aaf_ak_{}", "A".repeat(43));
     let wrong_token = format!("aaf_at_{}", "B".repeat(43));
     let garbage = "x".repeat(40);
@@ -423,9 +424,14 @@ async fn failed_authentications_are_limited_per_address_and_indistinguishable() 
         .parse()
         .unwrap();
     assert!((1..=3).contains(&retry), "{retry}");
-    // ... and until it refills even a valid token from that address waits (unaudited).
-    let (status, body) = call(&server, "GET", "/v1/whoami", ADMIN_TOKEN, None).await;
+    // ... and until it refills, further failures from that address get 429 (unaudited), but
+    // valid credentials from the same address (a shared NAT) are still served.
+    let (status, body) = call(&server, "GET", "/v1/whoami", &wrong_token, None).await;
     assert_eq!(status, 429, "{body}");
+    let (status, body) = call(&server, "GET", "/v1/whoami", ADMIN_TOKEN, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.act(&agent_key, search()).await;
+    assert_eq!(status, 200, "{body}");
     // Public endpoints stay open.
     assert_eq!(
         server
@@ -437,9 +443,10 @@ async fn failed_authentications_are_limited_per_address_and_indistinguishable() 
             .status(),
         200
     );
+    // Once the budget refills, a failure is a plain 401 again.
     tokio::time::sleep(Duration::from_secs(retry + 1)).await;
-    let (status, _) = call(&server, "GET", "/v1/whoami", ADMIN_TOKEN, None).await;
-    assert_eq!(status, 200);
+    let (status, _) = call(&server, "GET", "/v1/whoami", &garbage, None).await;
+    assert_eq!(status, 401);
 
     let system = server.audit(Some("system")).await;
     let statuses: Vec<u64> = system
@@ -447,7 +454,7 @@ async fn failed_authentications_are_limited_per_address_and_indistinguishable() 
         .filter_map(|e| e["data"]["status"].as_u64())
         .collect();
     let mut expected = vec![401; 30];
-    expected.push(429);
+    expected.extend([429, 401]);
     assert_eq!(statuses, expected);
     let text = serde_json::to_string(&system).unwrap();
     assert!(
@@ -507,5 +514,96 @@ async fn key_and_agent_bodies_are_validated_by_field() {
     )
     .await;
     assert_eq!(status, 404);
+    server.stop().await;
+}
+
+/// A key scope is a tool name matched exactly. `tool.operation` (which used to be stored and
+/// then matched nothing, so every call of the key was denied) and wildcards are refused at
+/// creation, at agent registration and at rotation, with 400 naming the entry; a tool name
+/// scope works.
+#[tokio::test]
+async fn key_scopes_are_tool_names_and_other_forms_are_refused() {
+    let (server, _p) = allow_all_server(|_| {}).await;
+    let (agent_id, _) = server.create_agent("scopes").await;
+    let keys = format!("/v1/agents/{agent_id}/keys");
+    let rotate = format!("/v1/agents/{agent_id}/keys/rotate");
+    let cases = [
+        (keys.as_str(), json!({"tools": ["kb.search"]}), "tools[0]"),
+        (
+            keys.as_str(),
+            json!({"tools": ["knowledge_base", "knowledge_base.search"]}),
+            "tools[1]",
+        ),
+        (keys.as_str(), json!({"tools": ["*"]}), "tools[0]"),
+        (keys.as_str(), json!({"tools": ["kb*"]}), "tools[0]"),
+        (keys.as_str(), json!({"tools": ["kb\u{7}"]}), "tools[0]"),
+        (
+            "/v1/agents",
+            json!({"name": "dotted", "tools": ["kb.search"]}),
+            "tools[0]",
+        ),
+        (rotate.as_str(), json!({"tools": ["kb.search"]}), "tools[0]"),
+    ];
+    for (path, body, field) in cases {
+        let (status, answer) = call(&server, "POST", path, ADMIN_TOKEN, Some(body.clone())).await;
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{path} {body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("tool name") && message.contains("tool.operation"),
+            "the answer names the accepted form: {message}"
+        );
+    }
+    // Nothing was stored: the agent still has its one key.
+    let (status, list) = call(&server, "GET", &keys, ADMIN_TOKEN, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["keys"].as_array().unwrap().len(), 1, "{list}");
+
+    // The accepted form: the tool's name, matched exactly.
+    let (status, created) = call(
+        &server,
+        "POST",
+        &keys,
+        ADMIN_TOKEN,
+        Some(json!({"tools": ["knowledge_base"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let scoped = created["api_key"].as_str().unwrap();
+    let (status, body) = server.act(scoped, search()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "allow", "{body}");
+    let (status, body) = server
+        .act(
+            scoped,
+            json!({"tool": "ticketing", "operation": "create", "params": {}}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().starts_with("key_scope:"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+/// With `auth.failed_auth_lockout = "address"`, a blocked address is refused whatever it
+/// presents, valid credentials included, until its budget refills.
+#[tokio::test]
+async fn address_lockout_refuses_valid_credentials_too() {
+    let (server, _p) = allow_all_server(|c| {
+        c.auth.failed_auth_per_minute = 2;
+        c.auth.failed_auth_lockout = aaf_server::config::FailedAuthLockout::Address;
+    })
+    .await;
+    let garbage = "x".repeat(40);
+    for _ in 0..2 {
+        let (status, _) = call(&server, "GET", "/v1/whoami", &garbage, None).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = call(&server, "GET", "/v1/whoami", &garbage, None).await;
+    assert_eq!(status, 429);
+    let (status, body) = call(&server, "GET", "/v1/whoami", ADMIN_TOKEN, None).await;
+    assert_eq!(status, 429, "{body}");
     server.stop().await;
 }

@@ -242,3 +242,103 @@ async fn health_request_ids_and_openapi() {
     assert_eq!(r.status(), 404);
     server.stop().await;
 }
+
+/// Connections that never finish (issue 14, section 3): more silent connections than
+/// `server.max_connections` do not stop `/healthz` from answering, and the server closes each
+/// of them after the header read time-out; a request head or body sent a little at a time is
+/// cut off too. Bounds are generous: the test checks that the server closes them at all,
+/// which without the time-outs it never did.
+#[tokio::test]
+async fn slow_and_silent_connections_are_limited_and_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Reads until the server closes the connection (end of stream or reset); returns what
+    /// it sent. Fails the test if it is still open after 30 s.
+    async fn closed_by_server(mut stream: TcpStream, what: &str) -> String {
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "{what}: the server kept the connection open");
+        String::from_utf8_lossy(&received).into_owned()
+    }
+
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.server.max_connections = 8;
+        c.server.header_read_timeout_ms = 500;
+        c.server.body_read_timeout_ms = 500;
+        c.server.idle_timeout_ms = 1_000;
+    })
+    .await;
+    let (_, key) = server.create_agent("slow").await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    // 20 connections (more than the limit of 8) that send nothing.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // /healthz still answers, on a connection of its own.
+    let health = crate::common::within("/healthz answering", async {
+        reqwest::Client::new()
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+    .await;
+    assert_eq!(health, 200);
+
+    // A request head sent in part, then nothing.
+    let mut partial_head = TcpStream::connect(&addr).await.unwrap();
+    partial_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A request body sent in part, then nothing: 400 naming the setting, then closed.
+    let mut partial_body = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/actions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"tool\": "
+    );
+    partial_body.write_all(head.as_bytes()).await.unwrap();
+
+    let silent: Vec<_> = silent
+        .into_iter()
+        .map(|s| tokio::spawn(closed_by_server(s, "a connection that sent nothing")))
+        .collect();
+    let head_answer = tokio::spawn(closed_by_server(
+        partial_head,
+        "a connection that sent part of a head",
+    ));
+    let body_answer = closed_by_server(partial_body, "a connection that sent part of a body").await;
+    for task in silent {
+        let answer = task.await.unwrap();
+        assert!(answer.is_empty(), "{answer}");
+    }
+    let head_answer = head_answer.await.unwrap();
+    assert!(!head_answer.contains("200 OK"), "{head_answer}");
+    assert!(
+        body_answer.starts_with("HTTP/1.1 400") && body_answer.contains("body_read_timeout_ms"),
+        "{body_answer}"
+    );
+
+    // The server serves normally afterwards, and nothing was decided from the partial body.
+    let (status, body) = server
+        .act(
+            &key,
+            json!({"tool": "knowledge_base", "operation": "search", "params": {}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
