@@ -172,6 +172,29 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 400 for a query string that does not deserialize (a number out of its type's range,
+    /// not a number, an unknown or repeated parameter), naming the parameter in `field` when
+    /// serde names it: `Failed to deserialize query string: wait: number too large to fit in
+    /// target type` becomes `field: "wait"`.
+    pub fn from_query_rejection(rejection: &axum::extract::rejection::QueryRejection) -> ApiError {
+        let text = rejection.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        match json_error(detail) {
+            ApiError::BadRequest {
+                field: Some(field),
+                message,
+            } => ApiError::BadRequest {
+                message: format!("query parameter {field}: {message}"),
+                field: Some(field),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Turns serde's data error text (`Failed to deserialize the JSON body into the target type:
 /// params: invalid type: ... at line 1 column 40`) into a 400 with the field path.
 fn json_error(text: &str) -> ApiError {

@@ -1,10 +1,26 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations by `utoipa`.
+//!
+//! Besides the annotations, two modifiers derive what every endpoint shares from the code
+//! that does it, so that the document cannot forget it: [`CommonAnswers`] adds, from the
+//! permission table ([`crate::rbac::PERMISSIONS`]), each operation's security requirement
+//! and the answers of the `authorize` middleware and the JSON extractor (401, 403, 429, 503;
+//! 400, 413, 415 for operations with a body); [`ActionLinks`] adds OpenAPI links (OpenAPI
+//! 3.1 section 4.8.20) from a created object to the operations that take its id, so that
+//! contract tests (Schemathesis' stateful phase) follow `POST /v1/actions` to
+//! `GET /v1/actions/{id}`, approve, reject, cancel and result.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use axum::http::Method;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::api;
 use crate::error::{ErrorBody, ErrorDetail};
+use crate::rbac::{permission_for, Caller};
 
 /// The API description served at `GET /v1/openapi.json`.
 #[derive(OpenApi)]
@@ -72,6 +88,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         api::AgentList,
         api::ActionBody,
         api::ActionResponse,
+        api::ActionForbidden,
         api::PolicyDecisionView,
         api::AuditPage,
         api::ActionView,
@@ -122,7 +139,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         api::policies::PlaygroundResult,
         api::policies::RevisionView,
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &CommonAnswers, &ActionLinks),
     tags(
         (name = "actions", description = "Submitting agent actions for a decision"),
         (name = "approvals", description = "Human approval of actions that policies answered require_approval"),
@@ -161,6 +178,229 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// Adds to every operation what the shared layers answer, from the code that answers it.
+///
+/// From [`crate::rbac::PERMISSIONS`]: the security requirement (`bearer` for users,
+/// `agent_key` for agents, either when both may call), and for every non-public endpoint 401
+/// (missing, unknown, revoked or expired credentials), 429 (too many failed authentications
+/// from the address, `auth.failed_auth_per_minute`), 503 (the database could not be read)
+/// and, unless every kind of caller may call it, 403. For operations with a request body,
+/// the JSON extractor's 400 (not JSON, wrong shape), 413 (`limits.max_body_bytes`) and 415
+/// (no `content-type: application/json`). An answer the annotations already describe is
+/// kept as written.
+struct CommonAnswers;
+
+/// Every kind of caller but [`Caller::Public`].
+const EVERY_CALLER: usize = 5;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+                (Method::PATCH, &mut item.patch),
+                (Method::DELETE, &mut item.delete),
+            ] {
+                let (Some(operation), Some(permission)) =
+                    (operation.as_mut(), permission_for(&method, path))
+                else {
+                    continue;
+                };
+                if permission.allow.contains(&Caller::Public) {
+                    continue;
+                }
+                let agents = permission.allow.contains(&Caller::Agent);
+                let users = permission
+                    .allow
+                    .iter()
+                    .any(|c| matches!(c, Caller::User(_)));
+                let mut security = Vec::new();
+                if users {
+                    security.push(SecurityRequirement::new("bearer", Vec::<String>::new()));
+                }
+                if agents {
+                    security.push(SecurityRequirement::new("agent_key", Vec::<String>::new()));
+                }
+                operation.security = Some(security);
+                add_error(
+                    operation,
+                    "401",
+                    "missing, unknown, revoked or expired credentials",
+                );
+                if permission.allow.len() < EVERY_CALLER {
+                    add_error(
+                        operation,
+                        "403",
+                        "this kind of caller or role may not call the endpoint",
+                    );
+                }
+                add_error(
+                    operation,
+                    "429",
+                    "too many failed authentications from this address \
+                     (auth.failed_auth_per_minute); retry after `Retry-After` seconds",
+                );
+                add_error(
+                    operation,
+                    "503",
+                    "the database could not be read or written",
+                );
+                if has_json_body(operation.request_body.as_ref()) {
+                    add_error(
+                        operation,
+                        "400",
+                        "the body is not JSON or not of the documented shape; `field` names the problem",
+                    );
+                    add_error(operation, "413", "body larger than limits.max_body_bytes");
+                    add_error(
+                        operation,
+                        "415",
+                        "the body is not sent as JSON (content-type: application/json)",
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn has_json_body(body: Option<&RequestBody>) -> bool {
+    body.is_some_and(|b| b.content.contains_key("application/json"))
+}
+
+/// Adds `status` answering an [`ErrorBody`], unless the operation documents it already.
+fn add_error(operation: &mut Operation, status: &str, description: &str) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| RefOr::T(error_response(description)));
+}
+
+fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+/// OpenAPI links from the answers that create an object to the operations that take its id
+/// (`$response.body#/id`): an action to reading, approving, rejecting, cancelling it and
+/// reporting its result; an agent, a user, a webhook and a managed policy to their own
+/// operations.
+struct ActionLinks;
+
+/// `(path of a POST operation, its statuses, [(link name, operation id)])`.
+type LinkTable = [(
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+)];
+
+const LINKS: &LinkTable = &[
+    (
+        "/v1/actions",
+        &["200"],
+        &[
+            ("GetAction", "get_action"),
+            ("ReportResult", "report_result"),
+        ],
+    ),
+    (
+        "/v1/actions",
+        &["202"],
+        &[
+            ("GetAction", "get_action"),
+            ("Approve", "approve"),
+            ("Reject", "reject"),
+            ("Cancel", "cancel_action"),
+        ],
+    ),
+    (
+        "/v1/agents",
+        &["201"],
+        &[
+            ("GetAgent", "get_agent"),
+            ("ListKeys", "list_keys"),
+            ("CreateKey", "create_key"),
+            ("RotateKey", "rotate_key"),
+        ],
+    ),
+    (
+        "/v1/users",
+        &["201"],
+        &[
+            ("GetUser", "get_user"),
+            ("UpdateUser", "update_user"),
+            ("DeleteUser", "delete_user"),
+        ],
+    ),
+    (
+        "/v1/webhooks",
+        &["201"],
+        &[
+            ("ListDeliveries", "list_deliveries"),
+            ("DeleteWebhook", "delete_webhook"),
+        ],
+    ),
+    (
+        "/v1/policies",
+        &["201"],
+        &[
+            ("GetPolicy", "get_policy"),
+            ("ListVersions", "list_policy_versions"),
+            ("ShadowReport", "shadow_report"),
+            ("UpdatePolicy", "update_policy"),
+            ("DeletePolicy", "delete_policy"),
+        ],
+    ),
+];
+
+impl Modify for ActionLinks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, statuses, links) in LINKS {
+            let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            for status in *statuses {
+                let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status)
+                else {
+                    continue;
+                };
+                for (name, operation_id) in *links {
+                    response.links.insert(
+                        (*name).to_owned(),
+                        RefOr::T(
+                            // utoipa 5.5 serialises `Link::operation_id` as `operation_id`,
+                            // not `operationId` as OpenAPI 3.1 names it (section 4.8.20.1);
+                            // the flattened map writes the field under its standard name.
+                            LinkBuilder::new()
+                                .extensions(Some(Extensions::from_iter([(
+                                    "operationId",
+                                    *operation_id,
+                                )])))
+                                .parameter("id", "$response.body#/id")
+                                .description(format!("`{operation_id}` with this answer's `id`"))
+                                .build(),
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 

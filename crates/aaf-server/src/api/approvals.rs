@@ -123,6 +123,7 @@ async fn approval_view(state: &AppState, action: ActionRecord) -> Result<Approva
 /// `GET /v1/approvals` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ApprovalsQuery {
     /// `pending` (default; alias of `pending_approval`) or another approval status:
     /// `approved`, `executing`, `executed`, `failed`, `rejected`, `expired`, `cancelled`,
@@ -131,6 +132,7 @@ pub struct ApprovalsQuery {
     pub status: Option<String>,
     /// At most this many, 1 to 1000; default 100. Oldest first.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -157,10 +159,7 @@ pub async fn list_approvals(
     UserAuth(user): UserAuth,
     query: Result<Query<ApprovalsQuery>, QueryRejection>,
 ) -> Result<Json<ApprovalList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest {
-        field: None,
-        message: e.body_text(),
-    })?;
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
     let status = match query.status.as_deref() {
         None | Some("pending") => ApprovalStatus::PendingApproval,
         Some(s) => ApprovalStatus::parse(s).ok_or_else(|| {
@@ -237,7 +236,7 @@ async fn answer_route(
 /// answer shows the outcome.
 #[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals",
     params(("id" = String, Path, description = "action id")),
-    request_body(content = AnswerBody, description = "optional"),
+    request_body(content = Option<AnswerBody>, description = "optional"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the answer was recorded; the action as it now is", body = ApprovalView),
@@ -261,7 +260,7 @@ pub async fn approve(
 /// Rejects a pending action: one rejection rejects it, whatever approvals came before.
 #[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals",
     params(("id" = String, Path, description = "action id")),
-    request_body(content = AnswerBody, description = "optional"),
+    request_body(content = Option<AnswerBody>, description = "optional"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "rejected; the action as it now is", body = ApprovalView),

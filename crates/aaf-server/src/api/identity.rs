@@ -568,7 +568,7 @@ pub async fn get_agent(
 /// Creates another key for an agent, optionally limited to some tools.
 #[utoipa::path(post, path = "/v1/agents/{id}/keys", tag = "agents",
     params(("id" = String, Path, description = "agent id")),
-    request_body = CreateKeyBody,
+    request_body(content = Option<CreateKeyBody>, description = "optional"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "the new key, shown once", body = CreatedKey),
@@ -639,7 +639,7 @@ pub async fn list_keys(
 /// Rotates a key: returns a new key; the old one keeps working until the grace period ends.
 #[utoipa::path(post, path = "/v1/agents/{id}/keys/rotate", tag = "agents",
     params(("id" = String, Path, description = "agent id")),
-    request_body = RotateKeyBody,
+    request_body(content = Option<RotateKeyBody>, description = "optional"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "the new key, shown once, and the old key's end", body = CreatedKey),

@@ -335,6 +335,22 @@ pub struct ActionResponse {
     pub explanation: Option<Vec<aaf_core::policy::PolicyExplanation>>,
 }
 
+/// The `403` answer of `POST /v1/actions`: either the decision (denied by policy, or by the
+/// connector's SSRF guard), an [`ActionResponse`] with `decision` `deny`; or an error
+/// ([`ErrorBody`], `error.code` `forbidden`) when the caller may not submit actions (a user's
+/// token instead of an agent key; see `crate::rbac`). An agent key limited to other tools
+/// gets a decision (a deny), not an error. The two shapes
+/// have no required member in common (`decision` and `error`), so a client tells them apart
+/// by which is present.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ActionForbidden {
+    /// The action was decided and denied.
+    Denied(ActionResponse),
+    /// The caller may not submit this action.
+    Refused(ErrorBody),
+}
+
 /// What binds a human approval to one exact action.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApprovalBinding {
@@ -420,9 +436,17 @@ fn policy_views(decision: &Decision, with_times: bool) -> Vec<PolicyDecisionView
         .collect()
 }
 
-/// Checks the body's shape beyond what serde checks; errors name the field (for a number
-/// without an exact RFC 8785 form, its JSON path, e.g. `params.amount`).
-fn validate_action(body: ActionBody) -> Result<ActionRequest, ApiError> {
+/// Checks a parsed `POST /v1/actions` (or dry-run) body beyond what serde checks and turns
+/// it into the domain [`ActionRequest`]: `tool` and `operation` non-blank and at most 256
+/// characters, `params` and `context` JSON objects (absent or `null`: an empty object), and
+/// every number in them with an exact RFC 8785 form (I-JSON, RFC 7493 section 2.2).
+///
+/// Public so that the fuzz targets (`fuzz/`) exercise the server's own validation.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] whose `field` names the offending field (for a number without
+/// an exact RFC 8785 form, its JSON path, e.g. `params.amount`).
+pub fn validate_action(body: ActionBody) -> Result<ActionRequest, ApiError> {
     fn name(field: &str, v: &str) -> Result<String, ApiError> {
         if v.trim().is_empty() {
             return Err(ApiError::field(field, "must not be empty"));
@@ -572,7 +596,7 @@ fn http_status(verdict: Verdict) -> StatusCode {
     responses(
         (status = 200, description = "allowed (and executed for connector tools)", body = ActionResponse),
         (status = 202, description = "requires approval; stored as pending_approval", body = ActionResponse),
-        (status = 403, description = "denied by policy or by the connector's SSRF guard", body = ActionResponse),
+        (status = 403, description = "denied by policy or by the connector's SSRF guard (an ActionResponse), or the caller is not an agent (an ErrorBody)", body = ActionForbidden),
         (status = 400, description = "malformed body; `field` names the problem", body = ErrorBody),
         (status = 401, description = "missing, unknown, revoked or expired agent key", body = ErrorBody),
         (status = 413, description = "body larger than limits.max_body_bytes", body = ErrorBody),
@@ -1019,12 +1043,14 @@ impl From<ActionRecord> for ActionView {
 /// `GET /v1/actions/{id}` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct GetActionQuery {
     /// Wait up to this many seconds (0 to 60) for the action's status to change before
     /// answering, while it is in progress (`pending_approval`, `executing`, or `approved`
     /// for a connector tool AAF is about to run); the answer comes as soon as the status
     /// changes, on whichever node changed it. Default 0 (answer at once).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<u64>,
 }
 
@@ -1059,10 +1085,7 @@ pub async fn get_action(
     axum::extract::Path(id): axum::extract::Path<String>,
     query: Result<Query<GetActionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ActionView>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest {
-        field: None,
-        message: e.body_text(),
-    })?;
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
     let wait = query.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
         return Err(ApiError::field(
@@ -1118,12 +1141,14 @@ pub async fn get_action(
 /// `GET /v1/audit` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Return events with `seq` greater than this; default 0 (from the start).
     #[serde(default)]
     pub after_seq: u64,
     /// At most this many events, 1 to 1000; default 100.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `system` to read the chain of unauthenticated events (admins and auditors of the
     /// first organisation only); default: the caller's organisation.
@@ -1160,10 +1185,7 @@ pub async fn list_audit(
     UserAuth(user): UserAuth,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest {
-        field: None,
-        message: e.body_text(),
-    })?;
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be from 1 to 1000"));

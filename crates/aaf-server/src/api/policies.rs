@@ -823,8 +823,7 @@ pub struct DataView {
     pub sha256: String,
     /// RFC 3339: when this version was written.
     pub updated_at: String,
-    /// The document.
-    #[schema(value_type = Object)]
+    /// The document: any JSON value.
     pub value: Value,
     /// After a change: the organisation's policy set revision now in force.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -857,7 +856,7 @@ pub struct DataList {
 /// organisation's whole policy set. The body is the document: any JSON value.
 #[utoipa::path(put, path = "/v1/data/{path}", tag = "policies",
     params(("path" = String, Path, description = "1 to 8 `/`-separated Rego identifiers, e.g. `packs/financial`")),
-    request_body(content = Object, description = "the document (any JSON value)"),
+    request_body(content = Value, description = "the document (any JSON value)"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "written and in force", body = DataView),
@@ -918,8 +917,11 @@ pub async fn put_data(
 /// `GET /v1/data/{path}` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DataQuery {
-    /// An earlier (or the latest) version to read instead of the one in force.
+    /// An earlier (or the latest) version to read instead of the one in force; versions
+    /// are numbered from 1.
+    #[param(minimum = 1)]
     pub version: Option<i64>,
 }
 
@@ -1000,10 +1002,13 @@ pub async fn get_data(
     Path(path): Path<String>,
     query: Result<axum::extract::Query<DataQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DataView>, ApiError> {
-    let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest {
-        field: Some("version".into()),
-        message: e.body_text(),
-    })?;
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    if query.version.is_some_and(|v| v < 1) {
+        return Err(ApiError::field(
+            "version",
+            "must be at least 1 (versions are numbered from 1)",
+        ));
+    }
     let o = state
         .store
         .get_policy_object(&user.org.id, DATA_KIND, &path)

@@ -245,9 +245,11 @@ pub async fn delete_webhook(
 /// `GET /v1/webhooks/{id}/deliveries` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     /// At most this many, 1 to 1000; default 100. Newest first.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -303,10 +305,7 @@ pub async fn list_deliveries(
     Path(id): Path<String>,
     query: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest {
-        field: None,
-        message: e.body_text(),
-    })?;
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be from 1 to 1000"));

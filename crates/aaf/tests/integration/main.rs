@@ -12,6 +12,7 @@ mod approvals;
 mod audit;
 mod binary;
 mod connector;
+mod contract;
 mod fail_closed;
 mod keys;
 mod limits;
