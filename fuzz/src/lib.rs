@@ -652,6 +652,10 @@ static REGO_INPUT: LazyLock<Value> = LazyLock::new(|| {
 /// `evaluate` is a finding.
 pub fn rego_load(data: &[u8]) {
     init();
+    // The server's default memory limit of policy work (limits.policy_memory_limit_mb),
+    // under which every load and evaluation runs (docs/policies.md#resource-limits).
+    static LIMIT: Once = Once::new();
+    LIMIT.call_once(|| aaf_core::policy::set_memory_limit(Some(1024 * 1024 * 1024)));
     let rego = String::from_utf8_lossy(data).into_owned();
     match PolicySet::load(
         vec![PolicySource {
