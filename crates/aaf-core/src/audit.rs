@@ -891,7 +891,13 @@ mod tests {
         assert_eq!(canonical, br#"{"amount":1.5,"decision":"deny"}"#);
         let mut verifier = ChainVerifier::new("o1");
         verifier.push_stored(&genuine, &canonical).unwrap();
-        assert_eq!(verifier.finish(head(&[genuine.clone()])).unwrap().count, 1);
+        assert_eq!(
+            verifier
+                .finish(head(std::slice::from_ref(&genuine)))
+                .unwrap()
+                .count,
+            1
+        );
 
         // A duplicated member in front: serde_json keeps the last value (the hashed
         // `deny`), SQLite's json_extract the first (`allow`). The hash still matches.
