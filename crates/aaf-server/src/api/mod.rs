@@ -346,7 +346,7 @@ pub struct ActionResponse {
 #[serde(untagged)]
 pub enum ActionForbidden {
     /// The action was decided and denied.
-    Denied(ActionResponse),
+    Denied(Box<ActionResponse>),
     /// The caller may not submit this action.
     Refused(ErrorBody),
 }
