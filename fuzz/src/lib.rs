@@ -174,7 +174,10 @@ pub fn url_guard(data: &[u8]) {
                 "accepted internal host name {name:?} in {text:?}"
             );
             if config == 1 {
-                assert!(allowlisted_name(&name), "accepted {name:?}, not in allowed_domains");
+                assert!(
+                    allowlisted_name(&name),
+                    "accepted {name:?}, not in allowed_domains"
+                );
             }
         }
         Some(Host::Ipv4(ip)) => check_accepted_ip(config, IpAddr::V4(ip), &text),
@@ -251,8 +254,14 @@ pub fn action_body(data: &[u8]) {
         }
     };
     for (field, value) in [("tool", &request.tool), ("operation", &request.operation)] {
-        assert!(!value.trim().is_empty(), "{field} accepted blank: {value:?}");
-        assert!(value.chars().count() <= 256, "{field} accepted over 256 characters");
+        assert!(
+            !value.trim().is_empty(),
+            "{field} accepted blank: {value:?}"
+        );
+        assert!(
+            value.chars().count() <= 256,
+            "{field} accepted over 256 characters"
+        );
     }
     // As stored (JSON text) and read back, e.g. by the approval re-check.
     let stored = json!({
@@ -271,10 +280,21 @@ pub fn action_body(data: &[u8]) {
         "the stored form {stored} reads back as {again:?}"
     );
     let digest = |r: &aaf_core::action::ActionRequest| {
-        aaf_core::approval::action_digest("org", "agent", &r.tool, &r.operation, &r.params, &r.context)
+        aaf_core::approval::action_digest(
+            "org",
+            "agent",
+            &r.tool,
+            &r.operation,
+            &r.params,
+            &r.context,
+        )
     };
     let first = digest(&request);
-    assert_eq!(first, digest(&request), "the approval digest is not deterministic");
+    assert_eq!(
+        first,
+        digest(&request),
+        "the approval digest is not deterministic"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,8 +321,12 @@ pub fn canonical_json(data: &[u8]) {
             "differs from serde_jcs"
         );
     }
-    let reparsed: Value = serde_json::from_slice(&ours)
-        .unwrap_or_else(|e| panic!("canonical form is not JSON ({e}): {}", String::from_utf8_lossy(&ours)));
+    let reparsed: Value = serde_json::from_slice(&ours).unwrap_or_else(|e| {
+        panic!(
+            "canonical form is not JSON ({e}): {}",
+            String::from_utf8_lossy(&ours)
+        )
+    });
     if let Ok(twice) = aaf_core::canonical::to_canonical_json(&reparsed) {
         assert_eq!(
             String::from_utf8_lossy(&twice),
@@ -403,7 +427,10 @@ pub fn policy_input(data: &[u8]) {
         ("/params", params.clone()),
         ("/context", context.clone()),
         ("/action/tool", Value::String(request.tool.clone())),
-        ("/action/operation", Value::String(request.operation.clone())),
+        (
+            "/action/operation",
+            Value::String(request.operation.clone()),
+        ),
         ("/action/params", params),
         ("/action/context", context),
     ] {
@@ -438,10 +465,7 @@ const NOW: i64 = 1_700_000_000;
 const TARGET_URI: &str = "https://aaf.example.com/v1/actions?x=1";
 
 static SIGNER: LazyLock<aaf_httpsig::Signer> = LazyLock::new(|| {
-    aaf_httpsig::Signer::new(
-        "agent-1",
-        ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
-    )
+    aaf_httpsig::Signer::new("agent-1", ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
 });
 
 /// Components the round-trip mode may cover.

@@ -104,7 +104,11 @@ AAF_ST_APPROVER_TOKEN="$(post /v1/users '{"name": "schemathesis-approver", "role
 export AAF_ST_AGENT_KEY AAF_ST_APPROVER_TOKEN
 
 status=0
-timeout $((MAX_SECONDS + 90)) st --config-file tests/schemathesis/schemathesis.toml run \
+config="$PWD/tests/schemathesis/schemathesis.toml"
+# Schemathesis keeps a cache directory (.schemathesis/) in its working directory: the
+# temporary one, not the repository.
+cd "$work"
+timeout $((MAX_SECONDS + 90)) st --config-file "$config" run \
   "$base/v1/openapi.json" \
   --max-time "$MAX_SECONDS" \
   --workers 1 \
