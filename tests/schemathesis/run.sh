@@ -111,6 +111,7 @@ cd "$work"
 timeout $((MAX_SECONDS + 90)) st --config-file "$config" run \
   "$base/v1/openapi.json" \
   --max-time "$MAX_SECONDS" \
+  --seed "${SCHEMATHESIS_SEED:-20261204}" \
   --workers 1 \
   --request-timeout 30 \
   --suppress-health-check all \
