@@ -362,6 +362,7 @@ static EVALUATORS: LazyLock<Vec<(PolicySet, PolicySet)>> = LazyLock::new(|| {
         decision_cache_entries: cache,
         rule_index: true,
         eval_threads: 1,
+        load_timeout: std::time::Duration::from_secs(10),
     };
     POLICY_SETS
         .iter()
