@@ -11,10 +11,13 @@
 //! panic inside the engine) makes that policy deny with a reason naming the policy and the error.
 //!
 //! Modules are accepted in Rego v1 syntax and in the older v0 syntax (as the product documents
-//! use); each file is parsed as v1 first and as v0 when that fails. Loading also evaluates every
-//! package once against an empty input, which surfaces unsafe variables (such as
-//! `allowed_domains[url] { startswith(url, "x") }`) and calls to unknown functions as load errors
-//! with `file:line:col`, the same mistakes `opa check` rejects.
+//! use); each file is parsed as v1 first and as v0 when that fails. Loading checks every call
+//! against the functions that exist (module `check`: "undefined function", as OPA's compiler
+//! says) and evaluates every package once against an empty input, which surfaces unsafe
+//! variables (such as `allowed_domains[url] { startswith(url, "x") }`); both are load errors
+//! with `file:line:col`, the same mistakes `opa check` rejects. Loading and evaluating are
+//! bounded in time and memory (`EvaluatorOptions::load_timeout`, `eval_timeout`,
+//! [`set_memory_limit`]; docs/policies.md#resource-limits).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -441,9 +444,12 @@ fn eval_error_text(err: &anyhow::Error) -> String {
 impl PolicySet {
     /// Parses, checks and prepares a set of policy modules.
     ///
-    /// Errors: every module that fails to parse, and every package whose evaluation against an
-    /// empty input fails (unsafe variables, unknown functions, ...), each as a [`LoadError`]
-    /// with its location. An empty `sources` is not an error: such a set denies every action.
+    /// # Errors
+    /// Every module that fails to parse, every call of an undefined function, and every
+    /// package whose evaluation against an empty input fails (unsafe variables, ...), each as
+    /// a [`LoadError`] with its location; reaching the load time limit or the memory limit
+    /// (a [`LoadError`] naming the limit and its setting). An empty `sources` is not an
+    /// error: such a set denies every action.
     pub fn load(
         sources: Vec<PolicySource>,
         options: EvaluatorOptions,
