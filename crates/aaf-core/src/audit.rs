@@ -451,15 +451,17 @@ pub enum ChainErrorKind {
         /// The last event's hash.
         last: [u8; 32],
     },
-    /// The event has no canonical JSON form (e.g. its `data` holds an integer beyond
-    /// I-JSON's range, which AAF never writes; see [`crate::canonical`]).
+    /// The event has no canonical JSON form, not even the rounded one of
+    /// [`crate::canonical::to_rounded_canonical_json`] (e.g. a number that is not a double).
     #[error("event cannot be canonicalised: {0}: the event was modified")]
     Canonical(String),
-    /// The stored `data` text is not byte for byte the RFC 8785 canonical form of the JSON
-    /// value it parses to, which is what AAF stores. Its hash may still match (the hash
-    /// covers the parsed value), but readers could see something else in the stored text:
-    /// a duplicated member (`{"decision":"allow",...,"decision":"deny"}` is `allow` to
-    /// SQLite's `json_extract` and `deny` to other parsers), or another spelling.
+    /// The stored `data` text is neither byte for byte the RFC 8785 canonical form of the
+    /// JSON value it parses to, which is what AAF stores, nor the compact `serde_json`
+    /// serialisation of it, which versions before that rule stored. Its hash may still
+    /// match (the hash covers the parsed value), but readers could see something else in
+    /// the stored text: a duplicated member (`{"decision":"allow",...,"decision":"deny"}`
+    /// is `allow` to SQLite's `json_extract` and `deny` to other parsers), or another
+    /// spelling.
     #[error("the stored data is not its RFC 8785 canonical form (stored {stored}, canonical {canonical}): the event was modified")]
     NotCanonical {
         /// The start of the stored text (at most 120 characters).
@@ -523,6 +525,14 @@ impl ChainVerifier {
 
     /// Verifies the next event.
     ///
+    /// The hash is recomputed over the RFC 8785 form of the event
+    /// ([`crate::canonical::to_canonical_json`]). An event whose `data` holds a number
+    /// without an exact form (an integer beyond 2^53-1), which AAF refuses since it hashes
+    /// exactly but earlier versions wrote, is hashed over the form those versions used, with
+    /// such numbers rounded to the nearest double
+    /// ([`crate::canonical::to_rounded_canonical_json`]); no event written since can match
+    /// that way.
+    ///
     /// # Errors
     ///
     /// The first [`ChainError`] of the chain (this event's, or an earlier one's).
@@ -540,7 +550,9 @@ impl ChainVerifier {
     /// # Errors
     ///
     /// As [`ChainVerifier::push`], and [`ChainErrorKind::NotCanonical`] when the stored text
-    /// is not the canonical form.
+    /// is not the canonical form. Events stored by versions before the canonical rule hold
+    /// the compact `serde_json` serialisation of their `data` instead (still one fixed
+    /// spelling of the hashed value), which is accepted too.
     pub fn push_stored(
         &mut self,
         chained: &ChainedEvent,
@@ -573,12 +585,32 @@ impl ChainVerifier {
                 },
             ));
         }
-        let canonical_data = match crate::canonical::to_canonical_json(&chained.event.data) {
-            Ok(bytes) => bytes,
-            Err(e) => return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))),
-        };
+        // Events written before AAF refused inexact numbers may hold one; their hash covers
+        // the rounded form (see `to_rounded_canonical_json` for why accepting it is safe).
+        let (canonical_data, rounded) =
+            match crate::canonical::to_canonical_json(&chained.event.data) {
+                Ok(bytes) => (bytes, false),
+                Err(crate::canonical::CanonicalError::InexactNumber(_)) => {
+                    match crate::canonical::to_rounded_canonical_json(&chained.event.data) {
+                        Ok(bytes) => (bytes, true),
+                        Err(e) => {
+                            return Err(
+                                self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))
+                            )
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string())))
+                }
+            };
         if let Some(stored) = stored_data {
-            if stored != canonical_data.as_slice() {
+            // The canonical bytes, or the compact serialisation that versions before the
+            // canonical rule stored: both are one fixed spelling of the parsed value, so no
+            // reader can see anything but what was hashed.
+            let accepted = (!rounded && stored == canonical_data.as_slice())
+                || serde_json::to_vec(&chained.event.data).is_ok_and(|earlier| stored == earlier);
+            if !accepted {
                 let start = |bytes: &[u8]| -> String {
                     String::from_utf8_lossy(bytes).chars().take(120).collect()
                 };
@@ -854,8 +886,10 @@ mod tests {
         let mut verifier = ChainVerifier::new("o1");
         let err = verifier.push(&changed).unwrap_err();
         assert_eq!(err.seq, 1);
-        assert!(matches!(err.kind, ChainErrorKind::Canonical(_)), "{err}");
-        assert!(err.to_string().contains("4000000000000000014"), "{err}");
+        assert!(
+            matches!(err.kind, ChainErrorKind::HashMismatch { .. }),
+            "{err}"
+        );
         // From 10^21 on, doubles are exact (written `1e+21`), but a stored text changed to
         // an integer that parses to the same double is not the canonical form.
         let genuine = ChainedEvent::link(event("o1", 1, json!({"n": 1e21})), GENESIS_HASH).unwrap();
@@ -921,7 +955,6 @@ mod tests {
 
         // Any other spelling of the same value is refused too.
         for other in [
-            r#"{"decision":"deny","amount":1.5}"#,
             r#"{"amount":1.50,"decision":"deny"}"#,
             r#"{"amount":1.5, "decision":"deny"}"#,
             r#"{"amount":1.5,"decision":"d\u0065ny"}"#,
@@ -935,6 +968,76 @@ mod tests {
                 "{other}: {err}"
             );
         }
+    }
+
+    /// An event as versions before the canonical rule wrote it: `data` stored as its
+    /// compact `serde_json` text, hashed over the RFC 8785 form with numbers beyond 2^53
+    /// rounded to the nearest double.
+    fn earlier_version_event(data: serde_json::Value) -> (ChainedEvent, Vec<u8>) {
+        let e = event("o1", 1, data);
+        let rounded = crate::canonical::to_rounded_canonical_json(&e.data).unwrap();
+        let hash = event_hash_parts(&GENESIS_HASH, &EventHeader::of(&e), &rounded).unwrap();
+        let stored = serde_json::to_vec(&e.data).unwrap();
+        let chained = ChainedEvent {
+            event: e,
+            prev_hash: GENESIS_HASH,
+            hash,
+        };
+        (chained, stored)
+    }
+
+    #[test]
+    fn events_stored_by_earlier_versions_still_verify() {
+        // Stored as serialised (`1.0`, members in written order), not canonically.
+        let (legacy, stored) = earlier_version_event(json!({"z": 1.0, "a": "é"}));
+        assert_eq!(stored, r#"{"z":1.0,"a":"é"}"#.as_bytes());
+        let mut verifier = ChainVerifier::new("o1");
+        verifier.push_stored(&legacy, &stored).unwrap();
+        assert_eq!(
+            verifier
+                .finish(head(std::slice::from_ref(&legacy)))
+                .unwrap()
+                .count,
+            1
+        );
+        // A duplicated member is neither form and is still refused.
+        let tampered = r#"{"z":2.0,"z":1.0,"a":"é"}"#;
+        let mut verifier = ChainVerifier::new("o1");
+        let err = verifier
+            .push_stored(&legacy, tampered.as_bytes())
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ChainErrorKind::NotCanonical { .. }),
+            "{err}"
+        );
+
+        // An integer beyond 2^53 that an earlier version hashed rounded.
+        let n = 4_000_000_000_000_000_015u64;
+        let (legacy, stored) = earlier_version_event(json!({"params": {"n": n}}));
+        assert_eq!(stored, format!(r#"{{"params":{{"n":{n}}}}}"#).as_bytes());
+        let mut verifier = ChainVerifier::new("o1");
+        verifier.push_stored(&legacy, &stored).unwrap();
+        // Changed to a number with another nearest double, it no longer verifies.
+        let mut changed = legacy.clone();
+        changed.event.data = json!({"params": {"n": 4_000_000_000_000_001_015u64}});
+        let stored = serde_json::to_vec(&changed.event.data).unwrap();
+        let err = ChainVerifier::new("o1")
+            .push_stored(&changed, &stored)
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ChainErrorKind::HashMismatch { .. }),
+            "{err}"
+        );
+        // Only the serialised text fits such an event: its rounded canonical form
+        // would be another number to every reader.
+        let rounded = crate::canonical::to_rounded_canonical_json(&legacy.event.data).unwrap();
+        let err = ChainVerifier::new("o1")
+            .push_stored(&legacy, &rounded)
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ChainErrorKind::NotCanonical { .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -202,17 +202,52 @@ pub fn to_canonical_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     Ok(out)
 }
 
+/// The canonical form that AAF wrote before it refused inexact numbers: RFC 8785 exactly as
+/// [`to_canonical_json`] except that every number without an exact form
+/// ([`is_exact_number`]) is written as the IEEE 754 double nearest to it, as RFC 8785
+/// section 3.2.2.3 does (`4000000000000000015` becomes `4000000000000000000`).
+///
+/// Only audit verification uses it, for events written by those versions whose `data`
+/// holds such a number ([`crate::audit::ChainVerifier`]). It is safe there because no event
+/// written since holds one: replacing a number of such an event by an inexact integer
+/// changes this form, so the hash no longer matches. Never use it to hash new data.
+///
+/// # Errors
+///
+/// [`CanonicalError::Unrepresentable`] only (a number that is not a double).
+pub fn to_rounded_canonical_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(256);
+    write_value(&mut out, value, Numbers::Rounded)?;
+    Ok(out)
+}
+
 /// Appends the RFC 8785 (JCS) canonical form of `value` to `out` (see [`to_canonical_json`]).
 ///
 /// # Errors
 ///
 /// As [`to_canonical_json`]; on error `out` holds a partial value.
 pub fn write_canonical_json(out: &mut Vec<u8>, value: &Value) -> Result<(), CanonicalError> {
+    write_value(out, value, Numbers::Exact)
+}
+
+/// How [`write_value`] writes numbers.
+#[derive(Clone, Copy)]
+enum Numbers {
+    /// [`write_canonical_number`]: inexact numbers are refused.
+    Exact,
+    /// [`write_rounded_number`]: inexact numbers become the nearest double.
+    Rounded,
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value, numbers: Numbers) -> Result<(), CanonicalError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(number) => write_canonical_number(out, number)?,
+        Value::Number(number) => match numbers {
+            Numbers::Exact => write_canonical_number(out, number)?,
+            Numbers::Rounded => write_rounded_number(out, number)?,
+        },
         Value::String(text) => write_canonical_string(out, text)?,
         Value::Array(items) => {
             out.push(b'[');
@@ -220,7 +255,7 @@ pub fn write_canonical_json(out: &mut Vec<u8>, value: &Value) -> Result<(), Cano
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical_json(out, item)?;
+                write_value(out, item, numbers)?;
             }
             out.push(b']');
         }
@@ -234,12 +269,32 @@ pub fn write_canonical_json(out: &mut Vec<u8>, value: &Value) -> Result<(), Cano
                 }
                 write_canonical_string(out, key)?;
                 out.push(b':');
-                write_canonical_json(out, member)?;
+                write_value(out, member, numbers)?;
             }
             out.push(b'}');
         }
     }
     Ok(())
+}
+
+/// `number` as the nearest IEEE 754 double, written as ECMAScript writes it (RFC 8785
+/// section 3.2.2.3).
+fn write_double(out: &mut Vec<u8>, number: &Number) -> Result<(), CanonicalError> {
+    let double = number.as_f64().ok_or_else(|| {
+        CanonicalError::Unrepresentable(format!("number {number} is not a double"))
+    })?;
+    let text = serde_jcs::to_vec(&double).map_err(unrepresentable)?;
+    out.extend_from_slice(&text);
+    Ok(())
+}
+
+/// A number as RFC 8785 writes it, rounded to the nearest double when it has no exact form
+/// ([`to_rounded_canonical_json`]).
+fn write_rounded_number(out: &mut Vec<u8>, number: &Number) -> Result<(), CanonicalError> {
+    if is_exact_number(number) {
+        return write_canonical_number(out, number);
+    }
+    write_double(out, number)
 }
 
 /// Appends a JSON string in RFC 8785 form (section 3.2.2.2): `"` and `\` escaped, control
@@ -276,12 +331,7 @@ pub fn write_canonical_number(out: &mut Vec<u8>, number: &Number) -> Result<(), 
     if !is_exact_number(number) {
         return Err(CanonicalError::InexactNumber(number.to_string()));
     }
-    let double = number.as_f64().ok_or_else(|| {
-        CanonicalError::Unrepresentable(format!("number {number} is not a double"))
-    })?;
-    let text = serde_jcs::to_vec(&double).map_err(unrepresentable)?;
-    out.extend_from_slice(&text);
-    Ok(())
+    write_double(out, number)
 }
 
 /// Orders member names by their UTF-16 code units (RFC 8785 section 3.2.3).

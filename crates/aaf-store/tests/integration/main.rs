@@ -11,6 +11,7 @@
 mod common;
 mod approvals;
 mod identity;
+mod legacy;
 mod lifecycle;
 mod policies;
 mod postgres_rls;
