@@ -21,6 +21,7 @@ use std::sync::{LazyLock, Once};
 use aaf_core::action::{AgentInfo, OrgInfo, PolicyInput, RequestMetadata};
 use aaf_core::net::{classify_ip, is_internal_hostname, is_private_network};
 use aaf_core::policy::{EvaluatorOptions, PolicySet, PolicySource};
+use aaf_server::api::body::Object;
 use aaf_server::api::{validate_action, ActionBody};
 use aaf_server::connectors::http::{HttpConnector, HttpConnectorConfig};
 use aaf_server::error::ApiError;
@@ -231,8 +232,8 @@ fn check_accepted_ip(config: usize, ip: IpAddr, text: &str) {
 /// two computations.
 pub fn action_body(data: &[u8]) {
     init();
-    let body = match Json::<ActionBody>::from_bytes(data) {
-        Ok(Json(body)) => body,
+    let body = match Json::<Object<ActionBody>>::from_bytes(data) {
+        Ok(Json(Object(body))) => body,
         Err(rejection) => {
             assert!(
                 rejection.status().is_client_error(),
@@ -271,9 +272,9 @@ pub fn action_body(data: &[u8]) {
         "context": request.context,
     })
     .to_string();
-    let again = Json::<ActionBody>::from_bytes(stored.as_bytes())
+    let again = Json::<Object<ActionBody>>::from_bytes(stored.as_bytes())
         .map_err(|r| r.body_text())
-        .and_then(|Json(b)| validate_action(b).map_err(|e| format!("{e:?}")));
+        .and_then(|Json(Object(b))| validate_action(b).map_err(|e| format!("{e:?}")));
     assert_eq!(
         again.as_ref().ok(),
         Some(&request),
@@ -397,7 +398,7 @@ static EVALUATORS: LazyLock<Vec<(PolicySet, PolicySet)>> = LazyLock::new(|| {
 /// collision between two inputs of one fuzzing run is found.
 pub fn policy_input(data: &[u8]) {
     init();
-    let Ok(Json(body)) = Json::<ActionBody>::from_bytes(data) else {
+    let Ok(Json(Object(body))) = Json::<Object<ActionBody>>::from_bytes(data) else {
         return;
     };
     let Ok(request) = validate_action(body) else {

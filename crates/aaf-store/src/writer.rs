@@ -211,6 +211,14 @@ async fn commit_batch(store: &Store, batch: Vec<Request>) {
                 let _ = reply.send(result);
             }
         }
+        Err(error) if is_refusal(&error) => {
+            // A unit the store refused for its own data (a missing row, a conflict): the
+            // caller answers 404/409/400; nothing is wrong with the store.
+            tracing::debug!(%error, "write unit refused");
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
         Err(error) => {
             tracing::error!(%error, units = units.len(), "audit batch commit failed");
             for reply in replies {
@@ -218,6 +226,15 @@ async fn commit_batch(store: &Store, batch: Vec<Request>) {
             }
         }
     }
+}
+
+/// Whether the store refused a unit because of its own data (a missing row, a conflict,
+/// an invalid value), which the caller reports to its client, rather than failing.
+fn is_refusal(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_)
+    )
 }
 
 /// Whether a failed batch may be retried unit by unit to spare the other units: yes when

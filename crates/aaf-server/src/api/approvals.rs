@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::identity::{json_body, optional_json};
+use super::body::{json_body, optional_json, Object};
 use super::ActionView;
 use crate::app::AppState;
 use crate::approvals::{self as workflow, Answer};
@@ -331,7 +331,7 @@ pub async fn report_result(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     Path(id): Path<String>,
-    body: Result<Json<ResultBody>, JsonRejection>,
+    body: Result<Json<Object<ResultBody>>, JsonRejection>,
 ) -> Result<Json<ActionView>, ApiError> {
     let body = json_body(&state, body)?;
     let succeeded = match body.status.as_str() {
@@ -430,7 +430,7 @@ pub struct UpdateSettingsBody {
 pub async fn update_settings(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
-    body: Result<Json<UpdateSettingsBody>, JsonRejection>,
+    body: Result<Json<Object<UpdateSettingsBody>>, JsonRejection>,
 ) -> Result<Json<SettingsView>, ApiError> {
     let body = json_body(&state, body)?;
     let max = state.config.approvals.max_timeout_seconds;

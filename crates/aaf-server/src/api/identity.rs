@@ -17,11 +17,12 @@ use aaf_store::{AgentKey, StoreError, User};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::body::{json_body, optional_json, Object};
 use super::MAX_NAME_CHARS;
 use crate::app::AppState;
 use crate::auth::{AnyAuth, Principal, UserAuth};
@@ -32,51 +33,6 @@ use crate::time::{format_rfc3339, now_rfc3339};
 const MAX_TOOL_CHARS: usize = 256;
 /// Most tools in a key's scope.
 const MAX_TOOLS: usize = 100;
-
-pub(crate) fn json_body<T>(
-    state: &AppState,
-    body: Result<Json<T>, JsonRejection>,
-) -> Result<T, ApiError> {
-    body.map(|Json(b)| b).map_err(|r| state.json_rejection(r))
-}
-
-/// A JSON body that may be left out entirely (then `T::default()`); a body that is present
-/// must be JSON with `content-type: application/json`.
-pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(state.config.limits.max_body_bytes)
-        } else {
-            ApiError::BadRequest {
-                field: None,
-                message: format!("could not read request body: {}", e.body_text()),
-            }
-        }
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType(
-            "request body must be JSON with content-type: application/json".into(),
-        ));
-    }
-    Json::<T>::from_bytes(&bytes)
-        .map(|Json(b)| b)
-        .map_err(|r| state.json_rejection(r))
-}
 
 /// A trimmed name of 1 to 256 characters without control characters (users, agents).
 pub fn valid_name(field: &str, name: &str) -> Result<String, ApiError> {
@@ -183,7 +139,7 @@ pub struct UserList {
 pub async fn create_user(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
-    body: Result<Json<CreateUserBody>, JsonRejection>,
+    body: Result<Json<Object<CreateUserBody>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let body = json_body(&state, body)?;
     let name = valid_name("name", &body.name)?;
@@ -278,7 +234,7 @@ pub async fn update_user(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
     Path(id): Path<String>,
-    body: Result<Json<UpdateUserBody>, JsonRejection>,
+    body: Result<Json<Object<UpdateUserBody>>, JsonRejection>,
 ) -> Result<Json<UserView>, ApiError> {
     let body = json_body(&state, body)?;
     let role = parse_role(&body.role)?;

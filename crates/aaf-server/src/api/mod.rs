@@ -27,8 +27,10 @@ use crate::auth::{AgentAuth, AnyAuth, Principal, UserAuth};
 use crate::connectors::http::ConnectorError;
 use crate::error::{ApiError, ErrorBody};
 use crate::time::now_rfc3339;
+use body::{json_body, Object};
 
 pub mod approvals;
+pub mod body;
 pub mod identity;
 pub mod policies;
 pub mod webhooks;
@@ -186,9 +188,9 @@ pub struct AgentList {
 pub async fn create_agent(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
-    body: Result<Json<CreateAgentBody>, JsonRejection>,
+    body: Result<Json<Object<CreateAgentBody>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
-    let Json(body) = body.map_err(|r| state.json_rejection(r))?;
+    let body = json_body(&state, body)?;
     let name = identity::valid_name("name", &body.name)?;
     let name = name.as_str();
     let risk_score = body.risk_score.unwrap_or(0.0);
@@ -607,12 +609,9 @@ pub async fn submit_action(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AgentAuth(agent): AgentAuth,
-    body: Result<Json<ActionBody>, JsonRejection>,
+    body: Result<Json<Object<ActionBody>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let request = match body
-        .map_err(|r| state.json_rejection(r))
-        .and_then(|Json(b)| validate_action(b))
-    {
+    let request = match json_body(&state, body).and_then(validate_action) {
         Ok(r) => r,
         Err(e) => return Err(record_bad_request(&state, &agent, e).await),
     };
@@ -657,14 +656,14 @@ pub async fn submit_action(
         tool: request.tool.clone(),
         operation: request.operation.clone(),
         params: if keep_full {
-            params.clone()
+            params
         } else {
-            redact(&params)
+            redacted_params.clone()
         },
         context: if keep_full {
-            context.clone()
+            context
         } else {
-            redact(&context)
+            redacted_context.clone()
         },
         decision: decision.verdict.as_str().to_string(),
         reason: decision.reason.clone(),
@@ -950,9 +949,9 @@ pub async fn dry_run(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AgentAuth(agent): AgentAuth,
-    body: Result<Json<ActionBody>, JsonRejection>,
+    body: Result<Json<Object<ActionBody>>, JsonRejection>,
 ) -> Result<Json<ActionResponse>, ApiError> {
-    let Json(body) = body.map_err(|r| state.json_rejection(r))?;
+    let body = json_body(&state, body)?;
     let request = validate_action(body)?;
     let decided = decide(
         &state,
@@ -1143,9 +1142,11 @@ pub async fn get_action(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Return events with `seq` greater than this; default 0 (from the start).
+    /// Return events with `seq` greater than this, 0 to 2^63-1 (a signed 64-bit integer,
+    /// as stored); default 0 (from the start).
     #[serde(default)]
-    pub after_seq: u64,
+    #[param(minimum = 0)]
+    pub after_seq: i64,
     /// At most this many events, 1 to 1000; default 100.
     #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
@@ -1190,6 +1191,8 @@ pub async fn list_audit(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be from 1 to 1000"));
     }
+    let after_seq = u64::try_from(query.after_seq)
+        .map_err(|_| ApiError::field("after_seq", "must be from 0 to 2^63-1"))?;
     let chain = match query.chain.as_deref() {
         None => user.org.id.clone(),
         Some(SYSTEM_CHAIN)
@@ -1212,10 +1215,7 @@ pub async fn list_audit(
             ))
         }
     };
-    let events = state
-        .store
-        .list_audit(&chain, query.after_seq, limit)
-        .await?;
+    let events = state.store.list_audit(&chain, after_seq, limit).await?;
     let next_after_seq = if events.len() == limit as usize {
         events.last().map(|e| e.event.seq)
     } else {

@@ -23,7 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::identity::json_body;
+use super::body::{json_body, Object};
 use crate::app::AppState;
 use crate::auth::UserAuth;
 use crate::error::{ApiError, ErrorBody, Problem};
@@ -351,7 +351,7 @@ fn policy_event_data(o: &PolicyObject, author: &str) -> Value {
 pub async fn create_policy(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
-    body: Result<Json<CreatePolicyBody>, JsonRejection>,
+    body: Result<Json<Object<CreatePolicyBody>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
     let body = json_body(&state, body)?;
     check_name(&body.name)?;
@@ -524,7 +524,7 @@ pub async fn update_policy(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
     Path(id): Path<String>,
-    body: Result<Json<UpdatePolicyBody>, JsonRejection>,
+    body: Result<Json<Object<UpdatePolicyBody>>, JsonRejection>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let body = json_body(&state, body)?;
     if body.rego.is_none() && body.mode.is_none() {
@@ -620,7 +620,7 @@ pub async fn rollback_policy(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
     Path(id): Path<String>,
-    body: Result<Json<RollbackBody>, JsonRejection>,
+    body: Result<Json<Object<RollbackBody>>, JsonRejection>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let body = json_body(&state, body)?;
     let org_id = admin.org.id.clone();
@@ -871,7 +871,8 @@ pub async fn put_data(
     Path(path): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<DataView>, ApiError> {
-    let value = json_body(&state, body)?;
+    // A data document is any JSON value (OPA's Data API), not only an object.
+    let Json(value) = body.map_err(|r| state.json_rejection(r))?;
     // The revision hashes the data in RFC 8785 form, which has no exact form for integers
     // beyond 2^53-1 (I-JSON, RFC 7493 section 2.2).
     if let Some(found) = aaf_core::canonical::find_inexact_number(&value, "value") {
@@ -1273,7 +1274,7 @@ pub struct PlaygroundResult {
 pub async fn playground(
     State(state): State<AppState>,
     UserAuth(user): UserAuth,
-    body: Result<Json<PlaygroundBody>, JsonRejection>,
+    body: Result<Json<Object<PlaygroundBody>>, JsonRejection>,
 ) -> Result<Json<PlaygroundResult>, ApiError> {
     let body = json_body(&state, body)?;
     check_rego(&state, &body.rego)?;

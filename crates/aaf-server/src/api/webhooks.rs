@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::identity::json_body;
+use super::body::{json_body, Object};
 use crate::app::AppState;
 use crate::auth::UserAuth;
 use crate::error::{ApiError, ErrorBody};
@@ -98,7 +98,7 @@ pub struct WebhookList {
 pub async fn create_webhook(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
-    body: Result<Json<CreateWebhookBody>, JsonRejection>,
+    body: Result<Json<Object<CreateWebhookBody>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     let body = json_body(&state, body)?;
     let url = state

@@ -184,7 +184,13 @@ async fn out_of_range_query_values_are_refused_naming_the_parameter() {
     let wait_max = format!("/v1/actions/{id}?wait=61");
     let wait_huge = format!("/v1/actions/{id}?wait=18446744073709551616");
     let wait_negative = format!("/v1/actions/{id}?wait=-1");
-    let cases: [(&str, &str, &str); 10] = [
+    let cases: [(&str, &str, &str); 12] = [
+        (
+            "/v1/audit?after_seq=9223372036854775808",
+            ADMIN_TOKEN,
+            "after_seq",
+        ),
+        ("/v1/audit?after_seq=-1", ADMIN_TOKEN, "after_seq"),
         (wait_max.as_str(), key.as_str(), "wait"),
         (wait_huge.as_str(), key.as_str(), "wait"),
         (wait_negative.as_str(), key.as_str(), "wait"),
@@ -228,6 +234,89 @@ async fn out_of_range_query_values_are_refused_naming_the_parameter() {
         assert_eq!(range(path, "limit"), (json!(1), json!(1000)), "{path}");
     }
     assert_eq!(range("/v1/data/{path}", "version").0, json!(1));
+    assert_eq!(range("/v1/audit", "after_seq").0, json!(0));
+}
+
+#[tokio::test]
+async fn struct_bodies_must_be_json_objects_not_arrays() {
+    // serde reads a struct from an array of its fields in order; the document (and the
+    // server) take objects only.
+    let (server, _policies) = server().await;
+    let (agent, key) = server.create_agent("contract").await;
+    let send = |method: reqwest::Method, path: String, token: String, body: Value| {
+        let request = server
+            .client
+            .request(method, server.url(&path))
+            .bearer_auth(token)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let admin = ADMIN_TOKEN.to_string();
+    let cases = [
+        (
+            reqwest::Method::POST,
+            "/v1/actions".to_string(),
+            key.clone(),
+            json!(["allow", "run"]),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/v1/settings".to_string(),
+            admin.clone(),
+            json!([null, null]),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/agents/{agent}/keys"),
+            admin.clone(),
+            json!([null]),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/agents/{agent}/keys"),
+            admin.clone(),
+            json!("x"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/agents".to_string(),
+            admin.clone(),
+            json!(["array-agent"]),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/users".to_string(),
+            admin.clone(),
+            json!(["u", "viewer"]),
+        ),
+    ];
+    for (method, path, token, body) in cases {
+        let (status, answer) = send(method.clone(), path.clone(), token, body.clone()).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("expected a JSON object")),
+            "{method} {path} {body}: {answer}"
+        );
+    }
+    // The object forms still work.
+    let (status, _) = send(
+        reqwest::Method::PATCH,
+        "/v1/settings".to_string(),
+        admin.clone(),
+        json!({"four_eyes": null}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = server
+        .act(&key, json!({"tool": "allow", "operation": "run"}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[tokio::test]
