@@ -558,31 +558,50 @@ async fn housekeeping(state: AppState) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the SIGINT and SIGTERM handlers at once and returns a future that resolves on
+/// the first of them. Installing before the server binds and logs `listening` means a
+/// signal sent as soon as that line appears is never lost (nor does it kill the process
+/// with the default action instead of a graceful shutdown).
+///
+/// Must be called inside a tokio runtime. A handler that cannot be installed is logged and
+/// that signal then never resolves the future.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        let interrupt = install(SignalKind::interrupt(), "SIGINT");
+        let terminate = install(SignalKind::terminate(), "SIGTERM");
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(interrupt) => tracing::info!("SIGINT received; shutting down"),
+                _ = wait(terminate) => tracing::info!("SIGTERM received; shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
+            tracing::info!("Ctrl-C received; shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
 }
 
@@ -592,8 +611,9 @@ pub async fn shutdown_signal() {
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let listen = config.listen;
     let (state, _) = prepare(config).await?;
+    let shutdown = shutdown_signal();
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "listening (OpenAPI at /v1/openapi.json)");
-    run(listener, state, shutdown_signal()).await
+    run(listener, state, shutdown).await
 }

@@ -62,6 +62,19 @@ pub fn spawn_serve_with(
     (child, base)
 }
 
+/// Kills the child when dropped unless it has exited, so that a failing assertion does not
+/// leave a server running after the test.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn spawn_serve(data_dir: &Path, policies: &Path) -> (Child, String) {
     spawn_serve_with(data_dir, policies, Some(ADMIN_TOKEN), &[])
 }
@@ -94,6 +107,22 @@ fn verify(data_dir: &Path) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+#[test]
+fn sigterm_right_after_listening_is_a_graceful_shutdown() {
+    // The handlers are installed before the `listening` line, so a SIGTERM sent the moment
+    // it appears stops the server gracefully (exit 0) instead of killing it.
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    for _ in 0..3 {
+        let data = tempfile::tempdir().unwrap();
+        let (mut child, _base) = spawn_serve(data.path(), policies.path());
+        let status = sigterm(&mut child);
+        assert!(
+            status.success(),
+            "aaf serve exited with {status} on an early SIGTERM"
+        );
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::binary::{sigterm, spawn_serve_with};
+use crate::binary::{sigterm, spawn_serve_with, KillOnDrop};
 use crate::common::{policy_dir, ADMIN_TOKEN, ALLOW_ALL};
 
 struct Client {
@@ -79,7 +79,7 @@ const BOMBS: &[(&str, &str)] = &[
 async fn rego_cannot_stop_or_exhaust_the_server() {
     let data = tempfile::tempdir().unwrap();
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
-    let (mut child, base) = spawn_serve_with(
+    let (child, base) = spawn_serve_with(
         data.path(),
         policies.path(),
         Some(ADMIN_TOKEN),
@@ -89,6 +89,7 @@ async fn rego_cannot_stop_or_exhaust_the_server() {
             ("AAF_LIMITS__EVAL_TIMEOUT_MS", "200"),
         ],
     );
+    let mut child = KillOnDrop(child);
     let c = Client {
         base,
         http: reqwest::Client::new(),
@@ -102,7 +103,7 @@ async fn rego_cannot_stop_or_exhaust_the_server() {
         .await;
     assert_eq!(status, 201, "{viewer}");
     let viewer = viewer["token"].as_str().unwrap().to_string();
-    let pid = child.id();
+    let pid = child.0.id();
     let rss_at_start = rss(pid);
 
     // The lowest role, through the playground: each bomb is a 422 naming the limit.
@@ -187,7 +188,7 @@ async fn rego_cannot_stop_or_exhaust_the_server() {
         .json(&body);
     let slow = tokio::spawn(async move { request.send().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = sigterm(&mut child);
+    let status = sigterm(&mut child.0);
     assert!(status.success(), "aaf serve exited with {status}");
     let _ = slow.await;
 }

@@ -624,8 +624,7 @@ fn start_logged_node(
     (child, log)
 }
 
-/// Waits until the node whose startup `log` this is answers `/healthz` (its SIGTERM handler
-/// is installed once it serves), so that it can be stopped gracefully.
+/// Waits until the node whose startup `log` this is answers `/healthz`.
 async fn until_serving(log: &[String]) {
     let address = log
         .last()
