@@ -33,11 +33,26 @@ pub const SENSITIVE_KEYS: &[&str] = &[
 ];
 
 /// True when `key` names a sensitive field (see the module documentation).
+///
+/// Compares in place (ASCII letters case-insensitively, `-` as `_`), without allocating: it
+/// runs for every key of every action's parameters and context.
 pub fn is_sensitive_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase().replace('-', "_");
-    SENSITIVE_KEYS
-        .iter()
-        .any(|s| k == *s || k.ends_with(&format!("_{s}")))
+    fn normal(byte: u8) -> u8 {
+        if byte == b'-' {
+            b'_'
+        } else {
+            byte.to_ascii_lowercase()
+        }
+    }
+    let key = key.as_bytes();
+    SENSITIVE_KEYS.iter().any(|name| {
+        let name = name.as_bytes();
+        let Some(start) = key.len().checked_sub(name.len()) else {
+            return false;
+        };
+        key[start..].iter().zip(name).all(|(k, n)| normal(*k) == *n)
+            && (start == 0 || normal(key[start - 1]) == b'_')
+    })
 }
 
 /// Returns a copy of `value` in which the value of every sensitive key, at any depth, is
@@ -65,6 +80,60 @@ pub fn redact(value: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn key_matching_agrees_with_the_lowercase_and_suffix_rule() {
+        // The rule as the module states it, written the obvious (allocating) way.
+        fn reference(key: &str) -> bool {
+            let k = key.to_ascii_lowercase().replace('-', "_");
+            SENSITIVE_KEYS
+                .iter()
+                .any(|s| k == *s || k.ends_with(&format!("_{s}")))
+        }
+        let mut keys: Vec<String> = vec![
+            "".into(),
+            "_".into(),
+            "token".into(),
+            "Token".into(),
+            "TOKEN".into(),
+            "my_token".into(),
+            "my-Token".into(),
+            "mytoken".into(),
+            "token_x".into(),
+            "_token".into(),
+            "-token".into(),
+            "x-api-key".into(),
+            "X_API_KEY".into(),
+            "apikey".into(),
+            "stripe_secret".into(),
+            "secrets".into(),
+            "é_token".into(),
+            "étoken".into(),
+            "ssn".into(),
+            "a_ssn".into(),
+            "assn".into(),
+            "Set-Cookie".into(),
+            "cookie_".into(),
+            "ToKeN_ToKeN".into(),
+            "tokén".into(),
+            "к_token".into(),
+        ];
+        for name in SENSITIVE_KEYS {
+            for prefix in ["", "_", "-", "x_", "X-", "x", "ü_", "é"] {
+                for variant in [
+                    name.to_string(),
+                    name.to_uppercase(),
+                    name.replace('_', "-"),
+                ] {
+                    keys.push(format!("{prefix}{variant}"));
+                    keys.push(format!("{prefix}{variant}s"));
+                }
+            }
+        }
+        for key in &keys {
+            assert_eq!(is_sensitive_key(key), reference(key), "{key:?}");
+        }
+    }
 
     #[test]
     fn redacts_nested_sensitive_fields_only() {
