@@ -12,10 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aaf_core::action::{
-    ActionRequest, AgentInfo, AllowedAction, Decision, OrgInfo, PolicyInput, RequestMetadata,
-    Verdict,
-};
+use aaf_core::action::{ActionRequest, AgentInfo, AllowedAction, Decision, OrgInfo, Verdict};
 use aaf_core::approval::{
     action_digest, ApprovalError, ApprovalEvent, ApprovalState, ApprovalStatus,
 };
@@ -27,9 +24,10 @@ use aaf_store::{
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
-use crate::api::HTTP_TOOLS;
 use crate::app::AppState;
+use crate::connectors::Connector;
 use crate::error::ApiError;
+use crate::pipeline::evaluate::{evaluate, Subject};
 
 /// How many times a change is re-applied after losing a compare-and-set to a concurrent one.
 const MAX_ATTEMPTS: usize = 8;
@@ -270,12 +268,14 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
 
 /// Whether a store error is a lost compare-and-set (re-read and re-apply).
 fn lost_race(e: &StoreError) -> bool {
-    matches!(e, StoreError::Conflict(m) if m.contains("changed concurrently"))
+    matches!(e, StoreError::Stale(_))
 }
 
 fn unavailable(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict(m) => ApiError::Conflict(m),
+        StoreError::Conflict(m) | StoreError::Stale(m) | StoreError::DuplicateVote(m) => {
+            ApiError::Conflict(m)
+        }
         StoreError::NotFound(m) => ApiError::NotFound(m),
         other => ApiError::Unavailable(format!(
             "the change could not be recorded in the audit log, so it was not made: {other}"
@@ -403,7 +403,7 @@ pub async fn answer(
                 break;
             }
             Err(e) if lost_race(&e) => continue,
-            Err(StoreError::Conflict(m)) if m.contains("already answered") => {
+            Err(StoreError::DuplicateVote(_)) => {
                 return Err(ApiError::Conflict(format!(
                     "{} has already answered action {id}",
                     user.name
@@ -414,7 +414,7 @@ pub async fn answer(
     }
     if approved {
         let action = load(state, org_id, id).await?;
-        if HTTP_TOOLS.contains(&action.tool.as_str()) {
+        if Connector::for_tool(&action.tool).is_some() {
             run_approved(state, org_id, id).await?;
         }
     }
@@ -512,7 +512,7 @@ pub async fn report_result(
     detail: Map<String, Value>,
 ) -> Result<ActionRecord, ApiError> {
     agent_transition(state, org_id, agent_id, id, |action| {
-        if HTTP_TOOLS.contains(&action.tool.as_str()) {
+        if Connector::for_tool(&action.tool).is_some() {
             return Err(ApiError::Conflict(format!(
                 "AAF runs {} actions itself after approval; there is no result to report",
                 action.tool
@@ -676,7 +676,7 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
             "an approved action could not be made runnable".into(),
         ));
     };
-    crate::api::run_http(
+    crate::pipeline::execute::run(
         state,
         org_id,
         &action.agent_id,
@@ -706,35 +706,22 @@ async fn recheck(
             "unavailable".to_string(),
         ));
     };
-    let input = PolicyInput::build(
-        &action.id,
-        request,
-        &AgentInfo {
+    let subject = Subject {
+        agent: AgentInfo {
             id: agent.id,
             name: agent.name,
             risk_score: agent.risk_score,
         },
-        &OrgInfo {
+        org: OrgInfo {
             id: org.id,
             plan: org.plan,
         },
-        &RequestMetadata {
-            timestamp: crate::time::now_rfc3339(),
-            ip_address: None,
-        },
-    );
-    let (mut decision, revision) = match crate::policies::for_org(state, &action.org_id).await {
-        Ok(p) => (p.set.evaluate(&input), p.set.revision().to_string()),
-        Err(e) => (
-            Decision::fail_closed(format!("policy evaluation failed: {e}")),
-            "unavailable".to_string(),
-        ),
+        // The key that submitted it is not stored; its scope was applied at submission.
+        key_tools: None,
+        ip: None,
     };
-    if decision.verdict != Verdict::Deny {
-        if let Err(e) = state.http.preflight(&request.operation, &request.params) {
-            decision = Decision::fail_closed(e.to_string());
-        }
-    }
+    let evaluated = evaluate(state, &subject, request.clone(), action.id.clone()).await;
+    let (decision, revision) = (evaluated.decision, evaluated.revision);
     Ok((decision, revision))
 }
 
@@ -798,7 +785,7 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
             ..query("approved", Verdict::RequireApproval)
         };
         for action in state.store.list_actions(&org.id, &approved).await? {
-            if HTTP_TOOLS.contains(&action.tool.as_str()) {
+            if Connector::for_tool(&action.tool).is_some() {
                 tracing::warn!(action_id = %action.id, "recovering an approved action its node did not run");
                 if let Err(e) = run_approved(state, &org.id, &action.id).await {
                     tracing::warn!(action_id = %action.id, error = %e, "could not run a recovered approved action");

@@ -6,6 +6,7 @@
 //! - A connector runs only an [`aaf_core::action::AllowedAction`], which only an allow
 //!   decision can make.
 //! - Nothing is executed or acknowledged before its audit event is committed.
+//! - Every action takes one path, [`pipeline`], whichever door it came in by.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod connectors;
 pub mod error;
 pub mod key_cache;
 pub mod openapi;
+pub mod pipeline;
 pub mod policies;
 pub mod policy_loader;
 pub mod rbac;

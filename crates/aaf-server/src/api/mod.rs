@@ -13,19 +13,16 @@ use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use utoipa::{IntoParams, ToSchema};
 
-use aaf_core::action::{
-    ActionRequest, AgentInfo, AllowedAction, Decision, OrgInfo, PolicyInput, RequestMetadata,
-    Verdict,
-};
+use aaf_core::action::{ActionRequest, Decision, Verdict};
 use aaf_core::audit::{event_types, ChainedEvent};
 use aaf_core::redact::redact;
-use aaf_store::{ActionRecord, ActionWrite, Mutation, NewEvent, WriteUnit, SYSTEM_CHAIN};
-use std::sync::Arc;
+use aaf_store::{ActionRecord, NewEvent, WriteUnit, SYSTEM_CHAIN};
 
 use crate::app::AppState;
 use crate::auth::{AgentAuth, AnyAuth, Principal, UserAuth};
-use crate::connectors::http::ConnectorError;
+use crate::connectors::Connector;
 use crate::error::{ApiError, ErrorBody};
+use crate::pipeline::{self, Submission};
 use crate::time::now_rfc3339;
 use body::{json_body, Object};
 
@@ -37,9 +34,6 @@ pub mod webhooks;
 
 /// Longest accepted tool, operation, agent or user name, in characters.
 const MAX_NAME_CHARS: usize = 256;
-
-/// Tool names served by the HTTP connector.
-pub const HTTP_TOOLS: &[&str] = &["http_proxy", "http"];
 
 // ---------------------------------------------------------------------------------------------
 // Health
@@ -353,53 +347,7 @@ pub enum ActionForbidden {
     Refused(ErrorBody),
 }
 
-/// What binds a human approval to one exact action.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ApprovalBinding {
-    /// Lowercase hex SHA-256 of the RFC 8785 canonical JSON of `{org_id, agent_id, tool,
-    /// operation, params, context}`; approvers see it, the audit chain keeps it.
-    pub digest: String,
-    /// The approval deadline (RFC 3339 UTC): the policy's `approval_timeout_seconds` after
-    /// the decision, else the organisation's timeout (default
-    /// `approvals.default_timeout_seconds`).
-    pub expires_at: String,
-    /// Distinct approvals needed (the policy's `approvals_required`, default 1).
-    pub approvals_required: u32,
-}
-
-/// The digest and deadline of an action that requires approval.
-async fn approval_binding(
-    state: &AppState,
-    agent: &aaf_store::AgentPrincipal,
-    request: &ActionRequest,
-    decision: &Decision,
-) -> Result<ApprovalBinding, ApiError> {
-    let digest = aaf_core::approval::action_digest(
-        &agent.org.id,
-        &agent.agent.id,
-        &request.tool,
-        &request.operation,
-        &request.params,
-        &request.context,
-    )
-    .map_err(|e| ApiError::BadRequest {
-        field: Some("params".into()),
-        message: format!("the action cannot be bound to an approval: {e}"),
-    })?;
-    let timeout = match decision.approval_timeout_seconds {
-        Some(t) => t,
-        None => {
-            crate::approvals::settings(state, &agent.org.id)
-                .await?
-                .approval_timeout_seconds
-        }
-    };
-    Ok(ApprovalBinding {
-        digest,
-        expires_at: state.clock.in_seconds(timeout),
-        approvals_required: decision.approvals_required.max(1),
-    })
-}
+pub use crate::pipeline::ApprovalBinding;
 
 /// The answer for `decision`; `with_times` adds each policy's evaluation time (dry runs).
 fn action_response(
@@ -425,7 +373,8 @@ fn action_response(
     }
 }
 
-fn policy_views(decision: &Decision, with_times: bool) -> Vec<PolicyDecisionView> {
+/// Each policy's decision as answered and recorded; `with_times` adds evaluation times.
+pub(crate) fn policy_views(decision: &Decision, with_times: bool) -> Vec<PolicyDecisionView> {
     decision
         .policies
         .iter()
@@ -483,102 +432,6 @@ pub fn validate_action(body: ActionBody) -> Result<ActionRequest, ApiError> {
     Ok(request)
 }
 
-/// What the decision path produced for one action, before anything is stored.
-struct Decided {
-    action_id: String,
-    request: ActionRequest,
-    decision: Decision,
-    /// The revision of the set that decided (`unavailable` when none could be loaded).
-    revision: String,
-    /// The shadow policies' would-be outcomes.
-    shadow: Vec<crate::policies::ShadowOutcome>,
-    /// The set that decided and the input, for explanations.
-    evaluated: Option<(Arc<crate::policies::OrgPolicies>, Value)>,
-}
-
-async fn decide(
-    state: &AppState,
-    agent: &aaf_store::AgentPrincipal,
-    ip: Option<String>,
-    request: ActionRequest,
-    action_id: String,
-) -> Decided {
-    let input = PolicyInput::build(
-        &action_id,
-        &request,
-        &AgentInfo {
-            id: agent.agent.id.clone(),
-            name: agent.agent.name.clone(),
-            risk_score: agent.agent.risk_score,
-        },
-        &OrgInfo {
-            id: agent.org.id.clone(),
-            plan: agent.org.plan.clone(),
-        },
-        &RequestMetadata {
-            timestamp: now_rfc3339(),
-            ip_address: ip,
-        },
-    );
-    // A key limited to some tools cannot submit others, whatever the policies say.
-    let policies = crate::policies::for_org(state, &agent.org.id).await;
-    let mut shadow = Vec::new();
-    let mut revision = "unavailable".to_string();
-    let mut decision = match (&agent.tools, &policies) {
-        (Some(tools), _) if !tools.iter().any(|t| t == &request.tool) => {
-            Decision::fail_closed(format!(
-                "key_scope: this API key may submit only the tools {tools:?}, not {:?}",
-                request.tool
-            ))
-        }
-        (_, Err(e)) => Decision::fail_closed(format!("policy evaluation failed: {e}")),
-        (_, Ok(p)) => {
-            revision = p.set.revision().to_string();
-            let d = p.set.evaluate(&input);
-            shadow = crate::policies::evaluate_shadows(p, &input, d.verdict);
-            d
-        }
-    };
-    // The connector's own checks apply whatever the policies say: an allowed HTTP call to a
-    // forbidden destination is denied here, before anything runs.
-    // An action that would need approval is checked too: approvers never see a request the
-    // connector would refuse anyway.
-    if matches!(decision.verdict, Verdict::Allow | Verdict::RequireApproval)
-        && HTTP_TOOLS.contains(&request.tool.as_str())
-    {
-        if let Err(e) = state.http.preflight(&request.operation, &request.params) {
-            decision = connector_denial(decision, &e);
-        }
-    }
-    Decided {
-        action_id,
-        request,
-        decision,
-        revision,
-        shadow,
-        evaluated: policies.ok().map(|p| (p, input)),
-    }
-}
-
-/// Turns an allow into a deny because the connector refused the request (SSRF guard,
-/// allowlist, malformed parameters). The policies' outcomes are kept for the record.
-fn connector_denial(mut decision: Decision, error: &ConnectorError) -> Decision {
-    decision.verdict = Verdict::Deny;
-    decision.reason = error.to_string();
-    decision.risk_level = None;
-    decision.matched_policies = Vec::new();
-    decision
-}
-
-fn status_of(verdict: Verdict, tool: &str) -> &'static str {
-    match verdict {
-        Verdict::Deny => "denied",
-        Verdict::RequireApproval => "pending_approval",
-        Verdict::Allow if HTTP_TOOLS.contains(&tool) => "executing",
-        Verdict::Allow => "allowed",
-    }
-}
-
 fn http_status(verdict: Verdict) -> StatusCode {
     match verdict {
         Verdict::Allow => StatusCode::OK,
@@ -615,288 +468,23 @@ pub async fn submit_action(
         Ok(r) => r,
         Err(e) => return Err(record_bad_request(&state, &agent, e).await),
     };
-    let action_id = uuid::Uuid::now_v7().to_string();
-    let decided = decide(
-        &state,
-        &agent,
-        Some(peer.ip().to_string()),
-        request,
-        action_id,
-    )
-    .await;
-    let Decided {
-        action_id,
-        request,
-        decision,
-        revision,
-        shadow,
-        evaluated: _,
-    } = decided;
-    let now = now_rfc3339();
-    let status = status_of(decision.verdict, &request.tool);
-    let policies_json = serde_json::to_value(policy_views(&decision, false))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    // Only an action AAF may still have to run keeps its parameters in full; every other
-    // record keeps the redacted form.
-    let keep_full = decision.verdict == Verdict::RequireApproval;
-    // What binds a later approval to this exact action: its digest and deadline.
-    let approval = if keep_full {
-        Some(approval_binding(&state, &agent, &request, &decision).await?)
-    } else {
-        None
+    let ip = peer.ip().to_string();
+    let submission = Submission {
+        agent: &agent,
+        ip: Some(&ip),
     };
-    let params = Value::Object(request.params.clone());
-    let context = Value::Object(request.context.clone());
-    let redacted_params = redact(&params);
-    let redacted_context = redact(&context);
-    let record = ActionRecord {
-        id: action_id.clone(),
-        org_id: agent.org.id.clone(),
-        agent_id: agent.agent.id.clone(),
-        tool: request.tool.clone(),
-        operation: request.operation.clone(),
-        params: if keep_full {
-            params
-        } else {
-            redacted_params.clone()
-        },
-        context: if keep_full {
-            context
-        } else {
-            redacted_context.clone()
-        },
-        decision: decision.verdict.as_str().to_string(),
-        reason: decision.reason.clone(),
-        risk_level: decision.risk_level.clone(),
-        status: status.to_string(),
-        policies: policies_json.clone(),
-        result: None,
-        created_at: now.clone(),
-        updated_at: now.clone(),
-        digest: approval.as_ref().map(|a| a.digest.clone()),
-        expires_at: approval.as_ref().map(|a| a.expires_at.clone()),
-        approvals_required: approval.as_ref().map(|a| a.approvals_required),
-        version: 0,
-    };
-    let decided_event = NewEvent {
-        org_id: agent.org.id.clone(),
-        ts: now,
-        agent_id: Some(agent.agent.id.clone()),
-        action_id: Some(action_id.clone()),
-        event_type: event_types::ACTION_DECIDED.to_string(),
-        data: serde_json::json!({
-            "tool": request.tool,
-            "operation": request.operation,
-            "params": redacted_params,
-            "context": redacted_context,
-            "decision": decision.verdict.as_str(),
-            "reason": decision.reason,
-            "risk_level": decision.risk_level,
-            "matched_policies": decision.matched_policies,
-            "policies": policies_json,
-            "policy_revision": revision,
-            "ip_address": peer.ip().to_string(),
-            "approval": approval,
-            "shadow": (!shadow.is_empty()).then_some(&shadow),
-        }),
-    };
-    let shadow_rows = shadow.iter().map(|s| {
-        Mutation::InsertShadowResult(aaf_store::ShadowResult {
-            org_id: agent.org.id.clone(),
-            policy_key: s.policy_id.clone(),
-            policy_version: s.version,
-            action_id: action_id.clone(),
-            enforced: decision.verdict.as_str().to_string(),
-            shadow: s.decision.clone(),
-            differs: s.differs,
-            created_at: decided_event.ts.clone(),
-        })
-    });
-    // Webhooks announcing the request are queued with it (same transaction).
-    let notifications = if keep_full {
-        crate::webhooks::deliveries_for(
-            &state,
-            "approval.requested",
-            &record,
-            serde_json::json!({"policies": decision.matched_policies}),
-        )
-        .await
-        .map_err(|e| {
-            ApiError::Unavailable(format!(
-                "the webhooks could not be read, so the action was not recorded: {e}"
-            ))
-        })?
-    } else {
-        Vec::new()
-    };
-    let queued = !notifications.is_empty();
-    let mut mutations: Vec<Mutation> = shadow_rows.collect();
-    mutations.extend(notifications);
-    state
-        .writer
-        .submit(WriteUnit {
-            mutations,
-            action: Some(ActionWrite::Insert(record)),
-            events: vec![decided_event],
-        })
-        .await
-        .map_err(|e| {
-            ApiError::Unavailable(format!(
-                "the audit log could not record the decision, so the action was not executed: {e}"
-            ))
-        })?;
-    if queued {
-        state.webhooks.queued.notify_one();
-    }
-
-    let mut response =
-        action_response(&revision, Some(action_id.clone()), &decision, status, false);
-    response.approval = approval;
-    response.shadow = shadow;
-    if let Some(allowed) = AllowedAction::from_decision(&action_id, request, &decision) {
-        if HTTP_TOOLS.contains(&allowed.request().tool.as_str()) {
-            execute_http(&state, &agent, &allowed, &mut response).await?;
-        }
-    }
-    let code = if response.status == "denied" {
-        StatusCode::FORBIDDEN
-    } else {
-        http_status(decision.verdict)
-    };
-    Ok((code, Json(response)).into_response())
-}
-
-/// What became of an action AAF ran through the HTTP connector.
-pub(crate) struct HttpOutcome {
-    /// `executed`, `failed` or `denied` (the connector refused at connection time).
-    pub status: &'static str,
-    /// The connector's result, or `{error}`.
-    pub result: Option<Value>,
-    /// For `denied`: why.
-    pub denial: Option<String>,
-}
-
-/// Runs an allowed HTTP action and records its outcome (`action.executed` or
-/// `action.failed`) as a compare-and-set at `expected_version` when given; with
-/// `redact_inputs`, the stored parameters and context are replaced by their redacted form. An SSRF refusal
-/// found only at connection time (a name that resolves to a blocked address, a redirect to
-/// one) makes the outcome `denied`.
-///
-/// Errors: 503 when the outcome could not be recorded (the action ran).
-pub(crate) async fn run_http(
-    state: &AppState,
-    org_id: &str,
-    agent_id: &str,
-    allowed: &AllowedAction,
-    expected_version: Option<i64>,
-    redact_inputs: bool,
-) -> Result<HttpOutcome, ApiError> {
-    let outcome = state.http.execute(allowed).await;
-    let (status, event_type, result, data, denial) = match outcome {
-        Ok(out) => {
-            let result =
-                serde_json::to_value(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let data = serde_json::json!({
-                "status": out.status,
-                "truncated": out.truncated,
-            });
-            (
-                "executed",
-                event_types::ACTION_EXECUTED,
-                Some(result),
-                data,
-                None,
-            )
-        }
-        Err(e) => {
-            let kind = match &e {
-                ConnectorError::Ssrf(_) => "ssrf",
-                ConnectorError::InvalidRequest(_) => "invalid_request",
-                ConnectorError::Upstream(_) => "upstream",
-                ConnectorError::Timeout(_) => "timeout",
-            };
-            let denied = matches!(
-                e,
-                ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_)
-            );
-            let status = if denied { "denied" } else { "failed" };
-            let data = serde_json::json!({ "error": e.to_string(), "kind": kind });
-            (
-                status,
-                event_types::ACTION_FAILED,
-                Some(serde_json::json!({ "error": e.to_string() })),
-                data,
-                denied.then(|| e.to_string()),
-            )
-        }
-    };
-    let now = now_rfc3339();
-    state
-        .writer
-        .submit(WriteUnit {
-            mutations: Vec::new(),
-            action: Some(ActionWrite::Update {
-                org_id: org_id.to_string(),
-                id: allowed.id().to_string(),
-                status: status.to_string(),
-                result: result.clone(),
-                reason: denial.clone(),
-                expected_version,
-                // An approved action kept its inputs in full to be run; now they are not
-                // needed any more.
-                params: redact_inputs
-                    .then(|| redact(&Value::Object(allowed.request().params.clone()))),
-                context: redact_inputs
-                    .then(|| redact(&Value::Object(allowed.request().context.clone()))),
-                updated_at: now.clone(),
-            }),
-            events: vec![NewEvent {
-                org_id: org_id.to_string(),
-                ts: now,
-                agent_id: Some(agent_id.to_string()),
-                action_id: Some(allowed.id().to_string()),
-                event_type: event_type.to_string(),
-                data,
-            }],
-        })
-        .await
-        .map_err(|e| {
-            ApiError::Unavailable(format!(
-                "the action ran but its outcome could not be recorded in the audit log: {e}"
-            ))
-        })?;
-    state.action_events.announce(allowed.id());
-    Ok(HttpOutcome {
-        status,
-        result,
-        denial,
-    })
-}
-
-/// Runs an allowed HTTP action of `submit_action` and puts the outcome in the answer.
-async fn execute_http(
-    state: &AppState,
-    agent: &aaf_store::AgentPrincipal,
-    allowed: &AllowedAction,
-    response: &mut ActionResponse,
-) -> Result<(), ApiError> {
-    let outcome = run_http(
-        state,
-        &agent.org.id,
-        &agent.agent.id,
-        allowed,
-        Some(0),
+    let submitted = pipeline::submit(&state, submission, request).await?;
+    let mut response = action_response(
+        &submitted.revision,
+        Some(submitted.action_id),
+        &submitted.decision,
+        submitted.status,
         false,
-    )
-    .await?;
-    if let Some(reason) = outcome.denial {
-        response.decision = Verdict::Deny.as_str().to_string();
-        response.reason = reason;
-        response.matched_policies = Vec::new();
-    }
-    response.status = outcome.status.to_string();
-    response.result = outcome.result;
-    Ok(())
+    );
+    response.approval = submitted.approval;
+    response.shadow = submitted.shadow;
+    response.result = submitted.result;
+    Ok((http_status(submitted.decision.verdict), Json(response)).into_response())
 }
 
 /// Records a malformed action request in the agent's chain (without the body) and returns
@@ -953,17 +541,21 @@ pub async fn dry_run(
 ) -> Result<Json<ActionResponse>, ApiError> {
     let body = json_body(&state, body)?;
     let request = validate_action(body)?;
-    let decided = decide(
-        &state,
-        &agent,
-        Some(peer.ip().to_string()),
-        request,
-        format!("dry-run-{}", uuid::Uuid::now_v7()),
-    )
-    .await;
-    let mut response = action_response(&decided.revision, None, &decided.decision, "dry_run", true);
-    response.shadow = decided.shadow;
-    if let Some((policies, input)) = decided.evaluated {
+    let ip = peer.ip().to_string();
+    let submission = Submission {
+        agent: &agent,
+        ip: Some(&ip),
+    };
+    let evaluated = pipeline::dry_run(&state, submission, request).await;
+    let mut response = action_response(
+        &evaluated.revision,
+        None,
+        &evaluated.decision,
+        "dry_run",
+        true,
+    );
+    response.shadow = evaluated.shadow;
+    if let Some((policies, input)) = evaluated.explain {
         let explanation = tokio::task::spawn_blocking(move || policies.set.explain(&input))
             .await
             .map_err(|e| ApiError::Internal(format!("explanation failed: {e}")))?;
@@ -1058,7 +650,7 @@ pub struct GetActionQuery {
 fn in_progress(action: &ActionRecord) -> bool {
     match action.status.as_str() {
         "pending_approval" | "executing" => true,
-        "approved" => HTTP_TOOLS.contains(&action.tool.as_str()),
+        "approved" => Connector::for_tool(&action.tool).is_some(),
         _ => false,
     }
 }

@@ -1,0 +1,136 @@
+//! Stages 1 to 3 of the pipeline: the policy input, the evaluation (the key's tool scope,
+//! the organisation's policies, its shadow policies) and the connector's preflight.
+
+use std::sync::Arc;
+
+use aaf_core::action::{
+    ActionRequest, AgentInfo, Decision, OrgInfo, PolicyInput, RequestMetadata, Verdict,
+};
+use serde_json::Value;
+
+use super::Submission;
+use crate::app::AppState;
+use crate::connectors::{Connector, ConnectorError};
+use crate::policies::{OrgPolicies, ShadowOutcome};
+use crate::time::now_rfc3339;
+
+/// What stages 1 to 3 produced for one action, before anything is stored.
+pub struct Evaluated {
+    /// The action's id.
+    pub action_id: String,
+    /// The request as evaluated.
+    pub request: ActionRequest,
+    /// The decision (after the key scope and the connector's preflight).
+    pub decision: Decision,
+    /// The revision of the set that decided (`unavailable` when none could be built).
+    pub revision: String,
+    /// The shadow policies' would-be outcomes.
+    pub shadow: Vec<ShadowOutcome>,
+    /// The set that decided and the policy input, for an explanation (dry runs).
+    pub explain: Option<(Arc<OrgPolicies>, Value)>,
+}
+
+/// Who an action is evaluated for.
+pub struct Subject<'a> {
+    /// The agent.
+    pub agent: AgentInfo,
+    /// Its organisation.
+    pub org: OrgInfo,
+    /// The tools the submitting key may use (`None`: any); unknown at a re-check.
+    pub key_tools: Option<&'a [String]>,
+    /// The client's address, when known.
+    pub ip: Option<String>,
+}
+
+/// Stages 1 to 3 for an action an agent submits.
+pub async fn for_agent(
+    state: &AppState,
+    submission: &Submission<'_>,
+    request: ActionRequest,
+    action_id: String,
+) -> Evaluated {
+    let agent = submission.agent;
+    let subject = Subject {
+        agent: AgentInfo {
+            id: agent.agent.id.clone(),
+            name: agent.agent.name.clone(),
+            risk_score: agent.agent.risk_score,
+        },
+        org: OrgInfo {
+            id: agent.org.id.clone(),
+            plan: agent.org.plan.clone(),
+        },
+        key_tools: agent.tools.as_deref(),
+        ip: submission.ip.map(str::to_string),
+    };
+    evaluate(state, &subject, request, action_id).await
+}
+
+/// Stages 1 to 3: builds the policy input, applies the key's tool scope, evaluates the
+/// organisation's policies (and its shadow policies), and lets the connector of the tool,
+/// if any, refuse an action it would not run. Never fails: any error is a deny
+/// ([`Decision::fail_closed`]).
+pub async fn evaluate(
+    state: &AppState,
+    subject: &Subject<'_>,
+    request: ActionRequest,
+    action_id: String,
+) -> Evaluated {
+    let input = PolicyInput::build(
+        &action_id,
+        &request,
+        &subject.agent,
+        &subject.org,
+        &RequestMetadata {
+            timestamp: now_rfc3339(),
+            ip_address: subject.ip.clone(),
+        },
+    );
+    let policies = crate::policies::for_org(state, &subject.org.id).await;
+    let mut shadow = Vec::new();
+    let mut revision = "unavailable".to_string();
+    // A key limited to some tools cannot submit others, whatever the policies say.
+    let mut decision = match (subject.key_tools, &policies) {
+        (Some(tools), _) if !tools.iter().any(|t| t == &request.tool) => {
+            Decision::fail_closed(format!(
+                "key_scope: this API key may submit only the tools {tools:?}, not {:?}",
+                request.tool
+            ))
+        }
+        (_, Err(e)) => Decision::fail_closed(format!("policy evaluation failed: {e}")),
+        (_, Ok(p)) => {
+            revision = p.set.revision().to_string();
+            let d = p.set.evaluate(&input);
+            shadow = crate::policies::evaluate_shadows(p, &input, d.verdict);
+            d
+        }
+    };
+    // The connector's own checks apply whatever the policies say: an allowed HTTP call to a
+    // forbidden destination is denied here, before anything runs. An action that would need
+    // approval is checked too: approvers never see a request the connector would refuse.
+    if matches!(decision.verdict, Verdict::Allow | Verdict::RequireApproval) {
+        if let Some(connector) = Connector::for_tool(&request.tool) {
+            if let Err(e) = connector.preflight(state, &request) {
+                decision = connector_denial(decision, &e);
+            }
+        }
+    }
+    Evaluated {
+        action_id,
+        request,
+        decision,
+        revision,
+        shadow,
+        explain: policies.ok().map(|p| (p, input)),
+    }
+}
+
+/// Turns an allow into a deny because the connector refused the request (SSRF guard,
+/// allowlist, malformed parameters). The policies' outcomes are kept for the record.
+fn connector_denial(mut decision: Decision, error: &ConnectorError) -> Decision {
+    decision.verdict = Verdict::Deny;
+    decision.reason = error.to_string();
+    decision.risk_level = None;
+    decision.matched_policies = Vec::new();
+    decision
+}

@@ -1,0 +1,120 @@
+//! Stages 5 and 6 of the pipeline: running an allowed action through the connector of its
+//! tool, once, and recording the outcome.
+
+use aaf_core::action::AllowedAction;
+use aaf_core::audit::event_types;
+use aaf_core::redact::redact;
+use aaf_store::{ActionWrite, NewEvent, WriteUnit};
+use serde_json::Value;
+
+use super::PipelineError;
+use crate::app::AppState;
+use crate::connectors::{Connector, ConnectorError};
+use crate::time::now_rfc3339;
+
+/// What became of an action AAF ran through a connector.
+#[derive(Debug, Clone)]
+pub struct ExecutionOutcome {
+    /// `executed`, `failed`, or `denied` (the connector refused while connecting: a name
+    /// that resolved to a blocked address, a redirect to one).
+    pub status: &'static str,
+    /// The connector's result, or `{error}`.
+    pub result: Option<Value>,
+    /// For `denied`: why.
+    pub denial: Option<String>,
+}
+
+/// Runs an allowed action through the connector of its tool and records its outcome
+/// (`action.executed` or `action.failed`) as a compare-and-set at `expected_version` when
+/// given; with `redact_inputs`, the stored parameters and context are replaced by their
+/// redacted form (an approved action kept them in full to be run).
+///
+/// # Errors
+///
+/// [`PipelineError::Internal`] for a tool no connector runs (the caller checks
+/// [`Connector::for_tool`] first); [`PipelineError::Unavailable`] when the outcome could
+/// not be recorded (the action ran).
+pub async fn run(
+    state: &AppState,
+    org_id: &str,
+    agent_id: &str,
+    allowed: &AllowedAction,
+    expected_version: Option<i64>,
+    redact_inputs: bool,
+) -> Result<ExecutionOutcome, PipelineError> {
+    let Some(connector) = Connector::for_tool(&allowed.request().tool) else {
+        return Err(PipelineError::Internal(format!(
+            "no connector runs the tool {:?}",
+            allowed.request().tool
+        )));
+    };
+    let (status, event_type, result, data, denial) = match connector.execute(state, allowed).await {
+        Ok(executed) => (
+            "executed",
+            event_types::ACTION_EXECUTED,
+            Some(executed.result),
+            executed.summary,
+            None,
+        ),
+        Err(e) => {
+            let kind = match &e {
+                ConnectorError::Ssrf(_) => "ssrf",
+                ConnectorError::InvalidRequest(_) => "invalid_request",
+                ConnectorError::Upstream(_) => "upstream",
+                ConnectorError::Timeout(_) => "timeout",
+            };
+            let denied = matches!(
+                e,
+                ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_)
+            );
+            let status = if denied { "denied" } else { "failed" };
+            let data = serde_json::json!({ "error": e.to_string(), "kind": kind });
+            (
+                status,
+                event_types::ACTION_FAILED,
+                Some(serde_json::json!({ "error": e.to_string() })),
+                data,
+                denied.then(|| e.to_string()),
+            )
+        }
+    };
+    let now = now_rfc3339();
+    state
+        .writer
+        .submit(WriteUnit {
+            mutations: Vec::new(),
+            action: Some(ActionWrite::Update {
+                org_id: org_id.to_string(),
+                id: allowed.id().to_string(),
+                status: status.to_string(),
+                result: result.clone(),
+                reason: denial.clone(),
+                expected_version,
+                params: redact_inputs
+                    .then(|| redact(&Value::Object(allowed.request().params.clone()))),
+                context: redact_inputs
+                    .then(|| redact(&Value::Object(allowed.request().context.clone()))),
+                updated_at: now.clone(),
+            }),
+            events: vec![NewEvent {
+                org_id: org_id.to_string(),
+                ts: now,
+                agent_id: Some(agent_id.to_string()),
+                action_id: Some(allowed.id().to_string()),
+                event_type: event_type.to_string(),
+                data,
+            }],
+        })
+        .await
+        .map_err(|e| {
+            PipelineError::Unavailable(format!(
+                "the action ran but its outcome could not be recorded in the audit log: {e}"
+            ))
+        })?;
+    state.action_events.announce(allowed.id());
+    Ok(ExecutionOutcome {
+        status,
+        result,
+        denial,
+    })
+}
