@@ -277,7 +277,9 @@ impl From<aaf_store::StoreError> for ApiError {
     fn from(e: aaf_store::StoreError) -> Self {
         match e {
             aaf_store::StoreError::NotFound(m) => ApiError::NotFound(m),
-            aaf_store::StoreError::Conflict(m) => ApiError::Conflict(m),
+            aaf_store::StoreError::Conflict(m)
+            | aaf_store::StoreError::Stale(m)
+            | aaf_store::StoreError::DuplicateVote(m) => ApiError::Conflict(m),
             e @ aaf_store::StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             e @ (aaf_store::StoreError::Invalid(_) | aaf_store::StoreError::Corrupt(_)) => {
                 ApiError::Internal(e.to_string())

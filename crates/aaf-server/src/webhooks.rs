@@ -228,7 +228,7 @@ pub async fn attempt(state: &AppState, delivery: &WebhookDelivery) -> Result<(),
     };
     match state.store.update_delivery(&claim).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Ok(()),
+        Err(StoreError::Stale(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
     let webhook = state
@@ -278,7 +278,7 @@ pub async fn attempt(state: &AppState, delivery: &WebhookDelivery) -> Result<(),
         ..claim
     };
     match state.store.update_delivery(&done).await {
-        Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+        Ok(()) | Err(StoreError::Stale(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

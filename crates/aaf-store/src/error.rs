@@ -4,7 +4,8 @@
 ///
 /// The variants say what the caller can do about it: retry later ([`StoreError::Unavailable`]),
 /// report a missing or duplicate thing to the client ([`StoreError::NotFound`],
-/// [`StoreError::Conflict`]), fix its input ([`StoreError::Invalid`]), or alert an operator
+/// [`StoreError::Conflict`], [`StoreError::DuplicateVote`]), re-read and retry a lost
+/// compare-and-set ([`StoreError::Stale`]), fix its input ([`StoreError::Invalid`]), or alert an operator
 /// ([`StoreError::Corrupt`]). It is `Clone` so that the group-commit writer can hand one
 /// failure to every waiter of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,9 +19,19 @@ pub enum StoreError {
     /// row refers to).
     #[error("not found: {0}")]
     NotFound(String),
-    /// A uniqueness rule was violated (e.g. an org or agent name that is taken).
+    /// A uniqueness rule was violated (e.g. an org or agent name that is taken), or the
+    /// change is refused by a rule of the data (e.g. removing the last admin).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The row changed since it was read: a compare-and-set on its version found another
+    /// version (another request or node changed it first), or the database rolled the
+    /// transaction back to break a deadlock or a serialization conflict. Nothing was
+    /// written; re-read and apply the change again (or report the conflict).
+    #[error("conflict: {0}")]
+    Stale(String),
+    /// The user has already answered this action (one vote per user and action).
+    #[error("conflict: {0}")]
+    DuplicateVote(String),
     /// The request cannot be stored as given (e.g. a write on a read-only store, a value out
     /// of range, a missing required value).
     #[error("invalid request to the store: {0}")]
@@ -39,7 +50,7 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db)
                 if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) =>
             {
-                StoreError::Conflict(format!(
+                StoreError::Stale(format!(
                     "changed concurrently: {} (rolled back; retry)",
                     db.message()
                 ))
@@ -99,5 +110,23 @@ impl From<rusqlite::Error> for StoreError {
             | rusqlite::Error::Utf8Error(_) => StoreError::Corrupt(error.to_string()),
             _ => StoreError::Unavailable(error.to_string()),
         }
+    }
+}
+
+/// A uniqueness conflict ([`StoreError::Conflict`]) that means the row changed concurrently:
+/// [`StoreError::Stale`]; any other error as it is.
+pub(crate) fn stale(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Conflict(message) => StoreError::Stale(message),
+        other => other,
+    }
+}
+
+/// A uniqueness conflict ([`StoreError::Conflict`]) on an approval vote: the user has already
+/// answered ([`StoreError::DuplicateVote`]); any other error as it is.
+pub(crate) fn duplicate_vote(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Conflict(message) => StoreError::DuplicateVote(message),
+        other => other,
     }
 }

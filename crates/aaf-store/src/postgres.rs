@@ -1326,7 +1326,12 @@ async fn apply_mutation(
                 .bind(&v.created_at)
                 .execute(ctx.conn(&v.org_id).await?)
                 .await
-                .map_err(|e| conflict(e, "this user has already answered this action"))?;
+                .map_err(|e| {
+                    crate::error::duplicate_vote(conflict(
+                        e,
+                        "this user has already answered this action",
+                    ))
+                })?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("action {}", v.action_id)));
             }
@@ -1478,7 +1483,7 @@ async fn apply_mutation(
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-                    .map_err(|e| conflict(e, POLICIES_CHANGED))?
+                    .map_err(|e| crate::error::stale(conflict(e, POLICIES_CHANGED)))?
             } else {
                 sqlx::query(sql::BUMP_POLICY_GENERATION)
                     .bind(now)
@@ -1488,7 +1493,7 @@ async fn apply_mutation(
                     .await?
             };
             if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(POLICIES_CHANGED.into()));
+                return Err(StoreError::Stale(POLICIES_CHANGED.into()));
             }
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(POLICY_CHANGES)

@@ -249,7 +249,7 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
 }
 
 /// The error of an action update that changed no row: the action does not exist
-/// ([`StoreError::NotFound`]), or its version is no longer `expected` ([`StoreError::Conflict`]).
+/// ([`StoreError::NotFound`]), or its version is no longer `expected` ([`StoreError::Stale`]).
 pub(crate) fn update_refused(
     org_id: &str,
     id: &str,
@@ -257,7 +257,7 @@ pub(crate) fn update_refused(
     found: Option<i64>,
 ) -> StoreError {
     match (expected, found) {
-        (Some(expected), Some(found)) => StoreError::Conflict(format!(
+        (Some(expected), Some(found)) => StoreError::Stale(format!(
             "action {id} changed concurrently (version {found}, expected {expected})"
         )),
         _ => StoreError::NotFound(format!("action {id} of org {org_id} does not exist")),
@@ -276,13 +276,13 @@ pub(crate) fn timeout_to_sql(seconds: Option<u64>) -> Result<Option<i64>, StoreE
 }
 
 /// The result of a delivery update that changed `done` rows: none means its version moved on
-/// (or it does not exist): [`StoreError::Conflict`].
+/// (or it does not exist): [`StoreError::Stale`].
 pub(crate) fn delivery_updated(
     u: &crate::model::DeliveryUpdate,
     done: u64,
 ) -> Result<(), StoreError> {
     if done == 0 {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::Stale(format!(
             "delivery {} changed concurrently (expected version {})",
             u.id, u.expected_version
         )));
@@ -343,7 +343,7 @@ pub(crate) fn vote_from_row(row: &impl DbRow) -> Result<ApprovalVote, StoreError
 
 /// The conflict of a policy object write that found no row to change.
 pub(crate) fn policy_object_changed(kind: &str, key: &str) -> StoreError {
-    StoreError::Conflict(format!(
+    StoreError::Stale(format!(
         "{kind} {key} changed concurrently or is disabled; read it again"
     ))
 }

@@ -233,7 +233,11 @@ async fn commit_batch(store: &Store, batch: Vec<Request>) {
 fn is_refusal(error: &StoreError) -> bool {
     matches!(
         error,
-        StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_)
+        StoreError::Conflict(_)
+            | StoreError::Stale(_)
+            | StoreError::DuplicateVote(_)
+            | StoreError::NotFound(_)
+            | StoreError::Invalid(_)
     )
 }
 
@@ -243,6 +247,8 @@ fn is_refusal(error: &StoreError) -> bool {
 fn is_specific_to_a_unit(error: &StoreError) -> bool {
     match error {
         StoreError::Conflict(_)
+        | StoreError::Stale(_)
+        | StoreError::DuplicateVote(_)
         | StoreError::NotFound(_)
         | StoreError::Invalid(_)
         | StoreError::Corrupt(_) => true,

@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::sqlite::SqlitePool;
 
 use super::named_conflict;
+use crate::error::{duplicate_vote, stale};
 use crate::model::{AgentKey, AgentPrincipal, Mutation, TokenPrincipal, User};
 use crate::rows::{
     agent_principal_from_row, key_from_row, token_principal_from_row, user_from_row,
@@ -177,7 +178,12 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                     v.comment,
                     v.created_at
                 ])
-                .map_err(|e| named_conflict(e, "this user has already answered this action"))?;
+                .map_err(|e| {
+                    duplicate_vote(named_conflict(
+                        e,
+                        "this user has already answered this action",
+                    ))
+                })?;
             if done == 0 {
                 return Err(StoreError::NotFound(format!("action {}", v.action_id)));
             }
@@ -314,13 +320,13 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
             let done = if *expected == 0 {
                 conn.prepare_cached(sql::INSERT_POLICY_GENERATION)?
                     .execute(params![org_id, now])
-                    .map_err(|e| named_conflict(e, POLICIES_CHANGED))?
+                    .map_err(|e| stale(named_conflict(e, POLICIES_CHANGED)))?
             } else {
                 conn.prepare_cached(sql::BUMP_POLICY_GENERATION)?
                     .execute(params![now, org_id, expected])?
             };
             if done == 0 {
-                return Err(StoreError::Conflict(POLICIES_CHANGED.into()));
+                return Err(StoreError::Stale(POLICIES_CHANGED.into()));
             }
         }
         Mutation::InsertPolicyRevision(r) => {

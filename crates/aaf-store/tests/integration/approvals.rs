@@ -77,7 +77,7 @@ async fn a_transition_is_a_compare_and_set_and_a_loser_writes_nothing(db: TestDb
     };
     let err = store.commit(&[second]).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::Conflict(ref m) if m.contains("changed concurrently")),
+        matches!(err, StoreError::Stale(ref m) if m.contains("changed concurrently")),
         "{err:?}"
     );
     assert_eq!(store.list_audit(&org.id, 0, 1000).await.unwrap(), before);
@@ -139,7 +139,7 @@ async fn approvers_answer_once_and_only_on_their_organisations_actions(db: TestD
     store.commit(std::slice::from_ref(&once)).await.unwrap();
     let err = store.commit(&[once]).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::Conflict(ref m) if m.contains("already answered")),
+        matches!(err, StoreError::DuplicateVote(ref m) if m.contains("already answered")),
         "{err:?}"
     );
     // An answer filed under another organisation finds no action there.
@@ -356,7 +356,7 @@ async fn webhooks_and_deliveries_are_queued_claimed_once_and_scoped(db: TestDb) 
     };
     store.update_delivery(&claim).await.unwrap();
     let err = store.update_delivery(&claim).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Stale(_)), "{err:?}");
     let done = DeliveryUpdate {
         expected_version: 1,
         status: "delivered".into(),

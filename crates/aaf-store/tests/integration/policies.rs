@@ -102,7 +102,7 @@ async fn policy_objects_are_versioned_with_compare_and_set(db: TestDb) {
         ])])
         .await
         .unwrap_err();
-    assert!(matches!(lost, StoreError::Conflict(_)), "{lost:?}");
+    assert!(matches!(lost, StoreError::Stale(_)), "{lost:?}");
     assert!(store
         .get_policy_object(o, "policy", "p2")
         .await
@@ -124,7 +124,7 @@ async fn policy_objects_are_versioned_with_compare_and_set(db: TestDb) {
         ])])
         .await
         .unwrap_err();
-    assert!(matches!(stale, StoreError::Conflict(_)), "{stale:?}");
+    assert!(matches!(stale, StoreError::Stale(_)), "{stale:?}");
     assert_eq!(
         store.policy_generation(o).await.unwrap(),
         2,
@@ -154,7 +154,7 @@ async fn policy_objects_are_versioned_with_compare_and_set(db: TestDb) {
         .commit(&[unit(vec![bump(o, 1, 15)])])
         .await
         .unwrap_err();
-    assert!(matches!(old_gen, StoreError::Conflict(_)), "{old_gen:?}");
+    assert!(matches!(old_gen, StoreError::Stale(_)), "{old_gen:?}");
 
     // Rollback to version 1; a version that does not exist is not found.
     let activate = |v: i64| Mutation::ActivatePolicyObjectVersion {
@@ -219,7 +219,7 @@ async fn policy_objects_are_versioned_with_compare_and_set(db: TestDb) {
         .commit(&[unit(vec![put(o, "p1", "limits", 3, "v3", 18)])])
         .await
         .unwrap_err();
-    assert!(matches!(after, StoreError::Conflict(_)), "{after:?}");
+    assert!(matches!(after, StoreError::Stale(_)), "{after:?}");
     store
         .commit(&[unit(vec![
             put(o, "p4", "limits", 1, "new", 19),
