@@ -365,9 +365,156 @@ impl AllowedAction {
     }
 }
 
+/// The status of a stored action: where it is in its life. Stored and answered as its
+/// snake_case name ([`ActionStatus::as_str`]).
+///
+/// - `denied`, `allowed` (a decision-only tool: the agent runs it), `executing` (AAF's
+///   connector is running it), `executed`, `failed`: an action decided without approval;
+/// - `pending_approval`, `approved`, `rejected`, `expired`, `cancelled` and, once approved,
+///   `executing`, `executed`, `failed` or `denied` (the policies in force when it was about
+///   to run denied it): an action that needed approval ([`crate::approval::ApprovalStatus`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Allowed; a decision-only tool, which the agent runs itself. Final for AAF.
+    Allowed,
+    /// Denied (by a policy, a guard, a connector's check, or at the re-check after
+    /// approval). Final.
+    Denied,
+    /// Waiting for approvers.
+    PendingApproval,
+    /// Approved; to be run (by AAF's connector, or by the agent for a decision-only tool).
+    Approved,
+    /// AAF's connector is running it.
+    Executing,
+    /// Run successfully. Final.
+    Executed,
+    /// Running it failed. Final.
+    Failed,
+    /// Rejected by an approver. Final.
+    Rejected,
+    /// Nobody decided before the deadline. Final.
+    Expired,
+    /// Withdrawn by the agent. Final.
+    Cancelled,
+}
+
+impl ActionStatus {
+    /// Every status.
+    pub const ALL: [ActionStatus; 10] = [
+        ActionStatus::Allowed,
+        ActionStatus::Denied,
+        ActionStatus::PendingApproval,
+        ActionStatus::Approved,
+        ActionStatus::Executing,
+        ActionStatus::Executed,
+        ActionStatus::Failed,
+        ActionStatus::Rejected,
+        ActionStatus::Expired,
+        ActionStatus::Cancelled,
+    ];
+
+    /// The stored and wire name, e.g. `pending_approval`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Allowed => "allowed",
+            ActionStatus::Denied => "denied",
+            ActionStatus::PendingApproval => "pending_approval",
+            ActionStatus::Approved => "approved",
+            ActionStatus::Executing => "executing",
+            ActionStatus::Executed => "executed",
+            ActionStatus::Failed => "failed",
+            ActionStatus::Rejected => "rejected",
+            ActionStatus::Expired => "expired",
+            ActionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `name` ([`ActionStatus::as_str`]); `None` for any other text.
+    pub fn parse(name: &str) -> Option<ActionStatus> {
+        ActionStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether nothing more happens to the action in AAF (`approved` and `executing` still
+    /// change; `allowed` is final because the agent runs it).
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            ActionStatus::PendingApproval | ActionStatus::Approved | ActionStatus::Executing
+        )
+    }
+
+    /// The status an action gets when it is decided: `denied`, `pending_approval`,
+    /// `executing` when a connector runs its tool (`runs_in_connector`), else `allowed`.
+    pub fn decided(verdict: Verdict, runs_in_connector: bool) -> ActionStatus {
+        match verdict {
+            Verdict::Deny => ActionStatus::Denied,
+            Verdict::RequireApproval => ActionStatus::PendingApproval,
+            Verdict::Allow if runs_in_connector => ActionStatus::Executing,
+            Verdict::Allow => ActionStatus::Allowed,
+        }
+    }
+}
+
+impl From<crate::approval::ApprovalStatus> for ActionStatus {
+    fn from(status: crate::approval::ApprovalStatus) -> ActionStatus {
+        use crate::approval::ApprovalStatus as A;
+        match status {
+            A::PendingApproval => ActionStatus::PendingApproval,
+            A::Approved => ActionStatus::Approved,
+            A::Executing => ActionStatus::Executing,
+            A::Rejected => ActionStatus::Rejected,
+            A::Expired => ActionStatus::Expired,
+            A::Cancelled => ActionStatus::Cancelled,
+            A::Denied => ActionStatus::Denied,
+            A::Executed => ActionStatus::Executed,
+            A::Failed => ActionStatus::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for ActionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn action_statuses_round_trip_and_agree_with_approval_statuses() {
+        for status in ActionStatus::ALL {
+            assert_eq!(ActionStatus::parse(status.as_str()), Some(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert_eq!(ActionStatus::parse("Allowed"), None);
+        for approval in crate::approval::ApprovalStatus::ALL {
+            let status = ActionStatus::from(approval);
+            assert_eq!(status.as_str(), approval.as_str());
+            assert_eq!(status.is_final(), approval.is_final(), "{status}");
+        }
+        assert_eq!(
+            ActionStatus::decided(Verdict::Allow, true),
+            ActionStatus::Executing
+        );
+        assert_eq!(
+            ActionStatus::decided(Verdict::Allow, false),
+            ActionStatus::Allowed
+        );
+        assert_eq!(
+            ActionStatus::decided(Verdict::Deny, true),
+            ActionStatus::Denied
+        );
+        assert_eq!(
+            ActionStatus::decided(Verdict::RequireApproval, false),
+            ActionStatus::PendingApproval
+        );
+    }
 
     fn request(params: Value) -> ActionRequest {
         ActionRequest {

@@ -12,7 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aaf_core::action::{ActionRequest, AgentInfo, AllowedAction, Decision, OrgInfo, Verdict};
+use aaf_core::action::{
+    ActionRequest, ActionStatus, AgentInfo, AllowedAction, Decision, OrgInfo, Verdict,
+};
 use aaf_core::approval::{
     action_digest, ApprovalError, ApprovalEvent, ApprovalState, ApprovalStatus,
 };
@@ -110,7 +112,7 @@ pub async fn settings(state: &AppState, org_id: &str) -> Result<EffectiveSetting
 fn approval_status(action: &ActionRecord) -> Result<ApprovalStatus, ApiError> {
     match (
         action.decision.as_str(),
-        ApprovalStatus::parse(&action.status),
+        ApprovalStatus::parse(action.status.as_str()),
     ) {
         ("require_approval", Some(status)) => Ok(status),
         _ => Err(ApiError::Conflict(format!(
@@ -223,7 +225,7 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
     let mut mutations = t.mutations;
     if let Some(event) = t.notify {
         let mut after = action.clone();
-        after.status = t.status.as_str().to_string();
+        after.status = t.status.into();
         if let Some(reason) = &t.reason {
             after.reason = reason.clone();
         }
@@ -239,7 +241,7 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
         action: Some(ActionWrite::Update {
             org_id: action.org_id.clone(),
             id: action.id.clone(),
-            status: t.status.as_str().to_string(),
+            status: t.status.into(),
             result: t.result,
             reason: t.reason,
             expected_version: Some(action.version),
@@ -764,8 +766,8 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
     );
     let now = crate::time::format_rfc3339(now);
     for org in state.store.list_orgs().await? {
-        let query = |status: &str, decision: Verdict| ActionQuery {
-            status: status.to_string(),
+        let query = |status: ActionStatus, decision: Verdict| ActionQuery {
+            status,
             decision: decision.as_str().to_string(),
             expires_at_or_before: None,
             updated_before: None,
@@ -773,7 +775,7 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
         };
         let due = ActionQuery {
             expires_at_or_before: Some(now.clone()),
-            ..query("pending_approval", Verdict::RequireApproval)
+            ..query(ActionStatus::PendingApproval, Verdict::RequireApproval)
         };
         for action in state.store.list_actions(&org.id, &due).await? {
             if let Err(e) = expire(state, &action).await {
@@ -782,7 +784,7 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
         }
         let approved = ActionQuery {
             updated_before: Some(stale_approved.clone()),
-            ..query("approved", Verdict::RequireApproval)
+            ..query(ActionStatus::Approved, Verdict::RequireApproval)
         };
         for action in state.store.list_actions(&org.id, &approved).await? {
             if Connector::for_tool(&action.tool).is_some() {
@@ -796,7 +798,7 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
         for decision in [Verdict::Allow, Verdict::RequireApproval] {
             let executing = ActionQuery {
                 updated_before: Some(stale_executing.clone()),
-                ..query("executing", decision)
+                ..query(ActionStatus::Executing, decision)
             };
             for action in state.store.list_actions(&org.id, &executing).await? {
                 if let Err(e) = outcome_unknown(state, &action).await {

@@ -65,7 +65,7 @@ fn unit(org_id: &str, agent_id: &str, n: usize) -> WriteUnit {
             decision: "allow".into(),
             reason: "allowed by policy".into(),
             risk_level: Some("low".into()),
-            status: "executed".into(),
+            status: aaf_core::action::ActionStatus::Executed,
             policies: json!([{"policy": "base", "decision": "allow", "eval_time_us": 41}]),
             result: Some(json!({"status": 200})),
             created_at: ts.clone(),

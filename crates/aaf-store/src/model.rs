@@ -197,8 +197,8 @@ pub struct ActionRecord {
     pub reason: String,
     /// The winning risk level, if any.
     pub risk_level: Option<String>,
-    /// Lifecycle status, e.g. `pending`, `executed`, `failed`, `denied`.
-    pub status: String,
+    /// Where the action is in its life (stored as its name, e.g. `pending_approval`).
+    pub status: aaf_core::action::ActionStatus,
     /// Per-policy outcomes (JSON).
     pub policies: Value,
     /// The execution result (JSON), once there is one.
@@ -339,7 +339,7 @@ pub struct DeliveryUpdate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionQuery {
     /// Only actions with this status.
-    pub status: String,
+    pub status: aaf_core::action::ActionStatus,
     /// Only actions with this decision (`allow`, `require_approval`, `deny`).
     pub decision: String,
     /// Only actions whose approval deadline is at or before this time (RFC 3339 UTC).
@@ -360,7 +360,7 @@ pub enum ActionWrite {
     /// Set the status, result and `updated_at` of an existing action (and its reason, when
     /// given), adding 1 to its version. A missing action is a
     /// [`crate::StoreError::NotFound`]; with `expected_version`, an action whose version is
-    /// another (someone changed it since it was read) is a [`crate::StoreError::Conflict`]
+    /// another (someone changed it since it was read) is a [`crate::StoreError::Stale`]
     /// and nothing of the unit is written: a compare-and-set.
     Update {
         /// The organisation the action belongs to.
@@ -368,7 +368,7 @@ pub enum ActionWrite {
         /// The action id.
         id: String,
         /// New status.
-        status: String,
+        status: aaf_core::action::ActionStatus,
         /// New result (`None` stores SQL NULL).
         result: Option<Value>,
         /// New reason; `None` keeps the reason.

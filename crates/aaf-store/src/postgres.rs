@@ -641,7 +641,7 @@ impl PgStore {
         let mut tx = self.begin_org(org_id).await?;
         let rows = sqlx::query(sql::LIST_ACTIONS)
             .bind(org_id)
-            .bind(&query.status)
+            .bind(query.status.as_str())
             .bind(&query.decision)
             .bind(&query.expires_at_or_before)
             .bind(&query.updated_before)
@@ -908,7 +908,7 @@ async fn commit_units(
         };
         let conn = ctx.conn(org_id).await?;
         let done = sqlx::query(sql::UPDATE_ACTION)
-            .bind(status)
+            .bind(status.as_str())
             .bind(result)
             .bind(reason)
             .bind(updated_at)
@@ -1024,7 +1024,7 @@ async fn insert_actions(
             Some(r.decision.clone()),
             Some(r.reason.clone()),
             r.risk_level.clone(),
-            Some(r.status.clone()),
+            Some(r.status.as_str().to_string()),
             Some(policies.clone()),
             result.clone(),
             Some(r.created_at.clone()),

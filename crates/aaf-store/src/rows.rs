@@ -229,7 +229,12 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
         decision: row.col("decision")?,
         reason: row.col("reason")?,
         risk_level: row.col("risk_level")?,
-        status: row.col("status")?,
+        status: {
+            let status: String = row.col("status")?;
+            aaf_core::action::ActionStatus::parse(&status).ok_or_else(|| {
+                StoreError::Corrupt(format!("action status {status:?} is not a status"))
+            })?
+        },
         policies: json("policies")?,
         result: result.map(|t| parse_json(&t, "result")).transpose()?,
         created_at: row.col("created_at")?,

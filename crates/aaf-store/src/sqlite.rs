@@ -355,7 +355,7 @@ impl SqliteStore {
     ) -> Result<Vec<ActionRecord>, StoreError> {
         let rows = sqlx::query(sql::LIST_ACTIONS)
             .bind(org_id)
-            .bind(&query.status)
+            .bind(query.status.as_str())
             .bind(&query.decision)
             .bind(&query.expires_at_or_before)
             .bind(&query.updated_before)
@@ -728,7 +728,7 @@ fn commit_units(
             continue;
         };
         let done = tx.prepare_cached(sql::UPDATE_ACTION)?.execute(params![
-            status,
+            status.as_str(),
             result,
             reason,
             updated_at,
@@ -863,7 +863,7 @@ fn insert_actions(conn: &Connection, rows: &[ActionRow<'_>]) -> Result<(), Store
                 r.decision,
                 r.reason,
                 r.risk_level,
-                r.status,
+                r.status.as_str(),
                 row.policies,
                 row.result,
                 r.created_at,

@@ -2,7 +2,7 @@
 //! report, and the organisation's approval settings. The workflow itself is in
 //! [`crate::approvals`].
 
-use aaf_core::action::Verdict;
+use aaf_core::action::{ActionStatus, Verdict};
 use aaf_core::approval::ApprovalStatus;
 use aaf_core::audit::event_types;
 use aaf_store::{ActionQuery, ActionRecord, Mutation, NewEvent, OrgSettings, WriteUnit};
@@ -75,7 +75,7 @@ async fn approval_view(state: &AppState, action: ActionRecord) -> Result<Approva
     let required = action.approvals_required.unwrap_or(1).max(1);
     let approvals =
         u32::try_from(votes.iter().filter(|v| v.vote == "approve").count()).unwrap_or(u32::MAX);
-    let pending = action.status == ApprovalStatus::PendingApproval.as_str();
+    let pending = action.status == ActionStatus::PendingApproval;
     let seconds_left = action
         .expires_at
         .as_deref()
@@ -181,7 +181,7 @@ pub async fn list_approvals(
         .list_actions(
             &user.org.id,
             &ActionQuery {
-                status: status.as_str().to_string(),
+                status: status.into(),
                 decision: Verdict::RequireApproval.as_str().to_string(),
                 expires_at_or_before: None,
                 updated_before: None,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use utoipa::{IntoParams, ToSchema};
 
-use aaf_core::action::{ActionRequest, Decision, Verdict};
+use aaf_core::action::{ActionRequest, ActionStatus, Decision, Verdict};
 use aaf_core::audit::{event_types, ChainedEvent};
 use aaf_core::redact::redact;
 use aaf_store::{ActionRecord, NewEvent, WriteUnit, SYSTEM_CHAIN};
@@ -478,7 +478,7 @@ pub async fn submit_action(
         &submitted.revision,
         Some(submitted.action_id),
         &submitted.decision,
-        submitted.status,
+        submitted.status.as_str(),
         false,
     );
     response.approval = submitted.approval;
@@ -620,7 +620,7 @@ impl From<ActionRecord> for ActionView {
             decision: r.decision,
             reason: r.reason,
             risk_level: r.risk_level,
-            status: r.status,
+            status: r.status.as_str().to_string(),
             policies: r.policies,
             result: r.result,
             created_at: r.created_at,
@@ -648,9 +648,9 @@ pub struct GetActionQuery {
 /// Whether something is still to happen to the action that is not its agent's move: it
 /// waits for approvers, or AAF is about to run or is running it.
 fn in_progress(action: &ActionRecord) -> bool {
-    match action.status.as_str() {
-        "pending_approval" | "executing" => true,
-        "approved" => Connector::for_tool(&action.tool).is_some(),
+    match action.status {
+        ActionStatus::PendingApproval | ActionStatus::Executing => true,
+        ActionStatus::Approved => Connector::for_tool(&action.tool).is_some(),
         _ => false,
     }
 }

@@ -1,7 +1,7 @@
 //! Stages 5 and 6 of the pipeline: running an allowed action through the connector of its
 //! tool, once, and recording the outcome.
 
-use aaf_core::action::AllowedAction;
+use aaf_core::action::{ActionStatus, AllowedAction};
 use aaf_core::audit::event_types;
 use aaf_core::redact::redact;
 use aaf_store::{ActionWrite, NewEvent, WriteUnit};
@@ -17,7 +17,7 @@ use crate::time::now_rfc3339;
 pub struct ExecutionOutcome {
     /// `executed`, `failed`, or `denied` (the connector refused while connecting: a name
     /// that resolved to a blocked address, a redirect to one).
-    pub status: &'static str,
+    pub status: ActionStatus,
     /// The connector's result, or `{error}`.
     pub result: Option<Value>,
     /// For `denied`: why.
@@ -50,7 +50,7 @@ pub async fn run(
     };
     let (status, event_type, result, data, denial) = match connector.execute(state, allowed).await {
         Ok(executed) => (
-            "executed",
+            ActionStatus::Executed,
             event_types::ACTION_EXECUTED,
             Some(executed.result),
             executed.summary,
@@ -67,7 +67,11 @@ pub async fn run(
                 e,
                 ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_)
             );
-            let status = if denied { "denied" } else { "failed" };
+            let status = if denied {
+                ActionStatus::Denied
+            } else {
+                ActionStatus::Failed
+            };
             let data = serde_json::json!({ "error": e.to_string(), "kind": kind });
             (
                 status,
@@ -86,7 +90,7 @@ pub async fn run(
             action: Some(ActionWrite::Update {
                 org_id: org_id.to_string(),
                 id: allowed.id().to_string(),
-                status: status.to_string(),
+                status,
                 result: result.clone(),
                 reason: denial.clone(),
                 expected_version,

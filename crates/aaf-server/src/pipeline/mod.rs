@@ -30,7 +30,7 @@ pub mod evaluate;
 pub mod execute;
 pub mod record;
 
-use aaf_core::action::{ActionRequest, AllowedAction, Decision, Verdict};
+use aaf_core::action::{ActionRequest, ActionStatus, AllowedAction, Decision, Verdict};
 use aaf_store::AgentPrincipal;
 use serde::Serialize;
 use serde_json::Value;
@@ -112,7 +112,7 @@ pub struct Submitted {
     /// The revision of the policy set that decided (`unavailable` when none could be built).
     pub revision: String,
     /// `allowed`, `executed`, `failed`, `denied` or `pending_approval`.
-    pub status: &'static str,
+    pub status: ActionStatus,
     /// The connector's result when it ran (`{error}` when it failed).
     pub result: Option<Value>,
     /// For `require_approval`: what binds the approval to this action.

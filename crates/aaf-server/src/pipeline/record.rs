@@ -3,7 +3,7 @@
 //! approval, its `approval.requested` webhooks are one write unit: all of it commits, or
 //! none of it and the action goes no further.
 
-use aaf_core::action::{ActionRequest, Decision, Verdict};
+use aaf_core::action::{ActionRequest, ActionStatus, Decision, Verdict};
 use aaf_core::audit::event_types;
 use aaf_core::redact::redact;
 use aaf_store::{ActionRecord, ActionWrite, Mutation, NewEvent, WriteUnit};
@@ -31,17 +31,12 @@ pub struct Recorded {
     pub approval: Option<ApprovalBinding>,
     /// The status recorded: `denied`, `pending_approval`, `executing` (a connector runs it
     /// next) or `allowed` (decision-only: the agent runs it).
-    pub status: &'static str,
+    pub status: ActionStatus,
 }
 
-/// The status an action gets when it is decided.
-pub fn status_of(verdict: Verdict, tool: &str) -> &'static str {
-    match verdict {
-        Verdict::Deny => "denied",
-        Verdict::RequireApproval => "pending_approval",
-        Verdict::Allow if Connector::for_tool(tool).is_some() => "executing",
-        Verdict::Allow => "allowed",
-    }
+/// The status an action gets when it is decided ([`ActionStatus::decided`]).
+pub fn status_of(verdict: Verdict, tool: &str) -> ActionStatus {
+    ActionStatus::decided(verdict, Connector::for_tool(tool).is_some())
 }
 
 /// The digest and deadline of an action that requires approval.
@@ -145,7 +140,7 @@ pub async fn decision(
         decision: decision.verdict.as_str().to_string(),
         reason: decision.reason.clone(),
         risk_level: decision.risk_level.clone(),
-        status: status.to_string(),
+        status,
         policies: policies_json.clone(),
         result: None,
         created_at: now.clone(),

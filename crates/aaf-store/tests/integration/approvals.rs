@@ -27,7 +27,7 @@ fn transition(org_id: &str, id: &str, status: &str, expected: i64, n: u64) -> Ac
     ActionWrite::Update {
         org_id: org_id.into(),
         id: id.into(),
-        status: status.into(),
+        status: aaf_core::action::ActionStatus::parse(status).unwrap(),
         result: None,
         reason: Some(format!("now {status}")),
         expected_version: Some(expected),
@@ -54,7 +54,7 @@ async fn a_transition_is_a_compare_and_set_and_a_loser_writes_nothing(db: TestDb
     let (org, agent) = org_with_agent(store, "acme").await;
     let mut unit = action_unit(&org, &agent, "act-1", 10);
     if let Some(ActionWrite::Insert(record)) = &mut unit.action {
-        record.status = "pending_approval".into();
+        record.status = aaf_core::action::ActionStatus::PendingApproval;
         record.version = 41; // ignored: an inserted action starts at version 0
     }
     store.commit(&[unit]).await.unwrap();
@@ -96,7 +96,7 @@ async fn a_transition_is_a_compare_and_set_and_a_loser_writes_nothing(db: TestDb
         action: Some(ActionWrite::Update {
             org_id: org.id.clone(),
             id: "act-1".into(),
-            status: "executing".into(),
+            status: aaf_core::action::ActionStatus::Executing,
             result: None,
             reason: None,
             expected_version: Some(1),
@@ -212,7 +212,7 @@ async fn list_actions_filters_by_status_decision_deadline_and_age(db: TestDb) {
     {
         let mut unit = action_unit(&org, &agent, &format!("act-{i}"), 10 + i as u64);
         if let Some(ActionWrite::Insert(r)) = &mut unit.action {
-            r.status = status.into();
+            r.status = aaf_core::action::ActionStatus::parse(status).unwrap();
             r.decision = decision.into();
             r.expires_at = Some(ts(expires));
             r.updated_at = ts(updated);
@@ -221,7 +221,7 @@ async fn list_actions_filters_by_status_decision_deadline_and_age(db: TestDb) {
     }
     let mut foreign = action_unit(&other, &other_agent, "foreign", 20);
     if let Some(ActionWrite::Insert(r)) = &mut foreign.action {
-        r.status = "pending_approval".into();
+        r.status = aaf_core::action::ActionStatus::PendingApproval;
         r.decision = "require_approval".into();
         r.expires_at = Some(ts(1));
     }
@@ -233,7 +233,7 @@ async fn list_actions_filters_by_status_decision_deadline_and_age(db: TestDb) {
     };
     let query =
         |status: &str, expires: Option<u64>, updated: Option<u64>, limit: u32| ActionQuery {
-            status: status.into(),
+            status: aaf_core::action::ActionStatus::parse(status).unwrap(),
             decision: "require_approval".into(),
             expires_at_or_before: expires.map(ts),
             updated_before: updated.map(ts),

@@ -729,7 +729,7 @@ pub fn action(org: &Org, agent: &Agent, id: &str) -> ActionRecord {
         decision: "allow".into(),
         reason: "allowed by policy".into(),
         risk_level: Some("low".into()),
-        status: "pending".into(),
+        status: aaf_core::action::ActionStatus::Allowed,
         policies: json!([{"policy": "base", "decision": "allow"}]),
         result: None,
         created_at: ts(10),

@@ -273,7 +273,7 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
         action: Some(ActionWrite::Update {
             org_id: org.id.clone(),
             id: "act-1".into(),
-            status: "executed".into(),
+            status: aaf_core::action::ActionStatus::Executed,
             result: Some(json!({"status": 200, "body": "ok"})),
             reason: None,
             expected_version: Some(0),
@@ -293,7 +293,7 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
     let chained = store.commit(&[update]).await.unwrap();
     assert_eq!(chained[0][0].event.seq, 6);
     let stored = store.get_action(&org.id, "act-1").await.unwrap().unwrap();
-    assert_eq!(stored.status, "executed");
+    assert_eq!(stored.status, aaf_core::action::ActionStatus::Executed);
     assert_eq!(stored.result, Some(json!({"status": 200, "body": "ok"})));
     assert_eq!(stored.updated_at, ts(200));
     assert_eq!(stored.created_at, ts(10));
@@ -306,7 +306,7 @@ async fn actions_are_inserted_updated_and_scoped_to_their_org(db: TestDb) {
         action: Some(ActionWrite::Update {
             org_id: other.id.clone(),
             id: "act-1".into(),
-            status: "failed".into(),
+            status: aaf_core::action::ActionStatus::Failed,
             result: None,
             reason: None,
             expected_version: None,
