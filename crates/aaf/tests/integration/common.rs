@@ -233,10 +233,21 @@ impl TestServer {
     }
 
     pub async fn post_json(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::POST, path, key, body).await
+    }
+
+    /// `method path` with a JSON body and a bearer token; returns (status, body).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let r = self
             .client
-            .post(self.url(path))
-            .bearer_auth(key)
+            .request(method, self.url(path))
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await

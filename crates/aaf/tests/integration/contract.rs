@@ -243,18 +243,6 @@ async fn struct_bodies_must_be_json_objects_not_arrays() {
     // server) take objects only.
     let (server, _policies) = server().await;
     let (agent, key) = server.create_agent("contract").await;
-    let send = |method: reqwest::Method, path: String, token: String, body: Value| {
-        let request = server
-            .client
-            .request(method, server.url(&path))
-            .bearer_auth(token)
-            .json(&body);
-        async move {
-            let r = request.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
     let admin = ADMIN_TOKEN.to_string();
     let cases = [
         (
@@ -295,7 +283,9 @@ async fn struct_bodies_must_be_json_objects_not_arrays() {
         ),
     ];
     for (method, path, token, body) in cases {
-        let (status, answer) = send(method.clone(), path.clone(), token, body.clone()).await;
+        let (status, answer) = server
+            .send_json(method.clone(), &path, &token, body.clone())
+            .await;
         assert_eq!(status, 400, "{method} {path} {body}: {answer}");
         assert!(
             answer["error"]["message"]
@@ -305,13 +295,14 @@ async fn struct_bodies_must_be_json_objects_not_arrays() {
         );
     }
     // The object forms still work.
-    let (status, _) = send(
-        reqwest::Method::PATCH,
-        "/v1/settings".to_string(),
-        admin.clone(),
-        json!({"four_eyes": null}),
-    )
-    .await;
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "/v1/settings",
+            &admin,
+            json!({"four_eyes": null}),
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, answer) = server
         .act(&key, json!({"tool": "allow", "operation": "run"}))
