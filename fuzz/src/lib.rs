@@ -572,8 +572,9 @@ fn signature_round_trip(data: &[u8]) {
     if let Some(tag) = tag {
         params.push(SignatureParam::Tag(tag));
     }
-    if flag(0) & 4 != 0 {
-        params.push(SignatureParam::Expires(NOW + i64::from(flag(13))));
+    let expires = (flag(0) & 4 != 0).then(|| NOW + i64::from(flag(13)));
+    if let Some(expires) = expires {
+        params.push(SignatureParam::Expires(expires));
     }
     if flag(0) & 8 != 0 {
         params.rotate_left(1);
@@ -623,12 +624,13 @@ fn signature_round_trip(data: &[u8]) {
         |id| (id == key_id).then_some(key),
     );
     // What verify_request refuses by policy, not by parsing: a missing keyid, an empty or
-    // long nonce.
+    // long nonce, an `expires` before `created` (which `sign_components` signs as given).
     let keyid_missing = flag(0) & 1 != 0;
     let nonce_bad = nonce
         .as_ref()
         .is_some_and(|n| n.is_empty() || n.len() > aaf_httpsig::MAX_NONCE_LEN);
-    if keyid_missing || nonce_bad {
+    let expires_before_created = expires.is_some_and(|e| e < created);
+    if keyid_missing || nonce_bad || expires_before_created {
         assert!(verified.is_err(), "accepted {fields:?}");
         return;
     }
