@@ -3,7 +3,7 @@
 # toolchain and without libFuzzer: `cargo run` of the `replay` binary of the fuzz crate.
 # A panicking input fails the run (exit 1) and is named. Bounded: the replay of the whole
 # corpus takes a few minutes at most (mostly rego_load); `timeout` stops a hung target after
-# REPLAY_TIMEOUT seconds (default 300), which also fails the run.
+# REPLAY_TIMEOUT seconds (default 600), which also fails the run.
 #
 # The fuzz crate is not a member of the main workspace; it shares the main workspace's
 # target directory, so the dependencies `cargo test --workspace` compiled are reused.
@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --manifest-path fuzz/Cargo.toml --locked --bin replay
-timeout "${REPLAY_TIMEOUT:-300}" "$CARGO_TARGET_DIR/debug/replay" fuzz/corpus
+timeout "${REPLAY_TIMEOUT:-600}" "$CARGO_TARGET_DIR/debug/replay" fuzz/corpus
