@@ -116,6 +116,8 @@ cd "$work"
 # them, after which every later request answers 401 and the operations under test are
 # checked no further than authentication. They run in a second, shorter pass at the end.
 destructive='^(rotate_key|revoke_key|delete_user|update_user)$'
+# The client waits longer than the longest long poll (`GET /v1/actions/{id}?wait=60`
+# answers after up to 60 s by design).
 run_pass() {
   local seconds="$1"
   shift
@@ -124,7 +126,7 @@ run_pass() {
     --max-time "$seconds" \
     --seed "${SCHEMATHESIS_SEED:-20261204}" \
     --workers 1 \
-    --request-timeout 30 \
+    --request-timeout 75 \
     --suppress-health-check all \
     "$@"
 }
