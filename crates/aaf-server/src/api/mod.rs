@@ -440,8 +440,8 @@ fn http_status(verdict: Verdict) -> StatusCode {
     }
 }
 
-/// Submits an action: decides it with the policies, records the decision durably, runs it
-/// through its connector when allowed, records the outcome, and answers.
+/// Submits an action through the action pipeline ([`crate::pipeline::submit`]: decision,
+/// durable record, the connector when allowed, the outcome's record) and answers.
 ///
 /// Statuses: 200 allow, 202 require_approval (stored as `pending_approval`), 403 deny. Nothing
 /// is executed unless the decision was recorded; if recording fails the answer is 503.
