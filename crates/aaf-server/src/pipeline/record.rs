@@ -92,7 +92,8 @@ async fn approval_binding(
 /// # Errors
 ///
 /// [`PipelineError::Unavailable`] when the write failed (nothing was recorded, so nothing
-/// may run); [`PipelineError::Invalid`] as [`approval_binding`].
+/// may run); [`PipelineError::Invalid`] when the action has no exact digest (it cannot be
+/// bound to an approval).
 pub async fn decision(
     state: &AppState,
     submission: &Submission<'_>,
