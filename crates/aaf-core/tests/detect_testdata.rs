@@ -82,58 +82,23 @@ fn parse(contents: &str) -> Vec<Case> {
     cases
 }
 
-/// Reads `rel` from the shared third-party test data: `$SHARED_TESTDATA_DIR` when set, else
-/// `../shared/testdata` beside the repository (read in place, never copied).
-///
-/// When the file cannot be read the test fails in CI (`CI` set to anything but `false`/`0`,
-/// or `REQUIRE_TESTDATA=1`), as the PostgreSQL tests do with `REQUIRE_POSTGRES_TESTS=1`;
-/// elsewhere it prints a NOTICE and returns `None`, and the caller skips.
+/// Reads `rel` from the shared third-party test data (`aaf_testdata::read`).
 fn read_testdata(rel: &str) -> Option<String> {
-    let dir = std::env::var_os("SHARED_TESTDATA_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        });
-    let required = std::env::var("REQUIRE_TESTDATA").as_deref() == Ok("1")
-        || std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"));
-    read_testdata_in(&dir, rel, required)
-}
-
-/// [`read_testdata`] with the directory and the CI decision given.
-#[allow(clippy::panic)]
-fn read_testdata_in(dir: &std::path::Path, rel: &str, required: bool) -> Option<String> {
-    let path = dir.join(rel);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            if required {
-                panic!(
-                    "{} is required in CI (CI or REQUIRE_TESTDATA=1 is set) but cannot be read: {e}; \
-                     put the shared test data beside the repository or set SHARED_TESTDATA_DIR",
-                    path.display()
-                );
-            }
-            eprintln!(
-                "NOTICE: {} cannot be read ({e}); test skipped (set SHARED_TESTDATA_DIR, or CI=true to fail instead)",
-                path.display()
-            );
-            None
-        }
-    }
+    aaf_testdata::read(rel)
 }
 
 #[test]
 #[should_panic(expected = "is required in CI")]
 fn missing_testdata_fails_when_required() {
     let dir = missing_dir();
-    read_testdata_in(&dir, "security/pii_secrets.txt", true);
+    aaf_testdata::read_in(&dir, "security/pii_secrets.txt", true);
 }
 
 #[test]
 fn missing_testdata_skips_when_not_required() {
     let dir = missing_dir();
     assert_eq!(
-        read_testdata_in(&dir, "security/pii_secrets.txt", false),
+        aaf_testdata::read_in(&dir, "security/pii_secrets.txt", false),
         None
     );
 }

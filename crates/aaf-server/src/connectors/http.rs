@@ -1173,36 +1173,9 @@ mod tests {
         }
     }
 
-    /// Reads `rel` from the shared third-party test data: `$SHARED_TESTDATA_DIR` when set, else
-    /// `../shared/testdata` beside the repository (read in place, never copied). When it
-    /// cannot be read the test fails in CI (`CI` set to anything but `false`/`0`, or
-    /// `REQUIRE_TESTDATA=1`), as the PostgreSQL tests do with `REQUIRE_POSTGRES_TESTS=1`;
-    /// elsewhere it prints a NOTICE and returns `None`, and the caller skips.
+    /// Reads `rel` from the shared third-party test data (`aaf_testdata::read`).
     fn read_testdata(rel: &str) -> Option<String> {
-        let dir = std::env::var_os("SHARED_TESTDATA_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-            });
-        let path = dir.join(rel);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Some(text),
-            Err(e) => {
-                let required = std::env::var("REQUIRE_TESTDATA").as_deref() == Ok("1")
-                    || std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"));
-                assert!(
-                    !required,
-                    "{} is required in CI (CI or REQUIRE_TESTDATA=1 is set) but cannot be read: {e}; \
-                     put the shared test data beside the repository or set SHARED_TESTDATA_DIR",
-                    path.display()
-                );
-                eprintln!(
-                    "NOTICE: {} cannot be read ({e}); test skipped (set SHARED_TESTDATA_DIR, or CI=true to fail instead)",
-                    path.display()
-                );
-                None
-            }
-        }
+        aaf_testdata::read(rel)
     }
 
     /// Every payload of `shared/testdata/security/ssrf_payloads.txt` is refused before a

@@ -78,6 +78,32 @@ fn events_of<'a>(events: &'a [Value], action_id: &str, kind: &str) -> Vec<&'a Va
         .collect()
 }
 
+/// Approves action `id`, which must then be denied at the re-check because its stored form
+/// no longer matches its digest (`reason_part` names how), never reaching `upstream`;
+/// returns its one `approval.recheck_denied` event.
+async fn approve_denied_on_digest(
+    server: &TestServer,
+    approver: &str,
+    id: &str,
+    upstream: &Upstream,
+    reason_part: &str,
+) -> Value {
+    let (code, body) = answer(server, approver, id, "approve", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["action"]["status"], "denied", "{body}");
+    let reason = body["action"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("denied at re-check") && reason.contains(reason_part),
+        "{reason}"
+    );
+    assert_eq!(upstream.count(), 0);
+    let events = server.audit(None).await;
+    let denied = events_of(&events, id, "approval.recheck_denied");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["data"]["check"], "digest");
+    denied[0].clone()
+}
+
 #[tokio::test]
 async fn stripe_charge_waits_for_an_approver_then_reaches_the_upstream_once() {
     let upstream = Upstream::start().await;
@@ -299,19 +325,7 @@ async fn a_tampered_stored_action_is_caught_by_its_digest_and_not_executed() {
     let id = body["id"].as_str().unwrap().to_string();
 
     tamper(&server.data_dir, &id).await;
-    let (code, body) = answer(&server, &approver, &id, "approve", json!({})).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["action"]["status"], "denied", "{body}");
-    let reason = body["action"]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("denied at re-check") && reason.contains("digest"),
-        "{reason}"
-    );
-    assert_eq!(upstream.count(), 0);
-    let events = server.audit(None).await;
-    let denied = events_of(&events, &id, "approval.recheck_denied");
-    assert_eq!(denied.len(), 1);
-    assert_eq!(denied[0]["data"]["check"], "digest");
+    approve_denied_on_digest(&server, &approver, &id, &upstream, "digest").await;
     server.stop().await;
 }
 
@@ -353,21 +367,9 @@ async fn amounts_beyond_double_precision_never_reach_an_approval() {
         .await
         .contains("4000000000000000014"));
 
-    let (code, body) = answer(&server, &approver, &id, "approve", json!({})).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["action"]["status"], "denied", "{body}");
-    let reason = body["action"]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("denied at re-check") && reason.contains("no digest"),
-        "{reason}"
-    );
-    assert_eq!(upstream.count(), 0);
-    let events = server.audit(None).await;
-    let denied = events_of(&events, &id, "approval.recheck_denied");
-    assert_eq!(denied.len(), 1);
-    assert_eq!(denied[0]["data"]["check"], "digest");
-    assert_eq!(denied[0]["data"]["stored_digest"], Value::Null);
-    assert_eq!(denied[0]["data"]["security_event"], true);
+    let denied = approve_denied_on_digest(&server, &approver, &id, &upstream, "no digest").await;
+    assert_eq!(denied["data"]["stored_digest"], Value::Null);
+    assert_eq!(denied["data"]["security_event"], true);
     server.stop().await;
 }
 

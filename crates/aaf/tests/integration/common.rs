@@ -29,41 +29,10 @@ pub fn examples(dir: &str) -> PathBuf {
         .join(dir)
 }
 
-/// Reads `rel` from the shared third-party test data: `$SHARED_TESTDATA_DIR` when set (not an
-/// `AAF_*` name: the spawned `aaf serve` would refuse it as an unknown key), else
-/// `../shared/testdata` beside the repository (read in place, never copied).
-///
-/// When the file cannot be read the test fails in CI (`CI` set to anything but `false`/`0`,
-/// or `REQUIRE_TESTDATA=1`), as the PostgreSQL tests do with `REQUIRE_POSTGRES_TESTS=1`;
-/// elsewhere it prints a NOTICE and returns `None`, and the caller skips.
+/// Reads `rel` from the shared third-party test data (`aaf_testdata::read`: fails in CI when
+/// it is missing, skips with a NOTICE elsewhere).
 pub fn read_testdata(rel: &str) -> Option<String> {
-    let dir = std::env::var_os("SHARED_TESTDATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"));
-    let path = dir.join(rel);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            if testdata_required() {
-                panic!(
-                    "{} is required in CI (CI or REQUIRE_TESTDATA=1 is set) but cannot be read: {e}; \
-                     put the shared test data beside the repository or set SHARED_TESTDATA_DIR",
-                    path.display()
-                );
-            }
-            eprintln!(
-                "NOTICE: {} cannot be read ({e}); test skipped (set SHARED_TESTDATA_DIR, or CI=true to fail instead)",
-                path.display()
-            );
-            None
-        }
-    }
-}
-
-/// Whether missing shared test data fails the test (CI) rather than skipping it.
-pub fn testdata_required() -> bool {
-    std::env::var("REQUIRE_TESTDATA").as_deref() == Ok("1")
-        || std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"))
+    aaf_testdata::read(rel)
 }
 
 /// Writes `files` (name, Rego) into a new temporary policy directory.
