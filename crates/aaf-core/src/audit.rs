@@ -121,6 +121,15 @@ event_types! {
     PACK_ENABLED = "policy_pack.enabled";
     /// A policy pack was disabled for the organisation.
     PACK_DISABLED = "policy_pack.disabled";
+    /// A kill switch was engaged (data: kill_switch_id, scope, agent_id, tool, reason,
+    /// source, expires_at, by).
+    KILL_SWITCH_ENGAGED = "kill_switch.engaged";
+    /// A kill switch was released (data: kill_switch_id, scope, agent_id, tool, by).
+    KILL_SWITCH_RELEASED = "kill_switch.released";
+    /// An agent was isolated: its kill switch engaged, every key revoked, a snapshot of its
+    /// recent actions and audit events kept (data: kill_switch_id, revoked key ids,
+    /// snapshot_id, the snapshot's SHA-256, by).
+    AGENT_ISOLATED = "agent.isolated";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod canonical;
 pub mod detect;
 pub mod identity;
+pub mod kill_switch;
 pub mod net;
 pub mod policy;
 pub mod redact;

@@ -31,6 +31,7 @@ use crate::error::ApiError;
 use crate::key_cache::KeyCache;
 use crate::openapi::ApiDoc;
 use crate::policy_loader::{load_sources, PolicyLoadError, PolicyOrigin};
+use crate::runtime::KillSwitches;
 use crate::time::now_rfc3339;
 
 /// Name of the default organisation created on first start.
@@ -72,6 +73,8 @@ pub struct AppState {
     pub action_events: Arc<ActionEvents>,
     /// The webhook sender (SSRF-guarded) and the delivery worker's bell.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The kill switches in force on this node and the connector calls they can abort.
+    pub kill_switches: Arc<KillSwitches>,
 }
 
 impl AppState {
@@ -107,6 +110,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/agents/{id}/keys/{key_id}/revoke",
             post(identity::revoke_key),
+        )
+        .route(
+            "/v1/agents/{id}/isolate",
+            post(api::runtime::isolate),
+        )
+        .route(
+            "/v1/agents/{id}/snapshots",
+            get(api::runtime::snapshots),
+        )
+        .route(
+            "/v1/kill-switches",
+            post(api::runtime::engage).get(api::runtime::list),
+        )
+        .route(
+            "/v1/kill-switches/{id}",
+            axum::routing::delete(api::runtime::release),
         )
         .route("/v1/actions", post(api::submit_action))
         .route("/v1/actions/dry-run", post(api::dry_run))
@@ -373,6 +392,20 @@ pub async fn prepare_with_clock(
         let wake = Arc::clone(&policy_wake);
         store.on_policy_changes(move |_| wake.notify_one());
     }
+    // The kill switches in force, read before the first request; changes through other
+    // nodes are installed at once (PostgreSQL LISTEN/NOTIFY), and the refresher's poll
+    // confirms the copy (an unconfirmed copy refuses every action).
+    let kill_switches = Arc::new(KillSwitches::new(std::time::Duration::from_millis(
+        config.runtime.kill_switch_max_staleness_ms,
+    )));
+    {
+        let switches = Arc::clone(&kill_switches);
+        store.on_kill_switch_changes(move |org| switches.announce(org));
+    }
+    kill_switches
+        .refresh_all(&store, &clock, true)
+        .await
+        .map_err(|e| StartError::Store(aaf_store::StoreError::Unavailable(e)))?;
     let state = AppState {
         store,
         writer,
@@ -389,6 +422,7 @@ pub async fn prepare_with_clock(
         clock,
         action_events,
         webhooks: Arc::new(webhooks),
+        kill_switches,
     };
     Ok((state, notice))
 }
@@ -507,6 +541,12 @@ pub async fn run(
         Arc::clone(&state.webhooks),
     ));
     let refresher = tokio::spawn(crate::policies::refresher(state.clone()));
+    let kill_switch_refresher = tokio::spawn(crate::runtime::kill_switch::refresher(
+        Arc::clone(&state.kill_switches),
+        state.store.clone(),
+        state.clock.clone(),
+        std::time::Duration::from_millis(state.config.runtime.kill_switch_poll_ms),
+    ));
     // Reload the policy directory on change (kept alive until shutdown).
     let _watcher = match &state.registry.base().origin {
         PolicyOrigin::Directory(dir) if state.config.policy_engine.watch => {
@@ -537,6 +577,7 @@ pub async fn run(
     sweeper.abort();
     deliveries.abort();
     refresher.abort();
+    kill_switch_refresher.abort();
     tracing::info!("stopped accepting; flushing the audit log");
     writer.shutdown().await;
     store.close().await;

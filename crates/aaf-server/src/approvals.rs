@@ -331,6 +331,18 @@ pub async fn answer(
                 )));
             }
         }
+        // A kill switch in force over the action's agent or tool: it cannot be approved
+        // (rejecting it stays possible).
+        if matches!(answer, Answer::Approve) {
+            if let Err(refused) =
+                crate::pipeline::guards::check(state, org_id, &action.agent_id, &action.tool)
+            {
+                return Err(ApiError::Forbidden(format!(
+                    "action {id} cannot be approved: {}",
+                    refused.reason
+                )));
+            }
+        }
         let votes = state.store.list_approval_votes(org_id, id).await?;
         let four_eyes = settings(state, org_id).await?.four_eyes;
         if four_eyes && matches!(answer, Answer::Approve) {
@@ -584,7 +596,8 @@ async fn agent_transition(
 }
 
 /// Runs an approved connector action, at most once: checks that the stored action still
-/// has the digest it was approved under, re-evaluates the current policies (a deny stops
+/// has the digest it was approved under, that no kill switch in force stops it (else it is
+/// denied with the `kill_switch:` reason), re-evaluates the current policies (a deny stops
 /// it; a renewed `require_approval` is covered by the approval), claims it
 /// (`approved → executing`, a compare-and-set that only one node wins) and runs it through
 /// the HTTP connector. Returns without doing anything when the action is not `approved`
@@ -637,7 +650,21 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
         return deny_at_recheck(state, &action, reason, json!({"check": "digest", "approved_digest": action.digest, "stored_digest": recomputed, "security_event": true})).await;
     }
 
-    // 2. The policies in force now.
+    // 2. The kill switches in force now: an approved action they stop is not run.
+    if let Err(refused) =
+        crate::pipeline::guards::check(state, org_id, &action.agent_id, &action.tool)
+    {
+        let reason = refused.reason.clone();
+        return deny_at_recheck(
+            state,
+            &action,
+            reason,
+            json!({"check": "kill_switch", "reason": refused.reason, "kill_switch_id": refused.kill_switch_id}),
+        )
+        .await;
+    }
+
+    // 3. The policies in force now.
     let (decision, revision) = recheck(state, &action, &request).await?;
     if decision.verdict == Verdict::Deny {
         let reason = format!("denied at re-check after approval: {}", decision.reason);
@@ -650,7 +677,7 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
         .await;
     }
 
-    // 3. The claim: only the writer of approved → executing runs it.
+    // 4. The claim: only the writer of approved → executing runs it.
     let claim = Transition {
         status: ApprovalStatus::Executing,
         reason: None,
@@ -670,7 +697,7 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
         Err(e) => return Err(unavailable(e)),
     }
 
-    // 4. Run it, once.
+    // 5. Run it, once.
     let Some(allowed) =
         AllowedAction::from_approval(id, request, ApprovalStatus::Executing, &decision)
     else {

@@ -57,6 +57,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// The policy engine: decision cache, refresh of managed policies, directory watch.
     pub policy_engine: PolicyEngineConfig,
+    /// Runtime protection: kill switches.
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             connectors: ConnectorsConfig::default(),
             webhooks: WebhooksConfig::default(),
             policy_engine: PolicyEngineConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -355,6 +358,31 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[runtime]`: runtime protection (docs/runtime-protection.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// How often each node reads every organisation's kill-switch generation, in
+    /// milliseconds: the fallback that finds a change whose notification it missed
+    /// (PostgreSQL `NOTIFY` reaches it at once) and the confirmation that its kill switches
+    /// are current. 50 to 60000; default 1000.
+    pub kill_switch_poll_ms: u64,
+    /// How long, in milliseconds, a node may go without confirming its kill switches (a
+    /// successful poll) before it refuses every action with `kill_switch: ...` (fail
+    /// closed: it cannot know which agents are stopped). At least twice
+    /// `kill_switch_poll_ms`, at most 600000; default 5000.
+    pub kill_switch_max_staleness_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            kill_switch_poll_ms: 1000,
+            kill_switch_max_staleness_ms: 5000,
+        }
+    }
+}
+
 /// `[approvals]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -611,6 +639,21 @@ impl Config {
                     "database.url (AAF_DATABASE_URL) must be a postgres:// or postgresql:// URL; leave it unset for the embedded SQLite database".into(),
                 ));
             }
+        }
+        let runtime = &self.runtime;
+        if !(50..=60_000).contains(&runtime.kill_switch_poll_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.kill_switch_poll_ms must be from 50 to 60000, not {}",
+                runtime.kill_switch_poll_ms
+            )));
+        }
+        if runtime.kill_switch_max_staleness_ms < runtime.kill_switch_poll_ms.saturating_mul(2)
+            || runtime.kill_switch_max_staleness_ms > 600_000
+        {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.kill_switch_max_staleness_ms must be at least twice runtime.kill_switch_poll_ms ({}) and at most 600000, not {}",
+                runtime.kill_switch_poll_ms, runtime.kill_switch_max_staleness_ms
+            )));
         }
         if self.approvals.default_timeout_seconds == 0 {
             return Err(ConfigError::Invalid(

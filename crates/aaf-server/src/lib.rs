@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod policies;
 pub mod policy_loader;
 pub mod rbac;
+pub mod runtime;
 pub mod telemetry;
 pub mod time;
 pub mod webhooks;

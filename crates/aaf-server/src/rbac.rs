@@ -205,6 +205,36 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "POST",
+        path: "/v1/kill-switches",
+        allow: &[ADMIN, APPROVER],
+        summary: "engage a kill switch (organisation, agent, tool or agent's tool); approvers may stop agents but not release them",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/kill-switches",
+        allow: ALL_USERS,
+        summary: "list the organisation's kill switches",
+    },
+    Permission {
+        method: "DELETE",
+        path: "/v1/kill-switches/{id}",
+        allow: &[ADMIN],
+        summary: "release a kill switch (404 for another organisation's)",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/agents/{id}/isolate",
+        allow: &[ADMIN],
+        summary: "isolate an agent: its kill switch, every key revoked, a forensic snapshot kept",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/agents/{id}/snapshots",
+        allow: &[ADMIN, AUDITOR],
+        summary: "the forensic snapshots of an isolated agent",
+    },
+    Permission {
+        method: "POST",
         path: "/v1/webhooks",
         allow: &[ADMIN],
         summary: "register a webhook for approval events (SSRF-guarded URL); secret shown once",

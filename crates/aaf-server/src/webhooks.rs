@@ -1,4 +1,4 @@
-//! Webhook notifications of approval events: what is queued (an outbox row written in the
+//! Webhook notifications of approval and kill-switch events: what is queued (an outbox row written in the
 //! same transaction as the transition it announces), how it is signed, and the delivery
 //! worker that sends and retries it.
 //!
@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aaf_core::kill_switch::KillSwitch;
 use aaf_store::{ActionRecord, DeliveryUpdate, Mutation, StoreError, Webhook, WebhookDelivery};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
@@ -22,11 +23,13 @@ use crate::connectors::http::HttpConnector;
 use crate::error::ApiError;
 
 /// The events a webhook can receive.
-pub const EVENTS: [&str; 4] = [
+pub const EVENTS: [&str; 6] = [
     "approval.requested",
     "approval.approved",
     "approval.rejected",
     "approval.expired",
+    "kill_switch.engaged",
+    "kill_switch.released",
 ];
 
 /// The formats a webhook can have.
@@ -179,6 +182,82 @@ pub async fn deliveries_for(
                 webhook_id: w.id.clone(),
                 event: event.to_string(),
                 action_id: Some(action.id.clone()),
+                status: "pending".to_string(),
+                attempts: 0,
+                next_attempt_at: now.clone(),
+                last_status_code: None,
+                last_error: None,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                version: 0,
+            })
+        })
+        .collect())
+}
+
+/// The deliveries to queue for `event` (`kill_switch.engaged` or `kill_switch.released`)
+/// about `switch` (in its state after the event): one per live webhook of its organisation
+/// subscribed to the event, written by the caller with the change.
+///
+/// Errors: the webhooks cannot be read.
+pub async fn kill_switch_deliveries(
+    state: &AppState,
+    event: &str,
+    switch: &KillSwitch,
+) -> Result<Vec<Mutation>, StoreError> {
+    let webhooks = state.store.list_webhooks(&switch.org_id).await?;
+    let now = state.clock.now_rfc3339();
+    let summary = json!({
+        "id": switch.id,
+        "scope": switch.scope.as_str(),
+        "target": switch.target(),
+        "agent_id": switch.agent_id,
+        "tool": switch.tool,
+        "reason": switch.reason,
+        "source": switch.source.as_str(),
+        "created_at": switch.created_at,
+        "created_by": switch.created_by,
+        "expires_at": switch.expires_at,
+        "released_at": switch.released_at,
+        "released_by": switch.released_by,
+    });
+    Ok(webhooks
+        .iter()
+        .filter(|w| w.disabled_at.is_none() && w.events.iter().any(|e| e == event))
+        .map(|w| {
+            let id = uuid::Uuid::now_v7().to_string();
+            let payload = match w.format.as_str() {
+                "slack" => {
+                    let verb = if event == "kill_switch.engaged" {
+                        "Kill switch engaged"
+                    } else {
+                        "Kill switch released"
+                    };
+                    let target = switch.target();
+                    json!({"text": format!(
+                        "*{verb}*: scope `{}`{} ({}). {}\nKill switch `{}`.",
+                        switch.scope,
+                        if target.is_empty() { String::new() } else { format!(" `{target}`") },
+                        switch.source.as_str(),
+                        switch.reason,
+                        switch.id,
+                    )})
+                }
+                _ => json!({
+                    "id": id,
+                    "event": event,
+                    "created_at": now,
+                    "org_id": switch.org_id,
+                    "kill_switch": summary,
+                }),
+            };
+            Mutation::InsertDelivery(WebhookDelivery {
+                payload,
+                id,
+                org_id: switch.org_id.clone(),
+                webhook_id: w.id.clone(),
+                event: event.to_string(),
+                action_id: None,
                 status: "pending".to_string(),
                 attempts: 0,
                 next_attempt_at: now.clone(),

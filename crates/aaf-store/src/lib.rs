@@ -38,10 +38,10 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 
 pub use error::StoreError;
 pub use model::{
-    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, PolicyObject,
-    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, StoreOptions,
-    TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
+    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
+    ApprovalVote, DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions,
+    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
+    StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -660,6 +660,86 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.policy_generations().await,
             Backend::Postgres(p) => p.policy_generations().await,
+        }
+    }
+
+    /// Every organisation's kill-switch generation (organisations that never had a kill
+    /// switch are absent): one read, polled by every node's kill-switch refresher.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn kill_switch_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.kill_switch_generations().await,
+            Backend::Postgres(p) => p.kill_switch_generations().await,
+        }
+    }
+
+    /// The organisation's kill-switch generation (0: never had one) and its kill switches
+    /// (only the unreleased ones with `unreleased_only`), newest first, at most `limit`;
+    /// read together, so the switches are at least as new as the generation.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`] (an unknown scope or source).
+    pub async fn kill_switch_state(
+        &self,
+        org_id: &str,
+        unreleased_only: bool,
+        limit: u32,
+    ) -> Result<(i64, Vec<aaf_core::kill_switch::KillSwitch>), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.kill_switch_state(org_id, unreleased_only, limit).await,
+            Backend::Postgres(p) => p.kill_switch_state(org_id, unreleased_only, limit).await,
+        }
+    }
+
+    /// Calls `on_change(Some(org_id))` (from a background task) whenever an organisation's
+    /// kill switches are changed through any node, and `on_change(None)` when changes may
+    /// have been missed (the listener reconnected). PostgreSQL: `LISTEN`/`NOTIFY` on
+    /// `aaf_kill_switch_changes`, sent in the changing transaction. SQLite (one node):
+    /// nothing to listen to.
+    pub fn on_kill_switch_changes(&self, on_change: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        match &self.backend {
+            Backend::Sqlite(_) => {}
+            Backend::Postgres(p) => p.spawn_kill_switch_listener(on_change),
+        }
+    }
+
+    /// The agent's recent actions and audit events, newest first, at most `limit` of each,
+    /// found among the organisation's latest `window` actions and events (read from one
+    /// snapshot of the database; a bounded read that needs no index by agent).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn agent_history(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        window: u32,
+        limit: u32,
+    ) -> Result<(Vec<ActionRecord>, Vec<ChainedEvent>), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agent_history(org_id, agent_id, window, limit).await,
+            Backend::Postgres(p) => p.agent_history(org_id, agent_id, window, limit).await,
+        }
+    }
+
+    /// The snapshots kept when the agent was isolated, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_agent_snapshots(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<AgentSnapshot>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_agent_snapshots(org_id, agent_id).await,
+            Backend::Postgres(p) => p.list_agent_snapshots(org_id, agent_id).await,
         }
     }
 

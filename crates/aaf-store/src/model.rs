@@ -277,6 +277,29 @@ pub struct Webhook {
     pub disabled_at: Option<String>,
 }
 
+/// What an isolated agent had done recently, kept for forensics
+/// (`POST /v1/agents/{id}/isolate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSnapshot {
+    /// UUIDv7 string.
+    pub id: String,
+    /// The organisation.
+    pub org_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The kill switch the isolation engaged.
+    pub kill_switch_id: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// The user who isolated the agent.
+    pub created_by: Option<String>,
+    /// Lowercase hex SHA-256 of the RFC 8785 form of `snapshot` (also in the
+    /// `agent.isolated` audit event, which binds the snapshot to the chain).
+    pub sha256: String,
+    /// The snapshot: `{agent, keys, actions, audit_events}` as the server wrote it.
+    pub snapshot: Value,
+}
+
 /// One event to deliver to one webhook, with its attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookDelivery {
@@ -554,6 +577,33 @@ pub enum Mutation {
         /// RFC 3339 UTC.
         now: String,
     },
+    /// Engage a kill switch (and advance the organisation's kill-switch generation, so
+    /// that every node reloads its switches; PostgreSQL also announces it by `NOTIFY`).
+    InsertKillSwitch(aaf_core::kill_switch::KillSwitch),
+    /// Release a kill switch in force; [`crate::StoreError::NotFound`] when the
+    /// organisation has no unreleased switch with this id. Advances the generation too.
+    ReleaseKillSwitch {
+        /// The organisation.
+        org_id: String,
+        /// The switch.
+        id: String,
+        /// The user who released it.
+        by: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Revoke every live key of an agent (none is not an error); every node drops its
+    /// cached key lookups (PostgreSQL `NOTIFY`).
+    RevokeAllAgentKeys {
+        /// The organisation.
+        org_id: String,
+        /// The agent.
+        agent_id: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Keep a snapshot of an isolated agent.
+    InsertAgentSnapshot(AgentSnapshot),
     /// Advance the organisation's policy generation from `expected` (0: none yet) to
     /// `expected + 1`; [`crate::StoreError::Conflict`] when another change came first.
     BumpPolicyGeneration {

@@ -24,10 +24,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use crate::model::{
-    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, PolicyObject,
-    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, TokenPrincipal, User,
-    Webhook, WebhookDelivery,
+    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
+    ApprovalVote, DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions,
+    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
+    TokenPrincipal, User, Webhook, WebhookDelivery,
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
@@ -38,6 +38,7 @@ use crate::rows::{
     user_from_row, vote_from_row, webhook_from_row, DbRow,
 };
 use crate::{sql, StoreError};
+use aaf_core::kill_switch::KillSwitch;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -70,12 +71,36 @@ async fn notify_key_change(conn: &mut PgConnection, org_id: &str) -> Result<(), 
     Ok(())
 }
 
+/// Advances the organisation's kill-switch generation and announces, when the transaction
+/// commits, that its kill switches changed, so that every node reloads them at once.
+async fn bump_kill_switch_generation(
+    conn: &mut PgConnection,
+    org_id: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(sql::BUMP_KILL_SWITCH_GENERATION)
+        .bind(org_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(KILL_SWITCH_CHANGES)
+        .bind(org_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The channel on which a changed action (its id as payload) is announced to every node.
 const ACTION_CHANGES: &str = "aaf_action_changes";
 
 /// The channel on which a change of an organisation's policies (its id as payload) is
 /// announced to every node.
 const POLICY_CHANGES: &str = "aaf_policy_changes";
+
+/// The channel on which a change of an organisation's kill switches (its id as payload) is
+/// announced to every node.
+const KILL_SWITCH_CHANGES: &str = "aaf_kill_switch_changes";
 
 /// The conflict of two concurrent changes of an organisation's policies.
 const POLICIES_CHANGED: &str =
@@ -364,6 +389,96 @@ impl PgStore {
         rows.iter()
             .map(|r| Ok((r.col("org_id")?, r.col("generation")?)))
             .collect()
+    }
+
+    pub(crate) async fn kill_switch_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(sql::KILL_SWITCH_GENERATIONS)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.col("org_id")?, r.col("kill_switch_generation")?)))
+            .collect()
+    }
+
+    pub(crate) async fn kill_switch_state(
+        &self,
+        org_id: &str,
+        unreleased_only: bool,
+        limit: u32,
+    ) -> Result<(i64, Vec<KillSwitch>), StoreError> {
+        // One transaction (read committed): the generation is read first, so the switches
+        // read next are at least as new.
+        let mut tx = self.begin_org(org_id).await?;
+        let generation: Option<i64> = sqlx::query_scalar(sql::KILL_SWITCH_GENERATION)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let rows = sqlx::query(sql::LIST_KILL_SWITCHES)
+            .bind(org_id)
+            .bind(i64::from(unreleased_only))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let switches = rows
+            .iter()
+            .map(crate::rows::kill_switch_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((generation.unwrap_or(0), switches))
+    }
+
+    pub(crate) async fn agent_history(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        window: u32,
+        limit: u32,
+    ) -> Result<(Vec<ActionRecord>, Vec<ChainedEvent>), StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let actions = sqlx::query(sql::AGENT_RECENT_ACTIONS)
+            .bind(org_id)
+            .bind(i64::from(window))
+            .bind(agent_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let events = sqlx::query(sql::AGENT_RECENT_EVENTS)
+            .bind(org_id)
+            .bind(i64::from(window))
+            .bind(agent_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((
+            actions
+                .iter()
+                .map(crate::rows::action_from_row)
+                .collect::<Result<_, _>>()?,
+            crate::rows::page_of_events(&events, org_id)?,
+        ))
+    }
+
+    pub(crate) async fn list_agent_snapshots(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<AgentSnapshot>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(sql::LIST_AGENT_SNAPSHOTS)
+            .bind(org_id)
+            .bind(agent_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(crate::rows::snapshot_from_row).collect()
+    }
+
+    pub(crate) fn spawn_kill_switch_listener(
+        &self,
+        on_change: impl Fn(Option<&str>) + Send + Sync + 'static,
+    ) {
+        spawn_listener(self.pool.clone(), KILL_SWITCH_CHANGES, on_change);
     }
 
     pub(crate) async fn get_policy_revision(
@@ -1523,6 +1638,72 @@ async fn apply_mutation(
                 .bind(&r.created_at)
                 .execute(ctx.conn(&r.org_id).await?)
                 .await?;
+        }
+        Mutation::InsertKillSwitch(k) => {
+            let conn = ctx.conn(&k.org_id).await?;
+            sqlx::query(sql::INSERT_KILL_SWITCH)
+                .bind(&k.id)
+                .bind(&k.org_id)
+                .bind(k.scope.as_str())
+                .bind(&k.agent_id)
+                .bind(&k.tool)
+                .bind(&k.reason)
+                .bind(k.source.as_str())
+                .bind(&k.created_at)
+                .bind(&k.created_by)
+                .bind(&k.expires_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| conflict(e, "a kill switch with this id already exists"))?;
+            bump_kill_switch_generation(conn, &k.org_id, &k.created_at).await?;
+        }
+        Mutation::ReleaseKillSwitch {
+            org_id,
+            id,
+            by,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            let done = sqlx::query(sql::RELEASE_KILL_SWITCH)
+                .bind(now)
+                .bind(by)
+                .bind(org_id)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("kill switch {id}")));
+            }
+            bump_kill_switch_generation(conn, org_id, now).await?;
+        }
+        Mutation::RevokeAllAgentKeys {
+            org_id,
+            agent_id,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            sqlx::query(sql::REVOKE_ALL_AGENT_KEYS)
+                .bind(now)
+                .bind(org_id)
+                .bind(agent_id)
+                .execute(&mut *conn)
+                .await?;
+            notify_key_change(conn, org_id).await?;
+        }
+        Mutation::InsertAgentSnapshot(snap) => {
+            let text = crate::prepared::json_text(&snap.snapshot)?;
+            sqlx::query(sql::INSERT_AGENT_SNAPSHOT)
+                .bind(&snap.id)
+                .bind(&snap.org_id)
+                .bind(&snap.agent_id)
+                .bind(&snap.kill_switch_id)
+                .bind(&snap.created_at)
+                .bind(&snap.created_by)
+                .bind(&snap.sha256)
+                .bind(text)
+                .execute(ctx.conn(&snap.org_id).await?)
+                .await
+                .map_err(|e| conflict(e, "a snapshot with this id already exists"))?;
         }
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;

@@ -13,9 +13,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::model::{
-    ActionRecord, Agent, AgentKey, AgentPrincipal, ApprovalVote, Org, OrgSettings, PolicyObject,
-    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, TokenPrincipal, User,
-    Webhook, WebhookDelivery,
+    ActionRecord, Agent, AgentKey, AgentPrincipal, AgentSnapshot, ApprovalVote, Org, OrgSettings,
+    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
+    TokenPrincipal, User, Webhook, WebhookDelivery,
 };
 use crate::StoreError;
 
@@ -308,6 +308,44 @@ pub(crate) fn webhook_from_row(row: &impl DbRow) -> Result<Webhook, StoreError> 
         created_at: row.col("created_at")?,
         created_by: row.col("created_by")?,
         disabled_at: row.col("disabled_at")?,
+    })
+}
+
+pub(crate) fn kill_switch_from_row(
+    row: &impl DbRow,
+) -> Result<aaf_core::kill_switch::KillSwitch, StoreError> {
+    use aaf_core::kill_switch::{KillSwitch, KillSwitchScope, KillSwitchSource};
+    let scope: String = row.col("scope")?;
+    let source: String = row.col("source")?;
+    Ok(KillSwitch {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        scope: KillSwitchScope::parse(&scope)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown kill switch scope {scope:?}")))?,
+        agent_id: row.col("agent_id")?,
+        tool: row.col("tool")?,
+        reason: row.col("reason")?,
+        source: KillSwitchSource::parse(&source)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown kill switch source {source:?}")))?,
+        created_at: row.col("created_at")?,
+        created_by: row.col("created_by")?,
+        expires_at: row.col("expires_at")?,
+        released_at: row.col("released_at")?,
+        released_by: row.col("released_by")?,
+    })
+}
+
+pub(crate) fn snapshot_from_row(row: &impl DbRow) -> Result<AgentSnapshot, StoreError> {
+    let snapshot: String = row.col("snapshot")?;
+    Ok(AgentSnapshot {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        agent_id: row.col("agent_id")?,
+        kill_switch_id: row.col("kill_switch_id")?,
+        created_at: row.col("created_at")?,
+        created_by: row.col("created_by")?,
+        sha256: row.col("sha256")?,
+        snapshot: parse_json(&snapshot, "snapshot")?,
     })
 }
 

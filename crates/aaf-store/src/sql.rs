@@ -256,6 +256,52 @@ shared! {
     POLICY_GENERATION = "SELECT generation FROM policy_state WHERE org_id = $1";
     /// `()` → every organisation's policy generation.
     POLICY_GENERATIONS = "SELECT org_id, generation FROM policy_state";
+    /// `(id, org_id, scope, agent_id, tool, reason, source, created_at, created_by,
+    /// expires_at)`.
+    INSERT_KILL_SWITCH = "INSERT INTO kill_switches (id, org_id, scope, agent_id, tool, reason, \
+           source, created_at, created_by, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    /// `(now, by, org_id, id)`: releases a switch not released yet.
+    RELEASE_KILL_SWITCH = "UPDATE kill_switches SET released_at = $1, released_by = $2 \
+         WHERE org_id = $3 AND id = $4 AND released_at IS NULL";
+    /// `(org_id, now)`: advances the organisation's kill-switch generation (the first
+    /// change creates it at 1).
+    BUMP_KILL_SWITCH_GENERATION = "INSERT INTO runtime_state (org_id, kill_switch_generation, updated_at) \
+         VALUES ($1, 1, $2) ON CONFLICT (org_id) DO UPDATE \
+         SET kill_switch_generation = runtime_state.kill_switch_generation + 1, \
+             updated_at = excluded.updated_at";
+    /// `()` → every organisation's kill-switch generation.
+    KILL_SWITCH_GENERATIONS = "SELECT org_id, kill_switch_generation FROM runtime_state";
+    /// `(org_id)` → the organisation's kill-switch generation.
+    KILL_SWITCH_GENERATION = "SELECT kill_switch_generation FROM runtime_state WHERE org_id = $1";
+    /// `(org_id, unreleased_only (0/1), limit)` → the organisation's kill switches, newest
+    /// first.
+    LIST_KILL_SWITCHES = "SELECT id, org_id, scope, agent_id, tool, reason, source, created_at, \
+           created_by, expires_at, released_at, released_by FROM kill_switches \
+         WHERE org_id = $1 AND ($2 = 0 OR released_at IS NULL) \
+         ORDER BY created_at DESC, id DESC LIMIT $3";
+    /// `(now, org_id, agent_id)`: revokes every live key of the agent.
+    REVOKE_ALL_AGENT_KEYS = "UPDATE agent_keys SET revoked_at = $1 \
+         WHERE org_id = $2 AND agent_id = $3 AND revoked_at IS NULL";
+    /// `(id, org_id, agent_id, kill_switch_id, created_at, created_by, sha256, snapshot)`.
+    INSERT_AGENT_SNAPSHOT = "INSERT INTO agent_snapshots (id, org_id, agent_id, kill_switch_id, \
+           created_at, created_by, sha256, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    /// `(org_id, agent_id)` → the agent's snapshots, newest first.
+    LIST_AGENT_SNAPSHOTS = "SELECT id, org_id, agent_id, kill_switch_id, created_at, created_by, \
+           sha256, snapshot FROM agent_snapshots WHERE org_id = $1 AND agent_id = $2 \
+         ORDER BY created_at DESC, id DESC";
+    /// `(org_id, window, agent_id, limit)` → the agent's actions among the organisation's
+    /// latest `window`, newest first (read through `actions_org_created`; no index by agent,
+    /// which every decision would pay for).
+    AGENT_RECENT_ACTIONS = concat!("SELECT ", action_select!(), " FROM (SELECT ", action_select!(),
+        " FROM actions WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2) AS recent \
+         WHERE agent_id = $3 ORDER BY created_at DESC, id DESC LIMIT $4");
+    /// `(org_id, window, agent_id, limit)` → the agent's audit events among the
+    /// organisation's latest `window`, newest first.
+    AGENT_RECENT_EVENTS = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
+         FROM (SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
+           FROM audit_events WHERE org_id = $1 ORDER BY seq DESC LIMIT $2) AS recent \
+         WHERE agent_id = $3 ORDER BY seq DESC LIMIT $4";
     /// `(org_id, revision, bundle, created_at)`; a revision stored before is kept.
     INSERT_POLICY_REVISION = "INSERT INTO policy_revisions (org_id, revision, bundle, created_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, revision) DO NOTHING";

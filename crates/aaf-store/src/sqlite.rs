@@ -28,12 +28,13 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::model::{
-    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, ApprovalVote,
-    DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, PolicyObject, PolicyObjectVersion,
-    PolicyRevisionRecord, ShadowCount, ShadowResult, StoreOptions, TokenPrincipal, User, Webhook,
-    WebhookDelivery, WriteUnit,
+    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
+    ApprovalVote, DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, PolicyObject,
+    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, StoreOptions,
+    TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit,
 };
 use crate::{sql, StoreError};
+use aaf_core::kill_switch::KillSwitch;
 
 mod identity;
 
@@ -480,6 +481,86 @@ impl SqliteStore {
         rows.iter()
             .map(|r| Ok((r.col("org_id")?, r.col("generation")?)))
             .collect()
+    }
+
+    pub(crate) async fn kill_switch_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(sql::KILL_SWITCH_GENERATIONS)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.col("org_id")?, r.col("kill_switch_generation")?)))
+            .collect()
+    }
+
+    pub(crate) async fn kill_switch_state(
+        &self,
+        org_id: &str,
+        unreleased_only: bool,
+        limit: u32,
+    ) -> Result<(i64, Vec<KillSwitch>), StoreError> {
+        // One read transaction: the generation and the switches are of one moment.
+        let mut tx = self.reader.begin().await?;
+        let generation: Option<i64> = sqlx::query_scalar(sql::KILL_SWITCH_GENERATION)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let rows = sqlx::query(sql::LIST_KILL_SWITCHES)
+            .bind(org_id)
+            .bind(i64::from(unreleased_only))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let switches = rows
+            .iter()
+            .map(crate::rows::kill_switch_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((generation.unwrap_or(0), switches))
+    }
+
+    pub(crate) async fn agent_history(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        window: u32,
+        limit: u32,
+    ) -> Result<(Vec<ActionRecord>, Vec<ChainedEvent>), StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let actions = sqlx::query(sql::AGENT_RECENT_ACTIONS)
+            .bind(org_id)
+            .bind(i64::from(window))
+            .bind(agent_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let events = sqlx::query(sql::AGENT_RECENT_EVENTS)
+            .bind(org_id)
+            .bind(i64::from(window))
+            .bind(agent_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((
+            actions
+                .iter()
+                .map(crate::rows::action_from_row)
+                .collect::<Result<_, _>>()?,
+            crate::rows::page_of_events(&events, org_id)?,
+        ))
+    }
+
+    pub(crate) async fn list_agent_snapshots(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<AgentSnapshot>, StoreError> {
+        let rows = sqlx::query(sql::LIST_AGENT_SNAPSHOTS)
+            .bind(org_id)
+            .bind(agent_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(crate::rows::snapshot_from_row).collect()
     }
 
     pub(crate) async fn get_policy_revision(

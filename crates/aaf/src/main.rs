@@ -2,6 +2,7 @@
 //!
 //! Subcommands: `serve` (the firewall), `policy check|eval` (offline policy tools),
 //! `audit verify` (offline chain verification), `agents create|list` (API client),
+//! `approvals list|approve|reject`, `kill`, `unkill`, `kill-switches` (API client),
 //! `orgs create|list` (tenants, directly in the database),
 //! `openapi` (print the API description).
 
@@ -51,6 +52,27 @@ enum Command {
     /// The approval queue of a running server: list, approve, reject.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Engage a kill switch on a running server: `aaf kill agent AGENT_ID --reason "..."`
+    /// stops the agent's actions at once (and aborts its running connector calls).
+    Kill(KillArgs),
+    /// Release a kill switch: `aaf unkill KILL_SWITCH_ID`.
+    Unkill {
+        /// The kill switch id (`aaf kill-switches` lists them).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the kill switches of a running server's organisation.
+    KillSwitches {
+        /// Every kill switch (released and expired ones too), not only the unreleased ones.
+        #[arg(long)]
+        all: bool,
+        /// Print the server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Create and list organisations (tenants) directly in the database, like an operator's
     /// bootstrap; works whether or not a server is running on it.
     #[command(subcommand)]
@@ -228,6 +250,25 @@ enum ApprovalsCommand {
     },
 }
 
+#[derive(Args)]
+struct KillArgs {
+    /// What to stop: `org` (everything), `agent`, `tool` or `agent-tool` (one agent's use of
+    /// one tool).
+    #[arg(value_parser = ["org", "agent", "tool", "agent-tool"])]
+    scope: String,
+    /// The agent id (`agent`), the tool name (`tool`), or the agent id and the tool
+    /// (`agent-tool AGENT_ID TOOL`); nothing for `org`.
+    target: Vec<String>,
+    /// Why; every refusal quotes it, and the audit log keeps it.
+    #[arg(long)]
+    reason: String,
+    /// Release it by itself after this many seconds.
+    #[arg(long)]
+    expires_in: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
 /// Where the database is: a data directory (SQLite) or a PostgreSQL URL.
 #[derive(Args)]
 struct DbArgs {
@@ -290,6 +331,19 @@ fn main() -> ExitCode {
             Command::Audit(AuditCommand::Verify { db }) => audit_verify(&db).await,
             Command::Agents(cmd) => agents(cmd).await,
             Command::Approvals(cmd) => approvals(cmd).await,
+            Command::Kill(args) => kill(args).await,
+            Command::Unkill { id, client } => {
+                let path = format!("/v1/kill-switches/{id}");
+                let Some(body) = call(&client, reqwest::Method::DELETE, &path, None).await? else {
+                    return Ok(ExitCode::FAILURE);
+                };
+                println!(
+                    "kill switch {} released",
+                    body["id"].as_str().unwrap_or(&id)
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::KillSwitches { all, json, client } => kill_switches(all, json, &client).await,
             Command::Orgs(cmd) => orgs(cmd).await,
             Command::Openapi => {
                 println!("{}", aaf_server::openapi::openapi_json());
@@ -815,6 +869,96 @@ async fn call(
         return Ok(None);
     }
     Ok(Some(body))
+}
+
+async fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
+    let scope = args.scope.replace('-', "_");
+    let target = match (scope.as_str(), args.target.as_slice()) {
+        ("org", []) => None,
+        ("agent" | "tool", [t]) => Some(t.clone()),
+        ("agent_tool", [agent, tool]) => Some(format!("{agent}:{tool}")),
+        _ => {
+            eprintln!(
+                "error: `aaf kill {}` takes {}",
+                args.scope,
+                match scope.as_str() {
+                    "org" => "no target",
+                    "agent" => "the agent id",
+                    "tool" => "the tool name",
+                    _ => "the agent id and the tool name",
+                }
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut body = serde_json::json!({"scope": scope, "reason": args.reason});
+    if let Some(t) = target {
+        body["target"] = Value::String(t);
+    }
+    if let Some(s) = args.expires_in {
+        body["expires_in"] = Value::from(s);
+    }
+    let Some(answer) = call(
+        &args.client,
+        reqwest::Method::POST,
+        "/v1/kill-switches",
+        Some(body),
+    )
+    .await?
+    else {
+        return Ok(ExitCode::FAILURE);
+    };
+    println!(
+        "kill switch {} engaged: scope {}{}; release it with `aaf unkill {}`",
+        answer["id"].as_str().unwrap_or("?"),
+        answer["scope"].as_str().unwrap_or("?"),
+        match answer["target"].as_str() {
+            Some(t) if !t.is_empty() => format!(" {t}"),
+            _ => String::new(),
+        },
+        answer["id"].as_str().unwrap_or("?"),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn kill_switches(all: bool, json: bool, client: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let path = if all {
+        "/v1/kill-switches?state=all&limit=1000"
+    } else {
+        "/v1/kill-switches"
+    };
+    let Some(body) = call(client, reqwest::Method::GET, path, None).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let items = body["kill_switches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if items.is_empty() {
+        println!("no kill switches");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<36}  {:<10}  {:<9}  {:<40}  {:<27}  REASON",
+        "ID", "SCOPE", "STATE", "TARGET", "ENGAGED"
+    );
+    for item in items {
+        let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+        println!(
+            "{:<36}  {:<10}  {:<9}  {:<40}  {:<27}  {}",
+            text(&item["id"]),
+            text(&item["scope"]),
+            text(&item["state"]),
+            text(&item["target"]),
+            text(&item["created_at"]),
+            text(&item["reason"]),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn approvals(cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {

@@ -30,6 +30,7 @@ pub mod approvals;
 pub mod body;
 pub mod identity;
 pub mod policies;
+pub mod runtime;
 pub mod webhooks;
 
 /// Longest accepted tool, operation, agent or user name, in characters.

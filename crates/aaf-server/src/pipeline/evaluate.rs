@@ -8,6 +8,7 @@ use aaf_core::action::{
 };
 use serde_json::Value;
 
+use super::guards::{self, Refused};
 use super::Submission;
 use crate::app::AppState;
 use crate::connectors::{Connector, ConnectorError};
@@ -28,7 +29,12 @@ pub struct Evaluated {
     pub shadow: Vec<ShadowOutcome>,
     /// The set that decided and the policy input, for an explanation (dry runs).
     pub explain: Option<(Arc<OrgPolicies>, Value)>,
+    /// The guard that refused the action before evaluation, if one did.
+    pub refused: Option<Refused>,
 }
+
+/// The revision recorded for an action a guard refused: no policy set was consulted.
+pub const NOT_EVALUATED: &str = "not_evaluated";
 
 /// Who an action is evaluated for.
 pub struct Subject<'a> {
@@ -42,7 +48,8 @@ pub struct Subject<'a> {
     pub ip: Option<String>,
 }
 
-/// Stages 1 to 3 for an action an agent submits.
+/// Stage 0 (the guards), then stages 1 to 3 for an action an agent submits: an action a
+/// guard refuses is denied without evaluating anything.
 pub async fn for_agent(
     state: &AppState,
     submission: &Submission<'_>,
@@ -50,6 +57,17 @@ pub async fn for_agent(
     action_id: String,
 ) -> Evaluated {
     let agent = submission.agent;
+    if let Err(refused) = guards::check(state, &agent.org.id, &agent.agent.id, &request.tool) {
+        return Evaluated {
+            action_id,
+            request,
+            decision: refused.decision(),
+            revision: NOT_EVALUATED.to_string(),
+            shadow: Vec::new(),
+            explain: None,
+            refused: Some(refused),
+        };
+    }
     let subject = Subject {
         agent: AgentInfo {
             id: agent.agent.id.clone(),
@@ -122,6 +140,7 @@ pub async fn evaluate(
         revision,
         shadow,
         explain: policies.ok().map(|p| (p, input)),
+        refused: None,
     }
 }
 

@@ -15,13 +15,24 @@ use crate::time::now_rfc3339;
 /// What became of an action AAF ran through a connector.
 #[derive(Debug, Clone)]
 pub struct ExecutionOutcome {
-    /// `executed`, `failed`, or `denied` (the connector refused while connecting: a name
-    /// that resolved to a blocked address, a redirect to one).
+    /// `executed`, `failed` (also when a kill switch aborted it while it ran), or `denied`
+    /// (the connector refused while connecting: a name that resolved to a blocked address,
+    /// a redirect to one; or a kill switch stopped it before it started).
     pub status: ActionStatus,
     /// The connector's result, or `{error}`.
     pub result: Option<Value>,
     /// For `denied`: why.
     pub denial: Option<String>,
+}
+
+/// Why a connector call did not complete.
+enum Stop {
+    /// The connector failed or refused.
+    Connector(ConnectorError),
+    /// A kill switch in force stopped it before it started (a `kill_switch:` reason).
+    Refused(String),
+    /// A kill switch engaged while it ran aborted it (a `kill_switch:` reason).
+    Aborted(String),
 }
 
 /// Runs an allowed action through the connector of its tool and records its outcome
@@ -48,7 +59,27 @@ pub async fn run(
             allowed.request().tool
         )));
     };
-    let (status, event_type, result, data, denial) = match connector.execute(state, allowed).await {
+    // Registered as in flight: a kill switch engaged while it runs aborts it (the
+    // connector's future is dropped, which closes its connection), and one already in force
+    // stops it before it starts.
+    let tool = &allowed.request().tool;
+    let executed = match state.kill_switches.begin(
+        org_id,
+        agent_id,
+        tool,
+        &state.clock.now_rfc3339(),
+    ) {
+        Err(refusal) => Err(Stop::Refused(refusal.reason().to_string())),
+        Ok(call) => {
+            tokio::select! {
+                r = connector.execute(state, allowed) => r.map_err(Stop::Connector),
+                () = call.cancelled() => Err(Stop::Aborted(call.abort_reason().unwrap_or_else(|| {
+                    "kill_switch: a kill switch stopped this call".to_string()
+                }))),
+            }
+        }
+    };
+    let (status, event_type, result, data, denial) = match executed {
         Ok(executed) => (
             ActionStatus::Executed,
             event_types::ACTION_EXECUTED,
@@ -56,7 +87,27 @@ pub async fn run(
             executed.summary,
             None,
         ),
-        Err(e) => {
+        Err(Stop::Refused(reason)) => (
+            ActionStatus::Denied,
+            event_types::ACTION_FAILED,
+            Some(serde_json::json!({ "error": format!("not run: {reason}") })),
+            serde_json::json!({ "error": format!("not run: {reason}"), "kind": "kill_switch" }),
+            Some(reason),
+        ),
+        Err(Stop::Aborted(reason)) => {
+            let error = format!(
+                "aborted by kill switch: {}",
+                reason.strip_prefix("kill_switch: ").unwrap_or(&reason)
+            );
+            (
+                ActionStatus::Failed,
+                event_types::ACTION_FAILED,
+                Some(serde_json::json!({ "error": error })),
+                serde_json::json!({ "error": error, "kind": "kill_switch" }),
+                None,
+            )
+        }
+        Err(Stop::Connector(e)) => {
             let kind = match &e {
                 ConnectorError::Ssrf(_) => "ssrf",
                 ConnectorError::InvalidRequest(_) => "invalid_request",

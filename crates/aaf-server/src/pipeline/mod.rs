@@ -7,6 +7,9 @@
 //!
 //! Stages, in order (ARCHITECTURE.md, "The action pipeline"):
 //!
+//! 0. **guards** ([`guards`]): runtime protection (kill switches) before anything else; a
+//!    refusal is a deny recorded in stage 4 with a reason starting `kill_switch:`, and
+//!    stages 1 to 3, 5 and 6 do not run;
 //! 1. **policy input** ([`evaluate`]): [`aaf_core::action::PolicyInput::build`] from the
 //!    request, the agent, its organisation and the request's metadata;
 //! 2. **evaluation** ([`evaluate`]): the key's tool scope, then the organisation's policy set
@@ -18,16 +21,18 @@
 //!    shadow results and `approval.requested` webhooks) in one write; nothing runs, and
 //!    nothing is answered, unless it committed;
 //! 5. **execution** ([`execute`]): an allowed action of a connector tool
-//!    ([`crate::connectors::Connector::for_tool`]) runs through that connector, once;
+//!    ([`crate::connectors::Connector::for_tool`]) runs through that connector, once, unless
+//!    a kill switch stops it first; one engaged while it runs aborts it;
 //! 6. **outcome record** ([`execute`]): `action.executed` or `action.failed`, with the
 //!    result; an SSRF refusal found only while connecting makes the outcome a deny.
 //!
-//! A dry run ([`dry_run`]) runs stages 1 to 3 and stops: it stores nothing and runs nothing.
+//! A dry run ([`dry_run`]) runs stages 0 to 3 and stops: it stores nothing and runs nothing.
 //! The execution of an approved action ([`crate::approvals::run_approved`]) re-runs stages 1
 //! to 3 on the stored action (the policies in force now), then 5 and 6.
 
 pub mod evaluate;
 pub mod execute;
+pub mod guards;
 pub mod record;
 
 use aaf_core::action::{ActionRequest, ActionStatus, AllowedAction, Decision, Verdict};
@@ -119,6 +124,8 @@ pub struct Submitted {
     pub approval: Option<ApprovalBinding>,
     /// What the shadow policies would have decided.
     pub shadow: Vec<ShadowOutcome>,
+    /// The guard that refused the action before evaluation, if one did.
+    pub refused: Option<guards::Refused>,
 }
 
 /// Takes a submitted action through every stage: evaluation, durable record, and, when
@@ -145,6 +152,7 @@ pub async fn submit(
         shadow,
         approval,
         mut status,
+        refused,
     } = recorded;
     let mut result = None;
     if let Some(allowed) = AllowedAction::from_decision(&action_id, request, &decision) {
@@ -175,10 +183,11 @@ pub async fn submit(
         result,
         approval,
         shadow,
+        refused,
     })
 }
 
-/// Evaluates an action exactly as [`submit`] would (stages 1 to 3), without recording or
+/// Evaluates an action exactly as [`submit`] would (stages 0 to 3), without recording or
 /// running anything; [`Evaluated::explain`] holds the set and input for an explanation.
 pub async fn dry_run(
     state: &AppState,

@@ -9,7 +9,7 @@ use aaf_core::redact::redact;
 use aaf_store::{ActionRecord, ActionWrite, Mutation, NewEvent, WriteUnit};
 use serde_json::Value;
 
-use super::{ApprovalBinding, Evaluated, PipelineError, Submission};
+use super::{guards, ApprovalBinding, Evaluated, PipelineError, Submission};
 use crate::app::AppState;
 use crate::connectors::Connector;
 use crate::policies::ShadowOutcome;
@@ -32,6 +32,8 @@ pub struct Recorded {
     /// The status recorded: `denied`, `pending_approval`, `executing` (a connector runs it
     /// next) or `allowed` (decision-only: the agent runs it).
     pub status: ActionStatus,
+    /// The guard that refused it before evaluation, if one did.
+    pub refused: Option<guards::Refused>,
 }
 
 /// The status an action gets when it is decided ([`ActionStatus::decided`]).
@@ -106,6 +108,7 @@ pub async fn decision(
         revision,
         shadow,
         explain: _,
+        refused,
     } = evaluated;
     let agent = submission.agent;
     let now = now_rfc3339();
@@ -151,7 +154,7 @@ pub async fn decision(
         approvals_required: approval.as_ref().map(|a| a.approvals_required),
         version: 0,
     };
-    let decided_event = NewEvent {
+    let mut decided_event = NewEvent {
         org_id: agent.org.id.clone(),
         ts: now,
         agent_id: Some(agent.agent.id.clone()),
@@ -173,6 +176,9 @@ pub async fn decision(
             "shadow": (!shadow.is_empty()).then_some(&shadow),
         }),
     };
+    if let Some(r) = &refused {
+        decided_event.data["guard"] = r.audit_data();
+    }
     let shadow_rows = shadow.iter().map(|s| {
         Mutation::InsertShadowResult(aaf_store::ShadowResult {
             org_id: agent.org.id.clone(),
@@ -229,5 +235,6 @@ pub async fn decision(
         shadow,
         approval,
         status,
+        refused,
     })
 }

@@ -211,6 +211,62 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                 return Err(StoreError::NotFound(format!("webhook {id}")));
             }
         }
+        Mutation::InsertKillSwitch(k) => {
+            conn.prepare_cached(sql::INSERT_KILL_SWITCH)?
+                .execute(params![
+                    k.id,
+                    k.org_id,
+                    k.scope.as_str(),
+                    k.agent_id,
+                    k.tool,
+                    k.reason,
+                    k.source.as_str(),
+                    k.created_at,
+                    k.created_by,
+                    k.expires_at
+                ])
+                .map_err(|e| named_conflict(e, "a kill switch with this id already exists"))?;
+            conn.prepare_cached(sql::BUMP_KILL_SWITCH_GENERATION)?
+                .execute(params![k.org_id, k.created_at])?;
+        }
+        Mutation::ReleaseKillSwitch {
+            org_id,
+            id,
+            by,
+            now,
+        } => {
+            let done = conn
+                .prepare_cached(sql::RELEASE_KILL_SWITCH)?
+                .execute(params![now, by, org_id, id])?;
+            if done == 0 {
+                return Err(StoreError::NotFound(format!("kill switch {id}")));
+            }
+            conn.prepare_cached(sql::BUMP_KILL_SWITCH_GENERATION)?
+                .execute(params![org_id, now])?;
+        }
+        Mutation::RevokeAllAgentKeys {
+            org_id,
+            agent_id,
+            now,
+        } => {
+            conn.prepare_cached(sql::REVOKE_ALL_AGENT_KEYS)?
+                .execute(params![now, org_id, agent_id])?;
+        }
+        Mutation::InsertAgentSnapshot(snap) => {
+            let text = crate::prepared::json_text(&snap.snapshot)?;
+            conn.prepare_cached(sql::INSERT_AGENT_SNAPSHOT)?
+                .execute(params![
+                    snap.id,
+                    snap.org_id,
+                    snap.agent_id,
+                    snap.kill_switch_id,
+                    snap.created_at,
+                    snap.created_by,
+                    snap.sha256,
+                    text
+                ])
+                .map_err(|e| named_conflict(e, "a snapshot with this id already exists"))?;
+        }
         Mutation::InsertDelivery(d) => {
             let payload = crate::prepared::json_text(&d.payload)?;
             let done = conn

@@ -9,7 +9,10 @@ use crate::common::{
 };
 
 /// The tables every migrated database has.
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 21] = [
+    "kill_switches",
+    "runtime_state",
+    "agent_snapshots",
     "policy_objects",
     "policy_object_versions",
     "policy_state",

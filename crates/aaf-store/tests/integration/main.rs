@@ -11,6 +11,7 @@
 mod common;
 mod approvals;
 mod identity;
+mod kill_switches;
 mod legacy;
 mod lifecycle;
 mod policies;

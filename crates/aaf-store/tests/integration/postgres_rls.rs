@@ -17,7 +17,9 @@ use crate::common::{
 };
 
 /// Every tenant table with its organisation column.
-const TENANT_TABLES: [(&str, &str); 17] = [
+const TENANT_TABLES: [(&str, &str); 19] = [
+    ("kill_switches", "org_id"),
+    ("agent_snapshots", "org_id"),
     ("policy_objects", "org_id"),
     ("policy_object_versions", "org_id"),
     ("policy_revisions", "org_id"),
@@ -117,6 +119,37 @@ async fn populate(store: &Store, org: &Org, agent: &Agent, tag: &str) {
         .commit(&[crate::policies::policy_rows(&org.id, tag)])
         .await
         .unwrap();
+    let switch = aaf_core::kill_switch::KillSwitch {
+        id: format!("{tag}-ks"),
+        org_id: org.id.clone(),
+        scope: aaf_core::kill_switch::KillSwitchScope::Agent,
+        agent_id: Some(agent.id.clone()),
+        tool: None,
+        reason: "isolated".into(),
+        source: aaf_core::kill_switch::KillSwitchSource::Isolation,
+        created_at: ts(50),
+        created_by: Some("u".into()),
+        expires_at: None,
+        released_at: None,
+        released_by: None,
+    };
+    let isolation = WriteUnit {
+        mutations: vec![
+            Mutation::InsertKillSwitch(switch),
+            Mutation::InsertAgentSnapshot(aaf_store::AgentSnapshot {
+                id: format!("{tag}-snap"),
+                org_id: org.id.clone(),
+                agent_id: agent.id.clone(),
+                kill_switch_id: format!("{tag}-ks"),
+                created_at: ts(50),
+                created_by: Some("u".into()),
+                sha256: "00".repeat(32),
+                snapshot: serde_json::json!({"actions": []}),
+            }),
+        ],
+        ..WriteUnit::default()
+    };
+    store.commit(&[isolation]).await.unwrap();
 }
 
 /// `SELECT <column> FROM <table>`: no WHERE clause, as a query that forgot its filter.
