@@ -17,7 +17,7 @@ use crate::common::{examples, policy_dir, within, TestServer, Upstream, ADMIN_TO
 
 /// Seed 004's policy decides on `http_proxy` calls to a URL containing `stripe.com`; the
 /// connector resolves that name to the loopback upstream (static `hosts`, no DNS).
-fn stripe_to(_upstream: &Upstream) -> impl FnOnce(&mut Config) {
+pub(crate) fn stripe_to(_upstream: &Upstream) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
         c.connectors.http.system_dns = false;
         c.connectors
@@ -28,7 +28,7 @@ fn stripe_to(_upstream: &Upstream) -> impl FnOnce(&mut Config) {
     }
 }
 
-fn charge(upstream: &Upstream, amount: u64) -> Value {
+pub(crate) fn charge(upstream: &Upstream, amount: u64) -> Value {
     json!({
         "tool": "http_proxy",
         "operation": "POST",
@@ -41,12 +41,12 @@ fn charge(upstream: &Upstream, amount: u64) -> Value {
     })
 }
 
-fn start_clock() -> Clock {
+pub(crate) fn start_clock() -> Clock {
     Clock::manual(time::OffsetDateTime::now_utc())
 }
 
 /// Waits (long polling, no sleeps) until action `id` has `status`; panics after 30 s.
-async fn wait_for_status(server: &TestServer, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_for_status(server: &TestServer, id: &str, status: &str) -> Value {
     for _ in 0..30 {
         let (code, body) = server
             .get_json(&format!("/v1/actions/{id}?wait=1"), ADMIN_TOKEN)
@@ -59,7 +59,7 @@ async fn wait_for_status(server: &TestServer, id: &str, status: &str) -> Value {
     panic!("action {id} never reached status {status}");
 }
 
-async fn answer(
+pub(crate) async fn answer(
     server: &TestServer,
     token: &str,
     id: &str,
@@ -890,7 +890,7 @@ async fn an_approval_racing_the_expiry_has_exactly_one_outcome() {
 
 /// Sets an action's status behind the server's back, as a node that stopped right after
 /// committing it would have left it.
-async fn leave_as(data_dir: &Path, id: &str, status: &str) {
+pub(crate) async fn leave_as(data_dir: &Path, id: &str, status: &str) {
     let url = format!("sqlite://{}?mode=rw", data_dir.join("aaf.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("UPDATE actions SET status = ?, version = version + 1 WHERE id = ?")
@@ -904,7 +904,7 @@ async fn leave_as(data_dir: &Path, id: &str, status: &str) {
 
 /// A server on seed-004's policies with Stripe routed to a fresh upstream, a manual clock and
 /// a sweeper every 20 ms, and an agent's key: for the recovery tests.
-async fn recovering_server() -> (Upstream, Clock, TestServer, String) {
+pub(crate) async fn recovering_server() -> (Upstream, Clock, TestServer, String) {
     let upstream = Upstream::start().await;
     let clock = start_clock();
     let server = TestServer::start_clocked(&examples("seed-004"), clock.clone(), |c| {

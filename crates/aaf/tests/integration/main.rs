@@ -15,6 +15,7 @@ mod connector;
 mod contract;
 mod fail_closed;
 mod keys;
+mod kill_switch;
 mod limits;
 mod multinode;
 mod policies;
