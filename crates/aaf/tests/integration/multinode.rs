@@ -689,3 +689,237 @@ async fn only_the_node_that_wrote_the_admin_token_file_names_it() {
     );
     assert!(sigterm(&mut first).success());
 }
+
+/// A dry run of the search action through `node`: whether a kill switch refused it.
+async fn refused_by_kill_switch(client: &reqwest::Client, node: &str, key: &str) -> bool {
+    let body: Value = client
+        .post(format!("{node}/v1/actions/dry-run"))
+        .bearer_auth(key)
+        .json(&search())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["reason"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("kill_switch: "))
+}
+
+/// Sends `request` (an engagement or release through node A) and measures, in
+/// milliseconds from its answer, how long node B takes to reach `refused` for the agent's
+/// dry runs (polled back to back). Panics after 10 s.
+async fn propagation_ms(
+    client: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+    b: &str,
+    key: &str,
+    refused: bool,
+) -> f64 {
+    let r = request.send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let answered = Instant::now();
+    while refused_by_kill_switch(client, b, key).await != refused {
+        assert!(
+            answered.elapsed() < Duration::from_secs(10),
+            "node B did not follow node A within 10 s"
+        );
+    }
+    answered.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Engages and releases a kill switch on the agent through node A `rounds` times; returns the
+/// propagation delays to node B of the engagements and of the releases (milliseconds).
+async fn kill_switch_rounds(a: &Node, b: &Node, rounds: usize) -> (Vec<f64>, Vec<f64>) {
+    let client = reqwest::Client::new();
+    let created = create_agent(&client, &a.base, "runaway").await;
+    let agent_id = created["id"].as_str().unwrap().to_string();
+    let key = created["api_key"].as_str().unwrap().to_string();
+    assert!(!refused_by_kill_switch(&client, &b.base, &key).await);
+    let (mut engaged, mut released) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let engage = client
+            .post(format!("{}/v1/kill-switches", a.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"scope": "agent", "target": agent_id, "reason": "propagation"}));
+        let r = engage.try_clone().unwrap().send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Measured from the engagement's answer (the request above is not timed; the next
+        // round's is sent by `propagation_ms`).
+        let answered = Instant::now();
+        while !refused_by_kill_switch(&client, &b.base, &key).await {
+            assert!(
+                answered.elapsed() < Duration::from_secs(10),
+                "not propagated"
+            );
+        }
+        engaged.push(answered.elapsed().as_secs_f64() * 1000.0);
+        let release = client
+            .delete(format!("{}/v1/kill-switches/{id}", a.base))
+            .bearer_auth(ADMIN_TOKEN);
+        released.push(propagation_ms(&client, release, &b.base, &key, false).await);
+    }
+    (engaged, released)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn summary(name: &str, mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&values, 50.0), percentile(&values, 99.0));
+    eprintln!(
+        "{name}: n={} p50={p50:.2} ms p99={p99:.2} ms max={:.2} ms",
+        values.len(),
+        values[values.len() - 1]
+    );
+    (p50, p99)
+}
+
+#[tokio::test]
+async fn a_kill_switch_engaged_through_one_node_is_in_force_on_the_other_at_once() {
+    let Some(db) =
+        pg_db("a_kill_switch_engaged_through_one_node_is_in_force_on_the_other_at_once").await
+    else {
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    // The poll is a minute: a change seen within seconds came by the notification.
+    let slow_poll = [
+        ("AAF_RUNTIME__KILL_SWITCH_POLL_MS", "60000"),
+        ("AAF_RUNTIME__KILL_SWITCH_MAX_STALENESS_MS", "600000"),
+    ];
+    let mut a = start_node_with(&db, policies.path(), &slow_poll);
+    let mut b = start_node_with(&db, policies.path(), &slow_poll);
+    let (engaged, released) = within("propagation", kill_switch_rounds(&a, &b, 10)).await;
+    let (_, engaged_max) = summary("engaged on A, in force on B", engaged);
+    let (_, released_max) = summary("released on A, lifted on B", released);
+    assert!(engaged_max < 5000.0 && released_max < 5000.0);
+
+    // Stored: a node started afterwards has the switch in force from its first request.
+    let client = reqwest::Client::new();
+    let created = create_agent(&client, &a.base, "stopped").await;
+    let key = created["api_key"].as_str().unwrap().to_string();
+    let r = client
+        .post(format!("{}/v1/kill-switches", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"scope": "agent", "target": created["id"], "reason": "kept"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut c = start_node_with(&db, policies.path(), &slow_poll);
+    assert!(refused_by_kill_switch(&client, &c.base, &key).await);
+    let (status, body) = act(&client, &c.base, &key).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    for node in [&mut a, &mut b, &mut c] {
+        assert!(sigterm(&mut node.child).success());
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_confirm_its_kill_switches_refuses_every_action() {
+    let Some(db) = pg_db("a_node_that_cannot_confirm_its_kill_switches_refuses_every_action").await
+    else {
+        return;
+    };
+    use sqlx::Connection;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let mut node = start_node_with(
+        &db,
+        policies.path(),
+        &[
+            ("AAF_RUNTIME__KILL_SWITCH_POLL_MS", "100"),
+            ("AAF_RUNTIME__KILL_SWITCH_MAX_STALENESS_MS", "500"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let created = create_agent(&client, &node.base, "any").await;
+    let key = created["api_key"].as_str().unwrap().to_string();
+    assert_eq!(act(&client, &node.base, &key).await.unwrap().0, 200);
+
+    // The poll starts failing (its table unreadable): within the staleness limit the node
+    // refuses everything, recording why; once it can read again, it confirms and allows.
+    let mut owner = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("REVOKE SELECT ON runtime_state FROM aaf_app")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    let body = loop {
+        let (status, body) = act(&client, &node.base, &key).await.unwrap();
+        if status == 403 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            revoked.elapsed() < Duration::from_secs(10),
+            "the node never failed closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "failed closed {:?} after the poll began failing",
+        revoked.elapsed()
+    );
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("kill_switch: this node could not confirm"),
+        "{reason}"
+    );
+    sqlx::query("GRANT SELECT ON runtime_state TO aaf_app")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let granted = Instant::now();
+    loop {
+        let (status, body) = act(&client, &node.base, &key).await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            granted.elapsed() < Duration::from_secs(10),
+            "never recovered: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    owner.close().await.unwrap();
+    assert!(sigterm(&mut node.child).success());
+}
+
+/// The benchmark of docs/performance.md ("Kill-switch propagation"): 200 engagements and
+/// releases through node A, each timed until node B refuses (or allows again) the agent's
+/// dry runs, with the default poll. Run by `bench/kill_switch.sh` (release build).
+#[tokio::test]
+#[ignore = "a benchmark: bench/kill_switch.sh"]
+async fn kill_switch_propagation_benchmark() {
+    let Some(db) = pg_db("kill_switch_propagation_benchmark").await else {
+        return;
+    };
+    let rounds = std::env::var("AAF_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200);
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let mut a = start_node_with(&db, policies.path(), &[]);
+    let mut b = start_node_with(&db, policies.path(), &[]);
+    let (engaged, released) = kill_switch_rounds(&a, &b, rounds).await;
+    summary(
+        "BENCH kill switch engaged on node A, in force on node B",
+        engaged,
+    );
+    summary(
+        "BENCH kill switch released on node A, lifted on node B",
+        released,
+    );
+    for node in [&mut a, &mut b] {
+        assert!(sigterm(&mut node.child).success());
+    }
+}

@@ -136,9 +136,11 @@ fn success_status(p: &Permission) -> u16 {
         | ("POST", "/v1/agents/{id}/keys")
         | ("POST", "/v1/agents/{id}/keys/rotate")
         | ("POST", "/v1/webhooks")
-        | ("POST", "/v1/policies") => 201,
+        | ("POST", "/v1/policies")
+        | ("POST", "/v1/kill-switches")
+        | ("POST", "/v1/agents/{id}/isolate") => 201,
         ("DELETE", "/v1/users/{id}" | "/v1/webhooks/{id}") => 204,
-        ("DELETE", "/v1/policies/{id}") => 200,
+        ("DELETE", "/v1/policies/{id}" | "/v1/kill-switches/{id}") => 200,
         ("GET" | "PATCH" | "POST" | "PUT", _) => 200,
         other => panic!("no expected success status for {other:?}: extend the matrix test"),
     }
@@ -162,6 +164,9 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         ("POST", "/v1/actions/{id}/result") => Some(json!({"status": "succeeded"})),
         ("PATCH", "/v1/settings") => Some(json!({"four_eyes": true})),
         ("POST", "/v1/webhooks") => Some(webhook_body()),
+        // A tool of its own: the matrix's agents must keep acting.
+        ("POST", "/v1/kill-switches") => Some(kill_switch_body()),
+        ("POST", "/v1/agents/{id}/isolate") => Some(json!({"reason": "matrix"})),
         ("POST", "/v1/policies") => Some(policy_body()),
         ("PUT", "/v1/policies/{id}") => Some(json!({"mode": "shadow"})),
         ("POST", "/v1/policies/{id}/rollback") => Some(json!({"version": 1})),
@@ -184,6 +189,18 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         ("POST", "/v1/agents/{id}/keys/{key_id}/revoke") => {
             let (id, _, key) = create_agent(server, &target.admin).await;
             format!("/v1/agents/{id}/keys/{key}/revoke")
+        }
+        ("POST", "/v1/agents/{id}/isolate") => {
+            // An agent of its own: isolating revokes its keys.
+            let (id, _, _) = create_agent(server, &target.admin).await;
+            format!("/v1/agents/{id}/isolate")
+        }
+        (_, "/v1/kill-switches/{id}") => {
+            let (status, body) = server
+                .post_json("/v1/kill-switches", &target.admin, kill_switch_body())
+                .await;
+            assert_eq!(status, 201, "{body}");
+            p.path.replace("{id}", body["id"].as_str().unwrap())
         }
         (_, path) if path.starts_with("/v1/agents/{id}") => path.replace("{id}", &target.agent_id),
         (_, "/v1/actions/{id}") => format!("/v1/actions/{}", target.action_id),
@@ -258,6 +275,10 @@ fn policy_body() -> Value {
 }
 
 /// A webhook for an event the matrix never causes (nothing is delivered).
+fn kill_switch_body() -> Value {
+    json!({"scope": "tool", "target": unique("matrix-tool"), "reason": "matrix"})
+}
+
 fn webhook_body() -> Value {
     json!({"url": "https://hooks.example.com/aaf", "events": ["approval.expired"]})
 }

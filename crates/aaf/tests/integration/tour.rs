@@ -341,7 +341,7 @@ fn the_readme_tour_runs_as_written() {
 fn check_client_outputs(outputs: &[Vec<Value>], context: &str) {
     assert_eq!(
         outputs.len(),
-        8,
+        9,
         "a new block needs its checks here\n{context}"
     );
     let block = |i: usize, lines: usize| lines_of(outputs, i, lines, context);
@@ -432,8 +432,27 @@ fn check_client_outputs(outputs: &[Vec<Value>], context: &str) {
     );
     assert_eq!(report["samples"][0]["action_id"], search["id"], "{context}");
 
-    // 7. Ten audit events, each linked to the one before, the first from the genesis.
-    let events = block(7, 1)[0]["events"].as_array().unwrap().clone();
+    // 7. The kill switch: engaged, the agent's action refused before evaluation, released.
+    let out = block(7, 3);
+    let (switch, refused, released) = (&out[0], &out[1], &out[2]);
+    assert_eq!(switch["scope"], "agent", "{context}");
+    assert_eq!(switch["agent_id"], agent["id"], "{context}");
+    assert_eq!(switch["state"], "in_force", "{context}");
+    assert_eq!(refused["decision"], "deny", "{context}");
+    assert_eq!(refused["status"], "denied", "{context}");
+    assert_eq!(refused["policy_revision"], "not_evaluated", "{context}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("kill_switch: this agent is stopped by kill switch"),
+        "{context}"
+    );
+    assert_eq!(released["id"], switch["id"], "{context}");
+    assert_eq!(released["state"], "released", "{context}");
+
+    // 8. Ten audit events, each linked to the one before, the first from the genesis.
+    let events = block(8, 1)[0]["events"].as_array().unwrap().clone();
     assert_eq!(events.len(), 10, "{context}");
     assert_eq!(events[0]["prev_hash"], "0".repeat(64), "{context}");
     for pair in events.windows(2) {
