@@ -114,8 +114,10 @@ cd "$work"
 # Operations that can take away the run's own credentials: Schemathesis finds the ids of
 # the run's agent key and users in list answers and revokes, rotates, deletes or demotes
 # them, after which every later request answers 401 and the operations under test are
-# checked no further than authentication. They run in a second, shorter pass at the end.
-destructive='^(rotate_key|revoke_key|delete_user|update_user)$'
+# checked no further than authentication; a kill switch (engaged, or by isolating the agent)
+# makes every later action of the agent a 403 before evaluation. They run in a second,
+# shorter pass at the end.
+destructive='^(rotate_key|revoke_key|delete_user|update_user|engage_kill_switch|isolate_agent)$'
 # The client waits longer than the longest long poll (`GET /v1/actions/{id}?wait=60`
 # answers after up to 60 s by design).
 run_pass() {

@@ -113,19 +113,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/agents/{id}/isolate",
-            post(api::runtime::isolate),
+            post(api::runtime::isolate_agent),
         )
         .route(
             "/v1/agents/{id}/snapshots",
-            get(api::runtime::snapshots),
+            get(api::runtime::list_snapshots),
         )
         .route(
             "/v1/kill-switches",
-            post(api::runtime::engage).get(api::runtime::list),
+            post(api::runtime::engage_kill_switch).get(api::runtime::list_kill_switches),
         )
         .route(
             "/v1/kill-switches/{id}",
-            axum::routing::delete(api::runtime::release),
+            axum::routing::delete(api::runtime::release_kill_switch),
         )
         .route("/v1/actions", post(api::submit_action))
         .route("/v1/actions/dry-run", post(api::dry_run))

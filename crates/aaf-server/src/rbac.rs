@@ -465,6 +465,9 @@ mod tests {
             } else if p.path.starts_with("/v1/approvals") {
                 // Approving is for people: approvers and admins, never agents.
                 assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
+            } else if p.method == "POST" && p.path == "/v1/kill-switches" {
+                // Stopping an agent is for the people watching them; releasing is admins'.
+                assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
             } else if p.path == "/v1/playground" {
                 // Evaluates unsaved Rego and stores nothing: every person may use it.
                 assert_eq!(p.allow, ALL_USERS);

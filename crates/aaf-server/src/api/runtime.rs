@@ -125,7 +125,7 @@ pub struct ListQuery {
         (status = 409, description = "too many kill switches in force", body = ErrorBody),
         (status = 503, description = "not recorded; nothing was engaged", body = ErrorBody),
     ))]
-pub async fn engage(
+pub async fn engage_kill_switch(
     State(state): State<AppState>,
     UserAuth(user): UserAuth,
     body: Result<Json<Object<EngageBody>>, JsonRejection>,
@@ -152,7 +152,7 @@ pub async fn engage(
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 403, description = "not a user", body = ErrorBody),
     ))]
-pub async fn list(
+pub async fn list_kill_switches(
     State(state): State<AppState>,
     UserAuth(user): UserAuth,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -199,7 +199,7 @@ pub async fn list(
         (status = 404, description = "no unreleased kill switch with this id in the organisation", body = ErrorBody),
         (status = 503, description = "not recorded; nothing was released", body = ErrorBody),
     ))]
-pub async fn release(
+pub async fn release_kill_switch(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
     Path(id): Path<String>,
@@ -247,7 +247,7 @@ pub struct IsolationView {
         (status = 409, description = "too many kill switches in force", body = ErrorBody),
         (status = 503, description = "not recorded; nothing changed", body = ErrorBody),
     ))]
-pub async fn isolate(
+pub async fn isolate_agent(
     State(state): State<AppState>,
     UserAuth(admin): UserAuth,
     Path(agent_id): Path<String>,
@@ -327,7 +327,7 @@ pub struct SnapshotList {
         (status = 403, description = "not an admin or auditor", body = ErrorBody),
         (status = 404, description = "no such agent in the organisation", body = ErrorBody),
     ))]
-pub async fn snapshots(
+pub async fn list_snapshots(
     State(state): State<AppState>,
     UserAuth(user): UserAuth,
     Path(agent_id): Path<String>,
