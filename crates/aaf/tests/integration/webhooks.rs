@@ -454,3 +454,70 @@ async fn webhook_targets_pass_the_ssrf_guard_and_slack_gets_a_summary() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn kill_switch_changes_are_announced_signed_and_in_slack_form() {
+    let mut receiver = Receiver::start(0).await;
+    let mut slack = Receiver::start(0).await;
+    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let server = TestServer::start_clocked(&examples("seed-004"), clock, config(20)).await;
+    let (agent_id, _) = server.create_agent("runaway").await;
+    let (code, hook) = create_webhook(
+        &server,
+        json!({"url": receiver.url, "events": ["kill_switch.engaged", "kill_switch.released"]}),
+    )
+    .await;
+    assert_eq!(code, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let (code, _) = create_webhook(
+        &server,
+        json!({"url": slack.url, "events": ["kill_switch.engaged"], "format": "slack"}),
+    )
+    .await;
+    assert_eq!(code, 201);
+
+    let (code, switch) = server
+        .post_json(
+            "/v1/kill-switches",
+            ADMIN_TOKEN,
+            json!({"scope": "agent", "target": agent_id, "reason": "loops on refunds"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{switch}");
+    let (headers, body) = receiver.next().await;
+    verify_signature(&secret, &headers, &body);
+    assert_eq!(headers["x-aaf-event"], "kill_switch.engaged");
+    assert_eq!(body["event"], "kill_switch.engaged");
+    assert_eq!(body["kill_switch"]["id"], switch["id"]);
+    assert_eq!(body["kill_switch"]["scope"], "agent");
+    assert_eq!(body["kill_switch"]["agent_id"], agent_id.as_str());
+    assert_eq!(body["kill_switch"]["reason"], "loops on refunds");
+    assert!(body.get("action").is_none());
+    let (_, text) = slack.next().await;
+    let text = text["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("*Kill switch engaged*: scope `agent`")
+            && text.contains("loops on refunds"),
+        "{text}"
+    );
+
+    let id = switch["id"].as_str().unwrap();
+    let (code, _) = server
+        .send_json(
+            reqwest::Method::DELETE,
+            &format!("/v1/kill-switches/{id}"),
+            ADMIN_TOKEN,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (headers, body) = receiver.next().await;
+    verify_signature(&secret, &headers, &body);
+    assert_eq!(body["event"], "kill_switch.released");
+    assert!(body["kill_switch"]["released_at"].is_string());
+    assert!(
+        slack.nothing_more(),
+        "the slack webhook takes engagements only"
+    );
+    server.stop().await;
+}
