@@ -130,6 +130,11 @@ event_types! {
     /// recent actions and audit events kept (data: kill_switch_id, revoked key ids,
     /// snapshot_id, the snapshot's SHA-256, by).
     AGENT_ISOLATED = "agent.isolated";
+    /// A rate limit was created (data: rate_limit_id, scope, agent_id, tool, limit, window,
+    /// burst, by).
+    RATE_LIMIT_CREATED = "rate_limit.created";
+    /// A rate limit was deleted (data: rate_limit_id, by).
+    RATE_LIMIT_DELETED = "rate_limit.deleted";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

@@ -20,5 +20,6 @@ pub mod identity;
 pub mod kill_switch;
 pub mod net;
 pub mod policy;
+pub mod rate_limit;
 pub mod redact;
 pub mod secrets;

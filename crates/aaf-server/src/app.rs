@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::key_cache::KeyCache;
 use crate::openapi::ApiDoc;
 use crate::policy_loader::{load_sources, PolicyLoadError, PolicyOrigin};
-use crate::runtime::KillSwitches;
+use crate::runtime::RuntimeRules;
 use crate::time::now_rfc3339;
 
 /// Name of the default organisation created on first start.
@@ -73,8 +73,9 @@ pub struct AppState {
     pub action_events: Arc<ActionEvents>,
     /// The webhook sender (SSRF-guarded) and the delivery worker's bell.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
-    /// The kill switches in force on this node and the connector calls they can abort.
-    pub kill_switches: Arc<KillSwitches>,
+    /// The kill switches and rate limits in force on this node, and the connector calls
+    /// they can abort.
+    pub runtime: Arc<RuntimeRules>,
 }
 
 impl AppState {
@@ -126,6 +127,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/kill-switches/{id}",
             axum::routing::delete(api::runtime::release_kill_switch),
+        )
+        .route(
+            "/v1/rate-limits",
+            post(api::runtime::create_rate_limit).get(api::runtime::list_rate_limits),
+        )
+        .route(
+            "/v1/rate-limits/{id}",
+            axum::routing::delete(api::runtime::delete_rate_limit),
         )
         .route("/v1/actions", post(api::submit_action))
         .route("/v1/actions/dry-run", post(api::dry_run))
@@ -395,14 +404,19 @@ pub async fn prepare_with_clock(
     // The kill switches in force, read before the first request; changes through other
     // nodes are installed at once (PostgreSQL LISTEN/NOTIFY), and the refresher's poll
     // confirms the copy (an unconfirmed copy refuses every action).
-    let kill_switches = Arc::new(KillSwitches::new(std::time::Duration::from_millis(
+    let mut runtime = RuntimeRules::new(std::time::Duration::from_millis(
         config.runtime.kill_switch_max_staleness_ms,
-    )));
+    ));
+    // Checked by the configuration's validation already.
+    runtime.default_limits = config
+        .default_rate_limits()
+        .map_err(|e| StartError::Store(aaf_store::StoreError::Invalid(e.to_string())))?;
+    let runtime = Arc::new(runtime);
     {
-        let switches = Arc::clone(&kill_switches);
-        store.on_kill_switch_changes(move |org| switches.announce(org));
+        let switches = Arc::clone(&runtime);
+        store.on_runtime_changes(move |org| switches.announce(org));
     }
-    kill_switches
+    runtime
         .refresh_all(&store, &clock, true)
         .await
         .map_err(|e| StartError::Store(aaf_store::StoreError::Unavailable(e)))?;
@@ -422,7 +436,7 @@ pub async fn prepare_with_clock(
         clock,
         action_events,
         webhooks: Arc::new(webhooks),
-        kill_switches,
+        runtime,
     };
     Ok((state, notice))
 }
@@ -542,7 +556,7 @@ pub async fn run(
     ));
     let refresher = tokio::spawn(crate::policies::refresher(state.clone()));
     let kill_switch_refresher = tokio::spawn(crate::runtime::kill_switch::refresher(
-        Arc::clone(&state.kill_switches),
+        Arc::clone(&state.runtime),
         state.store.clone(),
         state.clock.clone(),
         std::time::Duration::from_millis(state.config.runtime.kill_switch_poll_ms),
@@ -591,6 +605,9 @@ async fn housekeeping(state: AppState) {
     loop {
         tick.tick().await;
         state.auth_limiter.prune();
+        let mut live = state.runtime.rate_limit_ids();
+        live.extend(state.runtime.default_limits.iter().map(|l| l.id.clone()));
+        state.runtime.counters.housekeeping(&live);
         match state.store.purge_nonces(&now_rfc3339()).await {
             Ok(n) if n > 0 => tracing::debug!(purged = n, "expired signature nonces forgotten"),
             Ok(_) => {}

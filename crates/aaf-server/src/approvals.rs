@@ -335,7 +335,7 @@ pub async fn answer(
         // (rejecting it stays possible).
         if matches!(answer, Answer::Approve) {
             if let Err(refused) =
-                crate::pipeline::guards::check(state, org_id, &action.agent_id, &action.tool)
+                crate::pipeline::guards::kill_switch(state, org_id, &action.agent_id, &action.tool)
             {
                 return Err(ApiError::Forbidden(format!(
                     "action {id} cannot be approved: {}",
@@ -652,7 +652,7 @@ pub async fn run_approved(state: &AppState, org_id: &str, id: &str) -> Result<()
 
     // 2. The kill switches in force now: an approved action they stop is not run.
     if let Err(refused) =
-        crate::pipeline::guards::check(state, org_id, &action.agent_id, &action.tool)
+        crate::pipeline::guards::kill_switch(state, org_id, &action.agent_id, &action.tool)
     {
         let reason = refused.reason.clone();
         return deny_at_recheck(

@@ -372,6 +372,59 @@ pub struct RuntimeConfig {
     /// closed: it cannot know which agents are stopped). At least twice
     /// `kill_switch_poll_ms`, at most 600000; default 5000.
     pub kill_switch_max_staleness_ms: u64,
+    /// Rate limits of every organisation (each counted separately), beside those each
+    /// organisation sets over the API. Default: none.
+    pub rate_limits: Vec<RateLimitConfig>,
+}
+
+/// One entry of `runtime.rate_limits`: `limit` actions per `window` (`second`, `minute`,
+/// `hour`) with bursts of up to `burst` (default `limit`), for the `scope` (`org`, `agent`,
+/// `tool`, `agent_tool`; without `target`, each agent or tool separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `org`, `agent`, `tool` or `agent_tool`.
+    pub scope: String,
+    /// Only this agent (`agent`), tool (`tool`) or `<agent_id>:<tool>` (`agent_tool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Actions per window, 1 to 1000000.
+    pub limit: u32,
+    /// `second`, `minute` or `hour`.
+    pub window: String,
+    /// Most actions at once, 1 to 1000000; default `limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl Config {
+    /// The configuration's rate limits, checked, with ids `config:1`, `config:2`, ...
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the entry and the field.
+    pub fn default_rate_limits(&self) -> Result<Vec<aaf_core::rate_limit::RateLimit>, ConfigError> {
+        self.runtime
+            .rate_limits
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let n = i + 1;
+                crate::runtime::rate_limit::build(
+                    format!("config:{n}"),
+                    String::new(),
+                    &c.scope,
+                    c.target.as_deref(),
+                    c.limit,
+                    &c.window,
+                    c.burst,
+                )
+                .map_err(|(field, message)| {
+                    ConfigError::Invalid(format!("runtime.rate_limits[{i}].{field}: {message}"))
+                })
+            })
+            .collect()
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -379,6 +432,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             kill_switch_poll_ms: 1000,
             kill_switch_max_staleness_ms: 5000,
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -655,6 +709,7 @@ impl Config {
                 runtime.kill_switch_poll_ms, runtime.kill_switch_max_staleness_ms
             )));
         }
+        self.default_rate_limits()?;
         if self.approvals.default_timeout_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "approvals.default_timeout_seconds must be at least 1".into(),

@@ -235,6 +235,24 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "POST",
+        path: "/v1/rate-limits",
+        allow: &[ADMIN],
+        summary: "create a rate limit (organisation, agent, tool or agent's tool; one or each)",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/rate-limits",
+        allow: ALL_USERS,
+        summary: "list the organisation's rate limits and the configuration's",
+    },
+    Permission {
+        method: "DELETE",
+        path: "/v1/rate-limits/{id}",
+        allow: &[ADMIN],
+        summary: "delete a rate limit (404 for another organisation's)",
+    },
+    Permission {
+        method: "POST",
         path: "/v1/webhooks",
         allow: &[ADMIN],
         summary: "register a webhook for approval events (SSRF-guarded URL); secret shown once",

@@ -40,8 +40,9 @@ pub use error::StoreError;
 pub use model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
     ApprovalVote, DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions,
-    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
-    StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
+    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, ShadowCount,
+    ShadowResult, StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit,
+    SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -669,10 +670,10 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`].
-    pub async fn kill_switch_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn runtime_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.kill_switch_generations().await,
-            Backend::Postgres(p) => p.kill_switch_generations().await,
+            Backend::Sqlite(s) => s.runtime_generations().await,
+            Backend::Postgres(p) => p.runtime_generations().await,
         }
     }
 
@@ -698,12 +699,12 @@ impl Store {
     /// Calls `on_change(Some(org_id))` (from a background task) whenever an organisation's
     /// kill switches are changed through any node, and `on_change(None)` when changes may
     /// have been missed (the listener reconnected). PostgreSQL: `LISTEN`/`NOTIFY` on
-    /// `aaf_kill_switch_changes`, sent in the changing transaction. SQLite (one node):
+    /// `aaf_runtime_changes`, sent in the changing transaction. SQLite (one node):
     /// nothing to listen to.
-    pub fn on_kill_switch_changes(&self, on_change: impl Fn(Option<&str>) + Send + Sync + 'static) {
+    pub fn on_runtime_changes(&self, on_change: impl Fn(Option<&str>) + Send + Sync + 'static) {
         match &self.backend {
             Backend::Sqlite(_) => {}
-            Backend::Postgres(p) => p.spawn_kill_switch_listener(on_change),
+            Backend::Postgres(p) => p.spawn_runtime_listener(on_change),
         }
     }
 
@@ -724,6 +725,55 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.agent_history(org_id, agent_id, window, limit).await,
             Backend::Postgres(p) => p.agent_history(org_id, agent_id, window, limit).await,
+        }
+    }
+
+    /// The organisation's live rate limits (deleted ones are kept but not listed), oldest
+    /// first, each with when and by whom it was created.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_rate_limits(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<(aaf_core::rate_limit::RateLimit, RateLimitMeta)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_rate_limits(org_id).await,
+            Backend::Postgres(p) => p.list_rate_limits(org_id).await,
+        }
+    }
+
+    /// Whether the store keeps rate-limit counters shared by every node
+    /// ([`Store::rate_limit_take`]): PostgreSQL. SQLite's single node counts in memory.
+    pub fn shares_rate_limit_counters(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// One GCRA step on the organisation's shared counter `key`
+    /// ([`aaf_core::rate_limit::gcra`]), atomically, on the database's clock: `Ok(Ok(()))`
+    /// when the action conforms (the counter advanced by `emission_us`), `Ok(Err(retry_after_us))`
+    /// when it does not (the counter unchanged).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Invalid`] on SQLite, which shares no
+    /// counters.
+    pub async fn rate_limit_take(
+        &self,
+        org_id: &str,
+        key: &str,
+        emission_us: u64,
+        tolerance_us: u64,
+    ) -> Result<Result<(), u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(StoreError::Invalid(
+                "SQLite keeps no shared rate-limit counters".into(),
+            )),
+            Backend::Postgres(p) => {
+                p.rate_limit_take(org_id, key, emission_us, tolerance_us)
+                    .await
+            }
         }
     }
 

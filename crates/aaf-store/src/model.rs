@@ -277,6 +277,15 @@ pub struct Webhook {
     pub disabled_at: Option<String>,
 }
 
+/// When and by whom a rate limit was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitMeta {
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// The user who created it.
+    pub created_by: Option<String>,
+}
+
 /// What an isolated agent had done recently, kept for forensics
 /// (`POST /v1/agents/{id}/isolate`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -588,6 +597,20 @@ pub enum Mutation {
         /// The switch.
         id: String,
         /// The user who released it.
+        by: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Create a rate limit (and advance the organisation's runtime generation).
+    InsertRateLimit(aaf_core::rate_limit::RateLimit, RateLimitMeta),
+    /// Delete a live rate limit; [`crate::StoreError::NotFound`] when the organisation has
+    /// none with this id. Advances the runtime generation.
+    DeleteRateLimit {
+        /// The organisation.
+        org_id: String,
+        /// The limit.
+        id: String,
+        /// The user who deleted it.
         by: String,
         /// RFC 3339 UTC.
         now: String,

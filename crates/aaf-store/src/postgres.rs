@@ -26,8 +26,8 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use crate::model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
     ApprovalVote, DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions,
-    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
-    TokenPrincipal, User, Webhook, WebhookDelivery,
+    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, ShadowCount,
+    ShadowResult, TokenPrincipal, User, Webhook, WebhookDelivery,
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
@@ -39,6 +39,7 @@ use crate::rows::{
 };
 use crate::{sql, StoreError};
 use aaf_core::kill_switch::KillSwitch;
+use aaf_core::rate_limit::RateLimit;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -73,18 +74,18 @@ async fn notify_key_change(conn: &mut PgConnection, org_id: &str) -> Result<(), 
 
 /// Advances the organisation's kill-switch generation and announces, when the transaction
 /// commits, that its kill switches changed, so that every node reloads them at once.
-async fn bump_kill_switch_generation(
+async fn bump_runtime_generation(
     conn: &mut PgConnection,
     org_id: &str,
     now: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(sql::BUMP_KILL_SWITCH_GENERATION)
+    sqlx::query(sql::BUMP_RUNTIME_GENERATION)
         .bind(org_id)
         .bind(now)
         .execute(&mut *conn)
         .await?;
     sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(KILL_SWITCH_CHANGES)
+        .bind(RUNTIME_CHANGES)
         .bind(org_id)
         .execute(conn)
         .await?;
@@ -100,7 +101,24 @@ const POLICY_CHANGES: &str = "aaf_policy_changes";
 
 /// The channel on which a change of an organisation's kill switches (its id as payload) is
 /// announced to every node.
-const KILL_SWITCH_CHANGES: &str = "aaf_kill_switch_changes";
+const RUNTIME_CHANGES: &str = "aaf_runtime_changes";
+
+/// `(org_id, key, emission_us, tolerance_us)`: one GCRA step (aaf_core::rate_limit::gcra) on
+/// the database's clock, in microseconds; returns the new arrival time when the action
+/// conforms, no row when it does not (the counter unchanged). PostgreSQL only.
+const GCRA_TAKE: &str =
+    "WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS us) \
+     INSERT INTO rate_limit_counters AS c (org_id, key, tat_us) \
+     SELECT $1, $2, clock.us + $3 FROM clock \
+     ON CONFLICT (org_id, key) DO UPDATE \
+       SET tat_us = GREATEST(c.tat_us, (SELECT us FROM clock)) + $3 \
+       WHERE GREATEST(c.tat_us, (SELECT us FROM clock)) - $4 <= (SELECT us FROM clock) \
+     RETURNING c.tat_us";
+
+/// `(org_id, key, tolerance_us)` → microseconds until the counter admits an action.
+const GCRA_WAIT: &str =
+    "SELECT c.tat_us - $3 - (extract(epoch FROM clock_timestamp()) * 1000000)::bigint \
+     FROM rate_limit_counters AS c WHERE c.org_id = $1 AND c.key = $2";
 
 /// The conflict of two concurrent changes of an organisation's policies.
 const POLICIES_CHANGED: &str =
@@ -391,12 +409,12 @@ impl PgStore {
             .collect()
     }
 
-    pub(crate) async fn kill_switch_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(sql::KILL_SWITCH_GENERATIONS)
+    pub(crate) async fn runtime_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(sql::RUNTIME_GENERATIONS)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.col("org_id")?, r.col("kill_switch_generation")?)))
+            .map(|r| Ok((r.col("org_id")?, r.col("generation")?)))
             .collect()
     }
 
@@ -409,7 +427,7 @@ impl PgStore {
         // One transaction (read committed): the generation is read first, so the switches
         // read next are at least as new.
         let mut tx = self.begin_org(org_id).await?;
-        let generation: Option<i64> = sqlx::query_scalar(sql::KILL_SWITCH_GENERATION)
+        let generation: Option<i64> = sqlx::query_scalar(sql::RUNTIME_GENERATION)
             .bind(org_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -459,6 +477,53 @@ impl PgStore {
         ))
     }
 
+    pub(crate) async fn list_rate_limits(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<(RateLimit, RateLimitMeta)>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(sql::LIST_RATE_LIMITS)
+            .bind(org_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(crate::rows::rate_limit_from_row).collect()
+    }
+
+    pub(crate) async fn rate_limit_take(
+        &self,
+        org_id: &str,
+        key: &str,
+        emission_us: u64,
+        tolerance_us: u64,
+    ) -> Result<Result<(), u64>, StoreError> {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut tx = self.begin_org(org_id).await?;
+        // One statement: the counter row is locked by the upsert, so concurrent takes on any
+        // node are serialised and each sees the last one's arrival time.
+        let taken: Option<i64> = sqlx::query_scalar(GCRA_TAKE)
+            .bind(org_id)
+            .bind(key)
+            .bind(as_i64(emission_us))
+            .bind(as_i64(tolerance_us))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match taken {
+            Some(_) => Ok(()),
+            None => {
+                let wait: Option<i64> = sqlx::query_scalar(GCRA_WAIT)
+                    .bind(org_id)
+                    .bind(key)
+                    .bind(as_i64(tolerance_us))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                Err(u64::try_from(wait.unwrap_or(0)).unwrap_or(0).max(1))
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     pub(crate) async fn list_agent_snapshots(
         &self,
         org_id: &str,
@@ -474,11 +539,11 @@ impl PgStore {
         rows.iter().map(crate::rows::snapshot_from_row).collect()
     }
 
-    pub(crate) fn spawn_kill_switch_listener(
+    pub(crate) fn spawn_runtime_listener(
         &self,
         on_change: impl Fn(Option<&str>) + Send + Sync + 'static,
     ) {
-        spawn_listener(self.pool.clone(), KILL_SWITCH_CHANGES, on_change);
+        spawn_listener(self.pool.clone(), RUNTIME_CHANGES, on_change);
     }
 
     pub(crate) async fn get_policy_revision(
@@ -1655,7 +1720,7 @@ async fn apply_mutation(
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| conflict(e, "a kill switch with this id already exists"))?;
-            bump_kill_switch_generation(conn, &k.org_id, &k.created_at).await?;
+            bump_runtime_generation(conn, &k.org_id, &k.created_at).await?;
         }
         Mutation::ReleaseKillSwitch {
             org_id,
@@ -1674,7 +1739,44 @@ async fn apply_mutation(
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("kill switch {id}")));
             }
-            bump_kill_switch_generation(conn, org_id, now).await?;
+            bump_runtime_generation(conn, org_id, now).await?;
+        }
+        Mutation::InsertRateLimit(l, meta) => {
+            let conn = ctx.conn(&l.org_id).await?;
+            sqlx::query(sql::INSERT_RATE_LIMIT)
+                .bind(&l.id)
+                .bind(&l.org_id)
+                .bind(l.scope.as_str())
+                .bind(&l.agent_id)
+                .bind(&l.tool)
+                .bind(i64::from(l.limit))
+                .bind(l.window.as_str())
+                .bind(i64::from(l.burst))
+                .bind(&meta.created_at)
+                .bind(&meta.created_by)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| conflict(e, "a rate limit with this id already exists"))?;
+            bump_runtime_generation(conn, &l.org_id, &meta.created_at).await?;
+        }
+        Mutation::DeleteRateLimit {
+            org_id,
+            id,
+            by,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            let done = sqlx::query(sql::DELETE_RATE_LIMIT)
+                .bind(now)
+                .bind(by)
+                .bind(org_id)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("rate limit {id}")));
+            }
+            bump_runtime_generation(conn, org_id, now).await?;
         }
         Mutation::RevokeAllAgentKeys {
             org_id,

@@ -335,6 +335,40 @@ pub(crate) fn kill_switch_from_row(
     })
 }
 
+pub(crate) fn rate_limit_from_row(
+    row: &impl DbRow,
+) -> Result<(aaf_core::rate_limit::RateLimit, crate::model::RateLimitMeta), StoreError> {
+    use aaf_core::kill_switch::KillSwitchScope;
+    use aaf_core::rate_limit::{RateLimit, Window};
+    let scope: String = row.col("scope")?;
+    let period: String = row.col("period")?;
+    let count = |column: &str| -> Result<u32, StoreError> {
+        let n: i64 = row.col(column)?;
+        u32::try_from(n)
+            .map_err(|_| StoreError::Corrupt(format!("rate limit {column} {n} is out of range")))
+    };
+    Ok((
+        RateLimit {
+            id: row.col("id")?,
+            org_id: row.col("org_id")?,
+            scope: KillSwitchScope::parse(&scope).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown rate limit scope {scope:?}"))
+            })?,
+            agent_id: row.col("agent_id")?,
+            tool: row.col("tool")?,
+            limit: count("limit_count")?,
+            window: Window::parse(&period).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown rate limit period {period:?}"))
+            })?,
+            burst: count("burst")?,
+        },
+        crate::model::RateLimitMeta {
+            created_at: row.col("created_at")?,
+            created_by: row.col("created_by")?,
+        },
+    ))
+}
+
 pub(crate) fn snapshot_from_row(row: &impl DbRow) -> Result<AgentSnapshot, StoreError> {
     let snapshot: String = row.col("snapshot")?;
     Ok(AgentSnapshot {

@@ -266,14 +266,14 @@ shared! {
          WHERE org_id = $3 AND id = $4 AND released_at IS NULL";
     /// `(org_id, now)`: advances the organisation's kill-switch generation (the first
     /// change creates it at 1).
-    BUMP_KILL_SWITCH_GENERATION = "INSERT INTO runtime_state (org_id, kill_switch_generation, updated_at) \
+    BUMP_RUNTIME_GENERATION = "INSERT INTO runtime_state (org_id, generation, updated_at) \
          VALUES ($1, 1, $2) ON CONFLICT (org_id) DO UPDATE \
-         SET kill_switch_generation = runtime_state.kill_switch_generation + 1, \
+         SET generation = runtime_state.generation + 1, \
              updated_at = excluded.updated_at";
     /// `()` → every organisation's kill-switch generation.
-    KILL_SWITCH_GENERATIONS = "SELECT org_id, kill_switch_generation FROM runtime_state";
+    RUNTIME_GENERATIONS = "SELECT org_id, generation FROM runtime_state";
     /// `(org_id)` → the organisation's kill-switch generation.
-    KILL_SWITCH_GENERATION = "SELECT kill_switch_generation FROM runtime_state WHERE org_id = $1";
+    RUNTIME_GENERATION = "SELECT generation FROM runtime_state WHERE org_id = $1";
     /// `(org_id, unreleased_only (0/1), limit)` → the organisation's kill switches, newest
     /// first.
     LIST_KILL_SWITCHES = "SELECT id, org_id, scope, agent_id, tool, reason, source, created_at, \
@@ -283,6 +283,17 @@ shared! {
     /// `(now, org_id, agent_id)`: revokes every live key of the agent.
     REVOKE_ALL_AGENT_KEYS = "UPDATE agent_keys SET revoked_at = $1 \
          WHERE org_id = $2 AND agent_id = $3 AND revoked_at IS NULL";
+    /// `(id, org_id, scope, agent_id, tool, limit_count, period, burst, created_at,
+    /// created_by)`.
+    INSERT_RATE_LIMIT = "INSERT INTO rate_limits (id, org_id, scope, agent_id, tool, limit_count, \
+           period, burst, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    /// `(now, by, org_id, id)`: deletes a live limit.
+    DELETE_RATE_LIMIT = "UPDATE rate_limits SET deleted_at = $1, deleted_by = $2 \
+         WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL";
+    /// `(org_id)` → the organisation's live rate limits, oldest first.
+    LIST_RATE_LIMITS = "SELECT id, org_id, scope, agent_id, tool, limit_count, period, burst, \
+           created_at, created_by FROM rate_limits WHERE org_id = $1 AND deleted_at IS NULL \
+         ORDER BY created_at, id";
     /// `(id, org_id, agent_id, kill_switch_id, created_at, created_by, sha256, snapshot)`.
     INSERT_AGENT_SNAPSHOT = "INSERT INTO agent_snapshots (id, org_id, agent_id, kill_switch_id, \
            created_at, created_by, sha256, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

@@ -30,11 +30,12 @@ use sqlx::Row;
 use crate::model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
     ApprovalVote, DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, PolicyObject,
-    PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult, StoreOptions,
-    TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit,
+    PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, ShadowCount, ShadowResult,
+    StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit,
 };
 use crate::{sql, StoreError};
 use aaf_core::kill_switch::KillSwitch;
+use aaf_core::rate_limit::RateLimit;
 
 mod identity;
 
@@ -483,12 +484,12 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(crate) async fn kill_switch_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(sql::KILL_SWITCH_GENERATIONS)
+    pub(crate) async fn runtime_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(sql::RUNTIME_GENERATIONS)
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.col("org_id")?, r.col("kill_switch_generation")?)))
+            .map(|r| Ok((r.col("org_id")?, r.col("generation")?)))
             .collect()
     }
 
@@ -500,7 +501,7 @@ impl SqliteStore {
     ) -> Result<(i64, Vec<KillSwitch>), StoreError> {
         // One read transaction: the generation and the switches are of one moment.
         let mut tx = self.reader.begin().await?;
-        let generation: Option<i64> = sqlx::query_scalar(sql::KILL_SWITCH_GENERATION)
+        let generation: Option<i64> = sqlx::query_scalar(sql::RUNTIME_GENERATION)
             .bind(org_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -548,6 +549,17 @@ impl SqliteStore {
                 .collect::<Result<_, _>>()?,
             crate::rows::page_of_events(&events, org_id)?,
         ))
+    }
+
+    pub(crate) async fn list_rate_limits(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<(RateLimit, RateLimitMeta)>, StoreError> {
+        let rows = sqlx::query(sql::LIST_RATE_LIMITS)
+            .bind(org_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(crate::rows::rate_limit_from_row).collect()
     }
 
     pub(crate) async fn list_agent_snapshots(

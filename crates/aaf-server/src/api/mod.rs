@@ -348,6 +348,17 @@ pub enum ActionForbidden {
     Refused(ErrorBody),
 }
 
+/// The body of a `429` from `POST /v1/actions`: a decision a rate limit denied, or the
+/// failed-authentication limit's error.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ActionTooMany {
+    /// The action was recorded and denied by a rate limit.
+    Denied(Box<ActionResponse>),
+    /// Too many failed authentications from the address.
+    Refused(ErrorBody),
+}
+
 pub use crate::pipeline::ApprovalBinding;
 
 /// The answer for `decision`; `with_times` adds each policy's evaluation time (dry runs).
@@ -444,15 +455,22 @@ fn http_status(verdict: Verdict) -> StatusCode {
 /// Submits an action through the action pipeline ([`crate::pipeline::submit`]: decision,
 /// durable record, the connector when allowed, the outcome's record) and answers.
 ///
-/// Statuses: 200 allow, 202 require_approval (stored as `pending_approval`), 403 deny. Nothing
-/// is executed unless the decision was recorded; if recording fails the answer is 503.
+/// Statuses: 200 allow, 202 require_approval (stored as `pending_approval`), 403 deny, 429
+/// denied by a rate limit. Nothing is executed unless the decision was recorded; if recording
+/// fails the answer is 503.
 #[utoipa::path(post, path = "/v1/actions", tag = "actions",
     request_body = ActionBody,
     security(("agent_key" = [])),
     responses(
         (status = 200, description = "allowed (and executed for connector tools)", body = ActionResponse),
         (status = 202, description = "requires approval; stored as pending_approval", body = ActionResponse),
-        (status = 403, description = "denied by policy or by the connector's SSRF guard (an ActionResponse), or the caller is not an agent (an ErrorBody)", body = ActionForbidden),
+        (status = 403, description = "denied by policy, by a kill switch (reason `kill_switch: ...`) or by the connector's SSRF guard (an ActionResponse), or the caller is not an agent (an ErrorBody)", body = ActionForbidden),
+        (status = 429, description = "denied by a rate limit (an ActionResponse, reason `rate_limit: ...`, recorded like every decision), or too many failed authentications from the address (an ErrorBody)", body = ActionTooMany,
+            headers(
+                ("Retry-After" = u64, description = "seconds until the action would be admitted"),
+                ("RateLimit-Policy" = String, description = "the limit that was over (IETF draft-ietf-httpapi-ratelimit-headers): `\"<limit id>\";q=<limit>;w=<window seconds>`"),
+                ("RateLimit" = String, description = "its state: `\"<limit id>\";r=0;t=<seconds until admitted>`"),
+            )),
         (status = 400, description = "malformed body; `field` names the problem", body = ErrorBody),
         (status = 401, description = "missing, unknown, revoked or expired agent key", body = ErrorBody),
         (status = 413, description = "body larger than limits.max_body_bytes", body = ErrorBody),
@@ -485,7 +503,45 @@ pub async fn submit_action(
     response.approval = submitted.approval;
     response.shadow = submitted.shadow;
     response.result = submitted.result;
+    if let Some((limit, retry_after_ms)) = submitted.refused.and_then(|r| r.rate_limit) {
+        return Ok(too_many(&limit, retry_after_ms, response));
+    }
     Ok((http_status(submitted.decision.verdict), Json(response)).into_response())
+}
+
+/// `429` for an action a rate limit denied, with `Retry-After` (RFC 9110, section 10.2.3)
+/// and the `RateLimit-Policy` / `RateLimit` fields of the IETF draft
+/// draft-ietf-httpapi-ratelimit-headers (structured fields, RFC 8941): the limit's id as the
+/// policy name, `q` its limit, `w` its window in seconds, `r` the remaining quota (0) and
+/// `t` the seconds until the action would be admitted.
+fn too_many(
+    limit: &aaf_core::rate_limit::RateLimit,
+    retry_after_ms: u64,
+    response: ActionResponse,
+) -> Response {
+    let seconds = retry_after_ms.div_ceil(1000).max(1);
+    let mut answer = (StatusCode::TOO_MANY_REQUESTS, Json(response)).into_response();
+    let headers = answer.headers_mut();
+    // Limit ids are UUIDs or `config:<n>`: valid inside an sf-string as they are.
+    let values = [
+        ("retry-after", seconds.to_string()),
+        (
+            "ratelimit-policy",
+            format!(
+                "\"{}\";q={};w={}",
+                limit.id,
+                limit.limit,
+                limit.window.seconds()
+            ),
+        ),
+        ("ratelimit", format!("\"{}\";r=0;t={seconds}", limit.id)),
+    ];
+    for (name, value) in values {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    answer
 }
 
 /// Records a malformed action request in the agent's chain (without the body) and returns

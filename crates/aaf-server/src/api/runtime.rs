@@ -350,3 +350,155 @@ pub async fn list_snapshots(
         snapshots: snapshots.into_iter().map(Into::into).collect(),
     }))
 }
+
+/// `POST /v1/rate-limits` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    /// `org`, `agent`, `tool` or `agent_tool`.
+    pub scope: String,
+    /// Only this agent (`agent`), tool (`tool`) or `<agent_id>:<tool>` (`agent_tool`);
+    /// leave it out to limit each agent or tool separately.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Actions per window, 1 to 1000000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub limit: u32,
+    /// `second`, `minute` or `hour`.
+    pub window: String,
+    /// Most actions at once after a quiet period, 1 to 1000000; default `limit`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub burst: Option<u32>,
+}
+
+/// A rate limit of the organisation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimitView {
+    /// Rate limit id.
+    pub id: String,
+    /// `org`, `agent`, `tool` or `agent_tool`.
+    pub scope: String,
+    /// The agent, when the limit is only this agent's.
+    pub agent_id: Option<String>,
+    /// The tool, when the limit is only this tool's.
+    pub tool: Option<String>,
+    /// Actions per window.
+    pub limit: u32,
+    /// `second`, `minute` or `hour`.
+    pub window: String,
+    /// Most actions at once.
+    pub burst: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The user who created it.
+    pub created_by: Option<String>,
+}
+
+impl RateLimitView {
+    fn new(l: aaf_core::rate_limit::RateLimit, meta: aaf_store::RateLimitMeta) -> RateLimitView {
+        RateLimitView {
+            scope: l.scope.as_str().to_string(),
+            window: l.window.as_str().to_string(),
+            id: l.id,
+            agent_id: l.agent_id,
+            tool: l.tool,
+            limit: l.limit,
+            burst: l.burst,
+            created_at: meta.created_at,
+            created_by: meta.created_by,
+        }
+    }
+}
+
+/// The organisation's rate limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimitList {
+    /// The organisation's own, oldest first.
+    pub rate_limits: Vec<RateLimitView>,
+    /// The configuration's (`runtime.rate_limits`), which apply to every organisation, each
+    /// counted separately; ids `config:<n>`.
+    pub defaults: Vec<RateLimitView>,
+}
+
+/// Creates a rate limit: from the answer on, actions over it are denied with `429`
+/// (`rate_limit: ...`, recorded), on every node (several nodes share one counter).
+#[utoipa::path(post, path = "/v1/rate-limits", tag = "runtime",
+    request_body = RateLimitBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "created", body = RateLimitView),
+        (status = 400, description = "bad scope, target, limit, window or burst (the field is named)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody),
+        (status = 409, description = "too many rate limits", body = ErrorBody),
+        (status = 503, description = "not recorded; nothing was created", body = ErrorBody),
+    ))]
+pub async fn create_rate_limit(
+    State(state): State<AppState>,
+    UserAuth(admin): UserAuth,
+    body: Result<Json<Object<RateLimitBody>>, JsonRejection>,
+) -> Result<(StatusCode, Json<RateLimitView>), ApiError> {
+    let body = json_body(&state, body)?;
+    let request = control::NewRateLimit {
+        scope: &body.scope,
+        target: body.target.as_deref(),
+        limit: body.limit,
+        window: &body.window,
+        burst: body.burst,
+    };
+    let (limit, meta) =
+        control::create_rate_limit(&state, &admin.org.id, &admin.user_id, &request).await?;
+    Ok((StatusCode::CREATED, Json(RateLimitView::new(limit, meta))))
+}
+
+/// Lists the organisation's rate limits and the configuration's.
+#[utoipa::path(get, path = "/v1/rate-limits", tag = "runtime",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the rate limits", body = RateLimitList),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "not a user", body = ErrorBody),
+    ))]
+pub async fn list_rate_limits(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+) -> Result<Json<RateLimitList>, ApiError> {
+    let limits = state.store.list_rate_limits(&user.org.id).await?;
+    let config_meta = aaf_store::RateLimitMeta {
+        created_at: String::new(),
+        created_by: None,
+    };
+    Ok(Json(RateLimitList {
+        rate_limits: limits
+            .into_iter()
+            .map(|(l, m)| RateLimitView::new(l, m))
+            .collect(),
+        defaults: state
+            .runtime
+            .default_limits
+            .iter()
+            .map(|l| RateLimitView::new(l.clone(), config_meta.clone()))
+            .collect(),
+    }))
+}
+
+/// Deletes a rate limit of the organisation (its counters are forgotten).
+#[utoipa::path(delete, path = "/v1/rate-limits/{id}", tag = "runtime",
+    params(("id" = String, Path, description = "rate limit id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody),
+        (status = 404, description = "no live rate limit with this id in the organisation", body = ErrorBody),
+        (status = 503, description = "not recorded; nothing was deleted", body = ErrorBody),
+    ))]
+pub async fn delete_rate_limit(
+    State(state): State<AppState>,
+    UserAuth(admin): UserAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    control::delete_rate_limit(&state, &admin.org.id, &admin.user_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

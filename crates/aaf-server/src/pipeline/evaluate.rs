@@ -49,15 +49,22 @@ pub struct Subject<'a> {
 }
 
 /// Stage 0 (the guards), then stages 1 to 3 for an action an agent submits: an action a
-/// guard refuses is denied without evaluating anything.
+/// guard refuses is denied without evaluating anything. With `counted` false (a dry run),
+/// rate limits neither count nor refuse it: only the kill switches are asked.
 pub async fn for_agent(
     state: &AppState,
     submission: &Submission<'_>,
     request: ActionRequest,
     action_id: String,
+    counted: bool,
 ) -> Evaluated {
     let agent = submission.agent;
-    if let Err(refused) = guards::check(state, &agent.org.id, &agent.agent.id, &request.tool) {
+    let guarded = if counted {
+        guards::check(state, &agent.org.id, &agent.agent.id, &request.tool).await
+    } else {
+        guards::kill_switch(state, &agent.org.id, &agent.agent.id, &request.tool)
+    };
+    if let Err(refused) = guarded {
         return Evaluated {
             action_id,
             request,

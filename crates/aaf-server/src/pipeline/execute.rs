@@ -63,12 +63,10 @@ pub async fn run(
     // connector's future is dropped, which closes its connection), and one already in force
     // stops it before it starts.
     let tool = &allowed.request().tool;
-    let executed = match state.kill_switches.begin(
-        org_id,
-        agent_id,
-        tool,
-        &state.clock.now_rfc3339(),
-    ) {
+    let executed = match state
+        .runtime
+        .begin(org_id, agent_id, tool, &state.clock.now_rfc3339())
+    {
         Err(refusal) => Err(Stop::Refused(refusal.reason().to_string())),
         Ok(call) => {
             tokio::select! {

@@ -7,9 +7,9 @@
 //!
 //! Stages, in order (ARCHITECTURE.md, "The action pipeline"):
 //!
-//! 0. **guards** ([`guards`]): runtime protection (kill switches) before anything else; a
-//!    refusal is a deny recorded in stage 4 with a reason starting `kill_switch:`, and
-//!    stages 1 to 3, 5 and 6 do not run;
+//! 0. **guards** ([`guards`]): runtime protection (kill switches, rate limits) before
+//!    anything else; a refusal is a deny recorded in stage 4 with a reason starting
+//!    `kill_switch:` or `rate_limit:`, and stages 1 to 3, 5 and 6 do not run;
 //! 1. **policy input** ([`evaluate`]): [`aaf_core::action::PolicyInput::build`] from the
 //!    request, the agent, its organisation and the request's metadata;
 //! 2. **evaluation** ([`evaluate`]): the key's tool scope, then the organisation's policy set
@@ -26,7 +26,8 @@
 //! 6. **outcome record** ([`execute`]): `action.executed` or `action.failed`, with the
 //!    result; an SSRF refusal found only while connecting makes the outcome a deny.
 //!
-//! A dry run ([`dry_run`]) runs stages 0 to 3 and stops: it stores nothing and runs nothing.
+//! A dry run ([`dry_run`]) runs stages 0 to 3 and stops: it stores nothing, runs nothing and
+//! counts against no rate limit (only the kill switches are asked in stage 0).
 //! The execution of an approved action ([`crate::approvals::run_approved`]) re-runs stages 1
 //! to 3 on the stored action (the policies in force now), then 5 and 6.
 
@@ -142,7 +143,7 @@ pub async fn submit(
     request: ActionRequest,
 ) -> Result<Submitted, PipelineError> {
     let action_id = uuid::Uuid::now_v7().to_string();
-    let evaluated = evaluate::for_agent(state, &submission, request, action_id).await;
+    let evaluated = evaluate::for_agent(state, &submission, request, action_id, true).await;
     let recorded = record::decision(state, &submission, evaluated).await?;
     let record::Recorded {
         action_id,
@@ -195,5 +196,5 @@ pub async fn dry_run(
     request: ActionRequest,
 ) -> Evaluated {
     let action_id = format!("dry-run-{}", uuid::Uuid::now_v7());
-    evaluate::for_agent(state, &submission, request, action_id).await
+    evaluate::for_agent(state, &submission, request, action_id, false).await
 }

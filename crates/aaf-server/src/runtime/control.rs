@@ -184,14 +184,14 @@ async fn check_room(state: &AppState, org_id: &str) -> Result<(), ControlError> 
 /// Installs the organisation's switches on this node after a change it committed.
 async fn install(state: &AppState, org_id: &str) {
     if let Err(e) = state
-        .kill_switches
+        .runtime
         .reload_org(&state.store, &state.clock, org_id)
         .await
     {
         // Committed but not installed here: the refresher retries, and until this node
         // confirms its copy again it refuses every action.
         tracing::error!(%org_id, error = %e, "a kill-switch change was recorded but could not be installed on this node");
-        state.kill_switches.announce(Some(org_id));
+        state.runtime.announce(Some(org_id));
     }
 }
 
@@ -483,4 +483,136 @@ pub fn state_of(switch: &KillSwitch, now: &str) -> &'static str {
     } else {
         "expired"
     }
+}
+
+/// Most live rate limits per organisation.
+pub const MAX_RATE_LIMITS_PER_ORG: usize = 100;
+
+/// A rate limit to create, as asked.
+#[derive(Debug, Clone)]
+pub struct NewRateLimit<'a> {
+    /// `org`, `agent`, `tool` or `agent_tool`.
+    pub scope: &'a str,
+    /// Only this agent, tool or `<agent_id>:<tool>`; `None`: each separately.
+    pub target: Option<&'a str>,
+    /// Actions per window.
+    pub limit: u32,
+    /// `second`, `minute` or `hour`.
+    pub window: &'a str,
+    /// Most at once (default `limit`).
+    pub burst: Option<u32>,
+}
+
+/// Creates a rate limit of the organisation, with its `rate_limit.created` event, and
+/// installs it on this node before this returns (other nodes: as kill switches).
+///
+/// # Errors
+///
+/// [`ControlError::Invalid`] naming `scope`, `target`, `limit`, `window` or `burst`;
+/// [`ControlError::Conflict`] beyond [`MAX_RATE_LIMITS_PER_ORG`];
+/// [`ControlError::Unavailable`].
+pub async fn create_rate_limit(
+    state: &AppState,
+    org_id: &str,
+    by: &str,
+    request: &NewRateLimit<'_>,
+) -> Result<(aaf_core::rate_limit::RateLimit, aaf_store::RateLimitMeta), ControlError> {
+    let limit = super::rate_limit::build(
+        uuid::Uuid::now_v7().to_string(),
+        org_id.to_string(),
+        request.scope,
+        request.target,
+        request.limit,
+        request.window,
+        request.burst,
+    )
+    .map_err(|(field, message)| ControlError::Invalid { field, message })?;
+    if let Some(agent) = &limit.agent_id {
+        let found = state
+            .store
+            .get_agent(org_id, agent)
+            .await
+            .map_err(unavailable("the agent could not be looked up"))?;
+        if found.is_none() {
+            return Err(ControlError::Invalid {
+                field: "target",
+                message: format!("no agent {agent:?} in your organisation"),
+            });
+        }
+    }
+    let live = state
+        .store
+        .list_rate_limits(org_id)
+        .await
+        .map_err(unavailable("the rate limits could not be read"))?;
+    if live.len() >= MAX_RATE_LIMITS_PER_ORG {
+        return Err(ControlError::Conflict(format!(
+            "the organisation has {MAX_RATE_LIMITS_PER_ORG} rate limits, the most allowed; delete one first"
+        )));
+    }
+    let meta = aaf_store::RateLimitMeta {
+        created_at: state.clock.now_rfc3339(),
+        created_by: Some(by.to_string()),
+    };
+    let event = NewEvent {
+        org_id: org_id.to_string(),
+        ts: meta.created_at.clone(),
+        agent_id: limit.agent_id.clone(),
+        action_id: None,
+        event_type: event_types::RATE_LIMIT_CREATED.to_string(),
+        data: json!({
+            "rate_limit_id": limit.id,
+            "scope": limit.scope.as_str(),
+            "agent_id": limit.agent_id,
+            "tool": limit.tool,
+            "limit": limit.limit,
+            "window": limit.window.as_str(),
+            "burst": limit.burst,
+            "by": by,
+        }),
+    };
+    commit(
+        state,
+        vec![Mutation::InsertRateLimit(limit.clone(), meta.clone())],
+        vec![event],
+    )
+    .await?;
+    install(state, org_id).await;
+    Ok((limit, meta))
+}
+
+/// Deletes a live rate limit of the organisation, with its `rate_limit.deleted` event.
+///
+/// # Errors
+///
+/// [`ControlError::NotFound`] when the organisation has no live limit `id`;
+/// [`ControlError::Unavailable`].
+pub async fn delete_rate_limit(
+    state: &AppState,
+    org_id: &str,
+    by: &str,
+    id: &str,
+) -> Result<(), ControlError> {
+    let now = state.clock.now_rfc3339();
+    let event = NewEvent {
+        org_id: org_id.to_string(),
+        ts: now.clone(),
+        agent_id: None,
+        action_id: None,
+        event_type: event_types::RATE_LIMIT_DELETED.to_string(),
+        data: json!({"rate_limit_id": id, "by": by}),
+    };
+    commit(
+        state,
+        vec![Mutation::DeleteRateLimit {
+            org_id: org_id.to_string(),
+            id: id.to_string(),
+            by: by.to_string(),
+            now,
+        }],
+        vec![event],
+    )
+    .await?;
+    install(state, org_id).await;
+    Ok(())
 }

@@ -1,11 +1,11 @@
 //! The kill switches in force on this node, and the connector calls they can abort.
 //!
 //! Every node keeps a copy of every organisation's unreleased kill switches
-//! ([`KillSwitches`]), so that the pipeline's guard decides without a database read. The copy
+//! ([`RuntimeRules`]), so that the pipeline's guard decides without a database read. The copy
 //! is kept current three ways:
 //!
 //! - a change through this node installs the organisation's switches before it is answered;
-//! - a change through another node arrives by PostgreSQL `NOTIFY` (`aaf_kill_switch_changes`)
+//! - a change through another node arrives by PostgreSQL `NOTIFY` (`aaf_runtime_changes`)
 //!   and is installed at once ([`refresher`]);
 //! - every `runtime.kill_switch_poll_ms` the refresher reads every organisation's
 //!   kill-switch generation (one query) and reloads the organisations whose generation
@@ -16,7 +16,7 @@
 //! stopped, so it fails closed.
 //!
 //! Installing switches aborts the connector calls in flight that they stop: each call
-//! registers itself ([`KillSwitches::begin`]) with a cancellation token, under the same lock
+//! registers itself ([`RuntimeRules::begin`]) with a cancellation token, under the same lock
 //! order as installation, so a call either sees the switch before it starts or is
 //! cancelled by its installation.
 
@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aaf_core::kill_switch::{first_covering, KillSwitch};
+use aaf_core::rate_limit::RateLimit;
 use aaf_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -69,11 +70,13 @@ impl Refusal {
     }
 }
 
-/// One organisation's unreleased switches and the generation they were read at.
+/// One organisation's unreleased switches and live rate limits, and the generation they were
+/// read at.
 #[derive(Debug, Clone)]
 struct OrgSwitches {
     generation: i64,
     switches: Arc<[KillSwitch]>,
+    limits: Arc<[RateLimit]>,
 }
 
 /// A connector call in flight.
@@ -85,8 +88,14 @@ struct Call {
     reason: Arc<Mutex<Option<String>>>,
 }
 
-/// The kill switches in force on this node and the calls in flight (see the module docs).
-pub struct KillSwitches {
+/// The kill switches and rate limits in force on this node, the calls in flight and the
+/// node's rate-limit counters (see the module docs).
+pub struct RuntimeRules {
+    /// The configuration's rate limits (`runtime.rate_limits`), which apply to every
+    /// organisation (each counted separately).
+    pub default_limits: Vec<RateLimit>,
+    /// The in-memory rate-limit counters (SQLite's single node).
+    pub counters: super::rate_limit::LocalCounters,
     orgs: RwLock<HashMap<String, OrgSwitches>>,
     calls: Mutex<HashMap<u64, Call>>,
     next_call: AtomicU64,
@@ -105,17 +114,17 @@ struct Announced {
     all: bool,
 }
 
-impl std::fmt::Debug for KillSwitches {
+impl std::fmt::Debug for RuntimeRules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KillSwitches")
+        f.debug_struct("RuntimeRules")
             .field("max_staleness", &self.max_staleness)
             .finish_non_exhaustive()
     }
 }
 
-/// A connector call registered with [`KillSwitches::begin`]; dropping it unregisters it.
+/// A connector call registered with [`RuntimeRules::begin`]; dropping it unregisters it.
 pub struct InFlight<'a> {
-    switches: &'a KillSwitches,
+    switches: &'a RuntimeRules,
     id: u64,
     token: CancellationToken,
     reason: Arc<Mutex<Option<String>>>,
@@ -143,11 +152,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl KillSwitches {
+impl RuntimeRules {
     /// An empty, unconfirmed copy: every action is refused until the first successful
-    /// [`KillSwitches::refresh_all`].
-    pub fn new(max_staleness: Duration) -> KillSwitches {
-        KillSwitches {
+    /// [`RuntimeRules::refresh_all`].
+    pub fn new(max_staleness: Duration) -> RuntimeRules {
+        RuntimeRules {
+            default_limits: Vec::new(),
+            counters: super::rate_limit::LocalCounters::default(),
             orgs: RwLock::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
@@ -259,14 +270,15 @@ impl KillSwitches {
         })
     }
 
-    /// Installs `switches` (the unreleased ones) as the organisation's, read at
-    /// `generation`, unless a newer generation is installed already; cancels the calls in
-    /// flight that they stop. Returns how many calls it aborted.
+    /// Installs `switches` (the unreleased ones) and `limits` (the live ones) as the
+    /// organisation's, read at `generation`, unless a newer generation is installed already;
+    /// cancels the calls in flight that the switches stop. Returns how many calls it aborted.
     pub fn install(
         &self,
         org_id: &str,
         generation: i64,
         switches: Vec<KillSwitch>,
+        limits: Vec<RateLimit>,
         now: &str,
     ) -> usize {
         let mut orgs = self
@@ -282,6 +294,7 @@ impl KillSwitches {
             OrgSwitches {
                 generation,
                 switches: Arc::clone(&switches),
+                limits: limits.into(),
             },
         );
         let mut aborted = 0;
@@ -300,6 +313,26 @@ impl KillSwitches {
             tracing::warn!(%org_id, aborted, "kill switch: connector calls in flight aborted");
         }
         aborted
+    }
+
+    /// The organisation's live rate limits (not the configuration's defaults).
+    pub fn rate_limits(&self, org_id: &str) -> Option<Arc<[RateLimit]>> {
+        self.orgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(org_id)
+            .filter(|o| !o.limits.is_empty())
+            .map(|o| Arc::clone(&o.limits))
+    }
+
+    /// The ids of every organisation's live rate limits (for the counters' housekeeping).
+    pub fn rate_limit_ids(&self) -> Vec<String> {
+        self.orgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .flat_map(|o| o.limits.iter().map(|l| l.id.clone()))
+            .collect()
     }
 
     /// The generation installed for the organisation (0: none).
@@ -322,7 +355,7 @@ impl KillSwitches {
             .sum()
     }
 
-    /// Reads the organisation's unreleased switches and installs them.
+    /// Reads the organisation's unreleased switches and live rate limits and installs them.
     ///
     /// # Errors
     ///
@@ -339,7 +372,17 @@ impl KillSwitches {
             .map_err(|e| {
                 format!("the kill switches of organisation {org_id} could not be read: {e}")
             })?;
-        self.install(org_id, generation, switches, &clock.now_rfc3339());
+        // Read after the generation: at least as new.
+        let limits = store
+            .list_rate_limits(org_id)
+            .await
+            .map_err(|e| {
+                format!("the rate limits of organisation {org_id} could not be read: {e}")
+            })?
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        self.install(org_id, generation, switches, limits, &clock.now_rfc3339());
         Ok(())
     }
 
@@ -356,7 +399,7 @@ impl KillSwitches {
         force: bool,
     ) -> Result<(), String> {
         let generations = store
-            .kill_switch_generations()
+            .runtime_generations()
             .await
             .map_err(|e| format!("the kill-switch generations could not be read: {e}"))?;
         for (org_id, generation) in generations {
@@ -401,7 +444,7 @@ fn stopped_by(
 
 /// The node's kill-switch refresher: installs announced changes at once and polls every
 /// `poll` (see the module docs). Runs until the process ends.
-pub async fn refresher(switches: Arc<KillSwitches>, store: Store, clock: Clock, poll: Duration) {
+pub async fn refresher(switches: Arc<RuntimeRules>, store: Store, clock: Clock, poll: Duration) {
     let mut next_poll = tokio::time::Instant::now() + poll;
     loop {
         tokio::select! {
@@ -456,7 +499,7 @@ mod tests {
 
     #[test]
     fn an_unconfirmed_copy_refuses_everything() {
-        let ks = KillSwitches::new(Duration::from_secs(5));
+        let ks = RuntimeRules::new(Duration::from_secs(5));
         let refusal = ks.check("o", "a", "http", || NOW.into()).unwrap_err();
         assert!(matches!(refusal, Refusal::Unconfirmed { .. }));
         assert!(refusal.reason().starts_with("kill_switch: "));
@@ -466,7 +509,7 @@ mod tests {
 
     #[test]
     fn a_stale_copy_refuses_everything() {
-        let ks = KillSwitches::new(Duration::from_millis(0));
+        let ks = RuntimeRules::new(Duration::from_millis(0));
         ks.confirm();
         std::thread::sleep(Duration::from_millis(5));
         let refusal = ks.check("o", "a", "http", || NOW.into()).unwrap_err();
@@ -478,12 +521,15 @@ mod tests {
 
     #[test]
     fn installing_a_switch_refuses_new_calls_and_aborts_running_ones() {
-        let ks = KillSwitches::new(Duration::from_secs(60));
+        let ks = RuntimeRules::new(Duration::from_secs(60));
         ks.confirm();
         let a1 = ks.begin("o", "a1", "http", NOW).unwrap();
         let a2 = ks.begin("o", "a2", "http", NOW).unwrap();
         let other_org = ks.begin("p", "a1", "http", NOW).unwrap();
-        assert_eq!(ks.install("o", 1, vec![agent_switch("k1", "a1")], NOW), 1);
+        assert_eq!(
+            ks.install("o", 1, vec![agent_switch("k1", "a1")], Vec::new(), NOW),
+            1
+        );
         assert!(a1.token.is_cancelled());
         assert!(a1
             .abort_reason()
@@ -495,10 +541,10 @@ mod tests {
         assert_eq!(refusal.kill_switch_id(), Some("k1"));
         assert!(ks.check("o", "a2", "http", || NOW.into()).is_ok());
         // An older read never replaces a newer one.
-        assert_eq!(ks.install("o", 0, Vec::new(), NOW), 0);
+        assert_eq!(ks.install("o", 0, Vec::new(), Vec::new(), NOW), 0);
         assert!(ks.check("o", "a1", "http", || NOW.into()).is_err());
         // Released: the agent may act again.
-        ks.install("o", 2, Vec::new(), NOW);
+        ks.install("o", 2, Vec::new(), Vec::new(), NOW);
         assert!(ks.check("o", "a1", "http", || NOW.into()).is_ok());
         drop((a1, a2, other_org));
         assert!(lock(&ks.calls).is_empty(), "dropping a call unregisters it");

@@ -8,5 +8,6 @@
 
 pub mod control;
 pub mod kill_switch;
+pub mod rate_limit;
 
-pub use kill_switch::{KillSwitches, Refusal};
+pub use kill_switch::{Refusal, RuntimeRules};

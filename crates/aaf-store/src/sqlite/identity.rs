@@ -226,7 +226,7 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                     k.expires_at
                 ])
                 .map_err(|e| named_conflict(e, "a kill switch with this id already exists"))?;
-            conn.prepare_cached(sql::BUMP_KILL_SWITCH_GENERATION)?
+            conn.prepare_cached(sql::BUMP_RUNTIME_GENERATION)?
                 .execute(params![k.org_id, k.created_at])?;
         }
         Mutation::ReleaseKillSwitch {
@@ -241,7 +241,40 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
             if done == 0 {
                 return Err(StoreError::NotFound(format!("kill switch {id}")));
             }
-            conn.prepare_cached(sql::BUMP_KILL_SWITCH_GENERATION)?
+            conn.prepare_cached(sql::BUMP_RUNTIME_GENERATION)?
+                .execute(params![org_id, now])?;
+        }
+        Mutation::InsertRateLimit(l, meta) => {
+            conn.prepare_cached(sql::INSERT_RATE_LIMIT)?
+                .execute(params![
+                    l.id,
+                    l.org_id,
+                    l.scope.as_str(),
+                    l.agent_id,
+                    l.tool,
+                    i64::from(l.limit),
+                    l.window.as_str(),
+                    i64::from(l.burst),
+                    meta.created_at,
+                    meta.created_by
+                ])
+                .map_err(|e| named_conflict(e, "a rate limit with this id already exists"))?;
+            conn.prepare_cached(sql::BUMP_RUNTIME_GENERATION)?
+                .execute(params![l.org_id, meta.created_at])?;
+        }
+        Mutation::DeleteRateLimit {
+            org_id,
+            id,
+            by,
+            now,
+        } => {
+            let done = conn
+                .prepare_cached(sql::DELETE_RATE_LIMIT)?
+                .execute(params![now, by, org_id, id])?;
+            if done == 0 {
+                return Err(StoreError::NotFound(format!("rate limit {id}")));
+            }
+            conn.prepare_cached(sql::BUMP_RUNTIME_GENERATION)?
                 .execute(params![org_id, now])?;
         }
         Mutation::RevokeAllAgentKeys {

@@ -43,7 +43,7 @@ async fn kill_switches_are_versioned_per_organisation_and_released_once(db: Test
     let store = &db.store;
     let (a, agent_a) = org_with_agent(store, "acme").await;
     let (b, _) = org_with_agent(store, "globex").await;
-    assert_eq!(store.kill_switch_generations().await.unwrap(), vec![]);
+    assert_eq!(store.runtime_generations().await.unwrap(), vec![]);
     assert_eq!(
         store.kill_switch_state(&a.id, true, 10).await.unwrap(),
         (0, vec![])
@@ -71,7 +71,7 @@ async fn kill_switches_are_versioned_per_organisation_and_released_once(db: Test
         .await
         .unwrap();
 
-    let mut generations = store.kill_switch_generations().await.unwrap();
+    let mut generations = store.runtime_generations().await.unwrap();
     generations.sort();
     let mut expected = vec![(a.id.clone(), 2), (b.id.clone(), 1)];
     expected.sort();

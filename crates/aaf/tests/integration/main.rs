@@ -19,6 +19,7 @@ mod kill_switch;
 mod limits;
 mod multinode;
 mod policies;
+mod rate_limits;
 mod rbac;
 mod requests;
 mod signatures;

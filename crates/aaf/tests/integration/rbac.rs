@@ -138,8 +138,9 @@ fn success_status(p: &Permission) -> u16 {
         | ("POST", "/v1/webhooks")
         | ("POST", "/v1/policies")
         | ("POST", "/v1/kill-switches")
+        | ("POST", "/v1/rate-limits")
         | ("POST", "/v1/agents/{id}/isolate") => 201,
-        ("DELETE", "/v1/users/{id}" | "/v1/webhooks/{id}") => 204,
+        ("DELETE", "/v1/users/{id}" | "/v1/webhooks/{id}" | "/v1/rate-limits/{id}") => 204,
         ("DELETE", "/v1/policies/{id}" | "/v1/kill-switches/{id}") => 200,
         ("GET" | "PATCH" | "POST" | "PUT", _) => 200,
         other => panic!("no expected success status for {other:?}: extend the matrix test"),
@@ -166,6 +167,7 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         ("POST", "/v1/webhooks") => Some(webhook_body()),
         // A tool of its own: the matrix's agents must keep acting.
         ("POST", "/v1/kill-switches") => Some(kill_switch_body()),
+        ("POST", "/v1/rate-limits") => Some(rate_limit_body()),
         ("POST", "/v1/agents/{id}/isolate") => Some(json!({"reason": "matrix"})),
         ("POST", "/v1/policies") => Some(policy_body()),
         ("PUT", "/v1/policies/{id}") => Some(json!({"mode": "shadow"})),
@@ -194,6 +196,13 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             // An agent of its own: isolating revokes its keys.
             let (id, _, _) = create_agent(server, &target.admin).await;
             format!("/v1/agents/{id}/isolate")
+        }
+        (_, "/v1/rate-limits/{id}") => {
+            let (status, body) = server
+                .post_json("/v1/rate-limits", &target.admin, rate_limit_body())
+                .await;
+            assert_eq!(status, 201, "{body}");
+            p.path.replace("{id}", body["id"].as_str().unwrap())
         }
         (_, "/v1/kill-switches/{id}") => {
             let (status, body) = server
@@ -275,6 +284,10 @@ fn policy_body() -> Value {
 }
 
 /// A webhook for an event the matrix never causes (nothing is delivered).
+fn rate_limit_body() -> Value {
+    json!({"scope": "tool", "target": unique("matrix-tool"), "limit": 10, "window": "minute"})
+}
+
 fn kill_switch_body() -> Value {
     json!({"scope": "tool", "target": unique("matrix-tool"), "reason": "matrix"})
 }

@@ -3,7 +3,7 @@
 --
 -- A kill switch is in force while `released_at` is NULL and `expires_at` (if any) has not
 -- passed. Every engagement and release also advances the organisation's
--- `kill_switch_generation` in the same transaction: every node polls the generations (one
+-- `generation` in the same transaction: every node polls the generations (one
 -- read for all organisations) and reloads the switches of an organisation whose generation
 -- moved, so a change through any node or any tool reaches every node.
 CREATE TABLE kill_switches (
@@ -24,10 +24,12 @@ CREATE TABLE kill_switches (
 );
 CREATE INDEX kill_switches_org_live ON kill_switches (org_id, released_at, created_at);
 
--- Counters only, read across organisations by every node's refresher.
+-- The runtime generation of each organisation: advanced with every change of its kill
+-- switches or rate limits. Counters only, read across organisations by every node's
+-- refresher.
 CREATE TABLE runtime_state (
     org_id                  TEXT NOT NULL PRIMARY KEY REFERENCES orgs (id),
-    kill_switch_generation  INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
     updated_at              TEXT NOT NULL
 );
 
@@ -43,3 +45,22 @@ CREATE TABLE agent_snapshots (
     snapshot        TEXT NOT NULL
 );
 CREATE INDEX agent_snapshots_agent ON agent_snapshots (org_id, agent_id, created_at);
+
+-- Rate limits of an organisation (docs/runtime-protection.md, "Rate limits"): `limit_count`
+-- actions per `period` (the window) with bursts of `burst`; a scope without its target applies to each
+-- agent or tool separately. Deleted ones are kept (`deleted_at`).
+CREATE TABLE rate_limits (
+    id           TEXT NOT NULL PRIMARY KEY,
+    org_id       TEXT NOT NULL REFERENCES orgs (id),
+    scope        TEXT NOT NULL CHECK (scope IN ('org', 'agent', 'tool', 'agent_tool')),
+    agent_id     TEXT,
+    tool         TEXT,
+    limit_count  INTEGER NOT NULL CHECK (limit_count BETWEEN 1 AND 1000000),
+    period       TEXT NOT NULL CHECK (period IN ('second', 'minute', 'hour')),
+    burst        INTEGER NOT NULL CHECK (burst BETWEEN 1 AND 1000000),
+    created_at   TEXT NOT NULL,
+    created_by   TEXT,
+    deleted_at   TEXT,
+    deleted_by   TEXT
+);
+CREATE INDEX rate_limits_org ON rate_limits (org_id, deleted_at, created_at);
