@@ -923,3 +923,67 @@ async fn kill_switch_propagation_benchmark() {
         assert!(sigterm(&mut node.child).success());
     }
 }
+
+#[tokio::test]
+async fn a_rate_limit_holds_for_the_cluster_not_per_node() {
+    let Some(db) = pg_db("a_rate_limit_holds_for_the_cluster_not_per_node").await else {
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let mut a = start_node(&db, policies.path());
+    let client = reqwest::Client::new();
+    let created = create_agent(&client, &a.base, "busy").await;
+    let key = created["api_key"].as_str().unwrap().to_string();
+    let r = client
+        .post(format!("{}/v1/rate-limits", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"scope": "agent", "target": created["id"], "limit": 100, "window": "minute"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Started after the limit was made, node B has it from its first request.
+    let mut b = start_node(&db, policies.path());
+    let started = Instant::now();
+    // 500 requests, split across both nodes, 8 at a time.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (client, key) = (client.clone(), key.clone());
+        let node = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let (mut admitted, mut limited) = (0u32, 0u32);
+            for _ in 0..(if i < 4 { 63 } else { 62 }) {
+                match act(&client, &node, &key).await.unwrap().0 {
+                    200 => admitted += 1,
+                    429 => limited += 1,
+                    other => panic!("unexpected status {other}"),
+                }
+            }
+            (admitted, limited)
+        }));
+    }
+    let (mut admitted, mut limited) = (0, 0);
+    for t in tasks {
+        let (x, y) = t.await.unwrap();
+        admitted += x;
+        limited += y;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(admitted + limited, 500);
+    // The documented tolerance: what the limit refills while the requests run (100 a
+    // minute), and one more for the refill under way.
+    let tolerance = (elapsed * 100.0 / 60.0).ceil() as u32 + 1;
+    eprintln!("cluster-wide limit of 100/minute: {admitted} of 500 admitted over both nodes in {elapsed:.2} s (tolerance {tolerance})");
+    assert!(admitted >= 100, "{admitted}");
+    assert!(
+        admitted <= 100 + tolerance,
+        "{admitted} > 100 + {tolerance}"
+    );
+    for node in [&mut a, &mut b] {
+        assert!(sigterm(&mut node.child).success());
+    }
+}
