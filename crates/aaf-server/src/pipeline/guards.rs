@@ -41,7 +41,7 @@ pub struct Refused {
     /// The kill switch that stopped the action, if one did.
     pub kill_switch_id: Option<String>,
     /// The rate limit that was over, and how long until the action would be admitted (ms).
-    pub rate_limit: Option<(RateLimit, u64)>,
+    pub rate_limit: Option<(Box<RateLimit>, u64)>,
 }
 
 impl Refused {
@@ -81,7 +81,7 @@ impl From<OverLimit> for Refused {
             guard: Guard::RateLimit,
             reason: o.reason,
             kill_switch_id: None,
-            rate_limit: Some((o.limit, o.retry_after_ms)),
+            rate_limit: Some((Box::new(o.limit), o.retry_after_ms)),
         }
     }
 }
