@@ -115,9 +115,9 @@ cd "$work"
 # the run's agent key and users in list answers and revokes, rotates, deletes or demotes
 # them, after which every later request answers 401 and the operations under test are
 # checked no further than authentication; a kill switch (engaged, or by isolating the agent)
-# makes every later action of the agent a 403 before evaluation. They run in a second,
-# shorter pass at the end.
-destructive='^(rotate_key|revoke_key|delete_user|update_user|engage_kill_switch|isolate_agent)$'
+# makes every later action of the agent a 403 before evaluation, a rate limit a 429. They
+# run in a second, shorter pass at the end.
+destructive='^(rotate_key|revoke_key|delete_user|update_user|engage_kill_switch|isolate_agent|create_rate_limit)$'
 # The client waits longer than the longest long poll (`GET /v1/actions/{id}?wait=60`
 # answers after up to 60 s by design).
 run_pass() {
