@@ -2,9 +2,12 @@
 //! (docs/runtime-protection.md). The pipeline's guards ([`crate::pipeline::guards`]) ask it
 //! before any policy is evaluated.
 //!
-//! - [`control`]: engaging and releasing kill switches, isolating an agent;
-//! - [`kill_switch`]: the kill switches in force on this node, kept current across nodes,
-//!   and the connector calls in flight they abort.
+//! - [`control`]: engaging and releasing kill switches, isolating an agent, creating and
+//!   deleting rate limits;
+//! - [`kill_switch`]: the kill switches and rate limits in force on this node
+//!   ([`RuntimeRules`]), kept current across nodes, and the connector calls in flight the
+//!   switches abort;
+//! - [`rate_limit`]: the rate-limit guard and its counters.
 
 pub mod control;
 pub mod kill_switch;
