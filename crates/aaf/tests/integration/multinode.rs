@@ -903,7 +903,7 @@ async fn kill_switch_propagation_benchmark() {
     let Some(db) = pg_db("kill_switch_propagation_benchmark").await else {
         return;
     };
-    let rounds = std::env::var("AAF_BENCH_ROUNDS")
+    let rounds = std::env::var("KILL_SWITCH_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(200);
