@@ -994,3 +994,52 @@ async fn a_rate_limit_holds_for_the_cluster_not_per_node() {
         assert!(sigterm(&mut node.child).success());
     }
 }
+
+#[tokio::test]
+async fn a_rate_limit_whose_shared_counter_cannot_be_reached_refuses() {
+    let Some(db) = pg_db("a_rate_limit_whose_shared_counter_cannot_be_reached_refuses").await
+    else {
+        return;
+    };
+    use sqlx::Connection;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let mut node = start_node(&db, policies.path());
+    let client = reqwest::Client::new();
+    let limited = create_agent(&client, &node.base, "limited").await;
+    let free = create_agent(&client, &node.base, "free").await;
+    let r = client
+        .post(format!("{}/v1/rate-limits", node.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"scope": "agent", "target": limited["id"], "limit": 1000, "window": "second"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let limited_key = limited["api_key"].as_str().unwrap();
+    let free_key = free["api_key"].as_str().unwrap();
+    assert_eq!(act(&client, &node.base, limited_key).await.unwrap().0, 200);
+
+    // The counters' table becomes unwritable: the limited agent is refused, the other not.
+    let mut owner = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("REVOKE UPDATE, INSERT ON rate_limit_counters FROM aaf_app")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let (status, body) = act(&client, &node.base, limited_key).await.unwrap();
+    assert_eq!(status, 429, "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("rate_limit: the shared counter of limit"),
+        "{reason}"
+    );
+    assert_eq!(act(&client, &node.base, free_key).await.unwrap().0, 200);
+    sqlx::query("GRANT UPDATE, INSERT ON rate_limit_counters TO aaf_app")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(act(&client, &node.base, limited_key).await.unwrap().0, 200);
+    owner.close().await.unwrap();
+    assert!(sigterm(&mut node.child).success());
+}
