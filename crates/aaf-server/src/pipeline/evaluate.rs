@@ -76,6 +76,7 @@ pub async fn evaluate(
     request: ActionRequest,
     action_id: String,
 ) -> Evaluated {
+    let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Evaluate);
     let input = PolicyInput::build(
         &action_id,
         &request,

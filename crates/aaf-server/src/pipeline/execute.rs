@@ -48,6 +48,7 @@ pub async fn run(
             allowed.request().tool
         )));
     };
+    let started = std::time::Instant::now();
     let (status, event_type, result, data, denial) = match connector.execute(state, allowed).await {
         Ok(executed) => (
             ActionStatus::Executed,
@@ -82,6 +83,8 @@ pub async fn run(
             )
         }
     };
+    crate::metrics::connector_called(connector, status, started.elapsed());
+    let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Outcome);
     let now = now_rfc3339();
     state
         .writer

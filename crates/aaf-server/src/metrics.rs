@@ -1,0 +1,631 @@
+//! Prometheus metrics: every metric AAF exposes, described in one place, the recorder, and
+//! `GET /metrics` (docs/runtime-protection.md, "Metrics").
+//!
+//! Recording goes through the [`metrics`] facade: without an installed recorder (a library
+//! user, a unit test) every call is a no-op. [`install`] installs the
+//! `metrics-exporter-prometheus` recorder once per process (`aaf serve` calls it through
+//! [`crate::app::prepare`] when `metrics.enabled`), and `/metrics` renders it in the
+//! Prometheus text exposition format (0.0.4). The recorder's histograms are drained by
+//! every scrape and by [`upkeep`], a task of [`crate::app::run`], so that they do not grow
+//! when nobody scrapes.
+//!
+//! On the decision path each call costs a lookup of a key built at compile time (literal name
+//! and label values, no allocation) in the recorder's sharded registry and an atomic update;
+//! the helpers here take enums and match them to literals for that reason.
+//!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `aaf_decisions_total` | counter | `decision` = `allow`, `deny`, `require_approval` | decisions the pipeline recorded (stage 4 committed), by verdict as recorded in `action.decided` |
+//! | `aaf_dry_run_decisions_total` | counter | `decision` | decisions of dry runs (`POST /v1/actions/dry-run`), which record nothing |
+//! | `aaf_pipeline_stage_duration_seconds` | histogram | `stage` = `evaluate` (stages 1 to 3), `record` (4), `execute` (5, the connector call), `outcome` (6) | time spent in each stage of the action pipeline, dry runs and re-checks of approved actions included (`evaluate`) |
+//! | `aaf_action_duration_seconds` | histogram | none | the whole `pipeline::submit`, from the first stage to the answer (errors included) |
+//! | `aaf_guard_refusals_total` | counter | `guard` = `kill_switch`, `rate_limit`, `budget` | actions a runtime-protection guard refused before stage 1 |
+//! | `aaf_kill_switches_active` | gauge | none | kill switches in force |
+//! | `aaf_budget_spend_micros_total` | counter | `unit` | budget spent, in millionths of the budget's unit |
+//! | `aaf_audit_batch_size` | histogram | none | write units committed per group commit of the audit writer |
+//! | `aaf_audit_commit_duration_seconds` | histogram | none | time of one group commit (its transaction, with unit-by-unit retries) |
+//! | `aaf_connector_calls_total` | counter | `connector` = `http`; `outcome` = `executed`, `failed`, `denied` | actions run through a connector, by outcome |
+//! | `aaf_connector_duration_seconds` | histogram | `connector` | time of one connector call |
+//! | `aaf_approvals_pending` | gauge | none | actions waiting for approval, in every organisation (counted in the database by the approvals sweeper) |
+//!
+//! No label takes an unbounded value (no action, agent or organisation id, no path).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use aaf_core::action::{ActionStatus, Verdict};
+use aaf_core::secrets::Secret;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::connectors::Connector;
+use crate::error::ApiError;
+
+/// The route of the scrape endpoint, on the main listener and on `metrics.listen`.
+pub const PATH: &str = "/metrics";
+
+/// The content type of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What kind of metric a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution, in buckets.
+    Histogram,
+}
+
+/// Every metric AAF exposes: name, kind, description. The module documentation and
+/// docs/runtime-protection.md list the same (a test compares).
+pub const METRICS: &[(&str, Kind, &str)] = &[
+    (
+        "aaf_decisions_total",
+        Kind::Counter,
+        "Decisions the action pipeline recorded, by verdict (decision).",
+    ),
+    (
+        "aaf_dry_run_decisions_total",
+        Kind::Counter,
+        "Decisions of dry runs, which record nothing, by verdict (decision).",
+    ),
+    (
+        "aaf_pipeline_stage_duration_seconds",
+        Kind::Histogram,
+        "Time spent in each stage of the action pipeline: evaluate (stages 1-3), record (4), execute (5), outcome (6).",
+    ),
+    (
+        "aaf_action_duration_seconds",
+        Kind::Histogram,
+        "Time of a whole action submission through the pipeline.",
+    ),
+    (
+        "aaf_guard_refusals_total",
+        Kind::Counter,
+        "Actions refused by a runtime-protection guard before evaluation, by guard.",
+    ),
+    (
+        "aaf_kill_switches_active",
+        Kind::Gauge,
+        "Kill switches in force.",
+    ),
+    (
+        "aaf_budget_spend_micros_total",
+        Kind::Counter,
+        "Budget spent, in millionths of the budget's unit (unit).",
+    ),
+    (
+        "aaf_audit_batch_size",
+        Kind::Histogram,
+        "Write units committed per group commit of the audit writer.",
+    ),
+    (
+        "aaf_audit_commit_duration_seconds",
+        Kind::Histogram,
+        "Time of one group commit of the audit writer.",
+    ),
+    (
+        "aaf_connector_calls_total",
+        Kind::Counter,
+        "Actions run through a connector, by connector and outcome (executed, failed, denied).",
+    ),
+    (
+        "aaf_connector_duration_seconds",
+        Kind::Histogram,
+        "Time of one connector call, by connector.",
+    ),
+    (
+        "aaf_approvals_pending",
+        Kind::Gauge,
+        "Actions waiting for approval in every organisation (from the database, refreshed by the approvals sweeper).",
+    ),
+];
+
+/// Bucket bounds of every `_seconds` histogram: 100 µs to 30 s.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Bucket bounds of `aaf_audit_batch_size` (up to `audit.max_batch`'s default and beyond).
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// How often [`upkeep`] drains the histograms when nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The recorder of this process once [`install`] ran: its handle, or why it could not be
+/// installed.
+static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// The exporter's configuration: histogram buckets for every `_seconds` metric and for the
+/// audit batch size.
+///
+/// # Errors
+///
+/// A bucket list the exporter refuses (none of ours is).
+pub fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("aaf_audit_batch_size".into()), BATCH_BUCKETS)
+}
+
+/// Installs the Prometheus recorder as the process's global recorder, once; later calls
+/// return the first call's outcome. Describes every metric of [`METRICS`] and starts at zero
+/// the counters whose labels are known, so that they show before their first event.
+///
+/// # Errors
+///
+/// Another recorder is already installed in this process (by an application embedding
+/// AAF): AAF's metrics then go to that recorder and `/metrics` answers 503.
+pub fn install() -> Result<&'static PrometheusHandle, &'static str> {
+    RECORDER
+        .get_or_init(|| {
+            let handle = builder()
+                .and_then(PrometheusBuilder::install_recorder)
+                .map_err(|e| e.to_string())?;
+            describe();
+            Ok(handle)
+        })
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+/// The installed recorder's handle, if [`install`] succeeded in this process.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    RECORDER.get().and_then(|r| r.as_ref().ok())
+}
+
+/// Whether this process records metrics into AAF's recorder (work done only for metrics,
+/// such as counting pending approvals, is skipped otherwise).
+pub fn installed() -> bool {
+    handle().is_some()
+}
+
+/// Describes every metric of [`METRICS`] to the current recorder, and registers at zero the
+/// series whose labels are known in advance.
+pub fn describe() {
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => describe_counter!(name, help),
+            Kind::Gauge => describe_gauge!(name, help),
+            Kind::Histogram => describe_histogram!(name, help),
+        }
+    }
+    for verdict in [Verdict::Allow, Verdict::Deny, Verdict::RequireApproval] {
+        decision_counter(verdict).absolute(0);
+        dry_run_counter(verdict).absolute(0);
+    }
+    for guard in [
+        counter!("aaf_guard_refusals_total", "guard" => "kill_switch"),
+        counter!("aaf_guard_refusals_total", "guard" => "rate_limit"),
+        counter!("aaf_guard_refusals_total", "guard" => "budget"),
+    ] {
+        guard.absolute(0);
+    }
+    for outcome in [
+        ActionStatus::Executed,
+        ActionStatus::Failed,
+        ActionStatus::Denied,
+    ] {
+        if let Some(c) = connector_counter(Connector::Http, outcome) {
+            c.absolute(0);
+        }
+    }
+    gauge!("aaf_kill_switches_active").set(0.0);
+    gauge!("aaf_approvals_pending").set(0.0);
+}
+
+/// Drains the histograms every [`UPKEEP_INTERVAL`] (until the task is aborted), so that their
+/// samples do not pile up between scrapes. Does nothing without AAF's recorder.
+pub async fn upkeep() {
+    let Some(handle) = handle() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording (literal names and labels: keys built at compile time)
+
+fn decision_counter(verdict: Verdict) -> ::metrics::Counter {
+    match verdict {
+        Verdict::Allow => counter!("aaf_decisions_total", "decision" => "allow"),
+        Verdict::Deny => counter!("aaf_decisions_total", "decision" => "deny"),
+        Verdict::RequireApproval => {
+            counter!("aaf_decisions_total", "decision" => "require_approval")
+        }
+    }
+}
+
+fn dry_run_counter(verdict: Verdict) -> ::metrics::Counter {
+    match verdict {
+        Verdict::Allow => counter!("aaf_dry_run_decisions_total", "decision" => "allow"),
+        Verdict::Deny => counter!("aaf_dry_run_decisions_total", "decision" => "deny"),
+        Verdict::RequireApproval => {
+            counter!("aaf_dry_run_decisions_total", "decision" => "require_approval")
+        }
+    }
+}
+
+/// Counts a decision the pipeline recorded (stage 4 committed).
+pub fn decision_recorded(verdict: Verdict) {
+    decision_counter(verdict).increment(1);
+}
+
+/// Counts the decision of a dry run.
+pub fn dry_run_decided(verdict: Verdict) {
+    dry_run_counter(verdict).increment(1);
+}
+
+/// The counter of a connector's calls with this outcome (`None` for a status no call ends
+/// with).
+fn connector_counter(connector: Connector, outcome: ActionStatus) -> Option<::metrics::Counter> {
+    match (connector, outcome) {
+        (Connector::Http, ActionStatus::Executed) => Some(
+            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "executed"),
+        ),
+        (Connector::Http, ActionStatus::Failed) => Some(
+            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "failed"),
+        ),
+        (Connector::Http, ActionStatus::Denied) => Some(
+            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "denied"),
+        ),
+        _ => None,
+    }
+}
+
+/// Records one connector call: its outcome (`executed`, `failed` or `denied`) and how long
+/// it took (also the pipeline's `execute` stage).
+pub fn connector_called(connector: Connector, outcome: ActionStatus, took: Duration) {
+    if let Some(c) = connector_counter(connector, outcome) {
+        c.increment(1);
+    }
+    let seconds = took.as_secs_f64();
+    match connector {
+        Connector::Http => {
+            histogram!("aaf_connector_duration_seconds", "connector" => "http").record(seconds)
+        }
+    }
+    histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "execute").record(seconds);
+}
+
+/// Sets `aaf_approvals_pending`.
+pub fn approvals_pending(count: u64) {
+    // Counts of actions fit a double exactly far beyond any realistic number.
+    gauge!("aaf_approvals_pending").set(count as f64);
+}
+
+/// A stage of the action pipeline, as `aaf_pipeline_stage_duration_seconds` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Stages 1 to 3: policy input, evaluation, connector preflight.
+    Evaluate,
+    /// Stage 4: the durable record of the decision.
+    Record,
+    /// Stage 6: the durable record of the outcome.
+    Outcome,
+}
+
+/// Measures from its making to its drop (early returns and errors included) and records the
+/// time into a histogram.
+#[must_use = "the time is recorded when the timer is dropped"]
+pub struct Timer {
+    started: Instant,
+    record: fn(f64),
+}
+
+impl Timer {
+    /// Times a stage of the pipeline.
+    pub fn stage(stage: Stage) -> Timer {
+        let record: fn(f64) = match stage {
+            Stage::Evaluate => |s| {
+                histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "evaluate").record(s)
+            },
+            Stage::Record => {
+                |s| histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "record").record(s)
+            }
+            Stage::Outcome => |s| {
+                histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "outcome").record(s)
+            },
+        };
+        Timer {
+            started: Instant::now(),
+            record,
+        }
+    }
+
+    /// Times a whole submission (`aaf_action_duration_seconds`).
+    pub fn action() -> Timer {
+        Timer {
+            started: Instant::now(),
+            record: |s| histogram!("aaf_action_duration_seconds").record(s),
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        (self.record)(self.started.elapsed().as_secs_f64());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The endpoint
+
+/// `GET /metrics`: every metric in the Prometheus text exposition format. On the main
+/// listener it passes the `authorize` middleware (an admin or auditor, or `metrics.token`);
+/// on `metrics.listen` it needs nothing.
+///
+/// # Errors
+///
+/// 404 when `metrics.enabled` is false; 503 when this process has no AAF recorder (another
+/// recorder was installed first).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "every metric, in the Prometheus text exposition format 0.0.4 (docs/runtime-protection.md)", body = String, content_type = "text/plain"),
+        (status = 404, description = "metrics are turned off (metrics.enabled = false)", body = crate::error::ErrorBody),
+        (status = 503, description = "the database could not be read (authentication), or this process records no metrics (another recorder was installed first)", body = crate::error::ErrorBody)))]
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    if !state.config.metrics.enabled {
+        return ApiError::NotFound("metrics are turned off (metrics.enabled = false)".into())
+            .into_response();
+    }
+    render()
+}
+
+/// The scrape answer of this process's recorder.
+fn render() -> Response {
+    match handle() {
+        Some(handle) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render()).into_response(),
+        None => ApiError::Unavailable(
+            "metrics are not recorded in this process (another metrics recorder was installed first)"
+                .into(),
+        )
+        .into_response(),
+    }
+}
+
+/// Whether `presented` is `metrics.token`: their SHA-256 digests compared in constant time,
+/// so neither the token's bytes nor its length show in the time taken.
+pub fn token_matches(presented: &str, token: &Secret) -> bool {
+    let presented = Sha256::digest(presented.as_bytes());
+    let expected = Sha256::digest(token.expose().as_bytes());
+    presented.ct_eq(&expected).into()
+}
+
+/// The router of `metrics.listen`: `GET /metrics` without authentication, nothing else.
+pub fn listener_router() -> axum::Router {
+    axum::Router::new()
+        .route(PATH, axum::routing::get(|| async { render() }))
+        .fallback(|| async { ApiError::NotFound("this listener serves only GET /metrics".into()) })
+}
+
+/// The `metrics.listen` listener, serving until [`MetricsListener::stop`].
+pub struct MetricsListener {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Most connections of the `metrics.listen` listener at once (a scraper needs one or two).
+pub const LISTENER_MAX_CONNECTIONS: usize = 16;
+
+impl MetricsListener {
+    /// Binds `metrics.listen`, when metrics are enabled and it is set, and serves
+    /// [`listener_router`] on it with `[server]`'s time-outs and
+    /// [`LISTENER_MAX_CONNECTIONS`].
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound.
+    pub async fn start(state: &AppState) -> std::io::Result<Option<MetricsListener>> {
+        let config = &state.config.metrics;
+        let Some(address) = config.listen.filter(|_| config.enabled) else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(address).await?;
+        let bound = listener.local_addr()?;
+        tracing::warn!(
+            metrics_address = %bound,
+            "serving GET /metrics without authentication on metrics.listen: keep this address private"
+        );
+        let limits = crate::connections::ConnectionLimits {
+            max_connections: LISTENER_MAX_CONNECTIONS,
+            ..crate::connections::ConnectionLimits::from_config(&state.config.server)
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(crate::connections::serve(
+            listener,
+            listener_router(),
+            limits,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Some(MetricsListener { stop, task }))
+    }
+
+    /// Stops accepting, lets scrapes in progress finish, and waits for the listener to close.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "the metrics listener failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample `series` (name and labels as rendered) in `text`.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn every_metric_is_described_with_its_type_and_the_helpers_record_with_literal_labels() {
+        let recorder = builder().unwrap().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, || {
+            describe();
+            decision_recorded(Verdict::Allow);
+            decision_recorded(Verdict::Allow);
+            decision_recorded(Verdict::Deny);
+            dry_run_decided(Verdict::RequireApproval);
+            connector_called(
+                Connector::Http,
+                ActionStatus::Executed,
+                Duration::from_millis(3),
+            );
+            connector_called(Connector::Http, ActionStatus::Failed, Duration::ZERO);
+            drop(Timer::stage(Stage::Evaluate));
+            drop(Timer::stage(Stage::Record));
+            drop(Timer::stage(Stage::Outcome));
+            drop(Timer::action());
+            approvals_pending(7);
+            histogram!("aaf_audit_batch_size").record(3.0);
+            histogram!("aaf_audit_commit_duration_seconds").record(0.002);
+            gauge!("aaf_kill_switches_active").set(1.0);
+            counter!("aaf_budget_spend_micros_total", "unit" => "usd").increment(5);
+        });
+        let text = handle.render();
+        for &(name, kind, help) in METRICS {
+            let kind = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} is not a {kind}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# HELP {name} {help}\n")),
+                "{name} has no description:\n{text}"
+            );
+        }
+        assert_eq!(
+            sample(&text, "aaf_decisions_total{decision=\"allow\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, "aaf_decisions_total{decision=\"deny\"}"),
+            Some(1.0)
+        );
+        // Known series show at zero before their first event.
+        assert_eq!(
+            sample(&text, "aaf_decisions_total{decision=\"require_approval\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "aaf_guard_refusals_total{guard=\"rate_limit\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "aaf_dry_run_decisions_total{decision=\"require_approval\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "aaf_connector_calls_total{connector=\"http\",outcome=\"executed\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "aaf_connector_calls_total{connector=\"http\",outcome=\"denied\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(sample(&text, "aaf_approvals_pending"), Some(7.0));
+        // Histograms have buckets: 3 ms falls in le=0.005, not in le=0.0025.
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                &format!("aaf_connector_duration_seconds_bucket{{connector=\"http\",le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(bucket("0.0025"), Some(1.0), "{text}");
+        assert_eq!(bucket("0.005"), Some(2.0), "{text}");
+        assert_eq!(bucket("+Inf"), Some(2.0), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                "aaf_pipeline_stage_duration_seconds_count{stage=\"execute\"}"
+            ),
+            Some(2.0)
+        );
+        for stage in ["evaluate", "record", "outcome"] {
+            assert_eq!(
+                sample(
+                    &text,
+                    &format!("aaf_pipeline_stage_duration_seconds_count{{stage=\"{stage}\"}}")
+                ),
+                Some(1.0),
+                "{stage}"
+            );
+        }
+        assert_eq!(
+            sample(&text, "aaf_audit_batch_size_bucket{le=\"4\"}"),
+            Some(1.0),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_a_recorder_recording_does_nothing() {
+        decision_recorded(Verdict::Deny);
+        connector_called(Connector::Http, ActionStatus::Denied, Duration::ZERO);
+        drop(Timer::action());
+        approvals_pending(1);
+    }
+
+    #[test]
+    fn the_documentation_lists_every_metric() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../docs/runtime-protection.md"),
+        )
+        .unwrap();
+        let section = doc
+            .split("\n## Metrics\n")
+            .nth(1)
+            .expect("docs/runtime-protection.md has a `## Metrics` section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        let module = include_str!("metrics.rs");
+        for &(name, _, _) in METRICS {
+            assert!(
+                section.contains(&format!("`{name}`")),
+                "docs/runtime-protection.md, Metrics, does not list {name}"
+            );
+            assert!(
+                module.contains(&format!("//! | `{name}` |")),
+                "the module documentation does not list {name}"
+            );
+        }
+    }
+}
