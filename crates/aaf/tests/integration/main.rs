@@ -16,6 +16,7 @@ mod contract;
 mod fail_closed;
 mod keys;
 mod limits;
+mod metrics;
 mod multinode;
 mod policies;
 mod rbac;
