@@ -605,6 +605,43 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_token_is_compared_whole_and_the_configuration_is_checked() {
+        use crate::config::{CliOverrides, Config};
+        let token = Secret::new("t".repeat(40));
+        assert!(token_matches(&"t".repeat(40), &token));
+        assert!(!token_matches(&"t".repeat(39), &token));
+        assert!(!token_matches(&format!("{}u", "t".repeat(39)), &token));
+        assert!(!token_matches("", &token));
+
+        let load = |pairs: &[(&str, &str)]| {
+            Config::load(
+                None,
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+                &CliOverrides::default(),
+            )
+        };
+        let c = load(&[]).unwrap();
+        assert!(c.metrics.enabled);
+        assert!(c.metrics.token.is_none() && c.metrics.listen.is_none());
+        let c = load(&[
+            ("AAF_METRICS__ENABLED", "false"),
+            ("AAF_METRICS__TOKEN", &"t".repeat(32)),
+            ("AAF_METRICS__LISTEN", "127.0.0.1:9464"),
+        ])
+        .unwrap();
+        assert!(!c.metrics.enabled);
+        assert_eq!(c.metrics.token.unwrap().expose(), "t".repeat(32));
+        assert_eq!(c.metrics.listen.unwrap().to_string(), "127.0.0.1:9464");
+        let e = load(&[("AAF_METRICS__TOKEN", "short")]).unwrap_err();
+        assert!(e.to_string().contains("metrics.token"), "{e}");
+        let e = load(&[("AAF_METRICS__LISTEN", "127.0.0.1:8700")]).unwrap_err();
+        assert!(e.to_string().contains("metrics.listen"), "{e}");
+        // Debug output never shows the token.
+        let c = load(&[("AAF_METRICS__TOKEN", &"s3cret".repeat(6))]).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn the_documentation_lists_every_metric() {
         let doc = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
