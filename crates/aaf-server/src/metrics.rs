@@ -9,9 +9,10 @@
 //! every scrape and by [`upkeep`], a task of [`crate::app::run`], so that they do not grow
 //! when nobody scrapes.
 //!
-//! On the decision path each call costs a lookup of a key built at compile time (literal name
-//! and label values, no allocation) in the recorder's sharded registry and an atomic update;
-//! the helpers here take enums and match them to literals for that reason.
+//! On the decision path, recording costs an atomic add (counters) or a lock-free push
+//! (histograms) through handles registered once at [`install`]; every series is named with
+//! a literal name and literal label values (a key built at compile time, nothing allocated),
+//! which is why the helpers here take enums, not strings.
 //!
 //! | metric | type | labels | meaning |
 //! |---|---|---|---|
@@ -33,7 +34,10 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram,
+};
 use aaf_core::action::{ActionStatus, Verdict};
 use aaf_core::secrets::Secret;
 use axum::extract::State;
@@ -146,9 +150,14 @@ pub const BATCH_BUCKETS: &[f64] = &[
 /// How often [`upkeep`] drains the histograms when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The recorder of this process once [`install`] ran: its handle, or why it could not be
-/// installed.
-static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+/// The recorder of this process once [`install`] ran, or why it could not be installed.
+static RECORDER: OnceLock<Result<Installed, String>> = OnceLock::new();
+
+/// AAF's installed recorder: its handle for rendering, and the decision path's series.
+struct Installed {
+    prometheus: PrometheusHandle,
+    series: Series,
+}
 
 /// The exporter's configuration: histogram buckets for every `_seconds` metric and for the
 /// audit batch size.
@@ -173,19 +182,34 @@ pub fn builder() -> Result<PrometheusBuilder, BuildError> {
 pub fn install() -> Result<&'static PrometheusHandle, &'static str> {
     RECORDER
         .get_or_init(|| {
-            let handle = builder()
+            let prometheus = builder()
                 .and_then(PrometheusBuilder::install_recorder)
                 .map_err(|e| e.to_string())?;
             describe();
-            Ok(handle)
+            Ok(Installed {
+                prometheus,
+                series: Series::register(),
+            })
         })
         .as_ref()
+        .map(|installed| &installed.prometheus)
         .map_err(String::as_str)
 }
 
 /// The installed recorder's handle, if [`install`] succeeded in this process.
 pub fn handle() -> Option<&'static PrometheusHandle> {
+    installed_recorder().map(|i| &i.prometheus)
+}
+
+fn installed_recorder() -> Option<&'static Installed> {
     RECORDER.get().and_then(|r| r.as_ref().ok())
+}
+
+/// The decision path's series of AAF's recorder, registered once at [`install`]; `None`
+/// without it (then each call goes through the `metrics` macros: a no-op without any
+/// recorder, or another recorder's registry).
+fn series() -> Option<&'static Series> {
+    installed_recorder().map(|i| &i.series)
 }
 
 /// Whether this process records metrics into AAF's recorder (work done only for metrics,
@@ -204,7 +228,7 @@ pub fn describe() {
             Kind::Histogram => describe_histogram!(name, help),
         }
     }
-    for verdict in [Verdict::Allow, Verdict::Deny, Verdict::RequireApproval] {
+    for verdict in VERDICTS {
         decision_counter(verdict).absolute(0);
         dry_run_counter(verdict).absolute(0);
     }
@@ -215,17 +239,11 @@ pub fn describe() {
     ] {
         guard.absolute(0);
     }
-    for outcome in [
-        ActionStatus::Executed,
-        ActionStatus::Failed,
-        ActionStatus::Denied,
-    ] {
-        if let Some(c) = connector_counter(Connector::Http, outcome) {
-            c.absolute(0);
-        }
+    for outcome in CONNECTOR_OUTCOMES {
+        connector_counter(Connector::Http, outcome).absolute(0);
     }
     gauge!("aaf_kill_switches_active").set(0.0);
-    gauge!("aaf_approvals_pending").set(0.0);
+    approvals_pending_gauge().set(0.0);
 }
 
 /// Drains the histograms every [`UPKEEP_INTERVAL`] (until the task is aborted), so that their
@@ -243,9 +261,93 @@ pub async fn upkeep() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Recording (literal names and labels: keys built at compile time)
+// Recording
+//
+// Each series is named once, in a function below, with a literal name and literal label
+// values (a key built at compile time: nothing is allocated). [`Series`] registers the
+// decision path's series once at [`install`]; recording through a registered handle is an
+// atomic add (counters) or a lock-free push (histograms), without the registry lookup (a
+// hash and a sharded read lock) that each macro call does.
 
-fn decision_counter(verdict: Verdict) -> ::metrics::Counter {
+/// The decision path's series, registered once with AAF's recorder.
+struct Series {
+    /// By [`verdict_index`].
+    decisions: [Counter; 3],
+    /// By [`verdict_index`].
+    dry_runs: [Counter; 3],
+    /// By [`Stage`] (its discriminant).
+    stages: [Histogram; 4],
+    action: Histogram,
+    /// By [`connector_outcome_index`].
+    http_calls: [Counter; 3],
+    http_duration: Histogram,
+    approvals_pending: Gauge,
+}
+
+impl Series {
+    /// Registers every series with the current recorder.
+    fn register() -> Series {
+        let verdicts = VERDICTS;
+        let outcomes = CONNECTOR_OUTCOMES;
+        Series {
+            decisions: verdicts.map(decision_counter),
+            dry_runs: verdicts.map(dry_run_counter),
+            stages: STAGES.map(stage_histogram),
+            action: action_histogram(),
+            http_calls: outcomes.map(|o| connector_counter(Connector::Http, o)),
+            http_duration: connector_histogram(Connector::Http),
+            approvals_pending: approvals_pending_gauge(),
+        }
+    }
+}
+
+const VERDICTS: [Verdict; 3] = [Verdict::Allow, Verdict::Deny, Verdict::RequireApproval];
+
+fn verdict_index(verdict: Verdict) -> usize {
+    match verdict {
+        Verdict::Allow => 0,
+        Verdict::Deny => 1,
+        Verdict::RequireApproval => 2,
+    }
+}
+
+/// The outcomes of a connector call: what [`connector_called`] counts.
+const CONNECTOR_OUTCOMES: [ConnectorOutcome; 3] = [
+    ConnectorOutcome::Executed,
+    ConnectorOutcome::Failed,
+    ConnectorOutcome::Denied,
+];
+
+/// How a connector call ended, as `aaf_connector_calls_total` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectorOutcome {
+    Executed,
+    Failed,
+    Denied,
+}
+
+impl ConnectorOutcome {
+    /// The outcome of a call that ended with `status` (`None` for a status no call ends
+    /// with).
+    fn of(status: ActionStatus) -> Option<ConnectorOutcome> {
+        match status {
+            ActionStatus::Executed => Some(ConnectorOutcome::Executed),
+            ActionStatus::Failed => Some(ConnectorOutcome::Failed),
+            ActionStatus::Denied => Some(ConnectorOutcome::Denied),
+            _ => None,
+        }
+    }
+}
+
+fn connector_outcome_index(outcome: ConnectorOutcome) -> usize {
+    match outcome {
+        ConnectorOutcome::Executed => 0,
+        ConnectorOutcome::Failed => 1,
+        ConnectorOutcome::Denied => 2,
+    }
+}
+
+fn decision_counter(verdict: Verdict) -> Counter {
     match verdict {
         Verdict::Allow => counter!("aaf_decisions_total", "decision" => "allow"),
         Verdict::Deny => counter!("aaf_decisions_total", "decision" => "deny"),
@@ -255,7 +357,7 @@ fn decision_counter(verdict: Verdict) -> ::metrics::Counter {
     }
 }
 
-fn dry_run_counter(verdict: Verdict) -> ::metrics::Counter {
+fn dry_run_counter(verdict: Verdict) -> Counter {
     match verdict {
         Verdict::Allow => counter!("aaf_dry_run_decisions_total", "decision" => "allow"),
         Verdict::Deny => counter!("aaf_dry_run_decisions_total", "decision" => "deny"),
@@ -265,90 +367,139 @@ fn dry_run_counter(verdict: Verdict) -> ::metrics::Counter {
     }
 }
 
+fn connector_counter(connector: Connector, outcome: ConnectorOutcome) -> Counter {
+    match (connector, outcome) {
+        (Connector::Http, ConnectorOutcome::Executed) => {
+            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "executed")
+        }
+        (Connector::Http, ConnectorOutcome::Failed) => {
+            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "failed")
+        }
+        (Connector::Http, ConnectorOutcome::Denied) => {
+            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "denied")
+        }
+    }
+}
+
+fn connector_histogram(connector: Connector) -> Histogram {
+    match connector {
+        Connector::Http => histogram!("aaf_connector_duration_seconds", "connector" => "http"),
+    }
+}
+
+fn stage_histogram(stage: Stage) -> Histogram {
+    match stage {
+        Stage::Evaluate => {
+            histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "evaluate")
+        }
+        Stage::Record => histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "record"),
+        Stage::Execute => {
+            histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "execute")
+        }
+        Stage::Outcome => {
+            histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "outcome")
+        }
+    }
+}
+
+fn action_histogram() -> Histogram {
+    histogram!("aaf_action_duration_seconds")
+}
+
+fn approvals_pending_gauge() -> Gauge {
+    gauge!("aaf_approvals_pending")
+}
+
 /// Counts a decision the pipeline recorded (stage 4 committed).
 pub fn decision_recorded(verdict: Verdict) {
-    decision_counter(verdict).increment(1);
+    match series() {
+        Some(s) => s.decisions[verdict_index(verdict)].increment(1),
+        None => decision_counter(verdict).increment(1),
+    }
 }
 
 /// Counts the decision of a dry run.
 pub fn dry_run_decided(verdict: Verdict) {
-    dry_run_counter(verdict).increment(1);
-}
-
-/// The counter of a connector's calls with this outcome (`None` for a status no call ends
-/// with).
-fn connector_counter(connector: Connector, outcome: ActionStatus) -> Option<::metrics::Counter> {
-    match (connector, outcome) {
-        (Connector::Http, ActionStatus::Executed) => Some(
-            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "executed"),
-        ),
-        (Connector::Http, ActionStatus::Failed) => Some(
-            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "failed"),
-        ),
-        (Connector::Http, ActionStatus::Denied) => Some(
-            counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "denied"),
-        ),
-        _ => None,
+    match series() {
+        Some(s) => s.dry_runs[verdict_index(verdict)].increment(1),
+        None => dry_run_counter(verdict).increment(1),
     }
 }
 
-/// Records one connector call: its outcome (`executed`, `failed` or `denied`) and how long
-/// it took (also the pipeline's `execute` stage).
-pub fn connector_called(connector: Connector, outcome: ActionStatus, took: Duration) {
-    if let Some(c) = connector_counter(connector, outcome) {
-        c.increment(1);
-    }
+/// Records one connector call: its outcome (`status`: `executed`, `failed` or `denied`) and
+/// how long it took (also the pipeline's `execute` stage).
+pub fn connector_called(connector: Connector, status: ActionStatus, took: Duration) {
     let seconds = took.as_secs_f64();
-    match connector {
-        Connector::Http => {
-            histogram!("aaf_connector_duration_seconds", "connector" => "http").record(seconds)
+    let outcome = ConnectorOutcome::of(status);
+    match (series(), connector) {
+        (Some(s), Connector::Http) => {
+            if let Some(o) = outcome {
+                s.http_calls[connector_outcome_index(o)].increment(1);
+            }
+            s.http_duration.record(seconds);
+            s.stages[Stage::Execute as usize].record(seconds);
+        }
+        (None, _) => {
+            if let Some(o) = outcome {
+                connector_counter(connector, o).increment(1);
+            }
+            connector_histogram(connector).record(seconds);
+            stage_histogram(Stage::Execute).record(seconds);
         }
     }
-    histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "execute").record(seconds);
 }
 
 /// Sets `aaf_approvals_pending`.
 pub fn approvals_pending(count: u64) {
     // Counts of actions fit a double exactly far beyond any realistic number.
-    gauge!("aaf_approvals_pending").set(count as f64);
+    let count = count as f64;
+    match series() {
+        Some(s) => s.approvals_pending.set(count),
+        None => approvals_pending_gauge().set(count),
+    }
 }
 
 /// A stage of the action pipeline, as `aaf_pipeline_stage_duration_seconds` labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Stages 1 to 3: policy input, evaluation, connector preflight.
-    Evaluate,
+    Evaluate = 0,
     /// Stage 4: the durable record of the decision.
-    Record,
+    Record = 1,
+    /// Stage 5: the connector call (recorded by [`connector_called`]).
+    Execute = 2,
     /// Stage 6: the durable record of the outcome.
-    Outcome,
+    Outcome = 3,
+}
+
+const STAGES: [Stage; 4] = [
+    Stage::Evaluate,
+    Stage::Record,
+    Stage::Execute,
+    Stage::Outcome,
+];
+
+/// What a [`Timer`] times.
+#[derive(Debug, Clone, Copy)]
+enum Timed {
+    Stage(Stage),
+    Action,
 }
 
 /// Measures from its making to its drop (early returns and errors included) and records the
-/// time into a histogram.
+/// time into its histogram.
 #[must_use = "the time is recorded when the timer is dropped"]
 pub struct Timer {
     started: Instant,
-    record: fn(f64),
+    timed: Timed,
 }
 
 impl Timer {
     /// Times a stage of the pipeline.
     pub fn stage(stage: Stage) -> Timer {
-        let record: fn(f64) = match stage {
-            Stage::Evaluate => |s| {
-                histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "evaluate").record(s)
-            },
-            Stage::Record => {
-                |s| histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "record").record(s)
-            }
-            Stage::Outcome => |s| {
-                histogram!("aaf_pipeline_stage_duration_seconds", "stage" => "outcome").record(s)
-            },
-        };
         Timer {
             started: Instant::now(),
-            record,
+            timed: Timed::Stage(stage),
         }
     }
 
@@ -356,14 +507,20 @@ impl Timer {
     pub fn action() -> Timer {
         Timer {
             started: Instant::now(),
-            record: |s| histogram!("aaf_action_duration_seconds").record(s),
+            timed: Timed::Action,
         }
     }
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        (self.record)(self.started.elapsed().as_secs_f64());
+        let seconds = self.started.elapsed().as_secs_f64();
+        match (series(), self.timed) {
+            (Some(s), Timed::Stage(stage)) => s.stages[stage as usize].record(seconds),
+            (Some(s), Timed::Action) => s.action.record(seconds),
+            (None, Timed::Stage(stage)) => stage_histogram(stage).record(seconds),
+            (None, Timed::Action) => action_histogram().record(seconds),
+        }
     }
 }
 
@@ -593,6 +750,47 @@ mod tests {
             sample(&text, "aaf_audit_batch_size_bucket{le=\"4\"}"),
             Some(1.0),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_registered_series_are_indexed_as_they_were_registered() {
+        for (i, verdict) in VERDICTS.into_iter().enumerate() {
+            assert_eq!(verdict_index(verdict), i);
+        }
+        for (i, outcome) in CONNECTOR_OUTCOMES.into_iter().enumerate() {
+            assert_eq!(connector_outcome_index(outcome), i);
+        }
+        for (i, stage) in STAGES.into_iter().enumerate() {
+            assert_eq!(stage as usize, i);
+        }
+        // And through registered handles the same series are recorded.
+        let recorder = builder().unwrap().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, || {
+            let series = Series::register();
+            series.decisions[verdict_index(Verdict::RequireApproval)].increment(2);
+            series.stages[Stage::Outcome as usize].record(0.5);
+            series.http_calls[connector_outcome_index(ConnectorOutcome::Denied)].increment(1);
+        });
+        let text = handle.render();
+        assert_eq!(
+            sample(&text, "aaf_decisions_total{decision=\"require_approval\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "aaf_pipeline_stage_duration_seconds_count{stage=\"outcome\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "aaf_connector_calls_total{connector=\"http\",outcome=\"denied\"}"
+            ),
+            Some(1.0)
         );
     }
 
