@@ -785,13 +785,17 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
                 tracing::warn!(action_id = %action.id, error = %e, "could not expire an action");
             }
         }
-        if let Some(pending) = &mut pending {
+        if let Some(total) = pending {
             let waiting = ActionStatus::PendingApproval;
             let decision = Verdict::RequireApproval.as_str();
-            *pending += state
-                .store
-                .count_actions(&org.id, waiting, decision)
-                .await?;
+            // A failed count leaves the gauge as it was; the sweep goes on.
+            pending = match state.store.count_actions(&org.id, waiting, decision).await {
+                Ok(n) => Some(total + n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not count the actions waiting for approval");
+                    None
+                }
+            };
         }
         let approved = ActionQuery {
             updated_before: Some(stale_approved.clone()),
