@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/v1/openapi.json", get(openapi_json))
+        .route(crate::metrics::PATH, get(crate::metrics::scrape))
         .route("/v1/whoami", get(identity::whoami))
         .route("/v1/stats", get(identity::stats))
         .route("/v1/users", post(identity::create_user).get(identity::list_users))
@@ -270,6 +271,12 @@ pub async fn prepare_with_clock(
 ) -> Result<(AppState, AdminTokenNotice), StartError> {
     // Process-wide: every policy load and evaluation from here on is bounded by it.
     aaf_core::policy::set_memory_limit(Some(config.policy_memory_limit_bytes()));
+    // Process-wide too: once installed, the recorder serves every server of the process.
+    if config.metrics.enabled {
+        if let Err(e) = crate::metrics::install() {
+            tracing::warn!(error = %e, "metrics recorder not installed; /metrics answers 503");
+        }
+    }
     let (sources, origin) = load_sources(&config.policies)?;
     let registry = PolicyRegistry::new(sources, origin.clone(), config.evaluator_options())
         .map_err(PolicyLoadError::Invalid)?;
@@ -540,12 +547,14 @@ fn write_secret_file(path: &Path, content: &str) -> Result<(), StartError> {
 ///
 /// # Errors
 ///
-/// None at present: accept errors are logged and retried (the `Result` is kept for callers).
+/// `metrics.listen` cannot be bound; accept errors are logged and retried.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let metrics_listener = crate::metrics::MetricsListener::start(&state).await?;
+    let metrics_upkeep = tokio::spawn(crate::metrics::upkeep());
     let writer = state.writer.clone();
     let store = state.store.clone();
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
@@ -592,6 +601,10 @@ pub async fn run(
     deliveries.abort();
     refresher.abort();
     kill_switch_refresher.abort();
+    metrics_upkeep.abort();
+    if let Some(metrics_listener) = metrics_listener {
+        metrics_listener.stop().await;
+    }
     tracing::info!("stopped accepting; flushing the audit log");
     writer.shutdown().await;
     store.close().await;

@@ -781,7 +781,8 @@ async fn deny_at_recheck(
 /// them (`approvals.recovery_after_seconds`), and fails actions left `executing` by a
 /// stopped node (beyond the connector's timeout plus that delay) as "outcome unknown",
 /// never running them again. Every node sweeps; the compare-and-set makes each change
-/// happen once.
+/// happen once. When the process records metrics, it also counts the actions waiting for
+/// approval (`aaf_approvals_pending`).
 ///
 /// Errors: 503 when the database cannot be read.
 pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
@@ -792,6 +793,8 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
         now - recovery - Duration::from_millis(state.config.connectors.http.timeout_ms),
     );
     let now = crate::time::format_rfc3339(now);
+    // `aaf_approvals_pending`, when this process records metrics: counted in the index.
+    let mut pending = crate::metrics::installed().then_some(0);
     for org in state.store.list_orgs().await? {
         let query = |status: ActionStatus, decision: Verdict| ActionQuery {
             status,
@@ -808,6 +811,18 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
             if let Err(e) = expire(state, &action).await {
                 tracing::warn!(action_id = %action.id, error = %e, "could not expire an action");
             }
+        }
+        if let Some(total) = pending {
+            let waiting = ActionStatus::PendingApproval;
+            let decision = Verdict::RequireApproval.as_str();
+            // A failed count leaves the gauge as it was; the sweep goes on.
+            pending = match state.store.count_actions(&org.id, waiting, decision).await {
+                Ok(n) => Some(total + n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not count the actions waiting for approval");
+                    None
+                }
+            };
         }
         let approved = ActionQuery {
             updated_before: Some(stale_approved.clone()),
@@ -833,6 +848,9 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
                 }
             }
         }
+    }
+    if let Some(pending) = pending {
+        crate::metrics::approvals_pending(pending);
     }
     Ok(())
 }

@@ -276,6 +276,16 @@ async fn authorize_request(state: &AppState, request: Request) -> Result<Request
             });
         }
     }
+    // With `metrics.token` set, that token alone scrapes /metrics (no user or agent).
+    if let (crate::metrics::PATH, Some(token)) = (path, &state.config.metrics.token) {
+        return match bearer(&parts) {
+            Ok(presented) if crate::metrics::token_matches(presented, token) => {
+                Ok(Request::from_parts(parts, body))
+            }
+            Ok(_) => Err(reject_unknown(state, &parts, INVALID_CREDENTIALS).await),
+            Err(message) => Err(reject_unknown(state, &parts, message).await),
+        };
+    }
     let principal = authenticate(state, &parts).await?;
     let allowed = principal
         .caller()

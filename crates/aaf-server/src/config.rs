@@ -45,6 +45,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: MetricsConfig,
     /// Storage.
     pub database: DatabaseConfig,
     /// The audit writer.
@@ -72,6 +74,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             database: DatabaseConfig::default(),
             audit: AuditConfig::default(),
             approvals: ApprovalsConfig::default(),
@@ -307,6 +310,34 @@ impl Default for LogConfig {
         }
     }
 }
+
+/// `[metrics]`: the Prometheus endpoint (docs/runtime-protection.md, "Metrics").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Record metrics and serve `GET /metrics`. Default true.
+    pub enabled: bool,
+    /// A bearer token that alone may scrape `/metrics` on the main listener (compared in
+    /// constant time), at least 32 characters. Unset (default): the token of a user with
+    /// the role admin or auditor.
+    pub token: Option<Secret>,
+    /// A second address that serves only `GET /metrics`, without authentication, for a
+    /// scraper on a private network (never expose it publicly). Default: none.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            token: None,
+            listen: None,
+        }
+    }
+}
+
+/// Shortest `metrics.token`.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 32;
 
 /// SQLite `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -758,6 +789,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "database.max_connections must be at least 1".into(),
             ));
+        }
+        if let Some(token) = &self.metrics.token {
+            if token.expose().chars().count() < MIN_METRICS_TOKEN_CHARS {
+                return Err(ConfigError::Invalid(format!(
+                    "metrics.token (AAF_METRICS__TOKEN) must be at least {MIN_METRICS_TOKEN_CHARS} characters; leave it unset to let admins and auditors scrape with their own tokens"
+                )));
+            }
+        }
+        if let Some(listen) = self.metrics.listen {
+            if listen == self.listen && listen.port() != 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "metrics.listen must differ from listen ({listen})"
+                )));
+            }
         }
         if let Some(token) = &self.admin_token {
             if token.expose().len() < 32 {

@@ -32,6 +32,7 @@ use crate::rbac::{permission_for, Caller};
     ),
     paths(
         api::healthz,
+        crate::metrics::scrape,
         api::identity::whoami,
         api::identity::stats,
         api::identity::create_user,
@@ -168,7 +169,7 @@ use crate::rbac::{permission_for, Caller};
         (name = "agents", description = "Agent registration and agent keys"),
         (name = "users", description = "People of the organisation and their roles"),
         (name = "audit", description = "The hash-chained audit log"),
-        (name = "operations", description = "Health and metadata"),
+        (name = "operations", description = "Health, metrics and metadata"),
     )
 )]
 pub struct ApiDoc;

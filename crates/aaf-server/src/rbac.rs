@@ -71,6 +71,12 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/metrics",
+        allow: &[ADMIN, AUDITOR],
+        summary: "Prometheus metrics (with `metrics.token` set: that token only, not users)",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/whoami",
         allow: &[ADMIN, APPROVER, AUDITOR, VIEWER, Caller::Agent],
         summary: "the authenticated caller: user and role, or agent and key",

@@ -380,6 +380,24 @@ impl Store {
         }
     }
 
+    /// How many of the organisation's actions have `status` and `decision` (e.g. those
+    /// waiting for approval), counted in an index: the cost is the number of matches.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn count_actions(
+        &self,
+        org_id: &str,
+        status: aaf_core::action::ActionStatus,
+        decision: &str,
+    ) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_actions(org_id, status, decision).await,
+            Backend::Postgres(p) => p.count_actions(org_id, status, decision).await,
+        }
+    }
+
     /// The organisation's webhooks (disabled ones included), oldest first.
     ///
     /// # Errors

@@ -832,6 +832,23 @@ impl PgStore {
         rows.iter().map(action_from_row).collect()
     }
 
+    pub(crate) async fn count_actions(
+        &self,
+        org_id: &str,
+        status: aaf_core::action::ActionStatus,
+        decision: &str,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let n: i64 = sqlx::query_scalar(sql::COUNT_ACTIONS_WITH_STATUS)
+            .bind(org_id)
+            .bind(status.as_str())
+            .bind(decision)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub(crate) async fn list_webhooks(&self, org_id: &str) -> Result<Vec<Webhook>, StoreError> {
         let mut tx = self.begin_org(org_id).await?;
         let rows = sqlx::query(sql::LIST_WEBHOOKS)

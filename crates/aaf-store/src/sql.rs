@@ -187,6 +187,10 @@ shared! {
          WHERE org_id = $1 AND status = $2 AND decision = $3 \
            AND ($4 IS NULL OR expires_at <= $4) AND ($5 IS NULL OR updated_at < $5) \
          ORDER BY created_at, id LIMIT $6");
+    /// `(org_id, status, decision)` → how many actions match, counted in the index
+    /// `actions_org_status_decision` (the pending approvals of the metrics).
+    COUNT_ACTIONS_WITH_STATUS = "SELECT COUNT(*) FROM actions \
+         WHERE org_id = $1 AND status = $2 AND decision = $3";
     /// `(id, org_id, url, events, format, secret, created_at, created_by)`.
     INSERT_WEBHOOK = "INSERT INTO webhooks (id, org_id, url, events, format, secret, created_at, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -406,6 +410,10 @@ mod tests {
             (
                 super::LIST_ACTIONS,
                 "USING INDEX actions_org_status_decision (org_id=? AND status=? AND decision=?)",
+            ),
+            (
+                super::COUNT_ACTIONS_WITH_STATUS,
+                "USING COVERING INDEX actions_org_status_decision (org_id=? AND status=? AND decision=?)",
             ),
             (
                 super::DUE_DELIVERIES,

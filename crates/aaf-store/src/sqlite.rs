@@ -367,6 +367,21 @@ impl SqliteStore {
         rows.iter().map(action_from_row).collect()
     }
 
+    pub(crate) async fn count_actions(
+        &self,
+        org_id: &str,
+        status: aaf_core::action::ActionStatus,
+        decision: &str,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(sql::COUNT_ACTIONS_WITH_STATUS)
+            .bind(org_id)
+            .bind(status.as_str())
+            .bind(decision)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub(crate) async fn list_webhooks(&self, org_id: &str) -> Result<Vec<Webhook>, StoreError> {
         let rows = sqlx::query(sql::LIST_WEBHOOKS)
             .bind(org_id)

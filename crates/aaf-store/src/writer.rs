@@ -59,6 +59,7 @@ impl AuditWriter {
         let max_batch = max_batch.max(1);
         let (queue, requests) = mpsc::channel(max_batch.saturating_mul(4));
         let (stop, stopped) = watch::channel(false);
+        let metrics = BatchMetrics::register();
         let task = if store.blocking_writes() {
             // SQLite: the writer runs on a thread and runtime of its own, where its blocking
             // commits hold up nothing else; on the shared runtime its task would also wait
@@ -72,7 +73,9 @@ impl AuditWriter {
                         .enable_all()
                         .build()
                     {
-                        Ok(runtime) => runtime.block_on(run(store, requests, stopped, max_batch)),
+                        Ok(runtime) => {
+                            runtime.block_on(run(store, requests, stopped, max_batch, metrics))
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot start the audit writer runtime")
                         }
@@ -88,7 +91,7 @@ impl AuditWriter {
         } else {
             // PostgreSQL: commits are asynchronous, and the pool's connections must belong to
             // the runtime that outlives the writer, so the task runs on the caller's runtime.
-            tokio::spawn(run(store, requests, stopped, max_batch))
+            tokio::spawn(run(store, requests, stopped, max_batch, metrics))
         };
         AuditWriter {
             inner: Arc::new(Inner {
@@ -157,6 +160,7 @@ async fn run(
     mut requests: mpsc::Receiver<Request>,
     mut stopped: watch::Receiver<bool>,
     max_batch: usize,
+    metrics: BatchMetrics,
 ) {
     let mut stopping = false;
     loop {
@@ -185,15 +189,45 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&store, batch).await;
+        commit_batch(&store, batch, &metrics).await;
+    }
+}
+
+/// The writer's metrics (described by the server, `aaf_server::metrics`), registered once
+/// when the writer starts, with the recorder installed then (no-ops without one).
+struct BatchMetrics {
+    /// `aaf_audit_batch_size`: units per group commit.
+    batch_size: metrics::Histogram,
+    /// `aaf_audit_commit_duration_seconds`: time of one group commit, retries included.
+    commit_duration: metrics::Histogram,
+}
+
+impl BatchMetrics {
+    fn register() -> BatchMetrics {
+        BatchMetrics {
+            batch_size: metrics::histogram!("aaf_audit_batch_size"),
+            commit_duration: metrics::histogram!("aaf_audit_commit_duration_seconds"),
+        }
     }
 }
 
 /// Commits one batch and answers its waiters. On SQLite this blocks the writer's thread
-/// (which runs nothing else) for the duration of the transaction.
-async fn commit_batch(store: &Store, batch: Vec<Request>) {
+/// (which runs nothing else) for the duration of the transaction. Records the batch's size
+/// and the commit's time (with its unit-by-unit retries).
+async fn commit_batch(store: &Store, batch: Vec<Request>, metrics: &BatchMetrics) {
+    let started = std::time::Instant::now();
     let (units, replies): (Vec<PreparedUnit>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
+    // Batches are at most `max_batch` units: exact as a double.
+    let size = units.len() as f64;
+    commit_units(store, units, replies).await;
+    metrics.batch_size.record(size);
+    metrics
+        .commit_duration
+        .record(started.elapsed().as_secs_f64());
+}
+
+async fn commit_units(store: &Store, units: Vec<PreparedUnit>, replies: Vec<Reply>) {
     match store.commit_prepared(&units).await {
         Ok(chained) => {
             for (reply, events) in replies.into_iter().zip(chained) {

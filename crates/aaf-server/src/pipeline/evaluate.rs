@@ -65,6 +65,9 @@ pub async fn for_agent(
         guards::kill_switch(state, &agent.org.id, &agent.agent.id, &request.tool)
     };
     if let Err(refused) = guarded {
+        if counted {
+            crate::metrics::guard_refused(refused.guard.as_str());
+        }
         return Evaluated {
             action_id,
             request,
@@ -101,6 +104,7 @@ pub async fn evaluate(
     request: ActionRequest,
     action_id: String,
 ) -> Evaluated {
+    let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Evaluate);
     let input = PolicyInput::build(
         &action_id,
         &request,

@@ -59,6 +59,7 @@ pub async fn run(
             allowed.request().tool
         )));
     };
+    let started = std::time::Instant::now();
     // Registered as in flight: a kill switch engaged while it runs aborts it (the
     // connector's future is dropped, which closes its connection), and one already in force
     // stops it before it starts.
@@ -131,6 +132,8 @@ pub async fn run(
             )
         }
     };
+    crate::metrics::connector_called(connector, status, started.elapsed());
+    let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Outcome);
     let now = now_rfc3339();
     state
         .writer

@@ -142,6 +142,7 @@ pub async fn submit(
     submission: Submission<'_>,
     request: ActionRequest,
 ) -> Result<Submitted, PipelineError> {
+    let _timer = crate::metrics::Timer::action();
     let action_id = uuid::Uuid::now_v7().to_string();
     let evaluated = evaluate::for_agent(state, &submission, request, action_id, true).await;
     let recorded = record::decision(state, &submission, evaluated).await?;
@@ -196,5 +197,7 @@ pub async fn dry_run(
     request: ActionRequest,
 ) -> Evaluated {
     let action_id = format!("dry-run-{}", uuid::Uuid::now_v7());
-    evaluate::for_agent(state, &submission, request, action_id, false).await
+    let evaluated = evaluate::for_agent(state, &submission, request, action_id, false).await;
+    crate::metrics::dry_run_decided(evaluated.decision.verdict);
+    evaluated
 }

@@ -101,6 +101,7 @@ pub async fn decision(
     submission: &Submission<'_>,
     evaluated: Evaluated,
 ) -> Result<Recorded, PipelineError> {
+    let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Record);
     let Evaluated {
         action_id,
         request,
@@ -224,6 +225,7 @@ pub async fn decision(
                 "the audit log could not record the decision, so the action was not executed: {e}"
             ))
         })?;
+    crate::metrics::decision_recorded(decision.verdict);
     if queued {
         state.webhooks.queued.notify_one();
     }

@@ -308,7 +308,9 @@ impl RuntimeRules {
                 aborted += 1;
             }
         }
+        let installed = orgs.values().map(|o| o.switches.len()).sum();
         drop(orgs);
+        crate::metrics::kill_switches_active(installed);
         if aborted > 0 {
             tracing::warn!(%org_id, aborted, "kill switch: connector calls in flight aborted");
         }

@@ -17,6 +17,7 @@ mod fail_closed;
 mod keys;
 mod kill_switch;
 mod limits;
+mod metrics;
 mod multinode;
 mod policies;
 mod rate_limits;
