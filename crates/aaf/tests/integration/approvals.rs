@@ -997,19 +997,9 @@ async fn an_allowed_action_its_node_left_executing_fails_as_outcome_unknown() {
 
 /// Runs `aaf approvals ...` against the server with `token`; returns (success, stdout, stderr).
 async fn cli(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
-        .arg("approvals")
-        .args(args)
-        .args(["--server", &server.base, "--token", token])
-        .env_remove("AAF_ADMIN_TOKEN")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["approvals"];
+    all.extend_from_slice(args);
+    server.cli(token, &all).await
 }
 
 #[tokio::test]

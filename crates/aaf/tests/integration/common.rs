@@ -225,6 +225,23 @@ impl TestServer {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Runs the `aaf` binary with `args` against this server as `token` (`--server`,
+    /// `--token`); returns (success, stdout, stderr).
+    pub async fn cli(&self, token: &str, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
+            .args(args)
+            .args(["--server", &self.base, "--token", token])
+            .env_remove("AAF_ADMIN_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Reads the whole audit chain (`chain` = None for the admin's org, or "system").
     pub async fn audit(&self, chain: Option<&str>) -> Vec<Value> {
         let mut events = Vec::new();

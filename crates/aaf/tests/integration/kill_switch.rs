@@ -621,20 +621,8 @@ async fn isolating_an_agent_stops_it_revokes_its_keys_and_keeps_a_snapshot() {
     server.stop().await;
 }
 
-/// Runs `aaf <args> --server ... --token ...`; returns (success, stdout, stderr).
 async fn cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
-        .args(args)
-        .args(["--server", &server.base, "--token", ADMIN_TOKEN])
-        .env_remove("AAF_ADMIN_TOKEN")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    server.cli(ADMIN_TOKEN, args).await
 }
 
 #[tokio::test]
