@@ -1,9 +1,10 @@
-//! Engaging and releasing kill switches, and isolating an agent: what
-//! `POST/DELETE /v1/kill-switches` and `POST /v1/agents/{id}/isolate` do, without HTTP.
+//! Engaging and releasing kill switches, isolating an agent, creating and deleting rate
+//! limits: what `POST/DELETE /v1/kill-switches`, `POST /v1/agents/{id}/isolate` and
+//! `POST/DELETE /v1/rate-limits` do, without HTTP.
 //!
-//! Each change is one write unit (the switch, its audit event and its webhook deliveries),
-//! after which this node installs the organisation's switches before answering; other nodes
-//! install them on the PostgreSQL notification or their next poll.
+//! Each change is one write unit (the row, its audit event and its webhook deliveries),
+//! after which this node installs the organisation's switches and limits before answering;
+//! other nodes install them on the PostgreSQL notification or their next poll.
 
 use aaf_core::audit::event_types;
 use aaf_core::kill_switch::{
@@ -181,7 +182,8 @@ async fn check_room(state: &AppState, org_id: &str) -> Result<(), ControlError> 
     Ok(())
 }
 
-/// Installs the organisation's switches on this node after a change it committed.
+/// Installs the organisation's switches and rate limits on this node after a change it
+/// committed.
 async fn install(state: &AppState, org_id: &str) {
     if let Err(e) = state
         .runtime

@@ -346,17 +346,6 @@ impl RuntimeRules {
             .map_or(0, |o| o.generation)
     }
 
-    /// Unreleased switches installed, over every organisation (expired ones included until
-    /// the next reload).
-    pub fn installed(&self) -> usize {
-        self.orgs
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .map(|o| o.switches.len())
-            .sum()
-    }
-
     /// Reads the organisation's unreleased switches and live rate limits and installs them.
     ///
     /// # Errors
