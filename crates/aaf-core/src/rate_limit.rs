@@ -131,22 +131,6 @@ impl RateLimit {
     }
 }
 
-/// One GCRA step (ITU-T I.371's virtual scheduling) at `now_us` for a counter whose
-/// theoretical arrival time is `tat_us` (0: never used): `Ok(new_tat)` when the action
-/// conforms, `Err(retry_after_us)` when it does not (the counter is then unchanged).
-///
-/// # Errors
-///
-/// The time until the action would conform, in microseconds.
-pub fn gcra(tat_us: u64, now_us: u64, emission_us: u64, tolerance_us: u64) -> Result<u64, u64> {
-    let tat = tat_us.max(now_us);
-    let allowed_at = tat.saturating_sub(tolerance_us);
-    if allowed_at > now_us {
-        return Err(allowed_at - now_us);
-    }
-    Ok(tat.saturating_add(emission_us))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,28 +171,18 @@ mod tests {
     }
 
     #[test]
-    fn gcra_admits_the_burst_then_one_per_interval() {
+    fn the_gcra_parameters_follow_the_limit() {
         // 10 per minute, burst 3: interval 6 s, tolerance 12 s.
         let l = limit(KillSwitchScope::Org, None, None);
-        let (t, tau) = (l.emission_interval_us(), l.tolerance_us());
-        assert_eq!((t, tau), (6_000_000, 12_000_000));
-        let now = 1_000_000_000;
-        let mut tat = 0;
-        for _ in 0..3 {
-            tat = gcra(tat, now, t, tau).unwrap();
-        }
         assert_eq!(
-            gcra(tat, now, t, tau),
-            Err(6_000_000),
-            "the fourth waits one interval"
+            (l.emission_interval_us(), l.tolerance_us()),
+            (6_000_000, 12_000_000)
         );
-        assert!(gcra(tat, now + 6_000_000, t, tau).is_ok());
-        // A quiet period restores the burst, no more.
-        let later = now + 3_600_000_000;
-        let mut tat2 = tat;
-        for _ in 0..3 {
-            tat2 = gcra(tat2, later, t, tau).unwrap();
-        }
-        assert!(gcra(tat2, later, t, tau).is_err());
+        let mut one = l.clone();
+        one.burst = 1;
+        assert_eq!(one.tolerance_us(), 0, "a burst of one tolerates nothing");
+        one.limit = MAX_COUNT;
+        one.window = Window::Second;
+        assert_eq!(one.emission_interval_us(), 1, "at least a microsecond");
     }
 }

@@ -768,10 +768,11 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
-    /// One GCRA step on the organisation's shared counter `key`
-    /// ([`aaf_core::rate_limit::gcra`]), atomically, on the database's clock: `Ok(Ok(()))`
-    /// when the action conforms (the counter advanced by `emission_us`), `Ok(Err(retry_after_us))`
-    /// when it does not (the counter unchanged).
+    /// One GCRA step (ITU-T I.371 virtual scheduling, with the emission interval and
+    /// tolerance of [`aaf_core::rate_limit::RateLimit`]) on the organisation's shared counter
+    /// `key`, atomically, on the database's clock: `Ok(Ok(()))` when the action conforms (the
+    /// counter advanced by `emission_us`), `Ok(Err(retry_after_us))` when it does not (the
+    /// counter unchanged).
     ///
     /// # Errors
     ///

@@ -103,8 +103,10 @@ const POLICY_CHANGES: &str = "aaf_policy_changes";
 /// announced to every node.
 const RUNTIME_CHANGES: &str = "aaf_runtime_changes";
 
-/// `(org_id, key, emission_us, tolerance_us)`: one GCRA step (aaf_core::rate_limit::gcra) on
-/// the database's clock, in microseconds; returns the new arrival time when the action
+/// `(org_id, key, emission_us, tolerance_us)`: one GCRA step (ITU-T I.371 virtual
+/// scheduling: with `tat` the counter's arrival time, at least now, the action conforms when
+/// `tat - tolerance <= now`, and `tat` then advances by the emission interval) on the
+/// database's clock, in microseconds; returns the new arrival time when the action
 /// conforms, no row when it does not (the counter unchanged). PostgreSQL only.
 const GCRA_TAKE: &str =
     "WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS us) \

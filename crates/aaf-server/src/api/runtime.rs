@@ -172,11 +172,8 @@ pub async fn list_kill_switches(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be from 1 to 1000"));
     }
-    let limit = if all {
-        limit
-    } else {
-        crate::runtime::kill_switch::MAX_LIVE_PER_ORG * 2
-    };
+    // The unreleased ones are all listed: an operator must see every switch in force.
+    let limit = if all { limit } else { u32::MAX };
     let switches = control::list(&state, &user.org.id, all, limit).await?;
     let now = state.clock.now_rfc3339();
     Ok(Json(KillSwitchList {

@@ -268,7 +268,7 @@ pub async fn release(
 ) -> Result<KillSwitch, ControlError> {
     let (_, live) = state
         .store
-        .kill_switch_state(org_id, true, MAX_LIVE_PER_ORG * 2)
+        .kill_switch_state(org_id, true, u32::MAX)
         .await
         .map_err(unavailable("the kill switches could not be read"))?;
     let Some(mut switch) = live.into_iter().find(|s| s.id == id) else {

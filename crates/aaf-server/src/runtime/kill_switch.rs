@@ -358,7 +358,9 @@ impl RuntimeRules {
         org_id: &str,
     ) -> Result<(), String> {
         let (generation, switches) = store
-            .kill_switch_state(org_id, true, MAX_LIVE_PER_ORG * 2)
+            // Every unreleased one: the API's cap can be passed by concurrent engagements,
+            // and a switch left out would fail open.
+            .kill_switch_state(org_id, true, u32::MAX)
             .await
             .map_err(|e| {
                 format!("the kill switches of organisation {org_id} could not be read: {e}")
@@ -450,9 +452,10 @@ pub async fn refresher(switches: Arc<RuntimeRules>, store: Store, clock: Clock, 
         }
         for org_id in &announced.orgs {
             if let Err(e) = switches.reload_org(&store, &clock, org_id).await {
+                // Not announced again (that would retry at once, in a loop, while the
+                // database is down): the next poll sees the generation still differs and
+                // reloads it, and confirms nothing until it has.
                 tracing::warn!(error = %e, "kill switches not refreshed");
-                // Try again with the next poll.
-                switches.announce(Some(org_id));
             }
         }
         if tokio::time::Instant::now() >= next_poll {
