@@ -135,6 +135,17 @@ event_types! {
     RATE_LIMIT_CREATED = "rate_limit.created";
     /// A rate limit was deleted (data: rate_limit_id, by).
     RATE_LIMIT_DELETED = "rate_limit.deleted";
+    /// A budget was created (data: budget_id, agent_id, unit, period, limit, by).
+    BUDGET_CREATED = "budget.created";
+    /// A budget's limit changed (data: budget_id, old and new limit, by).
+    BUDGET_UPDATED = "budget.updated";
+    /// A budget was deleted (data: budget_id, by).
+    BUDGET_DELETED = "budget.deleted";
+    /// A circuit breaker engaged an agent's kill switch (data: breaker, kill_switch_id,
+    /// reason, expires_at); a `kill_switch.engaged` event follows.
+    CIRCUIT_BREAKER_TRIPPED = "circuit_breaker.tripped";
+    /// The organisation's circuit breakers were set (data: the old and new settings, by).
+    CIRCUIT_BREAKERS_SET = "circuit_breakers.set";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

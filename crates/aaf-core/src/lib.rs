@@ -14,6 +14,7 @@
 pub mod action;
 pub mod approval;
 pub mod audit;
+pub mod budget;
 pub mod canonical;
 pub mod detect;
 pub mod identity;

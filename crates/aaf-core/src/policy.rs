@@ -208,6 +208,8 @@ pub struct PolicySet {
     options: EvaluatorOptions,
     /// Why decisions of this set are not cached (`None`: they are, if the cache is on).
     volatile: Option<String>,
+    /// The runtime parts of the input its modules refer to.
+    runtime_inputs: RuntimeInputs,
     cache: Option<quick_cache::sync::Cache<[u8; 32], Decision>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -295,6 +297,79 @@ const ENGINES_PER_THREAD: usize = 4;
 
 thread_local! {
     static ENGINES: RefCell<Vec<(u64, Engine)>> = const { RefCell::new(Vec::new()) };
+    /// The input of the evaluation running on this thread, for the built-ins that answer
+    /// from it (`rate_limit_exceeded`).
+    static CURRENT_INPUT: RefCell<Option<Value>> = const { RefCell::new(None) };
+}
+
+/// Makes an input this thread's current input ([`CURRENT_INPUT`]) until dropped, when the
+/// previous one is back.
+struct CurrentInputGuard(Option<Value>);
+
+impl CurrentInputGuard {
+    fn set(input: &Value) -> CurrentInputGuard {
+        CurrentInputGuard(CURRENT_INPUT.with(|c| c.replace(Some(input.clone()))))
+    }
+}
+
+impl Drop for CurrentInputGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT_INPUT.with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                *c = previous;
+            }
+        });
+    }
+}
+
+/// Runs `f` with `input` as this thread's current input ([`CURRENT_INPUT`]).
+fn with_current_input<R>(input: &Value, f: impl FnOnce() -> R) -> R {
+    let _current = CurrentInputGuard::set(input);
+    f()
+}
+
+/// The parts of the policy input that change with every action of an agent and cost a
+/// read to build: AAF adds them only for a set whose modules refer to them
+/// ([`PolicySet::runtime_inputs`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RuntimeInputs {
+    /// `input.usage` (and the built-in `rate_limit_exceeded`).
+    pub usage: bool,
+    /// `input.budget`.
+    pub budget: bool,
+}
+
+impl RuntimeInputs {
+    /// What one module's code (comments excluded) refers to: a word `usage` or
+    /// `rate_limit_exceeded`, a word `budget`, or the whole input as a value (through which
+    /// either could be reached). Conservative, like the decision cache's check: a mention in
+    /// a string literal counts too.
+    fn of_module(rego: &str) -> RuntimeInputs {
+        static WORDS: std::sync::OnceLock<Option<(regex::Regex, regex::Regex)>> =
+            std::sync::OnceLock::new();
+        let code = without_comments(rego);
+        let Some((usage, budget)) = WORDS
+            .get_or_init(|| {
+                Some((
+                    regex::Regex::new(r"\b(?:usage|rate_limit_exceeded)\b").ok()?,
+                    regex::Regex::new(r"\bbudget\b").ok()?,
+                ))
+            })
+            .as_ref()
+        else {
+            // Unreachable (the patterns are valid); fail towards building both.
+            return RuntimeInputs {
+                usage: true,
+                budget: true,
+            };
+        };
+        let whole = whole_input_use(&code).is_some();
+        RuntimeInputs {
+            usage: whole || usage.is_match(&code),
+            budget: whole || budget.is_match(&code),
+        }
+    }
 }
 
 /// AAF's built-in functions (regorus extensions): `(name, number of arguments)`. This one
@@ -307,6 +382,7 @@ pub const EXTENSIONS: &[(&str, u8)] = &[
     ("has_pii", 1),
     ("has_ssn", 1),
     ("has_credit_card", 1),
+    ("rate_limit_exceeded", 1),
 ];
 
 /// Registers [`EXTENSIONS`] on an engine.
@@ -315,7 +391,11 @@ pub const EXTENSIONS: &[(&str, u8)] = &[
 ///   [`net::is_private_network`];
 /// * `has_pii(value)`: [`detect::has_pii`], over any JSON value;
 /// * `has_ssn(value)`: [`detect::has_ssn`];
-/// * `has_credit_card(value)`: [`detect::has_credit_card`].
+/// * `has_credit_card(value)`: [`detect::has_credit_card`];
+/// * `rate_limit_exceeded(agent_id)`: whether `input.usage.rate_limit_exceeded` is true for
+///   the submitting agent (`input.agent_id`): a rate limit in `policy` mode that counts its
+///   actions is over for this action. An error (so a deny) when the input has no `usage`
+///   or names another agent: AAF knows only the submitting agent's limits.
 ///
 /// A wrong argument type is an evaluation error (and so, in AAF, a deny).
 ///
@@ -335,6 +415,7 @@ fn register_builtins(engine: &mut Engine) -> anyhow::Result<()> {
             "has_pii" => |args| Ok(Value::from(detect::has_pii(&json_arg(args)?))),
             "has_ssn" => |args| Ok(Value::from(detect::has_ssn(&json_arg(args)?))),
             "has_credit_card" => |args| Ok(Value::from(detect::has_credit_card(&json_arg(args)?))),
+            "rate_limit_exceeded" => rate_limit_exceeded,
             other => anyhow::bail!("the extension {other} has no implementation"),
         };
         engine.add_extension(
@@ -344,6 +425,33 @@ fn register_builtins(engine: &mut Engine) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `rate_limit_exceeded(agent_id)`, answered from this thread's current input.
+fn rate_limit_exceeded(args: &[Value]) -> anyhow::Result<Value> {
+    let arg = first_arg(args)?;
+    let agent = arg
+        .as_string()
+        .map_err(|_| anyhow::anyhow!("expects an agent id (a string), got {arg}"))?;
+    CURRENT_INPUT.with(|c| {
+        let c = c
+            .try_borrow()
+            .map_err(|_| anyhow::anyhow!("the current input is busy"))?;
+        let input = c
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no action is being evaluated"))?;
+        let usage = &input["usage"];
+        if *usage == Value::Undefined {
+            anyhow::bail!("the input has no usage (input.usage), so no rate limit can be read");
+        }
+        let submitting = input["agent_id"].as_string().ok();
+        if submitting.map(|s| s.as_ref()) != Some(agent.as_ref()) {
+            anyhow::bail!(
+                "only the submitting agent's rate limits are known (input.agent_id), not {agent:?}'s"
+            );
+        }
+        Ok(Value::from(usage["rate_limit_exceeded"] == Value::from(true)))
+    })
 }
 
 fn first_arg(args: &[Value]) -> anyhow::Result<&Value> {
@@ -704,6 +812,14 @@ impl PolicySet {
             .iter()
             .filter(|s| modules.iter().any(|m| m.path == s.path))
             .find_map(|s| volatile_reason(&s.path, &s.rego));
+        let runtime_inputs = sorted
+            .iter()
+            .filter(|s| modules.iter().any(|m| m.path == s.path))
+            .map(|s| RuntimeInputs::of_module(&s.rego))
+            .fold(RuntimeInputs::default(), |a, b| RuntimeInputs {
+                usage: a.usage || b.usage,
+                budget: a.budget || b.budget,
+            });
         let policy_count = policies.len();
         let cache = (options.decision_cache_entries > 0 && volatile.is_none())
             .then(|| quick_cache::sync::Cache::new(options.decision_cache_entries));
@@ -715,6 +831,7 @@ impl PolicySet {
             revision: hex::encode(hasher.finalize()),
             options,
             volatile,
+            runtime_inputs,
             cache,
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
@@ -727,6 +844,12 @@ impl PolicySet {
     fn eval_error(&self, err: &anyhow::Error) -> String {
         limit_text(err, self.options.eval_timeout, "evaluation")
             .unwrap_or_else(|| eval_error_text(err))
+    }
+
+    /// The runtime parts of the input (`input.usage`, `input.budget`) some module of the set
+    /// refers to, which the caller must add to the input; see [`RuntimeInputs::of_module`].
+    pub fn runtime_inputs(&self) -> RuntimeInputs {
+        self.runtime_inputs
     }
 
     /// The loaded modules, sorted by path.
@@ -988,26 +1111,28 @@ impl PolicySet {
     fn evaluate_run(&self, run: &[usize], input: &Value, deadline: Instant) -> RunResult {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.with_engine(|engine| {
-                engine.set_input(input.clone());
-                run.iter()
-                    .filter_map(|&i| Some((i, self.policies.get(i)?)))
-                    .map(|(i, policy)| {
-                        let (outcome, ok) = self.evaluate_policy(engine, policy, deadline);
-                        if let Some(cost) = self.costs.get(i) {
-                            // Moving average over about eight decisions (timings on a
-                            // busy machine are noisy), starting from the first one.
-                            let old = cost.load(Ordering::Relaxed);
-                            let sample = outcome.eval_time_us;
-                            let new = if old == 0 {
-                                sample
-                            } else {
-                                (7 * old + sample) / 8
-                            };
-                            cost.store(new, Ordering::Relaxed);
-                        }
-                        (i, outcome, ok)
-                    })
-                    .collect()
+                with_current_input(input, || {
+                    engine.set_input(input.clone());
+                    run.iter()
+                        .filter_map(|&i| Some((i, self.policies.get(i)?)))
+                        .map(|(i, policy)| {
+                            let (outcome, ok) = self.evaluate_policy(engine, policy, deadline);
+                            if let Some(cost) = self.costs.get(i) {
+                                // Moving average over about eight decisions (timings on a
+                                // busy machine are noisy), starting from the first one.
+                                let old = cost.load(Ordering::Relaxed);
+                                let sample = outcome.eval_time_us;
+                                let new = if old == 0 {
+                                    sample
+                                } else {
+                                    (7 * old + sample) / 8
+                                };
+                                cost.store(new, Ordering::Relaxed);
+                            }
+                            (i, outcome, ok)
+                        })
+                        .collect()
+                })
             })
         }));
         match result {
@@ -1041,7 +1166,8 @@ impl PolicySet {
                 .map_err(|_| "policy engine lock is poisoned".to_string())?
                 .clone();
             engine.set_enable_coverage(true);
-            engine.set_input(value);
+            engine.set_input(value.clone());
+            let _current = CurrentInputGuard::set(&value);
             let mut outcomes = Vec::with_capacity(self.policies.len());
             let mut lines = Vec::with_capacity(self.policies.len());
             for policy in &self.policies {

@@ -53,6 +53,36 @@ impl Window {
     }
 }
 
+/// What a rate limit does with an action over it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMode {
+    /// Refuse it before evaluation (a recorded deny, HTTP 429): the default.
+    #[default]
+    Enforce,
+    /// Count it, refuse nothing, and tell the policies: `input.usage.rate_limit_exceeded`
+    /// and the built-in `rate_limit_exceeded(agent_id)` are true for an action over it, and
+    /// the policies decide (deny, or ask for approval).
+    Policy,
+}
+
+impl LimitMode {
+    /// The name as stored and as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitMode::Enforce => "enforce",
+            LimitMode::Policy => "policy",
+        }
+    }
+
+    /// The mode of this name, if it is one.
+    pub fn parse(name: &str) -> Option<LimitMode> {
+        [LimitMode::Enforce, LimitMode::Policy]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+    }
+}
+
 /// A rate limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimit {
@@ -73,6 +103,9 @@ pub struct RateLimit {
     pub window: Window,
     /// Most actions at once after a quiet period, 1 to [`MAX_COUNT`].
     pub burst: u32,
+    /// Whether it refuses actions over it or leaves them to the policies.
+    #[serde(default)]
+    pub mode: LimitMode,
 }
 
 impl RateLimit {
@@ -145,6 +178,7 @@ mod tests {
             limit: 10,
             window: Window::Minute,
             burst: 3,
+            mode: LimitMode::Enforce,
         }
     }
 

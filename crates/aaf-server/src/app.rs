@@ -137,6 +137,20 @@ pub fn router(state: AppState) -> Router {
             "/v1/rate-limits/{id}",
             axum::routing::delete(api::runtime::delete_rate_limit),
         )
+        .route(
+            "/v1/budgets",
+            post(api::budgets::create_budget).get(api::budgets::list_budgets),
+        )
+        .route(
+            "/v1/budgets/{id}",
+            get(api::budgets::get_budget)
+                .patch(api::budgets::update_budget)
+                .delete(api::budgets::delete_budget),
+        )
+        .route(
+            "/v1/circuit-breakers",
+            get(api::budgets::get_circuit_breakers).put(api::budgets::set_circuit_breakers),
+        )
         .route("/v1/actions", post(api::submit_action))
         .route("/v1/actions/dry-run", post(api::dry_run))
         .route("/v1/actions/{id}", get(api::get_action))

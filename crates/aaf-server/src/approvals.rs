@@ -236,6 +236,23 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
         .iter()
         .any(|m| matches!(m, Mutation::InsertDelivery(_)));
     let final_status = t.status.is_final();
+    // An action that ends without running used nothing of what it reserved of its budgets.
+    if matches!(
+        t.status,
+        ApprovalStatus::Rejected
+            | ApprovalStatus::Expired
+            | ApprovalStatus::Cancelled
+            | ApprovalStatus::Denied
+    ) && state.runtime.has_budgets(&action.org_id)
+    {
+        mutations.push(Mutation::SettleBudget {
+            org_id: action.org_id.clone(),
+            action_id: action.id.clone(),
+            tokens: Some(0),
+            cost: Some(0),
+            now: now.clone(),
+        });
+    }
     let unit = WriteUnit {
         mutations,
         action: Some(ActionWrite::Update {
@@ -507,16 +524,43 @@ pub async fn cancel(
             event_types::APPROVAL_CANCELLED,
             None,
             json!({}),
+            Vec::new(),
         ))
     })
     .await
 }
 
-/// Records the outcome the agent reports for its own approved action (tools the agent runs
-/// itself); a second report is refused.
+/// What an agent reports it used running an action itself (`usage` of
+/// `POST /v1/actions/{id}/result`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportedUsage {
+    /// Tokens used.
+    pub tokens: Option<u64>,
+    /// Cost, in micro-units of the configured currency.
+    pub cost: Option<u64>,
+}
+
+/// The budget settlement of a reported result: the reported usage replaces the action's
+/// reservation (what it did not report stays as reserved).
+fn settlement(state: &AppState, action: &ActionRecord, usage: ReportedUsage) -> Vec<Mutation> {
+    if !state.runtime.has_budgets(&action.org_id) {
+        return Vec::new();
+    }
+    vec![Mutation::SettleBudget {
+        org_id: action.org_id.clone(),
+        action_id: action.id.clone(),
+        tokens: usage.tokens,
+        cost: usage.cost,
+        now: state.clock.now_rfc3339(),
+    }]
+}
+
+/// Records the outcome the agent reports for its own action (tools the agent runs itself):
+/// an allowed action, or an approved one; a second report is refused. The reported usage
+/// settles what the action reserved of its budgets.
 ///
-/// Errors: 404 unknown action or another agent's; 409 not approved, already reported, or a
-/// connector tool (AAF runs those itself); 503.
+/// Errors: 404 unknown action or another agent's; 409 not allowed or approved, already
+/// reported, or a connector tool (AAF runs those itself); 503.
 pub async fn report_result(
     state: &AppState,
     org_id: &str,
@@ -524,7 +568,15 @@ pub async fn report_result(
     id: &str,
     succeeded: bool,
     detail: Map<String, Value>,
+    usage: ReportedUsage,
 ) -> Result<ActionRecord, ApiError> {
+    let action = load(state, org_id, id).await?;
+    if action.agent_id != agent_id {
+        return Err(ApiError::NotFound(format!("no action {id}")));
+    }
+    if action.decision == "allow" {
+        return report_allowed(state, action, succeeded, detail, usage).await;
+    }
     agent_transition(state, org_id, agent_id, id, |action| {
         if Connector::for_tool(&action.tool).is_some() {
             return Err(ApiError::Conflict(format!(
@@ -533,7 +585,8 @@ pub async fn report_result(
             )));
         }
         let status = if succeeded { "succeeded" } else { "failed" };
-        let result = json!({"reported_status": status, "detail": detail});
+        let result =
+            json!({"reported_status": status, "detail": detail, "usage": usage_json(usage)});
         Ok((
             if succeeded {
                 ApprovalEvent::Succeeded
@@ -543,12 +596,91 @@ pub async fn report_result(
             event_types::ACTION_RESULT_REPORTED,
             Some(result.clone()),
             result,
+            settlement(state, action, usage),
         ))
     })
     .await
 }
 
-type AgentEvent = (ApprovalEvent, &'static str, Option<Value>, Value);
+fn usage_json(usage: ReportedUsage) -> Value {
+    json!({"tokens": usage.tokens, "cost_micros": usage.cost})
+}
+
+/// The outcome of an allowed action of a tool the agent runs itself: `allowed` becomes
+/// `executed` or `failed` (a compare-and-set: a second report is a 409).
+async fn report_allowed(
+    state: &AppState,
+    action: ActionRecord,
+    succeeded: bool,
+    detail: Map<String, Value>,
+    usage: ReportedUsage,
+) -> Result<ActionRecord, ApiError> {
+    if Connector::for_tool(&action.tool).is_some() {
+        return Err(ApiError::Conflict(format!(
+            "AAF ran this {} action itself; there is no result to report",
+            action.tool
+        )));
+    }
+    if action.status != ActionStatus::Allowed {
+        return Err(ApiError::Conflict(format!(
+            "the outcome of action {} was already reported (status {})",
+            action.id, action.status
+        )));
+    }
+    let reported = if succeeded { "succeeded" } else { "failed" };
+    let result = json!({"reported_status": reported, "detail": detail, "usage": usage_json(usage)});
+    let now = state.clock.now_rfc3339();
+    let unit = WriteUnit {
+        mutations: settlement(state, &action, usage),
+        action: Some(ActionWrite::Update {
+            org_id: action.org_id.clone(),
+            id: action.id.clone(),
+            status: if succeeded {
+                ActionStatus::Executed
+            } else {
+                ActionStatus::Failed
+            },
+            result: Some(result.clone()),
+            reason: None,
+            expected_version: Some(action.version),
+            params: None,
+            context: None,
+            updated_at: now.clone(),
+        }),
+        events: vec![NewEvent {
+            org_id: action.org_id.clone(),
+            ts: now,
+            agent_id: Some(action.agent_id.clone()),
+            action_id: Some(action.id.clone()),
+            event_type: event_types::ACTION_RESULT_REPORTED.to_string(),
+            data: result,
+        }],
+    };
+    match state.writer.submit(unit).await {
+        Ok(_) => {}
+        Err(e) if lost_race(&e) => {
+            return Err(ApiError::Conflict(format!(
+                "the outcome of action {} was already reported",
+                action.id
+            )))
+        }
+        Err(e) => return Err(unavailable(e)),
+    }
+    state.action_events.announce(&action.id);
+    if let Some(cost) = usage.cost.filter(|c| *c > 0) {
+        crate::metrics::budget_spent(&state.config.budgets.currency, cost);
+        crate::runtime::breaker::after_spend(state, &action.org_id, &action.agent_id).await;
+    }
+    load(state, &action.org_id, &action.id).await
+}
+
+type AgentEvent = (
+    ApprovalEvent,
+    &'static str,
+    Option<Value>,
+    Value,
+    Vec<Mutation>,
+);
 
 async fn agent_transition(
     state: &AppState,
@@ -563,7 +695,7 @@ async fn agent_transition(
             return Err(ApiError::NotFound(format!("no action {id}")));
         }
         let status = approval_status(&action)?;
-        let (event, event_type, result, data) = event_for(&action)?;
+        let (event, event_type, result, data, mutations) = event_for(&action)?;
         let current = machine_state(&action, status, &[], false, None);
         let next = current.apply(&event).map_err(|e| match e {
             ApprovalError::InvalidTransition {
@@ -579,7 +711,7 @@ async fn agent_transition(
             status: next.status,
             reason: None,
             result: result.or_else(|| action.result.clone()),
-            mutations: Vec::new(),
+            mutations,
             event_type,
             data,
             notify: None,
@@ -749,7 +881,14 @@ async fn recheck(
         key_tools: None,
         ip: None,
     };
-    let evaluated = evaluate(state, &subject, request.clone(), action.id.clone()).await;
+    let evaluated = evaluate(
+        state,
+        &subject,
+        request.clone(),
+        action.id.clone(),
+        crate::pipeline::guards::Passed::default(),
+    )
+    .await;
     let (decision, revision) = (evaluated.decision, evaluated.revision);
     Ok((decision, revision))
 }

@@ -59,8 +59,11 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// The policy engine: decision cache, refresh of managed policies, directory watch.
     pub policy_engine: PolicyEngineConfig,
-    /// Runtime protection: kill switches.
+    /// Runtime protection: kill switches, rate limits, circuit breakers.
     pub runtime: RuntimeConfig,
+    /// Budgets: the currency of cost budgets and the price of each model
+    /// (docs/runtime-protection.md, "Budgets").
+    pub budgets: aaf_core::budget::PriceTable,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             policy_engine: PolicyEngineConfig::default(),
             runtime: RuntimeConfig::default(),
+            budgets: aaf_core::budget::PriceTable::default(),
         }
     }
 }
@@ -406,6 +410,9 @@ pub struct RuntimeConfig {
     /// Rate limits of every organisation (each counted separately), beside those each
     /// organisation sets over the API. Default: none.
     pub rate_limits: Vec<RateLimitConfig>,
+    /// The circuit breakers of every organisation that has not set its own
+    /// (`PUT /v1/circuit-breakers`).
+    pub circuit_breakers: crate::runtime::breaker::CircuitBreakers,
 }
 
 /// One entry of `runtime.rate_limits`: `limit` actions per `window` (`second`, `minute`,
@@ -426,6 +433,10 @@ pub struct RateLimitConfig {
     /// Most actions at once, 1 to 1000000; default `limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
+    /// `enforce` (default: actions over it are refused) or `policy` (counted, and left to
+    /// the policies through `input.usage.rate_limit_exceeded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 impl Config {
@@ -449,6 +460,7 @@ impl Config {
                     c.limit,
                     &c.window,
                     c.burst,
+                    c.mode.as_deref(),
                 )
                 .map_err(|(field, message)| {
                     ConfigError::Invalid(format!("runtime.rate_limits[{i}].{field}: {message}"))
@@ -464,6 +476,7 @@ impl Default for RuntimeConfig {
             kill_switch_poll_ms: 1000,
             kill_switch_max_staleness_ms: 5000,
             rate_limits: Vec::new(),
+            circuit_breakers: crate::runtime::breaker::CircuitBreakers::default(),
         }
     }
 }
@@ -741,6 +754,15 @@ impl Config {
             )));
         }
         self.default_rate_limits()?;
+        self.budgets
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("budgets: {e}")))?;
+        self.runtime
+            .circuit_breakers
+            .validate()
+            .map_err(|(field, message)| {
+                ConfigError::Invalid(format!("runtime.circuit_breakers.{field}: {message}"))
+            })?;
         if self.approvals.default_timeout_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "approvals.default_timeout_seconds must be at least 1".into(),

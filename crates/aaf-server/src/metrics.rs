@@ -22,7 +22,7 @@
 //! | `aaf_action_duration_seconds` | histogram | none | the whole `pipeline::submit`, from the first stage to the answer (errors included) |
 //! | `aaf_guard_refusals_total` | counter | `guard` = `kill_switch`, `rate_limit`, `budget` | actions a runtime-protection guard refused before stage 1 |
 //! | `aaf_kill_switches_active` | gauge | none | kill switches in force |
-//! | `aaf_budget_spend_micros_total` | counter | `unit` | budget spent, in millionths of the budget's unit |
+//! | `aaf_budget_spend_micros_total` | counter | `unit` (the currency, e.g. `USD`) | cost of the actions AAF ran, as settled against budgets, in micro-units |
 //! | `aaf_audit_batch_size` | histogram | none | write units committed per group commit of the audit writer |
 //! | `aaf_audit_commit_duration_seconds` | histogram | none | time of one group commit (its transaction, with unit-by-unit retries) |
 //! | `aaf_connector_calls_total` | counter | `connector` = `http`; `outcome` = `executed`, `failed`, `denied` | actions run through a connector, by outcome |
@@ -107,7 +107,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "aaf_budget_spend_micros_total",
         Kind::Counter,
-        "Budget spent, in millionths of the budget's unit (unit).",
+        "Cost of the actions AAF ran, as settled against budgets, in micro-units of the currency (unit).",
     ),
     (
         "aaf_audit_batch_size",
@@ -423,6 +423,11 @@ pub fn decision_recorded(verdict: Verdict) {
 /// macro is not on the common path.
 pub fn guard_refused(guard: &'static str) {
     counter!("aaf_guard_refusals_total", "guard" => guard).increment(1);
+}
+
+/// Counts cost settled against budgets (`micros` of the currency `unit`).
+pub fn budget_spent(unit: &str, micros: u64) {
+    counter!("aaf_budget_spend_micros_total", "unit" => unit.to_string()).increment(micros);
 }
 
 /// Sets the number of kill switches in force on this node (every organisation's unreleased

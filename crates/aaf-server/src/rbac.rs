@@ -259,6 +259,48 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "POST",
+        path: "/v1/budgets",
+        allow: &[ADMIN],
+        summary: "create a token or cost budget (organisation or one agent; day, month or total)",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/budgets",
+        allow: ALL_USERS,
+        summary: "list the organisation's budgets with what each has spent",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/budgets/{id}",
+        allow: ALL_USERS,
+        summary: "one budget with what it has spent (404 for another organisation's)",
+    },
+    Permission {
+        method: "PATCH",
+        path: "/v1/budgets/{id}",
+        allow: &[ADMIN],
+        summary: "change a budget's limit",
+    },
+    Permission {
+        method: "DELETE",
+        path: "/v1/budgets/{id}",
+        allow: &[ADMIN],
+        summary: "delete a budget",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/circuit-breakers",
+        allow: ALL_USERS,
+        summary: "the circuit breakers in force for the organisation",
+    },
+    Permission {
+        method: "PUT",
+        path: "/v1/circuit-breakers",
+        allow: &[ADMIN],
+        summary: "set the organisation's circuit breakers",
+    },
+    Permission {
+        method: "POST",
         path: "/v1/webhooks",
         allow: &[ADMIN],
         summary: "register a webhook for approval events (SSRF-guarded URL); secret shown once",

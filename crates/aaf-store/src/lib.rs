@@ -39,10 +39,10 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 pub use error::StoreError;
 pub use model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
-    ApprovalVote, DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions,
-    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, ShadowCount,
-    ShadowResult, StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit,
-    SYSTEM_CHAIN,
+    AgentUsage, ApprovalVote, DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats,
+    PgOptions, PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, Reservation,
+    ShadowCount, ShadowResult, StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery,
+    WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -793,6 +793,125 @@ impl Store {
                 p.rate_limit_take(org_id, key, emission_us, tolerance_us)
                     .await
             }
+        }
+    }
+
+    /// The agent's actions since each of `since` = `[minute_ago, five_minutes_ago,
+    /// hour_ago]` (RFC 3339 UTC, as the actions were stored): counts per tool in the last
+    /// minute and hour, and denials in the last 5 minutes (`input.usage`). Read from the
+    /// index on `(org_id, agent_id, created_at)`: the cost grows with the agent's actions
+    /// in the last hour.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn agent_usage(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        since: [&str; 3],
+    ) -> Result<AgentUsage, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agent_usage(org_id, agent_id, since).await,
+            Backend::Postgres(p) => p.agent_usage(org_id, agent_id, since).await,
+        }
+    }
+
+    /// The organisation's live budgets (deleted ones are kept but not listed), oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_budgets(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<aaf_core::budget::Budget>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_budgets(org_id).await,
+            Backend::Postgres(p) => p.list_budgets(org_id).await,
+        }
+    }
+
+    /// What each `(budget_id, window_key)` has spent (settled plus reserved; 0 for a window
+    /// nothing was charged in), in order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn budget_spent(
+        &self,
+        org_id: &str,
+        windows: &[(String, String)],
+    ) -> Result<Vec<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.budget_spent(org_id, windows).await,
+            Backend::Postgres(p) => p.budget_spent(org_id, windows).await,
+        }
+    }
+
+    /// Reserves `reservations` for the action, all or none, in one transaction: each is one
+    /// conditional update of its window's spend (admitted when the window is not exhausted
+    /// and the amount fits the limit), so concurrent reservations on any number of nodes
+    /// never take a budget past its limit. Pass them sorted by budget id (lock order).
+    /// `Ok(Ok(totals))`: reserved, each window's spend after it; `Ok(Err((index, spent)))`:
+    /// the reservation at `index` did not fit (its window had spent `spent`) and nothing was
+    /// reserved.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Conflict`] when the action reserved a
+    /// budget already.
+    pub async fn budget_reserve(
+        &self,
+        org_id: &str,
+        action_id: &str,
+        agent_id: &str,
+        now: &str,
+        reservations: &[Reservation],
+    ) -> Result<Result<Vec<u64>, (usize, u64)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.budget_reserve(org_id, action_id, agent_id, now, reservations)
+                    .await
+            }
+            Backend::Postgres(p) => {
+                p.budget_reserve(org_id, action_id, agent_id, now, reservations)
+                    .await
+            }
+        }
+    }
+
+    /// What the agent's actions charged in `unit` since `since` (RFC 3339 UTC): settled
+    /// usage, or the reservation while unsettled. For the spend-spike circuit breaker.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn agent_spend_since(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        unit: &str,
+        since: &str,
+    ) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agent_spend_since(org_id, agent_id, unit, since).await,
+            Backend::Postgres(p) => p.agent_spend_since(org_id, agent_id, unit, since).await,
+        }
+    }
+
+    /// The organisation's own circuit breakers (JSON), if it set them.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_circuit_breakers(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_circuit_breakers(org_id).await,
+            Backend::Postgres(p) => p.get_circuit_breakers(org_id).await,
         }
     }
 

@@ -286,6 +286,34 @@ pub struct RateLimitMeta {
     pub created_by: Option<String>,
 }
 
+/// An agent's recent actions, as policies see them (`input.usage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentUsage {
+    /// Its actions (any decision) in the last minute.
+    pub actions_last_minute: u64,
+    /// Its actions in the last hour.
+    pub actions_last_hour: u64,
+    /// Its denied actions in the last 5 minutes.
+    pub denials_last_5_minutes: u64,
+    /// Per tool: `(last minute, last hour)`.
+    pub tools: std::collections::BTreeMap<String, (u64, u64)>,
+}
+
+/// One budget's share of a reservation ([`crate::Store::budget_reserve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The budget.
+    pub budget_id: String,
+    /// Its window now (`2026-12-05`, `2026-12`, `total`).
+    pub window_key: String,
+    /// `tokens` or a currency code.
+    pub unit: String,
+    /// What the action reserves (tokens or micro-units).
+    pub amount: u64,
+    /// The budget's limit.
+    pub limit: u64,
+}
+
 /// What an isolated agent had done recently, kept for forensics
 /// (`POST /v1/agents/{id}/isolate`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -611,6 +639,64 @@ pub enum Mutation {
         /// The limit.
         id: String,
         /// The user who deleted it.
+        by: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Create a budget (and advance the organisation's runtime generation).
+    InsertBudget {
+        /// The budget.
+        budget: aaf_core::budget::Budget,
+        /// The user who created it.
+        by: Option<String>,
+    },
+    /// Change a live budget's limit; [`crate::StoreError::NotFound`] when the organisation
+    /// has none with this id. Advances the runtime generation.
+    UpdateBudget {
+        /// The organisation.
+        org_id: String,
+        /// The budget.
+        id: String,
+        /// The new limit.
+        limit: u64,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Delete a live budget (kept, marked deleted); [`crate::StoreError::NotFound`] when
+    /// there is none with this id. Advances the runtime generation.
+    DeleteBudget {
+        /// The organisation.
+        org_id: String,
+        /// The budget.
+        id: String,
+        /// The user who deleted it.
+        by: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Settle what an action reserved of its budgets with what it used: each unsettled
+    /// charge becomes `tokens` (token budgets) or `cost` (currency budgets), and its window's
+    /// spend moves by the difference. `None` keeps the reservation as the charge (usage
+    /// unknown). An action without unsettled charges is left alone.
+    SettleBudget {
+        /// The organisation.
+        org_id: String,
+        /// The action.
+        action_id: String,
+        /// Tokens used.
+        tokens: Option<u64>,
+        /// Cost, in micro-units of the configured currency.
+        cost: Option<u64>,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Set the organisation's circuit breakers (JSON) and advance its runtime generation.
+    SetCircuitBreakers {
+        /// The organisation.
+        org_id: String,
+        /// The configuration, as JSON.
+        config: serde_json::Value,
+        /// The user who set it.
         by: String,
         /// RFC 3339 UTC.
         now: String,

@@ -16,6 +16,8 @@
 //! A batch's rows are written per organisation with one multi-row `INSERT ... SELECT FROM
 //! UNNEST(...)` per table.
 
+mod budgets;
+
 use std::collections::{BTreeMap, HashMap};
 
 use aaf_core::audit::{ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent};
@@ -1773,6 +1775,7 @@ async fn apply_mutation(
                 .bind(i64::from(l.burst))
                 .bind(&meta.created_at)
                 .bind(&meta.created_by)
+                .bind(l.mode.as_str())
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| conflict(e, "a rate limit with this id already exists"))?;
@@ -1826,6 +1829,11 @@ async fn apply_mutation(
                 .await
                 .map_err(|e| conflict(e, "a snapshot with this id already exists"))?;
         }
+        Mutation::InsertBudget { .. }
+        | Mutation::UpdateBudget { .. }
+        | Mutation::DeleteBudget { .. }
+        | Mutation::SettleBudget { .. }
+        | Mutation::SetCircuitBreakers { .. } => budgets::apply_mutation(ctx, mutation).await?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

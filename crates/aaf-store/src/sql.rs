@@ -288,16 +288,79 @@ shared! {
     REVOKE_ALL_AGENT_KEYS = "UPDATE agent_keys SET revoked_at = $1 \
          WHERE org_id = $2 AND agent_id = $3 AND revoked_at IS NULL";
     /// `(id, org_id, scope, agent_id, tool, limit_count, period, burst, created_at,
-    /// created_by)`.
+    /// created_by, mode)`.
     INSERT_RATE_LIMIT = "INSERT INTO rate_limits (id, org_id, scope, agent_id, tool, limit_count, \
-           period, burst, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+           period, burst, created_at, created_by, mode) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     /// `(now, by, org_id, id)`: deletes a live limit.
     DELETE_RATE_LIMIT = "UPDATE rate_limits SET deleted_at = $1, deleted_by = $2 \
          WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL";
     /// `(org_id)` → the organisation's live rate limits, oldest first.
     LIST_RATE_LIMITS = "SELECT id, org_id, scope, agent_id, tool, limit_count, period, burst, \
-           created_at, created_by FROM rate_limits WHERE org_id = $1 AND deleted_at IS NULL \
+           mode, created_at, created_by FROM rate_limits WHERE org_id = $1 AND deleted_at IS NULL \
          ORDER BY created_at, id";
+    /// `(org_id, agent_id, minute_ago, five_minutes_ago, hour_ago)` → per tool: the agent's
+    /// actions since `minute_ago` and since `hour_ago`, and its denials since
+    /// `five_minutes_ago` (`input.usage`).
+    AGENT_USAGE = "SELECT tool, \
+           SUM(CASE WHEN created_at >= $3 THEN 1 ELSE 0 END) AS last_minute, \
+           COUNT(*) AS last_hour, \
+           SUM(CASE WHEN created_at >= $4 AND status = 'denied' THEN 1 ELSE 0 END) AS denials \
+         FROM actions WHERE org_id = $1 AND agent_id = $2 AND created_at >= $5 GROUP BY tool";
+    /// `(id, org_id, agent_id, unit, period, limit_amount, created_at, created_by,
+    /// updated_at)`.
+    INSERT_BUDGET = "INSERT INTO budgets (id, org_id, agent_id, unit, period, limit_amount, \
+           created_at, created_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    /// `(limit_amount, now, org_id, id)`: changes a live budget's limit.
+    UPDATE_BUDGET = "UPDATE budgets SET limit_amount = $1, updated_at = $2 \
+         WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL";
+    /// `(now, by, org_id, id)`: deletes a live budget.
+    DELETE_BUDGET = "UPDATE budgets SET deleted_at = $1, deleted_by = $2 \
+         WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL";
+    /// `(org_id)` → the organisation's live budgets, oldest first.
+    LIST_BUDGETS = "SELECT id, org_id, agent_id, unit, period, limit_amount, created_at, \
+           updated_at FROM budgets WHERE org_id = $1 AND deleted_at IS NULL \
+         ORDER BY created_at, id";
+    /// `(org_id, budget_id, window_key)` → what the budget has spent in the window.
+    BUDGET_SPENT = "SELECT spent FROM budget_spend \
+         WHERE org_id = $1 AND budget_id = $2 AND window_key = $3";
+    /// `(org_id, budget_id, window_key)`: the window's row, at 0, unless it exists.
+    BUDGET_WINDOW = "INSERT INTO budget_spend (org_id, budget_id, window_key, spent) \
+         VALUES ($1, $2, $3, 0) ON CONFLICT (budget_id, window_key) DO NOTHING";
+    /// `(amount, org_id, budget_id, window_key, limit)` → the new total, only when the
+    /// window is not exhausted and the amount fits: one statement, so concurrent
+    /// reservations on any node are serialised by the row's lock and never pass the limit.
+    BUDGET_RESERVE = "UPDATE budget_spend SET spent = spent + $1 \
+         WHERE org_id = $2 AND budget_id = $3 AND window_key = $4 \
+           AND spent < $5 AND spent + $1 <= $5 RETURNING spent";
+    /// `(org_id, action_id, budget_id, window_key, agent_id, unit, reserved, created_at)`.
+    INSERT_BUDGET_CHARGE = "INSERT INTO budget_charges (org_id, action_id, budget_id, \
+           window_key, agent_id, unit, reserved, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    /// `(org_id, action_id)` → the action's unsettled charges.
+    UNSETTLED_CHARGES = "SELECT budget_id, window_key, unit, reserved FROM budget_charges \
+         WHERE org_id = $1 AND action_id = $2 AND actual IS NULL ORDER BY budget_id";
+    /// `(delta, org_id, budget_id, window_key)`: moves a window's spend by `delta` (a
+    /// settlement), never below 0.
+    BUDGET_ADJUST = "UPDATE budget_spend \
+         SET spent = CASE WHEN spent + $1 < 0 THEN 0 ELSE spent + $1 END \
+         WHERE org_id = $2 AND budget_id = $3 AND window_key = $4";
+    /// `(actual, now, org_id, action_id, budget_id)`: settles one charge.
+    SETTLE_CHARGE = "UPDATE budget_charges SET actual = $1, settled_at = $2 \
+         WHERE org_id = $3 AND action_id = $4 AND budget_id = $5 AND actual IS NULL";
+    /// `(org_id, agent_id, unit, since)` → what the agent's actions charged in `unit` since
+    /// then (settled usage, or the reservation while unsettled).
+    AGENT_SPEND_SINCE = "SELECT CAST(COALESCE(SUM(COALESCE(actual, reserved)), 0) AS BIGINT) \
+           AS spent \
+         FROM budget_charges WHERE org_id = $1 AND agent_id = $2 AND unit = $3 \
+           AND created_at >= $4";
+    /// `(org_id, config, updated_at, updated_by)`: sets the organisation's circuit breakers.
+    SET_CIRCUIT_BREAKERS = "INSERT INTO circuit_breakers (org_id, config, updated_at, updated_by) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE \
+         SET config = excluded.config, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by";
+    /// `(org_id)` → the organisation's circuit breakers (JSON), if it set its own.
+    GET_CIRCUIT_BREAKERS = "SELECT config FROM circuit_breakers WHERE org_id = $1";
     /// `(id, org_id, agent_id, kill_switch_id, created_at, created_by, sha256, snapshot)`.
     INSERT_AGENT_SNAPSHOT = "INSERT INTO agent_snapshots (id, org_id, agent_id, kill_switch_id, \
            created_at, created_by, sha256, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

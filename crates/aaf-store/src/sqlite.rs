@@ -37,6 +37,7 @@ use crate::{sql, StoreError};
 use aaf_core::kill_switch::KillSwitch;
 use aaf_core::rate_limit::RateLimit;
 
+pub(crate) mod budgets;
 mod identity;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};

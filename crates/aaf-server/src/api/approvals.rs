@@ -311,10 +311,67 @@ pub struct ResultBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub detail: Option<Value>,
+    /// What running it used, which settles what it reserved of its budgets.
+    #[serde(default)]
+    pub usage: Option<UsageBody>,
 }
 
-/// Reports the outcome of an approved action that the agent ran itself (tools other than
-/// AAF's connectors). Once: a second report is refused.
+/// What an action used, as its agent reports it: `tokens` (or `input_tokens` and
+/// `output_tokens`, which also price it by `model` from `budgets.prices`) and
+/// `cost_micros` (micro-units of the configured currency; wins over the price). Each from 0
+/// to 10^15.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBody {
+    /// Tokens used in all.
+    pub tokens: Option<u64>,
+    /// Input (prompt) tokens.
+    pub input_tokens: Option<u64>,
+    /// Output (completion) tokens.
+    pub output_tokens: Option<u64>,
+    /// The model, to price the tokens.
+    pub model: Option<String>,
+    /// The cost, in micro-units of the configured currency.
+    pub cost_micros: Option<u64>,
+}
+
+impl UsageBody {
+    /// The reported usage, priced when it can be.
+    fn reported(
+        &self,
+        prices: &aaf_core::budget::PriceTable,
+    ) -> Result<workflow::ReportedUsage, ApiError> {
+        for (field, v) in [
+            ("usage.tokens", self.tokens),
+            ("usage.input_tokens", self.input_tokens),
+            ("usage.output_tokens", self.output_tokens),
+            ("usage.cost_micros", self.cost_micros),
+        ] {
+            if v.is_some_and(|n| n > aaf_core::budget::MAX_LIMIT) {
+                return Err(ApiError::field(
+                    field,
+                    format!("must be at most {}", aaf_core::budget::MAX_LIMIT),
+                ));
+            }
+        }
+        let split = match (self.input_tokens, self.output_tokens) {
+            (None, None) => None,
+            (i, o) => Some((i.unwrap_or(0), o.unwrap_or(0))),
+        };
+        let tokens = self
+            .tokens
+            .or_else(|| split.map(|(i, o)| i.saturating_add(o)));
+        let cost = self.cost_micros.or_else(|| {
+            let (i, o) = split?;
+            prices.cost_micros(self.model.as_deref()?, i, o)
+        });
+        Ok(workflow::ReportedUsage { tokens, cost })
+    }
+}
+
+/// Reports the outcome of an allowed or approved action that the agent ran itself (tools
+/// other than AAF's connectors), and what it used: the usage settles what the action
+/// reserved of its budgets. Once: a second report is refused.
 #[utoipa::path(post, path = "/v1/actions/{id}/result", tag = "actions",
     params(("id" = String, Path, description = "action id")),
     request_body = ResultBody,
@@ -325,7 +382,7 @@ pub struct ResultBody {
         (status = 401, description = "missing or invalid agent key", body = ErrorBody),
         (status = 403, description = "not an agent", body = ErrorBody),
         (status = 404, description = "no such action of this agent", body = ErrorBody),
-        (status = 409, description = "not approved, already reported, or run by AAF's connector", body = ErrorBody),
+        (status = 409, description = "not allowed or approved, already reported, or run by AAF's connector", body = ErrorBody),
     ))]
 pub async fn report_result(
     State(state): State<AppState>,
@@ -352,6 +409,12 @@ pub async fn report_result(
     if let Some(found) = aaf_core::canonical::find_inexact_member(&detail, "detail") {
         return Err(ApiError::field(found.path.clone(), found.to_string()));
     }
+    let usage = body
+        .usage
+        .as_ref()
+        .map(|u| u.reported(&state.config.budgets))
+        .transpose()?
+        .unwrap_or_default();
     let action = workflow::report_result(
         &state,
         &agent.org.id,
@@ -359,6 +422,7 @@ pub async fn report_result(
         &id,
         succeeded,
         detail,
+        usage,
     )
     .await?;
     Ok(Json(action.into()))

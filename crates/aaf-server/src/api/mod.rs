@@ -28,6 +28,7 @@ use body::{json_body, Object};
 
 pub mod approvals;
 pub mod body;
+pub mod budgets;
 pub mod identity;
 pub mod policies;
 pub mod runtime;
@@ -603,7 +604,7 @@ pub async fn dry_run(
         agent: &agent,
         ip: Some(&ip),
     };
-    let evaluated = pipeline::dry_run(&state, submission, request).await;
+    let evaluated = pipeline::dry_run(&state, submission, request).await?;
     let mut response = action_response(
         &evaluated.revision,
         None,

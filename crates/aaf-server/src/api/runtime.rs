@@ -367,6 +367,10 @@ pub struct RateLimitBody {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub burst: Option<u32>,
+    /// `enforce` (default: actions over the limit are refused with 429) or `policy`
+    /// (counted; the policies see `input.usage.rate_limit_exceeded` and decide).
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// A rate limit of the organisation.
@@ -386,6 +390,8 @@ pub struct RateLimitView {
     pub window: String,
     /// Most actions at once.
     pub burst: u32,
+    /// `enforce` or `policy`.
+    pub mode: String,
     /// RFC 3339.
     pub created_at: String,
     /// The user who created it.
@@ -397,6 +403,7 @@ impl RateLimitView {
         RateLimitView {
             scope: l.scope.as_str().to_string(),
             window: l.window.as_str().to_string(),
+            mode: l.mode.as_str().to_string(),
             id: l.id,
             agent_id: l.agent_id,
             tool: l.tool,
@@ -425,7 +432,7 @@ pub struct RateLimitList {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "created", body = RateLimitView),
-        (status = 400, description = "bad scope, target, limit, window or burst (the field is named)", body = ErrorBody),
+        (status = 400, description = "bad scope, target, limit, window, burst or mode (the field is named)", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 403, description = "not an admin", body = ErrorBody),
         (status = 409, description = "too many rate limits", body = ErrorBody),
@@ -443,6 +450,7 @@ pub async fn create_rate_limit(
         limit: body.limit,
         window: &body.window,
         burst: body.burst,
+        mode: body.mode.as_deref(),
     };
     let (limit, meta) =
         control::create_rate_limit(&state, &admin.org.id, &admin.user_id, &request).await?;

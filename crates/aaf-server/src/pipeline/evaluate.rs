@@ -8,11 +8,12 @@ use aaf_core::action::{
 };
 use serde_json::Value;
 
-use super::guards::{self, Refused};
-use super::Submission;
+use super::guards::{self, Passed, Refused};
+use super::{PipelineError, Submission};
 use crate::app::AppState;
 use crate::connectors::{Connector, ConnectorError};
 use crate::policies::{OrgPolicies, ShadowOutcome};
+use crate::runtime::budget::BudgetStatus;
 use crate::time::now_rfc3339;
 
 /// What stages 1 to 3 produced for one action, before anything is stored.
@@ -31,6 +32,9 @@ pub struct Evaluated {
     pub explain: Option<(Arc<OrgPolicies>, Value)>,
     /// The guard that refused the action before evaluation, if one did.
     pub refused: Option<Refused>,
+    /// The budgets the action reserved in stage 0 (empty: none); released when it is
+    /// denied, settled when its outcome is recorded.
+    pub reserved: Vec<BudgetStatus>,
 }
 
 /// The revision recorded for an action a guard refused: no policy set was consulted.
@@ -50,34 +54,44 @@ pub struct Subject<'a> {
 
 /// Stage 0 (the guards), then stages 1 to 3 for an action an agent submits: an action a
 /// guard refuses is denied without evaluating anything. With `counted` false (a dry run),
-/// rate limits neither count nor refuse it: only the kill switches are asked.
+/// rate limits neither count nor refuse it and no budget is reserved: only the kill
+/// switches are asked.
+///
+/// # Errors
+///
+/// [`PipelineError::Invalid`] for a malformed `context.expected_usage`.
 pub async fn for_agent(
     state: &AppState,
     submission: &Submission<'_>,
     request: ActionRequest,
     action_id: String,
     counted: bool,
-) -> Evaluated {
+) -> Result<Evaluated, PipelineError> {
     let agent = submission.agent;
     let guarded = if counted {
-        guards::check(state, &agent.org.id, &agent.agent.id, &request.tool).await
+        guards::check(state, &agent.org.id, &agent.agent.id, &request, &action_id).await?
     } else {
         guards::kill_switch(state, &agent.org.id, &agent.agent.id, &request.tool)
+            .map(|()| Passed::default())
     };
-    if let Err(refused) = guarded {
-        if counted {
-            crate::metrics::guard_refused(refused.guard.as_str());
+    let passed = match guarded {
+        Ok(passed) => passed,
+        Err(refused) => {
+            if counted {
+                crate::metrics::guard_refused(refused.guard.as_str());
+            }
+            return Ok(Evaluated {
+                action_id,
+                request,
+                decision: refused.decision(),
+                revision: NOT_EVALUATED.to_string(),
+                shadow: Vec::new(),
+                explain: None,
+                refused: Some(refused),
+                reserved: Vec::new(),
+            });
         }
-        return Evaluated {
-            action_id,
-            request,
-            decision: refused.decision(),
-            revision: NOT_EVALUATED.to_string(),
-            shadow: Vec::new(),
-            explain: None,
-            refused: Some(refused),
-        };
-    }
+    };
     let subject = Subject {
         agent: AgentInfo {
             id: agent.agent.id.clone(),
@@ -91,21 +105,23 @@ pub async fn for_agent(
         key_tools: agent.tools.as_deref(),
         ip: submission.ip.map(str::to_string),
     };
-    evaluate(state, &subject, request, action_id).await
+    Ok(evaluate(state, &subject, request, action_id, passed).await)
 }
 
 /// Stages 1 to 3: builds the policy input, applies the key's tool scope, evaluates the
 /// organisation's policies (and its shadow policies), and lets the connector of the tool,
-/// if any, refuse an action it would not run. Never fails: any error is a deny
+/// if any, refuse an action it would not run. `passed` is what the guards found (for
+/// `input.usage.rate_limit_exceeded` and `input.budget`). Never fails: any error is a deny
 /// ([`Decision::fail_closed`]).
 pub async fn evaluate(
     state: &AppState,
     subject: &Subject<'_>,
     request: ActionRequest,
     action_id: String,
+    passed: Passed,
 ) -> Evaluated {
     let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Evaluate);
-    let input = PolicyInput::build(
+    let mut input = PolicyInput::build(
         &action_id,
         &request,
         &subject.agent,
@@ -116,6 +132,12 @@ pub async fn evaluate(
         },
     );
     let policies = crate::policies::for_org(state, &subject.org.id).await;
+    let runtime_input = match &policies {
+        Ok(p) => add_runtime_inputs(state, subject, p.set.runtime_inputs(), &passed, &mut input)
+            .await
+            .err(),
+        Err(_) => None,
+    };
     let mut shadow = Vec::new();
     let mut revision = "unavailable".to_string();
     // A key limited to some tools cannot submit others, whatever the policies say.
@@ -127,6 +149,13 @@ pub async fn evaluate(
             ))
         }
         (_, Err(e)) => Decision::fail_closed(format!("policy evaluation failed: {e}")),
+        (_, Ok(p)) if runtime_input.is_some() => {
+            revision = p.set.revision().to_string();
+            Decision::fail_closed(format!(
+                "policy evaluation failed: {}",
+                runtime_input.unwrap_or_default()
+            ))
+        }
         (_, Ok(p)) => {
             revision = p.set.revision().to_string();
             let d = p.set.evaluate(&input);
@@ -152,7 +181,59 @@ pub async fn evaluate(
         shadow,
         explain: policies.ok().map(|p| (p, input)),
         refused: None,
+        reserved: passed.budgets.unwrap_or_default(),
     }
+}
+
+/// Adds to the policy input the runtime parts the set refers to: `input.usage` (the
+/// agent's recent actions, read now) and `input.budget` (after this action's reservation,
+/// or read now when it made none).
+///
+/// # Errors
+///
+/// What could not be read, as text (the caller denies).
+async fn add_runtime_inputs(
+    state: &AppState,
+    subject: &Subject<'_>,
+    needs: aaf_core::policy::RuntimeInputs,
+    passed: &Passed,
+    input: &mut Value,
+) -> Result<(), String> {
+    let Some(fields) = input.as_object_mut() else {
+        return Ok(());
+    };
+    let (org_id, agent_id) = (&subject.org.id, &subject.agent.id);
+    if needs.usage {
+        let usage = crate::runtime::usage::input_view(
+            &state.store,
+            org_id,
+            agent_id,
+            state.clock.now(),
+            passed.rate_limit_exceeded,
+        )
+        .await?;
+        fields.insert("usage".into(), usage);
+    }
+    if needs.budget {
+        let statuses = match &passed.budgets {
+            Some(statuses) => statuses.clone(),
+            None => {
+                let budgets = state.runtime.budgets(org_id, agent_id);
+                crate::runtime::budget::status(
+                    &state.store,
+                    org_id,
+                    &budgets,
+                    &state.clock.now_rfc3339(),
+                )
+                .await?
+            }
+        };
+        fields.insert(
+            "budget".into(),
+            crate::runtime::budget::input_view(&statuses),
+        );
+    }
+    Ok(())
 }
 
 /// Turns an allow into a deny because the connector refused the request (SSRF guard,

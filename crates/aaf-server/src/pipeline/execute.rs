@@ -135,10 +135,38 @@ pub async fn run(
     crate::metrics::connector_called(connector, status, started.elapsed());
     let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Outcome);
     let now = now_rfc3339();
+    // Stage 7: what it reserved of its budgets becomes what it used (the LLM usage of the
+    // response, priced), or nothing when it did not run.
+    let budgeted = state.runtime.has_budgets(org_id);
+    let mut mutations = Vec::new();
+    let mut spent = None;
+    if budgeted {
+        let (tokens, cost) = match (status, &result) {
+            (ActionStatus::Executed, Some(r)) => {
+                let model = allowed
+                    .request()
+                    .params
+                    .get("body")
+                    .and_then(|b| b.get("model"))
+                    .and_then(Value::as_str);
+                crate::runtime::budget::used(r, model, &state.config.budgets)
+            }
+            (ActionStatus::Executed, None) => (None, None),
+            _ => (Some(0), Some(0)),
+        };
+        spent = cost;
+        mutations.push(aaf_store::Mutation::SettleBudget {
+            org_id: org_id.to_string(),
+            action_id: allowed.id().to_string(),
+            tokens,
+            cost,
+            now: now.clone(),
+        });
+    }
     state
         .writer
         .submit(WriteUnit {
-            mutations: Vec::new(),
+            mutations,
             action: Some(ActionWrite::Update {
                 org_id: org_id.to_string(),
                 id: allowed.id().to_string(),
@@ -168,6 +196,10 @@ pub async fn run(
             ))
         })?;
     state.action_events.announce(allowed.id());
+    if let Some(cost) = spent.filter(|c| *c > 0) {
+        crate::metrics::budget_spent(&state.config.budgets.currency, cost);
+        crate::runtime::breaker::after_spend(state, org_id, agent_id).await;
+    }
     Ok(ExecutionOutcome {
         status,
         result,

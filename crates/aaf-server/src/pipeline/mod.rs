@@ -7,9 +7,10 @@
 //!
 //! Stages, in order (ARCHITECTURE.md, "The action pipeline"):
 //!
-//! 0. **guards** ([`guards`]): runtime protection (kill switches, rate limits) before
-//!    anything else; a refusal is a deny recorded in stage 4 with a reason starting
-//!    `kill_switch:` or `rate_limit:`, and stages 1 to 3, 5 and 6 do not run;
+//! 0. **guards** ([`guards`]): runtime protection (kill switches, rate limits, the budget
+//!    reservation) before anything else; a refusal is a deny recorded in stage 4 with a
+//!    reason starting `kill_switch:`, `rate_limit:` or `budget:`, and stages 1 to 3, 5 and 6
+//!    do not run;
 //! 1. **policy input** ([`evaluate`]): [`aaf_core::action::PolicyInput::build`] from the
 //!    request, the agent, its organisation and the request's metadata;
 //! 2. **evaluation** ([`evaluate`]): the key's tool scope, then the organisation's policy set
@@ -24,10 +25,15 @@
 //!    ([`crate::connectors::Connector::for_tool`]) runs through that connector, once, unless
 //!    a kill switch stops it first; one engaged while it runs aborts it;
 //! 6. **outcome record** ([`execute`]): `action.executed` or `action.failed`, with the
-//!    result; an SSRF refusal found only while connecting makes the outcome a deny.
+//!    result; an SSRF refusal found only while connecting makes the outcome a deny;
+//! 7. **budget settlement** (with stage 6, or stage 4 for a deny): the reservation becomes
+//!    what the action used (the LLM usage of the response, priced), or is released; an
+//!    action the agent runs itself is settled when it reports its result
+//!    (`POST /v1/actions/{id}/result`).
 //!
-//! A dry run ([`dry_run`]) runs stages 0 to 3 and stops: it stores nothing, runs nothing and
-//! counts against no rate limit (only the kill switches are asked in stage 0).
+//! A dry run ([`dry_run`]) runs stages 0 to 3 and stops: it stores nothing, runs nothing,
+//! counts against no rate limit and reserves no budget (only the kill switches are asked in
+//! stage 0).
 //! The execution of an approved action ([`crate::approvals::run_approved`]) re-runs stages 1
 //! to 3 on the stored action (the policies in force now), then 5 and 6.
 
@@ -144,8 +150,16 @@ pub async fn submit(
 ) -> Result<Submitted, PipelineError> {
     let _timer = crate::metrics::Timer::action();
     let action_id = uuid::Uuid::now_v7().to_string();
-    let evaluated = evaluate::for_agent(state, &submission, request, action_id, true).await;
+    let evaluated = evaluate::for_agent(state, &submission, request, action_id, true).await?;
     let recorded = record::decision(state, &submission, evaluated).await?;
+    if recorded.decision.verdict == Verdict::Deny {
+        crate::runtime::breaker::after_denial(
+            state,
+            &submission.agent.org.id,
+            &submission.agent.agent.id,
+        )
+        .await;
+    }
     let record::Recorded {
         action_id,
         request,
@@ -191,13 +205,17 @@ pub async fn submit(
 
 /// Evaluates an action exactly as [`submit`] would (stages 0 to 3), without recording or
 /// running anything; [`Evaluated::explain`] holds the set and input for an explanation.
+///
+/// # Errors
+///
+/// [`PipelineError::Invalid`] for a malformed `context.expected_usage`.
 pub async fn dry_run(
     state: &AppState,
     submission: Submission<'_>,
     request: ActionRequest,
-) -> Evaluated {
+) -> Result<Evaluated, PipelineError> {
     let action_id = format!("dry-run-{}", uuid::Uuid::now_v7());
-    let evaluated = evaluate::for_agent(state, &submission, request, action_id, false).await;
+    let evaluated = evaluate::for_agent(state, &submission, request, action_id, false).await?;
     crate::metrics::dry_run_decided(evaluated.decision.verdict);
-    evaluated
+    Ok(evaluated)
 }

@@ -110,6 +110,7 @@ pub async fn decision(
         shadow,
         explain: _,
         refused,
+        reserved,
     } = evaluated;
     let agent = submission.agent;
     let now = now_rfc3339();
@@ -180,6 +181,9 @@ pub async fn decision(
     if let Some(r) = &refused {
         decided_event.data["guard"] = r.audit_data();
     }
+    if !reserved.is_empty() {
+        decided_event.data["budget"] = crate::runtime::budget::input_view(&reserved);
+    }
     let shadow_rows = shadow.iter().map(|s| {
         Mutation::InsertShadowResult(aaf_store::ShadowResult {
             org_id: agent.org.id.clone(),
@@ -212,6 +216,17 @@ pub async fn decision(
     let queued = !notifications.is_empty();
     let mut mutations: Vec<Mutation> = shadow_rows.collect();
     mutations.extend(notifications);
+    // A denied action uses nothing: its reservation is released with its record. One
+    // waiting for approval keeps it until it runs or ends.
+    if !reserved.is_empty() && decision.verdict == Verdict::Deny {
+        mutations.push(Mutation::SettleBudget {
+            org_id: agent.org.id.clone(),
+            action_id: action_id.clone(),
+            tokens: Some(0),
+            cost: Some(0),
+            now: decided_event.ts.clone(),
+        });
+    }
     state
         .writer
         .submit(WriteUnit {

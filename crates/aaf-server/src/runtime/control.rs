@@ -59,7 +59,7 @@ impl From<ControlError> for ApiError {
     }
 }
 
-fn unavailable(what: &str) -> impl FnOnce(StoreError) -> ControlError + '_ {
+pub(super) fn unavailable(what: &str) -> impl FnOnce(StoreError) -> ControlError + '_ {
     move |e| ControlError::Unavailable(format!("{what}: {e}"))
 }
 
@@ -184,7 +184,7 @@ async fn check_room(state: &AppState, org_id: &str) -> Result<(), ControlError> 
 
 /// Installs the organisation's switches and rate limits on this node after a change it
 /// committed.
-async fn install(state: &AppState, org_id: &str) {
+pub(super) async fn install(state: &AppState, org_id: &str) {
     if let Err(e) = state
         .runtime
         .reload_org(&state.store, &state.clock, org_id)
@@ -227,7 +227,66 @@ pub async fn engage(
     Ok(switch)
 }
 
-async fn commit(
+/// Engages the agent's kill switch for a circuit breaker (source `circuit_breaker`, no
+/// user): stored with its `kill_switch.engaged` and `circuit_breaker.tripped` events and
+/// webhook deliveries, installed on this node before this returns. `cooldown` seconds until
+/// it releases itself (`None`: an admin releases it).
+///
+/// # Errors
+///
+/// As [`engage`].
+pub async fn trip(
+    state: &AppState,
+    org_id: &str,
+    agent_id: &str,
+    breaker: &str,
+    reason: &str,
+    cooldown: Option<u64>,
+) -> Result<KillSwitch, ControlError> {
+    let reason = format!("circuit_breaker: {reason}");
+    let request = Engage {
+        scope: KillSwitchScope::Agent.as_str(),
+        target: Some(agent_id),
+        reason: &reason,
+        expires_in: cooldown,
+    };
+    let switch = build(
+        state,
+        org_id,
+        None,
+        &request,
+        KillSwitchSource::CircuitBreaker,
+    )
+    .await?;
+    check_room(state, org_id).await?;
+    let mut mutations = vec![Mutation::InsertKillSwitch(switch.clone())];
+    mutations.extend(
+        crate::webhooks::kill_switch_deliveries(state, event_types::KILL_SWITCH_ENGAGED, &switch)
+            .await
+            .map_err(unavailable(
+                "the webhooks could not be read, so nothing was engaged",
+            ))?,
+    );
+    let tripped = NewEvent {
+        org_id: org_id.to_string(),
+        ts: switch.created_at.clone(),
+        agent_id: Some(agent_id.to_string()),
+        action_id: None,
+        event_type: event_types::CIRCUIT_BREAKER_TRIPPED.to_string(),
+        data: json!({
+            "breaker": breaker,
+            "kill_switch_id": switch.id,
+            "reason": switch.reason,
+            "expires_at": switch.expires_at,
+        }),
+    };
+    commit(state, mutations, vec![tripped, engaged_event(&switch)]).await?;
+    install(state, org_id).await;
+    tracing::warn!(%org_id, %agent_id, kill_switch = %switch.id, %breaker, reason = %switch.reason, "security event: circuit breaker tripped; the agent is stopped");
+    Ok(switch)
+}
+
+pub(super) async fn commit(
     state: &AppState,
     mutations: Vec<Mutation>,
     events: Vec<NewEvent>,
@@ -503,6 +562,8 @@ pub struct NewRateLimit<'a> {
     pub window: &'a str,
     /// Most at once (default `limit`).
     pub burst: Option<u32>,
+    /// `enforce` (default) or `policy`.
+    pub mode: Option<&'a str>,
 }
 
 /// Creates a rate limit of the organisation, with its `rate_limit.created` event, and
@@ -510,7 +571,7 @@ pub struct NewRateLimit<'a> {
 ///
 /// # Errors
 ///
-/// [`ControlError::Invalid`] naming `scope`, `target`, `limit`, `window` or `burst`;
+/// [`ControlError::Invalid`] naming `scope`, `target`, `limit`, `window`, `burst` or `mode`;
 /// [`ControlError::Conflict`] beyond [`MAX_RATE_LIMITS_PER_ORG`];
 /// [`ControlError::Unavailable`].
 pub async fn create_rate_limit(
@@ -527,6 +588,7 @@ pub async fn create_rate_limit(
         request.limit,
         request.window,
         request.burst,
+        request.mode,
     )
     .map_err(|(field, message)| ControlError::Invalid { field, message })?;
     if let Some(agent) = &limit.agent_id {
@@ -570,6 +632,7 @@ pub async fn create_rate_limit(
             "limit": limit.limit,
             "window": limit.window.as_str(),
             "burst": limit.burst,
+            "mode": limit.mode.as_str(),
             "by": by,
         }),
     };

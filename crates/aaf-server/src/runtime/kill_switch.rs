@@ -25,9 +25,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use aaf_core::budget::Budget;
 use aaf_core::kill_switch::{first_covering, KillSwitch};
 use aaf_core::rate_limit::RateLimit;
 use aaf_store::Store;
+
+use super::breaker::CircuitBreakers;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +80,19 @@ struct OrgSwitches {
     generation: i64,
     switches: Arc<[KillSwitch]>,
     limits: Arc<[RateLimit]>,
+    budgets: Arc<[Budget]>,
+    breakers: Option<Arc<CircuitBreakers>>,
+}
+
+/// What an organisation has set besides its kill switches, installed together with them.
+#[derive(Debug, Clone, Default)]
+pub struct OrgRules {
+    /// Its live rate limits.
+    pub limits: Vec<RateLimit>,
+    /// Its live budgets.
+    pub budgets: Vec<Budget>,
+    /// Its own circuit breakers (`None`: the configuration's).
+    pub breakers: Option<CircuitBreakers>,
 }
 
 /// A connector call in flight.
@@ -270,15 +286,16 @@ impl RuntimeRules {
         })
     }
 
-    /// Installs `switches` (the unreleased ones) and `limits` (the live ones) as the
-    /// organisation's, read at `generation`, unless a newer generation is installed already;
-    /// cancels the calls in flight that the switches stop. Returns how many calls it aborted.
+    /// Installs `switches` (the unreleased ones) and `rules` (live rate limits, budgets,
+    /// circuit breakers) as the organisation's, read at `generation`, unless a newer
+    /// generation is installed already; cancels the calls in flight that the switches stop.
+    /// Returns how many calls it aborted.
     pub fn install(
         &self,
         org_id: &str,
         generation: i64,
         switches: Vec<KillSwitch>,
-        limits: Vec<RateLimit>,
+        rules: OrgRules,
         now: &str,
     ) -> usize {
         let mut orgs = self
@@ -294,7 +311,9 @@ impl RuntimeRules {
             OrgSwitches {
                 generation,
                 switches: Arc::clone(&switches),
-                limits: limits.into(),
+                limits: rules.limits.into(),
+                budgets: rules.budgets.into(),
+                breakers: rules.breakers.map(Arc::new),
             },
         );
         let mut aborted = 0;
@@ -325,6 +344,60 @@ impl RuntimeRules {
             .get(org_id)
             .filter(|o| !o.limits.is_empty())
             .map(|o| Arc::clone(&o.limits))
+    }
+
+    /// The organisation's live budgets that count `agent_id`'s spending, sorted by id (the
+    /// order reservations lock them in); empty when none.
+    pub fn budgets(&self, org_id: &str, agent_id: &str) -> Vec<Budget> {
+        let orgs = self
+            .orgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(org) = orgs.get(org_id) else {
+            return Vec::new();
+        };
+        let mut budgets: Vec<Budget> = org
+            .budgets
+            .iter()
+            .filter(|b| b.applies(agent_id))
+            .cloned()
+            .collect();
+        budgets.sort_by(|a, b| a.id.cmp(&b.id));
+        budgets
+    }
+
+    /// Whether the organisation has any live budget.
+    pub fn has_budgets(&self, org_id: &str) -> bool {
+        self.orgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(org_id)
+            .is_some_and(|o| !o.budgets.is_empty())
+    }
+
+    /// The organisation's own circuit breakers, if it set them.
+    pub fn breakers(&self, org_id: &str) -> Option<Arc<CircuitBreakers>> {
+        self.orgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(org_id)
+            .and_then(|o| o.breakers.clone())
+    }
+
+    /// Whether an unreleased, unexpired kill switch engaged by a circuit breaker stops the
+    /// agent already.
+    pub fn breaker_engaged(&self, org_id: &str, agent_id: &str, now: &str) -> bool {
+        self.orgs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(org_id)
+            .is_some_and(|o| {
+                o.switches.iter().any(|s| {
+                    s.source == aaf_core::kill_switch::KillSwitchSource::CircuitBreaker
+                        && s.agent_id.as_deref() == Some(agent_id)
+                        && s.in_force(now)
+                })
+            })
     }
 
     /// The ids of every organisation's live rate limits (for the counters' housekeeping).
@@ -375,7 +448,27 @@ impl RuntimeRules {
             .into_iter()
             .map(|(l, _)| l)
             .collect();
-        self.install(org_id, generation, switches, limits, &clock.now_rfc3339());
+        let budgets = store
+            .list_budgets(org_id)
+            .await
+            .map_err(|e| format!("the budgets of organisation {org_id} could not be read: {e}"))?;
+        let breakers = match store.get_circuit_breakers(org_id).await {
+            Ok(None) => None,
+            Ok(Some(json)) => Some(serde_json::from_value(json).map_err(|e| {
+                format!("the circuit breakers of organisation {org_id} are unreadable: {e}")
+            })?),
+            Err(e) => {
+                return Err(format!(
+                    "the circuit breakers of organisation {org_id} could not be read: {e}"
+                ))
+            }
+        };
+        let rules = OrgRules {
+            limits,
+            budgets,
+            breakers,
+        };
+        self.install(org_id, generation, switches, rules, &clock.now_rfc3339());
         Ok(())
     }
 
@@ -521,7 +614,13 @@ mod tests {
         let a2 = ks.begin("o", "a2", "http", NOW).unwrap();
         let other_org = ks.begin("p", "a1", "http", NOW).unwrap();
         assert_eq!(
-            ks.install("o", 1, vec![agent_switch("k1", "a1")], Vec::new(), NOW),
+            ks.install(
+                "o",
+                1,
+                vec![agent_switch("k1", "a1")],
+                OrgRules::default(),
+                NOW
+            ),
             1
         );
         assert!(a1.token.is_cancelled());
@@ -535,10 +634,10 @@ mod tests {
         assert_eq!(refusal.kill_switch_id(), Some("k1"));
         assert!(ks.check("o", "a2", "http", || NOW.into()).is_ok());
         // An older read never replaces a newer one.
-        assert_eq!(ks.install("o", 0, Vec::new(), Vec::new(), NOW), 0);
+        assert_eq!(ks.install("o", 0, Vec::new(), OrgRules::default(), NOW), 0);
         assert!(ks.check("o", "a1", "http", || NOW.into()).is_err());
         // Released: the agent may act again.
-        ks.install("o", 2, Vec::new(), Vec::new(), NOW);
+        ks.install("o", 2, Vec::new(), OrgRules::default(), NOW);
         assert!(ks.check("o", "a1", "http", || NOW.into()).is_ok());
         drop((a1, a2, other_org));
         assert!(lock(&ks.calls).is_empty(), "dropping a call unregisters it");

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aaf_core::kill_switch::{parse_target, KillSwitchScope};
-use aaf_core::rate_limit::{RateLimit, Window, MAX_COUNT};
+use aaf_core::rate_limit::{LimitMode, RateLimit, Window, MAX_COUNT};
 use aaf_store::Store;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -114,7 +114,8 @@ impl LocalCounters {
 
 /// Checks and builds a rate limit: `scope`, `target` (as for kill switches, but optional:
 /// without it the limit applies to each agent or tool separately), `limit` and `burst`
-/// (default `limit`) from 1 to [`MAX_COUNT`], `window` `second`, `minute` or `hour`.
+/// (default `limit`) from 1 to [`MAX_COUNT`], `window` `second`, `minute` or `hour`, `mode`
+/// `enforce` (the default) or `policy`.
 ///
 /// # Errors
 ///
@@ -127,7 +128,14 @@ pub fn build(
     limit: u32,
     window: &str,
     burst: Option<u32>,
+    mode: Option<&str>,
 ) -> Result<RateLimit, (&'static str, String)> {
+    let mode = match mode {
+        None => LimitMode::Enforce,
+        Some(m) => {
+            LimitMode::parse(m).ok_or(("mode", format!("must be enforce or policy, not {m:?}")))?
+        }
+    };
     let scope = KillSwitchScope::parse(scope).ok_or((
         "scope",
         format!("unknown scope {scope:?}; expected one of org, agent, tool, agent_tool"),
@@ -165,16 +173,18 @@ pub fn build(
         limit,
         window,
         burst,
+        mode,
     })
 }
 
 /// Counts an action of `agent_id` on `tool` in `org_id` under every limit of `limits` that
-/// applies to it.
+/// applies to it: `Ok(true)` when a limit in `policy` mode is over (left to the policies).
 ///
 /// # Errors
 ///
-/// [`OverLimit`] for the first limit that is over, or whose shared counter could not be
-/// reached (then `retry_after_ms` is 1000 and the reason says so).
+/// [`OverLimit`] for the first limit in `enforce` mode that is over, or whose shared
+/// counter could not be reached, in either mode (then `retry_after_ms` is 1000 and the
+/// reason says so).
 pub async fn take(
     store: &Store,
     local: &LocalCounters,
@@ -182,7 +192,8 @@ pub async fn take(
     org_id: &str,
     agent_id: &str,
     tool: &str,
-) -> Result<(), OverLimit> {
+) -> Result<bool, OverLimit> {
+    let mut exceeded = false;
     for limit in limits.iter().filter(|l| l.applies(agent_id, tool)) {
         let counter = limit.counter(agent_id, tool);
         let outcome = if store.shares_rate_limit_counters() {
@@ -212,6 +223,10 @@ pub async fn take(
             local.take(limit, format!("{org_id}|{counter}"))
         };
         if let Err(retry_after_ms) = outcome {
+            if limit.mode == LimitMode::Policy {
+                exceeded = true;
+                continue;
+            }
             return Err(OverLimit {
                 reason: limit.refusal(retry_after_ms),
                 limit: limit.clone(),
@@ -219,7 +234,7 @@ pub async fn take(
             });
         }
     }
-    Ok(())
+    Ok(exceeded)
 }
 
 #[cfg(test)]
@@ -238,6 +253,7 @@ mod tests {
             limit: 60,
             window: Window::Hour,
             burst: 5,
+            mode: LimitMode::Enforce,
         };
         for _ in 0..5 {
             assert!(local.take(&limit, limit.counter("a1", "t")).is_ok());

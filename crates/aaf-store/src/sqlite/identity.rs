@@ -256,7 +256,8 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                     l.window.as_str(),
                     i64::from(l.burst),
                     meta.created_at,
-                    meta.created_by
+                    meta.created_by,
+                    l.mode.as_str()
                 ])
                 .map_err(|e| named_conflict(e, "a rate limit with this id already exists"))?;
             conn.prepare_cached(sql::BUMP_RUNTIME_GENERATION)?
@@ -436,6 +437,11 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                     r.created_at
                 ])?;
         }
+        Mutation::InsertBudget { .. }
+        | Mutation::UpdateBudget { .. }
+        | Mutation::DeleteBudget { .. }
+        | Mutation::SettleBudget { .. }
+        | Mutation::SetCircuitBreakers { .. } => super::budgets::apply_mutation(conn, mutation)?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?

@@ -11,6 +11,7 @@ mod actions;
 mod approvals;
 mod audit;
 mod binary;
+mod budgets;
 mod connector;
 mod contract;
 mod fail_closed;

@@ -1043,3 +1043,95 @@ async fn a_rate_limit_whose_shared_counter_cannot_be_reached_refuses() {
     owner.close().await.unwrap();
     assert!(sigterm(&mut node.child).success());
 }
+
+/// Issue 15, section 4: the hard limit of a budget holds across nodes. 50 actions at once,
+/// split over two nodes, each declaring a cost of 100 micro-units, against a budget of
+/// 1000: exactly 10 are admitted (each reservation is one conditional update of the shared
+/// row), the rest are denied with `budget:`, and the budget shows 1000 spent.
+#[tokio::test]
+async fn a_budget_admits_no_more_than_it_fits_across_two_nodes() {
+    let Some(db) = pg_db("a_budget_admits_no_more_than_it_fits_across_two_nodes").await else {
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let mut a = start_node(&db, policies.path());
+    let mut b = start_node(&db, policies.path());
+    let client = reqwest::Client::new();
+    let agent = create_agent(&client, &a.base, "spender").await;
+    let r = client
+        .post(format!("{}/v1/budgets", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"agent_id": agent["id"], "unit": "USD", "period": "day", "limit": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let budget: Value = r.json().await.unwrap();
+    // Only the reservation is under test here: no breaker stops the agent once it is spent.
+    let r = client
+        .put(format!("{}/v1/circuit-breakers", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"budget_exhausted": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Node b learns of the budget by the runtime generation (NOTIFY, or its next poll).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let key = agent["api_key"].as_str().unwrap().to_string();
+    let action = json!({"tool": "llm_tool", "operation": "complete", "params": {},
+                        "context": {"expected_usage": {"cost_micros": 100}}});
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (client, key, action) = (client.clone(), key.clone(), action.clone());
+        let node = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(format!("{node}/v1/actions"))
+                .bearer_auth(&key)
+                .json(&action)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }));
+    }
+    let (mut admitted, mut refused) = (0, 0);
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            200 => admitted += 1,
+            403 => {
+                let reason = body["reason"].as_str().unwrap();
+                assert!(reason.starts_with("budget: "), "{reason}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    println!("budget across two nodes: {admitted} admitted, {refused} refused of 50");
+    assert_eq!((admitted, refused), (10, 40));
+    let r = client
+        .get(format!(
+            "{}/v1/budgets/{}",
+            b.base,
+            budget["id"].as_str().unwrap()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(
+        (view["spent"].as_u64(), view["remaining"].as_u64()),
+        (Some(1000), Some(0))
+    );
+    for node in [&mut a, &mut b] {
+        assert!(sigterm(&mut node.child).success());
+    }
+}

@@ -138,6 +138,7 @@ async fn the_configurations_limits_apply_to_each_agent_of_every_organisation() {
             limit: 3,
             window: "minute".into(),
             burst: None,
+            mode: None,
         }];
     })
     .await;
@@ -227,6 +228,7 @@ fn a_bad_configured_limit_stops_the_server_naming_it() {
         limit: 10,
         window: "fortnight".into(),
         burst: None,
+        mode: None,
     }];
     let error = config.default_rate_limits().unwrap_err().to_string();
     assert!(error.contains("runtime.rate_limits[0].window"), "{error}");

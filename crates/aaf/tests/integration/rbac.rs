@@ -128,6 +128,11 @@ async fn setup_org(server: &TestServer, admin: String) -> Org {
     }
 }
 
+/// A budget no matrix action reaches (the organisation's, in tokens, far above its use).
+fn budget_body() -> Value {
+    json!({"unit": "tokens", "period": "total", "limit": 1_000_000_000u64})
+}
+
 /// The endpoint's answer when the call is allowed and the object is the caller's.
 fn success_status(p: &Permission) -> u16 {
     match (p.method, p.path) {
@@ -139,8 +144,12 @@ fn success_status(p: &Permission) -> u16 {
         | ("POST", "/v1/policies")
         | ("POST", "/v1/kill-switches")
         | ("POST", "/v1/rate-limits")
+        | ("POST", "/v1/budgets")
         | ("POST", "/v1/agents/{id}/isolate") => 201,
-        ("DELETE", "/v1/users/{id}" | "/v1/webhooks/{id}" | "/v1/rate-limits/{id}") => 204,
+        (
+            "DELETE",
+            "/v1/users/{id}" | "/v1/webhooks/{id}" | "/v1/rate-limits/{id}" | "/v1/budgets/{id}",
+        ) => 204,
         ("DELETE", "/v1/policies/{id}" | "/v1/kill-switches/{id}") => 200,
         ("GET" | "PATCH" | "POST" | "PUT", _) => 200,
         other => panic!("no expected success status for {other:?}: extend the matrix test"),
@@ -168,6 +177,9 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         // A tool of its own: the matrix's agents must keep acting.
         ("POST", "/v1/kill-switches") => Some(kill_switch_body()),
         ("POST", "/v1/rate-limits") => Some(rate_limit_body()),
+        ("POST", "/v1/budgets") => Some(budget_body()),
+        ("PATCH", "/v1/budgets/{id}") => Some(json!({"limit": 5000})),
+        ("PUT", "/v1/circuit-breakers") => Some(json!({"max_denials": 0})),
         ("POST", "/v1/agents/{id}/isolate") => Some(json!({"reason": "matrix"})),
         ("POST", "/v1/policies") => Some(policy_body()),
         ("PUT", "/v1/policies/{id}") => Some(json!({"mode": "shadow"})),
@@ -200,6 +212,13 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         (_, "/v1/rate-limits/{id}") => {
             let (status, body) = server
                 .post_json("/v1/rate-limits", &target.admin, rate_limit_body())
+                .await;
+            assert_eq!(status, 201, "{body}");
+            p.path.replace("{id}", body["id"].as_str().unwrap())
+        }
+        (_, "/v1/budgets/{id}") => {
+            let (status, body) = server
+                .post_json("/v1/budgets", &target.admin, budget_body())
                 .await;
             assert_eq!(status, 201, "{body}");
             p.path.replace("{id}", body["id"].as_str().unwrap())
