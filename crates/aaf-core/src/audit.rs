@@ -98,7 +98,8 @@ event_types! {
     APPROVAL_RECHECK_DENIED = "approval.recheck_denied";
     /// AAF's connector started running an approved action (the at-most-once claim).
     ACTION_EXECUTION_STARTED = "action.execution_started";
-    /// The agent reported the outcome of an approved action it ran itself.
+    /// The agent reported the outcome of an allowed or approved action it ran itself (data:
+    /// reported_status, detail, usage).
     ACTION_RESULT_REPORTED = "action.result_reported";
     /// A webhook was created (data: url, events, format; never the secret).
     WEBHOOK_CREATED = "webhook.created";

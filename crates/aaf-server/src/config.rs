@@ -452,19 +452,18 @@ impl Config {
             .enumerate()
             .map(|(i, c)| {
                 let n = i + 1;
-                crate::runtime::rate_limit::build(
-                    format!("config:{n}"),
-                    String::new(),
-                    &c.scope,
-                    c.target.as_deref(),
-                    c.limit,
-                    &c.window,
-                    c.burst,
-                    c.mode.as_deref(),
-                )
-                .map_err(|(field, message)| {
-                    ConfigError::Invalid(format!("runtime.rate_limits[{i}].{field}: {message}"))
-                })
+                let spec = crate::runtime::rate_limit::LimitSpec {
+                    scope: &c.scope,
+                    target: c.target.as_deref(),
+                    limit: c.limit,
+                    window: &c.window,
+                    burst: c.burst,
+                    mode: c.mode.as_deref(),
+                };
+                crate::runtime::rate_limit::build(format!("config:{n}"), String::new(), &spec)
+                    .map_err(|(field, message)| {
+                        ConfigError::Invalid(format!("runtime.rate_limits[{i}].{field}: {message}"))
+                    })
             })
             .collect()
     }

@@ -641,6 +641,46 @@ pub(crate) fn page_of_events<R: DbRow>(
         .collect()
 }
 
+pub(crate) fn budget_from_row(row: &impl DbRow) -> Result<aaf_core::budget::Budget, StoreError> {
+    use aaf_core::budget::{Budget, BudgetPeriod};
+    let period: String = row.col("period")?;
+    let limit: i64 = row.col("limit_amount")?;
+    Ok(Budget {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        agent_id: row.col("agent_id")?,
+        unit: row.col("unit")?,
+        period: BudgetPeriod::parse(&period)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown budget period {period:?}")))?,
+        limit: u64::try_from(limit)
+            .map_err(|_| StoreError::Corrupt(format!("budget limit {limit} is negative")))?,
+        created_at: row.col("created_at")?,
+        updated_at: row.col("updated_at")?,
+    })
+}
+
+/// Adds one row of `AGENT_USAGE` (one tool) to `usage`.
+pub(crate) fn add_usage_row(
+    usage: &mut crate::model::AgentUsage,
+    row: &impl DbRow,
+) -> Result<(), StoreError> {
+    let count = |column: &str| -> Result<u64, StoreError> {
+        let n: Option<i64> = row.col(column)?;
+        Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+    };
+    let tool: String = row.col("tool")?;
+    let (minute, hour, denials) = (
+        count("last_minute")?,
+        count("last_hour")?,
+        count("denials")?,
+    );
+    usage.actions_last_minute += minute;
+    usage.actions_last_hour += hour;
+    usage.denials_last_5_minutes += denials;
+    usage.tools.insert(tool, (minute, hour));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,44 +724,4 @@ mod tests {
         assert_eq!(results[3], broken);
         assert!(results[1].is_ok() && results[4].is_ok());
     }
-}
-
-pub(crate) fn budget_from_row(row: &impl DbRow) -> Result<aaf_core::budget::Budget, StoreError> {
-    use aaf_core::budget::{Budget, BudgetPeriod};
-    let period: String = row.col("period")?;
-    let limit: i64 = row.col("limit_amount")?;
-    Ok(Budget {
-        id: row.col("id")?,
-        org_id: row.col("org_id")?,
-        agent_id: row.col("agent_id")?,
-        unit: row.col("unit")?,
-        period: BudgetPeriod::parse(&period)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown budget period {period:?}")))?,
-        limit: u64::try_from(limit)
-            .map_err(|_| StoreError::Corrupt(format!("budget limit {limit} is negative")))?,
-        created_at: row.col("created_at")?,
-        updated_at: row.col("updated_at")?,
-    })
-}
-
-/// Adds one row of `AGENT_USAGE` (one tool) to `usage`.
-pub(crate) fn add_usage_row(
-    usage: &mut crate::model::AgentUsage,
-    row: &impl DbRow,
-) -> Result<(), StoreError> {
-    let count = |column: &str| -> Result<u64, StoreError> {
-        let n: Option<i64> = row.col(column)?;
-        Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
-    };
-    let tool: String = row.col("tool")?;
-    let (minute, hour, denials) = (
-        count("last_minute")?,
-        count("last_hour")?,
-        count("denials")?,
-    );
-    usage.actions_last_minute += minute;
-    usage.actions_last_hour += hour;
-    usage.denials_last_5_minutes += denials;
-    usage.tools.insert(tool, (minute, hour));
-    Ok(())
 }

@@ -299,14 +299,14 @@ shared! {
     LIST_RATE_LIMITS = "SELECT id, org_id, scope, agent_id, tool, limit_count, period, burst, \
            mode, created_at, created_by FROM rate_limits WHERE org_id = $1 AND deleted_at IS NULL \
          ORDER BY created_at, id";
-    /// `(org_id, agent_id, minute_ago, five_minutes_ago, hour_ago)` → per tool: the agent's
+    /// `(minute_ago, five_minutes_ago, org_id, agent_id, hour_ago)` → per tool: the agent's
     /// actions since `minute_ago` and since `hour_ago`, and its denials since
     /// `five_minutes_ago` (`input.usage`).
     AGENT_USAGE = "SELECT tool, \
-           SUM(CASE WHEN created_at >= $3 THEN 1 ELSE 0 END) AS last_minute, \
-           COUNT(*) AS last_hour, \
-           SUM(CASE WHEN created_at >= $4 AND status = 'denied' THEN 1 ELSE 0 END) AS denials \
-         FROM actions WHERE org_id = $1 AND agent_id = $2 AND created_at >= $5 GROUP BY tool";
+           SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END) AS last_minute, \
+           SUM(CASE WHEN created_at >= $2 AND status = 'denied' THEN 1 ELSE 0 END) AS denials, \
+           COUNT(*) AS last_hour \
+         FROM actions WHERE org_id = $3 AND agent_id = $4 AND created_at >= $5 GROUP BY tool";
     /// `(id, org_id, agent_id, unit, period, limit_amount, created_at, created_by,
     /// updated_at)`.
     INSERT_BUDGET = "INSERT INTO budgets (id, org_id, agent_id, unit, period, limit_amount, \

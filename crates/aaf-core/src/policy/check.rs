@@ -335,17 +335,26 @@ mod tests {
             .collect()
     }
 
-    /// Seed 000's rate-limit rule as the product document writes it: the helper it calls
-    /// is defined nowhere, and the call sits behind no guard an empty input would fail,
-    /// yet evaluating with an empty input never reaches it (its argument is undefined).
+    /// Seed 000's rate-limit rule as the product document writes it (Rego v0). Its helper
+    /// `rate_limit_exceeded` is AAF's built-in, so the module loads and decides from
+    /// `input.usage`.
     const SEED_000_RATE_LIMIT: &str = "package aaf.policies\n\ndefault decision = {\"action\": \"deny\", \"reason\": \"No matching allow rule\"}\n\ndecision = {\n\"action\": \"deny\",\n\"reason\": \"Rate limit exceeded\"\n} {\nrate_limit_exceeded(input.agent_id)\n}\n";
 
     #[test]
-    fn seed_000s_undefined_rate_limit_helper_is_refused_at_its_call() {
-        assert_eq!(
-            errors(&[("seed-000/rate_limit.rego", SEED_000_RATE_LIMIT)]),
-            ["seed-000/rate_limit.rego:9:1: undefined function rate_limit_exceeded"]
-        );
+    fn seed_000s_rate_limit_rule_loads_and_reads_the_usage() {
+        let set = load(&[("seed-000/rate_limit.rego", SEED_000_RATE_LIMIT)]).unwrap();
+        assert!(set.runtime_inputs().usage, "the set asks for input.usage");
+        assert!(!set.runtime_inputs().budget);
+        let input = |exceeded: bool| serde_json::json!({"agent_id": "a1", "usage": {"rate_limit_exceeded": exceeded}});
+        let over = set.evaluate(&input(true));
+        assert_eq!(over.verdict, crate::action::Verdict::Deny);
+        assert_eq!(over.reason, "Rate limit exceeded");
+        let under = set.evaluate(&input(false));
+        assert_eq!(under.reason, "No matching allow rule");
+        // Without input.usage the built-in fails, and a failure is a deny, never an allow.
+        let missing = set.evaluate(&serde_json::json!({"agent_id": "a1"}));
+        assert_eq!(missing.verdict, crate::action::Verdict::Deny);
+        assert!(missing.reason.contains("no usage"), "{}", missing.reason);
     }
 
     #[test]

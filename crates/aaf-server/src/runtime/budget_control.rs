@@ -162,7 +162,7 @@ pub async fn update(
         &current.budget.unit,
         current.budget.period.as_str(),
         limit,
-        &[current.budget.unit.clone()],
+        std::slice::from_ref(&current.budget.unit),
     )
     .map_err(invalid)?;
     let now = state.clock.now_rfc3339();

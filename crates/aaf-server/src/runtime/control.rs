@@ -549,22 +549,8 @@ pub fn state_of(switch: &KillSwitch, now: &str) -> &'static str {
 /// Most live rate limits per organisation.
 pub const MAX_RATE_LIMITS_PER_ORG: usize = 100;
 
-/// A rate limit to create, as asked.
-#[derive(Debug, Clone)]
-pub struct NewRateLimit<'a> {
-    /// `org`, `agent`, `tool` or `agent_tool`.
-    pub scope: &'a str,
-    /// Only this agent, tool or `<agent_id>:<tool>`; `None`: each separately.
-    pub target: Option<&'a str>,
-    /// Actions per window.
-    pub limit: u32,
-    /// `second`, `minute` or `hour`.
-    pub window: &'a str,
-    /// Most at once (default `limit`).
-    pub burst: Option<u32>,
-    /// `enforce` (default) or `policy`.
-    pub mode: Option<&'a str>,
-}
+/// A rate limit to create, as asked ([`super::rate_limit::LimitSpec`]).
+pub type NewRateLimit<'a> = super::rate_limit::LimitSpec<'a>;
 
 /// Creates a rate limit of the organisation, with its `rate_limit.created` event, and
 /// installs it on this node before this returns (other nodes: as kill switches).
@@ -583,12 +569,7 @@ pub async fn create_rate_limit(
     let limit = super::rate_limit::build(
         uuid::Uuid::now_v7().to_string(),
         org_id.to_string(),
-        request.scope,
-        request.target,
-        request.limit,
-        request.window,
-        request.burst,
-        request.mode,
+        request,
     )
     .map_err(|(field, message)| ControlError::Invalid { field, message })?;
     if let Some(agent) = &limit.agent_id {

@@ -112,6 +112,23 @@ impl LocalCounters {
     }
 }
 
+/// A rate limit as asked for (over the API or in the configuration), before it is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitSpec<'a> {
+    /// `org`, `agent`, `tool` or `agent_tool`.
+    pub scope: &'a str,
+    /// Only this agent, tool or `<agent_id>:<tool>`; `None`: each separately.
+    pub target: Option<&'a str>,
+    /// Actions per window.
+    pub limit: u32,
+    /// `second`, `minute` or `hour`.
+    pub window: &'a str,
+    /// Most at once (default `limit`).
+    pub burst: Option<u32>,
+    /// `enforce` (default) or `policy`.
+    pub mode: Option<&'a str>,
+}
+
 /// Checks and builds a rate limit: `scope`, `target` (as for kill switches, but optional:
 /// without it the limit applies to each agent or tool separately), `limit` and `burst`
 /// (default `limit`) from 1 to [`MAX_COUNT`], `window` `second`, `minute` or `hour`, `mode`
@@ -123,13 +140,16 @@ impl LocalCounters {
 pub fn build(
     id: String,
     org_id: String,
-    scope: &str,
-    target: Option<&str>,
-    limit: u32,
-    window: &str,
-    burst: Option<u32>,
-    mode: Option<&str>,
+    spec: &LimitSpec<'_>,
 ) -> Result<RateLimit, (&'static str, String)> {
+    let LimitSpec {
+        scope,
+        target,
+        limit,
+        window,
+        burst,
+        mode,
+    } = *spec;
     let mode = match mode {
         None => LimitMode::Enforce,
         Some(m) => {

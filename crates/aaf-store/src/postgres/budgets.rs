@@ -159,10 +159,10 @@ impl PgStore {
         let [minute_ago, five_minutes_ago, hour_ago] = since;
         let mut tx = self.begin_org(org_id).await?;
         let rows = sqlx::query(sql::AGENT_USAGE)
-            .bind(org_id)
-            .bind(agent_id)
             .bind(minute_ago)
             .bind(five_minutes_ago)
+            .bind(org_id)
+            .bind(agent_id)
             .bind(hour_ago)
             .fetch_all(&mut *tx)
             .await?;

@@ -137,10 +137,10 @@ impl SqliteStore {
     ) -> Result<AgentUsage, StoreError> {
         let [minute_ago, five_minutes_ago, hour_ago] = since;
         let rows = sqlx::query(sql::AGENT_USAGE)
-            .bind(org_id)
-            .bind(agent_id)
             .bind(minute_ago)
             .bind(five_minutes_ago)
+            .bind(org_id)
+            .bind(agent_id)
             .bind(hour_ago)
             .fetch_all(&self.reader)
             .await?;

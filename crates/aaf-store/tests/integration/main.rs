@@ -10,6 +10,7 @@
 #[macro_use]
 mod common;
 mod approvals;
+mod budgets;
 mod identity;
 mod kill_switches;
 mod legacy;

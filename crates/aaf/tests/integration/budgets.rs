@@ -445,3 +445,40 @@ async fn bad_budgets_and_declarations_are_refused_with_the_field_named() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_spend_spike_trips_the_breaker() {
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.runtime.circuit_breakers.spend_spike_multiple = 3;
+        c.runtime.circuit_breakers.spike_window_seconds = 60;
+        c.runtime.circuit_breakers.baseline_seconds = 3600;
+        c.runtime.circuit_breakers.spike_min_spend = 250;
+    })
+    .await;
+    let (_, key) = server.create_agent("spender").await;
+    // The spike breaker measures what budgets charge: an organisation budget in USD.
+    create(
+        &server,
+        "/v1/budgets",
+        json!({"unit": "USD", "period": "month", "limit": 1_000_000}),
+    )
+    .await;
+    let costs = action("llm_tool", json!({"expected_usage": {"cost_micros": 100}}));
+    // 100 and 200 spent: below the least spend that counts as a spike.
+    assert_eq!(server.act(&key, costs.clone()).await.0, 200);
+    assert_eq!(server.act(&key, costs.clone()).await.0, 200);
+    // 300 within a minute, against no usual spend before: a spike.
+    assert_eq!(server.act(&key, costs.clone()).await.0, 200);
+    let (status, body) = server.act(&key, costs).await;
+    assert_eq!(status, 403, "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("kill_switch: ") && reason.contains("circuit_breaker: spent 300"),
+        "{reason}"
+    );
+    let events = server.audit(None).await;
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "circuit_breaker.tripped" && e["data"]["breaker"] == "spend_spike"));
+}
