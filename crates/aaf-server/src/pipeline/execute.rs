@@ -136,7 +136,7 @@ pub async fn run(
     let _timer = crate::metrics::Timer::stage(crate::metrics::Stage::Outcome);
     let now = now_rfc3339();
     // Stage 7: what it reserved of its budgets becomes what it used (the LLM usage of the
-    // response, priced), or nothing when it did not run.
+    // response, priced), or nothing when it was never sent.
     let budgeted = state.runtime.has_budgets(org_id);
     let mut mutations = Vec::new();
     let mut spent = None;
@@ -151,8 +151,11 @@ pub async fn run(
                     .and_then(Value::as_str);
                 crate::runtime::budget::used(r, model, &state.config.budgets)
             }
-            (ActionStatus::Executed, None) => (None, None),
-            _ => (Some(0), Some(0)),
+            // Never sent (refused while connecting, or stopped before it started): nothing
+            // used. Failed or aborted after it was sent: the upstream may have done the work,
+            // so the reservation stands.
+            (ActionStatus::Denied, _) => (Some(0), Some(0)),
+            _ => (None, None),
         };
         spent = cost;
         mutations.push(aaf_store::Mutation::SettleBudget {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::breaker::CircuitBreakers;
 use super::budget::BudgetStatus;
-use super::control::{commit, install, unavailable, ControlError};
+use super::control::{agent_in_org, commit, install, unavailable, ControlError};
 use crate::app::AppState;
 
 /// Most live budgets an organisation may have (the API refuses more with 409).
@@ -57,17 +57,7 @@ pub async fn create(
     )
     .map_err(invalid)?;
     if let Some(agent) = request.agent_id {
-        let found = state
-            .store
-            .get_agent(org_id, agent)
-            .await
-            .map_err(unavailable("the agent could not be looked up"))?;
-        if found.is_none() {
-            return Err(ControlError::Invalid {
-                field: "agent_id",
-                message: format!("no agent {agent:?} in your organisation"),
-            });
-        }
+        agent_in_org(state, org_id, agent, "agent_id").await?;
     }
     let live = state
         .store

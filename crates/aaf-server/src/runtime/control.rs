@@ -102,17 +102,7 @@ async fn build(
             message: e.to_string(),
         })?;
     if let Some(agent) = &agent_id {
-        let found = state
-            .store
-            .get_agent(org_id, agent)
-            .await
-            .map_err(unavailable("the agent could not be looked up"))?;
-        if found.is_none() {
-            return Err(ControlError::Invalid {
-                field: "target",
-                message: format!("no agent {agent:?} in your organisation"),
-            });
-        }
+        agent_in_org(state, org_id, agent, "target").await?;
     }
     let reason = request.reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON_LEN {
@@ -167,6 +157,31 @@ fn engaged_event(switch: &KillSwitch) -> NewEvent {
     }
 }
 
+/// Checks that `agent_id` is an agent of the organisation.
+///
+/// # Errors
+///
+/// [`ControlError::Invalid`] naming `field` when it is not; [`ControlError::Unavailable`].
+pub(super) async fn agent_in_org(
+    state: &AppState,
+    org_id: &str,
+    agent_id: &str,
+    field: &'static str,
+) -> Result<(), ControlError> {
+    let found = state
+        .store
+        .get_agent(org_id, agent_id)
+        .await
+        .map_err(unavailable("the agent could not be looked up"))?;
+    if found.is_none() {
+        return Err(ControlError::Invalid {
+            field,
+            message: format!("no agent {agent_id:?} in your organisation"),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a new switch when the organisation has [`MAX_LIVE_PER_ORG`] unreleased ones.
 async fn check_room(state: &AppState, org_id: &str) -> Result<(), ControlError> {
     let (_, live) = state
@@ -212,17 +227,7 @@ pub async fn engage(
     request: &Engage<'_>,
 ) -> Result<KillSwitch, ControlError> {
     let switch = build(state, org_id, Some(by), request, KillSwitchSource::Manual).await?;
-    check_room(state, org_id).await?;
-    let mut mutations = vec![Mutation::InsertKillSwitch(switch.clone())];
-    mutations.extend(
-        crate::webhooks::kill_switch_deliveries(state, event_types::KILL_SWITCH_ENGAGED, &switch)
-            .await
-            .map_err(unavailable(
-                "the webhooks could not be read, so nothing was engaged",
-            ))?,
-    );
-    commit(state, mutations, vec![engaged_event(&switch)]).await?;
-    install(state, org_id).await;
+    store_switch(state, &switch, Vec::new()).await?;
     tracing::warn!(%org_id, kill_switch = %switch.id, scope = %switch.scope, target = %switch.target(), reason = %switch.reason, "kill switch engaged");
     Ok(switch)
 }
@@ -258,15 +263,6 @@ pub async fn trip(
         KillSwitchSource::CircuitBreaker,
     )
     .await?;
-    check_room(state, org_id).await?;
-    let mut mutations = vec![Mutation::InsertKillSwitch(switch.clone())];
-    mutations.extend(
-        crate::webhooks::kill_switch_deliveries(state, event_types::KILL_SWITCH_ENGAGED, &switch)
-            .await
-            .map_err(unavailable(
-                "the webhooks could not be read, so nothing was engaged",
-            ))?,
-    );
     let tripped = NewEvent {
         org_id: org_id.to_string(),
         ts: switch.created_at.clone(),
@@ -280,10 +276,36 @@ pub async fn trip(
             "expires_at": switch.expires_at,
         }),
     };
-    commit(state, mutations, vec![tripped, engaged_event(&switch)]).await?;
-    install(state, org_id).await;
+    store_switch(state, &switch, vec![tripped]).await?;
     tracing::warn!(%org_id, %agent_id, kill_switch = %switch.id, %breaker, reason = %switch.reason, "security event: circuit breaker tripped; the agent is stopped");
     Ok(switch)
+}
+
+/// Stores a new switch with `events` before its `kill_switch.engaged` event and its webhook
+/// deliveries, and installs it on this node (aborting the calls in flight it stops).
+///
+/// # Errors
+///
+/// [`ControlError::Conflict`] when the organisation has too many switches in force;
+/// [`ControlError::Unavailable`].
+async fn store_switch(
+    state: &AppState,
+    switch: &KillSwitch,
+    mut events: Vec<NewEvent>,
+) -> Result<(), ControlError> {
+    check_room(state, &switch.org_id).await?;
+    let mut mutations = vec![Mutation::InsertKillSwitch(switch.clone())];
+    mutations.extend(
+        crate::webhooks::kill_switch_deliveries(state, event_types::KILL_SWITCH_ENGAGED, switch)
+            .await
+            .map_err(unavailable(
+                "the webhooks could not be read, so nothing was engaged",
+            ))?,
+    );
+    events.push(engaged_event(switch));
+    commit(state, mutations, events).await?;
+    install(state, &switch.org_id).await;
+    Ok(())
 }
 
 pub(super) async fn commit(
@@ -573,17 +595,7 @@ pub async fn create_rate_limit(
     )
     .map_err(|(field, message)| ControlError::Invalid { field, message })?;
     if let Some(agent) = &limit.agent_id {
-        let found = state
-            .store
-            .get_agent(org_id, agent)
-            .await
-            .map_err(unavailable("the agent could not be looked up"))?;
-        if found.is_none() {
-            return Err(ControlError::Invalid {
-                field: "target",
-                message: format!("no agent {agent:?} in your organisation"),
-            });
-        }
+        agent_in_org(state, org_id, agent, "target").await?;
     }
     let live = state
         .store
