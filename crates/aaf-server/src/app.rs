@@ -76,6 +76,8 @@ pub struct AppState {
     /// The kill switches and rate limits in force on this node, and the connector calls
     /// they can abort.
     pub runtime: Arc<RuntimeRules>,
+    /// The upstream MCP servers (`mcp.servers`).
+    pub mcp: Arc<crate::mcp::Upstreams>,
 }
 
 impl AppState {
@@ -211,6 +213,7 @@ pub fn router(state: AppState) -> Router {
             get(policies::get_revision),
         )
         .route("/v1/audit", get(api::list_audit))
+        .route_service("/mcp", mcp_service(&state))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
         .with_state(state)
@@ -227,6 +230,21 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// The MCP endpoint (`/mcp`, streamable HTTP): one [`crate::mcp::gateway::Gateway`] per
+/// session, behind the `authorize` middleware (an agent key as the Bearer token).
+fn mcp_service(
+    state: &AppState,
+) -> rmcp::transport::StreamableHttpService<
+    crate::mcp::gateway::Gateway,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    let gateway = crate::mcp::gateway::Gateway::new(state.clone());
+    // Every request carries the agent's key; there are no ambient credentials (cookies) a
+    // rebound name could borrow, so the Host header is not restricted.
+    let config = rmcp::transport::StreamableHttpServerConfig::default().disable_allowed_hosts();
+    rmcp::transport::StreamableHttpService::new(move || Ok(gateway.clone()), Arc::default(), config)
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
@@ -441,6 +459,7 @@ pub async fn prepare_with_clock(
         .refresh_all(&store, &clock, true)
         .await
         .map_err(|e| StartError::Store(aaf_store::StoreError::Unavailable(e)))?;
+    let config_mcp = config.mcp.clone();
     let state = AppState {
         store,
         writer,
@@ -458,6 +477,10 @@ pub async fn prepare_with_clock(
         action_events,
         webhooks: Arc::new(webhooks),
         runtime,
+        mcp: Arc::new(crate::mcp::Upstreams::new(
+            &config_mcp.servers,
+            std::time::Duration::from_millis(config_mcp.call_timeout_ms),
+        )),
     };
     Ok((state, notice))
 }

@@ -64,6 +64,91 @@ pub struct Config {
     /// Budgets: the currency of cost budgets and the price of each model
     /// (docs/runtime-protection.md, "Budgets").
     pub budgets: aaf_core::budget::PriceTable,
+    /// The MCP gateway: the upstream MCP servers and how calls wait (docs/mcp.md).
+    pub mcp: McpConfig,
+}
+
+/// `[mcp]`: the MCP gateway (docs/mcp.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// The upstream MCP servers offered to every organisation's agents. Default: none.
+    pub servers: Vec<McpServerConfig>,
+    /// How long a `tools/call` that needs a human approval is held for the answer, in
+    /// seconds, 0 to 3600; past it the result names the action to follow. Default 30.
+    pub approval_wait_seconds: u64,
+    /// How long AAF waits for an upstream to start or to answer a call, in milliseconds,
+    /// 100 to 600000. Default 60000.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            servers: Vec::new(),
+            approval_wait_seconds: 30,
+            call_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// One entry of `mcp.servers`: an upstream MCP server that AAF starts as a child process
+/// and speaks MCP to over its standard input and output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// Its name: 1 to 64 of `a-z`, `0-9`, `-`; tools are offered as `<name>__<tool>` and
+    /// decided as `mcp:<name>/<tool>`.
+    pub name: String,
+    /// The program to start.
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Its environment: only these variables, plus `PATH`, `HOME`, `LANG`, `LC_ALL` and
+    /// `TMPDIR` from AAF's (nothing else of AAF's environment is passed on).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Its working directory (default: AAF's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+}
+
+impl McpConfig {
+    /// Checks the section.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.approval_wait_seconds > 3600 {
+            return Err("mcp.approval_wait_seconds must be at most 3600".into());
+        }
+        if !(100..=600_000).contains(&self.call_timeout_ms) {
+            return Err("mcp.call_timeout_ms must be from 100 to 600000".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let good = !s.name.is_empty()
+                && s.name.len() <= 64
+                && s.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !good {
+                return Err(format!(
+                    "mcp.servers[{i}].name must be 1 to 64 of a-z, 0-9 and -, not {:?}",
+                    s.name
+                ));
+            }
+            if !seen.insert(s.name.as_str()) {
+                return Err(format!("mcp.servers[{i}].name {:?} is used twice", s.name));
+            }
+            if s.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                return Err(format!("mcp.servers[{i}].command is required"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -86,6 +171,7 @@ impl Default for Config {
             policy_engine: PolicyEngineConfig::default(),
             runtime: RuntimeConfig::default(),
             budgets: aaf_core::budget::PriceTable::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -756,6 +842,7 @@ impl Config {
         self.budgets
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("budgets: {e}")))?;
+        self.mcp.validate().map_err(ConfigError::Invalid)?;
         self.runtime
             .circuit_breakers
             .validate()

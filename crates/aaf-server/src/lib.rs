@@ -20,6 +20,7 @@ pub mod connections;
 pub mod connectors;
 pub mod error;
 pub mod key_cache;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;

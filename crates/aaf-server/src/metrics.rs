@@ -25,7 +25,7 @@
 //! | `aaf_budget_spend_micros_total` | counter | `unit` (the currency, e.g. `USD`) | cost of the actions AAF ran, as settled against budgets, in micro-units |
 //! | `aaf_audit_batch_size` | histogram | none | write units committed per group commit of the audit writer |
 //! | `aaf_audit_commit_duration_seconds` | histogram | none | time of one group commit (its transaction, with unit-by-unit retries) |
-//! | `aaf_connector_calls_total` | counter | `connector` = `http`; `outcome` = `executed`, `failed`, `denied` | actions run through a connector, by outcome |
+//! | `aaf_connector_calls_total` | counter | `connector` = `http`, `mcp`; `outcome` = `executed`, `failed`, `denied` | actions run through a connector, by outcome |
 //! | `aaf_connector_duration_seconds` | histogram | `connector` | time of one connector call |
 //! | `aaf_approvals_pending` | gauge | none | actions waiting for approval, in every organisation (counted in the database by the approvals sweeper) |
 //!
@@ -378,12 +378,22 @@ fn connector_counter(connector: Connector, outcome: ConnectorOutcome) -> Counter
         (Connector::Http, ConnectorOutcome::Denied) => {
             counter!("aaf_connector_calls_total", "connector" => "http", "outcome" => "denied")
         }
+        (Connector::Mcp, ConnectorOutcome::Executed) => {
+            counter!("aaf_connector_calls_total", "connector" => "mcp", "outcome" => "executed")
+        }
+        (Connector::Mcp, ConnectorOutcome::Failed) => {
+            counter!("aaf_connector_calls_total", "connector" => "mcp", "outcome" => "failed")
+        }
+        (Connector::Mcp, ConnectorOutcome::Denied) => {
+            counter!("aaf_connector_calls_total", "connector" => "mcp", "outcome" => "denied")
+        }
     }
 }
 
 fn connector_histogram(connector: Connector) -> Histogram {
     match connector {
         Connector::Http => histogram!("aaf_connector_duration_seconds", "connector" => "http"),
+        Connector::Mcp => histogram!("aaf_connector_duration_seconds", "connector" => "mcp"),
     }
 }
 
@@ -457,7 +467,7 @@ pub fn connector_called(connector: Connector, status: ActionStatus, took: Durati
             s.http_duration.record(seconds);
             s.stages[Stage::Execute as usize].record(seconds);
         }
-        (None, _) => {
+        (_, Connector::Mcp) | (None, _) => {
             if let Some(o) = outcome {
                 connector_counter(connector, o).increment(1);
             }

@@ -259,6 +259,24 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "POST",
+        path: "/mcp",
+        allow: &[Caller::Agent],
+        summary: "the MCP endpoint (streamable HTTP): JSON-RPC messages of the agent's session",
+    },
+    Permission {
+        method: "GET",
+        path: "/mcp",
+        allow: &[Caller::Agent],
+        summary: "the MCP endpoint: the server-sent event stream of the agent's session",
+    },
+    Permission {
+        method: "DELETE",
+        path: "/mcp",
+        allow: &[Caller::Agent],
+        summary: "the MCP endpoint: ends the agent's session",
+    },
+    Permission {
+        method: "POST",
         path: "/v1/budgets",
         allow: &[ADMIN],
         summary: "create a token or cost budget (organisation or one agent; day, month or total)",
@@ -526,7 +544,8 @@ mod tests {
         let audit = permission_for(&Method::GET, "/v1/audit");
         assert!(audit.is_some_and(|p| !allows(p, VIEWER) && !allows(p, Caller::Agent)));
         for p in PERMISSIONS.iter().filter(|p| p.method != "GET") {
-            if p.path.starts_with("/v1/actions") {
+            if p.path.starts_with("/v1/actions") || p.path == "/mcp" {
+                // The agents' doors: the REST API and the MCP endpoint.
                 assert_eq!(p.allow, &[Caller::Agent]);
             } else if p.path.starts_with("/v1/approvals") {
                 // Approving is for people: approvers and admins, never agents.

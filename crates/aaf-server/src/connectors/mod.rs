@@ -8,6 +8,9 @@
 //!   (OWASP SSRF Prevention Cheat Sheet): scheme and host checks, DNS pinning, manual redirect
 //!   handling, response size and time limits.
 //!
+//! - MCP: the tools `mcp:<server>/<tool>` of the configured upstream MCP servers
+//!   ([`crate::mcp`]), called with the action's params as the arguments.
+//!
 //! [`Connector::for_tool`] is the registry: the one place that says which tools a connector
 //! runs. Any other tool is decision-only: AAF decides and records it, and the agent runs it.
 
@@ -24,6 +27,18 @@ pub use http::ConnectorError;
 pub enum Connector {
     /// The HTTP connector ([`http::HttpConnector`]).
     Http,
+    /// The MCP connector: tools of upstream MCP servers ([`crate::mcp::Upstreams`]).
+    Mcp,
+}
+
+/// The prefix of the tools the MCP connector runs (`mcp:<server>/<tool>`).
+pub const MCP_PREFIX: &str = "mcp:";
+
+/// The server and tool of an MCP action tool (`mcp:<server>/<tool>`).
+pub fn mcp_target(tool: &str) -> Option<(&str, &str)> {
+    tool.strip_prefix(MCP_PREFIX)?
+        .split_once('/')
+        .filter(|(server, tool)| !server.is_empty() && !tool.is_empty())
 }
 
 /// Every tool a connector runs, and its connector.
@@ -35,6 +50,9 @@ pub const TOOLS: &[(&str, Connector)] = &[
 impl Connector {
     /// The connector that runs `tool`, or `None` for a decision-only tool.
     pub fn for_tool(tool: &str) -> Option<Connector> {
+        if tool.starts_with(MCP_PREFIX) {
+            return Some(Connector::Mcp);
+        }
         TOOLS
             .iter()
             .find(|(name, _)| *name == tool)
@@ -55,6 +73,16 @@ impl Connector {
     ) -> Result<(), ConnectorError> {
         match self {
             Connector::Http => state.http.preflight(&request.operation, &request.params),
+            Connector::Mcp => match mcp_target(&request.tool) {
+                Some((server, _)) if state.mcp.has(server) => Ok(()),
+                Some((server, _)) => Err(ConnectorError::InvalidRequest(format!(
+                    "no MCP server {server:?} is configured"
+                ))),
+                None => Err(ConnectorError::InvalidRequest(format!(
+                    "{:?} is not an MCP tool (mcp:<server>/<tool>)",
+                    request.tool
+                ))),
+            },
         }
     }
 
@@ -84,6 +112,28 @@ impl Connector {
                         "status": out.status,
                         "truncated": out.truncated,
                     }),
+                })
+            }
+            Connector::Mcp => {
+                let request = action.request();
+                let (server, tool) = mcp_target(&request.tool).ok_or_else(|| {
+                    ConnectorError::InvalidRequest(format!("{:?} is not an MCP tool", request.tool))
+                })?;
+                let result = state
+                    .mcp
+                    .call_tool(server, tool, request.params.clone())
+                    .await
+                    .map_err(|e| match e {
+                        crate::mcp::UpstreamError::Timeout { ms, .. } => {
+                            ConnectorError::Timeout(ms)
+                        }
+                        other => ConnectorError::Upstream(other.to_string()),
+                    })?;
+                let is_error = result.is_error.unwrap_or(false);
+                Ok(Executed {
+                    result: serde_json::to_value(&result)
+                        .map_err(|e| ConnectorError::Upstream(e.to_string()))?,
+                    summary: serde_json::json!({ "server": server, "tool": tool, "is_error": is_error }),
                 })
             }
         }

@@ -18,6 +18,7 @@ mod fail_closed;
 mod keys;
 mod kill_switch;
 mod limits;
+mod mcp;
 mod metrics;
 mod multinode;
 mod policies;

@@ -1,0 +1,262 @@
+//! AAF as an MCP server for agents (`/mcp`, streamable HTTP, rmcp): the tools of the
+//! configured upstreams, namespaced `<server>__<tool>`, and every `tools/call` taken through
+//! the action pipeline as the action `mcp:<server>/<tool>` (operation `call`, params = the
+//! arguments). The pipeline's MCP connector ([`crate::connectors::Connector::Mcp`]) forwards
+//! an allowed call to the upstream; this handler only maps the outcome to an MCP result.
+//!
+//! The agent is the one the request's Bearer key authenticated (the `authorize` middleware,
+//! before rmcp sees the request); its key never reaches an upstream.
+
+use std::time::Duration;
+
+use aaf_core::action::{ActionRequest, ActionStatus, Verdict};
+use aaf_store::AgentPrincipal;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::pipeline::{self, Submission};
+
+/// Separates the server's name from the tool's in the names agents see.
+pub const SEPARATOR: &str = "__";
+
+/// The action tool of an MCP tool: `mcp:<server>/<tool>`.
+pub fn action_tool(server: &str, tool: &str) -> String {
+    format!("mcp:{server}/{tool}")
+}
+
+/// The handler of one MCP session.
+#[derive(Clone)]
+pub struct Gateway {
+    state: AppState,
+}
+
+impl Gateway {
+    /// A handler over the server's state.
+    pub fn new(state: AppState) -> Gateway {
+        Gateway { state }
+    }
+}
+
+/// The agent the request was authenticated as.
+fn agent(ctx: &RequestContext<RoleServer>) -> Result<AgentPrincipal, ErrorData> {
+    let parts = ctx
+        .extensions
+        .get::<http::request::Parts>()
+        .ok_or_else(|| ErrorData::internal_error("no HTTP request behind this call", None))?;
+    match parts.extensions.get::<Principal>() {
+        Some(Principal::Agent(agent)) => Ok(agent.clone()),
+        _ => Err(ErrorData::invalid_request(
+            "only agents (an agent key as the Bearer token) may use /mcp",
+            None,
+        )),
+    }
+}
+
+fn session_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    ctx.extensions
+        .get::<http::request::Parts>()?
+        .headers
+        .get("mcp-session-id")?
+        .to_str()
+        .ok()
+        .map(str::to_string)
+}
+
+fn refusal(text: String) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(text)]).into()
+}
+
+impl Gateway {
+    /// Whether the agent may see `tool` of `server`: its key's scope allows the tool, and a
+    /// dry evaluation with no arguments (docs/mcp.md) is not a deny.
+    async fn visible(&self, agent: &AgentPrincipal, server: &str, tool: &str) -> bool {
+        let name = action_tool(server, tool);
+        if agent.tools.as_ref().is_some_and(|t| !t.contains(&name)) {
+            return false;
+        }
+        let request = ActionRequest {
+            tool: name,
+            operation: "call".into(),
+            params: Map::new(),
+            context: Map::new(),
+        };
+        let submission = Submission { agent, ip: None };
+        match pipeline::dry_run(&self.state, submission, request).await {
+            Ok(evaluated) => evaluated.decision.verdict != Verdict::Deny,
+            Err(_) => false,
+        }
+    }
+
+    /// Waits, up to `mcp.approval_wait_seconds`, for an action waiting for approval to be
+    /// answered and run; the action as it is then.
+    async fn await_approval(
+        &self,
+        org_id: &str,
+        action_id: &str,
+    ) -> Option<aaf_store::ActionRecord> {
+        let wait = Duration::from_secs(self.state.config.mcp.approval_wait_seconds);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.state.action_events.subscribe();
+        loop {
+            let action = self
+                .state
+                .store
+                .get_action(org_id, action_id)
+                .await
+                .ok()??;
+            let waiting = matches!(
+                action.status,
+                ActionStatus::PendingApproval | ActionStatus::Approved | ActionStatus::Executing
+            );
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return Some(action);
+            }
+            tokio::select! {
+                _ = changes.recv() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// The MCP result of an action that ran (or not), from its stored status and result.
+    fn outcome(
+        action_id: &str,
+        status: ActionStatus,
+        reason: &str,
+        result: Option<&Value>,
+    ) -> CallToolResponse {
+        match status {
+            ActionStatus::Executed => match result
+                .cloned()
+                .map(serde_json::from_value::<CallToolResult>)
+            {
+                Some(Ok(r)) => r.into(),
+                _ => refusal(format!(
+                    "AAF ran action {action_id} but its result is not an MCP tool result"
+                )),
+            },
+            ActionStatus::Failed => refusal(format!(
+                "the call failed (action {action_id}): {}",
+                result
+                    .and_then(|r| r.get("error"))
+                    .and_then(Value::as_str)
+                    .unwrap_or(reason)
+            )),
+            ActionStatus::PendingApproval | ActionStatus::Approved | ActionStatus::Executing => {
+                refusal(format!(
+                    "this call waits for a human approval (action {action_id}); it was not answered in time. Follow it with GET /v1/actions/{action_id}"
+                ))
+            }
+            other => refusal(format!(
+                "AAF did not run this call (action {action_id}, {}): {reason}",
+                other.as_str()
+            )),
+        }
+    }
+}
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("aaf", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Agent Action Firewall: every tool call is decided by your organisation's policies, may wait for a human approval, and is recorded.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let agent = agent(&ctx)?;
+        let mut tools = Vec::new();
+        for server in self.state.mcp.names() {
+            let listed = match self.state.mcp.list_tools(&server).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::warn!(%server, error = %e, "mcp: an upstream's tools could not be listed");
+                    continue;
+                }
+            };
+            for tool in listed {
+                if !self.visible(&agent, &server, &tool.name).await {
+                    continue;
+                }
+                let mut shown: Tool = tool.clone();
+                shown.name = format!("{server}{SEPARATOR}{}", tool.name).into();
+                tools.push(shown);
+            }
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let agent = agent(&ctx)?;
+        let Some((server, tool)) = request.name.split_once(SEPARATOR) else {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool {:?}: tools are named <server>{SEPARATOR}<tool>",
+                    request.name
+                ),
+                None,
+            ));
+        };
+        if !self.state.mcp.has(server) {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}: no MCP server {server:?}", request.name),
+                None,
+            ));
+        }
+        let mut context = Map::new();
+        context.insert(
+            "mcp".into(),
+            json!({"session_id": session_id(&ctx), "tool": request.name}),
+        );
+        let action = ActionRequest {
+            tool: action_tool(server, tool),
+            operation: "call".into(),
+            params: request.arguments.unwrap_or_default(),
+            context,
+        };
+        let submission = Submission {
+            agent: &agent,
+            ip: None,
+        };
+        let submitted = pipeline::submit(&self.state, submission, action)
+            .await
+            .map_err(|e| match e {
+                pipeline::PipelineError::Invalid { field, message } => {
+                    ErrorData::invalid_params(format!("{field}: {message}"), None)
+                }
+                other => ErrorData::internal_error(other.to_string(), None),
+            })?;
+        let id = submitted.action_id.as_str();
+        if submitted.status == ActionStatus::PendingApproval {
+            return Ok(match self.await_approval(&agent.org.id, id).await {
+                Some(action) => {
+                    Self::outcome(id, action.status, &action.reason, action.result.as_ref())
+                }
+                None => refusal(format!("action {id} could not be read")),
+            });
+        }
+        Ok(Self::outcome(
+            id,
+            submitted.status,
+            &submitted.decision.reason,
+            submitted.result.as_ref(),
+        ))
+    }
+}
