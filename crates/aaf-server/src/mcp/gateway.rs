@@ -13,7 +13,8 @@ use aaf_core::action::{ActionRequest, ActionStatus, Verdict};
 use aaf_store::AgentPrincipal;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -22,6 +23,9 @@ use serde_json::{json, Map, Value};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::pipeline::{self, Submission};
+
+/// How often a call held for approval tells a client that asked for progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Separates the server's name from the tool's in the names agents see.
 pub const SEPARATOR: &str = "__";
@@ -95,15 +99,22 @@ impl Gateway {
     }
 
     /// Waits, up to `mcp.approval_wait_seconds`, for an action waiting for approval to be
-    /// answered and run; the action as it is then.
+    /// answered and run; the action as it is then. When the client asked for progress
+    /// (a `progressToken` in the call's `_meta`), a `notifications/progress` every
+    /// [`PROGRESS_EVERY`] says what the call waits for; a client that cancels the call stops
+    /// the wait (the action stays waiting for its approval).
     async fn await_approval(
         &self,
         org_id: &str,
         action_id: &str,
+        ctx: &RequestContext<RoleServer>,
     ) -> Option<aaf_store::ActionRecord> {
         let wait = Duration::from_secs(self.state.config.mcp.approval_wait_seconds);
-        let deadline = tokio::time::Instant::now() + wait;
+        let started = tokio::time::Instant::now();
+        let deadline = started + wait;
         let mut changes = self.state.action_events.subscribe();
+        let progress = ctx.meta.get_progress_token();
+        let mut next_progress = started;
         loop {
             let action = self
                 .state
@@ -115,13 +126,28 @@ impl Gateway {
                 action.status,
                 ActionStatus::PendingApproval | ActionStatus::Approved | ActionStatus::Executing
             );
-            if !waiting || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if !waiting || now >= deadline || ctx.ct.is_cancelled() {
                 return Some(action);
+            }
+            if let Some(token) = progress.as_ref().filter(|_| now >= next_progress) {
+                let waited = now.duration_since(started).as_secs_f64();
+                let note = ProgressNotificationParam::new(token.clone(), waited)
+                    .with_total(wait.as_secs_f64())
+                    .with_message(format!(
+                        "waiting for a human approval of action {action_id}"
+                    ));
+                // A client that went away does not stop the wait; its deadline does.
+                if let Err(e) = ctx.peer.notify_progress(note).await {
+                    tracing::debug!(%action_id, error = %e, "mcp: a progress notification was not sent");
+                }
+                next_progress = now + PROGRESS_EVERY;
             }
             tokio::select! {
                 _ = changes.recv() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = tokio::time::sleep_until(deadline) => {}
+                () = ctx.ct.cancelled() => {}
             }
         }
     }
@@ -245,7 +271,7 @@ impl ServerHandler for Gateway {
             })?;
         let id = submitted.action_id.as_str();
         if submitted.status == ActionStatus::PendingApproval {
-            return Ok(match self.await_approval(&agent.org.id, id).await {
+            return Ok(match self.await_approval(&agent.org.id, id, &ctx).await {
                 Some(action) => {
                     Self::outcome(id, action.status, &action.reason, action.result.as_ref())
                 }

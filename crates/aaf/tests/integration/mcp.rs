@@ -10,14 +10,36 @@
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientRequest, ProgressNotificationParam,
+    Request as McpRequest, ServerResult,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{json, Map, Value};
 
 use crate::common::{policy_dir, TestServer, ADMIN_TOKEN, ALLOW_ALL};
+
+/// A client that keeps the progress messages it is sent.
+#[derive(Clone, Default)]
+struct Progress(Arc<Mutex<Vec<String>>>);
+
+impl ClientHandler for Progress {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(params.message.unwrap_or_default());
+    }
+}
 
 /// Whether Python's `mcp` package is there; `false` prints a notice (and fails in CI).
 fn python_mcp_available() -> bool {
@@ -155,19 +177,33 @@ async fn mcp_calls_are_decided_held_for_approval_and_recorded() {
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("not for agents"), "{}", text(&r));
 
-    // Held for approval, approved by an admin while the call waits, then run.
+    // Held for approval, approved by an admin while the call waits, then run; a client
+    // that asked for progress hears what the call waits for.
+    let progress = Progress::default();
     let held = tokio::spawn({
         let mcp_key = key.clone();
         let url = server.url("/mcp");
+        let progress = progress.clone();
         async move {
             let config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(mcp_key);
-            let c = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
+            let c = progress
+                .serve(StreamableHttpClientTransport::from_config(config))
+                .await
+                .unwrap();
             let mut args = Map::new();
             args.insert("a".into(), json!(500));
             args.insert("b".into(), json!(1));
-            c.call_tool(CallToolRequestParams::new("demo__add").with_arguments(args))
+            let request = ClientRequest::CallToolRequest(McpRequest::new(
+                CallToolRequestParams::new("demo__add").with_arguments(args),
+            ));
+            let handle = c
+                .send_cancellable_request(request, PeerRequestOptions::no_options())
                 .await
-                .unwrap()
+                .unwrap();
+            match handle.await_response().await.unwrap() {
+                ServerResult::CallToolResult(r) => r,
+                other => panic!("not a tool result: {other:?}"),
+            }
         }
     });
     let approval_id = loop {
@@ -190,6 +226,13 @@ async fn mcp_calls_are_decided_held_for_approval_and_recorded() {
         (r.is_error, text(&r)),
         (Some(false), "501".to_string()),
         "{r:?}"
+    );
+    let heard = progress.0.lock().unwrap().clone();
+    assert!(
+        heard
+            .iter()
+            .any(|m| m.starts_with("waiting for a human approval of action")),
+        "{heard:?}"
     );
 
     // A kill switch on the agent: refused before any policy, nothing forwarded.
