@@ -3,7 +3,8 @@
 //! Subcommands: `serve` (the firewall), `policy check|eval` (offline policy tools),
 //! `audit verify` (offline chain verification), `agents create|list` (API client),
 //! `approvals list|approve|reject`, `kill`, `unkill`, `kill-switches` (API client),
-//! `orgs create|list` (tenants, directly in the database),
+//! `orgs create|list` (tenants, directly in the database), `mcp stdio` (a stdio MCP server
+//! that forwards to AAF's `/mcp`),
 //! `openapi` (print the API description).
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,8 @@ use aaf_server::config::{CliOverrides, Config, LogFormat};
 use aaf_server::policy_loader::{load_policies, PolicyOrigin};
 use aaf_store::{PgOptions, Store, StoreOptions};
 use clap::{Args, Parser, Subcommand};
+
+mod mcp_bridge;
 use serde_json::Value;
 
 // The global allocator is mimalloc as vendored by regorus, which regorus itself declares
@@ -79,6 +82,23 @@ enum Command {
     Orgs(OrgsCommand),
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
+    /// The MCP gateway from the command line.
+    #[command(subcommand)]
+    Mcp(McpCommand),
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// A stdio MCP server for clients that can only launch one: it forwards every request
+    /// to AAF's /mcp with the agent's key (docs/mcp.md).
+    Stdio {
+        /// Base URL of the AAF server.
+        #[arg(long, default_value = "http://127.0.0.1:8700")]
+        server: String,
+        /// The agent's AAF key. Default: the AAF_AGENT_KEY environment variable.
+        #[arg(long, env = "AAF_AGENT_KEY", hide_env_values = true)]
+        key: String,
+    },
 }
 
 #[derive(Args)]
@@ -332,6 +352,7 @@ fn main() -> ExitCode {
             Command::Agents(cmd) => agents(cmd).await,
             Command::Approvals(cmd) => approvals(cmd).await,
             Command::Kill(args) => kill(args).await,
+            Command::Mcp(McpCommand::Stdio { server, key }) => mcp_bridge::run(&server, &key).await,
             Command::Unkill { id, client } => {
                 let path = format!("/v1/kill-switches/{id}");
                 let Some(body) = call(&client, reqwest::Method::DELETE, &path, None).await? else {

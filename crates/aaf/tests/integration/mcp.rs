@@ -313,3 +313,37 @@ async fn an_upstream_gets_a_scrubbed_environment() {
     }
     mcp.cancel().await.unwrap();
 }
+
+/// `aaf mcp stdio`: a client that can only launch a stdio server reaches AAF's `/mcp`
+/// through the bridge, with the agent's key from the environment; calls are decided by AAF.
+#[tokio::test]
+async fn the_stdio_bridge_forwards_to_the_gateway() {
+    if !python_mcp_available() {
+        return;
+    }
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL), ("mcp.rego", MCP_POLICY)]);
+    let server = start(&policies).await;
+    let (_, key) = server.create_agent("stdio-agent").await;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aaf"));
+    command
+        .args(["mcp", "stdio", "--server", &server.url("")])
+        .env("AAF_AGENT_KEY", &key);
+    let transport = rmcp::transport::TokioChildProcess::new(command).unwrap();
+    let bridge = ().serve(transport).await.expect("the bridge starts a session");
+    let tools = bridge.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "demo__echo"), "{tools:?}");
+    let r = call(&bridge, "demo__echo", json!({"text": "through stdio"})).await;
+    assert_eq!(text(&r), "through stdio", "{r:?}");
+    let r = call(&bridge, "demo__echo", json!({"text": "forbidden"})).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).contains("no forbidden words"), "{}", text(&r));
+    bridge.cancel().await.unwrap();
+    let events = server.audit(None).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "action.decided" && e["data"]["tool"] == "mcp:demo/echo")
+            .count(),
+        2
+    );
+}
