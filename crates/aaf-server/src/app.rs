@@ -243,7 +243,10 @@ fn mcp_service(
     let gateway = crate::mcp::gateway::Gateway::new(state.clone());
     // Every request carries the agent's key; there are no ambient credentials (cookies) a
     // rebound name could borrow, so the Host header is not restricted.
-    let config = rmcp::transport::StreamableHttpServerConfig::default().disable_allowed_hosts();
+    // A message larger than `limits.max_body_bytes` is refused (413) while it streams.
+    let config = rmcp::transport::StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .with_max_request_body_bytes(state.config.limits.max_body_bytes);
     rmcp::transport::StreamableHttpService::new(move || Ok(gateway.clone()), Arc::default(), config)
 }
 

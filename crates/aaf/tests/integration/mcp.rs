@@ -347,3 +347,55 @@ async fn the_stdio_bridge_forwards_to_the_gateway() {
         2
     );
 }
+
+/// Bad input at `/mcp`: what the transport specification prescribes, and nothing reaches
+/// an upstream (none is configured here; the gateway answers by itself).
+#[tokio::test]
+async fn bad_mcp_messages_get_the_prescribed_errors() {
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| c.limits.max_body_bytes = 4096).await;
+    let (_, key) = server.create_agent("sloppy").await;
+    let post = |body: String| {
+        server
+            .client
+            .post(server.url("/mcp"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+    };
+    // Larger than limits.max_body_bytes: 413 while it streams.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"x":"{}"}}}}"#,
+        "a".repeat(8192)
+    );
+    assert_eq!(post(big).await.unwrap().status(), 413);
+    // Not JSON: a client error, not a 5xx.
+    let status = post("{not json".into()).await.unwrap().status();
+    assert!(status.is_client_error(), "{status}");
+    // A client that does not accept both JSON and SSE: 406 (streamable HTTP transport).
+    let r = server
+        .client
+        .post(server.url("/mcp"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .header("accept", "text/html")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406);
+    // A user's token is not an agent's key: 403 before MCP.
+    let r = server
+        .client
+        .post(server.url("/mcp"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
