@@ -630,8 +630,10 @@ async fn report_allowed(
     let reported = if succeeded { "succeeded" } else { "failed" };
     let result = json!({"reported_status": reported, "detail": detail, "usage": usage_json(usage)});
     let now = state.clock.now_rfc3339();
+    let settled = settlement(state, &action, usage);
+    let budgeted = !settled.is_empty();
     let unit = WriteUnit {
-        mutations: settlement(state, &action, usage),
+        mutations: settled,
         action: Some(ActionWrite::Update {
             org_id: action.org_id.clone(),
             id: action.id.clone(),
@@ -667,7 +669,7 @@ async fn report_allowed(
         Err(e) => return Err(unavailable(e)),
     }
     state.action_events.announce(&action.id);
-    if let Some(cost) = usage.cost.filter(|c| *c > 0) {
+    if let Some(cost) = usage.cost.filter(|c| budgeted && *c > 0) {
         crate::metrics::budget_spent(&state.config.budgets.currency, cost);
         crate::runtime::breaker::after_spend(state, &action.org_id, &action.agent_id).await;
     }

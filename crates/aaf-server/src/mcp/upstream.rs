@@ -123,10 +123,7 @@ impl Upstreams {
         }
         let started = tokio::time::timeout(self.timeout, start(&upstream.config))
             .await
-            .map_err(|_| UpstreamError::Timeout {
-                server: name.to_string(),
-                ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            })??;
+            .map_err(|_| self.timed_out(name))??;
         let client = Arc::new(started);
         *slot = Some(Arc::clone(&client));
         Ok(client)
@@ -136,6 +133,13 @@ impl Upstreams {
     async fn drop_client(&self, name: &str) {
         if let Ok(upstream) = self.upstream(name) {
             upstream.client.lock().await.take();
+        }
+    }
+
+    fn timed_out(&self, name: &str) -> UpstreamError {
+        UpstreamError::Timeout {
+            server: name.to_string(),
+            ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
@@ -159,10 +163,7 @@ impl Upstreams {
                 self.drop_client(name).await;
                 Err(Self::failed(name, e))
             }
-            Err(_) => Err(UpstreamError::Timeout {
-                server: name.to_string(),
-                ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            }),
+            Err(_) => Err(self.timed_out(name)),
         }
     }
 
@@ -189,10 +190,7 @@ impl Upstreams {
                 }
                 Err(Self::failed(name, e))
             }
-            Err(_) => Err(UpstreamError::Timeout {
-                server: name.to_string(),
-                ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            }),
+            Err(_) => Err(self.timed_out(name)),
         }
     }
 }

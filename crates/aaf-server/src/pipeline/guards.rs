@@ -165,6 +165,16 @@ pub async fn check(
     let rules = &state.runtime;
     let store = &state.store;
     let tool = request.tool.as_str();
+    // A malformed declaration is refused (400) before any limit counts the action.
+    let budgets = rules.budgets(org_id, agent_id);
+    let expected = if budgets.is_empty() && !request.context.contains_key("expected_usage") {
+        None
+    } else {
+        Some(
+            crate::runtime::budget::expected(request, &state.config.budgets)
+                .map_err(|(field, message)| PipelineError::Invalid { field, message })?,
+        )
+    };
     let mut passed = Passed::default();
     let org_limits = rules.rate_limits(org_id);
     for limits in [Some(&rules.default_limits[..]), org_limits.as_deref()]
@@ -185,15 +195,9 @@ pub async fn check(
             Err(over) => return Ok(Err(over.into())),
         }
     }
-    let budgets = rules.budgets(org_id, agent_id);
-    if budgets.is_empty() && !request.context.contains_key("expected_usage") {
+    let Some(expected) = expected.filter(|_| !budgets.is_empty()) else {
         return Ok(Ok(passed));
-    }
-    let expected = crate::runtime::budget::expected(request, &state.config.budgets)
-        .map_err(|(field, message)| PipelineError::Invalid { field, message })?;
-    if budgets.is_empty() {
-        return Ok(Ok(passed));
-    }
+    };
     let reserved = crate::runtime::budget::reserve(
         store,
         &budgets,

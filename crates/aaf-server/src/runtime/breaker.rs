@@ -118,6 +118,13 @@ pub fn effective(state: &AppState, org_id: &str) -> CircuitBreakers {
         .map_or(state.config.runtime.circuit_breakers, |b| *b)
 }
 
+/// `seconds` before now, RFC 3339 UTC as actions are stored.
+fn seconds_ago(state: &AppState, seconds: u64) -> String {
+    let now = state.clock.now();
+    let back = time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+    crate::time::format_rfc3339(now.checked_sub(back).unwrap_or(now))
+}
+
 /// Engages the agent's kill switch unless a breaker's switch stops it already; a failure
 /// is logged (the action that tripped it is refused or recorded either way).
 async fn trip(state: &AppState, org_id: &str, agent_id: &str, breaker: &str, reason: &str) {
@@ -157,10 +164,7 @@ pub async fn after_denial(state: &AppState, org_id: &str, agent_id: &str) {
     if breakers.max_denials == 0 {
         return;
     }
-    let now = state.clock.now();
-    let ago = |s: u64| {
-        crate::time::format_rfc3339(now - time::Duration::seconds(i64::try_from(s).unwrap_or(0)))
-    };
+    let ago = |s: u64| seconds_ago(state, s);
     let window = ago(breakers.denials_window_seconds);
     let since = [window.as_str(), window.as_str(), window.as_str()];
     match state.store.agent_usage(org_id, agent_id, since).await {
@@ -185,10 +189,7 @@ pub async fn after_spend(state: &AppState, org_id: &str, agent_id: &str) {
     if breakers.spend_spike_multiple == 0 {
         return;
     }
-    let now = state.clock.now();
-    let ago = |s: u64| {
-        crate::time::format_rfc3339(now - time::Duration::seconds(i64::try_from(s).unwrap_or(0)))
-    };
+    let ago = |s: u64| seconds_ago(state, s);
     let unit = &state.config.budgets.currency;
     let recent = state
         .store
