@@ -39,8 +39,8 @@ use aaf_store::{
     AgentPrincipal, Mutation, NewEvent, Org, StoreError, TokenPrincipal, WriteUnit, SYSTEM_CHAIN,
 };
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -236,9 +236,24 @@ impl FailedAuthLimiter {
 /// Authenticates and authorises every request against [`rbac::PERMISSIONS`]; see the module
 /// documentation. Installed with `route_layer`, so it knows the matched route.
 pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // A 401 of the MCP endpoint points at its protected-resource metadata (RFC 9728
+    // section 5.1, as the MCP authorization specification asks).
+    let metadata = (request.uri().path() == crate::mcp::PATH)
+        .then(|| crate::mcp::metadata_url(&state, request.headers()));
     match authorize_request(&state, request).await {
         Ok(request) => next.run(request).await,
-        Err(error) => error.into_response(),
+        Err(error) => {
+            let mut response = error.into_response();
+            if let Some(url) = metadata.filter(|_| response.status() == StatusCode::UNAUTHORIZED) {
+                let challenge = format!("Bearer realm=\"aaf\", resource_metadata=\"{url}\"");
+                if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::WWW_AUTHENTICATE, value);
+                }
+            }
+            response
+        }
     }
 }
 

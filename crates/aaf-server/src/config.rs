@@ -80,6 +80,11 @@ pub struct McpConfig {
     /// How long AAF waits for an upstream to start or to answer a call, in milliseconds,
     /// 100 to 600000. Default 60000.
     pub call_timeout_ms: u64,
+    /// The URL of `/mcp` as agents reach it (e.g. `https://aaf.example.com/mcp`), named in
+    /// its protected-resource metadata (RFC 9728). Default: `http://` and the request's
+    /// `Host`.
+    #[serde(default)]
+    pub resource_url: Option<String>,
 }
 
 impl Default for McpConfig {
@@ -88,6 +93,7 @@ impl Default for McpConfig {
             servers: Vec::new(),
             approval_wait_seconds: 30,
             call_timeout_ms: 60_000,
+            resource_url: None,
         }
     }
 }
@@ -126,6 +132,13 @@ impl McpConfig {
         }
         if !(100..=600_000).contains(&self.call_timeout_ms) {
             return Err("mcp.call_timeout_ms must be from 100 to 600000".into());
+        }
+        if let Some(url) = &self.resource_url {
+            let parsed =
+                url::Url::parse(url).map_err(|e| format!("mcp.resource_url is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err("mcp.resource_url must be an http or https URL with a host".into());
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, s) in self.servers.iter().enumerate() {

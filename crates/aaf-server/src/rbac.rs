@@ -65,6 +65,12 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/.well-known/oauth-protected-resource/mcp",
+        allow: &[Caller::Public],
+        summary: "the MCP endpoint's protected-resource metadata (RFC 9728)",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/openapi.json",
         allow: &[Caller::Public],
         summary: "the OpenAPI 3.1 document",

@@ -30,6 +30,7 @@ pub mod approvals;
 pub mod body;
 pub mod budgets;
 pub mod identity;
+pub mod mcp;
 pub mod policies;
 pub mod runtime;
 pub mod webhooks;

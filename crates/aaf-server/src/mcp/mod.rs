@@ -13,3 +13,36 @@ pub mod gateway;
 pub mod upstream;
 
 pub use upstream::{UpstreamError, Upstreams};
+
+use crate::app::AppState;
+
+/// The path of the MCP endpoint.
+pub const PATH: &str = "/mcp";
+
+/// The path of its OAuth 2.0 protected-resource metadata (RFC 9728 section 3.1: the
+/// well-known prefix inserted before the resource's path).
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+
+/// The URL of the MCP endpoint as clients know it: `mcp.resource_url` when set, else
+/// `http://` and the request's `Host` (behind a proxy that terminates TLS, set
+/// `mcp.resource_url`).
+pub fn resource_url(state: &AppState, headers: &http::HeaderMap) -> String {
+    if let Some(url) = &state.config.mcp.resource_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| state.config.listen.to_string(), str::to_string);
+    format!("http://{host}{PATH}")
+}
+
+/// The URL of the endpoint's protected-resource metadata.
+pub fn metadata_url(state: &AppState, headers: &http::HeaderMap) -> String {
+    let resource = resource_url(state, headers);
+    match resource.strip_suffix(PATH) {
+        Some(base) => format!("{base}{METADATA_PATH}"),
+        None => format!("{resource}/.well-known/oauth-protected-resource"),
+    }
+}

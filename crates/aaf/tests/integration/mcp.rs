@@ -145,12 +145,11 @@ async fn mcp_calls_are_decided_held_for_approval_and_recorded() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(
-        r.headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
-        Some("Bearer realm=\"aaf\"")
-    );
+    // It points at the endpoint's metadata (RFC 9728; its own test below).
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer realm=\"aaf\", resource_metadata="));
 
     let mcp = client(&server, &key).await;
     let tools = mcp.list_all_tools().await.unwrap();
@@ -398,4 +397,42 @@ async fn bad_mcp_messages_get_the_prescribed_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// RFC 9728: the metadata of `/mcp` names the resource and the Bearer header, and a 401 of
+/// `/mcp` points at it.
+#[tokio::test]
+async fn the_mcp_endpoint_publishes_its_protected_resource_metadata() {
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |_| {}).await;
+    let r = server
+        .client
+        .get(server.url("/.well-known/oauth-protected-resource/mcp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metadata: Value = r.json().await.unwrap();
+    assert_eq!(metadata["resource"], server.url("/mcp"));
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+    let r = server
+        .client
+        .post(server.url("/mcp"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer realm=\"aaf\", resource_metadata=\"{}\"",
+            server.url("/.well-known/oauth-protected-resource/mcp")
+        )
+    );
 }
