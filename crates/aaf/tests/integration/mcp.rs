@@ -59,6 +59,17 @@ fn python_mcp_available() -> bool {
     ok
 }
 
+/// The demo upstream, with one variable of its own in its environment.
+fn demo_config() -> aaf_server::config::McpServerConfig {
+    aaf_server::config::McpServerConfig {
+        name: "demo".into(),
+        command: Some("python3".into()),
+        args: vec![demo_server()],
+        env: [("DEMO_SETTING".to_string(), "1".to_string())].into(),
+        cwd: None,
+    }
+}
+
 fn demo_server() -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/mcp/demo_server.py")
@@ -87,13 +98,7 @@ decision := {"action": "deny", "reason": "environment listing is not for agents"
 
 async fn start(policies: &tempfile::TempDir) -> TestServer {
     TestServer::start(policies.path(), |c| {
-        c.mcp.servers = vec![aaf_server::config::McpServerConfig {
-            name: "demo".into(),
-            command: Some("python3".into()),
-            args: vec![demo_server()],
-            env: [("DEMO_SETTING".to_string(), "1".to_string())].into(),
-            cwd: None,
-        }];
+        c.mcp.servers = vec![demo_config()];
         c.mcp.approval_wait_seconds = 20;
     })
     .await
@@ -287,13 +292,7 @@ async fn an_upstream_gets_a_scrubbed_environment() {
     let policies = policy_dir(&[("allow.rego", allow_env)]);
     // A secret in AAF's own environment must not reach the upstream.
     let server = TestServer::start(policies.path(), |c| {
-        c.mcp.servers = vec![aaf_server::config::McpServerConfig {
-            name: "demo".into(),
-            command: Some("python3".into()),
-            args: vec![demo_server()],
-            env: [("DEMO_SETTING".to_string(), "1".to_string())].into(),
-            cwd: None,
-        }];
+        c.mcp.servers = vec![demo_config()];
     })
     .await;
     let (_, key) = server.create_agent("env-reader").await;
