@@ -63,6 +63,14 @@ fn agent(ctx: &RequestContext<RoleServer>) -> Result<AgentPrincipal, ErrorData> 
     }
 }
 
+/// The client's address, for `input.request.ip_address` and the record.
+fn peer_ip(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(crate::auth::peer_ip)
+        .map(|ip| ip.to_string())
+}
+
 fn session_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
     ctx.extensions
         .get::<http::request::Parts>()?
@@ -257,9 +265,10 @@ impl ServerHandler for Gateway {
             params: request.arguments.unwrap_or_default(),
             context,
         };
+        let ip = peer_ip(&ctx);
         let submission = Submission {
             agent: &agent,
-            ip: None,
+            ip: ip.as_deref(),
         };
         let submitted = pipeline::submit(&self.state, submission, action)
             .await
