@@ -46,7 +46,8 @@ pub struct CircuitBreakers {
     /// at most 2678400). Default 86400.
     pub baseline_seconds: u64,
     /// Least spend within the short window (micro-units) before a spike counts, so that a
-    /// new agent's first spending does not trip it. Default 1000000.
+    /// new agent's first spending does not trip it; at most 10^15. Default 1000000.
+    #[schema(maximum = 1_000_000_000_000_000_u64)]
     pub spike_min_spend: u64,
     /// Seconds until a breaker's kill switch releases itself, at most 31536000; 0: only an
     /// admin releases it. Default 3600.
@@ -91,6 +92,16 @@ impl CircuitBreakers {
             return Err((
                 "baseline_seconds",
                 "must be longer than spike_window_seconds".into(),
+            ));
+        }
+        if self.spike_min_spend > aaf_core::budget::MAX_LIMIT {
+            return Err((
+                "spike_min_spend",
+                format!(
+                    "must be at most {}, not {}",
+                    aaf_core::budget::MAX_LIMIT,
+                    self.spike_min_spend
+                ),
             ));
         }
         if self.cooldown_seconds > MAX_EXPIRES_IN_SECONDS {
@@ -244,6 +255,12 @@ mod tests {
             ..CircuitBreakers::default()
         };
         assert_eq!(bad.validate().unwrap_err().0, "cooldown_seconds");
+        // Beyond the integers the audit chain's canonical JSON holds exactly.
+        let bad = CircuitBreakers {
+            spike_min_spend: 1 << 63,
+            ..CircuitBreakers::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "spike_min_spend");
         let parsed: CircuitBreakers =
             serde_json::from_value(serde_json::json!({"max_denials": 10})).unwrap();
         assert_eq!(parsed.max_denials, 10);

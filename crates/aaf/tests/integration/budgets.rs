@@ -425,6 +425,19 @@ async fn bad_budgets_and_declarations_are_refused_with_the_field_named() {
         (400, &json!("denials_window_seconds"))
     );
     let (status, error) = server
+        .send_json(
+            reqwest::Method::PUT,
+            "/v1/circuit-breakers",
+            ADMIN_TOKEN,
+            json!({"spike_min_spend": 9_223_372_036_854_775_808u64}),
+        )
+        .await;
+    assert_eq!(
+        (status, &error["error"]["field"]),
+        (400, &json!("spike_min_spend")),
+        "{error}"
+    );
+    let (status, error) = server
         .act(&key, action("x", json!({"expected_usage": {"tokens": -1}})))
         .await;
     assert_eq!(
