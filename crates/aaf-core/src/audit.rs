@@ -147,6 +147,23 @@ event_types! {
     CIRCUIT_BREAKER_TRIPPED = "circuit_breaker.tripped";
     /// The organisation's circuit breakers were set (data: the old and new settings, by).
     CIRCUIT_BREAKERS_SET = "circuit_breakers.set";
+    /// An organisation admin registered an upstream MCP server (data: name, transport with
+    /// secrets only as `${secret:...}` references, by).
+    MCP_SERVER_CREATED = "mcp_server.created";
+    /// A registered MCP server's settings changed (data: name, old and new transport, by).
+    MCP_SERVER_UPDATED = "mcp_server.updated";
+    /// A registered MCP server was deleted (data: name, by).
+    MCP_SERVER_DELETED = "mcp_server.deleted";
+    /// An upstream MCP tool's definition was pinned at first sight (data: server, tool,
+    /// hash).
+    MCP_TOOL_PINNED = "mcp_tool.pinned";
+    /// An upstream MCP tool's definition changed from the pinned one (a possible "rug
+    /// pull"): the tool is hidden and refused until an admin accepts it (data: server, tool,
+    /// pinned and new hash, the new definition).
+    MCP_TOOL_CHANGED = "mcp_tool.changed";
+    /// An admin accepted a changed MCP tool definition (data: server, tool, old and new
+    /// hash, by).
+    MCP_TOOL_ACCEPTED = "mcp_tool.accepted";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

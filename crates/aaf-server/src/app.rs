@@ -76,8 +76,10 @@ pub struct AppState {
     /// The kill switches and rate limits in force on this node, and the connector calls
     /// they can abort.
     pub runtime: Arc<RuntimeRules>,
-    /// The upstream MCP servers (`mcp.servers`).
+    /// The upstream MCP servers (`mcp.servers` and the organisations' own).
     pub mcp: Arc<crate::mcp::Upstreams>,
+    /// Where `${secret:...}` references are read (`[secrets]`, docs/credentials.md).
+    pub secrets: Arc<dyn crate::secrets::SecretStore>,
 }
 
 impl AppState {
@@ -152,6 +154,21 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/circuit-breakers",
             get(api::budgets::get_circuit_breakers).put(api::budgets::set_circuit_breakers),
+        )
+        .route(
+            "/v1/mcp/servers",
+            post(api::mcp::create_server).get(api::mcp::list_servers),
+        )
+        .route(
+            "/v1/mcp/servers/{name}",
+            get(api::mcp::get_server)
+                .put(api::mcp::update_server)
+                .delete(api::mcp::delete_server),
+        )
+        .route("/v1/mcp/servers/{name}/tools", get(api::mcp::list_pins))
+        .route(
+            "/v1/mcp/servers/{name}/tools/{tool}/accept",
+            post(api::mcp::accept_tool),
         )
         .route("/v1/actions", post(api::submit_action))
         .route("/v1/actions/dry-run", post(api::dry_run))
@@ -310,6 +327,7 @@ pub async fn prepare_with_clock(
 ) -> Result<(AppState, AdminTokenNotice), StartError> {
     // Process-wide: every policy load and evaluation from here on is bounded by it.
     aaf_core::policy::set_memory_limit(Some(config.policy_memory_limit_bytes()));
+    crate::connectors::guarded::install_crypto_provider();
     // Process-wide too: once installed, the recorder serves every server of the process.
     if config.metrics.enabled {
         if let Err(e) = crate::metrics::install() {
@@ -467,12 +485,28 @@ pub async fn prepare_with_clock(
         .await
         .map_err(|e| StartError::Store(aaf_store::StoreError::Unavailable(e)))?;
     let config_mcp = config.mcp.clone();
+    let http = Arc::new(http);
+    let secrets: Arc<dyn crate::secrets::SecretStore> = Arc::new(
+        crate::secrets::ConfiguredSecrets::new(config.secrets.clone()),
+    );
+    let mcp = Arc::new(crate::mcp::Upstreams::new(
+        &config_mcp.servers,
+        crate::mcp::UpstreamDeps {
+            timeout: std::time::Duration::from_millis(config_mcp.call_timeout_ms),
+            tool_cache: std::time::Duration::from_secs(config_mcp.tool_cache_seconds),
+            http: Arc::clone(&http),
+            secrets: Arc::clone(&secrets),
+            store: store.clone(),
+            runtime: Arc::clone(&runtime),
+        },
+    ));
     let state = AppState {
         store,
         writer,
         registry: Arc::new(registry),
         policy_wake,
-        http: Arc::new(http),
+        http,
+        secrets,
         default_org_id: Arc::from(org_id.as_str()),
         key_cache,
         auth_limiter: Arc::new(FailedAuthLimiter::new(
@@ -484,10 +518,7 @@ pub async fn prepare_with_clock(
         action_events,
         webhooks: Arc::new(webhooks),
         runtime,
-        mcp: Arc::new(crate::mcp::Upstreams::new(
-            &config_mcp.servers,
-            std::time::Duration::from_millis(config_mcp.call_timeout_ms),
-        )),
+        mcp,
     };
     Ok((state, notice))
 }

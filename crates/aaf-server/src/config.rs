@@ -66,6 +66,10 @@ pub struct Config {
     pub budgets: aaf_core::budget::PriceTable,
     /// The MCP gateway: the upstream MCP servers and how calls wait (docs/mcp.md).
     pub mcp: McpConfig,
+    /// Named secrets AAF presents to upstreams for the agents (docs/credentials.md):
+    /// `name = { env = "VAR" }` or `name = { file = "/path" }`, referred to as
+    /// `${secret:name}`. Default: none.
+    pub secrets: std::collections::BTreeMap<String, crate::secrets::SecretSource>,
 }
 
 /// `[mcp]`: the MCP gateway (docs/mcp.md).
@@ -85,6 +89,15 @@ pub struct McpConfig {
     /// `Host`.
     #[serde(default)]
     pub resource_url: Option<String>,
+    /// Whether organisation admins may register stdio servers (a command AAF runs on its
+    /// own host) over the API. Default `false`: only streamable-HTTP servers; stdio servers
+    /// come from this file, which only the operator writes.
+    pub allow_api_stdio: bool,
+    /// How long a listing of an upstream's tools is reused to check a call against its
+    /// pinned definition, in seconds, 0 to 3600 (0: list at every call). Default 30.
+    pub tool_cache_seconds: u64,
+    /// The most servers an organisation may register over the API, 0 to 1000. Default 50.
+    pub max_servers_per_org: usize,
 }
 
 impl Default for McpConfig {
@@ -94,30 +107,88 @@ impl Default for McpConfig {
             approval_wait_seconds: 30,
             call_timeout_ms: 60_000,
             resource_url: None,
+            allow_api_stdio: false,
+            tool_cache_seconds: 30,
+            max_servers_per_org: 50,
         }
     }
 }
 
-/// One entry of `mcp.servers`: an upstream MCP server that AAF starts as a child process
-/// and speaks MCP to over its standard input and output.
+/// One entry of `mcp.servers`: an upstream MCP server offered to every organisation, either
+/// a child process AAF starts and speaks MCP to over its standard input and output
+/// (`command`), or a streamable-HTTP server (`url`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerConfig {
     /// Its name: 1 to 64 of `a-z`, `0-9`, `-`; tools are offered as `<name>__<tool>` and
     /// decided as `mcp:<name>/<tool>`.
     pub name: String,
-    /// The program to start.
+    /// The program to start (a stdio server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
     /// Its environment: only these variables, plus `PATH`, `HOME`, `LANG`, `LC_ALL` and
-    /// `TMPDIR` from AAF's (nothing else of AAF's environment is passed on).
+    /// `TMPDIR` from AAF's (nothing else of AAF's environment is passed on). Values may
+    /// refer to secrets (`${secret:name}`).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
     /// Its working directory (default: AAF's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
+    /// The URL of a streamable-HTTP server, reached only through the HTTP connector's SSRF
+    /// guard (`connectors.http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Headers AAF sends to a streamable-HTTP server (its credentials), values may refer to
+    /// secrets (`Authorization = "Bearer ${secret:github}"`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl McpServerConfig {
+    /// A stdio server.
+    pub fn stdio(name: &str, command: &str, args: Vec<String>) -> McpServerConfig {
+        McpServerConfig {
+            name: name.to_string(),
+            command: Some(command.to_string()),
+            args,
+            env: std::collections::BTreeMap::new(),
+            cwd: None,
+            url: None,
+            headers: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// A streamable-HTTP server.
+    pub fn http(name: &str, url: &str) -> McpServerConfig {
+        McpServerConfig {
+            name: name.to_string(),
+            command: None,
+            args: Vec::new(),
+            env: std::collections::BTreeMap::new(),
+            cwd: None,
+            url: Some(url.to_string()),
+            headers: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Its transport (the configuration was checked: exactly one of `command` and `url`).
+    pub fn transport(&self) -> crate::mcp::Transport {
+        match (&self.command, &self.url) {
+            (Some(command), _) => crate::mcp::Transport::Stdio {
+                command: command.clone(),
+                args: self.args.clone(),
+                env: self.env.clone(),
+                cwd: self.cwd.clone(),
+            },
+            (None, url) => crate::mcp::Transport::Http {
+                url: url.clone().unwrap_or_default(),
+                headers: self.headers.clone(),
+            },
+        }
+    }
 }
 
 impl McpConfig {
@@ -126,12 +197,18 @@ impl McpConfig {
     /// # Errors
     ///
     /// A message naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self, secrets: &dyn crate::secrets::SecretStore) -> Result<(), String> {
         if self.approval_wait_seconds > 3600 {
             return Err("mcp.approval_wait_seconds must be at most 3600".into());
         }
         if !(100..=600_000).contains(&self.call_timeout_ms) {
             return Err("mcp.call_timeout_ms must be from 100 to 600000".into());
+        }
+        if self.tool_cache_seconds > 3600 {
+            return Err("mcp.tool_cache_seconds must be at most 3600".into());
+        }
+        if self.max_servers_per_org > 1000 {
+            return Err("mcp.max_servers_per_org must be at most 1000".into());
         }
         if let Some(url) = &self.resource_url {
             let parsed =
@@ -156,9 +233,29 @@ impl McpConfig {
             if !seen.insert(s.name.as_str()) {
                 return Err(format!("mcp.servers[{i}].name {:?} is used twice", s.name));
             }
-            if s.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
-                return Err(format!("mcp.servers[{i}].command is required"));
+            let stdio_only = !s.args.is_empty() || !s.env.is_empty() || s.cwd.is_some();
+            match (&s.command, &s.url) {
+                (Some(c), None) if !c.trim().is_empty() && s.headers.is_empty() => {}
+                (None, Some(_)) if !stdio_only => {}
+                (Some(_), None) if !s.headers.is_empty() => {
+                    return Err(format!(
+                        "mcp.servers[{i}].headers is for streamable-HTTP servers (url); give a stdio server its credentials in env"
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "mcp.servers[{i}]: args, env and cwd are for stdio servers (command), not url"
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "mcp.servers[{i}] needs exactly one of command (a stdio server) and url (a streamable-HTTP server)"
+                    ));
+                }
             }
+            s.transport()
+                .validate(secrets)
+                .map_err(|(field, message)| format!("mcp.servers[{i}].{field}: {message}"))?;
         }
         Ok(())
     }
@@ -185,6 +282,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             budgets: aaf_core::budget::PriceTable::default(),
             mcp: McpConfig::default(),
+            secrets: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -855,7 +953,12 @@ impl Config {
         self.budgets
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("budgets: {e}")))?;
-        self.mcp.validate().map_err(ConfigError::Invalid)?;
+        crate::secrets::validate(&self.secrets).map_err(ConfigError::Invalid)?;
+        self.mcp
+            .validate(&crate::secrets::ConfiguredSecrets::new(
+                self.secrets.clone(),
+            ))
+            .map_err(ConfigError::Invalid)?;
         self.runtime
             .circuit_breakers
             .validate()

@@ -28,6 +28,7 @@ pub mod policies;
 pub mod policy_loader;
 pub mod rbac;
 pub mod runtime;
+pub mod secrets;
 pub mod telemetry;
 pub mod time;
 pub mod webhooks;

@@ -283,6 +283,48 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "POST",
+        path: "/v1/mcp/servers",
+        allow: &[ADMIN],
+        summary: "register an upstream MCP server for the organisation (stdio only with mcp.allow_api_stdio)",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/mcp/servers",
+        allow: ALL_USERS,
+        summary: "the MCP servers the organisation's agents may use (no credential values)",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/mcp/servers/{name}",
+        allow: ALL_USERS,
+        summary: "one MCP server (no credential values)",
+    },
+    Permission {
+        method: "PUT",
+        path: "/v1/mcp/servers/{name}",
+        allow: &[ADMIN],
+        summary: "replace a registered MCP server's settings",
+    },
+    Permission {
+        method: "DELETE",
+        path: "/v1/mcp/servers/{name}",
+        allow: &[ADMIN],
+        summary: "delete a registered MCP server",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/mcp/servers/{name}/tools",
+        allow: ALL_USERS,
+        summary: "the pinned definitions of a server's tools and changed ones waiting",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/mcp/servers/{name}/tools/{tool}/accept",
+        allow: &[ADMIN],
+        summary: "accept a tool's changed definition (rug-pull protection)",
+    },
+    Permission {
+        method: "POST",
         path: "/v1/budgets",
         allow: &[ADMIN],
         summary: "create a token or cost budget (organisation or one agent; day, month or total)",

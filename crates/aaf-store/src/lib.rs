@@ -39,10 +39,10 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 pub use error::StoreError;
 pub use model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
-    AgentUsage, ApprovalVote, DeliveryUpdate, Mutation, NewEvent, Org, OrgSettings, OrgStats,
-    PgOptions, PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, Reservation,
-    ShadowCount, ShadowResult, StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery,
-    WriteUnit, SYSTEM_CHAIN,
+    AgentUsage, ApprovalVote, DeliveryUpdate, McpServer, McpToolPin, Mutation, NewEvent, Org,
+    OrgSettings, OrgStats, PgOptions, PolicyObject, PolicyObjectVersion, PolicyRevisionRecord,
+    RateLimitMeta, Reservation, ShadowCount, ShadowResult, StoreOptions, TokenPrincipal, User,
+    Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::AuditWriter;
 
@@ -829,6 +829,69 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.list_budgets(org_id).await,
             Backend::Postgres(p) => p.list_budgets(org_id).await,
+        }
+    }
+
+    /// The organisation's live MCP servers (registered over the API; deleted ones are kept
+    /// but not listed), by name.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_mcp_servers(&self, org_id: &str) -> Result<Vec<McpServer>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_mcp_servers(org_id).await,
+            Backend::Postgres(p) => p.list_mcp_servers(org_id).await,
+        }
+    }
+
+    /// The organisation's live MCP server of this name, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_mcp_server(
+        &self,
+        org_id: &str,
+        name: &str,
+    ) -> Result<Option<McpServer>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_mcp_server(org_id, name).await,
+            Backend::Postgres(p) => p.get_mcp_server(org_id, name).await,
+        }
+    }
+
+    /// The organisation's pinned MCP tool definitions, of every server or of the server
+    /// named `server`, by server and tool.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn list_mcp_tool_pins(
+        &self,
+        org_id: &str,
+        server: Option<&str>,
+    ) -> Result<Vec<McpToolPin>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_mcp_tool_pins(org_id, server).await,
+            Backend::Postgres(p) => p.list_mcp_tool_pins(org_id, server).await,
+        }
+    }
+
+    /// The pin of one tool of one MCP server of the organisation, if the tool was seen.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn get_mcp_tool_pin(
+        &self,
+        org_id: &str,
+        server: &str,
+        tool: &str,
+    ) -> Result<Option<McpToolPin>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_mcp_tool_pin(org_id, server, tool).await,
+            Backend::Postgres(p) => p.get_mcp_tool_pin(org_id, server, tool).await,
         }
     }
 

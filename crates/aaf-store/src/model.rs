@@ -337,6 +337,61 @@ pub struct AgentSnapshot {
     pub snapshot: Value,
 }
 
+/// An upstream MCP server an organisation registered over the API (`/v1/mcp/servers`).
+/// Deleted servers are kept in the database but never returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpServer {
+    /// Its id (`mcps_` + random, made by the caller).
+    pub id: String,
+    /// The organisation.
+    pub org_id: String,
+    /// 1 to 64 of a-z, 0-9, - (checked by the caller); unique among the organisation's live
+    /// servers.
+    pub name: String,
+    /// The transport and its settings, as the API shows them, e.g.
+    /// `{"type":"stdio","command":"npx","args":[..],"env":{..},"cwd":null}` or
+    /// `{"type":"http","url":"https://..","headers":{"Authorization":"Bearer ${secret:x}"}}`;
+    /// secrets appear only as `${secret:NAME}` references. Stored as JSON text, as given.
+    pub transport: Value,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// The user who registered it, when known.
+    pub created_by: Option<String>,
+    /// RFC 3339 UTC of the last change (the creation at first).
+    pub updated_at: String,
+}
+
+/// The pinned definition of one upstream MCP tool (rug-pull protection): the definition
+/// first seen (or last accepted by an admin), and a changed one seen since, waiting for an
+/// admin to accept it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpToolPin {
+    /// The organisation.
+    pub org_id: String,
+    /// The upstream server's name (a server of the configuration or of the organisation).
+    pub server: String,
+    /// The tool's name on the upstream server.
+    pub tool: String,
+    /// Lowercase hex SHA-256 of the accepted definition (computed by the caller).
+    pub hash: String,
+    /// The accepted definition (name, description, input schema, ...) as JSON.
+    pub definition: Value,
+    /// Hex SHA-256 of a changed definition seen since, waiting for an admin to accept it.
+    pub pending_hash: Option<String>,
+    /// That changed definition (set exactly when `pending_hash` is).
+    pub pending_definition: Option<Value>,
+    /// RFC 3339 UTC: when the tool was first seen.
+    pub first_seen_at: String,
+    /// RFC 3339 UTC: when the accepted definition was accepted (first sight, or an admin's
+    /// acceptance of a change).
+    pub accepted_at: String,
+    /// The admin who accepted the definition; `None` for the first sight.
+    pub accepted_by: Option<String>,
+    /// RFC 3339 UTC: when the pending definition was seen, if there is one (kept after it
+    /// is accepted).
+    pub changed_at: Option<String>,
+}
+
 /// One event to deliver to one webhook, with its attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookDelivery {
@@ -727,6 +782,73 @@ pub enum Mutation {
     InsertPolicyRevision(PolicyRevisionRecord),
     /// Record a shadow policy's would-be outcome of an action.
     InsertShadowResult(ShadowResult),
+    /// Register an upstream MCP server of an organisation (and advance its runtime
+    /// generation, so that every node reloads its servers). A live server of the same name
+    /// in the organisation (or an existing id) is a [`crate::StoreError::Conflict`].
+    InsertMcpServer(McpServer),
+    /// Replace a live MCP server's transport; [`crate::StoreError::NotFound`] when the
+    /// organisation has no live server of this name. Advances the runtime generation.
+    UpdateMcpServer {
+        /// The organisation.
+        org_id: String,
+        /// The server's name.
+        name: String,
+        /// The new transport and settings (see [`McpServer::transport`]).
+        transport: Value,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Delete a live MCP server (kept, marked deleted; its name is free again);
+    /// [`crate::StoreError::NotFound`] when the organisation has no live server of this
+    /// name. Advances the runtime generation. Its tools' pins are kept.
+    DeleteMcpServer {
+        /// The organisation.
+        org_id: String,
+        /// The server's name.
+        name: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Pin a tool's definition on first sight: inserts the pin unless the (organisation,
+    /// server, tool) has one already, in which case nothing changes (the first sight wins;
+    /// concurrent first sights on several nodes are fine).
+    PinMcpTool(McpToolPin),
+    /// Record a changed definition of a pinned tool, waiting for an admin: when the pin's
+    /// accepted hash differs from `hash` and its pending hash is not `hash` already, sets
+    /// its pending hash and definition and `changed_at`; otherwise changes nothing (no
+    /// error). [`crate::StoreError::NotFound`] when the tool has no pin.
+    FlagMcpToolChange {
+        /// The organisation.
+        org_id: String,
+        /// The server's name.
+        server: String,
+        /// The tool.
+        tool: String,
+        /// Hex SHA-256 of the definition now seen.
+        hash: String,
+        /// The definition now seen.
+        definition: Value,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Accept a tool's pending definition: when its pending hash is `hash`, it becomes the
+    /// accepted definition (`accepted_at` = `now`, `accepted_by` = `by`) and nothing is
+    /// pending any more. [`crate::StoreError::NotFound`] when the tool has no pin,
+    /// [`crate::StoreError::Conflict`] when nothing is pending or another hash is.
+    AcceptMcpTool {
+        /// The organisation.
+        org_id: String,
+        /// The server's name.
+        server: String,
+        /// The tool.
+        tool: String,
+        /// The pending hash the admin reviewed.
+        hash: String,
+        /// The admin who accepts it.
+        by: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
 }
 
 /// A versioned policy object of an organisation, with its version in force.

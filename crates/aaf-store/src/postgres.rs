@@ -17,6 +17,7 @@
 //! UNNEST(...)` per table.
 
 mod budgets;
+mod mcp;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -1834,6 +1835,12 @@ async fn apply_mutation(
         | Mutation::DeleteBudget { .. }
         | Mutation::SettleBudget { .. }
         | Mutation::SetCircuitBreakers { .. } => budgets::apply_mutation(ctx, mutation).await?,
+        Mutation::InsertMcpServer(_)
+        | Mutation::UpdateMcpServer { .. }
+        | Mutation::DeleteMcpServer { .. }
+        | Mutation::PinMcpTool(_)
+        | Mutation::FlagMcpToolChange { .. }
+        | Mutation::AcceptMcpTool { .. } => mcp::apply_mutation(ctx, mutation).await?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

@@ -13,9 +13,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::model::{
-    ActionRecord, Agent, AgentKey, AgentPrincipal, AgentSnapshot, ApprovalVote, Org, OrgSettings,
-    PolicyObject, PolicyObjectVersion, PolicyRevisionRecord, ShadowCount, ShadowResult,
-    TokenPrincipal, User, Webhook, WebhookDelivery,
+    ActionRecord, Agent, AgentKey, AgentPrincipal, AgentSnapshot, ApprovalVote, McpServer,
+    McpToolPin, Org, OrgSettings, PolicyObject, PolicyObjectVersion, PolicyRevisionRecord,
+    ShadowCount, ShadowResult, TokenPrincipal, User, Webhook, WebhookDelivery,
 };
 use crate::StoreError;
 
@@ -656,6 +656,41 @@ pub(crate) fn budget_from_row(row: &impl DbRow) -> Result<aaf_core::budget::Budg
             .map_err(|_| StoreError::Corrupt(format!("budget limit {limit} is negative")))?,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
+    })
+}
+
+/// A row of `mcp_servers` (`sql::LIST_MCP_SERVERS`, `sql::GET_MCP_SERVER`).
+pub(crate) fn mcp_server_from_row(row: &impl DbRow) -> Result<McpServer, StoreError> {
+    let transport: String = row.col("transport")?;
+    Ok(McpServer {
+        id: row.col("id")?,
+        org_id: row.col("org_id")?,
+        name: row.col("name")?,
+        transport: parse_json(&transport, "transport")?,
+        created_at: row.col("created_at")?,
+        created_by: row.col("created_by")?,
+        updated_at: row.col("updated_at")?,
+    })
+}
+
+/// A row of `mcp_tool_pins` (`sql::LIST_MCP_TOOL_PINS`, `sql::GET_MCP_TOOL_PIN`).
+pub(crate) fn mcp_tool_pin_from_row(row: &impl DbRow) -> Result<McpToolPin, StoreError> {
+    let definition: String = row.col("definition")?;
+    let pending_definition: Option<String> = row.col("pending_definition")?;
+    Ok(McpToolPin {
+        org_id: row.col("org_id")?,
+        server: row.col("server")?,
+        tool: row.col("tool")?,
+        hash: row.col("hash")?,
+        definition: parse_json(&definition, "definition")?,
+        pending_hash: row.col("pending_hash")?,
+        pending_definition: pending_definition
+            .map(|text| parse_json(&text, "pending_definition"))
+            .transpose()?,
+        first_seen_at: row.col("first_seen_at")?,
+        accepted_at: row.col("accepted_at")?,
+        accepted_by: row.col("accepted_by")?,
+        changed_at: row.col("changed_at")?,
     })
 }
 

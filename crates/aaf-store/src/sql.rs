@@ -56,6 +56,18 @@ macro_rules! key_revoked_at {
     };
 }
 
+macro_rules! mcp_server_select {
+    () => {
+        "SELECT id, org_id, name, transport, created_at, created_by, updated_at FROM mcp_servers "
+    };
+}
+macro_rules! mcp_tool_pin_select {
+    () => {
+        "SELECT org_id, server, tool, hash, definition, pending_hash, pending_definition, \
+           first_seen_at, accepted_at, accepted_by, changed_at FROM mcp_tool_pins "
+    };
+}
+
 shared! {
     /// `(org_id, user_id)` → the role of a current user.
     CURRENT_ROLE = current_role!();
@@ -361,6 +373,51 @@ shared! {
              updated_by = excluded.updated_by";
     /// `(org_id)` → the organisation's circuit breakers (JSON), if it set its own.
     GET_CIRCUIT_BREAKERS = "SELECT config FROM circuit_breakers WHERE org_id = $1";
+    /// `(id, org_id, name, transport, created_at, created_by, updated_at)`.
+    INSERT_MCP_SERVER = "INSERT INTO mcp_servers (id, org_id, name, transport, created_at, \
+           created_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    /// `(transport, now, org_id, name)`: changes a live server's transport.
+    UPDATE_MCP_SERVER = "UPDATE mcp_servers SET transport = $1, updated_at = $2 \
+         WHERE org_id = $3 AND name = $4 AND deleted_at IS NULL";
+    /// `(now, org_id, name)`: deletes a live server (kept, marked deleted).
+    DELETE_MCP_SERVER = "UPDATE mcp_servers SET deleted_at = $1, updated_at = $1 \
+         WHERE org_id = $2 AND name = $3 AND deleted_at IS NULL";
+    /// `(org_id)` → the organisation's live servers, by name.
+    LIST_MCP_SERVERS = concat!(mcp_server_select!(),
+        "WHERE org_id = $1 AND deleted_at IS NULL ORDER BY name");
+    /// `(org_id, name)` → the organisation's live server of this name.
+    GET_MCP_SERVER = concat!(mcp_server_select!(),
+        "WHERE org_id = $1 AND name = $2 AND deleted_at IS NULL");
+    /// `(org_id, server, tool, hash, definition, pending_hash, pending_definition,
+    /// first_seen_at, accepted_at, accepted_by, changed_at)`; a tool pinned before keeps its
+    /// pin (the first sight wins).
+    PIN_MCP_TOOL = "INSERT INTO mcp_tool_pins (org_id, server, tool, hash, definition, \
+           pending_hash, pending_definition, first_seen_at, accepted_at, accepted_by, changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (org_id, server, tool) DO NOTHING";
+    /// `(hash, definition, now, org_id, server, tool)`: records a changed definition as
+    /// pending, unless it is the accepted one or already the pending one.
+    FLAG_MCP_TOOL_CHANGE = "UPDATE mcp_tool_pins \
+         SET pending_hash = $1, pending_definition = $2, changed_at = $3 \
+         WHERE org_id = $4 AND server = $5 AND tool = $6 AND hash <> $1 \
+           AND (pending_hash IS NULL OR pending_hash <> $1)";
+    /// `(now, by, org_id, server, tool, hash)`: makes the pending definition the accepted
+    /// one, if its hash is `hash`.
+    ACCEPT_MCP_TOOL = "UPDATE mcp_tool_pins \
+         SET hash = pending_hash, definition = pending_definition, pending_hash = NULL, \
+             pending_definition = NULL, accepted_at = $1, accepted_by = $2 \
+         WHERE org_id = $3 AND server = $4 AND tool = $5 AND pending_hash = $6";
+    /// `(org_id, server, tool)` → the pin's pending hash (NULL: nothing pending), if the
+    /// tool has a pin.
+    MCP_TOOL_PENDING_HASH = "SELECT pending_hash FROM mcp_tool_pins \
+         WHERE org_id = $1 AND server = $2 AND tool = $3";
+    /// `(org_id, server or NULL)` → the organisation's pins (of one server), by server and
+    /// tool.
+    LIST_MCP_TOOL_PINS = concat!(mcp_tool_pin_select!(),
+        "WHERE org_id = $1 AND ($2 IS NULL OR server = $2) ORDER BY server, tool");
+    /// `(org_id, server, tool)` → the tool's pin.
+    GET_MCP_TOOL_PIN = concat!(mcp_tool_pin_select!(),
+        "WHERE org_id = $1 AND server = $2 AND tool = $3");
     /// `(id, org_id, agent_id, kill_switch_id, created_at, created_by, sha256, snapshot)`.
     INSERT_AGENT_SNAPSHOT = "INSERT INTO agent_snapshots (id, org_id, agent_id, kill_switch_id, \
            created_at, created_by, sha256, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

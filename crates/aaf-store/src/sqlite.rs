@@ -39,6 +39,7 @@ use aaf_core::rate_limit::RateLimit;
 
 pub(crate) mod budgets;
 mod identity;
+pub(crate) mod mcp;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{

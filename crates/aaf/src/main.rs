@@ -314,6 +314,7 @@ struct ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    aaf_server::connectors::guarded::install_crypto_provider();
     // Policy commands (check, eval, test) run under the server's default memory limit of
     // policy work; `serve` sets the configured one.
     aaf_core::policy::set_memory_limit(Some(

@@ -176,6 +176,10 @@ pub enum ConnectorError {
     /// The connect timeout or the total timeout, in milliseconds, ran out.
     #[error("upstream timed out after {0} ms")]
     Timeout(u64),
+    /// The connector refuses the action for a reason of its own, given in full with its
+    /// prefix (e.g. `mcp_tool_changed: ...`).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The upstream's answer, as returned to the agent.
@@ -460,6 +464,11 @@ struct PreparedRequest {
 pub struct HttpConnector {
     client: reqwest::Client,
     rules: Arc<DestinationRules>,
+    /// The checking resolver the client uses, for the other clients that must follow the same
+    /// rules ([`crate::connectors::guarded`]).
+    resolver: Arc<dyn Resolve>,
+    /// The PEM of `ca_file`, when set.
+    ca_pem: Option<Arc<Vec<u8>>>,
     connect_timeout_ms: u64,
     timeout_ms: u64,
     max_response_bytes: usize,
@@ -528,6 +537,13 @@ impl HttpConnector {
             section: config.section.clone(),
         });
 
+        let checking = Arc::new(CheckingResolver {
+            #[cfg(test)]
+            inner: Arc::new(tests::TripwireResolver(resolver)),
+            #[cfg(not(test))]
+            inner: resolver,
+            rules: Arc::clone(&rules),
+        });
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(true)
@@ -535,15 +551,10 @@ impl HttpConnector {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .referer(false)
-            .dns_resolver(Arc::new(CheckingResolver {
-                #[cfg(test)]
-                inner: Arc::new(tests::TripwireResolver(resolver)),
-                #[cfg(not(test))]
-                inner: resolver,
-                rules: Arc::clone(&rules),
-            }))
+            .dns_resolver(Arc::clone(&checking))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .user_agent(concat!("aaf/", env!("CARGO_PKG_VERSION")));
+        let mut ca_pem = None;
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path).map_err(|error| {
                 config_error(format!(
@@ -566,6 +577,7 @@ impl HttpConnector {
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
+            ca_pem = Some(Arc::new(pem));
         }
         let client = builder.build().map_err(|error| {
             config_error(format!(
@@ -576,11 +588,29 @@ impl HttpConnector {
         Ok(HttpConnector {
             client,
             rules,
+            resolver: checking,
+            ca_pem,
             connect_timeout_ms: config.connect_timeout_ms,
             timeout_ms: config.timeout_ms,
             max_response_bytes: config.max_response_bytes,
             max_redirects: config.max_redirects,
         })
+    }
+
+    /// The resolver of this connector's client: every address it returns passed the
+    /// reserved-range check (steps 4 and 6 of the module doc).
+    pub(crate) fn checking_resolver(&self) -> Arc<dyn Resolve> {
+        Arc::clone(&self.resolver)
+    }
+
+    /// The PEM certificates of `ca_file`, trusted besides the built-in roots.
+    pub(crate) fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref().map(Vec::as_slice)
+    }
+
+    /// The connect timeout, in milliseconds.
+    pub(crate) fn connect_timeout_ms(&self) -> u64 {
+        self.connect_timeout_ms
     }
 
     /// Parses `url` and runs every destination check that needs no DNS: scheme, userinfo,
@@ -839,7 +869,21 @@ impl HttpConnector {
 }
 
 /// `error: source: source ...`, without repeating a message its source already carries.
-fn error_chain(error: &(dyn StdError + 'static)) -> String {
+/// The checking resolver's refusal found in an error's source chain (from any client that
+/// uses the resolver, e.g. [`crate::connectors::guarded`]'s), or `None`.
+pub(crate) fn ssrf_refusal(error: &(dyn StdError + 'static)) -> Option<String> {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if let Some(LookupError::Blocked(reason)) = current.downcast_ref::<LookupError>() {
+            return Some(reason.clone());
+        }
+        source = current.source();
+    }
+    None
+}
+
+/// An error and its sources, as one line (repeated messages left out).
+pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(current) = source {

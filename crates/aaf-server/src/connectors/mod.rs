@@ -14,6 +14,7 @@
 //! [`Connector::for_tool`] is the registry: the one place that says which tools a connector
 //! runs. Any other tool is decision-only: AAF decides and records it, and the agent runs it.
 
+pub mod guarded;
 pub mod http;
 
 use aaf_core::action::{ActionRequest, AllowedAction};
@@ -59,36 +60,58 @@ impl Connector {
             .map(|(_, connector)| *connector)
     }
 
-    /// The connector's checks that need no I/O (for HTTP: the method, the parameters and
-    /// every destination check that needs no DNS), so that the decision path can deny an
-    /// action the connector would refuse before anything runs.
+    /// The connector's checks before an action is allowed, so that the decision path can
+    /// deny an action the connector would refuse before anything runs. For HTTP: the method,
+    /// the parameters and every destination check that needs no DNS (no I/O). For MCP: the
+    /// server is one of the organisation's, it has the tool, and the tool's definition is
+    /// the pinned one ([`crate::mcp::pins`]; this may list the server's tools).
     ///
     /// # Errors
     ///
-    /// The connector's refusal ([`ConnectorError::InvalidRequest`], [`ConnectorError::Ssrf`]).
-    pub fn preflight(
+    /// The connector's refusal ([`ConnectorError::InvalidRequest`], [`ConnectorError::Ssrf`],
+    /// [`ConnectorError::Refused`]); for MCP also [`ConnectorError::Upstream`] or
+    /// [`ConnectorError::Timeout`] when the server's tools cannot be listed (fail closed).
+    pub async fn preflight(
         self,
         state: &AppState,
+        org_id: &str,
         request: &ActionRequest,
     ) -> Result<(), ConnectorError> {
         match self {
             Connector::Http => state.http.preflight(&request.operation, &request.params),
-            Connector::Mcp => match mcp_target(&request.tool) {
-                Some((server, _)) if state.mcp.has(server) => Ok(()),
-                Some((server, _)) => Err(ConnectorError::InvalidRequest(format!(
-                    "no MCP server {server:?} is configured"
-                ))),
-                None => Err(ConnectorError::InvalidRequest(format!(
-                    "{:?} is not an MCP tool (mcp:<server>/<tool>)",
-                    request.tool
-                ))),
-            },
+            Connector::Mcp => {
+                let (server, tool) = mcp_parts(request)?;
+                let upstream = state
+                    .mcp
+                    .server(org_id, server)
+                    .await
+                    .map_err(upstream_error)?;
+                let Some(current) = state
+                    .mcp
+                    .tool(&upstream, tool)
+                    .await
+                    .map_err(upstream_error)?
+                else {
+                    return Err(ConnectorError::InvalidRequest(format!(
+                        "the MCP server {server:?} has no tool {tool:?}"
+                    )));
+                };
+                match crate::mcp::pins::check(state, org_id, server, &current).await {
+                    Ok(crate::mcp::pins::PinStatus::Accepted) => Ok(()),
+                    Ok(crate::mcp::pins::PinStatus::Changed { current, .. }) => {
+                        Err(ConnectorError::Refused(crate::mcp::pins::changed_reason(
+                            server, tool, &current,
+                        )))
+                    }
+                    Err(e) => Err(ConnectorError::Refused(format!("mcp_tool_pin: {e}"))),
+                }
+            }
         }
     }
 
-    /// Runs an allowed action and returns the connector's result as JSON (for HTTP,
-    /// `{status, headers, body, truncated}`) and the few members of it the audit event
-    /// records.
+    /// Runs an allowed action of the organisation and returns the connector's result as
+    /// JSON (for HTTP, `{status, headers, body, truncated}`; for MCP, the tool's
+    /// `CallToolResult`) and the few members of it the audit event records.
     ///
     /// # Errors
     ///
@@ -96,6 +119,7 @@ impl Connector {
     pub async fn execute(
         self,
         state: &AppState,
+        org_id: &str,
         action: &AllowedAction,
     ) -> Result<Executed, ConnectorError> {
         match self {
@@ -116,27 +140,48 @@ impl Connector {
             }
             Connector::Mcp => {
                 let request = action.request();
-                let (server, tool) = mcp_target(&request.tool).ok_or_else(|| {
-                    ConnectorError::InvalidRequest(format!("{:?} is not an MCP tool", request.tool))
-                })?;
+                let (server, tool) = mcp_parts(request)?;
+                let upstream = state
+                    .mcp
+                    .server(org_id, server)
+                    .await
+                    .map_err(upstream_error)?;
                 let result = state
                     .mcp
-                    .call_tool(server, tool, request.params.clone())
+                    .call_tool(&upstream, tool, request.params.clone())
                     .await
-                    .map_err(|e| match e {
-                        crate::mcp::UpstreamError::Timeout { ms, .. } => {
-                            ConnectorError::Timeout(ms)
-                        }
-                        other => ConnectorError::Upstream(other.to_string()),
-                    })?;
-                let is_error = result.is_error.unwrap_or(false);
+                    .map_err(upstream_error)?;
+                let is_error = result
+                    .get("isError")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 Ok(Executed {
-                    result: serde_json::to_value(&result)
-                        .map_err(|e| ConnectorError::Upstream(e.to_string()))?,
+                    result,
                     summary: serde_json::json!({ "server": server, "tool": tool, "is_error": is_error }),
                 })
             }
         }
+    }
+}
+
+/// The server and tool of an MCP action.
+fn mcp_parts(request: &ActionRequest) -> Result<(&str, &str), ConnectorError> {
+    mcp_target(&request.tool).ok_or_else(|| {
+        ConnectorError::InvalidRequest(format!(
+            "{:?} is not an MCP tool (mcp:<server>/<tool>)",
+            request.tool
+        ))
+    })
+}
+
+fn upstream_error(e: crate::mcp::UpstreamError) -> ConnectorError {
+    match e {
+        crate::mcp::UpstreamError::Timeout { ms, .. } => ConnectorError::Timeout(ms),
+        crate::mcp::UpstreamError::UnknownServer(_) => {
+            ConnectorError::InvalidRequest(e.to_string())
+        }
+        crate::mcp::UpstreamError::Ssrf(m) => ConnectorError::Ssrf(m),
+        other => ConnectorError::Upstream(other.to_string()),
     }
 }
 

@@ -24,6 +24,8 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::pipeline::{self, Submission};
 
+use super::pins::{self, PinStatus};
+
 /// How often a call held for approval tells a client that asked for progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -212,17 +214,35 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let agent = agent(&ctx)?;
+        let org_id = agent.org.id.clone();
+        let servers = self
+            .state
+            .mcp
+            .servers(&org_id)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         let mut tools = Vec::new();
-        for server in self.state.mcp.names() {
-            let listed = match self.state.mcp.list_tools(&server).await {
+        for upstream in servers {
+            let server = upstream.name();
+            let listed = match self.state.mcp.list_tools(&upstream).await {
                 Ok(listed) => listed,
                 Err(e) => {
                     tracing::warn!(%server, error = %e, "mcp: an upstream's tools could not be listed");
                     continue;
                 }
             };
-            for tool in listed {
-                if !self.visible(&agent, &server, &tool.name).await {
+            for tool in listed.iter() {
+                // A changed definition is hidden until an admin accepts it; one that cannot
+                // be checked is hidden too (fail closed).
+                match pins::check(&self.state, &org_id, server, tool).await {
+                    Ok(PinStatus::Accepted) => {}
+                    Ok(PinStatus::Changed { .. }) => continue,
+                    Err(e) => {
+                        tracing::error!(%server, tool = %tool.name, error = %e, "mcp: a tool's pin could not be checked; it is hidden");
+                        continue;
+                    }
+                }
+                if !self.visible(&agent, server, &tool.name).await {
                     continue;
                 }
                 let mut shown: Tool = tool.clone();
@@ -248,11 +268,14 @@ impl ServerHandler for Gateway {
                 None,
             ));
         };
-        if !self.state.mcp.has(server) {
-            return Err(ErrorData::invalid_params(
-                format!("unknown tool {:?}: no MCP server {server:?}", request.name),
-                None,
-            ));
+        if let Err(e) = self.state.mcp.server(&agent.org.id, server).await {
+            return Err(match e {
+                crate::mcp::UpstreamError::UnknownServer(_) => ErrorData::invalid_params(
+                    format!("unknown tool {:?}: no MCP server {server:?}", request.name),
+                    None,
+                ),
+                other => ErrorData::internal_error(other.to_string(), None),
+            });
         }
         let mut context = Map::new();
         context.insert(

@@ -4,15 +4,20 @@
 //! - [`gateway`]: AAF as an MCP server for agents at `/mcp` (streamable HTTP, rmcp): the
 //!   upstreams' tools, namespaced and filtered per agent; every `tools/call` an action
 //!   through the pipeline;
-//! - [`upstream`]: AAF as the MCP client of the configured servers (stdio child processes,
-//!   scrubbed environment, restarted after they die).
+//! - [`upstream`]: AAF as the MCP client of the upstream servers (stdio child processes with
+//!   a scrubbed environment, restarted after they die; streamable-HTTP servers behind the
+//!   SSRF guard), with the credentials AAF holds for them;
+//! - [`servers`]: the servers an organisation's admins register (`/v1/mcp/servers`);
+//! - [`pins`]: each tool's definition pinned at first sight (rug-pull protection).
 //!
 //! rmcp (the official Rust SDK) serves both sides.
 
 pub mod gateway;
+pub mod pins;
+pub mod servers;
 pub mod upstream;
 
-pub use upstream::{UpstreamError, Upstreams};
+pub use upstream::{Transport, UpstreamDeps, UpstreamError, Upstreams};
 
 use crate::app::AppState;
 

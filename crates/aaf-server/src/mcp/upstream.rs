@@ -1,33 +1,183 @@
-//! Upstream MCP servers: AAF is their client (rmcp). Each configured server is started (a
-//! child process speaking MCP over stdio) on first use, kept running, and started again
-//! after it dies; a call that finds it gone fails, and the next one starts it afresh.
+//! Upstream MCP servers: AAF is their client (rmcp). A server is either a child process AAF
+//! starts and speaks MCP to over its standard input and output (stdio), or a remote server
+//! reached over streamable HTTP. Servers come from the configuration (`mcp.servers`, offered
+//! to every organisation) or from an organisation's admins (`/v1/mcp/servers`, that
+//! organisation only; a configured name cannot be registered again).
 //!
-//! A stdio server gets a scrubbed environment: nothing of AAF's own environment (which holds
-//! its secrets) but `PATH`, `HOME`, `LANG` and what its configuration names; its standard
-//! error is captured line by line into AAF's log (target `aaf::mcp::upstream`).
+//! Each server is started (or connected) on first use, kept, and started again after it
+//! dies: a call that finds it gone fails, and the next one starts it afresh.
+//!
+//! - A stdio server gets a scrubbed environment: nothing of AAF's own environment (which
+//!   holds its secrets) but `PATH`, `HOME`, `LANG`, `LC_ALL`, `TMPDIR` and what its settings
+//!   name; its standard error is captured line by line into AAF's log (target
+//!   `aaf::mcp::upstream`).
+//! - A streamable-HTTP server is reached only through the HTTP connector's SSRF guard
+//!   ([`crate::connectors::guarded`]), never following a redirect.
+//! - Credentials: header values (HTTP) and environment values (stdio) may refer to secrets
+//!   (`${secret:name}`, [`crate::secrets`]), expanded when the server is started; an answer
+//!   of the server that echoes one is masked before anyone sees it. The agent's own key is
+//!   never passed on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
 use rmcp::service::RunningService;
-use rmcp::transport::TokioChildProcess;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Mutex;
 
 use crate::config::McpServerConfig;
+use crate::connectors::http::HttpConnector;
+use crate::runtime::RuntimeRules;
+use crate::secrets::{self, Masker, SecretStore};
 
 /// Environment variables a stdio server inherits from AAF (everything else is dropped).
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"];
+pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"];
+
+/// Headers AAF sets itself on requests to a streamable-HTTP server, which settings may not
+/// name: the transport's own (MCP streamable HTTP; SEP-2243's `Mcp-Method` and `Mcp-Name`)
+/// and those that describe the connection (RFC 9110 section 7.6.1) or the body.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "accept",
+    "connection",
+    "content-length",
+    "content-type",
+    "host",
+    "last-event-id",
+    "mcp-method",
+    "mcp-name",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// How AAF reaches an upstream MCP server; the JSON form of `/v1/mcp/servers` (`type`
+/// `stdio` or `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Transport {
+    /// A child process speaking MCP over its standard input and output.
+    Stdio {
+        /// The program.
+        command: String,
+        /// Its arguments.
+        #[serde(default)]
+        args: Vec<String>,
+        /// Its environment (besides `PATH`, `HOME`, `LANG`, `LC_ALL`, `TMPDIR`); values may
+        /// refer to secrets (`${secret:name}`).
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Its working directory (default: AAF's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>)]
+        cwd: Option<PathBuf>,
+    },
+    /// A streamable-HTTP server.
+    Http {
+        /// Its MCP endpoint, `http` or `https`.
+        url: String,
+        /// Headers sent with every request (its credentials); values may refer to secrets
+        /// (`${secret:name}`).
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl Transport {
+    /// Checks the settings: a command, environment names, a URL, header names that are not
+    /// [`RESERVED_HEADERS`], and every `${secret:...}` reference well formed and configured.
+    ///
+    /// # Errors
+    ///
+    /// `(field, message)`, the field relative to the transport (e.g. `headers.Authorization`).
+    pub fn validate(&self, secrets: &dyn SecretStore) -> Result<(), (String, String)> {
+        let templates: Vec<(String, &String)> = match self {
+            Transport::Stdio {
+                command, env, cwd, ..
+            } => {
+                if command.trim().is_empty() {
+                    return Err(("command".into(), "must not be empty".into()));
+                }
+                if cwd.as_ref().is_some_and(|c| c.as_os_str().is_empty()) {
+                    return Err(("cwd".into(), "must not be empty".into()));
+                }
+                for key in env.keys() {
+                    if key.is_empty() || key.contains('=') || key.contains('\0') {
+                        return Err((
+                            format!("env.{key}"),
+                            "is not an environment variable name".into(),
+                        ));
+                    }
+                }
+                env.iter().map(|(k, v)| (format!("env.{k}"), v)).collect()
+            }
+            Transport::Http { url, headers } => {
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| ("url".to_string(), format!("is not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err((
+                        "url".into(),
+                        "must be an http or https URL with a host".into(),
+                    ));
+                }
+                for (name, value) in headers {
+                    let field = format!("headers.{name}");
+                    let header = http::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| (field.clone(), "is not a header name".to_string()))?;
+                    if RESERVED_HEADERS.contains(&header.as_str()) {
+                        return Err((field, "is set by AAF and cannot be configured".into()));
+                    }
+                    if value.bytes().any(|b| b.is_ascii_control()) {
+                        return Err((field, "holds control characters".into()));
+                    }
+                }
+                headers
+                    .iter()
+                    .map(|(k, v)| (format!("headers.{k}"), v))
+                    .collect()
+            }
+        };
+        for (field, template) in templates {
+            let names =
+                secrets::references(template).map_err(|e| (field.clone(), e.to_string()))?;
+            if let Some(unknown) = names.iter().find(|n| !secrets.has(n)) {
+                return Err((
+                    field,
+                    format!("no secret {unknown:?} is configured ([secrets])"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The secrets its settings refer to.
+    pub fn secret_names(&self) -> Vec<String> {
+        let values: Vec<&String> = match self {
+            Transport::Stdio { env, .. } => env.values().collect(),
+            Transport::Http { headers, .. } => headers.values().collect(),
+        };
+        values
+            .into_iter()
+            .filter_map(|v| secrets::references(v).ok())
+            .flatten()
+            .collect()
+    }
+}
 
 /// Why an upstream call did not return a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
-    /// No server of that name is configured.
+    /// No server of that name is configured for the organisation.
     #[error("no MCP server {0:?} is configured")]
     UnknownServer(String),
     /// The server could not be started or reached, or broke off.
@@ -46,94 +196,239 @@ pub enum UpstreamError {
         /// The time limit.
         ms: u64,
     },
+    /// The SSRF guard refused the server's URL.
+    #[error("ssrf: {0}")]
+    Ssrf(String),
 }
 
 type Client = RunningService<RoleClient, ()>;
 
-/// One configured upstream and its running client, if started.
-struct Upstream {
-    config: McpServerConfig,
-    client: Mutex<Option<Arc<Client>>>,
+/// A started server: its client and the secrets its settings gave it (to mask).
+struct Running {
+    client: Client,
+    masker: Masker,
 }
 
-/// The configured upstream MCP servers.
-pub struct Upstreams {
-    servers: HashMap<String, Upstream>,
-    timeout: Duration,
+/// One upstream server and its running client, if started.
+pub struct Upstream {
+    name: String,
+    transport: Transport,
+    running: Mutex<Option<Arc<Running>>>,
+    tools: Mutex<Option<(Instant, Arc<Vec<Tool>>)>>,
 }
 
-impl std::fmt::Debug for Upstreams {
+impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&String> = self.servers.keys().collect();
-        names.sort();
-        f.debug_struct("Upstreams")
-            .field("servers", &names)
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
 
+impl Upstream {
+    fn new(name: &str, transport: Transport) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            name: name.to_string(),
+            transport,
+            running: Mutex::new(None),
+            tools: Mutex::new(None),
+        })
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+}
+
+/// An organisation's servers registered over the API, read at a runtime generation.
+struct OrgServers {
+    generation: i64,
+    servers: HashMap<String, Arc<Upstream>>,
+}
+
+/// The upstream MCP servers: the configured ones and each organisation's.
+pub struct Upstreams {
+    configured: HashMap<String, Arc<Upstream>>,
+    orgs: std::sync::RwLock<HashMap<String, OrgServers>>,
+    timeout: Duration,
+    tool_cache: Duration,
+    http: Arc<HttpConnector>,
+    secrets: Arc<dyn SecretStore>,
+    store: aaf_store::Store,
+    runtime: Arc<RuntimeRules>,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.configured.keys().collect();
+        names.sort();
+        f.debug_struct("Upstreams")
+            .field("configured", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Upstreams::new`] needs besides the configured servers.
+pub struct UpstreamDeps {
+    /// How long AAF waits for a server to start or answer (`mcp.call_timeout_ms`).
+    pub timeout: Duration,
+    /// How long a tool listing is reused to check a call (`mcp.tool_cache_seconds`).
+    pub tool_cache: Duration,
+    /// The HTTP connector, whose SSRF guard HTTP servers are reached through.
+    pub http: Arc<HttpConnector>,
+    /// Where `${secret:...}` references are read.
+    pub secrets: Arc<dyn SecretStore>,
+    /// Where organisations' servers are stored.
+    pub store: aaf_store::Store,
+    /// Whose generations say when an organisation's servers changed.
+    pub runtime: Arc<RuntimeRules>,
+}
+
 impl Upstreams {
-    /// The upstreams of `servers` (checked by the configuration), none started yet; a call
-    /// waits at most `timeout` for its answer (and for a server to start).
-    pub fn new(servers: &[McpServerConfig], timeout: Duration) -> Upstreams {
+    /// The configured servers (checked by the configuration), none started yet.
+    pub fn new(servers: &[McpServerConfig], deps: UpstreamDeps) -> Upstreams {
         Upstreams {
-            servers: servers
+            configured: servers
                 .iter()
-                .map(|c| {
-                    (
-                        c.name.clone(),
-                        Upstream {
-                            config: c.clone(),
-                            client: Mutex::new(None),
-                        },
-                    )
-                })
+                .map(|c| (c.name.clone(), Upstream::new(&c.name, c.transport())))
                 .collect(),
-            timeout,
+            orgs: std::sync::RwLock::new(HashMap::new()),
+            timeout: deps.timeout,
+            tool_cache: deps.tool_cache,
+            http: deps.http,
+            secrets: deps.secrets,
+            store: deps.store,
+            runtime: deps.runtime,
         }
     }
 
-    /// The configured servers' names, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.servers.keys().cloned().collect();
-        names.sort();
-        names
+    /// Where `${secret:...}` references are read.
+    pub fn secrets(&self) -> &dyn SecretStore {
+        self.secrets.as_ref()
     }
 
-    /// Whether a server of this name is configured.
-    pub fn has(&self, name: &str) -> bool {
-        self.servers.contains_key(name)
+    /// Whether a server of this name is in the configuration (offered to every
+    /// organisation).
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.configured.contains_key(name)
     }
 
-    fn upstream(&self, name: &str) -> Result<&Upstream, UpstreamError> {
-        self.servers
-            .get(name)
+    /// The configured servers, sorted by name.
+    pub fn configured(&self) -> Vec<Arc<Upstream>> {
+        let mut servers: Vec<Arc<Upstream>> = self.configured.values().cloned().collect();
+        servers.sort_by(|a, b| a.name.cmp(&b.name));
+        servers
+    }
+
+    /// The organisation's servers registered over the API, read again from the store when
+    /// its runtime generation moved since they were read.
+    async fn org_servers(&self, org_id: &str) -> Result<Vec<Arc<Upstream>>, UpstreamError> {
+        let generation = self.runtime.generation(org_id);
+        {
+            let orgs = self
+                .orgs
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(cached) = orgs.get(org_id).filter(|o| o.generation == generation) {
+                return Ok(cached.servers.values().cloned().collect());
+            }
+        }
+        let stored =
+            self.store
+                .list_mcp_servers(org_id)
+                .await
+                .map_err(|e| UpstreamError::Failed {
+                    server: "*".into(),
+                    message: format!("the organisation's MCP servers could not be read: {e}"),
+                })?;
+        let mut orgs = self
+            .orgs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = orgs.remove(org_id);
+        let mut servers = HashMap::new();
+        for record in stored {
+            let Ok(transport) = serde_json::from_value::<Transport>(record.transport.clone())
+            else {
+                tracing::error!(%org_id, server = %record.name, "mcp: a stored server's settings cannot be read; it is left out");
+                continue;
+            };
+            // A server whose settings did not change keeps its running client.
+            let kept = previous
+                .as_ref()
+                .and_then(|p| p.servers.get(&record.name))
+                .filter(|u| u.transport == transport)
+                .cloned();
+            let upstream = kept.unwrap_or_else(|| Upstream::new(&record.name, transport));
+            servers.insert(record.name, upstream);
+        }
+        let list = servers.values().cloned().collect();
+        orgs.insert(
+            org_id.to_string(),
+            OrgServers {
+                generation,
+                servers,
+            },
+        );
+        Ok(list)
+    }
+
+    /// Every server the organisation's agents may use, sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError::Failed`] when its registered servers cannot be read.
+    pub async fn servers(&self, org_id: &str) -> Result<Vec<Arc<Upstream>>, UpstreamError> {
+        let mut servers = self.configured();
+        servers.extend(self.org_servers(org_id).await?);
+        servers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(servers)
+    }
+
+    /// The server `name` of the organisation.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError::UnknownServer`], or [`UpstreamError::Failed`] when the
+    /// organisation's servers cannot be read.
+    pub async fn server(&self, org_id: &str, name: &str) -> Result<Arc<Upstream>, UpstreamError> {
+        if let Some(u) = self.configured.get(name) {
+            return Ok(Arc::clone(u));
+        }
+        self.org_servers(org_id)
+            .await?
+            .into_iter()
+            .find(|u| u.name == name)
             .ok_or_else(|| UpstreamError::UnknownServer(name.to_string()))
     }
 
-    /// The running client of `name`, started when it is not running.
-    async fn client(&self, name: &str) -> Result<Arc<Client>, UpstreamError> {
-        let upstream = self.upstream(name)?;
-        let mut slot = upstream.client.lock().await;
-        if let Some(client) = slot.as_ref() {
-            if !client.is_closed() {
-                return Ok(Arc::clone(client));
+    /// The running client of `upstream`, started when it is not running.
+    async fn running(&self, upstream: &Upstream) -> Result<Arc<Running>, UpstreamError> {
+        let mut slot = upstream.running.lock().await;
+        if let Some(running) = slot.as_ref() {
+            if !running.client.is_closed() {
+                return Ok(Arc::clone(running));
             }
-            tracing::warn!(server = %name, "mcp upstream: the server stopped; starting it again");
+            tracing::warn!(server = %upstream.name, "mcp upstream: the server stopped; starting it again");
         }
-        let started = tokio::time::timeout(self.timeout, start(&upstream.config))
+        let started = tokio::time::timeout(self.timeout, self.start(upstream))
             .await
-            .map_err(|_| self.timed_out(name))??;
-        let client = Arc::new(started);
-        *slot = Some(Arc::clone(&client));
-        Ok(client)
+            .map_err(|_| self.timed_out(&upstream.name))??;
+        let running = Arc::new(started);
+        *slot = Some(Arc::clone(&running));
+        Ok(running)
     }
 
     /// Forgets a client that failed, so that the next call starts the server again.
-    async fn drop_client(&self, name: &str) {
-        if let Ok(upstream) = self.upstream(name) {
-            upstream.client.lock().await.take();
-        }
+    async fn drop_client(upstream: &Upstream) {
+        upstream.running.lock().await.take();
+        upstream.tools.lock().await.take();
     }
 
     fn timed_out(&self, name: &str) -> UpstreamError {
@@ -150,89 +445,185 @@ impl Upstreams {
         }
     }
 
-    /// Every tool of the server `name` (all pages).
+    /// Every tool of the server (all pages), listed now; secrets it echoes are masked.
     ///
     /// # Errors
     ///
-    /// [`UpstreamError`] when it is not configured, cannot be started or does not answer.
-    pub async fn list_tools(&self, name: &str) -> Result<Vec<Tool>, UpstreamError> {
-        let client = self.client(name).await?;
-        match tokio::time::timeout(self.timeout, client.list_all_tools()).await {
-            Ok(Ok(tools)) => Ok(tools),
+    /// [`UpstreamError`] when it cannot be started or does not answer.
+    pub async fn list_tools(&self, upstream: &Upstream) -> Result<Arc<Vec<Tool>>, UpstreamError> {
+        let running = self.running(upstream).await?;
+        let listed = match tokio::time::timeout(self.timeout, running.client.list_all_tools()).await
+        {
+            Ok(Ok(tools)) => tools,
             Ok(Err(e)) => {
-                self.drop_client(name).await;
-                Err(Self::failed(name, e))
+                Self::drop_client(upstream).await;
+                return Err(Self::failed(&upstream.name, e));
             }
-            Err(_) => Err(self.timed_out(name)),
-        }
+            Err(_) => return Err(self.timed_out(&upstream.name)),
+        };
+        let tools: Vec<Tool> = listed
+            .into_iter()
+            .map(|tool| mask_tool(&running.masker, tool))
+            .collect();
+        let tools = Arc::new(tools);
+        *upstream.tools.lock().await = Some((Instant::now(), Arc::clone(&tools)));
+        Ok(tools)
     }
 
-    /// Calls `tool` of the server `name` with `arguments`; the server's own tool errors are
-    /// results (`is_error`), not errors.
+    /// The server's current definition of `tool`: from a listing at most
+    /// `mcp.tool_cache_seconds` old, else listed now. `None`: the server has no such tool.
     ///
     /// # Errors
     ///
-    /// [`UpstreamError`] when it is not configured, cannot be started, fails or does not
-    /// answer within the time limit.
+    /// As [`Upstreams::list_tools`].
+    pub async fn tool(
+        &self,
+        upstream: &Upstream,
+        tool: &str,
+    ) -> Result<Option<Tool>, UpstreamError> {
+        let cached = upstream
+            .tools
+            .lock()
+            .await
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < self.tool_cache)
+            .map(|(_, tools)| Arc::clone(tools));
+        let tools = match cached {
+            Some(tools) => tools,
+            None => self.list_tools(upstream).await?,
+        };
+        Ok(tools.iter().find(|t| t.name == tool).cloned())
+    }
+
+    /// Calls `tool` of the server with `arguments`; the server's own tool errors are results
+    /// (`is_error`), not errors. Secrets the result echoes are masked.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`] when it cannot be started, fails or does not answer within the
+    /// time limit.
     pub async fn call_tool(
         &self,
-        name: &str,
+        upstream: &Upstream,
         tool: &str,
         arguments: Map<String, Value>,
-    ) -> Result<CallToolResult, UpstreamError> {
-        let client = self.client(name).await?;
+    ) -> Result<Value, UpstreamError> {
+        let running = self.running(upstream).await?;
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-        match tokio::time::timeout(self.timeout, client.call_tool(params)).await {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(e)) => {
-                if client.is_closed() {
-                    self.drop_client(name).await;
+        let result: CallToolResult =
+            match tokio::time::timeout(self.timeout, running.client.call_tool(params)).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => {
+                    if running.client.is_closed() {
+                        Self::drop_client(upstream).await;
+                    }
+                    return Err(Self::failed(&upstream.name, e));
                 }
-                Err(Self::failed(name, e))
+                Err(_) => return Err(self.timed_out(&upstream.name)),
+            };
+        let mut value =
+            serde_json::to_value(&result).map_err(|e| Self::failed(&upstream.name, e))?;
+        running.masker.mask_json(&mut value);
+        Ok(value)
+    }
+
+    /// Starts (stdio) or connects to (HTTP) a server and runs the MCP handshake.
+    async fn start(&self, upstream: &Upstream) -> Result<Running, UpstreamError> {
+        let name = upstream.name.as_str();
+        let secret_error =
+            |field: &str, e: secrets::SecretError| Self::failed(name, format!("{field}: {e}"));
+        let mut used = Vec::new();
+        let mut refusals = None;
+        let client = match &upstream.transport {
+            Transport::Stdio {
+                command: program,
+                args,
+                env,
+                cwd,
+            } => {
+                let mut command = tokio::process::Command::new(program);
+                command.args(args).env_clear().kill_on_drop(true);
+                for key in INHERITED_ENV {
+                    if let Some(value) = std::env::var_os(key) {
+                        command.env(key, value);
+                    }
+                }
+                for (key, template) in env {
+                    let (value, secrets) = secrets::expand(template, self.secrets.as_ref())
+                        .map_err(|e| secret_error(&format!("env.{key}"), e))?;
+                    command.env(key, value.as_str());
+                    used.extend(secrets);
+                }
+                if let Some(dir) = cwd {
+                    command.current_dir(dir);
+                }
+                let (transport, stderr) = TokioChildProcess::builder(command)
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| Self::failed(name, format!("cannot start {program:?}: {e}")))?;
+                if let Some(stderr) = stderr {
+                    let server = name.to_string();
+                    let masker = Masker::new(used.clone());
+                    tokio::spawn(async move {
+                        let mut lines = tokio::io::BufReader::new(stderr).lines();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            let line = masker.mask_str(&line).unwrap_or(line);
+                            tracing::info!(target: "aaf::mcp::upstream", server = %server, "{line}");
+                        }
+                    });
+                }
+                ().serve(transport).await
             }
-            Err(_) => Err(self.timed_out(name)),
-        }
+            Transport::Http { url, headers } => {
+                let (client, refused) = crate::connectors::guarded::client(&self.http, url)
+                    .map_err(|e| match e {
+                        crate::connectors::ConnectorError::Ssrf(m) => UpstreamError::Ssrf(m),
+                        other => Self::failed(name, other),
+                    })?;
+                let mut custom = HashMap::new();
+                for (key, template) in headers {
+                    let field = format!("headers.{key}");
+                    let (value, secrets) = secrets::expand(template, self.secrets.as_ref())
+                        .map_err(|e| secret_error(&field, e))?;
+                    let header = http::HeaderName::from_bytes(key.as_bytes())
+                        .map_err(|e| Self::failed(name, format!("{field}: {e}")))?;
+                    let mut value = http::HeaderValue::from_str(value.as_str())
+                        .map_err(|_| Self::failed(name, format!("{field}: not a header value")))?;
+                    value.set_sensitive(true);
+                    custom.insert(header, value);
+                    used.extend(secrets);
+                }
+                refusals = Some(refused);
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .custom_headers(custom);
+                ().serve(StreamableHttpClientTransport::with_client(client, config))
+                    .await
+            }
+        };
+        let masker = Masker::new(used);
+        let client = client.map_err(|e| {
+            if let Some(reason) = refusals.as_ref().and_then(|r| r.take()) {
+                return UpstreamError::Ssrf(reason);
+            }
+            let chain = crate::connectors::http::error_chain(&e);
+            let message = format!("the MCP handshake failed: {chain}");
+            Self::failed(name, masker.mask_str(&message).unwrap_or(message))
+        })?;
+        tracing::info!(server = %name, "mcp upstream: started");
+        Ok(Running { client, masker })
     }
 }
 
-/// Starts a stdio server with a scrubbed environment and its standard error logged, and
-/// runs the MCP handshake with it.
-async fn start(config: &McpServerConfig) -> Result<Client, UpstreamError> {
-    let name = config.name.as_str();
-    let Some(program) = &config.command else {
-        return Err(Upstreams::failed(
-            name,
-            "only stdio servers (command) are supported so far",
-        ));
+/// `tool` with the secrets it echoes masked (in its description, schema, ...).
+fn mask_tool(masker: &Masker, tool: Tool) -> Tool {
+    if masker.is_empty() {
+        return tool;
+    }
+    let Ok(mut value) = serde_json::to_value(&tool) else {
+        return tool;
     };
-    let mut command = tokio::process::Command::new(program);
-    command.args(&config.args).env_clear().kill_on_drop(true);
-    for key in INHERITED_ENV {
-        if let Some(value) = std::env::var_os(key) {
-            command.env(key, value);
-        }
+    if !masker.mask_json(&mut value) {
+        return tool;
     }
-    command.envs(&config.env);
-    if let Some(dir) = &config.cwd {
-        command.current_dir(dir);
-    }
-    let (transport, stderr) = TokioChildProcess::builder(command)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Upstreams::failed(name, format!("cannot start {program:?}: {e}")))?;
-    if let Some(stderr) = stderr {
-        let server = name.to_string();
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "aaf::mcp::upstream", server = %server, "{line}");
-            }
-        });
-    }
-    let client = ()
-        .serve(transport)
-        .await
-        .map_err(|e| Upstreams::failed(name, format!("the MCP handshake failed: {e}")))?;
-    tracing::info!(server = %name, "mcp upstream: started");
-    Ok(client)
+    serde_json::from_value(value).unwrap_or(tool)
 }

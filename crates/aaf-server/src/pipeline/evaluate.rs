@@ -168,7 +168,7 @@ pub async fn evaluate(
     // approval is checked too: approvers never see a request the connector would refuse.
     if matches!(decision.verdict, Verdict::Allow | Verdict::RequireApproval) {
         if let Some(connector) = Connector::for_tool(&request.tool) {
-            if let Err(e) = connector.preflight(state, &request) {
+            if let Err(e) = connector.preflight(state, &subject.org.id, &request).await {
                 decision = connector_denial(decision, &e);
             }
         }

@@ -71,7 +71,7 @@ pub async fn run(
         Err(refusal) => Err(Stop::Refused(refusal.reason().to_string())),
         Ok(call) => {
             tokio::select! {
-                r = connector.execute(state, allowed) => r.map_err(Stop::Connector),
+                r = connector.execute(state, org_id, allowed) => r.map_err(Stop::Connector),
                 () = call.cancelled() => Err(Stop::Aborted(call.abort_reason().unwrap_or_else(|| {
                     "kill_switch: a kill switch stopped this call".to_string()
                 }))),
@@ -112,10 +112,13 @@ pub async fn run(
                 ConnectorError::InvalidRequest(_) => "invalid_request",
                 ConnectorError::Upstream(_) => "upstream",
                 ConnectorError::Timeout(_) => "timeout",
+                ConnectorError::Refused(_) => "refused",
             };
             let denied = matches!(
                 e,
-                ConnectorError::Ssrf(_) | ConnectorError::InvalidRequest(_)
+                ConnectorError::Ssrf(_)
+                    | ConnectorError::InvalidRequest(_)
+                    | ConnectorError::Refused(_)
             );
             let status = if denied {
                 ActionStatus::Denied

@@ -24,6 +24,12 @@ use crate::app::AppState;
 /// Longest window or baseline a breaker may look back over, in seconds (31 days).
 pub const MAX_WINDOW_SECONDS: u64 = 31 * 24 * 3600;
 
+/// Most denials `max_denials` may allow.
+pub const MAX_DENIALS: u32 = 1_000_000;
+
+/// Largest `spend_spike_multiple`.
+pub const MAX_SPIKE_MULTIPLE: u32 = 1000;
+
 /// The circuit breakers of an organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -32,18 +38,23 @@ pub struct CircuitBreakers {
     /// Default true.
     pub budget_exhausted: bool,
     /// Stop the agent when it has more than this many denied actions within
-    /// `denials_window_seconds`; 0 (the default) turns this breaker off.
+    /// `denials_window_seconds`, at most 1000000; 0 (the default) turns this breaker off.
+    #[schema(maximum = 1_000_000)]
     pub max_denials: u32,
     /// The window of `max_denials`, in seconds, 1 to 2678400. Default 300.
+    #[schema(minimum = 1, maximum = 2_678_400)]
     pub denials_window_seconds: u64,
     /// Stop the agent when its spend (in the configured currency) within
     /// `spike_window_seconds` passes this multiple of its usual spend for such a window; 0
-    /// (the default) turns this breaker off.
+    /// (the default) turns this breaker off; at most 1000.
+    #[schema(maximum = 1000)]
     pub spend_spike_multiple: u32,
     /// The short window of the spike breaker, in seconds, 1 to 2678400. Default 300.
+    #[schema(minimum = 1, maximum = 2_678_400)]
     pub spike_window_seconds: u64,
     /// How far back the usual spend is averaged, in seconds (longer than the short window,
     /// at most 2678400). Default 86400.
+    #[schema(minimum = 1, maximum = 2_678_400)]
     pub baseline_seconds: u64,
     /// Least spend within the short window (micro-units) before a spike counts, so that a
     /// new agent's first spending does not trip it; at most 10^15. Default 1000000.
@@ -51,6 +62,7 @@ pub struct CircuitBreakers {
     pub spike_min_spend: u64,
     /// Seconds until a breaker's kill switch releases itself, at most 31536000; 0: only an
     /// admin releases it. Default 3600.
+    #[schema(maximum = 31_536_000)]
     pub cooldown_seconds: u64,
 }
 
@@ -92,6 +104,21 @@ impl CircuitBreakers {
             return Err((
                 "baseline_seconds",
                 "must be longer than spike_window_seconds".into(),
+            ));
+        }
+        if self.max_denials > MAX_DENIALS {
+            return Err((
+                "max_denials",
+                format!("must be at most {MAX_DENIALS}, not {}", self.max_denials),
+            ));
+        }
+        if self.spend_spike_multiple > MAX_SPIKE_MULTIPLE {
+            return Err((
+                "spend_spike_multiple",
+                format!(
+                    "must be at most {MAX_SPIKE_MULTIPLE}, not {}",
+                    self.spend_spike_multiple
+                ),
             ));
         }
         if self.spike_min_spend > aaf_core::budget::MAX_LIMIT {

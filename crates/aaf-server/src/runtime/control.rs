@@ -199,7 +199,7 @@ async fn check_room(state: &AppState, org_id: &str) -> Result<(), ControlError> 
 
 /// Installs the organisation's switches and rate limits on this node after a change it
 /// committed.
-pub(super) async fn install(state: &AppState, org_id: &str) {
+pub(crate) async fn install(state: &AppState, org_id: &str) {
     if let Err(e) = state
         .runtime
         .reload_org(&state.store, &state.clock, org_id)

@@ -122,7 +122,8 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
     Ok(())
 }
 
-fn bump(conn: &Connection, org_id: &str, now: &str) -> Result<(), StoreError> {
+/// Advances the organisation's runtime generation.
+pub(super) fn bump(conn: &Connection, org_id: &str, now: &str) -> Result<(), StoreError> {
     conn.prepare_cached(sql::BUMP_RUNTIME_GENERATION)?
         .execute(params![org_id, now])?;
     Ok(())

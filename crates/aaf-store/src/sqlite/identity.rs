@@ -442,6 +442,12 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
         | Mutation::DeleteBudget { .. }
         | Mutation::SettleBudget { .. }
         | Mutation::SetCircuitBreakers { .. } => super::budgets::apply_mutation(conn, mutation)?,
+        Mutation::InsertMcpServer(_)
+        | Mutation::UpdateMcpServer { .. }
+        | Mutation::DeleteMcpServer { .. }
+        | Mutation::PinMcpTool(_)
+        | Mutation::FlagMcpToolChange { .. }
+        | Mutation::AcceptMcpTool { .. } => super::mcp::apply_mutation(conn, mutation)?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?

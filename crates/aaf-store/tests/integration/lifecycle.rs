@@ -9,7 +9,9 @@ use crate::common::{
 };
 
 /// The tables every migrated database has.
-const TABLES: [&str; 21] = [
+const TABLES: [&str; 23] = [
+    "mcp_servers",
+    "mcp_tool_pins",
     "kill_switches",
     "runtime_state",
     "agent_snapshots",

@@ -15,6 +15,7 @@ mod identity;
 mod kill_switches;
 mod legacy;
 mod lifecycle;
+mod mcp;
 mod policies;
 mod postgres_rls;
 mod python_verifier;

@@ -17,7 +17,9 @@ use crate::common::{
 };
 
 /// Every tenant table with its organisation column.
-const TENANT_TABLES: [(&str, &str); 19] = [
+const TENANT_TABLES: [(&str, &str); 21] = [
+    ("mcp_servers", "org_id"),
+    ("mcp_tool_pins", "org_id"),
     ("kill_switches", "org_id"),
     ("agent_snapshots", "org_id"),
     ("policy_objects", "org_id"),
@@ -150,6 +152,34 @@ async fn populate(store: &Store, org: &Org, agent: &Agent, tag: &str) {
         ..WriteUnit::default()
     };
     store.commit(&[isolation]).await.unwrap();
+    let mcp = WriteUnit {
+        mutations: vec![
+            Mutation::InsertMcpServer(aaf_store::McpServer {
+                id: format!("{tag}-mcps"),
+                org_id: org.id.clone(),
+                name: "everything".into(),
+                transport: serde_json::json!({"type": "stdio", "command": "npx"}),
+                created_at: ts(60),
+                created_by: Some("u".into()),
+                updated_at: ts(60),
+            }),
+            Mutation::PinMcpTool(aaf_store::McpToolPin {
+                org_id: org.id.clone(),
+                server: "everything".into(),
+                tool: "echo".into(),
+                hash: "00".repeat(32),
+                definition: serde_json::json!({"name": "echo"}),
+                pending_hash: None,
+                pending_definition: None,
+                first_seen_at: ts(61),
+                accepted_at: ts(61),
+                accepted_by: None,
+                changed_at: None,
+            }),
+        ],
+        ..WriteUnit::default()
+    };
+    store.commit(&[mcp]).await.unwrap();
 }
 
 /// `SELECT <column> FROM <table>`: no WHERE clause, as a query that forgot its filter.

@@ -19,6 +19,7 @@ mod keys;
 mod kill_switch;
 mod limits;
 mod mcp;
+mod mcp_servers;
 mod metrics;
 mod multinode;
 mod policies;

@@ -42,7 +42,7 @@ impl ClientHandler for Progress {
 }
 
 /// Whether Python's `mcp` package is there; `false` prints a notice (and fails in CI).
-fn python_mcp_available() -> bool {
+pub(crate) fn python_mcp_available() -> bool {
     let ok = std::process::Command::new("python3")
         .args(["-c", "import mcp"])
         .status()
@@ -60,17 +60,14 @@ fn python_mcp_available() -> bool {
 }
 
 /// The demo upstream, with one variable of its own in its environment.
-fn demo_config() -> aaf_server::config::McpServerConfig {
-    aaf_server::config::McpServerConfig {
-        name: "demo".into(),
-        command: Some("python3".into()),
-        args: vec![demo_server()],
-        env: [("DEMO_SETTING".to_string(), "1".to_string())].into(),
-        cwd: None,
-    }
+pub(crate) fn demo_config() -> aaf_server::config::McpServerConfig {
+    let mut config =
+        aaf_server::config::McpServerConfig::stdio("demo", "python3", vec![demo_server()]);
+    config.env = [("DEMO_SETTING".to_string(), "1".to_string())].into();
+    config
 }
 
-fn demo_server() -> String {
+pub(crate) fn demo_server() -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/mcp/demo_server.py")
         .display()
@@ -104,14 +101,18 @@ async fn start(policies: &tempfile::TempDir) -> TestServer {
     .await
 }
 
-async fn client(server: &TestServer, key: &str) -> RunningService<RoleClient, ()> {
+pub(crate) async fn client(server: &TestServer, key: &str) -> RunningService<RoleClient, ()> {
     let config = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")).auth_header(key);
     ().serve(StreamableHttpClientTransport::from_config(config))
         .await
         .expect("the MCP session starts")
 }
 
-async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
+pub(crate) async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> CallToolResult {
     let Value::Object(args) = args else {
         panic!("arguments must be an object")
     };
@@ -121,7 +122,7 @@ async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) 
         .expect("tools/call answers")
 }
 
-fn text(result: &CallToolResult) -> String {
+pub(crate) fn text(result: &CallToolResult) -> String {
     result
         .content
         .iter()
