@@ -360,8 +360,12 @@ pub async fn prepare_with_clock(
         tracing::info!(policy = %p.name, files = ?p.files, "policy");
     }
 
+    let secrets: Arc<dyn crate::secrets::SecretStore> = Arc::new(
+        crate::secrets::ConfiguredSecrets::new(config.secrets.clone()),
+    );
     let http = HttpConnector::new(&config.connectors.http)
-        .map_err(|e| StartError::Connector(e.to_string()))?;
+        .map_err(|e| StartError::Connector(e.to_string()))?
+        .with_secrets(Arc::clone(&secrets));
     let webhooks = crate::webhooks::Webhooks::new(&config).map_err(StartError::Webhooks)?;
     if !config.connectors.http.allow_private_cidrs.is_empty() {
         tracing::warn!(
@@ -486,9 +490,6 @@ pub async fn prepare_with_clock(
         .map_err(|e| StartError::Store(aaf_store::StoreError::Unavailable(e)))?;
     let config_mcp = config.mcp.clone();
     let http = Arc::new(http);
-    let secrets: Arc<dyn crate::secrets::SecretStore> = Arc::new(
-        crate::secrets::ConfiguredSecrets::new(config.secrets.clone()),
-    );
     let mcp = Arc::new(crate::mcp::Upstreams::new(
         &config_mcp.servers,
         crate::mcp::UpstreamDeps {

@@ -954,6 +954,18 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("budgets: {e}")))?;
         crate::secrets::validate(&self.secrets).map_err(ConfigError::Invalid)?;
+        for (i, rule) in self.connectors.http.credentials.iter().enumerate() {
+            for (name, value) in &rule.headers {
+                let field = format!("connectors.http.credentials[{i}].headers.{name}");
+                let names = crate::secrets::references(value)
+                    .map_err(|e| ConfigError::Invalid(format!("{field}: {e}")))?;
+                if let Some(unknown) = names.iter().find(|n| !self.secrets.contains_key(*n)) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{field}: no secret {unknown:?} is configured ([secrets])"
+                    )));
+                }
+            }
+        }
         self.mcp
             .validate(&crate::secrets::ConfiguredSecrets::new(
                 self.secrets.clone(),
@@ -1174,6 +1186,41 @@ mod tests {
         assert_eq!(c.limits.eval_timeout_ms, 7);
         assert_eq!(c.limits.max_body_bytes, 2048);
         assert_eq!(c.connectors.http.allowed_domains, vec!["api.example.com"]);
+    }
+
+    #[test]
+    fn secrets_and_the_settings_that_refer_to_them_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("aaf.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(Some(&file), env(&[]), &CliOverrides::default())
+        };
+        let good = "[secrets]\nstripe = { env = \"STRIPE_KEY\" }\n[[connectors.http.credentials]]\nhost = \"api.stripe.com\"\nheaders = { Authorization = \"Bearer ${secret:stripe}\" }\n";
+        let c = load(good).unwrap();
+        assert_eq!(c.connectors.http.credentials[0].host, "api.stripe.com");
+        for (text, named) in [
+            (
+                "[[connectors.http.credentials]]\nhost = \"api.stripe.com\"\nheaders = { Authorization = \"Bearer ${secret:nope}\" }\n",
+                "connectors.http.credentials[0].headers.Authorization",
+            ),
+            ("[secrets]\nx = { env = \"A\", file = \"/b\" }\n", "secrets.x"),
+            (
+                "[[mcp.servers]]\nname = \"gh\"\nurl = \"https://mcp.example.com/mcp\"\nheaders = { Authorization = \"${secret:gh}\" }\n",
+                "mcp.servers[0].headers.Authorization",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"both\"\ncommand = \"x\"\nurl = \"https://mcp.example.com/mcp\"\n",
+                "exactly one of command",
+            ),
+            (
+                "[[mcp.servers]]\nname = \"h\"\nurl = \"https://mcp.example.com/mcp\"\nheaders = { Mcp-Session-Id = \"x\" }\n",
+                "set by AAF",
+            ),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(named), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -63,6 +63,8 @@ impl Webhooks {
             allow_private_cidrs: config.webhooks.allow_private_cidrs.clone(),
             timeout_ms: config.webhooks.timeout_ms,
             max_redirects: 0,
+            // Webhook deliveries are not agents' requests: no credentials.
+            credentials: Vec::new(),
             section: "webhooks".to_string(),
             ..config.connectors.http.clone()
         };

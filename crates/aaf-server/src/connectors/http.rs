@@ -130,10 +130,102 @@ pub struct HttpConnectorConfig {
     /// Default true. False: only `hosts` entries resolve (an air-gapped or pinned deployment;
     /// also how the tests avoid DNS traffic).
     pub system_dns: bool,
+    /// Credentials AAF adds to agents' requests, per destination (docs/credentials.md): the
+    /// operator, not the agent, holds them. Empty by default.
+    pub credentials: Vec<CredentialRule>,
     /// The configuration section named in refusal messages (`connectors.http`, or
     /// `webhooks` for webhook targets). Not a configuration key.
     #[serde(skip, default = "default_section")]
     pub section: String,
+}
+
+/// One entry of `connectors.http.credentials`: headers AAF adds to agents' requests to a
+/// destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRule {
+    /// The destination: an exact host name or IP address, or `*.example.com` for every
+    /// subdomain (as in `allowed_domains`).
+    pub host: String,
+    /// Header name to value; values refer to secrets as `${secret:name}`
+    /// (`Authorization = "Bearer ${secret:stripe}"`).
+    pub headers: BTreeMap<String, String>,
+    /// The organisations (ids) whose agents' requests get them. Empty (the default): every
+    /// organisation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orgs: Vec<String>,
+}
+
+/// Headers a credential rule may not set: they describe the connection or the body, which
+/// the client derives (RFC 9110 section 7.6.1).
+const NOT_CREDENTIAL_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A checked credential rule.
+#[derive(Debug)]
+struct Credential {
+    host: AllowedHost,
+    headers: Vec<(HeaderName, String)>,
+    orgs: Vec<String>,
+}
+
+impl Credential {
+    fn parse(index: usize, rule: &CredentialRule) -> Result<Credential, String> {
+        let field = format!("connectors.http.credentials[{index}]");
+        let host = AllowedHost::parse(&rule.host).map_err(|e| format!("{field}.host: {e}"))?;
+        if rule.headers.is_empty() {
+            return Err(format!("{field}.headers must name at least one header"));
+        }
+        let mut headers = Vec::new();
+        for (name, value) in &rule.headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("{field}.headers: {name:?} is not a header name"))?;
+            if NOT_CREDENTIAL_HEADERS.contains(&header.as_str()) {
+                return Err(format!(
+                    "{field}.headers.{name} describes the connection and cannot be set"
+                ));
+            }
+            if value.bytes().any(|b| b.is_ascii_control()) {
+                return Err(format!("{field}.headers.{name} holds control characters"));
+            }
+            crate::secrets::references(value)
+                .map_err(|e| format!("{field}.headers.{name}: {e}"))?;
+            headers.push((header, value.clone()));
+        }
+        Ok(Credential {
+            host,
+            headers,
+            orgs: rule.orgs.clone(),
+        })
+    }
+
+    fn applies(&self, url: &Url, org_id: &str) -> bool {
+        let host_matches = match url.host() {
+            Some(Host::Domain(name)) => self
+                .host
+                .matches_name(&name.trim_end_matches('.').to_ascii_lowercase()),
+            Some(Host::Ipv4(ip)) => self.host == AllowedHost::Ip(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => self.host == AllowedHost::Ip(IpAddr::V6(ip)),
+            None => false,
+        };
+        host_matches && (self.orgs.is_empty() || self.orgs.iter().any(|o| o == org_id))
+    }
+}
+
+/// The credentials an action's request carries: the organisation, and what was added (to
+/// mask in the answer).
+struct Injection<'a> {
+    org_id: &'a str,
+    used: Vec<crate::secrets::Secret>,
 }
 
 fn default_section() -> String {
@@ -152,6 +244,7 @@ impl Default for HttpConnectorConfig {
             max_redirects: 5,
             hosts: BTreeMap::new(),
             system_dns: true,
+            credentials: Vec::new(),
             section: default_section(),
         }
     }
@@ -469,6 +562,11 @@ pub struct HttpConnector {
     resolver: Arc<dyn Resolve>,
     /// The PEM of `ca_file`, when set.
     ca_pem: Option<Arc<Vec<u8>>>,
+    /// `credentials`, checked.
+    credentials: Arc<Vec<Credential>>,
+    /// Where credentials' secrets are read ([`HttpConnector::with_secrets`]); none: a
+    /// request a credential rule applies to is refused.
+    secrets: Option<Arc<dyn crate::secrets::SecretStore>>,
     connect_timeout_ms: u64,
     timeout_ms: u64,
     max_response_bytes: usize,
@@ -585,16 +683,146 @@ impl HttpConnector {
                 error_chain(&error)
             ))
         })?;
+        let credentials = config
+            .credentials
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| Credential::parse(i, rule))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(config_error)?;
         Ok(HttpConnector {
             client,
             rules,
             resolver: checking,
             ca_pem,
+            credentials: Arc::new(credentials),
+            secrets: None,
             connect_timeout_ms: config.connect_timeout_ms,
             timeout_ms: config.timeout_ms,
             max_response_bytes: config.max_response_bytes,
             max_redirects: config.max_redirects,
         })
+    }
+
+    /// The connector with `secrets` as where its credential rules' secrets are read.
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: Arc<dyn crate::secrets::SecretStore>) -> HttpConnector {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// [`HttpConnector::preflight`] for an action of the organisation: also refuses a request
+    /// that sets a header a credential rule adds for its destination (the agent may not
+    /// supply, or override, a credential AAF holds).
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpConnector::preflight`], and [`ConnectorError::Refused`] (`credentials: ...`).
+    pub fn preflight_as(
+        &self,
+        org_id: &str,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Result<(), ConnectorError> {
+        let request = prepare(method, params)?;
+        self.rules
+            .check_url(&request.url)
+            .map_err(ConnectorError::Ssrf)?;
+        self.check_agent_headers(org_id, &request.url, &request.headers)
+    }
+
+    /// Refuses agent headers that credential rules for `url` add.
+    fn check_agent_headers(
+        &self,
+        org_id: &str,
+        url: &Url,
+        headers: &HeaderMap,
+    ) -> Result<(), ConnectorError> {
+        for credential in self.credentials.iter().filter(|c| c.applies(url, org_id)) {
+            if let Some((name, _)) = credential
+                .headers
+                .iter()
+                .find(|(name, _)| headers.contains_key(name))
+            {
+                return Err(ConnectorError::Refused(format!(
+                    "credentials: the {name} header of requests to {} is set by AAF (connectors.http.credentials); the agent may not send it",
+                    url.host_str().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the credentials of the rules for `url` to `headers` (replacing nothing: an agent
+    /// header of the same name was refused before); the secrets used are kept to mask.
+    fn inject(
+        &self,
+        injection: &mut Injection<'_>,
+        url: &Url,
+        headers: &mut HeaderMap,
+    ) -> Result<(), ConnectorError> {
+        for credential in self
+            .credentials
+            .iter()
+            .filter(|c| c.applies(url, injection.org_id))
+        {
+            let Some(store) = &self.secrets else {
+                return Err(ConnectorError::Refused(
+                    "credentials: no secret store is configured".to_owned(),
+                ));
+            };
+            for (name, template) in &credential.headers {
+                let (value, used) = crate::secrets::expand(template, store.as_ref())
+                    .map_err(|e| ConnectorError::Refused(format!("credentials: {e}")))?;
+                let mut value = HeaderValue::from_str(value.as_str()).map_err(|_| {
+                    ConnectorError::Refused(format!(
+                        "credentials: the {name} header's value is not a valid header value"
+                    ))
+                })?;
+                value.set_sensitive(true);
+                headers.insert(name.clone(), value);
+                injection.used.extend(used);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`HttpConnector::execute`] for an action of the organisation, with the credentials
+    /// that `connectors.http.credentials` adds for each destination (the first and every
+    /// redirect's, each hop getting only its own host's) and the answer masked of every
+    /// secret they used.
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpConnector::execute`], and [`ConnectorError::Refused`] (`credentials: ...`)
+    /// when the agent set a credential header or a secret cannot be read.
+    pub async fn execute_as(
+        &self,
+        org_id: &str,
+        action: &AllowedAction,
+    ) -> Result<HttpOutcome, ConnectorError> {
+        let request = action.request();
+        if request.tool != TOOL_NAME && request.tool != TOOL_ALIAS {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "tool {:?} is not handled by the http connector ({TOOL_NAME}, {TOOL_ALIAS})",
+                request.tool
+            )));
+        }
+        let mut injection = Injection {
+            org_id,
+            used: Vec::new(),
+        };
+        let mut outcome = self
+            .execute_request(&request.operation, &request.params, Some(&mut injection))
+            .await?;
+        let masker = crate::secrets::Masker::new(injection.used);
+        masker.mask_json(&mut outcome.body);
+        let mut headers = Value::Object(std::mem::take(&mut outcome.headers));
+        masker.mask_json(&mut headers);
+        if let Value::Object(headers) = headers {
+            outcome.headers = headers;
+        }
+        Ok(outcome)
     }
 
     /// The resolver of this connector's client: every address it returns passed the
@@ -675,7 +903,7 @@ impl HttpConnector {
                 request.tool
             )));
         }
-        self.execute_request(&request.operation, &request.params)
+        self.execute_request(&request.operation, &request.params, None)
             .await
     }
 
@@ -692,7 +920,7 @@ impl HttpConnector {
         params.insert("url".to_owned(), Value::String(url.to_owned()));
         params.insert("headers".to_owned(), Value::Object(headers));
         params.insert("body".to_owned(), Value::String(body));
-        self.execute_request("POST", &params).await
+        self.execute_request("POST", &params, None).await
     }
 
     /// [`HttpConnector::execute`] on a method and parameter object.
@@ -700,17 +928,21 @@ impl HttpConnector {
         &self,
         method: &str,
         params: &Map<String, Value>,
+        injection: Option<&mut Injection<'_>>,
     ) -> Result<HttpOutcome, ConnectorError> {
         let request = prepare(method, params)?;
         self.rules
             .check_url(&request.url)
             .map_err(ConnectorError::Ssrf)?;
+        if let Some(injection) = &injection {
+            self.check_agent_headers(injection.org_id, &request.url, &request.headers)?;
+        }
         let total_ms = request
             .timeout_ms
             .map_or(self.timeout_ms, |requested| requested.min(self.timeout_ms));
         match tokio::time::timeout(
             Duration::from_millis(total_ms),
-            self.send(request, total_ms),
+            self.send(request, total_ms, injection),
         )
         .await
         {
@@ -724,6 +956,7 @@ impl HttpConnector {
         &self,
         request: PreparedRequest,
         total_ms: u64,
+        mut injection: Option<&mut Injection<'_>>,
     ) -> Result<HttpOutcome, ConnectorError> {
         let PreparedRequest {
             mut method,
@@ -734,10 +967,16 @@ impl HttpConnector {
         } = request;
         let mut redirects: u8 = 0;
         loop {
+            // Each hop gets the credentials of its own destination, and no other's.
+            let mut hop_headers = headers.clone();
+            if let Some(injection) = injection.as_deref_mut() {
+                self.check_agent_headers(injection.org_id, &url, &headers)?;
+                self.inject(injection, &url, &mut hop_headers)?;
+            }
             let mut builder = self
                 .client
                 .request(method.clone(), url.clone())
-                .headers(headers.clone());
+                .headers(hop_headers);
             if let Some(body) = &body {
                 builder = builder.body(body.clone());
             }
@@ -1204,7 +1443,7 @@ mod tests {
 
     async fn get_url(connector: &HttpConnector, url: &str) -> Result<HttpOutcome, ConnectorError> {
         connector
-            .execute_request("GET", &params(json!({"url": url})))
+            .execute_request("GET", &params(json!({"url": url})), None)
             .await
     }
 
@@ -1262,7 +1501,7 @@ mod tests {
             }
             let lookups_before = resolver.lookups.load(Ordering::SeqCst);
             match connector
-                .execute_request("GET", &params(json!({"url": url})))
+                .execute_request("GET", &params(json!({"url": url})), None)
                 .await
             {
                 Err(ConnectorError::Ssrf(reason)) => {
@@ -1374,6 +1613,7 @@ mod tests {
             .execute_request(
                 "HEAD",
                 &params(json!({"url": format!("http://{address}/text")})),
+                None,
             )
             .await
             .unwrap();
@@ -1404,6 +1644,7 @@ mod tests {
                     },
                     "body": {"a": 1, "b": [true, null]},
                 })),
+                None,
             )
             .await
             .unwrap();
@@ -1438,6 +1679,7 @@ mod tests {
                     "headers": {"Content-Type": "text/csv"},
                     "body": "a,b\n1,2\n",
                 })),
+                None,
             )
             .await
             .unwrap();
@@ -1449,6 +1691,7 @@ mod tests {
             .execute_request(
                 "PATCH",
                 &params(json!({"url": format!("http://{address}/echo"), "body": "x"})),
+                None,
             )
             .await
             .unwrap();
@@ -1493,11 +1736,15 @@ mod tests {
         });
         let url = format!("http://{address}/slow");
         let lowered = connector
-            .execute_request("GET", &params(json!({"url": url, "timeout_ms": 100})))
+            .execute_request("GET", &params(json!({"url": url, "timeout_ms": 100})), None)
             .await;
         assert_eq!(lowered, Err(ConnectorError::Timeout(100)));
         let raised = connector
-            .execute_request("GET", &params(json!({"url": url, "timeout_ms": 60_000})))
+            .execute_request(
+                "GET",
+                &params(json!({"url": url, "timeout_ms": 60_000})),
+                None,
+            )
             .await;
         assert_eq!(raised, Err(ConnectorError::Timeout(400)));
         assert_eq!(
@@ -1575,6 +1822,7 @@ mod tests {
                         "url": format!("{base}/redirect?status={status}&to=/echo"),
                         "body": {"k": "v"},
                     })),
+                    None,
                 )
                 .await
                 .unwrap();
@@ -1676,6 +1924,7 @@ mod tests {
             .execute_request(
                 "GET",
                 &params(json!({"url": same_origin, "headers": headers})),
+                None,
             )
             .await
             .unwrap();
@@ -1692,6 +1941,7 @@ mod tests {
             .execute_request(
                 "GET",
                 &params(json!({"url": other_origin, "headers": headers})),
+                None,
             )
             .await
             .unwrap();
@@ -1922,7 +2172,7 @@ mod tests {
         ];
         for (method, given, expected) in cases {
             match connector
-                .execute_request(method, &params(given.clone()))
+                .execute_request(method, &params(given.clone()), None)
                 .await
             {
                 Err(ConnectorError::InvalidRequest(reason)) => {

@@ -78,7 +78,9 @@ impl Connector {
         request: &ActionRequest,
     ) -> Result<(), ConnectorError> {
         match self {
-            Connector::Http => state.http.preflight(&request.operation, &request.params),
+            Connector::Http => state
+                .http
+                .preflight_as(org_id, &request.operation, &request.params),
             Connector::Mcp => {
                 let (server, tool) = mcp_parts(request)?;
                 let upstream = state
@@ -124,7 +126,7 @@ impl Connector {
     ) -> Result<Executed, ConnectorError> {
         match self {
             Connector::Http => {
-                let out = state.http.execute(action).await?;
+                let out = state.http.execute_as(org_id, action).await?;
                 Ok(Executed {
                     result: serde_json::json!({
                         "status": out.status,
