@@ -230,7 +230,15 @@ pub fn router(state: AppState) -> Router {
             get(policies::get_revision),
         )
         .route("/v1/audit", get(api::list_audit))
-        .route_service(crate::mcp::PATH, mcp_service(&state))
+        .route_service(
+            crate::mcp::PATH,
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::mcp::rejections::audit,
+                ))
+                .service(mcp_service(&state)),
+        )
         .route(
             crate::mcp::METADATA_PATH,
             get(api::mcp::protected_resource_metadata),

@@ -199,7 +199,48 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Records a request the gateway refuses as invalid (`request.rejected`) and returns its
+    /// JSON-RPC error (invalid params).
+    async fn refuse(&self, agent: &AgentPrincipal, method: &str, message: String) -> ErrorData {
+        let refusal = super::rejections::Refusal {
+            status: None,
+            code: Some(i64::from(rmcp::model::ErrorCode::INVALID_PARAMS.0)),
+        };
+        super::rejections::record(&self.state, agent, refusal, Some(method), &message).await;
+        ErrorData::invalid_params(message, Some(super::rejections::recorded_data()))
+    }
+}
+
 impl ServerHandler for Gateway {
+    /// A method the gateway does not know: the JSON-RPC error "method not found", recorded.
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, ErrorData> {
+        let message = format!("method not found: {}", request.method);
+        if let Ok(agent) = agent(&ctx) {
+            let refusal = super::rejections::Refusal {
+                status: None,
+                code: Some(i64::from(rmcp::model::ErrorCode::METHOD_NOT_FOUND.0)),
+            };
+            super::rejections::record(
+                &self.state,
+                &agent,
+                refusal,
+                Some(&request.method),
+                &message,
+            )
+            .await;
+        }
+        Err(ErrorData::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            message,
+            Some(super::rejections::recorded_data()),
+        ))
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("aaf", env!("CARGO_PKG_VERSION")))
@@ -260,20 +301,19 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let agent = agent(&ctx)?;
         let Some((server, tool)) = request.name.split_once(SEPARATOR) else {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "unknown tool {:?}: tools are named <server>{SEPARATOR}<tool>",
-                    request.name
-                ),
-                None,
-            ));
+            let message = format!(
+                "unknown tool {:?}: tools are named <server>{SEPARATOR}<tool>",
+                request.name
+            );
+            return Err(self.refuse(&agent, "tools/call", message).await);
         };
         if let Err(e) = self.state.mcp.server(&agent.org.id, server).await {
             return Err(match e {
-                crate::mcp::UpstreamError::UnknownServer(_) => ErrorData::invalid_params(
-                    format!("unknown tool {:?}: no MCP server {server:?}", request.name),
-                    None,
-                ),
+                crate::mcp::UpstreamError::UnknownServer(_) => {
+                    let message =
+                        format!("unknown tool {:?}: no MCP server {server:?}", request.name);
+                    self.refuse(&agent, "tools/call", message).await
+                }
                 other => ErrorData::internal_error(other.to_string(), None),
             });
         }

@@ -8,12 +8,14 @@
 //!   a scrubbed environment, restarted after they die; streamable-HTTP servers behind the
 //!   SSRF guard), with the credentials AAF holds for them;
 //! - [`servers`]: the servers an organisation's admins register (`/v1/mcp/servers`);
-//! - [`pins`]: each tool's definition pinned at first sight (rug-pull protection).
+//! - [`pins`]: each tool's definition pinned at first sight (rug-pull protection);
+//! - [`rejections`]: rejected MCP requests recorded in the audit chain.
 //!
 //! rmcp (the official Rust SDK) serves both sides.
 
 pub mod gateway;
 pub mod pins;
+pub mod rejections;
 pub mod servers;
 pub mod upstream;
 

@@ -397,6 +397,72 @@ async fn bad_mcp_messages_get_the_prescribed_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+
+    // The 2026-07-28 revision's standard headers (SEP-2243): a header that contradicts the
+    // body, or a missing Mcp-Method, is a 400 with a JSON-RPC error.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}});
+    let modern = |method: &str, header: Option<&str>| {
+        let mut request = server
+            .client
+            .post(server.url("/mcp"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28");
+        if let Some(header) = header {
+            request = request.header("mcp-method", header);
+        }
+        request
+            .body(
+                json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": {"_meta": meta}})
+                    .to_string(),
+            )
+            .send()
+    };
+    let r = modern("tools/list", Some("tools/call")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let answer: Value = r.json().await.unwrap();
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{answer}"
+    );
+    assert_eq!(modern("tools/list", None).await.unwrap().status(), 400);
+    // An unknown method: the JSON-RPC error "method not found".
+    let r = modern("tools/destroy", Some("tools/destroy"))
+        .await
+        .unwrap();
+    let answer = r.text().await.unwrap();
+    assert!(answer.contains("-32601"), "{answer}");
+
+    // Every rejection is in the audit chain, once, with what was refused.
+    let rejected: Vec<Value> = server
+        .audit(None)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "request.rejected" && e["data"]["path"] == "/mcp")
+        .map(|e| e["data"].clone())
+        .collect();
+    let statuses: Vec<Value> = rejected.iter().map(|d| d["status"].clone()).collect();
+    for status in [413, 406, 400] {
+        assert!(statuses.contains(&json!(status)), "{rejected:?}");
+    }
+    assert_eq!(
+        rejected
+            .iter()
+            .filter(|d| d["method"] == "tools/destroy")
+            .count(),
+        1,
+        "{rejected:?}"
+    );
+    assert!(rejected.iter().any(|d| d["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("does not match")));
 }
 
 /// RFC 9728: the metadata of `/mcp` names the resource and the Bearer header, and a 401 of
