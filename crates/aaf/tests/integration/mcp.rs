@@ -162,7 +162,7 @@ async fn mcp_calls_are_decided_held_for_approval_and_recorded() {
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
     // `env` is denied whatever the arguments (no context can be given in a listing): hidden.
-    assert_eq!(names, ["demo__add", "demo__echo"], "{tools:?}");
+    assert_eq!(names, ["demo__add", "demo__echo", "demo__whoami"], "{tools:?}");
 
     // Allowed: forwarded, the upstream's result returned.
     let r = call(&mcp, "demo__echo", json!({"text": "hello"})).await;

@@ -145,11 +145,19 @@ fn success_status(p: &Permission) -> u16 {
         | ("POST", "/v1/kill-switches")
         | ("POST", "/v1/rate-limits")
         | ("POST", "/v1/budgets")
+        | ("POST", "/v1/mcp/servers")
         | ("POST", "/v1/agents/{id}/isolate") => 201,
         (
             "DELETE",
-            "/v1/users/{id}" | "/v1/webhooks/{id}" | "/v1/rate-limits/{id}" | "/v1/budgets/{id}",
+            "/v1/users/{id}"
+            | "/v1/webhooks/{id}"
+            | "/v1/rate-limits/{id}"
+            | "/v1/budgets/{id}"
+            | "/v1/mcp/servers/{name}",
         ) => 204,
+        // No tool of the server has a changed definition waiting (the MCP tests accept one):
+        // an allowed caller gets past authorization to the 404.
+        ("POST", "/v1/mcp/servers/{name}/tools/{tool}/accept") => 404,
         ("DELETE", "/v1/policies/{id}" | "/v1/kill-switches/{id}") => 200,
         ("GET" | "PATCH" | "POST" | "PUT", _) => 200,
         other => panic!("no expected success status for {other:?}: extend the matrix test"),
@@ -178,6 +186,11 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
         ("POST", "/v1/kill-switches") => Some(kill_switch_body()),
         ("POST", "/v1/rate-limits") => Some(rate_limit_body()),
         ("POST", "/v1/budgets") => Some(budget_body()),
+        ("POST", "/v1/mcp/servers") => Some(mcp_server_body(&unique("m"))),
+        ("PUT", "/v1/mcp/servers/{name}") => Some(json!({"transport": mcp_transport()})),
+        ("POST", "/v1/mcp/servers/{name}/tools/{tool}/accept") => {
+            Some(json!({"hash": "0".repeat(64)}))
+        }
         ("PATCH", "/v1/budgets/{id}") => Some(json!({"limit": 5000})),
         ("PUT", "/v1/circuit-breakers") => Some(json!({"max_denials": 0})),
         ("POST", "/v1/agents/{id}/isolate") => Some(json!({"reason": "matrix"})),
@@ -222,6 +235,14 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
                 .await;
             assert_eq!(status, 201, "{body}");
             p.path.replace("{id}", body["id"].as_str().unwrap())
+        }
+        (_, path) if path.starts_with("/v1/mcp/servers/{name}") => {
+            let name = unique("m");
+            let (status, body) = server
+                .post_json("/v1/mcp/servers", &target.admin, mcp_server_body(&name))
+                .await;
+            assert_eq!(status, 201, "{body}");
+            path.replace("{name}", &name).replace("{tool}", "echo")
         }
         (_, "/v1/kill-switches/{id}") => {
             let (status, body) = server
@@ -294,6 +315,15 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
     };
     let _ = &target.key_id;
     (path, body)
+}
+
+/// A streamable-HTTP MCP server (never reached: registering one does not connect).
+fn mcp_transport() -> Value {
+    json!({"type": "http", "url": "https://mcp.example.com/mcp"})
+}
+
+fn mcp_server_body(name: &str) -> Value {
+    json!({"name": name, "transport": mcp_transport()})
 }
 
 /// A managed policy with a package and name of its own, that decides nothing.
