@@ -28,18 +28,55 @@ pub use http::ConnectorError;
 pub enum Connector {
     /// The HTTP connector ([`http::HttpConnector`]).
     Http,
-    /// The MCP connector: tools of upstream MCP servers ([`crate::mcp::Upstreams`]).
+    /// The MCP connector: tools, prompts and resources of upstream MCP servers
+    /// ([`crate::mcp::Upstreams`]).
     Mcp,
 }
 
-/// The prefix of the tools the MCP connector runs (`mcp:<server>/<tool>`).
+/// The prefix of the tools the MCP connector runs (`mcp:<server>/...`).
 pub const MCP_PREFIX: &str = "mcp:";
 
-/// The server and tool of an MCP action tool (`mcp:<server>/<tool>`).
-pub fn mcp_target(tool: &str) -> Option<(&str, &str)> {
-    tool.strip_prefix(MCP_PREFIX)?
+/// What an MCP action asks of its server: by its tool and operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpTarget<'a> {
+    /// `mcp:<server>/<tool>`, operation `call`: call the tool with the params.
+    Tool {
+        /// The server.
+        server: &'a str,
+        /// The tool's name at the server.
+        tool: &'a str,
+    },
+    /// `mcp:<server>/prompts/<prompt>`, operation `get`: get the prompt with the params.
+    Prompt {
+        /// The server.
+        server: &'a str,
+        /// The prompt's name at the server.
+        prompt: &'a str,
+    },
+    /// `mcp:<server>/resources/read`, operation `read`: read `params.uri`.
+    Resource {
+        /// The server.
+        server: &'a str,
+    },
+}
+
+/// What the MCP action `tool`/`operation` asks, or `None` when it is not one. The operation
+/// tells a tool whose name holds a `/` (the MCP specification advises against it) from a
+/// prompt or resource.
+pub fn mcp_target<'a>(tool: &'a str, operation: &str) -> Option<McpTarget<'a>> {
+    let (server, rest) = tool
+        .strip_prefix(MCP_PREFIX)?
         .split_once('/')
-        .filter(|(server, tool)| !server.is_empty() && !tool.is_empty())
+        .filter(|(server, rest)| !server.is_empty() && !rest.is_empty())?;
+    match operation {
+        "call" => Some(McpTarget::Tool { server, tool: rest }),
+        "get" => rest
+            .strip_prefix("prompts/")
+            .filter(|p| !p.is_empty())
+            .map(|prompt| McpTarget::Prompt { server, prompt }),
+        "read" => (rest == "resources/read").then_some(McpTarget::Resource { server }),
+        _ => None,
+    }
 }
 
 /// Every tool a connector runs, and its connector.
@@ -82,7 +119,25 @@ impl Connector {
                 .http
                 .preflight_as(org_id, &request.operation, &request.params),
             Connector::Mcp => {
-                let (server, tool) = mcp_parts(request)?;
+                let (server, tool) = match mcp_parts(request)? {
+                    McpTarget::Tool { server, tool } => (server, tool),
+                    McpTarget::Prompt { server, .. } => {
+                        state
+                            .mcp
+                            .server(org_id, server)
+                            .await
+                            .map_err(upstream_error)?;
+                        return Ok(());
+                    }
+                    McpTarget::Resource { server } => {
+                        state
+                            .mcp
+                            .server(org_id, server)
+                            .await
+                            .map_err(upstream_error)?;
+                        return resource_uri(request).map(|_| ());
+                    }
+                };
                 let upstream = state
                     .mcp
                     .server(org_id, server)
@@ -142,38 +197,82 @@ impl Connector {
             }
             Connector::Mcp => {
                 let request = action.request();
-                let (server, tool) = mcp_parts(request)?;
+                let target = mcp_parts(request)?;
+                let (McpTarget::Tool { server, .. }
+                | McpTarget::Prompt { server, .. }
+                | McpTarget::Resource { server }) = target;
                 let upstream = state
                     .mcp
                     .server(org_id, server)
                     .await
                     .map_err(upstream_error)?;
-                let result = state
-                    .mcp
-                    .call_tool(&upstream, tool, request.params.clone())
-                    .await
-                    .map_err(upstream_error)?;
-                let is_error = result
-                    .get("isError")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                Ok(Executed {
-                    result,
-                    summary: serde_json::json!({ "server": server, "tool": tool, "is_error": is_error }),
-                })
+                match target {
+                    McpTarget::Tool { tool, .. } => {
+                        let result = state
+                            .mcp
+                            .call_tool(&upstream, tool, request.params.clone())
+                            .await
+                            .map_err(upstream_error)?;
+                        let is_error = result
+                            .get("isError")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false);
+                        Ok(Executed {
+                            result,
+                            summary: serde_json::json!({ "server": server, "tool": tool, "is_error": is_error }),
+                        })
+                    }
+                    McpTarget::Prompt { prompt, .. } => {
+                        let result = state
+                            .mcp
+                            .get_prompt(&upstream, prompt, request.params.clone())
+                            .await
+                            .map_err(upstream_error)?;
+                        Ok(Executed {
+                            result,
+                            summary: serde_json::json!({ "server": server, "prompt": prompt }),
+                        })
+                    }
+                    McpTarget::Resource { .. } => {
+                        let uri = resource_uri(request)?;
+                        let result = state
+                            .mcp
+                            .read_resource(&upstream, uri)
+                            .await
+                            .map_err(upstream_error)?;
+                        Ok(Executed {
+                            result,
+                            summary: serde_json::json!({ "server": server, "uri": uri }),
+                        })
+                    }
+                }
             }
         }
     }
 }
 
-/// The server and tool of an MCP action.
-fn mcp_parts(request: &ActionRequest) -> Result<(&str, &str), ConnectorError> {
-    mcp_target(&request.tool).ok_or_else(|| {
+/// What an MCP action asks.
+fn mcp_parts(request: &ActionRequest) -> Result<McpTarget<'_>, ConnectorError> {
+    mcp_target(&request.tool, &request.operation).ok_or_else(|| {
         ConnectorError::InvalidRequest(format!(
-            "{:?} is not an MCP tool (mcp:<server>/<tool>)",
-            request.tool
+            "{:?} with operation {:?} is not an MCP action: mcp:<server>/<tool> (call), mcp:<server>/prompts/<prompt> (get) or mcp:<server>/resources/read (read)",
+            request.tool, request.operation
         ))
     })
+}
+
+/// The `params.uri` of a resource read.
+fn resource_uri(request: &ActionRequest) -> Result<&str, ConnectorError> {
+    request
+        .params
+        .get("uri")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            ConnectorError::InvalidRequest(
+                "params.uri (a string) is required to read a resource".into(),
+            )
+        })
 }
 
 fn upstream_error(e: crate::mcp::UpstreamError) -> ConnectorError {

@@ -1,8 +1,17 @@
-//! AAF as an MCP server for agents (`/mcp`, streamable HTTP, rmcp): the tools of the
-//! configured upstreams, namespaced `<server>__<tool>`, and every `tools/call` taken through
-//! the action pipeline as the action `mcp:<server>/<tool>` (operation `call`, params = the
-//! arguments). The pipeline's MCP connector ([`crate::connectors::Connector::Mcp`]) forwards
-//! an allowed call to the upstream; this handler only maps the outcome to an MCP result.
+//! AAF as an MCP server for agents (`/mcp`, streamable HTTP, rmcp): the tools, prompts and
+//! resources of the organisation's upstreams, and every use of them taken through the action
+//! pipeline ([`crate::connectors::McpTarget`]):
+//!
+//! - `tools/call` of `<server>__<tool>`: the action `mcp:<server>/<tool>`, operation `call`,
+//!   params = the arguments;
+//! - `prompts/get` of `<server>__<prompt>`: `mcp:<server>/prompts/<prompt>`, operation
+//!   `get`, params = the arguments;
+//! - `resources/read` of a URI: `mcp:<server>/resources/read`, operation `read`, params
+//!   `{"uri": ...}` (the server that listed the URI, or whose URI template's fixed prefix it
+//!   has).
+//!
+//! The pipeline's MCP connector ([`crate::connectors::Connector::Mcp`]) forwards an allowed
+//! action to the upstream; this handler only maps the outcome to an MCP result.
 //!
 //! The agent is the one the request's Bearer key authenticated (the `authorize` middleware,
 //! before rmcp sees the request); its key never reaches an upstream.
@@ -12,9 +21,11 @@ use std::time::Duration;
 use aaf_core::action::{ActionRequest, ActionStatus, Verdict};
 use aaf_store::AgentPrincipal;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -35,6 +46,24 @@ pub const SEPARATOR: &str = "__";
 /// The action tool of an MCP tool: `mcp:<server>/<tool>`.
 pub fn action_tool(server: &str, tool: &str) -> String {
     format!("mcp:{server}/{tool}")
+}
+
+/// The action tool of an MCP prompt: `mcp:<server>/prompts/<prompt>`.
+pub fn action_prompt(server: &str, prompt: &str) -> String {
+    format!("mcp:{server}/prompts/{prompt}")
+}
+
+/// The action tool of reading an MCP server's resources: `mcp:<server>/resources/read`.
+pub fn action_resource(server: &str) -> String {
+    format!("mcp:{server}/resources/read")
+}
+
+/// What became of an action the gateway submitted.
+enum Settled {
+    /// It ran: the connector's result.
+    Ran(Value),
+    /// It did not run, or failed: why, for the agent.
+    Refused(String),
 }
 
 /// The handler of one MCP session.
@@ -88,17 +117,23 @@ fn refusal(text: String) -> CallToolResponse {
 }
 
 impl Gateway {
-    /// Whether the agent may see `tool` of `server`: its key's scope allows the tool, and a
-    /// dry evaluation with no arguments (docs/mcp.md) is not a deny.
-    async fn visible(&self, agent: &AgentPrincipal, server: &str, tool: &str) -> bool {
-        let name = action_tool(server, tool);
-        if agent.tools.as_ref().is_some_and(|t| !t.contains(&name)) {
+    /// Whether the agent may see an item (a tool, prompt or resource) used as the action
+    /// `tool`/`operation`: its key's scope allows the action tool, and a dry evaluation with
+    /// `params` (no arguments; a resource's URI) is not a deny (docs/mcp.md).
+    async fn visible(
+        &self,
+        agent: &AgentPrincipal,
+        tool: String,
+        operation: &str,
+        params: Map<String, Value>,
+    ) -> bool {
+        if agent.tools.as_ref().is_some_and(|t| !t.contains(&tool)) {
             return false;
         }
         let request = ActionRequest {
-            tool: name,
-            operation: "call".into(),
-            params: Map::new(),
+            tool,
+            operation: operation.into(),
+            params,
             context: Map::new(),
         };
         let submission = Submission { agent, ip: None };
@@ -162,39 +197,147 @@ impl Gateway {
         }
     }
 
-    /// The MCP result of an action that ran (or not), from its stored status and result.
+    /// What became of an action, from its stored status and result.
     fn outcome(
         action_id: &str,
         status: ActionStatus,
         reason: &str,
         result: Option<&Value>,
-    ) -> CallToolResponse {
+    ) -> Settled {
         match status {
-            ActionStatus::Executed => match result
-                .cloned()
-                .map(serde_json::from_value::<CallToolResult>)
-            {
-                Some(Ok(r)) => r.into(),
-                _ => refusal(format!(
-                    "AAF ran action {action_id} but its result is not an MCP tool result"
-                )),
+            ActionStatus::Executed => match result {
+                Some(r) => Settled::Ran(r.clone()),
+                None => Settled::Refused(format!("AAF ran action {action_id} but kept no result")),
             },
-            ActionStatus::Failed => refusal(format!(
-                "the call failed (action {action_id}): {}",
+            ActionStatus::Failed => Settled::Refused(format!(
+                "the request failed (action {action_id}): {}",
                 result
                     .and_then(|r| r.get("error"))
                     .and_then(Value::as_str)
                     .unwrap_or(reason)
             )),
             ActionStatus::PendingApproval | ActionStatus::Approved | ActionStatus::Executing => {
-                refusal(format!(
-                    "this call waits for a human approval (action {action_id}); it was not answered in time. Follow it with GET /v1/actions/{action_id}"
+                Settled::Refused(format!(
+                    "this request waits for a human approval (action {action_id}); it was not answered in time. Follow it with GET /v1/actions/{action_id}"
                 ))
             }
-            other => refusal(format!(
-                "AAF did not run this call (action {action_id}, {}): {reason}",
+            other => Settled::Refused(format!(
+                "AAF did not run this request (action {action_id}, {}): {reason}",
                 other.as_str()
             )),
+        }
+    }
+
+    /// Takes an action through the pipeline and, when it needs a human approval, waits for
+    /// it (up to `mcp.approval_wait_seconds`).
+    async fn settle(
+        &self,
+        agent: &AgentPrincipal,
+        action: ActionRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Settled, ErrorData> {
+        let ip = peer_ip(ctx);
+        let submission = Submission {
+            agent,
+            ip: ip.as_deref(),
+        };
+        let submitted = pipeline::submit(&self.state, submission, action)
+            .await
+            .map_err(|e| match e {
+                pipeline::PipelineError::Invalid { field, message } => {
+                    ErrorData::invalid_params(format!("{field}: {message}"), None)
+                }
+                other => ErrorData::internal_error(other.to_string(), None),
+            })?;
+        let id = submitted.action_id.as_str();
+        if submitted.status == ActionStatus::PendingApproval {
+            return Ok(match self.await_approval(&agent.org.id, id, ctx).await {
+                Some(action) => {
+                    Self::outcome(id, action.status, &action.reason, action.result.as_ref())
+                }
+                None => Settled::Refused(format!("action {id} could not be read")),
+            });
+        }
+        Ok(Self::outcome(
+            id,
+            submitted.status,
+            &submitted.decision.reason,
+            submitted.result.as_ref(),
+        ))
+    }
+
+    /// The MCP context of an action: the session and what the client asked for.
+    fn context(ctx: &RequestContext<RoleServer>, key: &str, value: &str) -> Map<String, Value> {
+        let mut mcp = Map::new();
+        mcp.insert("session_id".into(), json!(session_id(ctx)));
+        mcp.insert(key.into(), json!(value));
+        let mut context = Map::new();
+        context.insert("mcp".into(), Value::Object(mcp));
+        context
+    }
+
+    /// The server of a namespaced name (`<server>__<item>`), checked to be the
+    /// organisation's.
+    async fn split<'n>(
+        &self,
+        agent: &AgentPrincipal,
+        method: &str,
+        what: &str,
+        name: &'n str,
+    ) -> Result<(&'n str, &'n str), ErrorData> {
+        let Some((server, item)) = name.split_once(SEPARATOR) else {
+            let message =
+                format!("unknown {what} {name:?}: {what}s are named <server>{SEPARATOR}<{what}>");
+            return Err(self.refuse(agent, method, message).await);
+        };
+        match self.state.mcp.server(&agent.org.id, server).await {
+            Ok(_) => Ok((server, item)),
+            Err(crate::mcp::UpstreamError::UnknownServer(_)) => {
+                let message = format!("unknown {what} {name:?}: no MCP server {server:?}");
+                Err(self.refuse(agent, method, message).await)
+            }
+            Err(other) => Err(ErrorData::internal_error(other.to_string(), None)),
+        }
+    }
+
+    /// The organisation's server that offers the resource `uri`: the one that listed it, or
+    /// the one whose URI template's fixed prefix it has (only one may match).
+    async fn resource_owner(&self, agent: &AgentPrincipal, uri: &str) -> Result<String, ErrorData> {
+        let servers = self
+            .state
+            .mcp
+            .servers(&agent.org.id)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let mut by_template = Vec::new();
+        for upstream in &servers {
+            if let Ok(resources) = self.state.mcp.list_resources(upstream).await {
+                if resources.iter().any(|r| r.uri == uri) {
+                    return Ok(upstream.name().to_string());
+                }
+            }
+            if let Ok(templates) = self.state.mcp.list_resource_templates(upstream).await {
+                let matches = templates.iter().any(|t| {
+                    let prefix = t.uri_template.split('{').next().unwrap_or_default();
+                    !prefix.is_empty() && uri.starts_with(prefix)
+                });
+                if matches {
+                    by_template.push(upstream.name().to_string());
+                }
+            }
+        }
+        match by_template.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(self
+                .refuse(agent, "resources/read", format!("unknown resource {uri:?}"))
+                .await),
+            several => Err(self
+                .refuse(
+                    agent,
+                    "resources/read",
+                    format!("the resource {uri:?} matches the URI templates of several servers: {several:?}"),
+                )
+                .await),
         }
     }
 }
@@ -242,7 +385,13 @@ impl ServerHandler for Gateway {
     }
 
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .build(),
+        )
             .with_server_info(Implementation::new("aaf", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Agent Action Firewall: every tool call is decided by your organisation's policies, may wait for a human approval, and is recorded.",
@@ -283,7 +432,8 @@ impl ServerHandler for Gateway {
                         continue;
                     }
                 }
-                if !self.visible(&agent, server, &tool.name).await {
+                let name = action_tool(server, &tool.name);
+                if !self.visible(&agent, name, "call", Map::new()).await {
                     continue;
                 }
                 let mut shown: Tool = tool.clone();
@@ -300,61 +450,174 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let agent = agent(&ctx)?;
-        let Some((server, tool)) = request.name.split_once(SEPARATOR) else {
-            let message = format!(
-                "unknown tool {:?}: tools are named <server>{SEPARATOR}<tool>",
-                request.name
-            );
-            return Err(self.refuse(&agent, "tools/call", message).await);
-        };
-        if let Err(e) = self.state.mcp.server(&agent.org.id, server).await {
-            return Err(match e {
-                crate::mcp::UpstreamError::UnknownServer(_) => {
-                    let message =
-                        format!("unknown tool {:?}: no MCP server {server:?}", request.name);
-                    self.refuse(&agent, "tools/call", message).await
-                }
-                other => ErrorData::internal_error(other.to_string(), None),
-            });
-        }
-        let mut context = Map::new();
-        context.insert(
-            "mcp".into(),
-            json!({"session_id": session_id(&ctx), "tool": request.name}),
-        );
+        let (server, tool) = self
+            .split(&agent, "tools/call", "tool", &request.name)
+            .await?;
         let action = ActionRequest {
             tool: action_tool(server, tool),
             operation: "call".into(),
-            params: request.arguments.unwrap_or_default(),
-            context,
+            params: request.arguments.clone().unwrap_or_default(),
+            context: Self::context(&ctx, "tool", &request.name),
         };
-        let ip = peer_ip(&ctx);
-        let submission = Submission {
-            agent: &agent,
-            ip: ip.as_deref(),
-        };
-        let submitted = pipeline::submit(&self.state, submission, action)
+        Ok(match self.settle(&agent, action, &ctx).await? {
+            Settled::Ran(value) => match serde_json::from_value::<CallToolResult>(value) {
+                Ok(result) => result.into(),
+                Err(_) => {
+                    refusal("AAF ran the call but its result is not an MCP tool result".into())
+                }
+            },
+            Settled::Refused(text) => refusal(text),
+        })
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let agent = agent(&ctx)?;
+        let servers = self
+            .state
+            .mcp
+            .servers(&agent.org.id)
             .await
-            .map_err(|e| match e {
-                pipeline::PipelineError::Invalid { field, message } => {
-                    ErrorData::invalid_params(format!("{field}: {message}"), None)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let mut prompts = Vec::new();
+        for upstream in servers {
+            let server = upstream.name();
+            let listed = match self.state.mcp.list_prompts(&upstream).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::warn!(%server, error = %e, "mcp: an upstream's prompts could not be listed");
+                    continue;
                 }
-                other => ErrorData::internal_error(other.to_string(), None),
-            })?;
-        let id = submitted.action_id.as_str();
-        if submitted.status == ActionStatus::PendingApproval {
-            return Ok(match self.await_approval(&agent.org.id, id, &ctx).await {
-                Some(action) => {
-                    Self::outcome(id, action.status, &action.reason, action.result.as_ref())
+            };
+            for mut prompt in listed {
+                let name = action_prompt(server, &prompt.name);
+                if !self.visible(&agent, name, "get", Map::new()).await {
+                    continue;
                 }
-                None => refusal(format!("action {id} could not be read")),
-            });
+                prompt.name = format!("{server}{SEPARATOR}{}", prompt.name);
+                prompts.push(prompt);
+            }
         }
-        Ok(Self::outcome(
-            id,
-            submitted.status,
-            &submitted.decision.reason,
-            submitted.result.as_ref(),
-        ))
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let agent = agent(&ctx)?;
+        let (server, prompt) = self
+            .split(&agent, "prompts/get", "prompt", &request.name)
+            .await?;
+        let params = request
+            .arguments
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        let action = ActionRequest {
+            tool: action_prompt(server, prompt),
+            operation: "get".into(),
+            params,
+            context: Self::context(&ctx, "prompt", &request.name),
+        };
+        match self.settle(&agent, action, &ctx).await? {
+            Settled::Ran(value) => serde_json::from_value::<GetPromptResult>(value)
+                .map(Into::into)
+                .map_err(|_| {
+                    ErrorData::internal_error("the upstream's answer is not a prompt", None)
+                }),
+            Settled::Refused(text) => Err(ErrorData::invalid_request(text, None)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let agent = agent(&ctx)?;
+        let servers = self
+            .state
+            .mcp
+            .servers(&agent.org.id)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let mut resources = Vec::new();
+        for upstream in servers {
+            let server = upstream.name();
+            let listed = match self.state.mcp.list_resources(&upstream).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::warn!(%server, error = %e, "mcp: an upstream's resources could not be listed");
+                    continue;
+                }
+            };
+            for resource in listed {
+                let mut params = Map::new();
+                params.insert("uri".into(), json!(resource.uri));
+                if self
+                    .visible(&agent, action_resource(server), "read", params)
+                    .await
+                {
+                    resources.push(resource);
+                }
+            }
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let agent = agent(&ctx)?;
+        let servers = self
+            .state
+            .mcp
+            .servers(&agent.org.id)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let mut templates = Vec::new();
+        for upstream in servers {
+            match self.state.mcp.list_resource_templates(&upstream).await {
+                Ok(listed) => templates.extend(listed),
+                Err(e) => {
+                    tracing::warn!(server = %upstream.name(), error = %e, "mcp: an upstream's resource templates could not be listed");
+                }
+            }
+        }
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let agent = agent(&ctx)?;
+        let server = self.resource_owner(&agent, &request.uri).await?;
+        let mut params = Map::new();
+        params.insert("uri".into(), json!(request.uri));
+        let action = ActionRequest {
+            tool: action_resource(&server),
+            operation: "read".into(),
+            params,
+            context: Self::context(&ctx, "uri", &request.uri),
+        };
+        match self.settle(&agent, action, &ctx).await? {
+            Settled::Ran(value) => serde_json::from_value::<ReadResourceResult>(value)
+                .map(Into::into)
+                .map_err(|_| {
+                    ErrorData::internal_error("the upstream's answer is not a resource", None)
+                }),
+            Settled::Refused(text) => Err(ErrorData::invalid_request(text, None)),
+        }
     }
 }

@@ -24,10 +24,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, Prompt,
+    ReadResourceRequestParams, Resource, ResourceTemplate, ServerCapabilities, Tool,
+};
 use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::ServiceError;
 use rmcp::{RoleClient, ServiceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -463,7 +467,7 @@ impl Upstreams {
         };
         let tools: Vec<Tool> = listed
             .into_iter()
-            .map(|tool| mask_tool(&running.masker, tool))
+            .map(|tool| mask(&running.masker, tool))
             .collect();
         let tools = Arc::new(tools);
         *upstream.tools.lock().await = Some((Instant::now(), Arc::clone(&tools)));
@@ -525,6 +529,156 @@ impl Upstreams {
             serde_json::to_value(&result).map_err(|e| Self::failed(&upstream.name, e))?;
         running.masker.mask_json(&mut value);
         Ok(value)
+    }
+
+    /// Runs one request on the server's client within the time limit; a client that broke
+    /// off is forgotten, so that the next request starts the server again.
+    async fn request<T, F, Fut>(
+        &self,
+        upstream: &Upstream,
+        f: F,
+    ) -> Result<(T, Masker), UpstreamError>
+    where
+        F: FnOnce(Arc<Running>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ServiceError>>,
+    {
+        let running = self.running(upstream).await?;
+        let masker = running.masker.clone();
+        let closed = Arc::clone(&running);
+        match tokio::time::timeout(self.timeout, f(running)).await {
+            Ok(Ok(value)) => Ok((value, masker)),
+            Ok(Err(e)) => {
+                if closed.client.is_closed() {
+                    Self::drop_client(upstream).await;
+                }
+                Err(Self::failed(&upstream.name, e))
+            }
+            Err(_) => Err(self.timed_out(&upstream.name)),
+        }
+    }
+
+    /// What the server said it offers in its handshake (none when it cannot be started).
+    async fn capabilities(&self, upstream: &Upstream) -> Option<ServerCapabilities> {
+        let running = self.running(upstream).await.ok()?;
+        running
+            .client
+            .peer_info()
+            .map(|info| info.capabilities.clone())
+    }
+
+    /// Every prompt of the server (none when it offers none); secrets it echoes are masked.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`] when it cannot be started or does not answer.
+    pub async fn list_prompts(&self, upstream: &Upstream) -> Result<Vec<Prompt>, UpstreamError> {
+        if self
+            .capabilities(upstream)
+            .await
+            .is_some_and(|c| c.prompts.is_none())
+        {
+            return Ok(Vec::new());
+        }
+        let (prompts, masker) = self
+            .request(
+                upstream,
+                |r| async move { r.client.list_all_prompts().await },
+            )
+            .await?;
+        Ok(prompts.into_iter().map(|p| mask(&masker, p)).collect())
+    }
+
+    /// Gets the prompt `name` with `arguments`, as JSON (`GetPromptResult`), masked.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`].
+    pub async fn get_prompt(
+        &self,
+        upstream: &Upstream,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<Value, UpstreamError> {
+        let mut params = GetPromptRequestParams::new(name.to_string());
+        if !arguments.is_empty() {
+            params = params.with_arguments(arguments);
+        }
+        let (result, masker) = self
+            .request(
+                upstream,
+                |r| async move { r.client.get_prompt(params).await },
+            )
+            .await?;
+        to_masked_json(&masker, &result).map_err(|e| Self::failed(&upstream.name, e))
+    }
+
+    /// Every resource of the server (none when it offers none), masked.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`].
+    pub async fn list_resources(
+        &self,
+        upstream: &Upstream,
+    ) -> Result<Vec<Resource>, UpstreamError> {
+        if self
+            .capabilities(upstream)
+            .await
+            .is_some_and(|c| c.resources.is_none())
+        {
+            return Ok(Vec::new());
+        }
+        let (resources, masker) = self
+            .request(
+                upstream,
+                |r| async move { r.client.list_all_resources().await },
+            )
+            .await?;
+        Ok(resources.into_iter().map(|x| mask(&masker, x)).collect())
+    }
+
+    /// Every resource template of the server (none when it offers no resources), masked.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`].
+    pub async fn list_resource_templates(
+        &self,
+        upstream: &Upstream,
+    ) -> Result<Vec<ResourceTemplate>, UpstreamError> {
+        if self
+            .capabilities(upstream)
+            .await
+            .is_some_and(|c| c.resources.is_none())
+        {
+            return Ok(Vec::new());
+        }
+        let (templates, masker) = self
+            .request(upstream, |r| async move {
+                r.client.list_all_resource_templates().await
+            })
+            .await?;
+        Ok(templates.into_iter().map(|x| mask(&masker, x)).collect())
+    }
+
+    /// Reads the resource `uri`, as JSON (`ReadResourceResult`), masked.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`].
+    pub async fn read_resource(
+        &self,
+        upstream: &Upstream,
+        uri: &str,
+    ) -> Result<Value, UpstreamError> {
+        let params = ReadResourceRequestParams::new(uri.to_string());
+        let (result, masker) = self
+            .request(
+                upstream,
+                |r| async move { r.client.read_resource(params).await },
+            )
+            .await?;
+        to_masked_json(&masker, &result).map_err(|e| Self::failed(&upstream.name, e))
     }
 
     /// Starts (stdio) or connects to (HTTP) a server and runs the MCP handshake.
@@ -614,16 +768,24 @@ impl Upstreams {
     }
 }
 
-/// `tool` with the secrets it echoes masked (in its description, schema, ...).
-fn mask_tool(masker: &Masker, tool: Tool) -> Tool {
+/// `item` (a tool, prompt, resource) with the secrets it echoes masked (in its description,
+/// schema, ...).
+fn mask<T: Serialize + serde::de::DeserializeOwned>(masker: &Masker, item: T) -> T {
     if masker.is_empty() {
-        return tool;
+        return item;
     }
-    let Ok(mut value) = serde_json::to_value(&tool) else {
-        return tool;
+    let Ok(mut value) = serde_json::to_value(&item) else {
+        return item;
     };
     if !masker.mask_json(&mut value) {
-        return tool;
+        return item;
     }
-    serde_json::from_value(value).unwrap_or(tool)
+    serde_json::from_value(value).unwrap_or(item)
+}
+
+/// `result` as JSON with the secrets it echoes masked.
+fn to_masked_json<T: Serialize>(masker: &Masker, result: &T) -> Result<Value, serde_json::Error> {
+    let mut value = serde_json::to_value(result)?;
+    masker.mask_json(&mut value);
+    Ok(value)
 }

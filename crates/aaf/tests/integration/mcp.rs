@@ -162,7 +162,11 @@ async fn mcp_calls_are_decided_held_for_approval_and_recorded() {
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
     // `env` is denied whatever the arguments (no context can be given in a listing): hidden.
-    assert_eq!(names, ["demo__add", "demo__echo", "demo__whoami"], "{tools:?}");
+    assert_eq!(
+        names,
+        ["demo__add", "demo__echo", "demo__whoami"],
+        "{tools:?}"
+    );
 
     // Allowed: forwarded, the upstream's result returned.
     let r = call(&mcp, "demo__echo", json!({"text": "hello"})).await;
@@ -463,6 +467,128 @@ async fn bad_mcp_messages_get_the_prescribed_errors() {
         .as_str()
         .unwrap_or_default()
         .contains("does not match")));
+}
+
+const READS_POLICY: &str = r#"package aaf.policies.reads
+import rego.v1
+
+decision := {"action": "deny", "reason": "no greeting for mallory"} if {
+    input.tool == "mcp:demo/prompts/greet"
+    input.params.name == "mallory"
+}
+
+decision := {"action": "deny", "reason": "the plans are secret"} if {
+    input.tool == "mcp:demo/resources/read"
+    input.params.uri == "demo://secret-plans"
+}
+"#;
+
+/// Prompts and resources are proxied with a decision per use: `prompts/get` is the action
+/// `mcp:<server>/prompts/<prompt>` (operation `get`), `resources/read` the action
+/// `mcp:<server>/resources/read` (operation `read`, params `{uri}`); a denied one is hidden
+/// from the listing and refused when asked for.
+#[tokio::test]
+async fn prompts_and_resources_are_decided_per_use() {
+    if !python_mcp_available() {
+        return;
+    }
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL), ("reads.rego", READS_POLICY)]);
+    let server = start(&policies).await;
+    let (_, key) = server.create_agent("reader").await;
+    let mcp = client(&server, &key).await;
+
+    let prompts = mcp.list_all_prompts().await.unwrap();
+    let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["demo__greet"], "{prompts:?}");
+    let mut args = Map::new();
+    args.insert("name".into(), json!("alice"));
+    let got = mcp
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("demo__greet").with_arguments(args))
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_string(&got)
+            .unwrap()
+            .contains("Say hello to alice."),
+        "{got:?}"
+    );
+    let mut args = Map::new();
+    args.insert("name".into(), json!("mallory"));
+    let refused = mcp
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("demo__greet").with_arguments(args))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("no greeting for mallory"),
+        "{refused}"
+    );
+
+    let resources = mcp.list_all_resources().await.unwrap();
+    let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        ["demo://readme"],
+        "the denied resource is hidden: {resources:?}"
+    );
+    let read = mcp
+        .read_resource(rmcp::model::ReadResourceRequestParams::new("demo://readme"))
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_string(&read)
+            .unwrap()
+            .contains("The demo server"),
+        "{read:?}"
+    );
+    let refused = mcp
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "demo://secret-plans",
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("the plans are secret"),
+        "{refused}"
+    );
+    let unknown = mcp
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "demo://nothing",
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown resource"),
+        "{unknown}"
+    );
+    mcp.cancel().await.unwrap();
+
+    let decided: Vec<(String, String, String)> = server
+        .audit(None)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "action.decided")
+        .map(|e| {
+            (
+                e["data"]["tool"].as_str().unwrap().to_string(),
+                e["data"]["operation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                e["data"]["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("mcp:demo/prompts/greet", "get", "allow"),
+        ("mcp:demo/prompts/greet", "get", "deny"),
+        ("mcp:demo/resources/read", "read", "allow"),
+        ("mcp:demo/resources/read", "read", "deny"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(decided, expected);
 }
 
 /// RFC 9728: the metadata of `/mcp` names the resource and the Bearer header, and a 401 of

@@ -1,7 +1,8 @@
 """An MCP server for AAF's gateway tests, written with the official Python SDK (`mcp` on
 PyPI): `echo(text)` returns the text, `add(a, b)` the sum, `env()` the names of the
 environment variables it was started with (to show that AAF scrubs them), `whoami()` the
-`Authorization` header its HTTP request carried (to show what AAF presents upstream).
+`Authorization` header its HTTP request carried (to show what AAF presents upstream); the
+prompt `greet(name)` and the resources `demo://readme` and `demo://secret-plans`.
 
 - `python3 demo_server.py`: over stdio.
 - `python3 demo_server.py --http`: over streamable HTTP on 127.0.0.1 and a free port, which
@@ -64,6 +65,24 @@ def whoami(ctx: Context) -> str:
         request = getattr(ctx.request_context, "request", None)
         headers = getattr(request, "headers", None)
     return (headers or {}).get("authorization", "none")
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """A greeting for someone."""
+    return f"Say hello to {name}."
+
+
+@server.resource("demo://readme")
+def readme() -> str:
+    """What this server is."""
+    return "The demo server of AAF's tests."
+
+
+@server.resource("demo://secret-plans")
+def secret_plans() -> str:
+    """Not for agents."""
+    return "the plans"
 
 
 def require_auth(app, expected):
