@@ -98,6 +98,10 @@ pub struct McpConfig {
     pub tool_cache_seconds: u64,
     /// The most servers an organisation may register over the API, 0 to 1000. Default 50.
     pub max_servers_per_org: usize,
+    /// The largest answer of an upstream (a tool result, a prompt, a resource) AAF keeps and
+    /// returns, in bytes of JSON, 1024 to 67108864; a larger one fails the request. Default
+    /// 1 MiB (1048576).
+    pub max_result_bytes: usize,
 }
 
 impl Default for McpConfig {
@@ -110,6 +114,7 @@ impl Default for McpConfig {
             allow_api_stdio: false,
             tool_cache_seconds: 30,
             max_servers_per_org: 50,
+            max_result_bytes: 1_048_576,
         }
     }
 }
@@ -209,6 +214,9 @@ impl McpConfig {
         }
         if self.max_servers_per_org > 1000 {
             return Err("mcp.max_servers_per_org must be at most 1000".into());
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_result_bytes) {
+            return Err("mcp.max_result_bytes must be from 1024 to 67108864".into());
         }
         if let Some(url) = &self.resource_url {
             let parsed =

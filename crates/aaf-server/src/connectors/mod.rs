@@ -206,7 +206,7 @@ impl Connector {
                     .server(org_id, server)
                     .await
                     .map_err(upstream_error)?;
-                match target {
+                let executed = match target {
                     McpTarget::Tool { tool, .. } => {
                         let result = state
                             .mcp
@@ -245,7 +245,15 @@ impl Connector {
                             summary: serde_json::json!({ "server": server, "uri": uri }),
                         })
                     }
+                }?;
+                let size = serde_json::to_vec(&executed.result).map_or(usize::MAX, |v| v.len());
+                let limit = state.config.mcp.max_result_bytes;
+                if size > limit {
+                    return Err(ConnectorError::Upstream(format!(
+                        "the MCP server's answer is {size} bytes of JSON, more than mcp.max_result_bytes ({limit})"
+                    )));
                 }
+                Ok(executed)
             }
         }
     }

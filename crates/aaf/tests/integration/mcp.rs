@@ -469,6 +469,39 @@ async fn bad_mcp_messages_get_the_prescribed_errors() {
         .contains("does not match")));
 }
 
+/// An upstream answer larger than `mcp.max_result_bytes` is neither kept nor returned: the
+/// call fails, saying why.
+#[tokio::test]
+async fn an_oversized_upstream_answer_fails_the_call() {
+    if !python_mcp_available() {
+        return;
+    }
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |c| {
+        c.mcp.servers = vec![demo_config()];
+        c.mcp.max_result_bytes = 1024;
+    })
+    .await;
+    let (_, key) = server.create_agent("big").await;
+    let mcp = client(&server, &key).await;
+    let r = call(&mcp, "demo__echo", json!({"text": "small"})).await;
+    assert_eq!(text(&r), "small");
+    let r = call(&mcp, "demo__echo", json!({"text": "x".repeat(2000)})).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).contains("more than mcp.max_result_bytes (1024)"),
+        "{}",
+        text(&r)
+    );
+    mcp.cancel().await.unwrap();
+    let events = server.audit(None).await;
+    assert!(events.iter().any(|e| e["type"] == "action.failed"
+        && e["data"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mcp.max_result_bytes")));
+}
+
 const READS_POLICY: &str = r#"package aaf.policies.reads
 import rego.v1
 
