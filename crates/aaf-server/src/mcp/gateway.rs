@@ -266,6 +266,18 @@ impl Gateway {
         ))
     }
 
+    /// Every upstream the agent's organisation may use.
+    async fn servers_of(
+        &self,
+        agent: &AgentPrincipal,
+    ) -> Result<Vec<std::sync::Arc<super::upstream::Upstream>>, ErrorData> {
+        self.state
+            .mcp
+            .servers(&agent.org.id)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
     /// The MCP context of an action: the session and what the client asked for.
     fn context(ctx: &RequestContext<RoleServer>, key: &str, value: &str) -> Map<String, Value> {
         let mut mcp = Map::new();
@@ -303,12 +315,7 @@ impl Gateway {
     /// The organisation's server that offers the resource `uri`: the one that listed it, or
     /// the one whose URI template's fixed prefix it has (only one may match).
     async fn resource_owner(&self, agent: &AgentPrincipal, uri: &str) -> Result<String, ErrorData> {
-        let servers = self
-            .state
-            .mcp
-            .servers(&agent.org.id)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let servers = self.servers_of(&agent).await?;
         let mut by_template = Vec::new();
         for upstream in &servers {
             if let Ok(resources) = self.state.mcp.list_resources(upstream).await {
@@ -405,12 +412,7 @@ impl ServerHandler for Gateway {
     ) -> Result<ListToolsResult, ErrorData> {
         let agent = agent(&ctx)?;
         let org_id = agent.org.id.clone();
-        let servers = self
-            .state
-            .mcp
-            .servers(&org_id)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let servers = self.servers_of(&agent).await?;
         let mut tools = Vec::new();
         for upstream in servers {
             let server = upstream.name();
@@ -476,12 +478,7 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let agent = agent(&ctx)?;
-        let servers = self
-            .state
-            .mcp
-            .servers(&agent.org.id)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let servers = self.servers_of(&agent).await?;
         let mut prompts = Vec::new();
         for upstream in servers {
             let server = upstream.name();
@@ -542,12 +539,7 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let agent = agent(&ctx)?;
-        let servers = self
-            .state
-            .mcp
-            .servers(&agent.org.id)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let servers = self.servers_of(&agent).await?;
         let mut resources = Vec::new();
         for upstream in servers {
             let server = upstream.name();
@@ -578,12 +570,7 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let agent = agent(&ctx)?;
-        let servers = self
-            .state
-            .mcp
-            .servers(&agent.org.id)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let servers = self.servers_of(&agent).await?;
         let mut templates = Vec::new();
         for upstream in servers {
             match self.state.mcp.list_resource_templates(&upstream).await {
