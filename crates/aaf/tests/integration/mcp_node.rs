@@ -210,10 +210,15 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// The TypeScript SDK's client through AAF: allowed, denied, held for approval then approved
-/// (with progress), and kill-switched calls, each in the audit chain.
+/// (with progress), and kill-switched calls, each in the audit chain; server-everything over
+/// stdio, and a second upstream over streamable HTTP (Python's demo server, so this test
+/// needs Python's `mcp` too).
 #[tokio::test]
 async fn the_typescript_sdk_client_is_decided_held_and_recorded() {
     let Some(node) = Node::find() else { return };
+    if !crate::mcp::python_mcp_available() {
+        return;
+    }
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL), ("mcp.rego", POLICY)]);
     let server = start(&node, &policies).await;
     let (agent_id, key) = server.create_agent("node-agent").await;
@@ -356,6 +361,36 @@ async fn the_typescript_sdk_client_is_decided_held_and_recorded() {
         "{held}"
     );
 
+    // A second upstream, over streamable HTTP (the Python SDK's demo server), registered by
+    // the organisation's admin: listed and called through AAF like the first.
+    let remote_dir = tempfile::tempdir().unwrap();
+    let description = remote_dir.path().join("description");
+    std::fs::write(&description, "Echo the given text back.").unwrap();
+    let remote = crate::mcp_servers::HttpUpstream::start(&description);
+    let (status, registered) = server
+        .post_json(
+            "/v1/mcp/servers",
+            ADMIN_TOKEN,
+            json!({"name": "remote", "transport": {"type": "http", "url": remote.url(),
+                "headers": {"Authorization": format!("Bearer {}", crate::mcp_servers::UPSTREAM_TOKEN)}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let child = client(json!([
+        {"name": "remote__echo", "arguments": {"text": "over streamable http"}},
+    ]));
+    let output = finish(child, "the TypeScript SDK client").await;
+    let out = stdout_json(&output, "the TypeScript SDK client");
+    assert!(
+        out["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("remote__echo")),
+        "{out}"
+    );
+    assert_eq!(out["results"][0]["isError"], false, "{out}");
+    assert_eq!(out["results"][0]["text"], "over streamable http", "{out}");
+
     // A kill switch on the agent: refused before any policy.
     let (status, switch) = server
         .post_json(
@@ -391,6 +426,7 @@ async fn the_typescript_sdk_client_is_decided_held_and_recorded() {
             ("mcp:everything/get-resource-links", "allow"),
             ("mcp:everything/get-annotated-message", "allow"),
             ("mcp:everything/get-sum", "require_approval"),
+            ("mcp:remote/echo", "allow"),
             ("mcp:everything/echo", "deny"),
         ])
     );
@@ -409,7 +445,8 @@ async fn the_typescript_sdk_client_is_decided_held_and_recorded() {
             "get-resource-reference",
             "get-resource-links",
             "get-annotated-message",
-            "get-sum"
+            "get-sum",
+            "echo"
         ],
         "{events:?}"
     );

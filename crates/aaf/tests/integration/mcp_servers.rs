@@ -14,16 +14,16 @@ use crate::common::{policy_dir, TestServer, ADMIN_TOKEN, ALLOW_ALL};
 use crate::mcp::{call, client, demo_config, demo_server, python_mcp_available, text};
 
 /// The credential AAF presents to the upstream (the upstream refuses anything else).
-const UPSTREAM_TOKEN: &str = "tok_demo_upstream_0123456789";
+pub(crate) const UPSTREAM_TOKEN: &str = "tok_demo_upstream_0123456789";
 
 /// The demo server over streamable HTTP; killed when dropped.
-struct HttpUpstream {
+pub(crate) struct HttpUpstream {
     child: Child,
     port: u16,
 }
 
 impl HttpUpstream {
-    fn start(description_file: &std::path::Path) -> HttpUpstream {
+    pub(crate) fn start(description_file: &std::path::Path) -> HttpUpstream {
         let mut child = Command::new("python3")
             .arg(demo_server())
             .arg("--http")
@@ -45,7 +45,7 @@ impl HttpUpstream {
         HttpUpstream { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 }
