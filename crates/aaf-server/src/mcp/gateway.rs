@@ -315,7 +315,7 @@ impl Gateway {
     /// The organisation's server that offers the resource `uri`: the one that listed it, or
     /// the one whose URI template's fixed prefix it has (only one may match).
     async fn resource_owner(&self, agent: &AgentPrincipal, uri: &str) -> Result<String, ErrorData> {
-        let servers = self.servers_of(&agent).await?;
+        let servers = self.servers_of(agent).await?;
         let mut by_template = Vec::new();
         for upstream in &servers {
             if let Ok(resources) = self.state.mcp.list_resources(upstream).await {
