@@ -241,14 +241,24 @@ impl Gateway {
             agent,
             ip: ip.as_deref(),
         };
-        let submitted = pipeline::submit(&self.state, submission, action)
-            .await
-            .map_err(|e| match e {
-                pipeline::PipelineError::Invalid { field, message } => {
-                    ErrorData::invalid_params(format!("{field}: {message}"), None)
-                }
-                other => ErrorData::internal_error(other.to_string(), None),
-            })?;
+        let submit = pipeline::submit(&self.state, submission, action);
+        // A client that asked for progress hears the upstream's too (tool calls).
+        let submitted = match ctx.meta.get_progress_token() {
+            Some(token) => {
+                let sink = super::upstream::ProgressSink {
+                    peer: ctx.peer.clone(),
+                    token,
+                };
+                super::upstream::PROGRESS.scope(sink, submit).await
+            }
+            None => submit.await,
+        }
+        .map_err(|e| match e {
+            pipeline::PipelineError::Invalid { field, message } => {
+                ErrorData::invalid_params(format!("{field}: {message}"), None)
+            }
+            other => ErrorData::internal_error(other.to_string(), None),
+        })?;
         let id = submitted.action_id.as_str();
         if submitted.status == ActionStatus::PendingApproval {
             return Ok(match self.await_approval(&agent.org.id, id, ctx).await {

@@ -25,14 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, GetPromptRequestParams, Prompt,
-    ReadResourceRequestParams, Resource, ResourceTemplate, ServerCapabilities, Tool,
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ProgressNotificationParam,
+    ProgressToken, Prompt, ReadResourceRequestParams, Resource, ResourceTemplate,
+    ServerCapabilities, Tool,
 };
-use rmcp::service::RunningService;
+use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::ServiceError;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, RoleServer, ServiceError, ServiceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::AsyncBufReadExt;
@@ -205,12 +205,96 @@ pub enum UpstreamError {
     Ssrf(String),
 }
 
-type Client = RunningService<RoleClient, ()>;
+/// Where an upstream's progress on a call goes: the agent's session and the token the agent
+/// gave its request. The MCP gateway sets it ([`PROGRESS`]) around the pipeline when the
+/// agent asked for progress.
+#[derive(Clone)]
+pub struct ProgressSink {
+    /// The agent's session.
+    pub peer: rmcp::Peer<RoleServer>,
+    /// The agent's token.
+    pub token: ProgressToken,
+}
 
-/// A started server: its client and the secrets its settings gave it (to mask).
+tokio::task_local! {
+    /// The progress sink of the tool call the current task runs, if the agent asked for
+    /// progress.
+    pub static PROGRESS: ProgressSink;
+}
+
+/// AAF as the client of an upstream: relays the upstream's progress on a call to the agent
+/// that asked for it (under the agent's own token; the upstream never sees it), masked.
+#[derive(Clone, Default)]
+struct UpstreamClient {
+    relays: Arc<std::sync::Mutex<HashMap<ProgressToken, ProgressSink>>>,
+    masker: Arc<std::sync::OnceLock<Masker>>,
+}
+
+impl UpstreamClient {
+    fn relays(&self) -> std::sync::MutexGuard<'_, HashMap<ProgressToken, ProgressSink>> {
+        self.relays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ClientHandler for UpstreamClient {
+    async fn on_progress(
+        &self,
+        mut params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let Some(sink) = self.relays().get(&params.progress_token).cloned() else {
+            return;
+        };
+        params.progress_token = sink.token;
+        if let (Some(masker), Some(message)) = (self.masker.get(), params.message.as_ref()) {
+            if let Some(masked) = masker.mask_str(message) {
+                params.message = Some(masked);
+            }
+        }
+        if let Err(e) = sink.peer.notify_progress(params).await {
+            tracing::debug!(error = %e, "mcp: an upstream's progress was not relayed");
+        }
+    }
+}
+
+type Client = RunningService<RoleClient, UpstreamClient>;
+
+/// Ends a relayed call: forgets its progress relay, and tells the server the request is
+/// cancelled when dropped before its answer.
+struct CancelOnDrop {
+    peer: Option<rmcp::Peer<RoleClient>>,
+    id: rmcp::model::RequestId,
+    relays: UpstreamClient,
+    token: ProgressToken,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.relays.relays().remove(&self.token);
+        let Some(peer) = self.peer.take() else {
+            return;
+        };
+        let id = self.id.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let params = rmcp::model::CancelledNotificationParam::new(
+                    Some(id),
+                    Some("cancelled by AAF".into()),
+                );
+                let _ = peer.notify_cancelled(params).await;
+            });
+        }
+    }
+}
+
+/// A started server: its client, the secrets its settings gave it (to mask), and the
+/// progress relays of its calls.
 struct Running {
     client: Client,
     masker: Masker,
+    handler: UpstreamClient,
 }
 
 /// One upstream server and its running client, if started.
@@ -514,21 +598,61 @@ impl Upstreams {
     ) -> Result<Value, UpstreamError> {
         let running = self.running(upstream).await?;
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-        let result: CallToolResult =
-            match tokio::time::timeout(self.timeout, running.client.call_tool(params)).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(e)) => {
-                    if running.client.is_closed() {
-                        Self::drop_client(upstream).await;
-                    }
-                    return Err(Self::failed(&upstream.name, e));
+        let answer = match PROGRESS.try_with(Clone::clone).ok() {
+            None => tokio::time::timeout(self.timeout, running.client.call_tool(params)).await,
+            Some(sink) => {
+                tokio::time::timeout(self.timeout, Self::call_relaying(&running, params, sink))
+                    .await
+            }
+        };
+        let result: CallToolResult = match answer {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => {
+                if running.client.is_closed() {
+                    Self::drop_client(upstream).await;
                 }
-                Err(_) => return Err(self.timed_out(&upstream.name)),
-            };
+                return Err(Self::failed(&upstream.name, e));
+            }
+            Err(_) => return Err(self.timed_out(&upstream.name)),
+        };
         let mut value =
             serde_json::to_value(&result).map_err(|e| Self::failed(&upstream.name, e))?;
         running.masker.mask_json(&mut value);
         Ok(value)
+    }
+
+    /// Calls a tool and relays the server's progress on it to `sink`. rmcp gives every
+    /// request a progress token of its own; the relay is keyed by it (a notification the
+    /// server sends before the request is registered here, within microseconds, is lost).
+    /// Dropped before the answer (a kill switch aborting the call, a timeout), it tells the
+    /// server the request is cancelled, as rmcp's own `call_tool` does.
+    async fn call_relaying(
+        running: &Running,
+        params: CallToolRequestParams,
+        sink: ProgressSink,
+    ) -> Result<CallToolResult, ServiceError> {
+        let request =
+            rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(params));
+        let handle = running
+            .client
+            .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
+            .await?;
+        let token = handle.progress_token.clone();
+        running.handler.relays().insert(token.clone(), sink);
+        let mut cancel = CancelOnDrop {
+            peer: Some(handle.peer.clone()),
+            id: handle.id.clone(),
+            relays: running.handler.clone(),
+            token,
+        };
+        let answer = handle.await_response().await;
+        // Answered: nothing to cancel (the relay goes with the guard).
+        cancel.peer = None;
+        drop(cancel);
+        match answer? {
+            rmcp::model::ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
     }
 
     /// Runs one request on the server's client within the time limit; a client that broke
@@ -688,6 +812,7 @@ impl Upstreams {
             |field: &str, e: secrets::SecretError| Self::failed(name, format!("{field}: {e}"));
         let mut used = Vec::new();
         let mut refusals = None;
+        let handler = UpstreamClient::default();
         let client = match &upstream.transport {
             Transport::Stdio {
                 command: program,
@@ -726,7 +851,7 @@ impl Upstreams {
                         }
                     });
                 }
-                ().serve(transport).await
+                handler.clone().serve(transport).await
             }
             Transport::Http { url, headers } => {
                 let (client, refused) = crate::connectors::guarded::client(&self.http, url)
@@ -750,11 +875,14 @@ impl Upstreams {
                 refusals = Some(refused);
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .custom_headers(custom);
-                ().serve(StreamableHttpClientTransport::with_client(client, config))
+                handler
+                    .clone()
+                    .serve(StreamableHttpClientTransport::with_client(client, config))
                     .await
             }
         };
         let masker = Masker::new(used);
+        let _ = handler.masker.set(masker.clone());
         let client = client.map_err(|e| {
             if let Some(reason) = refusals.as_ref().and_then(|r| r.take()) {
                 return UpstreamError::Ssrf(reason);
@@ -764,7 +892,11 @@ impl Upstreams {
             Self::failed(name, masker.mask_str(&message).unwrap_or(message))
         })?;
         tracing::info!(server = %name, "mcp upstream: started");
-        Ok(Running { client, masker })
+        Ok(Running {
+            client,
+            masker,
+            handler,
+        })
     }
 }
 

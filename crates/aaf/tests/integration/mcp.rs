@@ -22,7 +22,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{json, Map, Value};
 
-use crate::common::{policy_dir, TestServer, ADMIN_TOKEN, ALLOW_ALL};
+use crate::common::{policy_dir, within, TestServer, ADMIN_TOKEN, ALLOW_ALL};
 
 /// A client that keeps the progress messages it is sent.
 #[derive(Clone, Default)]
@@ -164,7 +164,7 @@ async fn mcp_calls_are_decided_held_for_approval_and_recorded() {
     // `env` is denied whatever the arguments (no context can be given in a listing): hidden.
     assert_eq!(
         names,
-        ["demo__add", "demo__echo", "demo__whoami"],
+        ["demo__add", "demo__echo", "demo__steps", "demo__whoami"],
         "{tools:?}"
     );
 
@@ -467,6 +467,52 @@ async fn bad_mcp_messages_get_the_prescribed_errors() {
         .as_str()
         .unwrap_or_default()
         .contains("does not match")));
+}
+
+/// An upstream's progress on a call reaches the agent that asked for it, under the agent's
+/// own token.
+#[tokio::test]
+async fn an_upstreams_progress_is_relayed_to_the_agent() {
+    if !python_mcp_available() {
+        return;
+    }
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = start(&policies).await;
+    let (_, key) = server.create_agent("patient").await;
+    let progress = Progress::default();
+    let config = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")).auth_header(key);
+    let c = progress
+        .clone()
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap();
+    let mut args = Map::new();
+    args.insert("count".into(), json!(3));
+    let request = ClientRequest::CallToolRequest(McpRequest::new(
+        CallToolRequestParams::new("demo__steps").with_arguments(args),
+    ));
+    let handle = c
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let r = match handle.await_response().await.unwrap() {
+        ServerResult::CallToolResult(r) => r,
+        other => panic!("not a tool result: {other:?}"),
+    };
+    assert_eq!(text(&r), "done", "{r:?}");
+    // Notifications may trail the result a little.
+    let heard = within("the relayed progress", async {
+        loop {
+            let heard = progress.0.lock().unwrap().clone();
+            if heard.len() >= 3 {
+                break heard;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(heard, ["step 1 of 3", "step 2 of 3", "step 3 of 3"]);
+    c.cancel().await.unwrap();
 }
 
 /// An upstream answer larger than `mcp.max_result_bytes` is neither kept nor returned: the

@@ -2,7 +2,7 @@
 PyPI): `echo(text)` returns the text, `add(a, b)` the sum, `env()` the names of the
 environment variables it was started with (to show that AAF scrubs them), `whoami()` the
 `Authorization` header its HTTP request carried (to show what AAF presents upstream); the
-prompt `greet(name)` and the resources `demo://readme` and `demo://secret-plans`.
+tool `steps(count)` that reports its progress; the prompt `greet(name)` and the resources `demo://readme` and `demo://secret-plans`.
 
 - `python3 demo_server.py`: over stdio.
 - `python3 demo_server.py --http`: over streamable HTTP on 127.0.0.1 and a free port, which
@@ -65,6 +65,14 @@ def whoami(ctx: Context) -> str:
         request = getattr(ctx.request_context, "request", None)
         headers = getattr(request, "headers", None)
     return (headers or {}).get("authorization", "none")
+
+
+@server.tool()
+async def steps(count: int, ctx: Context) -> str:
+    """Reports its progress `count` times, then says it is done."""
+    for i in range(1, count + 1):
+        await ctx.report_progress(i, count, f"step {i} of {count}")
+    return "done"
 
 
 @server.prompt()
