@@ -118,51 +118,9 @@ impl Connector {
             Connector::Http => state
                 .http
                 .preflight_as(org_id, &request.operation, &request.params),
-            Connector::Mcp => {
-                let (server, tool) = match mcp_parts(request)? {
-                    McpTarget::Tool { server, tool } => (server, tool),
-                    McpTarget::Prompt { server, .. } => {
-                        state
-                            .mcp
-                            .server(org_id, server)
-                            .await
-                            .map_err(upstream_error)?;
-                        return Ok(());
-                    }
-                    McpTarget::Resource { server } => {
-                        state
-                            .mcp
-                            .server(org_id, server)
-                            .await
-                            .map_err(upstream_error)?;
-                        return resource_uri(request).map(|_| ());
-                    }
-                };
-                let upstream = state
-                    .mcp
-                    .server(org_id, server)
-                    .await
-                    .map_err(upstream_error)?;
-                let Some(current) = state
-                    .mcp
-                    .tool(&upstream, tool)
-                    .await
-                    .map_err(upstream_error)?
-                else {
-                    return Err(ConnectorError::InvalidRequest(format!(
-                        "the MCP server {server:?} has no tool {tool:?}"
-                    )));
-                };
-                match crate::mcp::pins::check(state, org_id, server, &current).await {
-                    Ok(crate::mcp::pins::PinStatus::Accepted) => Ok(()),
-                    Ok(crate::mcp::pins::PinStatus::Changed { current, .. }) => {
-                        Err(ConnectorError::Refused(crate::mcp::pins::changed_reason(
-                            server, tool, &current,
-                        )))
-                    }
-                    Err(e) => Err(ConnectorError::Refused(format!("mcp_tool_pin: {e}"))),
-                }
-            }
+            // Boxed: its future (listings, pins) is large, and the decision path of every
+            // other action should not carry its size.
+            Connector::Mcp => Box::pin(mcp_preflight(state, org_id, request)).await,
         }
     }
 
@@ -256,6 +214,56 @@ impl Connector {
                 Ok(executed)
             }
         }
+    }
+}
+
+/// The MCP connector's preflight: the server is the organisation's; for a tool, the server
+/// has it and its definition is the pinned one.
+async fn mcp_preflight(
+    state: &AppState,
+    org_id: &str,
+    request: &ActionRequest,
+) -> Result<(), ConnectorError> {
+    let (server, tool) = match mcp_parts(request)? {
+        McpTarget::Tool { server, tool } => (server, tool),
+        McpTarget::Prompt { server, .. } => {
+            state
+                .mcp
+                .server(org_id, server)
+                .await
+                .map_err(upstream_error)?;
+            return Ok(());
+        }
+        McpTarget::Resource { server } => {
+            state
+                .mcp
+                .server(org_id, server)
+                .await
+                .map_err(upstream_error)?;
+            return resource_uri(request).map(|_| ());
+        }
+    };
+    let upstream = state
+        .mcp
+        .server(org_id, server)
+        .await
+        .map_err(upstream_error)?;
+    let Some(current) = state
+        .mcp
+        .tool(&upstream, tool)
+        .await
+        .map_err(upstream_error)?
+    else {
+        return Err(ConnectorError::InvalidRequest(format!(
+            "the MCP server {server:?} has no tool {tool:?}"
+        )));
+    };
+    match crate::mcp::pins::check(state, org_id, server, &current).await {
+        Ok(crate::mcp::pins::PinStatus::Accepted) => Ok(()),
+        Ok(crate::mcp::pins::PinStatus::Changed { current, .. }) => Err(ConnectorError::Refused(
+            crate::mcp::pins::changed_reason(server, tool, &current),
+        )),
+        Err(e) => Err(ConnectorError::Refused(format!("mcp_tool_pin: {e}"))),
     }
 }
 
