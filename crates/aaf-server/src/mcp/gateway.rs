@@ -472,8 +472,13 @@ impl ServerHandler for Gateway {
             context: Self::context(&ctx, "tool", &request.name),
         };
         Ok(match self.settle(&agent, action, &ctx).await? {
+            // An upstream on an earlier revision leaves `resultType` out; AAF's clients on
+            // 2026-07-28 need it (rmcp clears it again for older clients).
             Settled::Ran(value) => match serde_json::from_value::<CallToolResult>(value) {
-                Ok(result) => result.into(),
+                Ok(mut result) => {
+                    result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+                    result.into()
+                }
                 Err(_) => {
                     refusal("AAF ran the call but its result is not an MCP tool result".into())
                 }
@@ -535,7 +540,10 @@ impl ServerHandler for Gateway {
         };
         match self.settle(&agent, action, &ctx).await? {
             Settled::Ran(value) => serde_json::from_value::<GetPromptResult>(value)
-                .map(Into::into)
+                .map(|mut result| {
+                    result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+                    result.into()
+                })
                 .map_err(|_| {
                     ErrorData::internal_error("the upstream's answer is not a prompt", None)
                 }),
@@ -610,7 +618,10 @@ impl ServerHandler for Gateway {
         };
         match self.settle(&agent, action, &ctx).await? {
             Settled::Ran(value) => serde_json::from_value::<ReadResourceResult>(value)
-                .map(Into::into)
+                .map(|mut result| {
+                    result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+                    result.into()
+                })
                 .map_err(|_| {
                     ErrorData::internal_error("the upstream's answer is not a resource", None)
                 }),
