@@ -53,3 +53,21 @@ pub fn metadata_url(state: &AppState, headers: &http::HeaderMap) -> String {
         None => format!("{resource}/.well-known/oauth-protected-resource"),
     }
 }
+
+/// An audit event of the organisation's chain that no agent or action is part of (server
+/// registrations, tool pins).
+pub(crate) fn org_event(
+    org_id: &str,
+    now: &str,
+    event_type: &str,
+    data: serde_json::Value,
+) -> aaf_store::NewEvent {
+    aaf_store::NewEvent {
+        org_id: org_id.to_string(),
+        ts: now.to_string(),
+        agent_id: None,
+        action_id: None,
+        event_type: event_type.to_string(),
+        data,
+    }
+}

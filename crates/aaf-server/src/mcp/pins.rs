@@ -15,6 +15,7 @@ use rmcp::model::Tool;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::org_event as event;
 use crate::app::AppState;
 
 /// The prefix of the reason of a call refused because its tool changed.
@@ -153,17 +154,6 @@ pub fn changed_reason(server: &str, tool: &str, current: &str) -> String {
     format!(
         "{CHANGED_PREFIX} the definition of {server}/{tool} changed since it was pinned (a possible rug pull); an admin must accept it first: POST /v1/mcp/servers/{server}/tools/{tool}/accept {{\"hash\": \"{current}\"}}"
     )
-}
-
-fn event(org_id: &str, now: &str, event_type: &str, data: Value) -> NewEvent {
-    NewEvent {
-        org_id: org_id.to_string(),
-        ts: now.to_string(),
-        agent_id: None,
-        action_id: None,
-        event_type: event_type.to_string(),
-        data,
-    }
 }
 
 async fn write(state: &AppState, mutation: Mutation, event: NewEvent) -> Result<(), String> {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use super::org_event as event;
 use super::upstream::Transport;
 use crate::app::AppState;
 use crate::runtime::control::ControlError;
@@ -268,17 +269,6 @@ fn check_transport(
             .map_err(|e| invalid(format!("url: {e}")))?;
     }
     Ok(())
-}
-
-fn event(org_id: &str, now: &str, event_type: &str, data: Value) -> NewEvent {
-    NewEvent {
-        org_id: org_id.to_string(),
-        ts: now.to_string(),
-        agent_id: None,
-        action_id: None,
-        event_type: event_type.to_string(),
-        data,
-    }
 }
 
 /// Writes a change of the organisation's servers and has every node read them again.

@@ -539,20 +539,10 @@ impl Upstreams {
     ///
     /// [`UpstreamError`] when it cannot be started or does not answer.
     pub async fn list_tools(&self, upstream: &Upstream) -> Result<Arc<Vec<Tool>>, UpstreamError> {
-        let running = self.running(upstream).await?;
-        let listed = match tokio::time::timeout(self.timeout, running.client.list_all_tools()).await
-        {
-            Ok(Ok(tools)) => tools,
-            Ok(Err(e)) => {
-                Self::drop_client(upstream).await;
-                return Err(Self::failed(&upstream.name, e));
-            }
-            Err(_) => return Err(self.timed_out(&upstream.name)),
-        };
-        let tools: Vec<Tool> = listed
-            .into_iter()
-            .map(|tool| mask(&running.masker, tool))
-            .collect();
+        let (listed, masker) = self
+            .request(upstream, |r| async move { r.client.list_all_tools().await })
+            .await?;
+        let tools: Vec<Tool> = listed.into_iter().map(|tool| mask(&masker, tool)).collect();
         let tools = Arc::new(tools);
         *upstream.tools.lock().await = Some((Instant::now(), Arc::clone(&tools)));
         Ok(tools)
@@ -596,29 +586,18 @@ impl Upstreams {
         tool: &str,
         arguments: Map<String, Value>,
     ) -> Result<Value, UpstreamError> {
-        let running = self.running(upstream).await?;
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-        let answer = match PROGRESS.try_with(Clone::clone).ok() {
-            None => tokio::time::timeout(self.timeout, running.client.call_tool(params)).await,
-            Some(sink) => {
-                tokio::time::timeout(self.timeout, Self::call_relaying(&running, params, sink))
-                    .await
-            }
-        };
-        let result: CallToolResult = match answer {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => {
-                if running.client.is_closed() {
-                    Self::drop_client(upstream).await;
+        // The progress sink of the call is read here, in the task of the agent's request.
+        let sink = PROGRESS.try_with(Clone::clone).ok();
+        let (result, masker) = self
+            .request(upstream, |r| async move {
+                match sink {
+                    None => r.client.call_tool(params).await,
+                    Some(sink) => Self::call_relaying(&r, params, sink).await,
                 }
-                return Err(Self::failed(&upstream.name, e));
-            }
-            Err(_) => return Err(self.timed_out(&upstream.name)),
-        };
-        let mut value =
-            serde_json::to_value(&result).map_err(|e| Self::failed(&upstream.name, e))?;
-        running.masker.mask_json(&mut value);
-        Ok(value)
+            })
+            .await?;
+        to_masked_json(&masker, &result).map_err(|e| Self::failed(&upstream.name, e))
     }
 
     /// Calls a tool and relays the server's progress on it to `sink`. rmcp gives every
