@@ -269,14 +269,18 @@ fn mcp_service(
     crate::mcp::gateway::Gateway,
     rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
 > {
-    let gateway = crate::mcp::gateway::Gateway::new(state.clone());
+    let state_of_sessions = state.clone();
     // Every request carries the agent's key; there are no ambient credentials (cookies) a
     // rebound name could borrow, so the Host header is not restricted.
     // A message larger than `limits.max_body_bytes` is refused (413) while it streams.
     let config = rmcp::transport::StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
         .with_max_request_body_bytes(state.config.limits.max_body_bytes);
-    rmcp::transport::StreamableHttpService::new(move || Ok(gateway.clone()), Arc::default(), config)
+    rmcp::transport::StreamableHttpService::new(
+        move || Ok(crate::mcp::gateway::Gateway::new(state_of_sessions.clone())),
+        Arc::default(),
+        config,
+    )
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

@@ -102,6 +102,9 @@ pub struct McpConfig {
     /// returns, in bytes of JSON, 1024 to 67108864; a larger one fails the request. Default
     /// 1 MiB (1048576).
     pub max_result_bytes: usize,
+    /// The most resource subscriptions one MCP session (or one `subscriptions/listen`
+    /// request) may hold, 0 to 10000. Default 100.
+    pub max_subscriptions_per_session: usize,
 }
 
 impl Default for McpConfig {
@@ -115,6 +118,7 @@ impl Default for McpConfig {
             tool_cache_seconds: 30,
             max_servers_per_org: 50,
             max_result_bytes: 1_048_576,
+            max_subscriptions_per_session: 100,
         }
     }
 }
@@ -217,6 +221,9 @@ impl McpConfig {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_result_bytes) {
             return Err("mcp.max_result_bytes must be from 1024 to 67108864".into());
+        }
+        if self.max_subscriptions_per_session > 10_000 {
+            return Err("mcp.max_subscriptions_per_session must be at most 10000".into());
         }
         if let Some(url) = &self.resource_url {
             let parsed =

@@ -13,21 +13,28 @@
 //! The pipeline's MCP connector ([`crate::connectors::Connector::Mcp`]) forwards an allowed
 //! action to the upstream; this handler only maps the outcome to an MCP result.
 //!
+//! Besides: `completion/complete` for the upstreams' prompts and resource templates (the
+//! agent must be able to see them), resource subscriptions (`resources/subscribe` and, on
+//! 2026-07-28, `subscriptions/listen`) and list changes relayed by [`super::watch`], and
+//! `logging/setLevel` for the gateway's own messages about the session's calls.
+//!
 //! The agent is the one the request's Bearer key authenticated (the `authorize` middleware,
 //! before rmcp sees the request); its key never reaches an upstream.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aaf_core::action::{ActionRequest, ActionStatus, Verdict};
 use aaf_store::AgentPrincipal;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, PromptReference, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Reference, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Map, Value};
 
@@ -36,6 +43,8 @@ use crate::auth::Principal;
 use crate::pipeline::{self, Submission};
 
 use super::pins::{self, PinStatus};
+use super::upstream::{Upstream, Upstreams};
+use super::watch::{ListKind, Subscriber};
 
 /// How often a call held for approval tells a client that asked for progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -66,16 +75,83 @@ enum Settled {
     Refused(String),
 }
 
+/// A logging level's rank (RFC 5424 severities, as the MCP specification orders them:
+/// debug lowest, emergency highest).
+#[allow(deprecated)] // logging: MCP revisions up to 2025-11-25 (SEP-2577)
+fn rank(level: rmcp::model::LoggingLevel) -> u8 {
+    use rmcp::model::LoggingLevel as L;
+    match level {
+        L::Debug => 0,
+        L::Info => 1,
+        L::Notice => 2,
+        L::Warning => 3,
+        L::Error => 4,
+        L::Critical => 5,
+        L::Alert => 6,
+        L::Emergency => 7,
+    }
+}
+
+/// What one MCP session holds besides its transport: the lowest level of the gateway's log
+/// messages it wants (none until `logging/setLevel`), its resource subscriptions, and its
+/// watcher id ([`super::watch`]). When the session ends, its subscriptions and watches end.
+struct Session {
+    id: u64,
+    level: Mutex<Option<u8>>,
+    subscriptions: Mutex<Vec<(Arc<Upstream>, String)>>,
+    mcp: Arc<Upstreams>,
+}
+
+impl Session {
+    fn subscriptions(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<Upstream>, String)>> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for (upstream, uri) in self.subscriptions().drain(..) {
+            Upstreams::unsubscribe(&upstream, &uri, self.id);
+        }
+        self.mcp.lists().unwatch(self.id);
+    }
+}
+
+/// What a `subscriptions/listen` request holds; released when it ends.
+struct Listening {
+    id: u64,
+    held: Vec<(Arc<Upstream>, String)>,
+    mcp: Arc<Upstreams>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        for (upstream, uri) in self.held.drain(..) {
+            Upstreams::unsubscribe(&upstream, &uri, self.id);
+        }
+        self.mcp.lists().unwatch(self.id);
+    }
+}
+
 /// The handler of one MCP session.
 #[derive(Clone)]
 pub struct Gateway {
     state: AppState,
+    session: Arc<Session>,
 }
 
 impl Gateway {
-    /// A handler over the server's state.
+    /// The handler of a new session over the server's state.
     pub fn new(state: AppState) -> Gateway {
-        Gateway { state }
+        let session = Arc::new(Session {
+            id: state.mcp.lists().next_id(),
+            level: Mutex::new(None),
+            subscriptions: Mutex::new(Vec::new()),
+            mcp: Arc::clone(&state.mcp),
+        });
+        Gateway { state, session }
     }
 }
 
@@ -260,20 +336,60 @@ impl Gateway {
             other => ErrorData::internal_error(other.to_string(), None),
         })?;
         let id = submitted.action_id.as_str();
-        if submitted.status == ActionStatus::PendingApproval {
-            return Ok(match self.await_approval(&agent.org.id, id, ctx).await {
+        let settled = if submitted.status == ActionStatus::PendingApproval {
+            self.log(
+                ctx,
+                2,
+                json!({"action_id": id, "message": format!("waits for a human approval: {}", submitted.decision.reason)}),
+            )
+            .await;
+            match self.await_approval(&agent.org.id, id, ctx).await {
                 Some(action) => {
                     Self::outcome(id, action.status, &action.reason, action.result.as_ref())
                 }
                 None => Settled::Refused(format!("action {id} could not be read")),
-            });
+            }
+        } else {
+            Self::outcome(
+                id,
+                submitted.status,
+                &submitted.decision.reason,
+                submitted.result.as_ref(),
+            )
+        };
+        if let Settled::Refused(text) = &settled {
+            self.log(ctx, 3, json!({"action_id": id, "message": text}))
+                .await;
         }
-        Ok(Self::outcome(
-            id,
-            submitted.status,
-            &submitted.decision.reason,
-            submitted.result.as_ref(),
-        ))
+        Ok(settled)
+    }
+
+    /// Sends the session a log message of the gateway (`notifications/message`, logger
+    /// `aaf`) when the client asked for messages of this level (`rank`) or above with
+    /// `logging/setLevel`.
+    #[allow(deprecated)] // logging: MCP revisions up to 2025-11-25 (SEP-2577)
+    async fn log(&self, ctx: &RequestContext<RoleServer>, rank_of: u8, data: Value) {
+        let wanted = *self
+            .session
+            .level
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if wanted.is_none_or(|w| rank_of < w) {
+            return;
+        }
+        use rmcp::model::LoggingLevel as L;
+        let level = match rank_of {
+            0 => L::Debug,
+            1 => L::Info,
+            2 => L::Notice,
+            3 => L::Warning,
+            _ => L::Error,
+        };
+        let message =
+            rmcp::model::LoggingMessageNotificationParam::new(level, data).with_logger("aaf");
+        if let Err(e) = ctx.peer.notify_logging_message(message).await {
+            tracing::debug!(error = %e, "mcp: a log message was not sent");
+        }
     }
 
     /// Every upstream the agent's organisation may use.
@@ -323,14 +439,34 @@ impl Gateway {
     }
 
     /// The organisation's server that offers the resource `uri`: the one that listed it, or
-    /// the one whose URI template's fixed prefix it has (only one may match).
-    async fn resource_owner(&self, agent: &AgentPrincipal, uri: &str) -> Result<String, ErrorData> {
+    /// the one whose URI template's fixed prefix it has (only one may match), or, when the
+    /// organisation has a single server, that one (it answers for URIs it does not list).
+    /// A refusal is recorded as made to `method`.
+    async fn resource_owner(
+        &self,
+        agent: &AgentPrincipal,
+        method: &str,
+        uri: &str,
+    ) -> Result<String, ErrorData> {
+        match self.find_owner(agent, uri).await? {
+            Ok(server) => Ok(server),
+            Err(why) => Err(self.refuse(agent, method, why).await),
+        }
+    }
+
+    /// [`Gateway::resource_owner`] without recording: `Err(why)` when no single server is
+    /// found.
+    async fn find_owner(
+        &self,
+        agent: &AgentPrincipal,
+        uri: &str,
+    ) -> Result<Result<String, String>, ErrorData> {
         let servers = self.servers_of(agent).await?;
         let mut by_template = Vec::new();
         for upstream in &servers {
             if let Ok(resources) = self.state.mcp.list_resources(upstream).await {
                 if resources.iter().any(|r| r.uri == uri) {
-                    return Ok(upstream.name().to_string());
+                    return Ok(Ok(upstream.name().to_string()));
                 }
             }
             if let Ok(templates) = self.state.mcp.list_resource_templates(upstream).await {
@@ -343,18 +479,56 @@ impl Gateway {
                 }
             }
         }
-        match by_template.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(self
-                .refuse(agent, "resources/read", format!("unknown resource {uri:?}"))
-                .await),
-            several => Err(self
-                .refuse(
-                    agent,
-                    "resources/read",
-                    format!("the resource {uri:?} matches the URI templates of several servers: {several:?}"),
-                )
-                .await),
+        Ok(match (by_template.as_slice(), servers.as_slice()) {
+            ([one], _) => Ok(one.clone()),
+            ([], [only]) => Ok(only.name().to_string()),
+            ([], _) => Err(format!("unknown resource {uri:?}")),
+            (several, _) => Err(format!(
+                "the resource {uri:?} matches the URI templates of several servers: {several:?}"
+            )),
+        })
+    }
+
+    /// The upstream that offers `uri` to the agent, if the agent may read it (its key's
+    /// scope and a dry evaluation of the read, as for the listing); `Err(why)` otherwise.
+    async fn readable_owner(
+        &self,
+        agent: &AgentPrincipal,
+        uri: &str,
+    ) -> Result<Result<Arc<Upstream>, String>, ErrorData> {
+        let server = match self.find_owner(agent, uri).await? {
+            Ok(server) => server,
+            Err(why) => return Ok(Err(why)),
+        };
+        let mut params = Map::new();
+        params.insert("uri".into(), json!(uri));
+        if !self
+            .visible(agent, action_resource(&server), "read", params)
+            .await
+        {
+            return Ok(Err(format!(
+                "the resource {uri:?} may not be read by this agent"
+            )));
+        }
+        let upstream = self
+            .state
+            .mcp
+            .server(&agent.org.id, &server)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(Ok(upstream))
+    }
+
+    /// Relays the list changes of `kind` to this session from now on (it listed them).
+    fn watch_list(&self, agent: &AgentPrincipal, ctx: &RequestContext<RoleServer>, kind: ListKind) {
+        let lists = self.state.mcp.lists();
+        if !lists.watches(self.session.id, kind) {
+            lists.watch(
+                self.session.id,
+                &agent.org.id,
+                &[kind],
+                Subscriber::Session(ctx.peer.clone()),
+            );
         }
     }
 }
@@ -401,12 +575,19 @@ impl ServerHandler for Gateway {
         ))
     }
 
+    #[allow(deprecated)] // logging: MCP revisions up to 2025-11-25 (SEP-2577)
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
                 .enable_tools()
+                .enable_tool_list_changed()
                 .enable_prompts()
+                .enable_prompts_list_changed()
                 .enable_resources()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
                 .build(),
         )
             .with_server_info(Implementation::new("aaf", env!("CARGO_PKG_VERSION")))
@@ -421,6 +602,7 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let agent = agent(&ctx)?;
+        self.watch_list(&agent, &ctx, ListKind::Tools);
         let org_id = agent.org.id.clone();
         let servers = self.servers_of(&agent).await?;
         let mut tools = Vec::new();
@@ -493,6 +675,7 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let agent = agent(&ctx)?;
+        self.watch_list(&agent, &ctx, ListKind::Prompts);
         let servers = self.servers_of(&agent).await?;
         let mut prompts = Vec::new();
         for upstream in servers {
@@ -557,6 +740,7 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let agent = agent(&ctx)?;
+        self.watch_list(&agent, &ctx, ListKind::Resources);
         let servers = self.servers_of(&agent).await?;
         let mut resources = Vec::new();
         for upstream in servers {
@@ -607,7 +791,9 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let agent = agent(&ctx)?;
-        let server = self.resource_owner(&agent, &request.uri).await?;
+        let server = self
+            .resource_owner(&agent, "resources/read", &request.uri)
+            .await?;
         let mut params = Map::new();
         params.insert("uri".into(), json!(request.uri));
         let action = ActionRequest {
@@ -627,5 +813,225 @@ impl ServerHandler for Gateway {
                 }),
             Settled::Refused(text) => Err(ErrorData::invalid_request(text, None)),
         }
+    }
+
+    /// The lowest level of the gateway's log messages the session wants (MCP "Logging";
+    /// revisions up to 2025-11-25). The gateway tells the session when one of its calls
+    /// waits for an approval (notice) and why one was refused or failed (warning). The
+    /// upstreams' own log messages go to AAF's log, not to agents (docs/mcp.md).
+    #[allow(deprecated)] // logging: MCP revisions up to 2025-11-25 (SEP-2577)
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        agent(&ctx)?;
+        *self
+            .session
+            .level
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(rank(request.level));
+        Ok(())
+    }
+
+    /// Completes an argument of a prompt (`ref/prompt`, by its namespaced name) or of a
+    /// resource template (`ref/resource`) of an upstream, if the agent can see it; no values
+    /// when the upstream offers no completions.
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        const METHOD: &str = "completion/complete";
+        let agent = agent(&ctx)?;
+        let mut forwarded = request.clone();
+        let upstream = match &request.r#ref {
+            Reference::Prompt(reference) => {
+                let (server, prompt) = self
+                    .split(&agent, METHOD, "prompt", &reference.name)
+                    .await?;
+                if !self
+                    .visible(&agent, action_prompt(server, prompt), "get", Map::new())
+                    .await
+                {
+                    let message = format!(
+                        "the prompt {:?} may not be used by this agent",
+                        reference.name
+                    );
+                    return Err(self.refuse(&agent, METHOD, message).await);
+                }
+                let mut renamed = PromptReference::new(prompt);
+                if let Some(title) = &reference.title {
+                    renamed = renamed.with_title(title);
+                }
+                forwarded.r#ref = Reference::Prompt(renamed);
+                self.state
+                    .mcp
+                    .server(&agent.org.id, server)
+                    .await
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+            }
+            Reference::Resource(reference) => {
+                match self.readable_owner(&agent, &reference.uri).await? {
+                    Ok(upstream) => upstream,
+                    Err(why) => return Err(self.refuse(&agent, METHOD, why).await),
+                }
+            }
+            _ => {
+                let message = "ref: only ref/prompt and ref/resource can be completed".to_string();
+                return Err(self.refuse(&agent, METHOD, message).await);
+            }
+        };
+        let mut result = self
+            .state
+            .mcp
+            .complete(&upstream, forwarded)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+        Ok(result)
+    }
+
+    /// Subscribes the session to a resource of an upstream it may read (revisions up to
+    /// 2025-11-25): `notifications/resources/updated` of the upstream for that URI is
+    /// relayed to it; reading it is still an action. At most
+    /// `mcp.max_subscriptions_per_session` per session.
+    #[allow(deprecated)] // resources/subscribe: revisions up to 2025-11-25
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        const METHOD: &str = "resources/subscribe";
+        let agent = agent(&ctx)?;
+        let uri = request.uri.as_str();
+        let upstream = match self.readable_owner(&agent, uri).await? {
+            Ok(upstream) => upstream,
+            Err(why) => return Err(self.refuse(&agent, METHOD, why).await),
+        };
+        let limit = self.state.config.mcp.max_subscriptions_per_session;
+        let (already, count) = {
+            let held = self.session.subscriptions();
+            let already = held
+                .iter()
+                .any(|(u, x)| Arc::ptr_eq(u, &upstream) && x == uri);
+            (already, held.len())
+        };
+        if already {
+            return Ok(());
+        }
+        if count >= limit {
+            let message = format!(
+                "a session may hold at most {limit} resource subscriptions (mcp.max_subscriptions_per_session)"
+            );
+            return Err(self.refuse(&agent, METHOD, message).await);
+        }
+        let subscriber = Subscriber::Session(ctx.peer.clone());
+        match self
+            .state
+            .mcp
+            .subscribe(&upstream, uri, self.session.id, subscriber)
+            .await
+        {
+            Ok(()) => {}
+            Err(e @ super::UpstreamError::Unsupported { .. }) => {
+                return Err(self.refuse(&agent, METHOD, e.to_string()).await);
+            }
+            Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
+        }
+        let mut held = self.session.subscriptions();
+        if !held
+            .iter()
+            .any(|(u, x)| Arc::ptr_eq(u, &upstream) && x == uri)
+        {
+            held.push((upstream, uri.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Ends the session's subscription to a resource (nothing to do when it holds none).
+    #[allow(deprecated)] // resources/unsubscribe: revisions up to 2025-11-25
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        agent(&ctx)?;
+        let mut left = Vec::new();
+        self.session.subscriptions().retain(|(upstream, uri)| {
+            if *uri == request.uri {
+                left.push(Arc::clone(upstream));
+                false
+            } else {
+                true
+            }
+        });
+        for upstream in left {
+            Upstreams::unsubscribe(&upstream, &request.uri, self.session.id);
+        }
+        Ok(())
+    }
+
+    /// `subscriptions/listen` (2026-07-28): every category the client asks for that `/mcp`
+    /// declares (rmcp intersects them). Which resource URIs are relayed is decided in
+    /// [`Gateway::listen`], where the agent is known.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    /// Holds a `subscriptions/listen` request (2026-07-28) until the client ends it: list
+    /// changes of the organisation's upstreams, and updates of the resources it named that
+    /// the agent may read (at most `mcp.max_subscriptions_per_session`; others are never
+    /// sent, which tells nothing of whether they exist).
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let ctx = context.request_context();
+        let agent = agent(ctx)?;
+        let accepted = context.accepted().clone();
+        let sink = context.sink().clone();
+        let mut listening = Listening {
+            id: self.state.mcp.lists().next_id(),
+            held: Vec::new(),
+            mcp: Arc::clone(&self.state.mcp),
+        };
+        let kinds: Vec<ListKind> = [
+            (accepted.tools_list_changed, ListKind::Tools),
+            (accepted.prompts_list_changed, ListKind::Prompts),
+            (accepted.resources_list_changed, ListKind::Resources),
+        ]
+        .into_iter()
+        .filter_map(|(on, kind)| (on == Some(true)).then_some(kind))
+        .collect();
+        if !kinds.is_empty() {
+            self.state.mcp.lists().watch(
+                listening.id,
+                &agent.org.id,
+                &kinds,
+                Subscriber::Listen(sink.clone()),
+            );
+        }
+        let limit = self.state.config.mcp.max_subscriptions_per_session;
+        for uri in accepted.resource_subscriptions.iter().flatten().take(limit) {
+            let Ok(upstream) = self.readable_owner(&agent, uri).await? else {
+                continue;
+            };
+            let subscriber = Subscriber::Listen(sink.clone());
+            match self
+                .state
+                .mcp
+                .subscribe(&upstream, uri, listening.id, subscriber)
+                .await
+            {
+                Ok(()) => listening.held.push((upstream, uri.clone())),
+                Err(e) => {
+                    tracing::debug!(%uri, error = %e, "mcp: a listen request's subscription failed");
+                }
+            }
+        }
+        context.cancelled().await;
+        drop(listening);
+        Ok(())
     }
 }

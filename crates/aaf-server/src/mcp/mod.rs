@@ -9,7 +9,9 @@
 //!   SSRF guard), with the credentials AAF holds for them;
 //! - [`servers`]: the servers an organisation's admins register (`/v1/mcp/servers`);
 //! - [`pins`]: each tool's definition pinned at first sight (rug-pull protection);
-//! - [`rejections`]: rejected MCP requests recorded in the audit chain.
+//! - [`rejections`]: rejected MCP requests recorded in the audit chain;
+//! - [`watch`]: resource subscriptions and list changes relayed from the upstreams to the
+//!   agents that watch them.
 //!
 //! rmcp (the official Rust SDK) serves both sides.
 
@@ -18,6 +20,7 @@ pub mod pins;
 pub mod rejections;
 pub mod servers;
 pub mod upstream;
+pub mod watch;
 
 pub use upstream::{Transport, UpstreamDeps, UpstreamError, Upstreams};
 

@@ -43,6 +43,8 @@ use crate::connectors::http::HttpConnector;
 use crate::runtime::RuntimeRules;
 use crate::secrets::{self, Masker, SecretStore};
 
+use super::watch::{ListKind, ListWatches, ResourceWatches, Subscriber};
+
 /// Environment variables a stdio server inherits from AAF (everything else is dropped).
 pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"];
 
@@ -203,6 +205,14 @@ pub enum UpstreamError {
     /// The SSRF guard refused the server's URL.
     #[error("ssrf: {0}")]
     Ssrf(String),
+    /// The server does not offer what was asked of it (its handshake did not declare it).
+    #[error("the MCP server {server:?} does not offer {what}")]
+    Unsupported {
+        /// The server.
+        server: String,
+        /// What it does not offer, e.g. "resource subscriptions".
+        what: &'static str,
+    },
 }
 
 /// Where an upstream's progress on a call goes: the agent's session and the token the agent
@@ -222,12 +232,22 @@ tokio::task_local! {
     pub static PROGRESS: ProgressSink;
 }
 
+/// A listing of a server's tools and when it was made.
+type ToolCache = Mutex<Option<(Instant, Arc<Vec<Tool>>)>>;
+
 /// AAF as the client of an upstream: relays the upstream's progress on a call to the agent
-/// that asked for it (under the agent's own token; the upstream never sees it), masked.
-#[derive(Clone, Default)]
+/// that asked for it (under the agent's own token; the upstream never sees it), masked;
+/// relays its resource updates and list changes to the agents that watch them
+/// ([`super::watch`]); writes its log messages to AAF's log.
+#[derive(Clone)]
 struct UpstreamClient {
     relays: Arc<std::sync::Mutex<HashMap<ProgressToken, ProgressSink>>>,
     masker: Arc<std::sync::OnceLock<Masker>>,
+    server: Arc<str>,
+    owner: Option<Arc<str>>,
+    tools: Arc<ToolCache>,
+    resources: Arc<ResourceWatches>,
+    lists: Arc<ListWatches>,
 }
 
 impl UpstreamClient {
@@ -256,6 +276,74 @@ impl ClientHandler for UpstreamClient {
         if let Err(e) = sink.peer.notify_progress(params).await {
             tracing::debug!(error = %e, "mcp: an upstream's progress was not relayed");
         }
+    }
+
+    /// The server's log messages go to AAF's log (target `aaf::mcp::upstream`), masked; they
+    /// are not relayed to agents: the session is shared by every agent that uses the
+    /// server, so a message cannot be told to be one agent's.
+    #[allow(deprecated)] // logging: MCP revisions up to 2025-11-25 (SEP-2577)
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        use rmcp::model::LoggingLevel;
+        let mut data = params.data;
+        if let Some(masker) = self.masker.get() {
+            masker.mask_json(&mut data);
+        }
+        let server = &*self.server;
+        let logger = params.logger.as_deref().unwrap_or("");
+        match params.level {
+            LoggingLevel::Debug => {
+                tracing::debug!(target: "aaf::mcp::upstream", %server, %logger, %data);
+            }
+            LoggingLevel::Info | LoggingLevel::Notice => {
+                tracing::info!(target: "aaf::mcp::upstream", %server, %logger, %data);
+            }
+            LoggingLevel::Warning => {
+                tracing::warn!(target: "aaf::mcp::upstream", %server, %logger, %data);
+            }
+            _ => tracing::error!(target: "aaf::mcp::upstream", %server, %logger, %data),
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        ctx: NotificationContext<RoleClient>,
+    ) {
+        if self.resources.updated(&params.uri).await {
+            // Nobody listens any more.
+            #[allow(deprecated)] // resources/unsubscribe: revisions up to 2025-11-25
+            let left = ctx
+                .peer
+                .unsubscribe(rmcp::model::UnsubscribeRequestParams::new(params.uri))
+                .await;
+            if let Err(e) = left {
+                tracing::debug!(server = %self.server, error = %e, "mcp: unsubscribing on the server failed");
+            }
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        // The next call checks the pinned definition against a fresh listing.
+        self.tools.lock().await.take();
+        self.lists
+            .changed(self.owner.as_deref(), ListKind::Tools)
+            .await;
+    }
+
+    async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.lists
+            .changed(self.owner.as_deref(), ListKind::Prompts)
+            .await;
+    }
+
+    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.lists
+            .changed(self.owner.as_deref(), ListKind::Resources)
+            .await;
     }
 }
 
@@ -300,9 +388,12 @@ struct Running {
 /// One upstream server and its running client, if started.
 pub struct Upstream {
     name: String,
+    /// The organisation that registered it; `None` for a configured server.
+    owner: Option<String>,
     transport: Transport,
     running: Mutex<Option<Arc<Running>>>,
-    tools: Mutex<Option<(Instant, Arc<Vec<Tool>>)>>,
+    tools: Arc<ToolCache>,
+    resources: Arc<ResourceWatches>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -314,12 +405,14 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    fn new(name: &str, transport: Transport) -> Arc<Upstream> {
+    fn new(name: &str, owner: Option<&str>, transport: Transport) -> Arc<Upstream> {
         Arc::new(Upstream {
             name: name.to_string(),
+            owner: owner.map(str::to_string),
             transport,
             running: Mutex::new(None),
-            tools: Mutex::new(None),
+            tools: Arc::new(Mutex::new(None)),
+            resources: Arc::default(),
         })
     }
 
@@ -350,6 +443,7 @@ pub struct Upstreams {
     secrets: Arc<dyn SecretStore>,
     store: aaf_store::Store,
     runtime: Arc<RuntimeRules>,
+    lists: Arc<ListWatches>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -384,7 +478,7 @@ impl Upstreams {
         Upstreams {
             configured: servers
                 .iter()
-                .map(|c| (c.name.clone(), Upstream::new(&c.name, c.transport())))
+                .map(|c| (c.name.clone(), Upstream::new(&c.name, None, c.transport())))
                 .collect(),
             orgs: std::sync::RwLock::new(HashMap::new()),
             timeout: deps.timeout,
@@ -393,7 +487,13 @@ impl Upstreams {
             secrets: deps.secrets,
             store: deps.store,
             runtime: deps.runtime,
+            lists: Arc::default(),
         }
+    }
+
+    /// The watchers of the upstreams' list changes.
+    pub fn lists(&self) -> &ListWatches {
+        &self.lists
     }
 
     /// Where `${secret:...}` references are read.
@@ -453,7 +553,8 @@ impl Upstreams {
                 .and_then(|p| p.servers.get(&record.name))
                 .filter(|u| u.transport == transport)
                 .cloned();
-            let upstream = kept.unwrap_or_else(|| Upstream::new(&record.name, transport));
+            let upstream =
+                kept.unwrap_or_else(|| Upstream::new(&record.name, Some(org_id), transport));
             servers.insert(record.name, upstream);
         }
         let list = servers.values().cloned().collect();
@@ -784,6 +885,107 @@ impl Upstreams {
         to_masked_json(&masker, &result).map_err(|e| Self::failed(&upstream.name, e))
     }
 
+    /// Subscribes the watcher `id` (an agent's session or listen request) to the resource
+    /// `uri` of the server; AAF subscribes on the server when it is the URI's first
+    /// subscriber. Updates are relayed by [`super::watch`].
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError::Unsupported`] when the server does not offer subscriptions, else as
+    /// any request.
+    pub async fn subscribe(
+        &self,
+        upstream: &Upstream,
+        uri: &str,
+        id: u64,
+        subscriber: Subscriber,
+    ) -> Result<(), UpstreamError> {
+        let offered = self
+            .capabilities(upstream)
+            .await
+            .and_then(|c| c.resources)
+            .and_then(|r| r.subscribe)
+            .unwrap_or(false);
+        if !offered {
+            return Err(UpstreamError::Unsupported {
+                server: upstream.name.clone(),
+                what: "resource subscriptions",
+            });
+        }
+        if !upstream.resources.add(uri, id, subscriber) {
+            return Ok(());
+        }
+        let params = rmcp::model::SubscribeRequestParams::new(uri.to_string());
+        #[allow(deprecated)] // resources/subscribe: revisions up to 2025-11-25
+        let subscribed = self
+            .request(
+                upstream,
+                |r| async move { r.client.subscribe(params).await },
+            )
+            .await;
+        if let Err(e) = subscribed {
+            upstream.resources.remove(uri, id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Ends the subscription of `id` to `uri`; when it was the last, AAF unsubscribes on the
+    /// server (in the background, and only when the server is running: a stopped server
+    /// holds no subscription). Does nothing when `id` is not subscribed.
+    pub fn unsubscribe(upstream: &Arc<Upstream>, uri: &str, id: u64) {
+        if !upstream.resources.remove(uri, id) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let upstream = Arc::clone(upstream);
+        let uri = uri.to_string();
+        runtime.spawn(async move {
+            let running = upstream.running.lock().await.clone();
+            let Some(running) = running.filter(|r| !r.client.is_closed()) else {
+                return;
+            };
+            #[allow(deprecated)] // resources/unsubscribe: revisions up to 2025-11-25
+            let left = running
+                .client
+                .unsubscribe(rmcp::model::UnsubscribeRequestParams::new(uri.clone()))
+                .await;
+            if let Err(e) = left {
+                tracing::debug!(server = %upstream.name, %uri, error = %e, "mcp: unsubscribing on the server failed");
+            }
+        });
+    }
+
+    /// Asks the server to complete an argument of one of its prompts or resource templates
+    /// (`completion/complete`, `request.ref` naming the server's own prompt or template); no
+    /// values when the server offers no completions. Values that echo a secret are masked.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`].
+    pub async fn complete(
+        &self,
+        upstream: &Upstream,
+        request: rmcp::model::CompleteRequestParams,
+    ) -> Result<rmcp::model::CompleteResult, UpstreamError> {
+        if self
+            .capabilities(upstream)
+            .await
+            .is_some_and(|c| c.completions.is_none())
+        {
+            return Ok(rmcp::model::CompleteResult::default());
+        }
+        let (result, masker) = self
+            .request(
+                upstream,
+                |r| async move { r.client.complete(request).await },
+            )
+            .await?;
+        Ok(mask(&masker, result))
+    }
+
     /// Starts (stdio) or connects to (HTTP) a server and runs the MCP handshake.
     async fn start(&self, upstream: &Upstream) -> Result<Running, UpstreamError> {
         let name = upstream.name.as_str();
@@ -791,7 +993,15 @@ impl Upstreams {
             |field: &str, e: secrets::SecretError| Self::failed(name, format!("{field}: {e}"));
         let mut used = Vec::new();
         let mut refusals = None;
-        let handler = UpstreamClient::default();
+        let handler = UpstreamClient {
+            relays: Arc::default(),
+            masker: Arc::default(),
+            server: name.into(),
+            owner: upstream.owner.as_deref().map(Into::into),
+            tools: Arc::clone(&upstream.tools),
+            resources: Arc::clone(&upstream.resources),
+            lists: Arc::clone(&self.lists),
+        };
         let client = match &upstream.transport {
             Transport::Stdio {
                 command: program,
@@ -871,6 +1081,16 @@ impl Upstreams {
             Self::failed(name, masker.mask_str(&message).unwrap_or(message))
         })?;
         tracing::info!(server = %name, "mcp upstream: started");
+        // A server started again gets the subscriptions agents still hold.
+        for uri in upstream.resources.uris() {
+            #[allow(deprecated)] // resources/subscribe: revisions up to 2025-11-25
+            let subscribed = client
+                .subscribe(rmcp::model::SubscribeRequestParams::new(uri.clone()))
+                .await;
+            if let Err(e) = subscribed {
+                tracing::warn!(server = %name, %uri, error = %e, "mcp upstream: a subscription could not be renewed");
+            }
+        }
         Ok(Running {
             client,
             masker,

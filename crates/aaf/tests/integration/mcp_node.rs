@@ -555,9 +555,12 @@ async fn the_mcp_inspector_cli_lists_and_calls_tools() {
 /// The server scenarios of the conformance suite that pass through AAF in front of
 /// server-everything; they must keep passing (docs/mcp.md, "Conformance").
 const CONFORMANCE_PASSING: &[&str] = &[
+    "logging-set-level",
     "ping",
     "prompts-list",
     "resources-list",
+    "resources-subscribe",
+    "resources-unsubscribe",
     "server-initialize",
     "server-sse-multiple-streams",
     "tools-list",
@@ -579,16 +582,12 @@ const CONFORMANCE_FAILING: &[&str] = &[
     "tools-call-elicitation",
     "elicitation-sep1034-defaults",
     "elicitation-sep1330-enums",
-    // AAF's `/mcp` offers no logging, completions or resource subscriptions (method not
-    // found).
-    "logging-set-level",
     "tools-call-with-logging",
+    // The suite's fixture prompt by its bare name.
     "completion-complete",
-    "resources-subscribe",
-    "resources-unsubscribe",
-    // The suite's fixture resources (`test://static-text`, ...) and prompts by their bare
-    // names: server-everything has none of them (an unknown resource or a name without
-    // `<server>__` is "invalid params").
+    // The suite's fixture resources (`test://static-text`, ...), which server-everything
+    // does not have (it answers "resource not found"), and its prompts by their bare names
+    // (a name without `<server>__` is "invalid params").
     "resources-read-text",
     "resources-read-binary",
     "resources-templates-read",
@@ -774,4 +773,196 @@ async fn the_conformance_suite_server_scenarios() {
         }
     }
     drop(proxy);
+}
+
+/// What a client of `/mcp` heard besides answers: resource updates and the gateway's log
+/// messages.
+#[derive(Clone)]
+struct Listener {
+    heard: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl rmcp::ClientHandler for Listener {
+    /// A client of the revision with sessions (2025-11-25): `resources/subscribe` and
+    /// `logging/setLevel` are of that revision.
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::default()
+            .with_protocol_version(rmcp::model::ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _ctx: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let _ = self.heard.send(format!("updated {}", params.uri));
+    }
+
+    #[allow(deprecated)] // logging: revisions up to 2025-11-25
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _ctx: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let level = serde_json::to_value(params.level).unwrap();
+        let _ = self.heard.send(format!(
+            "log {} {} {}",
+            level.as_str().unwrap(),
+            params.logger.unwrap_or_default(),
+            params.data
+        ));
+    }
+}
+
+/// Waits for a notification the listener heard that contains `needle`.
+async fn heard(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle: &str) -> String {
+    within(&format!("a notification with {needle:?}"), async {
+        loop {
+            let got = rx.recv().await.expect("the client is running");
+            if got.contains(needle) {
+                break got;
+            }
+        }
+    })
+    .await
+}
+
+const READS_POLICY: &str = r#"package aaf.policies.mcp_node_reads
+import rego.v1
+
+decision := {"action": "deny", "reason": "no binary resources"} if {
+    input.tool == "mcp:everything/resources/read"
+    contains(input.params.uri, "/blob/")
+}
+"#;
+
+/// Besides calls: resource subscriptions (the upstream's updates reach the subscribed agent;
+/// a resource the agent may not read cannot be subscribed to), completions of an upstream's
+/// prompt and resource-template arguments, and the gateway's log messages at the level the
+/// client set. The upstream is server-everything, which offers all three.
+#[tokio::test]
+async fn subscriptions_completions_and_log_messages_pass_through() {
+    let Some(node) = Node::find() else { return };
+    let policies = policy_dir(&[
+        ("allow.rego", ALLOW_ALL),
+        ("mcp.rego", POLICY),
+        ("reads.rego", READS_POLICY),
+    ]);
+    let server = start(&node, &policies).await;
+    let (_, key) = server.create_agent("watcher").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            server.url("/mcp"),
+        )
+        .auth_header(key);
+    let mcp = rmcp::ServiceExt::serve(
+        Listener { heard: tx },
+        rmcp::transport::StreamableHttpClientTransport::from_config(config),
+    )
+    .await
+    .expect("the MCP session starts");
+    let capabilities = mcp.peer_info().unwrap().capabilities.clone();
+    assert!(capabilities.logging.is_some(), "{capabilities:?}");
+    assert!(capabilities.completions.is_some(), "{capabilities:?}");
+    assert_eq!(
+        capabilities.resources.as_ref().and_then(|r| r.subscribe),
+        Some(true),
+        "{capabilities:?}"
+    );
+
+    // A subscription: server-everything sends an update for every URI its session is
+    // subscribed to when the tool `toggle-subscriber-updates` is called (then every 5 s).
+    let resources = mcp.list_all_resources().await.unwrap();
+    let uri = resources
+        .iter()
+        .map(|r| r.uri.clone())
+        .find(|u| u.starts_with("demo://resource/static/document/"))
+        .expect("server-everything lists its documents");
+    #[allow(deprecated)]
+    mcp.subscribe(rmcp::model::SubscribeRequestParams::new(uri.clone()))
+        .await
+        .expect("the subscription is accepted");
+    crate::mcp::call(&mcp, "everything__toggle-subscriber-updates", json!({})).await;
+    let update = heard(&mut rx, "updated").await;
+    assert_eq!(update, format!("updated {uri}"));
+
+    // A resource the agent may not read cannot be subscribed to.
+    #[allow(deprecated)]
+    let refused = mcp
+        .subscribe(rmcp::model::SubscribeRequestParams::new(
+            "demo://resource/dynamic/blob/1",
+        ))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("may not be read"), "{refused}");
+
+    // Completions of a prompt's argument (by its namespaced name) and of a resource
+    // template's variable.
+    let prompt = mcp
+        .complete(rmcp::model::CompleteRequestParams::new(
+            rmcp::model::Reference::for_prompt("everything__completable-prompt"),
+            rmcp::model::ArgumentInfo::new("department", "Eng"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(prompt.completion.values, ["Engineering"], "{prompt:?}");
+    let template = mcp
+        .complete(rmcp::model::CompleteRequestParams::new(
+            rmcp::model::Reference::for_resource("demo://resource/dynamic/text/{resourceId}"),
+            rmcp::model::ArgumentInfo::new("resourceId", "1"),
+        ))
+        .await
+        .unwrap();
+    assert!(!template.completion.values.is_empty(), "{template:?}");
+    let hidden = mcp
+        .complete(rmcp::model::CompleteRequestParams::new(
+            rmcp::model::Reference::for_resource("demo://resource/dynamic/blob/{resourceId}"),
+            rmcp::model::ArgumentInfo::new("resourceId", "1"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(hidden.to_string().contains("may not be read"), "{hidden}");
+
+    // Log messages: none before the client sets a level; then a refused call is told at
+    // `warning`.
+    #[allow(deprecated)]
+    mcp.set_level(rmcp::model::SetLevelRequestParams::new(
+        rmcp::model::LoggingLevel::Notice,
+    ))
+    .await
+    .unwrap();
+    let denied = crate::mcp::call(
+        &mcp,
+        "everything__echo",
+        json!({"message": "a forbidden word"}),
+    )
+    .await;
+    assert_eq!(denied.is_error, Some(true));
+    let log = heard(&mut rx, "log ").await;
+    assert!(
+        log.starts_with("log warning aaf ") && log.contains("no forbidden words"),
+        "{log}"
+    );
+
+    // Unsubscribed: AAF holds no subscription for the session any more.
+    #[allow(deprecated)]
+    mcp.unsubscribe(rmcp::model::UnsubscribeRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    mcp.cancel().await.unwrap();
+
+    // The refused subscription and completion are in the audit chain.
+    let rejected: Vec<String> = server
+        .audit(None)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "request.rejected")
+        .map(|e| e["data"]["method"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        rejected,
+        ["resources/subscribe", "completion/complete"],
+        "{rejected:?}"
+    );
 }
