@@ -159,8 +159,12 @@ event_types! {
     MCP_TOOL_PINNED = "mcp_tool.pinned";
     /// An upstream MCP tool's definition changed from the pinned one (a possible "rug
     /// pull"): the tool is hidden and refused until an admin accepts it (data: server, tool,
-    /// pinned and new hash, the new definition).
+    /// pinned and new hash, the new definition, what the prompt-injection detector found in
+    /// it).
     MCP_TOOL_CHANGED = "mcp_tool.changed";
+    /// A tool seen for the first time whose definition looks like a prompt injection: not
+    /// accepted by itself; refused until an admin accepts it.
+    MCP_TOOL_FLAGGED = "mcp_tool.flagged";
     /// An admin accepted a changed MCP tool definition (data: server, tool, old and new
     /// hash, by).
     MCP_TOOL_ACCEPTED = "mcp_tool.accepted";

@@ -1,11 +1,23 @@
-//! Redaction of sensitive fields before values are written to the audit log.
+//! Redaction of sensitive data before values are written to the audit log or shown by the
+//! API.
 //!
-//! The field names follow the product's security guide (seed 000: `password`, `api_key`,
-//! `token`, `credit_card`, `ssn`) plus the usual HTTP credential headers. A key matches when its
-//! lowercase form, with `-` read as `_`, equals one of [`SENSITIVE_KEYS`] or ends with `_<key>`
-//! for the multi-word ones (e.g. `x_api_key`, `stripe_secret`).
+//! Two rules, applied in this order:
+//!
+//! 1. By key name. The field names follow the product's security guide (seed 000: `password`,
+//!    `api_key`, `token`, `credit_card`, `ssn`) plus the usual HTTP credential headers. A key
+//!    matches when its lowercase form, with `-` read as `_`, equals one of [`SENSITIVE_KEYS`]
+//!    or ends with `_<key>` for the multi-word ones (e.g. `x_api_key`, `stripe_secret`). Its
+//!    whole value (of any type) becomes [`REDACTED`].
+//! 2. By content. Every other string, number and object key is scanned with the detectors of
+//!    [`DetectorSet::redaction`] (US SSNs, payment card numbers and every secret detector; see
+//!    [`crate::detect`]), without size limits, and each match is masked in place by
+//!    [`crate::detect::mask_text`]: card numbers and SSNs keep their shape and last four
+//!    digits (`card **** **** **** 1111 please`), secrets become `[REDACTED:<detector>]`, the
+//!    surrounding text stays. A number holding a match becomes the masked string.
 
 use serde_json::Value;
+
+use crate::detect::{mask_value_in_place, DetectorLimits, DetectorSet, ScanOptions};
 
 /// The replacement written instead of a sensitive value.
 pub const REDACTED: &str = "[REDACTED]";
@@ -56,8 +68,27 @@ pub fn is_sensitive_key(key: &str) -> bool {
 }
 
 /// Returns a copy of `value` in which the value of every sensitive key, at any depth, is
-/// replaced by [`REDACTED`].
+/// replaced by [`REDACTED`], and every SSN, payment card number and secret found in the
+/// other strings, numbers and keys is masked (see the module documentation).
 pub fn redact(value: &Value) -> Value {
+    let mut out = redact_keys(value);
+    redact_content(&mut out);
+    out
+}
+
+/// Masks, in place, the SSNs, payment card numbers and secrets in the strings, numbers and
+/// keys of `value` (rule 2 of the module documentation). Returns whether anything was
+/// masked.
+pub fn redact_content(value: &mut Value) -> bool {
+    let opts = ScanOptions {
+        detectors: DetectorSet::redaction(),
+        limits: DetectorLimits::unbounded(),
+    };
+    !mask_value_in_place(value, &opts).detections.is_empty()
+}
+
+/// Rule 1 of the module documentation.
+fn redact_keys(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
@@ -65,13 +96,13 @@ pub fn redact(value: &Value) -> Value {
                     let v = if is_sensitive_key(k) {
                         Value::String(REDACTED.to_string())
                     } else {
-                        redact(v)
+                        redact_keys(v)
                     };
                     (k.clone(), v)
                 })
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(redact_keys).collect()),
         other => other.clone(),
     }
 }
@@ -150,5 +181,43 @@ mod tests {
         assert_eq!(r["body"]["items"][0]["card_number"], REDACTED);
         assert_eq!(r["body"]["amount"], 5);
         assert_eq!(r["url"], "https://x");
+    }
+
+    #[test]
+    fn redacts_card_numbers_ssns_and_secrets_in_free_text() {
+        let v = json!({
+            "note": "card 4111 1111 1111 1111 please",
+            "memo": ["ssn is 078-05-1123.", "call me"],
+            "amount": 4111111111111111u64,
+            "cfg": "export GITHUB=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 now",
+            "url": "https://user:hunter22@db.example.com/x",
+            "4012888888881881": "as a key",
+            "plain": "order 12345 for 42.50 EUR, see https://x",
+            "email": "a@example.com",
+        });
+        let r = redact(&v);
+        assert_eq!(r["note"], "card **** **** **** 1111 please");
+        assert_eq!(r["memo"], json!(["ssn is ***-**-1123.", "call me"]));
+        assert_eq!(r["amount"], "************1111");
+        assert_eq!(r["cfg"], "export GITHUB=[REDACTED:github_token] now");
+        assert_eq!(
+            r["url"],
+            "https://user:[REDACTED:url_credentials]@db.example.com/x"
+        );
+        assert_eq!(r["************1881"], "as a key");
+        assert_eq!(r["plain"], v["plain"]);
+        // Email addresses are personal data but not redacted from the audit chain.
+        assert_eq!(r["email"], "a@example.com");
+    }
+
+    #[test]
+    fn key_rule_comes_first_and_content_rule_skips_nothing_else() {
+        let v = json!({"password": "4111 1111 1111 1111", "body": {"text": "078-05-1123"}});
+        let r = redact(&v);
+        assert_eq!(r["password"], REDACTED);
+        assert_eq!(r["body"]["text"], "***-**-1123");
+        let mut clean = json!({"a": ["b", 1, null, true]});
+        assert!(!redact_content(&mut clean));
+        assert_eq!(clean, json!({"a": ["b", 1, null, true]}));
     }
 }

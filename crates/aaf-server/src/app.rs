@@ -80,6 +80,10 @@ pub struct AppState {
     pub mcp: Arc<crate::mcp::Upstreams>,
     /// Where `${secret:...}` references are read (`[secrets]`, docs/credentials.md).
     pub secrets: Arc<dyn crate::secrets::SecretStore>,
+    /// Each agent's latest actions on this node, for `input.session`.
+    pub sessions: Arc<crate::runtime::session::SessionHistory>,
+    /// Each organisation's outbound detection rules in force on this node.
+    pub outbound: Arc<crate::pipeline::outbound::OrgRules>,
 }
 
 impl AppState {
@@ -525,6 +529,12 @@ pub async fn prepare_with_clock(
         auth_limiter: Arc::new(FailedAuthLimiter::new(
             config.auth.failed_auth_per_minute,
             config.auth.failed_auth_lockout,
+        )),
+        sessions: Arc::new(crate::runtime::session::SessionHistory::new(
+            config.runtime.session.clone(),
+        )),
+        outbound: Arc::new(crate::pipeline::outbound::OrgRules::new(
+            &config.detection.outbound,
         )),
         config: Arc::new(config),
         clock,

@@ -83,6 +83,8 @@ pub struct EffectiveSettings {
     pub customised: bool,
     /// When the organisation last changed them, if it did.
     pub updated_at: Option<String>,
+    /// The organisation's own outbound detection rules, if it set any.
+    pub outbound_detection: Option<serde_json::Value>,
 }
 
 /// The settings in force for `org_id`.
@@ -98,12 +100,14 @@ pub async fn settings(state: &AppState, org_id: &str) -> Result<EffectiveSetting
                 .unwrap_or(defaults.default_timeout_seconds),
             customised: true,
             updated_at: Some(s.updated_at),
+            outbound_detection: s.outbound_detection,
         },
         None => EffectiveSettings {
             four_eyes: defaults.four_eyes,
             approval_timeout_seconds: defaults.default_timeout_seconds,
             customised: false,
             updated_at: None,
+            outbound_detection: None,
         },
     })
 }

@@ -66,10 +66,31 @@ pub struct Config {
     pub budgets: aaf_core::budget::PriceTable,
     /// The MCP gateway: the upstream MCP servers and how calls wait (docs/mcp.md).
     pub mcp: McpConfig,
+    /// The detectors: what the outbound checks do with what they find (docs/detection.md).
+    pub detection: DetectionConfig,
     /// Named secrets AAF presents to upstreams for the agents (docs/credentials.md):
     /// `name = { env = "VAR" }` or `name = { file = "/path" }`, referred to as
     /// `${secret:name}`. Default: none.
     pub secrets: std::collections::BTreeMap<String, crate::secrets::SecretSource>,
+}
+
+/// `[detection]`: the detectors (docs/detection.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// What the outbound checks do with a match, per detector, kind or `default`:
+    /// `record`, `mask` or `block`, laid over the defaults (secrets, payment cards and US
+    /// SSNs masked, the rest recorded); each organisation's `outbound_detection` setting is
+    /// laid over this. Default: nothing over the defaults.
+    pub outbound: crate::pipeline::outbound::OutboundRules,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            outbound: crate::pipeline::outbound::OutboundRules(std::collections::BTreeMap::new()),
+        }
+    }
 }
 
 /// `[mcp]`: the MCP gateway (docs/mcp.md).
@@ -297,6 +318,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             budgets: aaf_core::budget::PriceTable::default(),
             mcp: McpConfig::default(),
+            detection: DetectionConfig::default(),
             secrets: std::collections::BTreeMap::new(),
         }
     }
@@ -625,6 +647,8 @@ pub struct RuntimeConfig {
     /// The circuit breakers of every organisation that has not set its own
     /// (`PUT /v1/circuit-breakers`).
     pub circuit_breakers: crate::runtime::breaker::CircuitBreakers,
+    /// How much of a session policies see in `input.session`.
+    pub session: crate::runtime::session::SessionConfig,
 }
 
 /// One entry of `runtime.rate_limits`: `limit` actions per `window` (`second`, `minute`,
@@ -688,6 +712,7 @@ impl Default for RuntimeConfig {
             kill_switch_max_staleness_ms: 5000,
             rate_limits: Vec::new(),
             circuit_breakers: crate::runtime::breaker::CircuitBreakers::default(),
+            session: crate::runtime::session::SessionConfig::default(),
         }
     }
 }
@@ -981,6 +1006,10 @@ impl Config {
                 }
             }
         }
+        self.detection
+            .outbound
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("detection.outbound: {e}")))?;
         self.mcp
             .validate(&crate::secrets::ConfiguredSecrets::new(
                 self.secrets.clone(),

@@ -74,6 +74,7 @@ fn unit(org_id: &str, agent_id: &str, n: usize) -> WriteUnit {
             expires_at: None,
             approvals_required: None,
             version: 0,
+            signals: None,
         })),
     }
 }

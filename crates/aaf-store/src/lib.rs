@@ -817,6 +817,26 @@ impl Store {
         }
     }
 
+    /// The agent's actions created at or after `since` (RFC 3339 UTC, as stored), newest
+    /// first, at most `limit` (`input.session`). Read from the index on `(org_id, agent_id,
+    /// created_at)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn agent_actions_since(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        since: &str,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agent_actions_since(org_id, agent_id, since, limit).await,
+            Backend::Postgres(p) => p.agent_actions_since(org_id, agent_id, since, limit).await,
+        }
+    }
+
     /// The organisation's live budgets (deleted ones are kept but not listed), oldest first.
     ///
     /// # Errors

@@ -218,6 +218,11 @@ pub struct ActionRecord {
     pub created_at: String,
     /// RFC 3339 UTC.
     pub updated_at: String,
+    /// What AAF found in the action besides the decision, as one JSON object:
+    /// `{"detections": [{detector, kind, path, confidence}]}` (issue 17); `None` when it
+    /// found nothing or the action was recorded before signals were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Value>,
 }
 
 /// One approver's answer to a pending action.
@@ -252,6 +257,10 @@ pub struct OrgSettings {
     pub approval_timeout_seconds: Option<u64>,
     /// RFC 3339 UTC.
     pub updated_at: String,
+    /// The organisation's outbound detection rules laid over the server's
+    /// (`{"<detector, kind or default>": "record" | "mask" | "block"}`); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_detection: Option<Value>,
 }
 
 /// A webhook of an organisation.

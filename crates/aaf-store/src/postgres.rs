@@ -52,7 +52,7 @@ pub(crate) const APP_ROLE: &str = "aaf_app";
 const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
 const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
      reason, risk_level, status, policies, result, created_at, updated_at, digest, expires_at, \
-     approvals_required";
+     approvals_required, signals";
 
 /// The PostgreSQL store: a pool of connections working as `aaf_app`.
 #[derive(Debug, Clone)]
@@ -1205,12 +1205,14 @@ async fn insert_actions(
 ) -> Result<(), StoreError> {
     let mut cols: [Vec<Option<String>>; 17] = Default::default();
     let mut approvals_required: Vec<Option<i64>> = Vec::with_capacity(rows.len());
+    let mut signals_col: Vec<Option<String>> = Vec::with_capacity(rows.len());
     for (r, texts) in rows {
         let ActionTexts::Insert {
             params,
             context,
             policies,
             result,
+            signals,
         } = texts
         else {
             continue;
@@ -1238,18 +1240,19 @@ async fn insert_actions(
             col.push(value);
         }
         approvals_required.push(r.approvals_required.map(i64::from));
+        signals_col.push(signals.clone());
     }
     let sql = format!(
         "INSERT INTO actions ({ACTION_COLUMNS}) SELECT * FROM UNNEST(\
          $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[])"
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::text[])"
     );
     let mut query = sqlx::query(&sql);
     for col in cols {
         query = query.bind(col);
     }
-    query = query.bind(approvals_required);
+    query = query.bind(approvals_required).bind(signals_col);
     query
         .execute(conn)
         .await
@@ -1848,6 +1851,12 @@ async fn apply_mutation(
                 .bind(i64::from(settings.four_eyes))
                 .bind(timeout)
                 .bind(&settings.updated_at)
+                .bind(
+                    settings
+                        .outbound_detection
+                        .as_ref()
+                        .map(serde_json::Value::to_string),
+                )
                 .execute(ctx.conn(&settings.org_id).await?)
                 .await?;
         }

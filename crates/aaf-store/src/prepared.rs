@@ -44,6 +44,7 @@ pub(crate) enum ActionTexts {
         context: String,
         policies: String,
         result: Option<String>,
+        signals: Option<String>,
     },
     Update {
         result: Option<String>,
@@ -65,6 +66,7 @@ impl PreparedUnit {
                 context: json_text(&record.context)?,
                 policies: json_text(&record.policies)?,
                 result: record.result.as_ref().map(json_text).transpose()?,
+                signals: record.signals.as_ref().map(json_text).transpose()?,
             }),
             Some(ActionWrite::Update {
                 result,

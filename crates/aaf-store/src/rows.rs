@@ -218,6 +218,7 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
         parse_json(&text, column)
     };
     let result: Option<String> = row.col("result")?;
+    let signals: Option<String> = row.col("signals")?;
     Ok(ActionRecord {
         id: row.col("id")?,
         org_id: row.col("org_id")?,
@@ -250,6 +251,7 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
             })
             .transpose()?,
         version: row.col("version")?,
+        signals: signals.map(|t| parse_json(&t, "signals")).transpose()?,
     })
 }
 
@@ -494,6 +496,7 @@ pub(crate) fn shadow_count_from_row(row: &impl DbRow) -> Result<ShadowCount, Sto
 
 pub(crate) fn settings_from_row(row: &impl DbRow) -> Result<OrgSettings, StoreError> {
     let timeout: Option<i64> = row.col("approval_timeout_seconds")?;
+    let outbound: Option<String> = row.col("outbound_detection")?;
     Ok(OrgSettings {
         org_id: row.col("org_id")?,
         four_eyes: row.col::<i64>("four_eyes")? != 0,
@@ -505,6 +508,9 @@ pub(crate) fn settings_from_row(row: &impl DbRow) -> Result<OrgSettings, StoreEr
             })
             .transpose()?,
         updated_at: row.col("updated_at")?,
+        outbound_detection: outbound
+            .map(|t| parse_json(&t, "outbound_detection"))
+            .transpose()?,
     })
 }
 

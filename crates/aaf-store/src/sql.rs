@@ -33,7 +33,7 @@ macro_rules! action_select {
     () => {
         "id, org_id, agent_id, tool, operation, params, context, decision, reason, risk_level, \
          status, policies, result, created_at, updated_at, digest, expires_at, \
-         approvals_required, version"
+         approvals_required, version, signals"
     };
 }
 macro_rules! delivery_select {
@@ -183,15 +183,18 @@ shared! {
     /// `(org_id, action_id)` → the answers, oldest first.
     LIST_APPROVAL_VOTES = "SELECT org_id, action_id, user_id, user_name, vote, comment, created_at \
          FROM approval_votes WHERE org_id = $1 AND action_id = $2 ORDER BY created_at, user_id";
-    /// `(org_id, four_eyes, approval_timeout_seconds, updated_at)`: insert or replace.
-    UPSERT_ORG_SETTINGS = "INSERT INTO org_settings (org_id, four_eyes, approval_timeout_seconds, updated_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET \
+    /// `(org_id, four_eyes, approval_timeout_seconds, updated_at, outbound_detection)`:
+    /// insert or replace.
+    UPSERT_ORG_SETTINGS = "INSERT INTO org_settings (org_id, four_eyes, approval_timeout_seconds, updated_at, \
+           outbound_detection) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id) DO UPDATE SET \
            four_eyes = excluded.four_eyes, \
            approval_timeout_seconds = excluded.approval_timeout_seconds, \
-           updated_at = excluded.updated_at";
+           updated_at = excluded.updated_at, \
+           outbound_detection = excluded.outbound_detection";
     /// `(org_id)` → the organisation's settings row.
-    GET_ORG_SETTINGS = "SELECT org_id, four_eyes, approval_timeout_seconds, updated_at \
-         FROM org_settings WHERE org_id = $1";
+    GET_ORG_SETTINGS = "SELECT org_id, four_eyes, approval_timeout_seconds, updated_at, \
+           outbound_detection FROM org_settings WHERE org_id = $1";
     /// `(org_id, status, decision, expires_at_or_before or NULL, updated_before or NULL,
     /// limit)` → matching actions, oldest first, read through the index
     /// `actions_org_status_decision` (migration 0007 / 0006 for PostgreSQL).
@@ -319,6 +322,11 @@ shared! {
            SUM(CASE WHEN created_at >= $2 AND status = 'denied' THEN 1 ELSE 0 END) AS denials, \
            COUNT(*) AS last_hour \
          FROM actions WHERE org_id = $3 AND agent_id = $4 AND created_at >= $5 GROUP BY tool";
+    /// `(org_id, agent_id, since, limit)` → the agent's actions created at or after `since`,
+    /// newest first, at most `limit` (the index on `(org_id, agent_id, created_at)`).
+    AGENT_ACTIONS_SINCE = concat!("SELECT ", action_select!(), " FROM actions \
+         WHERE org_id = $1 AND agent_id = $2 AND created_at >= $3 \
+         ORDER BY created_at DESC, id DESC LIMIT $4");
     /// `(id, org_id, agent_id, unit, period, limit_amount, created_at, created_by,
     /// updated_at)`.
     INSERT_BUDGET = "INSERT INTO budgets (id, org_id, agent_id, unit, period, limit_amount, \

@@ -68,14 +68,14 @@ macro_rules! action_columns {
     () => {
         "id, org_id, agent_id, tool, operation, params, context, decision, \
          reason, risk_level, status, policies, result, created_at, updated_at, digest, \
-         expires_at, approvals_required"
+         expires_at, approvals_required, signals"
     };
 }
 
 const INSERT_ACTION: &str = concat!(
     "INSERT INTO actions (",
     action_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO audit_events (",
@@ -785,6 +785,7 @@ fn commit_units(
                     context,
                     policies,
                     result,
+                    signals,
                 }),
             ) => inserts.push(ActionRow {
                 record,
@@ -792,6 +793,7 @@ fn commit_units(
                 context,
                 policies,
                 result: result.as_deref(),
+                signals: signals.as_deref(),
             }),
             (
                 Some(update @ ActionWrite::Update { .. }),
@@ -951,6 +953,7 @@ struct ActionRow<'a> {
     context: &'a str,
     policies: &'a str,
     result: Option<&'a str>,
+    signals: Option<&'a str>,
 }
 
 /// Inserts actions with one cached prepared statement.
@@ -980,7 +983,8 @@ fn insert_actions(conn: &Connection, rows: &[ActionRow<'_>]) -> Result<(), Store
                 r.updated_at,
                 r.digest,
                 r.expires_at,
-                r.approvals_required
+                r.approvals_required,
+                row.signals
             ])
             .map_err(|e| named_conflict(e, "an action with this id already exists"))?;
     }

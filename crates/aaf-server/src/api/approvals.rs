@@ -21,6 +21,7 @@ use crate::app::AppState;
 use crate::approvals::{self as workflow, Answer};
 use crate::auth::{AgentAuth, UserAuth};
 use crate::error::{ApiError, ErrorBody};
+use crate::pipeline::outbound::OutboundRules;
 
 /// Longest approver comment, in characters.
 const MAX_COMMENT_CHARS: usize = 4096;
@@ -440,15 +441,29 @@ pub struct SettingsView {
     pub customised: bool,
     /// When they were last changed (RFC 3339), if ever.
     pub updated_at: Option<String>,
+    /// The organisation's own outbound detection rules (`{"<detector, kind or default>":
+    /// "record" | "mask" | "block"}`), laid over the server's; `null` when it set none.
+    #[schema(value_type = Option<Object>)]
+    pub outbound_detection: Option<Value>,
+    /// The outbound detection rules in force: the defaults, the server's
+    /// `detection.outbound` and the organisation's, in that order (docs/detection.md).
+    #[schema(value_type = Object)]
+    pub outbound_detection_in_force: OutboundRules,
 }
 
-impl From<workflow::EffectiveSettings> for SettingsView {
-    fn from(s: workflow::EffectiveSettings) -> Self {
+impl SettingsView {
+    fn of(s: workflow::EffectiveSettings, base: &OutboundRules) -> SettingsView {
+        let own: Option<OutboundRules> = s
+            .outbound_detection
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok());
         SettingsView {
             four_eyes: s.four_eyes,
             approval_timeout_seconds: s.approval_timeout_seconds,
             customised: s.customised,
             updated_at: s.updated_at,
+            outbound_detection: s.outbound_detection,
+            outbound_detection_in_force: base.with(own.as_ref()),
         }
     }
 }
@@ -464,7 +479,8 @@ pub async fn get_settings(
     State(state): State<AppState>,
     UserAuth(user): UserAuth,
 ) -> Result<Json<SettingsView>, ApiError> {
-    Ok(Json(workflow::settings(&state, &user.org.id).await?.into()))
+    let settings = workflow::settings(&state, &user.org.id).await?;
+    Ok(Json(SettingsView::of(settings, state.outbound.base())))
 }
 
 /// `PATCH /v1/settings` body: fields left out keep their value.
@@ -477,6 +493,17 @@ pub struct UpdateSettingsBody {
     /// Approval deadline in seconds, 1 to `approvals.max_timeout_seconds`.
     #[serde(default)]
     pub approval_timeout_seconds: Option<u64>,
+    /// The organisation's outbound detection rules: an object `{"<detector, kind or
+    /// default>": "record" | "mask" | "block"}` replaces them, `null` removes them (the
+    /// server's apply), absent keeps them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub outbound_detection: Option<Value>,
+}
+
+/// A field that is present (`Some`, possibly `Some(null)`) or absent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Changes the organisation's approval settings (an `org.settings_changed` audit event).
@@ -506,6 +533,21 @@ pub async fn update_settings(
             ));
         }
     }
+    let outbound = match &body.outbound_detection {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let rules: OutboundRules = serde_json::from_value(v.clone()).map_err(|e| {
+                ApiError::field(
+                    "outbound_detection",
+                    format!("must be an object of \"record\", \"mask\" or \"block\": {e}"),
+                )
+            })?;
+            rules
+                .validate()
+                .map_err(|e| ApiError::field("outbound_detection", e))?;
+            Some(v.clone())
+        }
+    };
     let before = workflow::settings(&state, &admin.org.id).await?;
     let now = crate::time::now_rfc3339();
     let after = OrgSettings {
@@ -516,6 +558,10 @@ pub async fn update_settings(
                 .unwrap_or(before.approval_timeout_seconds),
         ),
         updated_at: now.clone(),
+        outbound_detection: match &body.outbound_detection {
+            None => before.outbound_detection.clone(),
+            Some(_) => outbound,
+        },
     };
     let unit = WriteUnit {
         mutations: vec![Mutation::SetOrgSettings(after.clone())],
@@ -528,8 +574,10 @@ pub async fn update_settings(
             event_type: event_types::ORG_SETTINGS_CHANGED.to_string(),
             data: serde_json::json!({
                 "by": admin.user_id,
-                "before": {"four_eyes": before.four_eyes, "approval_timeout_seconds": before.approval_timeout_seconds},
-                "after": {"four_eyes": after.four_eyes, "approval_timeout_seconds": after.approval_timeout_seconds},
+                "before": {"four_eyes": before.four_eyes, "approval_timeout_seconds": before.approval_timeout_seconds,
+                    "outbound_detection": before.outbound_detection},
+                "after": {"four_eyes": after.four_eyes, "approval_timeout_seconds": after.approval_timeout_seconds,
+                    "outbound_detection": after.outbound_detection},
             }),
         }],
     };
@@ -538,7 +586,7 @@ pub async fn update_settings(
         .submit(unit)
         .await
         .map_err(|e| ApiError::Unavailable(format!("the settings could not be recorded: {e}")))?;
-    Ok(Json(
-        workflow::settings(&state, &admin.org.id).await?.into(),
-    ))
+    state.outbound.forget(&admin.org.id);
+    let settings = workflow::settings(&state, &admin.org.id).await?;
+    Ok(Json(SettingsView::of(settings, state.outbound.base())))
 }

@@ -260,6 +260,9 @@ async fn mcp_preflight(
     };
     match crate::mcp::pins::check(state, org_id, server, &current).await {
         Ok(crate::mcp::pins::PinStatus::Accepted) => Ok(()),
+        Ok(crate::mcp::pins::PinStatus::Flagged { current }) => Err(ConnectorError::Refused(
+            crate::mcp::pins::flagged_reason(server, tool, &current),
+        )),
         Ok(crate::mcp::pins::PinStatus::Changed { current, .. }) => Err(ConnectorError::Refused(
             crate::mcp::pins::changed_reason(server, tool, &current),
         )),

@@ -620,7 +620,7 @@ impl ServerHandler for Gateway {
                 // be checked is hidden too (fail closed).
                 match pins::check(&self.state, &org_id, server, tool).await {
                     Ok(PinStatus::Accepted) => {}
-                    Ok(PinStatus::Changed { .. }) => continue,
+                    Ok(PinStatus::Changed { .. } | PinStatus::Flagged { .. }) => continue,
                     Err(e) => {
                         tracing::error!(%server, tool = %tool.name, error = %e, "mcp: a tool's pin could not be checked; it is hidden");
                         continue;

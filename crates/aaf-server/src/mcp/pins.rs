@@ -8,6 +8,12 @@
 //! and refused by `tools/call` (a deny whose reason starts `mcp_tool_changed:`) until an
 //! admin accepts the new version (`POST /v1/mcp/servers/{server}/tools/{tool}/accept`). Each
 //! step is an audit event (`mcp_tool.pinned`, `mcp_tool.changed`, `mcp_tool.accepted`).
+//!
+//! A definition is also scanned by the prompt-injection detector ([`injections`]): one that
+//! shows injection at first sight is not accepted by itself but flagged (hidden and refused,
+//! reason `mcp_tool_injection:`, event `mcp_tool.flagged`) until an admin reviews and
+//! accepts it the same way; a changed definition's `mcp_tool.changed` event names what the
+//! detector found in it.
 
 use aaf_core::audit::event_types;
 use aaf_store::{McpToolPin, Mutation, NewEvent, WriteUnit};
@@ -20,6 +26,34 @@ use crate::app::AppState;
 
 /// The prefix of the reason of a call refused because its tool changed.
 pub const CHANGED_PREFIX: &str = "mcp_tool_changed:";
+
+/// The prefix of the reason of a call refused because its tool's definition looks like a
+/// prompt injection and no admin accepted it.
+pub const INJECTION_PREFIX: &str = "mcp_tool_injection:";
+
+/// The accepted hash of a pin whose first definition was flagged: no definition has it, so
+/// the tool stays refused until an admin accepts the waiting definition.
+pub(crate) const UNREVIEWED: &str = "unreviewed";
+
+/// What the prompt-injection detector finds in a tool's definition (its name, title,
+/// description, the descriptions and other strings of its schemas, its annotations):
+/// `[{detector, sub_kind, path, confidence}]`, empty when nothing.
+pub fn injections(definition: &Value) -> Vec<Value> {
+    use aaf_core::detect::{scan_value, DetectorSet, Kind, ScanOptions};
+    let options = ScanOptions::only(DetectorSet::of_kind(Kind::PromptInjection));
+    scan_value(definition, &options)
+        .detections
+        .into_iter()
+        .map(|d| {
+            json!({
+                "detector": d.detector.name(),
+                "sub_kind": d.sub_kind,
+                "path": d.path,
+                "confidence": d.confidence,
+            })
+        })
+        .collect()
+}
 
 /// The pinned part of a tool: `{"name", "title", "description", "inputSchema",
 /// "outputSchema", "annotations"}` (absent members as `null`).
@@ -57,6 +91,12 @@ pub enum PinStatus {
         /// The current definition's hash.
         current: String,
     },
+    /// It showed prompt injection when first seen and no admin accepted it yet: hidden and
+    /// refused.
+    Flagged {
+        /// The current definition's hash (what an admin accepts).
+        current: String,
+    },
 }
 
 /// Checks `tool` of `server` against the organisation's pin, pinning it at first sight and
@@ -84,15 +124,15 @@ pub async fn check(
     let pin = match pin {
         Some(pin) => pin,
         None => {
-            let event = event(
-                org_id,
-                &now,
-                event_types::MCP_TOOL_PINNED,
-                json!({"server": server, "tool": name, "hash": current}),
-            );
-            write(
-                state,
-                Mutation::PinMcpTool(McpToolPin {
+            let found = injections(&definition);
+            let (pin, event) = if found.is_empty() {
+                let event = event(
+                    org_id,
+                    &now,
+                    event_types::MCP_TOOL_PINNED,
+                    json!({"server": server, "tool": name, "hash": current}),
+                );
+                let pin = McpToolPin {
                     org_id: org_id.to_string(),
                     server: server.to_string(),
                     tool: name.to_string(),
@@ -104,10 +144,33 @@ pub async fn check(
                     accepted_at: now.clone(),
                     accepted_by: None,
                     changed_at: None,
-                }),
-                event,
-            )
-            .await?;
+                };
+                (pin, event)
+            } else {
+                let event = event(
+                    org_id,
+                    &now,
+                    event_types::MCP_TOOL_FLAGGED,
+                    json!({"server": server, "tool": name, "hash": current,
+                        "definition": definition, "detections": found}),
+                );
+                tracing::warn!(%org_id, %server, tool = %name, "mcp: a tool's definition looks like a prompt injection; it is refused until an admin accepts it");
+                let pin = McpToolPin {
+                    org_id: org_id.to_string(),
+                    server: server.to_string(),
+                    tool: name.to_string(),
+                    hash: UNREVIEWED.to_string(),
+                    definition: Value::Null,
+                    pending_hash: Some(current.clone()),
+                    pending_definition: Some(definition.clone()),
+                    first_seen_at: now.clone(),
+                    accepted_at: now.clone(),
+                    accepted_by: None,
+                    changed_at: Some(now.clone()),
+                };
+                (pin, event)
+            };
+            write(state, Mutation::PinMcpTool(pin), event).await?;
             // Another node may have pinned it first: what is stored is the pin.
             state
                 .store
@@ -120,13 +183,17 @@ pub async fn check(
     if pin.hash == current {
         return Ok(PinStatus::Accepted);
     }
+    if pin.hash == UNREVIEWED && pin.pending_hash.as_deref() == Some(current.as_str()) {
+        return Ok(PinStatus::Flagged { current });
+    }
     if pin.pending_hash.as_deref() != Some(current.as_str()) {
+        let found = injections(&definition);
         let event = event(
             org_id,
             &now,
             event_types::MCP_TOOL_CHANGED,
             json!({"server": server, "tool": name, "pinned_hash": pin.hash,
-                "hash": current, "definition": definition}),
+                "hash": current, "definition": definition, "detections": found}),
         );
         write(
             state,
@@ -147,6 +214,13 @@ pub async fn check(
         pinned: pin.hash,
         current,
     })
+}
+
+/// The reason a call of a tool flagged at first sight is refused with.
+pub fn flagged_reason(server: &str, tool: &str, current: &str) -> String {
+    format!(
+        "{INJECTION_PREFIX} the definition of {server}/{tool} looks like a prompt injection; an admin must review and accept it first: POST /v1/mcp/servers/{server}/tools/{tool}/accept {{\"hash\": \"{current}\"}}"
+    )
 }
 
 /// The reason a call of a changed tool is refused with.

@@ -122,8 +122,9 @@ impl ServerView {
 pub struct PinView {
     /// The tool's name at its server.
     pub tool: String,
-    /// `accepted`, or `changed`: a new definition waits for an admin (the tool is hidden and
-    /// refused until then).
+    /// `accepted`; `changed`: a new definition waits for an admin (the tool is hidden and
+    /// refused until then); or `flagged`: the first definition looked like a prompt
+    /// injection and waits for an admin the same way (`hash` is then `unreviewed`).
     pub status: &'static str,
     /// Hex SHA-256 of the accepted definition (RFC 8785 canonical JSON).
     pub hash: String,
@@ -149,7 +150,9 @@ impl From<McpToolPin> for PinView {
     fn from(p: McpToolPin) -> PinView {
         PinView {
             tool: p.tool,
-            status: if p.pending_hash.is_some() {
+            status: if p.hash == super::pins::UNREVIEWED {
+                "flagged"
+            } else if p.pending_hash.is_some() {
                 "changed"
             } else {
                 "accepted"

@@ -35,6 +35,9 @@ pub struct Evaluated {
     /// The budgets the action reserved in stage 0 (empty: none); released when it is
     /// denied, settled when its outcome is recorded.
     pub reserved: Vec<BudgetStatus>,
+    /// What the detectors found in the params and context (`input.detections`), when the
+    /// policies asked for it; kept on the action (`signals`) and in `action.decided`.
+    pub detections: Option<Value>,
 }
 
 /// The revision recorded for an action a guard refused: no policy set was consulted.
@@ -89,6 +92,7 @@ pub async fn for_agent(
                 explain: None,
                 refused: Some(refused),
                 reserved: Vec::new(),
+                detections: None,
             });
         }
     };
@@ -132,10 +136,25 @@ pub async fn evaluate(
         },
     );
     let policies = crate::policies::for_org(state, &subject.org.id).await;
+    let detections = match &policies {
+        Ok(p) if p.set.runtime_inputs().detections => {
+            let found = detections_of(&request);
+            if let Some(fields) = input.as_object_mut() {
+                fields.insert("detections".into(), found.clone());
+            }
+            Some(found)
+        }
+        _ => None,
+    };
     let runtime_input = match &policies {
-        Ok(p) => add_runtime_inputs(state, subject, p.set.runtime_inputs(), &passed, &mut input)
+        Ok(p) => {
+            let needs = p.set.runtime_inputs();
+            add_runtime_inputs(
+                state, subject, needs, &passed, &request, &action_id, &mut input,
+            )
             .await
-            .err(),
+            .err()
+        }
         Err(_) => None,
     };
     let mut shadow = Vec::new();
@@ -182,12 +201,52 @@ pub async fn evaluate(
         explain: policies.ok().map(|p| (p, input)),
         refused: None,
         reserved: passed.budgets.unwrap_or_default(),
+        detections,
     }
 }
 
+/// `input.detections`: every detector over the action's params and context (within the
+/// detectors' default limits), as `[{detector, kind, sub_kind?, path, key?, confidence}]`
+/// with `path` an RFC 6901 JSON pointer from the action (`/params/...`, `/context/...`).
+/// Matched text is never included (docs/detection.md).
+pub fn detections_of(request: &ActionRequest) -> Value {
+    use aaf_core::detect::{scan_value, ScanOptions};
+    let options = ScanOptions::new();
+    let mut found = Vec::new();
+    for (prefix, part) in [("/params", &request.params), ("/context", &request.context)] {
+        let report = scan_value(&Value::Object(part.clone()), &options);
+        for d in report.detections {
+            let mut view = serde_json::json!({
+                "detector": d.detector.name(),
+                "kind": d.kind.name(),
+                "path": format!("{prefix}{}", d.path),
+                "confidence": d.confidence,
+            });
+            if let Some(sub) = d.sub_kind {
+                view["sub_kind"] = serde_json::to_value(sub).unwrap_or(Value::Null);
+            }
+            if d.key {
+                view["key"] = Value::Bool(true);
+            }
+            found.push(view);
+        }
+        if report.truncated {
+            found.push(serde_json::json!({
+                "detector": "scan_limit",
+                "kind": "limit",
+                "path": prefix,
+                "confidence": 1.0,
+            }));
+        }
+    }
+    Value::Array(found)
+}
+
 /// Adds to the policy input the runtime parts the set refers to: `input.usage` (the
-/// agent's recent actions, read now) and `input.budget` (after this action's reservation,
-/// or read now when it made none).
+/// agent's recent actions, read now), `input.budget` (after this action's reservation, or
+/// read now when it made none) and `input.session` (the earlier actions of its session,
+/// [`crate::runtime::session`]; never the action itself, which a re-check after approval
+/// finds stored).
 ///
 /// # Errors
 ///
@@ -197,6 +256,8 @@ async fn add_runtime_inputs(
     subject: &Subject<'_>,
     needs: aaf_core::policy::RuntimeInputs,
     passed: &Passed,
+    request: &ActionRequest,
+    action_id: &str,
     input: &mut Value,
 ) -> Result<(), String> {
     let Some(fields) = input.as_object_mut() else {
@@ -232,6 +293,23 @@ async fn add_runtime_inputs(
             "budget".into(),
             crate::runtime::budget::input_view(&statuses),
         );
+    }
+    if needs.session {
+        let session = crate::runtime::session::session_of(&request.context);
+        let mut view = state
+            .sessions
+            .input_view(
+                &state.store,
+                org_id,
+                agent_id,
+                session.as_deref(),
+                state.clock.now(),
+            )
+            .await?;
+        if let Value::Array(entries) = &mut view {
+            entries.retain(|e| e["action_id"] != action_id);
+        }
+        fields.insert("session".into(), view);
     }
     Ok(())
 }

@@ -79,13 +79,46 @@ pub async fn run(
         }
     };
     let (status, event_type, result, data, denial) = match executed {
-        Ok(executed) => (
-            ActionStatus::Executed,
-            event_types::ACTION_EXECUTED,
-            Some(executed.result),
-            executed.summary,
-            None,
-        ),
+        Ok(executed) => {
+            // Stage 5b: the outbound checks, before the agent or the store sees the result.
+            let checked = state
+                .outbound
+                .for_org(&state.store, org_id)
+                .await
+                .map(|rules| super::outbound::check(&rules, executed.result));
+            match checked {
+                Ok(super::outbound::Checked::Pass { result, detections }) => {
+                    let mut data = executed.summary;
+                    if !detections.is_empty() {
+                        data["outbound"] = Value::Array(detections);
+                    }
+                    (
+                        ActionStatus::Executed,
+                        event_types::ACTION_EXECUTED,
+                        Some(result),
+                        data,
+                        None,
+                    )
+                }
+                Ok(super::outbound::Checked::Blocked { reason, detections }) => (
+                    ActionStatus::Failed,
+                    event_types::ACTION_FAILED,
+                    Some(serde_json::json!({ "error": reason })),
+                    serde_json::json!({ "error": reason, "kind": "outbound_blocked", "outbound": detections }),
+                    None,
+                ),
+                Err(e) => {
+                    let reason = format!("{} {e}", super::outbound::BLOCKED_PREFIX);
+                    (
+                        ActionStatus::Failed,
+                        event_types::ACTION_FAILED,
+                        Some(serde_json::json!({ "error": reason })),
+                        serde_json::json!({ "error": reason, "kind": "outbound_blocked" }),
+                        None,
+                    )
+                }
+            }
+        }
         Err(Stop::Refused(reason)) => (
             ActionStatus::Denied,
             event_types::ACTION_FAILED,

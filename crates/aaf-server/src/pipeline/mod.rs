@@ -23,7 +23,9 @@
 //!    nothing is answered, unless it committed;
 //! 5. **execution** ([`execute`]): an allowed action of a connector tool
 //!    ([`crate::connectors::Connector::for_tool`]) runs through that connector, once, unless
-//!    a kill switch stops it first; one engaged while it runs aborts it;
+//!    a kill switch stops it first; one engaged while it runs aborts it; its result then
+//!    passes the **outbound checks** ([`outbound`]): the detectors, with the organisation's
+//!    rules to record, mask or withhold what they find, before anyone sees or stores it;
 //! 6. **outcome record** ([`execute`]): `action.executed` or `action.failed`, with the
 //!    result; an SSRF refusal found only while connecting makes the outcome a deny;
 //! 7. **budget settlement** (with stage 6, or stage 4 for a deny): the reservation becomes
@@ -40,6 +42,7 @@
 pub mod evaluate;
 pub mod execute;
 pub mod guards;
+pub mod outbound;
 pub mod record;
 
 use aaf_core::action::{ActionRequest, ActionStatus, AllowedAction, Decision, Verdict};

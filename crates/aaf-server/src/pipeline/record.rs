@@ -111,6 +111,7 @@ pub async fn decision(
         explain: _,
         refused,
         reserved,
+        detections,
     } = evaluated;
     let agent = submission.agent;
     let now = now_rfc3339();
@@ -155,6 +156,10 @@ pub async fn decision(
         expires_at: approval.as_ref().map(|a| a.expires_at.clone()),
         approvals_required: approval.as_ref().map(|a| a.approvals_required),
         version: 0,
+        signals: detections
+            .as_ref()
+            .filter(|d| d.as_array().is_some_and(|a| !a.is_empty()))
+            .map(|d| serde_json::json!({"detections": d})),
     };
     let mut decided_event = NewEvent {
         org_id: agent.org.id.clone(),
@@ -183,6 +188,9 @@ pub async fn decision(
     }
     if !reserved.is_empty() {
         decided_event.data["budget"] = crate::runtime::budget::input_view(&reserved);
+    }
+    if let Some(d) = &detections {
+        decided_event.data["detections"] = d.clone();
     }
     let shadow_rows = shadow.iter().map(|s| {
         Mutation::InsertShadowResult(aaf_store::ShadowResult {
@@ -227,6 +235,7 @@ pub async fn decision(
             now: decided_event.ts.clone(),
         });
     }
+    let session_entry = state.sessions.prepare(&record);
     state
         .writer
         .submit(WriteUnit {
@@ -241,6 +250,9 @@ pub async fn decision(
             ))
         })?;
     crate::metrics::decision_recorded(decision.verdict);
+    if let Some(entry) = session_entry {
+        state.sessions.recorded(entry);
+    }
     if queued {
         state.webhooks.queued.notify_one();
     }

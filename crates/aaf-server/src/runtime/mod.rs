@@ -11,7 +11,8 @@
 //! - [`budget`]: the budget guard (reservations), settlement and `input.budget`;
 //! - [`budget_control`]: creating, changing and deleting budgets, setting breakers;
 //! - [`breaker`]: circuit breakers, which engage an agent's kill switch by themselves;
-//! - [`usage`]: `input.usage`, an agent's recent activity as policies see it.
+//! - [`usage`]: `input.usage`, an agent's recent activity as policies see it;
+//! - [`session`]: `input.session`, what came before an action in its session.
 
 pub mod breaker;
 pub mod budget;
@@ -19,6 +20,7 @@ pub mod budget_control;
 pub mod control;
 pub mod kill_switch;
 pub mod rate_limit;
+pub mod session;
 pub mod usage;
 
 pub use kill_switch::{Refusal, RuntimeRules};

@@ -152,6 +152,23 @@ impl SqliteStore {
         Ok(usage)
     }
 
+    pub(crate) async fn agent_actions_since(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        since: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::ActionRecord>, StoreError> {
+        let rows = sqlx::query(sql::AGENT_ACTIONS_SINCE)
+            .bind(org_id)
+            .bind(agent_id)
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(crate::rows::action_from_row).collect()
+    }
+
     pub(crate) async fn list_budgets(
         &self,
         org_id: &str,

@@ -455,7 +455,11 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                     settings.org_id,
                     i64::from(settings.four_eyes),
                     timeout,
-                    settings.updated_at
+                    settings.updated_at,
+                    settings
+                        .outbound_detection
+                        .as_ref()
+                        .map(serde_json::Value::to_string)
                 ])?;
         }
     }

@@ -178,6 +178,7 @@ async fn settings_are_per_organisation_and_replaced(db: TestDb) {
             four_eyes,
             approval_timeout_seconds: timeout,
             updated_at: ts(10),
+            outbound_detection: Some(serde_json::json!({"pii": "block"})),
         };
         let unit = WriteUnit {
             mutations: vec![Mutation::SetOrgSettings(settings.clone())],

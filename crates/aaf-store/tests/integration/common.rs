@@ -739,6 +739,7 @@ pub fn action(org: &Org, agent: &Agent, id: &str) -> ActionRecord {
         expires_at: Some(ts(3_600_000_000)),
         approvals_required: Some(2),
         version: 0,
+        signals: None,
     }
 }
 

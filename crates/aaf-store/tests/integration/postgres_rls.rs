@@ -103,6 +103,7 @@ async fn populate(store: &Store, org: &Org, agent: &Agent, tag: &str) {
                 four_eyes: false,
                 approval_timeout_seconds: Some(60),
                 updated_at: ts(41),
+                outbound_detection: None,
             }),
         ],
         ..WriteUnit::default()

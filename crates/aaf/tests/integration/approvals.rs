@@ -701,7 +701,9 @@ async fn settings_set_the_organisations_deadline() {
     assert_eq!(code, 200);
     assert_eq!(
         settings,
-        json!({"four_eyes": true, "approval_timeout_seconds": 3600, "customised": false, "updated_at": null})
+        json!({"four_eyes": true, "approval_timeout_seconds": 3600, "customised": false, "updated_at": null,
+            "outbound_detection": null,
+            "outbound_detection_in_force": {"default": "record", "payment_card": "mask", "secret": "mask", "us_ssn": "mask"}})
     );
 
     let patch = |token: &str, body: Value| {

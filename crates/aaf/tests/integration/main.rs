@@ -15,6 +15,7 @@ mod budgets;
 mod connector;
 mod contract;
 mod credentials;
+mod detection;
 mod fail_closed;
 mod keys;
 mod kill_switch;

