@@ -80,11 +80,77 @@ pub fn redact(value: &Value) -> Value {
 /// keys of `value` (rule 2 of the module documentation). Returns whether anything was
 /// masked.
 pub fn redact_content(value: &mut Value) -> bool {
+    if !may_need_redaction(value) {
+        return false;
+    }
     let opts = ScanOptions {
         detectors: DetectorSet::redaction(),
         limits: DetectorLimits::unbounded(),
     };
     !mask_value_in_place(value, &opts).detections.is_empty()
+}
+
+/// Whether any string, number or key of `value` passes the byte-level tests the redaction
+/// detectors apply before they search (an SSN or card number needs at least 9 digits, a
+/// secret rule a token run of 10 characters, an `@` or `-----`, the generic-secret rule a
+/// key-like member name over a long enough value): when none does, the scan would find nothing, and most action parameters
+/// (short words, ids, small numbers) are skipped without it.
+fn may_need_redaction(value: &Value) -> bool {
+    use crate::detect::secrets::{is_key_like, GENERIC_MIN_LEN};
+    // One pass over the bytes: 9 digits (SSN, card), a token run of 10 (every token rule),
+    // `@` (credentials in a URL) or `-----` (a private key block); what
+    // `Facts::may_hold_secret` and the PII rules' digit counts require.
+    let text_may = |text: &str| {
+        let (mut digits, mut run, mut dashes) = (0usize, 0usize, 0usize);
+        for &b in text.as_bytes() {
+            digits += usize::from(b.is_ascii_digit());
+            let token = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-');
+            run = if token { run + 1 } else { 0 };
+            dashes = if b == b'-' { dashes + 1 } else { 0 };
+            if digits >= 9 || run >= 10 || dashes >= 5 || b == b'@' {
+                return true;
+            }
+        }
+        false
+    };
+    // The generic-secret rule: a key-like member name over a value of at least
+    // `GENERIC_MIN_LEN` characters without whitespace.
+    let generic_may = |key: &str, item: &Value| {
+        let long = match item {
+            Value::String(s) => {
+                s.trim().len() >= GENERIC_MIN_LEN && !s.trim().contains(char::is_whitespace)
+            }
+            Value::Number(_) => true,
+            _ => false,
+        };
+        long && is_key_like(key)
+    };
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(text) => {
+                if text_may(text) {
+                    return true;
+                }
+            }
+            Value::Number(number) => {
+                if text_may(&number.to_string()) {
+                    return true;
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if text_may(key) || generic_may(key, item) {
+                        return true;
+                    }
+                    stack.push(item);
+                }
+            }
+            Value::Null | Value::Bool(_) => {}
+        }
+    }
+    false
 }
 
 /// Rule 1 of the module documentation.
@@ -208,6 +274,23 @@ mod tests {
         assert_eq!(r["plain"], v["plain"]);
         // Email addresses are personal data but not redacted from the audit chain.
         assert_eq!(r["email"], "a@example.com");
+    }
+
+    #[test]
+    fn the_precheck_skips_only_values_without_candidates() {
+        assert!(!may_need_redaction(
+            &json!({"q": "refund policy", "limit": 5, "context": {"user_id": "user-456"}})
+        ));
+        for v in [
+            json!({"n": 123456789}),
+            json!({"t": "ghp_aaaaaaaaaa"}),
+            json!({"u": "https://a@b"}),
+            json!({"k": "-----BEGIN"}),
+            json!([{"hmac_key": "aB3.xY9!kL2#pQ"}]),
+            json!({"4111111111111111": true}),
+        ] {
+            assert!(may_need_redaction(&v), "{v}");
+        }
     }
 
     #[test]

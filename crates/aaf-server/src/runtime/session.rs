@@ -179,6 +179,9 @@ pub struct Recording {
 /// Each agent's latest actions on this node (see the module's documentation).
 pub struct SessionHistory {
     config: SessionConfig,
+    /// Whether any policy asked for `input.session` on this node yet: until then no agent's
+    /// actions are cached, and recording an action has nothing to update.
+    used: std::sync::atomic::AtomicBool,
     cache: quick_cache::sync::Cache<(String, String), Arc<std::sync::Mutex<Cached>>>,
 }
 
@@ -198,6 +201,7 @@ impl SessionHistory {
     pub fn new(config: SessionConfig) -> SessionHistory {
         SessionHistory {
             config,
+            used: std::sync::atomic::AtomicBool::new(false),
             cache: quick_cache::sync::Cache::new(CACHED_AGENTS),
         }
     }
@@ -205,6 +209,9 @@ impl SessionHistory {
     /// What [`SessionHistory::recorded`] will add for an action about to be recorded: `None`
     /// (nothing to do) unless its agent's actions are cached on this node.
     pub fn prepare(&self, record: &ActionRecord) -> Option<Recording> {
+        if !self.used.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let key = (record.org_id.clone(), record.agent_id.clone());
         let cached = self.cache.get(&key)?;
         Some(Recording {
@@ -251,6 +258,7 @@ impl SessionHistory {
             None => Duration::from_secs(self.config.agent_window_seconds).min(max_age),
         };
         let since = crate::time::format_rfc3339(now - window);
+        self.used.store(true, std::sync::atomic::Ordering::Relaxed);
         let key = (org_id.to_string(), agent_id.to_string());
         let fresh = Duration::from_millis(self.config.cache_ms);
         let cached = self.cache.get(&key).filter(|c| {
