@@ -168,6 +168,13 @@ event_types! {
     /// An admin accepted a changed MCP tool definition (data: server, tool, old and new
     /// hash, by).
     MCP_TOOL_ACCEPTED = "mcp_tool.accepted";
+    /// An alert rule raised a new alert (data: alert_id, rule, subject, severity, summary,
+    /// detail, kill_switch_id); docs/alerts.md.
+    ALERT_RAISED = "alert.raised";
+    /// A person acknowledged an alert (data: alert_id, rule, subject, count, comment, by).
+    ALERT_ACKNOWLEDGED = "alert.acknowledged";
+    /// A person resolved an alert (data: alert_id, rule, subject, count, comment, by).
+    ALERT_RESOLVED = "alert.resolved";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

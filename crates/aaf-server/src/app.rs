@@ -80,6 +80,9 @@ pub struct AppState {
     pub mcp: Arc<crate::mcp::Upstreams>,
     /// Where `${secret:...}` references are read (`[secrets]`, docs/credentials.md).
     pub secrets: Arc<dyn crate::secrets::SecretStore>,
+    /// The alert rules' queue (docs/alerts.md): fed by the audit writer's committed events
+    /// and by [`crate::alerts::Alerts::signal`].
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// Each agent's latest actions on this node, for `input.session`.
     pub sessions: Arc<crate::runtime::session::SessionHistory>,
     /// Each organisation's outbound detection rules in force on this node.
@@ -133,6 +136,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/kill-switches",
             post(api::runtime::engage_kill_switch).get(api::runtime::list_kill_switches),
         )
+        .route("/v1/alerts", get(api::alerts::list_alerts))
+        .route("/v1/alerts/{id}", get(api::alerts::get_alert))
+        .route("/v1/alerts/{id}/ack", post(api::alerts::ack_alert))
+        .route("/v1/alerts/{id}/resolve", post(api::alerts::resolve_alert))
         .route(
             "/v1/kill-switches/{id}",
             axum::routing::delete(api::runtime::release_kill_switch),
@@ -459,7 +466,11 @@ pub async fn prepare_with_clock(
         }
     }
 
-    let writer = AuditWriter::spawn(store.clone(), config.audit.max_batch);
+    // The alert rules read every event the writer commits (off the decision path: the
+    // observer only queues signals for the alert worker).
+    let alerts = Arc::new(crate::alerts::Alerts::new(&config.alerts));
+    let writer =
+        AuditWriter::spawn_observed(store.clone(), config.audit.max_batch, alerts.observer());
     let key_cache = Arc::new(KeyCache::new(std::time::Duration::from_millis(
         config.auth.key_cache_ttl_ms,
     )));
@@ -542,6 +553,7 @@ pub async fn prepare_with_clock(
         webhooks: Arc::new(webhooks),
         runtime,
         mcp,
+        alerts,
     };
     Ok((state, notice))
 }
@@ -662,6 +674,10 @@ pub async fn run(
         Arc::clone(&state.webhooks),
     ));
     let refresher = tokio::spawn(crate::policies::refresher(state.clone()));
+    let alert_worker = state
+        .alerts
+        .take_receiver()
+        .map(|signals| tokio::spawn(crate::alerts::worker(state.clone(), signals)));
     let kill_switch_refresher = tokio::spawn(crate::runtime::kill_switch::refresher(
         Arc::clone(&state.runtime),
         state.store.clone(),
@@ -698,6 +714,9 @@ pub async fn run(
     sweeper.abort();
     deliveries.abort();
     refresher.abort();
+    if let Some(worker) = &alert_worker {
+        worker.abort();
+    }
     kill_switch_refresher.abort();
     metrics_upkeep.abort();
     if let Some(metrics_listener) = metrics_listener {

@@ -68,6 +68,9 @@ pub struct Config {
     pub mcp: McpConfig,
     /// The detectors: what the outbound checks do with what they find (docs/detection.md).
     pub detection: DetectionConfig,
+    /// The built-in alert rules: thresholds, rules turned off, rules that stop the agent
+    /// (docs/alerts.md).
+    pub alerts: crate::alerts::AlertsConfig,
     /// Named secrets AAF presents to upstreams for the agents (docs/credentials.md):
     /// `name = { env = "VAR" }` or `name = { file = "/path" }`, referred to as
     /// `${secret:name}`. Default: none.
@@ -319,6 +322,7 @@ impl Default for Config {
             budgets: aaf_core::budget::PriceTable::default(),
             mcp: McpConfig::default(),
             detection: DetectionConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
             secrets: std::collections::BTreeMap::new(),
         }
     }
@@ -1015,6 +1019,13 @@ impl Config {
                 self.secrets.clone(),
             ))
             .map_err(ConfigError::Invalid)?;
+        self.runtime
+            .session
+            .validate()
+            .map_err(|(field, message)| {
+                ConfigError::Invalid(format!("runtime.session.{field} {message}"))
+            })?;
+        self.alerts.validate().map_err(ConfigError::Invalid)?;
         self.runtime
             .circuit_breakers
             .validate()

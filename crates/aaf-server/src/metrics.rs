@@ -28,6 +28,8 @@
 //! | `aaf_connector_calls_total` | counter | `connector` = `http`, `mcp`; `outcome` = `executed`, `failed`, `denied` | actions run through a connector, by outcome |
 //! | `aaf_connector_duration_seconds` | histogram | `connector` | time of one connector call |
 //! | `aaf_approvals_pending` | gauge | none | actions waiting for approval, in every organisation (counted in the database by the approvals sweeper) |
+//! | `aaf_alerts_raised_total` | counter | `rule` (a built-in alert rule, docs/alerts.md) | alerts this node raised (a hit on an open alert only counts on it) |
+//! | `aaf_alert_signals_lost_total` | counter | `reason` = `queue_full`, `failed` | recorded events the alert rules never evaluated: the queue was full, or evaluating and recording failed after retries |
 //!
 //! No label takes an unbounded value (no action, agent or organisation id, no path).
 
@@ -133,6 +135,16 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "aaf_approvals_pending",
         Kind::Gauge,
         "Actions waiting for approval in every organisation (from the database, refreshed by the approvals sweeper).",
+    ),
+    (
+        "aaf_alerts_raised_total",
+        Kind::Counter,
+        "Alerts this node raised, by rule.",
+    ),
+    (
+        "aaf_alert_signals_lost_total",
+        Kind::Counter,
+        "Recorded events the alert rules never evaluated, by reason (queue_full, failed).",
     ),
 ];
 
@@ -428,6 +440,16 @@ pub fn decision_recorded(verdict: Verdict) {
     }
 }
 
+/// Counts an alert raised by `rule` (a built-in rule's name).
+pub fn alert_raised(rule: &'static str) {
+    counter!("aaf_alerts_raised_total", "rule" => rule).increment(1);
+}
+
+/// Counts a signal the alert rules never evaluated (`reason`: `queue_full`, `failed`).
+pub fn alert_signal_lost(reason: &'static str) {
+    counter!("aaf_alert_signals_lost_total", "reason" => reason).increment(1);
+}
+
 /// Counts an action a runtime-protection guard refused before stage 1 (`guard`:
 /// `kill_switch`, `rate_limit`, `budget`). Refusals are rare, so the registry lookup of the
 /// macro is not on the common path.
@@ -691,6 +713,8 @@ mod tests {
             histogram!("aaf_audit_commit_duration_seconds").record(0.002);
             gauge!("aaf_kill_switches_active").set(1.0);
             counter!("aaf_budget_spend_micros_total", "unit" => "usd").increment(5);
+            alert_raised("repeated_denials");
+            alert_signal_lost("queue_full");
         });
         let text = handle.render();
         for &(name, kind, help) in METRICS {

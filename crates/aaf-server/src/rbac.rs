@@ -503,6 +503,30 @@ pub const PERMISSIONS: &[Permission] = &[
         allow: &[ADMIN, APPROVER, AUDITOR],
         summary: "read the organisation's audit chain",
     },
+    Permission {
+        method: "GET",
+        path: "/v1/alerts",
+        allow: &[ADMIN, APPROVER, AUDITOR],
+        summary: "list the organisation's alerts (filters: status, rule, agent)",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/alerts/{id}",
+        allow: &[ADMIN, APPROVER, AUDITOR],
+        summary: "one alert (404 for another organisation's)",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/alerts/{id}/ack",
+        allow: &[ADMIN, APPROVER],
+        summary: "acknowledge an open alert; approvers, who may stop agents, may triage too",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/alerts/{id}/resolve",
+        allow: &[ADMIN],
+        summary: "resolve an alert: its rule counts afresh, the next hit raises a new alert",
+    },
 ];
 
 /// The permission of a route (`path` as registered, e.g. `/v1/agents/{id}`), if any.
@@ -600,6 +624,9 @@ mod tests {
                 assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
             } else if p.method == "POST" && p.path == "/v1/kill-switches" {
                 // Stopping an agent is for the people watching them; releasing is admins'.
+                assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
+            } else if p.method == "POST" && p.path == "/v1/alerts/{id}/ack" {
+                // Acknowledging is triage, for the same people; resolving is admins'.
                 assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
             } else if p.path == "/v1/playground" {
                 // Evaluates unsaved Rego and stores nothing: every person may use it.

@@ -1,4 +1,4 @@
-//! Webhook notifications of approval and kill-switch events: what is queued (an outbox row written in the
+//! Webhook notifications of approval, kill-switch and alert events: what is queued (an outbox row written in the
 //! same transaction as the transition it announces), how it is signed, and the delivery
 //! worker that sends and retries it.
 //!
@@ -23,13 +23,16 @@ use crate::connectors::http::HttpConnector;
 use crate::error::ApiError;
 
 /// The events a webhook can receive.
-pub const EVENTS: [&str; 6] = [
+pub const EVENTS: [&str; 9] = [
     "approval.requested",
     "approval.approved",
     "approval.rejected",
     "approval.expired",
     "kill_switch.engaged",
     "kill_switch.released",
+    crate::alerts::event_types::ALERT_RAISED,
+    crate::alerts::event_types::ALERT_ACKNOWLEDGED,
+    crate::alerts::event_types::ALERT_RESOLVED,
 ];
 
 /// The formats a webhook can have.
@@ -257,6 +260,110 @@ pub async fn kill_switch_deliveries(
                 payload,
                 id,
                 org_id: switch.org_id.clone(),
+                webhook_id: w.id.clone(),
+                event: event.to_string(),
+                action_id: None,
+                status: "pending".to_string(),
+                attempts: 0,
+                next_attempt_at: now.clone(),
+                last_status_code: None,
+                last_error: None,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                version: 0,
+            })
+        })
+        .collect())
+}
+
+/// The deliveries to queue for `event` (`alert.raised`, `alert.acknowledged` or
+/// `alert.resolved`) about `alert` (in its state after the event): one per live webhook of
+/// its organisation subscribed to the event, written by the caller with the change.
+///
+/// JSON format: `{"id", "event", "created_at", "org_id", "alert": {id, rule, subject,
+/// agent_id, severity, status, summary, detail, count, first_seen_at, last_seen_at,
+/// acknowledged_by, resolved_by, kill_switch_id}, "link"}` (`link`: the alert's URL under
+/// `auth.public_base_url`, or `null`). Slack format: `{"text": ...}`, one message.
+///
+/// Errors: the webhooks cannot be read.
+pub async fn alert_deliveries(
+    state: &AppState,
+    event: &str,
+    alert: &aaf_store::Alert,
+) -> Result<Vec<Mutation>, StoreError> {
+    let webhooks = state.store.list_webhooks(&alert.org_id).await?;
+    let subscribed: Vec<&Webhook> = webhooks
+        .iter()
+        .filter(|w| w.disabled_at.is_none() && w.events.iter().any(|e| e == event))
+        .collect();
+    if subscribed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = state.clock.now_rfc3339();
+    let link = state
+        .config
+        .auth
+        .public_base_url
+        .as_deref()
+        .map(|base| format!("{}/v1/alerts/{}", base.trim_end_matches('/'), alert.id));
+    let summary = json!({
+        "id": alert.id,
+        "rule": alert.rule,
+        "subject": alert.subject,
+        "agent_id": alert.agent_id,
+        "severity": alert.severity,
+        "status": alert.status.as_str(),
+        "summary": alert.summary,
+        "detail": alert.detail,
+        "count": alert.count,
+        "first_seen_at": alert.first_seen_at,
+        "last_seen_at": alert.last_seen_at,
+        "acknowledged_by": alert.acknowledged_by,
+        "resolved_by": alert.resolved_by,
+        "kill_switch_id": alert.kill_switch_id,
+    });
+    Ok(subscribed
+        .into_iter()
+        .map(|w| {
+            let id = uuid::Uuid::now_v7().to_string();
+            let payload = match w.format.as_str() {
+                "slack" => {
+                    let verb = match alert.status {
+                        aaf_store::AlertStatus::Open => "Alert raised",
+                        aaf_store::AlertStatus::Acknowledged => "Alert acknowledged",
+                        aaf_store::AlertStatus::Resolved => "Alert resolved",
+                    };
+                    let mut text = format!(
+                        "*{verb}* ({}): `{}` on `{}`. {}\nAlert `{}`, seen {} time(s) since {}.",
+                        alert.severity,
+                        alert.rule,
+                        alert.subject,
+                        alert.summary,
+                        alert.id,
+                        alert.count,
+                        alert.first_seen_at,
+                    );
+                    if let Some(switch) = &alert.kill_switch_id {
+                        text.push_str(&format!(" The agent was stopped (kill switch `{switch}`)."));
+                    }
+                    if let Some(link) = &link {
+                        text.push_str(&format!("\n<{link}|View the alert>"));
+                    }
+                    json!({ "text": text })
+                }
+                _ => json!({
+                    "id": id,
+                    "event": event,
+                    "created_at": now,
+                    "org_id": alert.org_id,
+                    "alert": summary,
+                    "link": link,
+                }),
+            };
+            Mutation::InsertDelivery(WebhookDelivery {
+                payload,
+                id,
+                org_id: alert.org_id.clone(),
                 webhook_id: w.id.clone(),
                 event: event.to_string(),
                 action_id: None,

@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 mod error;
 mod model;
 mod postgres;
@@ -36,6 +37,7 @@ use std::path::Path;
 
 use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 
+pub use alerts::{Alert, AlertQuery, AlertStatus};
 pub use error::StoreError;
 pub use model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
@@ -44,7 +46,7 @@ pub use model::{
     RateLimitMeta, Reservation, ShadowCount, ShadowResult, StoreOptions, TokenPrincipal, User,
     Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
 };
-pub use writer::AuditWriter;
+pub use writer::{AuditWriter, CommitObserver};
 
 /// The name of the SQLite database file inside the data directory.
 pub const SQLITE_FILE_NAME: &str = sqlite::DB_FILE;

@@ -840,6 +840,29 @@ pub enum Mutation {
         /// RFC 3339 UTC.
         now: String,
     },
+    /// Raise an alert (`crate::alerts`): insert it, open. When the organisation has an
+    /// unresolved alert of the same rule and subject already (raised concurrently, e.g. by
+    /// another node), [`crate::StoreError::Stale`]: bump that one instead.
+    InsertAlert(crate::alerts::Alert),
+    /// Move an alert from `from` to `to` (`acknowledged` sets `acknowledged_at`/`_by`,
+    /// `resolved` sets `resolved_at`/`_by`, to `now` and `by`): a compare-and-set on its
+    /// status. [`crate::StoreError::NotFound`] when the organisation has no such alert,
+    /// [`crate::StoreError::Stale`] when its status is no longer `from`,
+    /// [`crate::StoreError::Invalid`] for a `to` other than those two.
+    AlertTransition {
+        /// The organisation.
+        org_id: String,
+        /// The alert.
+        id: String,
+        /// The status it was read in.
+        from: crate::alerts::AlertStatus,
+        /// `acknowledged` or `resolved`.
+        to: crate::alerts::AlertStatus,
+        /// The user.
+        by: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
     /// Accept a tool's pending definition: when its pending hash is `hash`, it becomes the
     /// accepted definition (`accepted_at` = `now`, `accepted_by` = `by`) and nothing is
     /// pending any more. [`crate::StoreError::NotFound`] when the tool has no pin,

@@ -16,6 +16,7 @@
 //! A batch's rows are written per organisation with one multi-row `INSERT ... SELECT FROM
 //! UNNEST(...)` per table.
 
+mod alerts;
 mod budgets;
 mod mcp;
 
@@ -1844,6 +1845,9 @@ async fn apply_mutation(
         | Mutation::PinMcpTool(_)
         | Mutation::FlagMcpToolChange { .. }
         | Mutation::AcceptMcpTool { .. } => mcp::apply_mutation(ctx, mutation).await?,
+        Mutation::InsertAlert(_) | Mutation::AlertTransition { .. } => {
+            alerts::apply_mutation(ctx, mutation).await?
+        }
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

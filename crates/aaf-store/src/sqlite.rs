@@ -37,6 +37,7 @@ use crate::{sql, StoreError};
 use aaf_core::kill_switch::KillSwitch;
 use aaf_core::rate_limit::RateLimit;
 
+mod alerts;
 pub(crate) mod budgets;
 mod identity;
 pub(crate) mod mcp;

@@ -21,6 +21,14 @@ use crate::{Store, StoreError, WriteUnit};
 /// What a waiter receives.
 type Reply = oneshot::Sender<Result<Vec<ChainedEvent>, StoreError>>;
 
+/// Called by the writer after each transaction it committed, with the committed units'
+/// events (each unit's events in order, units in commit order): e.g. the server's alert
+/// rules, which read every event as it is recorded. It runs on the writer's own thread
+/// (SQLite) or task (PostgreSQL) before the waiters are answered, so it must not block or
+/// do I/O: take what it needs and hand it on (a bounded channel's `try_send`). It is not
+/// called for units that failed, nor for [`Store::commit`] calls outside the writer.
+pub type CommitObserver = Arc<dyn Fn(&[Vec<ChainedEvent>]) + Send + Sync>;
+
 /// One queued unit and its waiter.
 struct Request {
     unit: PreparedUnit,
@@ -56,6 +64,16 @@ impl AuditWriter {
     /// suits SQLite). The queue holds up to `4 * max_batch` units; beyond that,
     /// [`AuditWriter::submit`] waits, which pushes back on the callers.
     pub fn spawn(store: Store, max_batch: usize) -> AuditWriter {
+        AuditWriter::spawn_observed(store, max_batch, None)
+    }
+
+    /// [`AuditWriter::spawn`] with an observer of every committed unit's events (see
+    /// [`CommitObserver`]).
+    pub fn spawn_observed(
+        store: Store,
+        max_batch: usize,
+        observer: Option<CommitObserver>,
+    ) -> AuditWriter {
         let max_batch = max_batch.max(1);
         let (queue, requests) = mpsc::channel(max_batch.saturating_mul(4));
         let (stop, stopped) = watch::channel(false);
@@ -73,9 +91,8 @@ impl AuditWriter {
                         .enable_all()
                         .build()
                     {
-                        Ok(runtime) => {
-                            runtime.block_on(run(store, requests, stopped, max_batch, metrics))
-                        }
+                        Ok(runtime) => runtime
+                            .block_on(run(store, requests, stopped, max_batch, metrics, observer)),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot start the audit writer runtime")
                         }
@@ -91,7 +108,7 @@ impl AuditWriter {
         } else {
             // PostgreSQL: commits are asynchronous, and the pool's connections must belong to
             // the runtime that outlives the writer, so the task runs on the caller's runtime.
-            tokio::spawn(run(store, requests, stopped, max_batch, metrics))
+            tokio::spawn(run(store, requests, stopped, max_batch, metrics, observer))
         };
         AuditWriter {
             inner: Arc::new(Inner {
@@ -161,6 +178,7 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
     max_batch: usize,
     metrics: BatchMetrics,
+    observer: Option<CommitObserver>,
 ) {
     let mut stopping = false;
     loop {
@@ -189,7 +207,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&store, batch, &metrics).await;
+        commit_batch(&store, batch, &metrics, observer.as_ref()).await;
     }
 }
 
@@ -214,22 +232,35 @@ impl BatchMetrics {
 /// Commits one batch and answers its waiters. On SQLite this blocks the writer's thread
 /// (which runs nothing else) for the duration of the transaction. Records the batch's size
 /// and the commit's time (with its unit-by-unit retries).
-async fn commit_batch(store: &Store, batch: Vec<Request>, metrics: &BatchMetrics) {
+async fn commit_batch(
+    store: &Store,
+    batch: Vec<Request>,
+    metrics: &BatchMetrics,
+    observer: Option<&CommitObserver>,
+) {
     let started = std::time::Instant::now();
     let (units, replies): (Vec<PreparedUnit>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.unit, r.reply)).unzip();
     // Batches are at most `max_batch` units: exact as a double.
     let size = units.len() as f64;
-    commit_units(store, units, replies).await;
+    commit_units(store, units, replies, observer).await;
     metrics.batch_size.record(size);
     metrics
         .commit_duration
         .record(started.elapsed().as_secs_f64());
 }
 
-async fn commit_units(store: &Store, units: Vec<PreparedUnit>, replies: Vec<Reply>) {
+async fn commit_units(
+    store: &Store,
+    units: Vec<PreparedUnit>,
+    replies: Vec<Reply>,
+    observer: Option<&CommitObserver>,
+) {
     match store.commit_prepared(&units).await {
         Ok(chained) => {
+            if let Some(observe) = observer {
+                observe(&chained);
+            }
             for (reply, events) in replies.into_iter().zip(chained) {
                 // A waiter that went away still had its unit committed.
                 let _ = reply.send(Ok(events));
@@ -242,6 +273,9 @@ async fn commit_units(store: &Store, units: Vec<PreparedUnit>, replies: Vec<Repl
                     .commit_prepared(std::slice::from_ref(unit))
                     .await
                     .map(|mut chained| chained.pop().unwrap_or_default());
+                if let (Some(observe), Ok(events)) = (observer, &result) {
+                    observe(std::slice::from_ref(events));
+                }
                 let _ = reply.send(result);
             }
         }

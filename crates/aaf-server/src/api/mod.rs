@@ -26,6 +26,7 @@ use crate::pipeline::{self, Submission};
 use crate::time::now_rfc3339;
 use body::{json_body, Object};
 
+pub mod alerts;
 pub mod approvals;
 pub mod body;
 pub mod budgets;

@@ -448,6 +448,9 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
         | Mutation::PinMcpTool(_)
         | Mutation::FlagMcpToolChange { .. }
         | Mutation::AcceptMcpTool { .. } => super::mcp::apply_mutation(conn, mutation)?,
+        Mutation::InsertAlert(_) | Mutation::AlertTransition { .. } => {
+            super::alerts::apply_mutation(conn, mutation)?
+        }
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?

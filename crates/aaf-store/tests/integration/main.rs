@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod common;
+mod alerts;
 mod approvals;
 mod budgets;
 mod identity;

@@ -192,6 +192,26 @@ async fn an_upstream_answer_is_masked_or_withheld_by_the_outbound_rules() {
             .any(|d| d["detector"] == "payment_card" && d["action"] == "mask"),
         "{found:?}"
     );
+    // The detection raises the `outbound_detection` alert (docs/alerts.md), off the path.
+    let alert = crate::common::within("the outbound_detection alert", async {
+        loop {
+            let (_, list) = server
+                .get_json("/v1/alerts?rule=outbound_detection", ADMIN_TOKEN)
+                .await;
+            if let Some(a) = list["alerts"].as_array().and_then(|a| a.first()) {
+                break a.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        alert["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(":detector:payment_card"),
+        "{alert}"
+    );
 
     // The organisation's own rules: e-mail addresses are blocked.
     let (status, bad) = server

@@ -8,6 +8,7 @@
 mod common;
 
 mod actions;
+mod alerts;
 mod approvals;
 mod audit;
 mod binary;

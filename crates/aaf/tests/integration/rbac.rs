@@ -244,6 +244,10 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             assert_eq!(status, 201, "{body}");
             path.replace("{name}", &name).replace("{tool}", "echo")
         }
+        (_, path) if path.starts_with("/v1/alerts/{id}") => {
+            let id = fresh_alert(server, target).await;
+            path.replace("{id}", &id)
+        }
         (_, "/v1/kill-switches/{id}") => {
             let (status, body) = server
                 .post_json("/v1/kill-switches", &target.admin, kill_switch_body())
@@ -343,6 +347,40 @@ fn kill_switch_body() -> Value {
 
 fn webhook_body() -> Value {
     json!({"url": "https://hooks.example.com/aaf", "events": ["approval.expired"]})
+}
+
+/// A new open alert of the target's organisation: a kill switch on a tool of its own
+/// raises `kill_switch_engaged` about it (the alert rules run in the background).
+async fn fresh_alert(server: &TestServer, target: &Org) -> String {
+    let body = kill_switch_body();
+    let (status, created) = server
+        .post_json("/v1/kill-switches", &target.admin, body.clone())
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let subject = format!("kill_switch:tool:{}", body["target"].as_str().unwrap());
+    crate::common::within("the kill switch's alert", async {
+        loop {
+            let (status, page) = send(
+                server,
+                "GET",
+                "/v1/alerts?rule=kill_switch_engaged&limit=1000",
+                Some(&target.admin),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{page}");
+            if let Some(alert) = page["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["subject"] == subject.as_str())
+            {
+                return alert["id"].as_str().unwrap().to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 /// A new action of the target's agent that waits for approval.
