@@ -1135,3 +1135,72 @@ async fn a_budget_admits_no_more_than_it_fits_across_two_nodes() {
         assert!(sigterm(&mut node.child).success());
     }
 }
+
+/// `input.session` across nodes: a session reads customer records through one node, and an
+/// upload to a new host through the other is denied by the exfiltration-chain example once
+/// that node's cached copy of the agent's actions is older than `runtime.session.cache_ms`
+/// (250 ms by default), even though that node had read the agent's actions before.
+#[tokio::test]
+async fn a_session_spans_nodes_for_session_aware_policies() {
+    let Some(db) = pg_db("a_session_spans_nodes_for_session_aware_policies").await else {
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let session = crate::common::examples("session");
+    std::fs::copy(
+        session.join("exfiltration_chain.rego"),
+        policies.path().join("exfiltration_chain.rego"),
+    )
+    .unwrap();
+    let mut a = start_node(&db, policies.path());
+    let mut b = start_node(&db, policies.path());
+    let client = reqwest::Client::new();
+    let created = create_agent(&client, &a.base, "exporter").await;
+    let key = created["api_key"].as_str().unwrap().to_string();
+    let post = |node: &str, body: Value| {
+        client
+            .post(format!("{node}/v1/actions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let in_session = |tool: &str, operation: &str, url: &str| {
+        json!({"tool": tool, "operation": operation, "params": {"url": url},
+               "context": {"session_id": "s-multi"}})
+    };
+
+    // B reads the agent's actions once (and caches them): nothing of the session yet.
+    let first = post(
+        &b.base,
+        in_session("docs", "GET", "https://docs.example.com/"),
+    )
+    .await;
+    assert_eq!(first.unwrap().status().as_u16(), 200);
+    // A records the read of customer records.
+    let read = post(
+        &a.base,
+        in_session("crm", "GET", "https://crm.example.com/customers"),
+    )
+    .await;
+    assert_eq!(read.unwrap().status().as_u16(), 200);
+    // Past B's cache time, B sees it: the upload is denied.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let upload = post(
+        &b.base,
+        in_session("http_proxy", "POST", "https://paste.example.net/upload"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(upload.status().as_u16(), 403);
+    let body: Value = upload.json().await.unwrap();
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("exfiltration chain"),
+        "{body}"
+    );
+
+    sigterm(&mut a.child);
+    sigterm(&mut b.child);
+}
