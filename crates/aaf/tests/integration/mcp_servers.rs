@@ -326,6 +326,20 @@ async fn a_name_resolving_to_a_blocked_address_is_refused_when_connecting() {
     mcp.cancel().await.unwrap();
 }
 
+/// The pin of `tool` of `server` as `GET /v1/mcp/servers/{server}/tools` shows it.
+async fn pin_of(server: &TestServer, name: &str, tool: &str) -> Value {
+    let (_, pins) = server
+        .get_json(&format!("/v1/mcp/servers/{name}/tools"), ADMIN_TOKEN)
+        .await;
+    pins["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["tool"] == tool)
+        .unwrap_or_else(|| panic!("no pin of {tool}: {pins}"))
+        .clone()
+}
+
 #[tokio::test]
 async fn a_changed_tool_definition_is_hidden_and_refused_until_accepted() {
     if !python_mcp_available() {
@@ -354,16 +368,7 @@ async fn a_changed_tool_definition_is_hidden_and_refused_until_accepted() {
         tools.iter().map(|t| t.name.to_string()).collect()
     };
     assert!(listed(mcp.list_all_tools().await.unwrap()).contains(&"remote__echo".to_string()));
-    let (_, pins) = server
-        .get_json("/v1/mcp/servers/remote/tools", ADMIN_TOKEN)
-        .await;
-    let echo = pins["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["tool"] == "echo")
-        .unwrap()
-        .clone();
+    let echo = pin_of(&server, "remote", "echo").await;
     assert_eq!(echo["status"], "accepted");
     assert_eq!(
         echo["definition"]["description"],
@@ -382,16 +387,7 @@ async fn a_changed_tool_definition_is_hidden_and_refused_until_accepted() {
     let r = call(&mcp, "remote__echo", json!({"text": "hi"})).await;
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("mcp_tool_changed:"), "{}", text(&r));
-    let (_, pins) = server
-        .get_json("/v1/mcp/servers/remote/tools", ADMIN_TOKEN)
-        .await;
-    let echo = pins["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["tool"] == "echo")
-        .unwrap()
-        .clone();
+    let echo = pin_of(&server, "remote", "echo").await;
     assert_eq!(echo["status"], "changed", "{echo}");
     let pending = echo["pending_hash"].as_str().unwrap().to_string();
     assert!(echo["pending_definition"]["description"]
@@ -541,16 +537,7 @@ async fn a_tool_whose_description_is_a_prompt_injection_is_flagged_until_accepte
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("mcp_tool_injection:"), "{}", text(&r));
 
-    let (_, pins) = server
-        .get_json("/v1/mcp/servers/remote/tools", ADMIN_TOKEN)
-        .await;
-    let echo = pins["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["tool"] == "echo")
-        .unwrap()
-        .clone();
+    let echo = pin_of(&server, "remote", "echo").await;
     assert_eq!(echo["status"], "flagged", "{echo}");
     let pending = echo["pending_hash"].as_str().unwrap().to_string();
     let (status, accepted) = server
