@@ -87,6 +87,8 @@ pub struct AppState {
     pub sessions: Arc<crate::runtime::session::SessionHistory>,
     /// Each organisation's outbound detection rules in force on this node.
     pub outbound: Arc<crate::pipeline::outbound::OrgRules>,
+    /// The external classifier (`detection.classifier`), if one is configured.
+    pub classifier: Option<Arc<crate::pipeline::classifier::Classifier>>,
 }
 
 impl AppState {
@@ -317,6 +319,9 @@ pub enum StartError {
     /// The `[webhooks]` configuration is invalid.
     #[error("webhooks: {0}")]
     Webhooks(String),
+    /// The external classifier's client cannot be built.
+    #[error("{0}")]
+    Classifier(String),
     /// The admin token file could not be written.
     #[error("cannot write {0}: {1}")]
     TokenFile(PathBuf, String),
@@ -547,6 +552,9 @@ pub async fn prepare_with_clock(
         outbound: Arc::new(crate::pipeline::outbound::OrgRules::new(
             &config.detection.outbound,
         )),
+        classifier: crate::pipeline::classifier::Classifier::new(&config.detection.classifier)
+            .map_err(StartError::Classifier)?
+            .map(Arc::new),
         config: Arc::new(config),
         clock,
         action_events,

@@ -86,12 +86,16 @@ pub struct DetectionConfig {
     /// SSNs masked, the rest recorded); each organisation's `outbound_detection` setting is
     /// laid over this. Default: nothing over the defaults.
     pub outbound: crate::pipeline::outbound::OutboundRules,
+    /// An external classifier asked about each action whose policies use
+    /// `input.detections` (docs/detection.md, "External classifier"). Default: none.
+    pub classifier: crate::pipeline::classifier::ClassifierConfig,
 }
 
 impl Default for DetectionConfig {
     fn default() -> Self {
         DetectionConfig {
             outbound: crate::pipeline::outbound::OutboundRules(std::collections::BTreeMap::new()),
+            classifier: crate::pipeline::classifier::ClassifierConfig::default(),
         }
     }
 }
@@ -1014,6 +1018,10 @@ impl Config {
             .outbound
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("detection.outbound: {e}")))?;
+        self.detection
+            .classifier
+            .validate()
+            .map_err(|(key, e)| ConfigError::Invalid(format!("detection.classifier.{key} {e}")))?;
         self.mcp
             .validate(&crate::secrets::ConfiguredSecrets::new(
                 self.secrets.clone(),

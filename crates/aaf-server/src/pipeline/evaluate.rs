@@ -136,9 +136,22 @@ pub async fn evaluate(
         },
     );
     let policies = crate::policies::for_org(state, &subject.org.id).await;
+    let mut classifier_denial = None;
     let detections = match &policies {
         Ok(p) if p.set.runtime_inputs().detections => {
-            let found = detections_of(&request);
+            let mut found = detections_of(&request);
+            if let Some(classifier) = &state.classifier {
+                match classifier.classify(&action_id, &request).await {
+                    crate::pipeline::classifier::Classified::Found(more) => {
+                        if let Value::Array(list) = &mut found {
+                            list.extend(more);
+                        }
+                    }
+                    crate::pipeline::classifier::Classified::Deny(reason) => {
+                        classifier_denial = Some(reason);
+                    }
+                }
+            }
             if let Some(fields) = input.as_object_mut() {
                 fields.insert("detections".into(), found.clone());
             }
@@ -168,6 +181,10 @@ pub async fn evaluate(
             ))
         }
         (_, Err(e)) => Decision::fail_closed(format!("policy evaluation failed: {e}")),
+        (_, Ok(p)) if classifier_denial.is_some() => {
+            revision = p.set.revision().to_string();
+            Decision::fail_closed(classifier_denial.clone().unwrap_or_default())
+        }
         (_, Ok(p)) if runtime_input.is_some() => {
             revision = p.set.revision().to_string();
             Decision::fail_closed(format!(

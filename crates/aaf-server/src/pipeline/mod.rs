@@ -39,6 +39,7 @@
 //! The execution of an approved action ([`crate::approvals::run_approved`]) re-runs stages 1
 //! to 3 on the stored action (the policies in force now), then 5 and 6.
 
+pub mod classifier;
 pub mod evaluate;
 pub mod execute;
 pub mod guards;

@@ -1152,8 +1152,10 @@ async fn a_session_spans_nodes_for_session_aware_policies() {
         policies.path().join("exfiltration_chain.rego"),
     )
     .unwrap();
-    let mut a = start_node(&db, policies.path());
-    let mut b = start_node(&db, policies.path());
+    // The test checks decisions, not time limits: a busy machine may evaluate slowly.
+    let roomy = [("AAF_LIMITS__EVAL_TIMEOUT_MS", "5000")];
+    let mut a = start_node_with(&db, policies.path(), &roomy);
+    let mut b = start_node_with(&db, policies.path(), &roomy);
     let client = reqwest::Client::new();
     let created = create_agent(&client, &a.base, "exporter").await;
     let key = created["api_key"].as_str().unwrap().to_string();
