@@ -13,13 +13,9 @@ use aaf_server::alerts::Signal;
 use aaf_server::app::AppState;
 use aaf_server::clock::Clock;
 use aaf_server::config::Config;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::common::{pg_db, policy_dir, within, TestServer, ADMIN_TOKEN, ALLOW_ALL};
 
@@ -28,56 +24,7 @@ const RULES: &str = "package test.alerts\nimport rego.v1\n\
 decision := \"deny\" if input.tool == \"bad\"\n\
 decision := \"require_approval\" if input.tool == \"needs_approval\"\n";
 
-/// A webhook receiver on 127.0.0.1 that answers 200 and passes every request on.
-struct Receiver {
-    url: String,
-    requests: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send((headers, body));
-                StatusCode::OK
-            }
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver {
-            url: format!("http://{addr}/hooks/alerts"),
-            requests: rx,
-        }
-    }
-
-    /// The next request (30 s at most).
-    async fn next(&mut self) -> (HeaderMap, Value) {
-        let (headers, body) = tokio::time::timeout(Duration::from_secs(30), self.requests.recv())
-            .await
-            .expect("no webhook request arrived")
-            .unwrap();
-        (headers, serde_json::from_slice(&body).unwrap())
-    }
-
-    /// Whether nothing more arrived within `wait`.
-    async fn quiet_for(&mut self, wait: Duration) -> bool {
-        tokio::time::timeout(wait, self.requests.recv())
-            .await
-            .is_err()
-    }
-}
-
-fn verify_signature(secret: &str, headers: &HeaderMap, body: &Value) {
-    let header = headers["x-aaf-signature"].to_str().unwrap();
-    let (t, v1) = header.split_once(",v1=").unwrap();
-    let raw = serde_json::to_string(body).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{}.{raw}", t.strip_prefix("t=").unwrap()).as_bytes());
-    assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
-}
+use crate::webhooks::{verify_signature, Receiver};
 
 fn config(c: &mut Config) {
     c.webhooks.allow_private_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
@@ -132,8 +79,8 @@ async fn eleven_denials_raise_one_alert_and_one_webhook_delivery() {
     let (agent_id, key) = server.create_agent("prober").await;
     let (_, approver) = server.create_user("alice", "approver").await;
     let (_, viewer) = server.create_user("victor", "viewer").await;
-    let mut raised_hook = Receiver::start().await;
-    let mut slack_hook = Receiver::start().await;
+    let mut raised_hook = Receiver::start(0).await;
+    let mut slack_hook = Receiver::start(0).await;
     let (status, hook) = server
         .post_json(
             "/v1/webhooks",

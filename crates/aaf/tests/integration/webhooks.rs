@@ -18,13 +18,13 @@ use crate::common::{examples, within, TestServer, Upstream, ADMIN_TOKEN};
 
 /// A webhook receiver that answers `fail_first` requests with 503, then 200, and passes
 /// every request on.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     requests: mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let seen = Arc::new(Mutex::new(0usize));
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
@@ -53,7 +53,7 @@ impl Receiver {
     }
 
     /// The next request (30 s at most).
-    async fn next(&mut self) -> (HeaderMap, Value) {
+    pub(crate) async fn next(&mut self) -> (HeaderMap, Value) {
         let (headers, body) = tokio::time::timeout(Duration::from_secs(30), self.requests.recv())
             .await
             .expect("no webhook request arrived")
@@ -64,10 +64,17 @@ impl Receiver {
     fn nothing_more(&mut self) -> bool {
         self.requests.try_recv().is_err()
     }
+
+    /// Whether nothing more arrived within `wait`.
+    pub(crate) async fn quiet_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.requests.recv())
+            .await
+            .is_err()
+    }
 }
 
 /// Recomputes `X-AAF-Signature` over the raw body and checks it.
-fn verify_signature(secret: &str, headers: &HeaderMap, body: &Value) {
+pub(crate) fn verify_signature(secret: &str, headers: &HeaderMap, body: &Value) {
     let header = headers["x-aaf-signature"].to_str().unwrap();
     let (t, v1) = header.split_once(",v1=").unwrap();
     let t = t.strip_prefix("t=").unwrap();
