@@ -23,4 +23,5 @@ pub mod net;
 pub mod policy;
 pub mod rate_limit;
 pub mod redact;
+pub mod risk;
 pub mod secrets;

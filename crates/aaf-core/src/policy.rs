@@ -342,24 +342,27 @@ pub struct RuntimeInputs {
     pub session: bool,
     /// `input.detections`: the detectors' findings over the params and context.
     pub detections: bool,
+    /// `input.risk`: the action's behavioural risk score and its factors.
+    pub risk: bool,
 }
 
 impl RuntimeInputs {
     /// What one module's code (comments excluded) refers to: a word `usage` or
-    /// `rate_limit_exceeded`, a word `budget`, `session`, `detections`, or the whole input as
-    /// a value (through which any could be reached). Conservative, like the decision
+    /// `rate_limit_exceeded`, a word `budget`, `session`, `detections`, `risk`, or the whole
+    /// input as a value (through which any could be reached). Conservative, like the decision
     /// cache's check: a mention in a string literal counts too.
     fn of_module(rego: &str) -> RuntimeInputs {
-        type Words = [regex::Regex; 4];
+        type Words = [regex::Regex; 5];
         static WORDS: std::sync::OnceLock<Option<Words>> = std::sync::OnceLock::new();
         let code = without_comments(rego);
-        let Some([usage, budget, session, detections]) = WORDS
+        let Some([usage, budget, session, detections, risk]) = WORDS
             .get_or_init(|| {
                 Some([
                     regex::Regex::new(r"\b(?:usage|rate_limit_exceeded)\b").ok()?,
                     regex::Regex::new(r"\bbudget\b").ok()?,
                     regex::Regex::new(r"\bsession\b").ok()?,
                     regex::Regex::new(r"\bdetections\b").ok()?,
+                    regex::Regex::new(r"\brisk\b").ok()?,
                 ])
             })
             .as_ref()
@@ -370,6 +373,7 @@ impl RuntimeInputs {
                 budget: true,
                 session: true,
                 detections: true,
+                risk: true,
             };
         };
         let whole = whole_input_use(&code).is_some();
@@ -378,6 +382,7 @@ impl RuntimeInputs {
             budget: whole || budget.is_match(&code),
             session: whole || session.is_match(&code),
             detections: whole || detections.is_match(&code),
+            risk: whole || risk.is_match(&code),
         }
     }
 }
@@ -840,6 +845,7 @@ impl PolicySet {
                 budget: a.budget || b.budget,
                 session: a.session || b.session,
                 detections: a.detections || b.detections,
+                risk: a.risk || b.risk,
             });
         let policy_count = policies.len();
         let cache = (options.decision_cache_entries > 0 && volatile.is_none())

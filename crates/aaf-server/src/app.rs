@@ -85,6 +85,8 @@ pub struct AppState {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// Each agent's latest actions on this node, for `input.session`.
     pub sessions: Arc<crate::runtime::session::SessionHistory>,
+    /// Each agent's behavioural profile on this node, for risk scores (`input.risk`).
+    pub risk: Arc<crate::runtime::risk::RiskProfiles>,
     /// Each organisation's outbound detection rules in force on this node.
     pub outbound: Arc<crate::pipeline::outbound::OrgRules>,
     /// The external classifier (`detection.classifier`), if one is configured.
@@ -548,6 +550,9 @@ pub async fn prepare_with_clock(
         )),
         sessions: Arc::new(crate::runtime::session::SessionHistory::new(
             config.runtime.session.clone(),
+        )),
+        risk: Arc::new(crate::runtime::risk::RiskProfiles::new(
+            config.detection.risk.clone(),
         )),
         outbound: Arc::new(crate::pipeline::outbound::OrgRules::new(
             &config.detection.outbound,

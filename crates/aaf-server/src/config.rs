@@ -89,6 +89,9 @@ pub struct DetectionConfig {
     /// An external classifier asked about each action whose policies use
     /// `input.detections` (docs/detection.md, "External classifier"). Default: none.
     pub classifier: crate::pipeline::classifier::ClassifierConfig,
+    /// Behavioural risk scores: each agent's learned profile and every action's score
+    /// against it (docs/detection.md, "Risk scores").
+    pub risk: crate::runtime::risk::RiskConfig,
 }
 
 impl Default for DetectionConfig {
@@ -96,6 +99,7 @@ impl Default for DetectionConfig {
         DetectionConfig {
             outbound: crate::pipeline::outbound::OutboundRules(std::collections::BTreeMap::new()),
             classifier: crate::pipeline::classifier::ClassifierConfig::default(),
+            risk: crate::runtime::risk::RiskConfig::default(),
         }
     }
 }
@@ -1022,6 +1026,10 @@ impl Config {
             .classifier
             .validate()
             .map_err(|(key, e)| ConfigError::Invalid(format!("detection.classifier.{key} {e}")))?;
+        self.detection
+            .risk
+            .validate()
+            .map_err(|(key, e)| ConfigError::Invalid(format!("detection.risk.{key} {e}")))?;
         self.mcp
             .validate(&crate::secrets::ConfiguredSecrets::new(
                 self.secrets.clone(),

@@ -40,11 +40,11 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 pub use alerts::{Alert, AlertQuery, AlertStatus};
 pub use error::StoreError;
 pub use model::{
-    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
-    AgentUsage, ApprovalVote, DeliveryUpdate, McpServer, McpToolPin, Mutation, NewEvent, Org,
-    OrgSettings, OrgStats, PgOptions, PolicyObject, PolicyObjectVersion, PolicyRevisionRecord,
-    RateLimitMeta, Reservation, ShadowCount, ShadowResult, StoreOptions, TokenPrincipal, User,
-    Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
+    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentProfileRecord,
+    AgentSnapshot, AgentUsage, ApprovalVote, DeliveryUpdate, McpServer, McpToolPin, Mutation,
+    NewEvent, Org, OrgSettings, OrgStats, PgOptions, PolicyObject, PolicyObjectVersion,
+    PolicyRevisionRecord, RateLimitMeta, Reservation, ShadowCount, ShadowResult, StoreOptions,
+    TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
 };
 pub use writer::{AuditWriter, CommitObserver};
 
@@ -836,6 +836,48 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.agent_actions_since(org_id, agent_id, since, limit).await,
             Backend::Postgres(p) => p.agent_actions_since(org_id, agent_id, since, limit).await,
+        }
+    }
+
+    /// The agent's actions strictly after `after` = `(created_at, id)` (RFC 3339 UTC and
+    /// id, as stored: typically a profile's [`AgentProfileRecord::folded_until`]), oldest
+    /// first (by `created_at`, then `id`), at most `limit`; with `after: None`, from the
+    /// agent's first action. Page through an agent's actions by passing the last one's
+    /// `(created_at, id)`: actions created at the same instant are neither repeated nor
+    /// skipped. Read from the index on `(org_id, agent_id, created_at)`: the cost grows with
+    /// `limit` (and the actions sharing one `created_at`), not with the agent's history.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    pub async fn agent_actions_after(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agent_actions_after(org_id, agent_id, after, limit).await,
+            Backend::Postgres(p) => p.agent_actions_after(org_id, agent_id, after, limit).await,
+        }
+    }
+
+    /// The agent's behavioural profile, if one was written ([`Mutation::PutAgentProfile`]);
+    /// `None` for an agent without one, or another organisation's agent.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] when the stored profile is not
+    /// JSON.
+    pub async fn get_agent_profile(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> Result<Option<AgentProfileRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_agent_profile(org_id, agent_id).await,
+            Backend::Postgres(p) => p.get_agent_profile(org_id, agent_id).await,
         }
     }
 

@@ -346,6 +346,21 @@ pub struct AgentSnapshot {
     pub snapshot: Value,
 }
 
+/// A behavioural profile of one agent, learned from its own actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentProfileRecord {
+    /// The organisation.
+    pub org_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The profile, as JSON (its shape is aaf_core's business, not the store's).
+    pub profile: Value,
+    /// `(created_at, id)` of the last action folded into the profile; `None`: none yet.
+    pub folded_until: Option<(String, String)>,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+}
+
 /// An upstream MCP server an organisation registered over the API (`/v1/mcp/servers`).
 /// Deleted servers are kept in the database but never returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -862,6 +877,19 @@ pub enum Mutation {
         by: String,
         /// RFC 3339 UTC.
         now: String,
+    },
+    /// Write an agent's behavioural profile, as a compare-and-set on its watermark: `record`
+    /// is written only when the stored profile's `folded_until` is still `expected`
+    /// (`None`: no profile yet, or one that folded nothing). Otherwise nothing changes and
+    /// it is not an error (another node folded first; read the profile again). A missing
+    /// profile is written whatever `expected` (profiles are never deleted, so one read with
+    /// a watermark is always found). An unknown organisation is a
+    /// [`crate::StoreError::NotFound`].
+    PutAgentProfile {
+        /// The profile to write (its organisation is the mutation's).
+        record: AgentProfileRecord,
+        /// The `folded_until` of the profile the new one was computed from.
+        expected: Option<(String, String)>,
     },
     /// Accept a tool's pending definition: when its pending hash is `hash`, it becomes the
     /// accepted definition (`accepted_at` = `now`, `accepted_by` = `by`) and nothing is

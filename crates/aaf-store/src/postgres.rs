@@ -19,6 +19,7 @@
 mod alerts;
 mod budgets;
 mod mcp;
+mod profiles;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -1848,6 +1849,7 @@ async fn apply_mutation(
         Mutation::InsertAlert(_) | Mutation::AlertTransition { .. } => {
             alerts::apply_mutation(ctx, mutation).await?
         }
+        Mutation::PutAgentProfile { .. } => profiles::apply_mutation(ctx, mutation).await?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

@@ -13,9 +13,10 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::model::{
-    ActionRecord, Agent, AgentKey, AgentPrincipal, AgentSnapshot, ApprovalVote, McpServer,
-    McpToolPin, Org, OrgSettings, PolicyObject, PolicyObjectVersion, PolicyRevisionRecord,
-    ShadowCount, ShadowResult, TokenPrincipal, User, Webhook, WebhookDelivery,
+    ActionRecord, Agent, AgentKey, AgentPrincipal, AgentProfileRecord, AgentSnapshot, ApprovalVote,
+    McpServer, McpToolPin, Org, OrgSettings, PolicyObject, PolicyObjectVersion,
+    PolicyRevisionRecord, ShadowCount, ShadowResult, TokenPrincipal, User, Webhook,
+    WebhookDelivery,
 };
 use crate::StoreError;
 
@@ -511,6 +512,28 @@ pub(crate) fn settings_from_row(row: &impl DbRow) -> Result<OrgSettings, StoreEr
         outbound_detection: outbound
             .map(|t| parse_json(&t, "outbound_detection"))
             .transpose()?,
+    })
+}
+
+pub(crate) fn agent_profile_from_row(row: &impl DbRow) -> Result<AgentProfileRecord, StoreError> {
+    let profile: String = row.col("profile")?;
+    let folded_at: Option<String> = row.col("folded_at")?;
+    let folded_id: Option<String> = row.col("folded_id")?;
+    let folded_until = match (folded_at, folded_id) {
+        (Some(at), Some(id)) => Some((at, id)),
+        (None, None) => None,
+        _ => {
+            return Err(StoreError::Corrupt(
+                "agent profile has only one of folded_at and folded_id".into(),
+            ))
+        }
+    };
+    Ok(AgentProfileRecord {
+        org_id: row.col("org_id")?,
+        agent_id: row.col("agent_id")?,
+        profile: parse_json(&profile, "profile")?,
+        folded_until,
+        updated_at: row.col("updated_at")?,
     })
 }
 

@@ -56,6 +56,15 @@ macro_rules! key_revoked_at {
     };
 }
 
+macro_rules! put_agent_profile {
+    () => {
+        "INSERT INTO agent_profiles (org_id, agent_id, profile, folded_at, folded_id, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, agent_id) DO UPDATE SET \
+           profile = excluded.profile, folded_at = excluded.folded_at, \
+           folded_id = excluded.folded_id, updated_at = excluded.updated_at "
+    };
+}
+
 macro_rules! mcp_server_select {
     () => {
         "SELECT id, org_id, name, transport, created_at, created_by, updated_at FROM mcp_servers "
@@ -327,6 +336,32 @@ shared! {
     AGENT_ACTIONS_SINCE = concat!("SELECT ", action_select!(), " FROM actions \
          WHERE org_id = $1 AND agent_id = $2 AND created_at >= $3 \
          ORDER BY created_at DESC, id DESC LIMIT $4");
+    /// `(org_id, agent_id, after_created_at, after_id, limit)` → the agent's actions strictly
+    /// after `(after_created_at, after_id)`, oldest first (by `created_at`, then `id`), at
+    /// most `limit`. `created_at >= $3` bounds the range on the index on `(org_id, agent_id,
+    /// created_at)`; the rest drops the ties at or before `after_id`.
+    AGENT_ACTIONS_AFTER = concat!("SELECT ", action_select!(), " FROM actions \
+         WHERE org_id = $1 AND agent_id = $2 AND created_at >= $3 \
+           AND (created_at > $3 OR id > $4) \
+         ORDER BY created_at, id LIMIT $5");
+    /// `(org_id, agent_id, limit)` → the agent's first actions, oldest first (by
+    /// `created_at`, then `id`), at most `limit` (the index on `(org_id, agent_id,
+    /// created_at)`).
+    AGENT_ACTIONS_FIRST = concat!("SELECT ", action_select!(), " FROM actions \
+         WHERE org_id = $1 AND agent_id = $2 \
+         ORDER BY created_at, id LIMIT $3");
+    /// `(org_id, agent_id)` → the agent's behavioural profile.
+    GET_AGENT_PROFILE = "SELECT org_id, agent_id, profile, folded_at, folded_id, updated_at \
+         FROM agent_profiles WHERE org_id = $1 AND agent_id = $2";
+    /// `(org_id, agent_id, profile, folded_at, folded_id, updated_at, expected_at,
+    /// expected_id)`: writes the profile unless a stored one's watermark is not `(expected_at,
+    /// expected_id)` (SQLite's `IS`: NULL matches NULL); then it changes nothing.
+    PUT_AGENT_PROFILE_SQLITE = concat!(put_agent_profile!(),
+        "WHERE agent_profiles.folded_at IS $7 AND agent_profiles.folded_id IS $8");
+    /// [`PUT_AGENT_PROFILE_SQLITE`] for PostgreSQL (whose `IS` takes only NULL, TRUE, ...).
+    PUT_AGENT_PROFILE_PG = concat!(put_agent_profile!(),
+        "WHERE agent_profiles.folded_at IS NOT DISTINCT FROM $7 \
+           AND agent_profiles.folded_id IS NOT DISTINCT FROM $8");
     /// `(id, org_id, agent_id, unit, period, limit_amount, created_at, created_by,
     /// updated_at)`.
     INSERT_BUDGET = "INSERT INTO budgets (id, org_id, agent_id, unit, period, limit_amount, \
@@ -553,5 +588,29 @@ mod tests {
         }
         // Listed actions come in index order, not sorted afterwards.
         assert!(!sqlite_plan(super::LIST_ACTIONS).contains("TEMP B-TREE"));
+    }
+
+    /// An agent's actions after a watermark (profiles fold them in order) are a range of
+    /// the index on `(org_id, agent_id, created_at)`, in its order: only actions sharing one
+    /// `created_at` are sorted (by id), never the agent's whole history.
+    #[test]
+    fn an_agents_actions_in_order_are_a_range_of_its_index() {
+        for (sql, search) in [
+            (
+                super::AGENT_ACTIONS_AFTER,
+                "USING INDEX actions_org_agent_created (org_id=? AND agent_id=? AND created_at>?)",
+            ),
+            (
+                super::AGENT_ACTIONS_FIRST,
+                "USING INDEX actions_org_agent_created (org_id=? AND agent_id=?)",
+            ),
+        ] {
+            let plan = sqlite_plan(sql);
+            assert!(plan.contains(search), "{sql}\nplan:\n{plan}");
+            assert!(
+                !plan.contains("USE TEMP B-TREE FOR ORDER BY"),
+                "{sql}\nplan:\n{plan}"
+            );
+        }
     }
 }

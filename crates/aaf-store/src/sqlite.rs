@@ -41,6 +41,7 @@ mod alerts;
 pub(crate) mod budgets;
 mod identity;
 pub(crate) mod mcp;
+pub(crate) mod profiles;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{

@@ -25,8 +25,8 @@ pub enum Rule {
     /// More than `alerts.failed_auth_org_threshold` failed authentications of the
     /// organisation's credentials within the window. Subject `org`.
     FailedAuthOrg,
-    /// An action whose risk score is at least `alerts.high_risk_score`. Subject
-    /// `agent:<id>`.
+    /// An action whose risk score (the higher of its own behavioural score and its agent's
+    /// configured `risk_score`) is at least `alerts.high_risk_score`. Subject `agent:<id>`.
     HighRiskSubmission,
     /// An action waiting for approval expired unanswered. Subject `agent:<id>`.
     ApprovalTimeout,
@@ -246,9 +246,12 @@ pub async fn evaluate(
                 hits.extend(repeated_denials(state, org_id, agent_id, action_id).await?);
             }
             if config.enabled(Rule::HighRiskSubmission) {
-                let (score, source) = match risk_score {
-                    Some(score) => (Some(*score), "action"),
-                    None => (risks.get(state, org_id, agent_id).await?, "agent"),
+                // The higher of the action's behavioural score and the agent's configured one.
+                let configured = risks.get(state, org_id, agent_id).await?;
+                let (score, source) = match (risk_score, configured) {
+                    (Some(own), Some(agent)) if agent > *own => (Some(agent), "agent"),
+                    (Some(own), _) => (Some(*own), "action"),
+                    (None, agent) => (agent, "agent"),
                 };
                 if let Some(score) = score.filter(|s| *s >= config.high_risk_score) {
                     let subject = format!("agent:{agent_id}");

@@ -666,6 +666,17 @@ pub struct ActionView {
     /// For an action that needs approval: its approval deadline (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// What the detectors found in the params and context, when they ran and found
+    /// something: `[{detector, kind, path, confidence}]` (docs/detection.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub detections: Option<Value>,
+    /// The action's behavioural risk when it was scored: `{score, factors: [{name,
+    /// contribution, detail}], learning, baseline_actions}` (docs/detection.md, "Risk
+    /// scores"). Not shown to the agent itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub risk: Option<Value>,
 }
 
 impl From<ActionRecord> for ActionView {
@@ -687,6 +698,12 @@ impl From<ActionRecord> for ActionView {
             updated_at: r.updated_at,
             digest: r.digest,
             expires_at: r.expires_at,
+            detections: r
+                .signals
+                .as_ref()
+                .and_then(|s| s.get("detections"))
+                .cloned(),
+            risk: r.signals.as_ref().and_then(|s| s.get("risk")).cloned(),
         }
     }
 }
@@ -757,9 +774,17 @@ pub async fn get_action(
             })
             .ok_or_else(|| ApiError::NotFound(format!("no action {id}")))
     };
+    // An agent is not told its own risk score: it would show it how to stay under it.
+    let view = |record: ActionRecord| {
+        let mut view = ActionView::from(record);
+        if matches!(principal, Principal::Agent(_)) {
+            view.risk = None;
+        }
+        Json(view)
+    };
     let first = read().await?;
     if wait == 0 || !in_progress(&first) {
-        return Ok(Json(first.into()));
+        return Ok(view(first));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     // A lost notification costs at most this long.
@@ -771,16 +796,16 @@ pub async fn get_action(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                     tokio::time::sleep_until(deadline).await;
-                    return Ok(Json(read().await?.into()));
+                    return Ok(view(read().await?));
                 }
             },
             _ = tokio::time::sleep(recheck) => true,
-            _ = tokio::time::sleep_until(deadline) => return Ok(Json(read().await?.into())),
+            _ = tokio::time::sleep_until(deadline) => return Ok(view(read().await?)),
         };
         if woke {
             let now = read().await?;
             if now.status != first.status {
-                return Ok(Json(now.into()));
+                return Ok(view(now));
             }
         }
     }

@@ -36,8 +36,12 @@ pub struct Evaluated {
     /// denied, settled when its outcome is recorded.
     pub reserved: Vec<BudgetStatus>,
     /// What the detectors found in the params and context (`input.detections`), when the
-    /// policies asked for it; kept on the action (`signals`) and in `action.decided`.
+    /// policies asked for it or the action was scored; kept on the action (`signals`) and in
+    /// `action.decided`.
     pub detections: Option<Value>,
+    /// The action's behavioural risk (`input.risk`), when it was scored; kept on the action
+    /// and in `action.decided`.
+    pub risk: Option<aaf_core::risk::Risk>,
 }
 
 /// The revision recorded for an action a guard refused: no policy set was consulted.
@@ -93,6 +97,7 @@ pub async fn for_agent(
                 refused: Some(refused),
                 reserved: Vec::new(),
                 detections: None,
+                risk: None,
             });
         }
     };
@@ -136,6 +141,11 @@ pub async fn evaluate(
         },
     );
     let policies = crate::policies::for_org(state, &subject.org.id).await;
+    let needs = policies
+        .as_ref()
+        .map(|p| p.set.runtime_inputs())
+        .unwrap_or_default();
+    let scored = policies.is_ok() && (needs.risk || state.risk.enabled());
     let mut classifier_denial = None;
     let detections = match &policies {
         Ok(p) if p.set.runtime_inputs().detections => {
@@ -157,17 +167,53 @@ pub async fn evaluate(
             }
             Some(found)
         }
+        _ if scored => Some(detections_of(&request)),
         _ => None,
     };
-    let runtime_input = match &policies {
-        Ok(p) => {
-            let needs = p.set.runtime_inputs();
-            add_runtime_inputs(
-                state, subject, needs, &passed, &request, &action_id, &mut input,
+    let mut risk_error = None;
+    let risk = if scored {
+        let hits = detections
+            .as_ref()
+            .map(crate::runtime::risk::hits_of)
+            .unwrap_or_default();
+        match state
+            .risk
+            .assess(
+                &state.store,
+                &state.writer,
+                (&subject.org.id, &subject.agent.id),
+                &request,
+                &hits,
+                state.clock.now(),
             )
             .await
-            .err()
+        {
+            Ok(risk) => Some(risk),
+            Err(e) => {
+                tracing::warn!(org_id = %subject.org.id, agent_id = %subject.agent.id, error = %e,
+                    "the action could not be scored");
+                risk_error = Some(e);
+                None
+            }
         }
+    } else {
+        None
+    };
+    if needs.risk {
+        if let (Some(r), Some(fields)) = (&risk, input.as_object_mut()) {
+            fields.insert(
+                "risk".into(),
+                serde_json::to_value(r).unwrap_or(Value::Null),
+            );
+        }
+    }
+    let runtime_input = match &policies {
+        Ok(_) if needs.risk && risk_error.is_some() => risk_error,
+        Ok(_) => add_runtime_inputs(
+            state, subject, needs, &passed, &request, &action_id, &mut input,
+        )
+        .await
+        .err(),
         Err(_) => None,
     };
     let mut shadow = Vec::new();
@@ -219,6 +265,7 @@ pub async fn evaluate(
         refused: None,
         reserved: passed.budgets.unwrap_or_default(),
         detections,
+        risk,
     }
 }
 

@@ -36,6 +36,22 @@ pub struct Recorded {
     pub refused: Option<guards::Refused>,
 }
 
+/// What an action keeps of its stage-1 signals (`signals`): `{"detections": [...]}` when the
+/// detectors found something, `{"risk": {...}}` when it was scored; `None` for neither.
+fn signals_of(detections: Option<&Value>, risk: Option<&aaf_core::risk::Risk>) -> Option<Value> {
+    let mut signals = serde_json::Map::new();
+    if let Some(d) = detections.filter(|d| d.as_array().is_some_and(|a| !a.is_empty())) {
+        signals.insert("detections".into(), d.clone());
+    }
+    if let Some(r) = risk {
+        signals.insert(
+            "risk".into(),
+            serde_json::to_value(r).unwrap_or(Value::Null),
+        );
+    }
+    (!signals.is_empty()).then_some(Value::Object(signals))
+}
+
 /// The status an action gets when it is decided ([`ActionStatus::decided`]).
 pub fn status_of(verdict: Verdict, tool: &str) -> ActionStatus {
     ActionStatus::decided(verdict, Connector::for_tool(tool).is_some())
@@ -112,6 +128,7 @@ pub async fn decision(
         refused,
         reserved,
         detections,
+        risk,
     } = evaluated;
     let agent = submission.agent;
     let now = now_rfc3339();
@@ -156,10 +173,7 @@ pub async fn decision(
         expires_at: approval.as_ref().map(|a| a.expires_at.clone()),
         approvals_required: approval.as_ref().map(|a| a.approvals_required),
         version: 0,
-        signals: detections
-            .as_ref()
-            .filter(|d| d.as_array().is_some_and(|a| !a.is_empty()))
-            .map(|d| serde_json::json!({"detections": d})),
+        signals: signals_of(detections.as_ref(), risk.as_ref()),
     };
     let mut decided_event = NewEvent {
         org_id: agent.org.id.clone(),
@@ -191,6 +205,9 @@ pub async fn decision(
     }
     if let Some(d) = &detections {
         decided_event.data["detections"] = d.clone();
+    }
+    if let Some(r) = &risk {
+        decided_event.data["risk"] = serde_json::to_value(r).unwrap_or(Value::Null);
     }
     let shadow_rows = shadow.iter().map(|s| {
         Mutation::InsertShadowResult(aaf_store::ShadowResult {
@@ -236,6 +253,7 @@ pub async fn decision(
         });
     }
     let session_entry = state.sessions.prepare(&record);
+    let risk_entry = crate::runtime::risk::RecordedAction::of(&record);
     state
         .writer
         .submit(WriteUnit {
@@ -253,6 +271,7 @@ pub async fn decision(
     if let Some(entry) = session_entry {
         state.sessions.recorded(entry);
     }
+    state.risk.recorded(&risk_entry);
     if queued {
         state.webhooks.queued.notify_one();
     }

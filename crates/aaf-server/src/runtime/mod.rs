@@ -12,7 +12,8 @@
 //! - [`budget_control`]: creating, changing and deleting budgets, setting breakers;
 //! - [`breaker`]: circuit breakers, which engage an agent's kill switch by themselves;
 //! - [`usage`]: `input.usage`, an agent's recent activity as policies see it;
-//! - [`session`]: `input.session`, what came before an action in its session.
+//! - [`session`]: `input.session`, what came before an action in its session;
+//! - [`risk`]: each agent's behavioural profile and `input.risk`, an action's risk score.
 
 pub mod breaker;
 pub mod budget;
@@ -20,6 +21,7 @@ pub mod budget_control;
 pub mod control;
 pub mod kill_switch;
 pub mod rate_limit;
+pub mod risk;
 pub mod session;
 pub mod usage;
 

@@ -117,16 +117,6 @@ pub fn session_of(context: &Map<String, Value>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The destination host of an action: the host of `params.url`, if it has one.
-fn host_of(params: &Value) -> Value {
-    params
-        .get("url")
-        .and_then(Value::as_str)
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_string))
-        .map_or(Value::Null, Value::String)
-}
-
 /// The detectors named in an action's signals (`{"detections": [{detector, ...}]}`).
 fn detectors_of(signals: Option<&Value>) -> Value {
     let mut names: Vec<&str> = signals
@@ -155,7 +145,11 @@ impl Entry {
                 "operation": record.operation,
                 "decision": record.decision,
                 "status": record.status.as_str(),
-                "host": host_of(&record.params),
+                "host": record
+                    .params
+                    .as_object()
+                    .and_then(super::risk::host_of)
+                    .map_or(Value::Null, Value::String),
                 "detections": detectors_of(record.signals.as_ref()),
                 "time": record.created_at,
             }),

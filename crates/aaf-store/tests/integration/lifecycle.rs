@@ -9,7 +9,8 @@ use crate::common::{
 };
 
 /// The tables every migrated database has.
-const TABLES: [&str; 23] = [
+const TABLES: [&str; 24] = [
+    "agent_profiles",
     "mcp_servers",
     "mcp_tool_pins",
     "kill_switches",

@@ -19,6 +19,7 @@ mod lifecycle;
 mod mcp;
 mod policies;
 mod postgres_rls;
+mod profiles;
 mod python_verifier;
 mod tamper;
 mod writer;

@@ -17,7 +17,8 @@ use crate::common::{
 };
 
 /// Every tenant table with its organisation column.
-const TENANT_TABLES: [(&str, &str); 21] = [
+const TENANT_TABLES: [(&str, &str); 22] = [
+    ("agent_profiles", "org_id"),
     ("mcp_servers", "org_id"),
     ("mcp_tool_pins", "org_id"),
     ("kill_switches", "org_id"),
@@ -181,6 +182,20 @@ async fn populate(store: &Store, org: &Org, agent: &Agent, tag: &str) {
         ..WriteUnit::default()
     };
     store.commit(&[mcp]).await.unwrap();
+    let profile = WriteUnit {
+        mutations: vec![Mutation::PutAgentProfile {
+            record: aaf_store::AgentProfileRecord {
+                org_id: org.id.clone(),
+                agent_id: agent.id.clone(),
+                profile: serde_json::json!({"tools": {}}),
+                folded_until: Some((ts(31), format!("{tag}-act-2"))),
+                updated_at: ts(70),
+            },
+            expected: None,
+        }],
+        ..WriteUnit::default()
+    };
+    store.commit(&[profile]).await.unwrap();
 }
 
 /// `SELECT <column> FROM <table>`: no WHERE clause, as a query that forgot its filter.
@@ -382,6 +397,47 @@ async fn an_unfiltered_query_sees_and_changes_only_its_own_organisation(db: Test
     let mut expected = vec![(a.id.clone(), 3 + 2 + 4), (b.id.clone(), 3 + 2 + 4)];
     expected.sort();
     assert_eq!(counts, expected);
+}
+
+/// Tables of the migrations without row-level security, on purpose: the migrations'
+/// bookkeeping, and the generations every node polls for all organisations at once (a
+/// number per organisation, nothing of its content).
+const TABLES_WITHOUT_RLS: [&str; 3] = ["_sqlx_migrations", "policy_state", "runtime_state"];
+
+postgres_only!(every_tenant_table_has_forced_row_level_security);
+async fn every_tenant_table_has_forced_row_level_security(db: TestDb) {
+    let mut conn = db.pg().owner().await;
+    let tables: Vec<(String, bool, bool, Vec<String>)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity, \
+           COALESCE(ARRAY(SELECT p.policyname::text FROM pg_policies p \
+             WHERE p.schemaname = n.nspname AND p.tablename = c.relname \
+             ORDER BY p.policyname), ARRAY[]::text[]) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+    let names: Vec<&str> = tables.iter().map(|t| t.0.as_str()).collect();
+    for (table, _) in TENANT_TABLES {
+        assert!(names.contains(&table), "{table} missing: {names:?}");
+    }
+    for (table, enabled, forced, policies) in &tables {
+        if TABLES_WITHOUT_RLS.contains(&table.as_str()) {
+            continue;
+        }
+        assert!(
+            *enabled && *forced,
+            "{table}: row-level security not forced"
+        );
+        assert_eq!(
+            policies,
+            &["owner_access", "tenant_isolation"],
+            "{table}: policies"
+        );
+    }
+    assert!(names.contains(&"agent_profiles"), "{names:?}");
 }
 
 postgres_only!(the_owner_url_works_as_aaf_app);

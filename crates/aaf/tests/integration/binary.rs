@@ -402,6 +402,28 @@ fn policy_test(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The example policies of issue 17 (`input.detections`, `input.session`, `input.risk`) pass
+/// their own unit tests, every one of them.
+#[test]
+fn the_detection_session_and_risk_examples_pass_their_unit_tests() {
+    let dirs = [
+        "examples/policies/detections",
+        "examples/policies/session",
+        "examples/policies/risk",
+    ];
+    let (ok, out, err) = policy_test(&dirs);
+    assert!(ok, "{out}\n{err}");
+    for package in ["secret_egress_test", "session_test", "risk_review_test"] {
+        let passed = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("PASS  data.aaf.examples.{package}.test_")))
+            .count();
+        assert!(passed >= 4, "{package}: {passed} tests passed\n{out}");
+    }
+    let passed = out.lines().filter(|l| l.starts_with("PASS ")).count();
+    assert!(out.contains(&format!("PASS: {passed}/{passed}")), "{out}");
+}
+
 #[test]
 fn policy_test_runs_the_starter_and_example_unit_tests() {
     // The bundled starter policy's, the built-in packs' (policies/packs) and seed 004's tests

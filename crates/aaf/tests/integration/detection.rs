@@ -157,6 +157,109 @@ async fn session_examples_decide_on_what_came_before() {
     assert_eq!(elsewhere["decision"], "allow", "{elsewhere}");
 }
 
+/// The action `id` as an admin sees it.
+async fn view(server: &TestServer, id: &Value) -> Value {
+    let path = format!("/v1/actions/{}", id.as_str().unwrap());
+    server.get_json(&path, ADMIN_TOKEN).await.1
+}
+
+/// Risk scores (issue 17, section 4): once its profile has learned from an agent's usual
+/// calls, a call to a host it never used scores at least 0.6 with the factor `new_host`, and
+/// the risk example makes it wait for a human; the score and its factors are in
+/// `action.decided` and the action's view (not in the agent's answer). The profile is stored:
+/// after a restart it is read back, not learned again.
+#[tokio::test]
+async fn a_risk_score_rises_for_an_agent_that_calls_a_new_host() {
+    let policies = with_examples(&["risk"]);
+    let learn_fast = |c: &mut aaf_server::config::Config| {
+        roomy(c);
+        c.detection.risk.learning_actions = 20;
+        c.detection.risk.learning_seconds = 0;
+        c.detection.risk.fold_delay_seconds = 0;
+        c.detection.risk.cache_ms = 0;
+    };
+    let mut server = TestServer::start(policies.path(), learn_fast).await;
+    let (_, key) = server.create_agent("routine").await;
+    let read = |url: String| json!({"tool": "crm", "operation": "read", "params": {"url": url}});
+
+    let first = decide(
+        &server,
+        &key,
+        read("https://crm.example.com/customers/0".into()),
+    )
+    .await;
+    let first = view(&server, &first["id"]).await;
+    assert_eq!(first["risk"]["learning"], true, "{first}");
+    assert_eq!(first["risk"]["score"], 0.0, "{first}");
+    let mut usual = Value::Null;
+    for i in 1..25 {
+        usual = decide(
+            &server,
+            &key,
+            read(format!("https://crm.example.com/customers/{i}")),
+        )
+        .await;
+        assert_eq!(usual["decision"], "allow", "{usual}");
+    }
+    let usual = view(&server, &usual["id"]).await;
+    assert_eq!(usual["risk"]["learning"], false, "{usual}");
+    assert_eq!(usual["risk"]["score"], 0.0, "{usual}");
+    assert_eq!(usual["risk"]["baseline_actions"], 24, "{usual}");
+
+    let odd = decide(
+        &server,
+        &key,
+        read("https://upload.exfil.example.net/drop".into()),
+    )
+    .await;
+    assert_eq!(odd["decision"], "require_approval", "{odd}");
+    assert_eq!(
+        odd["reason"],
+        "risk score 0.6 (new_host): unusual for this agent"
+    );
+    assert!(
+        odd.get("risk").is_none(),
+        "the agent is told its score: {odd}"
+    );
+    let odd_view = view(&server, &odd["id"]).await;
+    let risk = &odd_view["risk"];
+    assert_eq!(risk["score"], 0.6, "{odd_view}");
+    assert_eq!(risk["factors"][0]["name"], "new_host", "{odd_view}");
+    assert_eq!(
+        risk["factors"][0]["detail"],
+        "upload.exfil.example.net: not among the 1 hosts of 25 actions"
+    );
+    let events = server.audit(None).await;
+    let decided = events
+        .iter()
+        .find(|e| e["type"] == "action.decided" && e["action_id"] == odd["id"])
+        .unwrap();
+    assert_eq!(&decided["data"]["risk"], risk, "{decided}");
+
+    // A restart reads the stored profile: with one action folded per refresh, a profile
+    // learned again from the actions would still be learning.
+    let data = server.take_data_dir();
+    server.stop().await;
+    let server = TestServer::start_in(data.path(), policies.path(), |c| {
+        learn_fast(c);
+        c.detection.risk.fold_batch = 10;
+    })
+    .await;
+    let after = decide(
+        &server,
+        &key,
+        read("https://crm.example.com/customers/1".into()),
+    )
+    .await;
+    let after = view(&server, &after["id"]).await;
+    assert_eq!(after["risk"]["learning"], false, "{after}");
+    assert_eq!(after["risk"]["score"], 0.0, "{after}");
+    assert!(
+        after["risk"]["baseline_actions"].as_u64().unwrap() >= 26,
+        "{after}"
+    );
+}
+
 /// The outbound checks: an upstream answer carrying a card number reaches the agent masked
 /// and is stored masked (the default rules); an organisation that blocks e-mail addresses
 /// gets no result for an answer with one (the action fails, nothing of it stored).

@@ -1206,3 +1206,79 @@ async fn a_session_spans_nodes_for_session_aware_policies() {
     sigterm(&mut a.child);
     sigterm(&mut b.child);
 }
+
+/// Risk profiles are shared by nodes (issue 17, section 4): an agent's usual calls go through
+/// node A, which folds and stores its profile; node B, which never saw the agent, scores its
+/// next call against that stored profile (not learning, the baseline A learned) and its first
+/// call to a new host with `new_host`.
+#[tokio::test]
+async fn nodes_share_an_agents_risk_profile() {
+    let Some(db) = pg_db("nodes_share_an_agents_risk_profile").await else {
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let fast = [
+        ("AAF_DETECTION__RISK__LEARNING_ACTIONS", "20"),
+        ("AAF_DETECTION__RISK__LEARNING_SECONDS", "0"),
+        ("AAF_DETECTION__RISK__FOLD_DELAY_SECONDS", "0"),
+        ("AAF_DETECTION__RISK__CACHE_MS", "0"),
+        ("AAF_LIMITS__EVAL_TIMEOUT_MS", "5000"),
+    ];
+    let mut a = start_node_with(&db, policies.path(), &fast);
+    let mut b = start_node_with(&db, policies.path(), &fast);
+    let client = reqwest::Client::new();
+    let created = create_agent(&client, &a.base, "steady").await;
+    let key = created["api_key"].as_str().unwrap().to_string();
+    let act = |node: &str, url: &str| {
+        client
+            .post(format!("{node}/v1/actions"))
+            .bearer_auth(&key)
+            .json(&json!({"tool": "crm", "operation": "read", "params": {"url": url}}))
+            .send()
+    };
+    let risk_of = |node: &str, body: &Value| {
+        let id = body["id"].as_str().unwrap().to_string();
+        let url = format!("{node}/v1/actions/{id}");
+        let client = client.clone();
+        async move {
+            let view: Value = client
+                .get(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            view["risk"].clone()
+        }
+    };
+    for i in 0..25 {
+        let r = act(&a.base, &format!("https://crm.example.com/customers/{i}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let usual: Value = act(&b.base, "https://crm.example.com/customers/7")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let risk = risk_of(&b.base, &usual).await;
+    assert_eq!(risk["learning"], false, "{risk}");
+    assert_eq!(risk["score"], 0.0, "{risk}");
+    assert!(risk["baseline_actions"].as_u64().unwrap() >= 25, "{risk}");
+    let odd: Value = act(&b.base, "https://upload.exfil.example.net/drop")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let risk = risk_of(&a.base, &odd).await;
+    assert_eq!(risk["factors"][0]["name"], "new_host", "{risk}");
+    assert_eq!(risk["score"], 0.6, "{risk}");
+
+    sigterm(&mut a.child);
+    sigterm(&mut b.child);
+}
