@@ -17,6 +17,7 @@ pub mod audit;
 pub mod budget;
 pub mod canonical;
 pub mod detect;
+pub mod evidence;
 pub mod identity;
 pub mod kill_switch;
 pub mod net;
