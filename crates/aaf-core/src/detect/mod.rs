@@ -28,6 +28,7 @@
 //! [`has_pii`], [`has_ssn`], [`has_credit_card`], [`has_secret`] and
 //! [`has_prompt_injection`].
 
+mod batch;
 pub mod injection;
 pub mod pii;
 pub mod secrets;
@@ -611,26 +612,95 @@ fn keep_last4(text: &str) -> String {
 /// whether the text was cut.
 fn scan_into(text: &str, opts: &ScanOptions, sink: &mut Sink, member_key: Option<&str>) -> bool {
     let (text, cut) = truncate(text, opts.limits.max_string_bytes);
-    let set = opts.detectors;
+    scan_parts(text, opts.detectors, sink, member_key, Parts::ALL);
+    cut
+}
+
+/// Runs the rules of `set` that `parts` allows over `text` (already cut) into `sink`. With
+/// [`Parts::ALL`] this is the whole scan of one string; the batched scan of a JSON value
+/// ([`batch`]) passes only the parts whose prefilter matched the string, which is the same
+/// result: a part left out cannot match.
+pub(crate) fn scan_parts(
+    text: &str,
+    set: DetectorSet,
+    sink: &mut Sink,
+    member_key: Option<&str>,
+    parts: Parts,
+) {
     let facts = Facts::of(text);
-    if set.has_kind(Kind::Pii) {
-        pii::scan(text, &facts, set, sink);
+    if set.has_kind(Kind::Pii) && parts.any(Parts::PII) {
+        pii::scan(text, &facts, set, sink, parts);
     }
-    if set.has_kind(Kind::Secret) && facts.may_hold_secret() {
+    if set.has_kind(Kind::Secret) && parts.any(Parts::SECRET) && facts.may_hold_secret() {
         secrets::scan(text, &facts, set, sink);
     }
     if let Some(key) = member_key {
-        if set.contains(Detector::GenericSecret) {
+        if set.contains(Detector::GenericSecret) && parts.any(Parts::MEMBER) {
             secrets::scan_member(key, text, sink);
         }
     }
-    if set.contains(Detector::PromptInjection) {
-        injection::scan(text, &facts, sink);
+    if set.contains(Detector::PromptInjection) && parts.any(Parts::INJECTION) {
+        injection::scan(text, &facts, sink, parts);
     }
-    if set.has_kind(Kind::ToolArgument) && facts.may_hold_tool_attack() {
+    if set.has_kind(Kind::ToolArgument)
+        && parts.any(Parts::TOOL_ARGUMENT)
+        && facts.may_hold_tool_attack()
+    {
         tool_args::scan(text, set, sink);
     }
-    cut
+}
+
+/// Which rules of the families [`scan_parts`] runs over a string (a bit set). Each part is
+/// a group of rules with a prefilter of its own in [`batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Parts(u32);
+
+impl Parts {
+    pub(crate) const NONE: Parts = Parts(0);
+    pub(crate) const ALL: Parts = Parts(u32::MAX);
+    pub(crate) const SSN: Parts = Parts(1);
+    pub(crate) const CARD: Parts = Parts(1 << 1);
+    pub(crate) const PHONE: Parts = Parts(1 << 2);
+    pub(crate) const IBAN: Parts = Parts(1 << 3);
+    pub(crate) const IPV4: Parts = Parts(1 << 4);
+    pub(crate) const IPV6: Parts = Parts(1 << 5);
+    pub(crate) const EMAIL: Parts = Parts(1 << 6);
+    /// Every PII rule.
+    pub(crate) const PII: Parts = Parts(0x7F);
+    /// The token rules and assignments of [`secrets::scan`].
+    pub(crate) const SECRET: Parts = Parts(1 << 7);
+    /// The generic-secret rule for an object member ([`secrets::scan_member`]).
+    pub(crate) const MEMBER: Parts = Parts(1 << 8);
+    /// Phrase rules and hidden Unicode.
+    pub(crate) const PHRASES: Parts = Parts(1 << 9);
+    /// Encoded (base64, hex) phrases.
+    pub(crate) const ENCODED: Parts = Parts(1 << 10);
+    /// Homoglyph words.
+    pub(crate) const HOMOGLYPHS: Parts = Parts(1 << 11);
+    /// Every prompt-injection rule.
+    pub(crate) const INJECTION: Parts = Parts(0b111 << 9);
+    /// Every tool-argument rule.
+    pub(crate) const TOOL_ARGUMENT: Parts = Parts(1 << 12);
+
+    /// The union of two sets.
+    pub(crate) const fn union(self, other: Parts) -> Parts {
+        Parts(self.0 | other.0)
+    }
+
+    /// Whether any part of `other` is in this set.
+    pub(crate) fn any(self, other: Parts) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Whether the set is empty.
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Adds the parts of `other`.
+    pub(crate) fn add(&mut self, other: Parts) {
+        self.0 |= other.0;
+    }
 }
 
 /// Byte-level facts about a string, gathered in one pass, that let the families skip rules
@@ -875,6 +945,17 @@ pub(crate) fn char_at(text: &str, at: usize) -> Option<char> {
 /// scan otherwise pays for compilation).
 pub fn warm_up() {
     let _ = scan_text(WARM_UP.as_str(), &ScanOptions::new());
+    // The prefilters of the batched scan of a value, for the detector sets used in AAF
+    // (each combination of families has a pattern of its own).
+    let value = Value::from(WARM_UP.as_str());
+    for detectors in [
+        DetectorSet::all(),
+        DetectorSet::redaction(),
+        DetectorSet::of_kind(Kind::Secret),
+        DetectorSet::of_kind(Kind::PromptInjection),
+    ] {
+        let _ = scan_value(&value, &ScanOptions::only(detectors));
+    }
 }
 
 static WARM_UP: LazyLock<String> = LazyLock::new(|| {
@@ -896,6 +977,7 @@ mod tests {
         secrets::force_patterns();
         injection::force_patterns();
         tool_args::force_patterns();
+        batch::force_prefilters();
         warm_up();
     }
 

@@ -32,7 +32,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{char_at, char_before, compile, Detector, DetectorSet, Facts, Sink};
+use super::batch::Prefilter;
+use super::{char_at, char_before, compile, Detector, DetectorSet, Facts, Parts, Sink};
 
 /// A US SSN candidate: area, delimiter, group, delimiter, serial. Validity and boundaries are
 /// checked in code (the `regex` crate has no look-around).
@@ -177,30 +178,73 @@ const IBAN_LENGTHS: &[(&str, usize)] = &[
     ("XK", 20),
 ];
 
-/// Runs the PII detectors of `set` over `text`.
-pub(crate) fn scan(text: &str, facts: &Facts, set: DetectorSet, sink: &mut Sink) {
-    if set.contains(Detector::UsSsn) && facts.digits >= 9 {
+/// The prefilter of the PII rules (see [`super::batch`]): for each part, a pattern that
+/// matches wherever one of its rules can report (a superset of their matches):
+///
+/// - SSN: the shape with one delimiter twice, area not `9xx`, not touching an ASCII letter or
+///   digit;
+/// - card: 13 digits with single spaces or dashes between them, the first one an issuer
+///   digit `1`-`6`, at the start of a digit group;
+/// - phone: the start of the punctuated shapes (`+` and a digit, `(415)`, `415.555.0132`),
+///   or 9 digits (single spaces or dashes between them; no
+///   one-digit first group) not after a letter, digit or one of `_ - / @ # \ + .`;
+/// - IBAN: a country code, check digits and two groups of four;
+/// - IPv4: four dotted groups of 1-3 digits; IPv6: two colons with only hex digits and dots
+///   between them; email: an `@`.
+pub(crate) static PREFILTER: LazyLock<Prefilter> = LazyLock::new(|| {
+    Prefilter::new(&[
+        (
+            r"(?:^|[^0-9A-Za-z])[0-8][0-9]{2}(?:-[0-9]{2}-|\.[0-9]{2}\.| [0-9]{2} )[0-9]{4}(?:$|[^0-9A-Za-z])",
+            Parts::SSN,
+        ),
+        (r"(?:^|[^0-9])[1-6](?:[ -]?[0-9]){12}", Parts::CARD),
+        (
+            r"\+[1-9]|\([2-9][0-9]{2}\)|[2-9][0-9]{2}\.[2-9][0-9]{2}\.[0-9]{4}",
+            Parts::PHONE,
+        ),
+        (
+            r"(?:^|[^0-9A-Za-z_\-/@#\\+.])[0-9]{2}(?:[ -]?[0-9]){7}",
+            Parts::PHONE,
+        ),
+        (r"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4} ?[A-Z0-9]{4}", Parts::IBAN),
+        (r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]", Parts::IPV4),
+        (r":[0-9A-Fa-f.]*:", Parts::IPV6),
+        (r"@", Parts::EMAIL),
+    ])
+});
+
+/// Runs the PII detectors of `set` (those of `parts`) over `text`.
+pub(crate) fn scan(text: &str, facts: &Facts, set: DetectorSet, sink: &mut Sink, parts: Parts) {
+    if parts.any(Parts::SSN) && set.contains(Detector::UsSsn) && facts.digits >= 9 {
         ssn_matches(text, |start, end| {
             sink.push(Detector::UsSsn, None, 0.85, start, end);
             true
         });
     }
-    if set.contains(Detector::PaymentCard) && facts.digits >= *CARD_DIGITS.start() {
+    if parts.any(Parts::CARD)
+        && set.contains(Detector::PaymentCard)
+        && facts.digits >= *CARD_DIGITS.start()
+    {
         card_matches(text, |start, end| {
             sink.push(Detector::PaymentCard, None, 0.95, start, end);
             true
         });
     }
-    if set.contains(Detector::Phone) && facts.digits >= 8 {
+    if parts.any(Parts::PHONE) && set.contains(Detector::Phone) && facts.digits >= 8 {
         phones(text, sink);
     }
-    if set.contains(Detector::Iban) && facts.upper >= 2 && facts.digits >= 2 && text.len() >= 15 {
+    if parts.any(Parts::IBAN)
+        && set.contains(Detector::Iban)
+        && facts.upper >= 2
+        && facts.digits >= 2
+        && text.len() >= 15
+    {
         ibans(text, sink);
     }
-    if set.contains(Detector::IpAddress) {
-        ips(text, facts, sink);
+    if parts.any(Parts::IPV4.union(Parts::IPV6)) && set.contains(Detector::IpAddress) {
+        ips(text, facts, sink, parts);
     }
-    if set.contains(Detector::Email) && facts.at {
+    if parts.any(Parts::EMAIL) && set.contains(Detector::Email) && facts.at {
         emails(text, sink);
     }
 }
@@ -547,8 +591,8 @@ fn phone_context_before(text: &str, at: usize) -> bool {
     })
 }
 
-fn ips(text: &str, facts: &Facts, sink: &mut Sink) {
-    if facts.dot && facts.digits >= 4 {
+fn ips(text: &str, facts: &Facts, sink: &mut Sink, parts: Parts) {
+    if parts.any(Parts::IPV4) && facts.dot && facts.digits >= 4 {
         for m in IPV4.find_iter(text) {
             let before_ok = !char_before(text, m.start())
                 .is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -563,7 +607,7 @@ fn ips(text: &str, facts: &Facts, sink: &mut Sink) {
             }
         }
     }
-    if facts.colons >= 2 && facts.digits >= 1 {
+    if parts.any(Parts::IPV6) && facts.colons >= 2 && facts.digits >= 1 {
         for m in IPV6.find_iter(text) {
             let candidate = m.as_str();
             let (address, _zone) = candidate.split_once('%').unwrap_or((candidate, ""));

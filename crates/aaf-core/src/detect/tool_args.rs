@@ -36,7 +36,8 @@ use std::sync::LazyLock;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexSet};
 
-use super::{compile, compile_set, Detector, DetectorSet, Sink};
+use super::batch::Prefilter;
+use super::{compile, compile_set, Detector, DetectorSet, Parts, Sink};
 
 /// Commands whose appearance after a shell separator is reported.
 const COMMANDS: &str = r"rm|curl|wget|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[0-9.]*|perl|ruby|php|node|chmod|chown|cat|id|whoami|uname|nslookup|dig|ping|sleep|echo|touch|mkfifo|telnet|powershell|pwsh|cmd|certutil|base64|eval|exec|kill|pkill|shutdown|reboot|dd|mkfs|crontab|scp|ssh|ls|env|printenv|sudo|su|xargs|awk|sed|tftp|ftp|socat";
@@ -184,6 +185,32 @@ static SENSITIVE_FINDER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
 static UNC_ADMIN_SHARE: LazyLock<Regex> =
     LazyLock::new(|| compile(r"(?i)(?:^|[^:/])//[^/\s]+/[a-z]\$(?:/|$)"));
 
+/// The prefilter of [`scan`] over one text (see [`super::batch`]): the rules, the sensitive
+/// paths (case-insensitive, `/` also matching `\`, as [`sensitive_paths`] reads them) and
+/// the UNC administrative share. The decoded copy of a string is tested on its own.
+pub(crate) static PREFILTER: LazyLock<Prefilter> = LazyLock::new(|| {
+    let mut patterns: Vec<String> = RULES.iter().map(|r| r.pattern.clone()).collect();
+    patterns.push(format!(
+        "(?i:{})",
+        SENSITIVE_PATHS
+            .iter()
+            .map(|p| regex::escape(p).replace('/', r"[/\\]"))
+            .collect::<Vec<_>>()
+            .join("|")
+    ));
+    patterns.push(r"(?i)(?:^|[^:/\\])[/\\]{2}[^/\\\s]+[/\\][a-z]\$(?:[/\\]|$)".to_string());
+    Prefilter::new(
+        &patterns
+            .iter()
+            .map(|p| (p.as_str(), Parts::TOOL_ARGUMENT))
+            .collect::<Vec<_>>(),
+    )
+});
+
+/// What makes [`decode`] look at an ASCII string: `%`, `0x` or `\u` (any case). (Besides,
+/// it decodes text holding a look-alike of `.`, `/` or `\`, see [`lookalike`].)
+pub(crate) static DECODE_TRIGGER: LazyLock<Regex> = LazyLock::new(|| compile(r"%|0[xX]|\\[uU]"));
+
 /// Runs the tool-argument detectors of `set` over `text`.
 pub(crate) fn scan(text: &str, set: DetectorSet, sink: &mut Sink) {
     rules(text, set, sink, None);
@@ -265,22 +292,25 @@ fn sensitive_paths(text: &str, sink: &mut Sink, whole: Option<usize>) {
 /// The decoded copy of `text` (see the module documentation), or `None` when `text` holds
 /// no encoding or decoding changes nothing.
 pub fn decode(text: &str) -> Option<String> {
-    let lower_has = |needle: &str| {
-        text.as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-    };
+    // `%`, `0x` or `\u` (any case): without them a round of decoding changes nothing.
+    let escapes = text.as_bytes().contains(&b'%')
+        || text
+            .as_bytes()
+            .windows(2)
+            .any(|w| matches!(w, [b'0', b'x' | b'X'] | [b'\\', b'u' | b'U']));
     let has_lookalike = !text.is_ascii() && text.chars().any(|c| lookalike(c).is_some());
-    if !text.contains('%') && !lower_has("0x") && !lower_has("\\u") && !has_lookalike {
+    if !escapes && !has_lookalike {
         return None;
     }
-    let mut current = text.to_string();
-    for _ in 0..3 {
-        let next = decode_round(&current);
-        if next == current {
-            break;
+    let mut current = std::borrow::Cow::Borrowed(text);
+    if escapes {
+        for _ in 0..3 {
+            let next = decode_round(&current);
+            if next == current {
+                break;
+            }
+            current = std::borrow::Cow::Owned(next);
         }
-        current = next;
     }
     let cleaned: String = current
         .chars()
@@ -296,7 +326,7 @@ pub fn decode(text: &str) -> Option<String> {
 }
 
 /// The ASCII `.`, `/` or `\` a look-alike stands for.
-fn lookalike(c: char) -> Option<char> {
+pub(crate) fn lookalike(c: char) -> Option<char> {
     match c {
         '\u{FF0E}' | '\u{2024}' | '\u{FE52}' | '\u{3002}' => Some('.'),
         '\u{2215}' | '\u{2044}' | '\u{FF0F}' | '\u{29F8}' => Some('/'),

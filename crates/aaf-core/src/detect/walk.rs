@@ -2,9 +2,15 @@
 //! whole-value predicates of the `has_*` built-ins. No recursion, so nesting depth is
 //! bounded only by memory (a 10,000-deep value is fine).
 
+use std::cell::Cell;
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value};
 
-use super::{mask_text, scan_into, Detection, Finding, ScanOptions, ScanReport, Sink};
+use super::batch::{self, Batch};
+use super::{
+    mask_text, scan_parts, truncate, Detection, Finding, Parts, ScanOptions, ScanReport, Sink,
+};
 
 /// One path segment.
 enum Segment<'v> {
@@ -38,8 +44,227 @@ fn pointer(arena: &[PathNode<'_>], mut index: usize) -> String {
     out
 }
 
-/// [`super::scan_value`].
+/// [`super::scan_value`]: collects the strings, numbers and keys of `value` (in the order a
+/// scan string by string visits them, applying the node and byte limits) into a batch,
+/// runs the families' prefilters over it ([`batch::plan`]), then scans the strings the
+/// prefilters point at (applying the findings limit). The detections are those of a scan
+/// of each string alone ([`scan_each`], kept for the tests).
 pub(crate) fn scan(value: &Value, opts: &ScanOptions) -> ScanReport {
+    let mut report = ScanReport::default();
+    if opts.detectors.is_empty() {
+        return report;
+    }
+    let collected = collect(value, opts);
+    LAST_SIZES.with(|sizes| {
+        sizes.set((
+            collected.batch.text().len(),
+            collected.items.len(),
+            collected.arena.len(),
+        ));
+    });
+    let plan = batch::plan(
+        &collected.batch,
+        |index| collected.items.get(index).and_then(|item| item.member_key),
+        opts.detectors,
+    );
+    let max_findings = opts.limits.max_findings;
+    for (index, item) in collected.items.iter().enumerate() {
+        let remaining = max_findings.saturating_sub(report.detections.len());
+        if remaining == 0 && !item.empty {
+            // The findings cap is reached: this and later strings are not scanned.
+            report.truncated = true;
+            return report;
+        }
+        if item.cut {
+            report.truncated = true;
+        }
+        let parts = plan.get(index).copied().unwrap_or(Parts::ALL);
+        if parts.is_empty() {
+            continue;
+        }
+        let mut sink = Sink::new(remaining);
+        scan_parts(
+            collected.batch.segment(index),
+            opts.detectors,
+            &mut sink,
+            item.member_key,
+            parts,
+        );
+        if sink.overflowed() {
+            report.truncated = true;
+        }
+        push_findings(&mut report, sink, &collected.arena, item.node, item.in_key);
+    }
+    if collected.truncated {
+        report.truncated = true;
+    }
+    report
+}
+
+/// One key or value text of a value, as [`scan`] collects it.
+struct Item<'v> {
+    /// The key of the object member whose string value this is.
+    member_key: Option<&'v str>,
+    /// Whether the text is an object key.
+    in_key: bool,
+    /// Its path node.
+    node: usize,
+    /// Whether the string limit cut the text.
+    cut: bool,
+    /// Whether the text (before any cut) is empty.
+    empty: bool,
+}
+
+/// What [`collect`] gathered.
+struct Collected<'v> {
+    arena: Vec<PathNode<'v>>,
+    items: Vec<Item<'v>>,
+    /// The texts of `items`, in order, cut to their limits.
+    batch: Batch,
+    /// Whether the node or byte limit ended the walk.
+    truncated: bool,
+}
+
+thread_local! {
+    /// Bytes of text, strings and path nodes of the last value [`collect`]ed on this thread.
+    static LAST_SIZES: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
+}
+
+/// The largest count [`LAST_SIZES`] starts a buffer with (times 16 for bytes).
+const MAX_HINT: usize = 1 << 14;
+
+/// Walks `value` as a scan string by string does ([`scan_each`]), collecting the texts it
+/// would scan until a node or byte limit ends it.
+fn collect<'v>(value: &'v Value, opts: &ScanOptions) -> Collected<'v> {
+    let limits = &opts.limits;
+    // Start with the sizes of the last value collected on this thread (action parameters
+    // come in similar sizes): growing the buffers costs more than the walk.
+    let (bytes, strings, nodes_hint) = LAST_SIZES.with(Cell::get);
+    let mut arena = Vec::with_capacity(nodes_hint.min(MAX_HINT));
+    arena.push(PathNode {
+        parent: 0,
+        segment: Segment::Root,
+    });
+    let mut out = Collected {
+        arena,
+        items: Vec::with_capacity(strings.min(MAX_HINT)),
+        batch: Batch::with_capacity(bytes.min(MAX_HINT * 16), strings.min(MAX_HINT)),
+        truncated: false,
+    };
+    // (value, its path node, the key of the member it is the value of)
+    let mut stack: Vec<(&Value, usize, Option<&str>)> = vec![(value, 0, None)];
+    let mut scanned = 0usize;
+    let mut nodes = 0usize;
+    let mut number_text = String::new();
+    // Adds one text; false when the byte budget is spent (the walk ends).
+    let mut add = |out: &mut Collected<'v>,
+                   text: &str,
+                   member_key: Option<&'v str>,
+                   in_key: bool,
+                   node: usize|
+     -> bool {
+        let budget = limits.max_total_bytes.saturating_sub(scanned);
+        if budget == 0 && !text.is_empty() {
+            out.truncated = true;
+            return false;
+        }
+        let string_limit = limits.max_string_bytes.min(budget);
+        let (cut_text, cut) = truncate(text, string_limit);
+        scanned = scanned.saturating_add(text.len().min(string_limit));
+        out.batch.push(cut_text);
+        out.items.push(Item {
+            member_key,
+            in_key,
+            node,
+            cut,
+            empty: text.is_empty(),
+        });
+        true
+    };
+    while let Some((value, node, member_key)) = stack.pop() {
+        nodes += 1;
+        if nodes > limits.max_nodes {
+            out.truncated = true;
+            break;
+        }
+        match value {
+            Value::Null | Value::Bool(_) => {}
+            Value::Number(number) => {
+                number_text.clear();
+                // Writing to a `String` does not fail.
+                let _ = write!(number_text, "{number}");
+                if !add(&mut out, &number_text, None, false, node) {
+                    return out;
+                }
+            }
+            Value::String(text) => {
+                if !add(&mut out, text, member_key, false, node) {
+                    return out;
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate().rev() {
+                    out.arena.push(PathNode {
+                        parent: node,
+                        segment: Segment::Index(i),
+                    });
+                    stack.push((item, out.arena.len() - 1, None));
+                }
+            }
+            Value::Object(map) => {
+                let first_child = out.arena.len();
+                for (key, _) in map.iter() {
+                    out.arena.push(PathNode {
+                        parent: node,
+                        segment: Segment::Key(key),
+                    });
+                }
+                // Keys, in order, before the values.
+                for (offset, (key, _)) in map.iter().enumerate() {
+                    if !add(&mut out, key, None, true, first_child + offset) {
+                        return out;
+                    }
+                }
+                for (offset, (key, item)) in map.iter().enumerate().rev() {
+                    stack.push((item, first_child + offset, Some(key.as_str())));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Adds the findings of `sink` (of the text at path node `node`) to `report`.
+fn push_findings(
+    report: &mut ScanReport,
+    sink: Sink,
+    arena: &[PathNode<'_>],
+    node: usize,
+    in_key: bool,
+) {
+    let findings = sink.finish();
+    if findings.is_empty() {
+        return;
+    }
+    let path = pointer(arena, node);
+    report
+        .detections
+        .extend(findings.into_iter().map(|f| Detection {
+            detector: f.detector,
+            kind: f.kind,
+            sub_kind: f.sub_kind,
+            path: path.clone(),
+            key: in_key,
+            confidence: f.confidence,
+            start: f.start,
+            end: f.end,
+        }));
+}
+
+/// [`super::scan_value`] string by string, as it was before the batched [`scan`]: the
+/// reference the tests compare [`scan`] with.
+#[cfg(test)]
+pub(crate) fn scan_each(value: &Value, opts: &ScanOptions) -> ScanReport {
     let limits = &opts.limits;
     let mut report = ScanReport::default();
     if opts.detectors.is_empty() {
@@ -126,6 +351,7 @@ pub(crate) fn scan(value: &Value, opts: &ScanOptions) -> ScanReport {
 }
 
 /// Scans one key or value text into `report`. Returns false when a limit ends the scan.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 fn scan_one(
     text: &str,
@@ -158,27 +384,12 @@ fn scan_one(
             ..*limits
         },
     };
-    let cut = scan_into(text, &local, &mut sink, member_key);
+    let cut = super::scan_into(text, &local, &mut sink, member_key);
     *scanned = scanned.saturating_add(text.len().min(string_limit));
     if cut || sink.overflowed() {
         report.truncated = true;
     }
-    let findings = sink.finish();
-    if !findings.is_empty() {
-        let path = pointer(arena, node);
-        report
-            .detections
-            .extend(findings.into_iter().map(|f| Detection {
-                detector: f.detector,
-                kind: f.kind,
-                sub_kind: f.sub_kind,
-                path: path.clone(),
-                key: in_key,
-                confidence: f.confidence,
-                start: f.start,
-                end: f.end,
-            }));
-    }
+    push_findings(report, sink, arena, node, in_key);
     true
 }
 

@@ -62,6 +62,19 @@ async fn act(
     Ok((status, r.json().await.unwrap_or(Value::Null)))
 }
 
+/// `GET url` with the admin token: the JSON body.
+async fn admin_get(client: &reqwest::Client, url: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Every `action.decided` action id of the admin's organisation, read through `node`.
 /// Registers an agent through `base` with the admin token; the 201 body (`id`, `key_id`,
 /// `api_key`, ...).
@@ -81,15 +94,11 @@ async fn decided_ids(client: &reqwest::Client, node: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut after = 0u64;
     loop {
-        let page: Value = client
-            .get(format!("{node}/v1/audit?after_seq={after}&limit=1000"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = admin_get(
+            client,
+            &format!("{node}/v1/audit?after_seq={after}&limit=1000"),
+        )
+        .await;
         for e in page["events"].as_array().unwrap() {
             if e["type"] == "action.decided" {
                 ids.push(e["action_id"].as_str().unwrap().to_string());
@@ -1240,18 +1249,7 @@ async fn nodes_share_an_agents_risk_profile() {
         let id = body["id"].as_str().unwrap().to_string();
         let url = format!("{node}/v1/actions/{id}");
         let client = client.clone();
-        async move {
-            let view: Value = client
-                .get(url)
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            view["risk"].clone()
-        }
+        async move { admin_get(&client, &url).await["risk"].clone() }
     };
     for i in 0..25 {
         let r = act(&a.base, &format!("https://crm.example.com/customers/{i}"))
