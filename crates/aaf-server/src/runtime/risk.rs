@@ -5,8 +5,9 @@
 //! **Learning.** A profile is folded from the agent's actions in the order they were
 //! recorded, `(created_at, id)`, and stored with the last action folded (the watermark).
 //! Only actions older than `detection.risk.fold_delay_seconds` are folded, so that an action
-//! another node stamped a moment earlier but committed later is not skipped. A node refreshes its copy when
-//! it is older than `detection.risk.cache_ms`: it reads the stored profile, folds at most
+//! another node stamped a moment earlier but committed later is not skipped. A node refreshes
+//! its copy when it is older than `detection.risk.cache_ms`: one request of the agent does it
+//! (the others are scored against the copy they find meanwhile, never waiting); it reads the stored profile, folds at most
 //! `detection.risk.fold_batch` newer actions (an agent faster than that is learned with a
 //! delay, caught up as it slows down) and writes the result back with a compare-and-set on the
 //! watermark (when another node folded first, its profile wins and this node reads it next
@@ -18,7 +19,8 @@
 //! minute's count and the latest 20 decisions) and what the detectors found in it.
 //! Dry runs are scored but neither counted nor learned from (they are not recorded).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use aaf_core::action::ActionRequest;
@@ -41,7 +43,8 @@ const CACHED_AGENTS: usize = 10_000;
 pub struct RiskConfig {
     /// Whether every action is scored (recorded in `action.decided`, the action's view and the
     /// `high_risk_submission` alert). A policy set that refers to `input.risk` has its actions
-    /// scored even when this is off. Default true.
+    /// scored even when this is off. Default false: scoring every action costs about 10% more
+    /// instructions per decision and a periodic read per active agent (docs/performance.md).
     pub enabled: bool,
     /// Actions a profile must have learned from before its baseline factors count,
     /// 1 to 1,000,000. Default 100.
@@ -66,7 +69,7 @@ pub struct RiskConfig {
 impl Default for RiskConfig {
     fn default() -> Self {
         RiskConfig {
-            enabled: true,
+            enabled: false,
             learning_actions: 100,
             learning_seconds: 86_400,
             cache_ms: 1000,
@@ -139,21 +142,38 @@ impl RecordedAction {
     }
 }
 
-/// A node's copy of one agent's profile.
-struct Cached {
+/// A node's copy of one agent's profile, as read at `read_at`.
+struct Snapshot {
     read_at: Instant,
     profile: Profile,
-    /// The agent's actions of the last 5 minutes, oldest first (read at `read_at`, then
-    /// those this node recorded).
-    recent: Vec<RecentAction>,
-    /// Its latest decided actions, oldest first: `denied` of each.
-    latest: Vec<bool>,
+}
+
+/// One agent's state on this node. The profile is an immutable snapshot that every request
+/// reads without waiting; when it is stale, one request refreshes it (the others go on with
+/// the stale one meanwhile), so requests of one agent are never serialised on a refresh.
+#[derive(Default)]
+struct Entry {
+    snapshot: std::sync::RwLock<Option<Arc<Snapshot>>>,
+    refreshing: std::sync::atomic::AtomicBool,
+    /// The agent's actions of the last 5 minutes, oldest first (read at the last refresh,
+    /// then those this node recorded).
+    recent: std::sync::Mutex<Vec<RecentAction>>,
+}
+
+/// Clears [`Entry::refreshing`] when the refresh ends, however it ends (a request dropped
+/// mid-refresh included).
+struct Refreshing<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Each agent's profile on this node (see the module's documentation).
 pub struct RiskProfiles {
     config: RiskConfig,
-    cache: quick_cache::sync::Cache<(String, String), Arc<tokio::sync::Mutex<Option<Cached>>>>,
+    cache: quick_cache::sync::Cache<(String, String), Arc<Entry>>,
 }
 
 impl std::fmt::Debug for RiskProfiles {
@@ -248,26 +268,58 @@ impl RiskProfiles {
         now: OffsetDateTime,
     ) -> Result<Risk, String> {
         let key = (org_id.to_string(), agent_id.to_string());
-        let slot = self
+        let entry = self
             .cache
             .get_or_insert_with(&key, || {
-                Ok::<_, std::convert::Infallible>(Arc::new(tokio::sync::Mutex::new(None)))
+                Ok::<_, std::convert::Infallible>(Arc::new(Entry::default()))
             })
             .unwrap_or_else(|never| match never {});
-        let mut cached = slot.lock().await;
+        let current = entry
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let fresh = Duration::from_millis(self.config.cache_ms);
-        if cached.as_ref().is_none_or(|c| c.read_at.elapsed() >= fresh) {
-            *cached = Some(self.refresh(store, writer, org_id, agent_id, now).await?);
-        }
-        let Some(c) = cached.as_mut() else {
-            return Err("input.risk: the agent's profile could not be read".into());
+        let stale = current
+            .as_ref()
+            .is_none_or(|s| s.read_at.elapsed() >= fresh);
+        let claimed = stale
+            && entry
+                .refreshing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        let snapshot = match current {
+            // Another request refreshes it: this one goes on with the copy it has.
+            Some(current) if !claimed => current,
+            _ => {
+                let _guard = claimed.then(|| Refreshing(&entry.refreshing));
+                let (snapshot, read) = self.refresh(store, writer, org_id, agent_id, now).await?;
+                let snapshot = Arc::new(snapshot);
+                *entry
+                    .snapshot
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snapshot));
+                let mut recent = entry.recent.lock().unwrap_or_else(PoisonError::into_inner);
+                // Keep what this node recorded while the store was read.
+                let known: std::collections::HashSet<String> =
+                    read.iter().map(|(id, _, _)| id.clone()).collect();
+                let mut merged = read;
+                merged.extend(recent.drain(..).filter(|(id, _, _)| !known.contains(id)));
+                merged.sort_by_key(|(_, at, _)| *at);
+                *recent = merged;
+                snapshot
+            }
         };
         let at = now.unix_timestamp();
-        c.recent.retain(|(_, t, _)| *t > at - 300);
-        let recent = Recent {
-            last_minute: c.recent.iter().filter(|(_, t, _)| *t > at - 60).count() as u64,
-            decided: c.latest.len() as u64,
-            denied: c.latest.iter().filter(|d| **d).count() as u64,
+        let recent = {
+            let mut recent = entry.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            recent.retain(|(_, t, _)| *t > at - 300);
+            let latest = &recent[recent.len().saturating_sub(RECENT_DECIDED)..];
+            Recent {
+                last_minute: recent.iter().filter(|(_, t, _)| *t > at - 60).count() as u64,
+                decided: latest.len() as u64,
+                denied: latest.iter().filter(|(_, _, d)| *d).count() as u64,
+            }
         };
         let host = host_of(&request.params);
         let params = Value::Object(request.params.clone());
@@ -279,7 +331,8 @@ impl RiskProfiles {
             params_bytes: params_bytes(&params),
             denied: false,
         };
-        Ok(c.profile
+        Ok(snapshot
+            .profile
             .score(&observation, recent, hits, self.config.learning()))
     }
 
@@ -289,24 +342,15 @@ impl RiskProfiles {
         let Some(at) = action.at else {
             return;
         };
-        let Some(slot) = self
+        let Some(entry) = self
             .cache
             .get(&(action.org_id.clone(), action.agent_id.clone()))
         else {
             return;
         };
-        let Ok(mut cached) = slot.try_lock() else {
-            // A refresh is under way: it reads the action from the store.
-            return;
-        };
-        let Some(c) = cached.as_mut() else {
-            return;
-        };
-        if !c.recent.iter().any(|(id, _, _)| id == &action.id) {
-            c.recent.push((action.id.clone(), at, action.denied));
-            c.latest.push(action.denied);
-            let excess = c.latest.len().saturating_sub(RECENT_DECIDED);
-            c.latest.drain(..excess);
+        let mut recent = entry.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if !recent.iter().rev().any(|(id, _, _)| id == &action.id) {
+            recent.push((action.id.clone(), at, action.denied));
         }
     }
 
@@ -319,7 +363,7 @@ impl RiskProfiles {
         org_id: &str,
         agent_id: &str,
         now: OffsetDateTime,
-    ) -> Result<Cached, String> {
+    ) -> Result<(Snapshot, Vec<RecentAction>), String> {
         let stored = store
             .get_agent_profile(org_id, agent_id)
             .await
@@ -400,18 +444,12 @@ impl RiskProfiles {
                 ))
             })
             .collect();
-        let decided: Vec<bool> = recent
-            .iter()
-            .rev()
-            .take(RECENT_DECIDED)
-            .rev()
-            .map(|(_, _, denied)| *denied)
-            .collect();
-        Ok(Cached {
-            read_at: Instant::now(),
-            profile,
+        Ok((
+            Snapshot {
+                read_at: Instant::now(),
+                profile,
+            },
             recent,
-            latest: decided,
-        })
+        ))
     }
 }

@@ -1227,6 +1227,7 @@ async fn nodes_share_an_agents_risk_profile() {
     };
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let fast = [
+        ("AAF_DETECTION__RISK__ENABLED", "true"),
         ("AAF_DETECTION__RISK__LEARNING_ACTIONS", "20"),
         ("AAF_DETECTION__RISK__LEARNING_SECONDS", "0"),
         ("AAF_DETECTION__RISK__FOLD_DELAY_SECONDS", "0"),
