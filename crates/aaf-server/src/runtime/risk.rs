@@ -313,10 +313,17 @@ impl RiskProfiles {
         let at = now.unix_timestamp();
         let recent = {
             let mut recent = entry.recent.lock().unwrap_or_else(PoisonError::into_inner);
-            recent.retain(|(_, t, _)| *t > at - 300);
+            // Oldest first (appended in time order, sorted at each merge): cut by time with a
+            // binary search, and keep at most `recent_actions`.
+            let cap = self.config.recent_actions as usize;
+            let old = recent
+                .partition_point(|(_, t, _)| *t <= at - 300)
+                .max(recent.len().saturating_sub(cap));
+            recent.drain(..old);
             let latest = &recent[recent.len().saturating_sub(RECENT_DECIDED)..];
             Recent {
-                last_minute: recent.iter().filter(|(_, t, _)| *t > at - 60).count() as u64,
+                last_minute: (recent.len() - recent.partition_point(|(_, t, _)| *t <= at - 60))
+                    as u64,
                 decided: latest.len() as u64,
                 denied: latest.iter().filter(|(_, _, d)| *d).count() as u64,
             }
@@ -349,8 +356,14 @@ impl RiskProfiles {
             return;
         };
         let mut recent = entry.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if !recent.iter().rev().any(|(id, _, _)| id == &action.id) {
-            recent.push((action.id.clone(), at, action.denied));
+        // Each action is recorded once; a copy also read from the store is dropped when the
+        // two lists are merged at the next refresh.
+        recent.push((action.id.clone(), at, action.denied));
+        // Bounded: at most twice `recent_actions` between two scores, cut back to it.
+        let cap = self.config.recent_actions as usize;
+        if recent.len() > 2 * cap {
+            let excess = recent.len() - cap;
+            recent.drain(..excess);
         }
     }
 
