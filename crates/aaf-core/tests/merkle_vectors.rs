@@ -113,6 +113,32 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts one vector: ours and tlog_tiles' `checker` must both give `want_err`.
+    fn outcome<E: std::fmt::Debug, F: std::fmt::Debug>(
+        &mut self,
+        file: &Path,
+        desc: &str,
+        want_err: bool,
+        got: &Result<(), E>,
+        tlog: &Result<(), F>,
+        checker: &str,
+    ) {
+        if got.is_err() != want_err {
+            self.failures.push(format!(
+                "{} ({desc}): wantErr {want_err}, got {got:?}",
+                file.display()
+            ));
+        } else if tlog.is_err() != want_err {
+            self.failures.push(format!(
+                "{} ({desc}): tlog_tiles::{checker} disagrees: {tlog:?}",
+                file.display()
+            ));
+        } else {
+            self.passed += 1;
+            self.happy += usize::from(!want_err);
+        }
+    }
+
     fn new() -> Self {
         Tally {
             passed: 0,
@@ -153,20 +179,7 @@ fn run_inclusion(file: &Path, tally: &mut Tally) {
     };
     tally.placeholders += usize::from(placeholders);
     let desc = v["desc"].as_str().unwrap_or("");
-    if got.is_err() != want_err {
-        tally.failures.push(format!(
-            "{} ({desc}): wantErr {want_err}, got {got:?}",
-            file.display()
-        ));
-    } else if tlog.is_err() != want_err {
-        tally.failures.push(format!(
-            "{} ({desc}): tlog_tiles::check_record disagrees: {tlog:?}",
-            file.display()
-        ));
-    } else {
-        tally.passed += 1;
-        tally.happy += usize::from(!want_err);
-    }
+    tally.outcome(file, desc, want_err, &got, &tlog, "check_record");
 }
 
 fn run_consistency(file: &Path, tally: &mut Tally) {
@@ -189,20 +202,7 @@ fn run_consistency(file: &Path, tally: &mut Tally) {
     );
     tally.placeholders += usize::from(placeholders);
     let desc = v["desc"].as_str().unwrap_or("");
-    if got.is_err() != want_err {
-        tally.failures.push(format!(
-            "{} ({desc}): wantErr {want_err}, got {got:?}",
-            file.display()
-        ));
-    } else if tlog.is_err() != want_err {
-        tally.failures.push(format!(
-            "{} ({desc}): tlog_tiles::check_tree disagrees: {tlog:?}",
-            file.display()
-        ));
-    } else {
-        tally.passed += 1;
-        tally.happy += usize::from(!want_err);
-    }
+    tally.outcome(file, desc, want_err, &got, &tlog, "check_tree");
 }
 
 /// The vector directory, or `None` (with a NOTICE) when it is missing outside CI.
