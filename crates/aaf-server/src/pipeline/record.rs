@@ -253,7 +253,7 @@ pub async fn decision(
         });
     }
     let session_entry = state.sessions.prepare(&record);
-    let risk_entry = crate::runtime::risk::RecordedAction::of(&record);
+    let risk_entry = state.risk.prepare(&record);
     state
         .writer
         .submit(WriteUnit {
@@ -271,7 +271,9 @@ pub async fn decision(
     if let Some(entry) = session_entry {
         state.sessions.recorded(entry);
     }
-    state.risk.recorded(&risk_entry);
+    if let Some(entry) = risk_entry {
+        state.risk.recorded(&entry);
+    }
     if queued {
         state.webhooks.queued.notify_one();
     }

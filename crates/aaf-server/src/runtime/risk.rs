@@ -131,7 +131,7 @@ pub struct RecordedAction {
 
 impl RecordedAction {
     /// What counts of `record`.
-    pub fn of(record: &ActionRecord) -> RecordedAction {
+    fn of(record: &ActionRecord) -> RecordedAction {
         RecordedAction {
             org_id: record.org_id.clone(),
             agent_id: record.agent_id.clone(),
@@ -173,6 +173,9 @@ impl Drop for Refreshing<'_> {
 /// Each agent's profile on this node (see the module's documentation).
 pub struct RiskProfiles {
     config: RiskConfig,
+    /// Whether any action was scored on this node yet: until then no profile is cached and
+    /// recording an action has nothing to add.
+    used: std::sync::atomic::AtomicBool,
     cache: quick_cache::sync::Cache<(String, String), Arc<Entry>>,
 }
 
@@ -242,6 +245,7 @@ impl RiskProfiles {
     pub fn new(config: RiskConfig) -> RiskProfiles {
         RiskProfiles {
             config,
+            used: std::sync::atomic::AtomicBool::new(false),
             cache: quick_cache::sync::Cache::new(CACHED_AGENTS),
         }
     }
@@ -267,6 +271,7 @@ impl RiskProfiles {
         hits: &[Hit],
         now: OffsetDateTime,
     ) -> Result<Risk, String> {
+        self.used.store(true, Ordering::Relaxed);
         let key = (org_id.to_string(), agent_id.to_string());
         let entry = self
             .cache
@@ -329,18 +334,25 @@ impl RiskProfiles {
             }
         };
         let host = host_of(&request.params);
-        let params = Value::Object(request.params.clone());
         let observation = Observation {
             tool: &request.tool,
             operation: &request.operation,
             host: host.as_deref(),
             at,
-            params_bytes: params_bytes(&params),
+            params_bytes: serde_json::to_vec(&request.params).map_or(0, |v| v.len() as u64),
             denied: false,
         };
         Ok(snapshot
             .profile
             .score(&observation, recent, hits, self.config.learning()))
+    }
+
+    /// What [`RiskProfiles::recorded`] will count of an action about to be recorded: `None`
+    /// (nothing to do, nothing copied) until an action was scored on this node.
+    pub fn prepare(&self, record: &ActionRecord) -> Option<RecordedAction> {
+        self.used
+            .load(Ordering::Relaxed)
+            .then(|| RecordedAction::of(record))
     }
 
     /// Adds an action this node just recorded to its agent's recent actions, so that a burst

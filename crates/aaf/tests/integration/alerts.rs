@@ -578,6 +578,20 @@ impl Node {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Registers an agent with the admin token; the 201 body (`id`, `api_key`, ...).
+    async fn create_agent(&self, name: &str) -> Value {
+        let (status, agent) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/agents",
+                ADMIN_TOKEN,
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{agent}");
+        agent
+    }
+
     async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -614,15 +628,7 @@ async fn node_alerts(node: &Node, query: &str, done: impl Fn(&[Value]) -> bool) 
 async fn an_outbound_detector_hit_raises_its_alert_through_the_signal_entry_point() {
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let node = Node::start(policies.path(), |_| {}).await;
-    let (status, agent) = node
-        .send(
-            reqwest::Method::POST,
-            "/v1/agents",
-            ADMIN_TOKEN,
-            Some(json!({"name": "reader"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{agent}");
+    let agent = node.create_agent("reader").await;
     let agent_id = agent["id"].as_str().unwrap().to_string();
     let org_id = node.state.default_org_id.to_string();
     for action in ["act-1", "act-2"] {
@@ -660,15 +666,7 @@ async fn two_nodes_on_postgresql_raise_one_alert_for_their_denials_together() {
     };
     let a = Node::start(policies.path(), pg.clone()).await;
     let b = Node::start(policies.path(), pg).await;
-    let (status, agent) = a
-        .send(
-            reqwest::Method::POST,
-            "/v1/agents",
-            ADMIN_TOKEN,
-            Some(json!({"name": "spread"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{agent}");
+    let agent = a.create_agent("spread").await;
     let key = agent["api_key"].as_str().unwrap().to_string();
     // Six denials through one node and five through the other: 11 in the shared window.
     for i in 0..11 {
