@@ -392,6 +392,45 @@ pub mod hex32 {
     }
 }
 
+/// An event as stored, unparsed: its columns, with `data` as the stored text. What a
+/// database verifier reads ([`ChainVerifier::push_raw`]) without parsing the JSON of events
+/// that are intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// RFC 3339 UTC timestamp.
+    pub ts: String,
+    /// The chain (organisation id or `system`).
+    pub org_id: String,
+    /// The agent involved, if any.
+    pub agent_id: Option<String>,
+    /// The action involved, if any.
+    pub action_id: Option<String>,
+    /// The event type.
+    pub event_type: String,
+    /// The stored text of `data` (RFC 8785 canonical JSON as AAF writes it).
+    pub data: String,
+    /// The stored `prev_hash`.
+    pub prev_hash: [u8; 32],
+    /// The stored `hash`.
+    pub hash: [u8; 32],
+}
+
+impl StoredEvent {
+    /// The header of the event.
+    pub fn header(&self) -> EventHeader<'_> {
+        EventHeader {
+            seq: self.seq,
+            ts: &self.ts,
+            org_id: &self.org_id,
+            agent_id: self.agent_id.as_deref(),
+            action_id: self.action_id.as_deref(),
+            event_type: &self.event_type,
+        }
+    }
+}
+
 /// The result of verifying one organisation's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainSummary {
@@ -553,6 +592,9 @@ pub struct ChainVerifier {
     last_seq: u64,
     last_hash: [u8; 32],
     failed: Option<ChainError>,
+    /// `Some` when leaf hashes are computed ([`ChainVerifier::with_leaves`]): the last
+    /// verified event's, `[0; 32]` before the first.
+    last_leaf: Option<[u8; 32]>,
 }
 
 impl ChainVerifier {
@@ -564,7 +606,35 @@ impl ChainVerifier {
             last_seq: 0,
             last_hash: GENESIS_HASH,
             failed: None,
+            last_leaf: None,
         }
+    }
+
+    /// Continues verifying the chain of `org_id` after an event already verified: the next
+    /// event must have seq `last_seq + 1` and `prev_hash` = `last_hash`. [`ChainSummary::count`]
+    /// then counts the events verified since. The tree builder uses it to go on from the
+    /// tree's size without reading the chain again from its start.
+    pub fn resume(org_id: impl Into<String>, last_seq: u64, last_hash: [u8; 32]) -> ChainVerifier {
+        ChainVerifier {
+            last_seq,
+            last_hash,
+            ..ChainVerifier::new(org_id)
+        }
+    }
+
+    /// Also computes each verified event's Merkle leaf hash
+    /// ([`crate::evidence::event_leaf_hash`]: `SHA-256(0x00 || JCS(event))`, the bytes the
+    /// chain hash covers), read with [`ChainVerifier::last_leaf_hash`]. Costs one more
+    /// SHA-256 of the event per event.
+    pub fn with_leaves(mut self) -> ChainVerifier {
+        self.last_leaf = Some([0; 32]);
+        self
+    }
+
+    /// The leaf hash of the last event verified, when [`ChainVerifier::with_leaves`] was
+    /// asked for and an event was verified (`None` otherwise).
+    pub fn last_leaf_hash(&self) -> Option<[u8; 32]> {
+        self.last_leaf.filter(|_| self.count > 0)
     }
 
     /// The organisation whose chain this verifies.
@@ -613,6 +683,66 @@ impl ChainVerifier {
         stored_data: &[u8],
     ) -> Result<(), ChainError> {
         self.push_event(chained, Some(stored_data))
+    }
+
+    /// Verifies the next event from its stored columns: as [`ChainVerifier::push_stored`],
+    /// but without parsing `data` when the event is intact. The hash is first computed over
+    /// the header and the stored `data` bytes exactly as they are; when it is the stored
+    /// hash, those bytes are the ones hashed when the event was written (AAF writes the
+    /// canonical form), and the event is accepted. Otherwise `data` is parsed and checked as
+    /// [`ChainVerifier::push_stored`] does, which reports what is wrong (or accepts the forms
+    /// of events written by earlier versions). Same results as `push_stored` for everything
+    /// AAF writes, about twice as fast (no JSON parse, no re-serialisation).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChainVerifier::push_stored`]; [`ChainErrorKind::Malformed`] when `data` is not
+    /// JSON.
+    pub fn push_raw(&mut self, stored: &StoredEvent) -> Result<(), ChainError> {
+        self.check_sequence(stored.seq)?;
+        let expected_seq = self.last_seq + 1;
+        if stored.org_id == self.org_id && stored.prev_hash == self.last_hash {
+            if let Ok(canonical) = canonical_event_parts(&stored.header(), stored.data.as_bytes()) {
+                let mut hasher = Sha256::new();
+                hasher.update(stored.prev_hash);
+                hasher.update(&canonical);
+                let computed: [u8; 32] = hasher.finalize().into();
+                if computed == stored.hash {
+                    if let Some(leaf) = self.last_leaf.as_mut() {
+                        *leaf = crate::evidence::event_leaf_hash(&canonical);
+                    }
+                    self.count += 1;
+                    self.last_seq = stored.seq;
+                    self.last_hash = stored.hash;
+                    return Ok(());
+                }
+            }
+        }
+        let data: serde_json::Value = match serde_json::from_str(&stored.data) {
+            Ok(data) => data,
+            Err(e) => {
+                return Err(self.fail(
+                    expected_seq,
+                    ChainErrorKind::Malformed {
+                        reason: format!("data is not json: {e}"),
+                    },
+                ))
+            }
+        };
+        let chained = ChainedEvent {
+            event: AuditEvent {
+                seq: stored.seq,
+                ts: stored.ts.clone(),
+                org_id: stored.org_id.clone(),
+                agent_id: stored.agent_id.clone(),
+                action_id: stored.action_id.clone(),
+                event_type: stored.event_type.clone(),
+                data,
+            },
+            prev_hash: stored.prev_hash,
+            hash: stored.hash,
+        };
+        self.push_event(&chained, Some(stored.data.as_bytes()))
     }
 
     fn push_event(
@@ -677,13 +807,18 @@ impl ChainVerifier {
                 ));
             }
         }
-        let computed = match event_hash_parts(
-            &chained.prev_hash,
-            &EventHeader::of(&chained.event),
-            &canonical_data,
-        ) {
-            Ok(hash) => hash,
-            Err(e) => return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))),
+        let canonical =
+            match canonical_event_parts(&EventHeader::of(&chained.event), &canonical_data) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string())))
+                }
+            };
+        let computed: [u8; 32] = {
+            let mut hasher = Sha256::new();
+            hasher.update(chained.prev_hash);
+            hasher.update(&canonical);
+            hasher.finalize().into()
         };
         if computed != chained.hash {
             return Err(self.fail(
@@ -693,6 +828,9 @@ impl ChainVerifier {
                     stored: chained.hash,
                 },
             ));
+        }
+        if let Some(leaf) = self.last_leaf.as_mut() {
+            *leaf = crate::evidence::event_leaf_hash(&canonical);
         }
         self.count += 1;
         self.last_seq = chained.event.seq;
@@ -846,6 +984,108 @@ mod tests {
             event_type: event_types::ACTION_DECIDED.to_string(),
             data,
         }
+    }
+
+    /// `chained` as stored: `data` as the given text.
+    fn stored(chained: &ChainedEvent, data: String) -> StoredEvent {
+        StoredEvent {
+            seq: chained.event.seq,
+            ts: chained.event.ts.clone(),
+            org_id: chained.event.org_id.clone(),
+            agent_id: chained.event.agent_id.clone(),
+            action_id: chained.event.action_id.clone(),
+            event_type: chained.event.event_type.clone(),
+            data,
+            prev_hash: chained.prev_hash,
+            hash: chained.hash,
+        }
+    }
+
+    fn canonical_data(chained: &ChainedEvent) -> String {
+        String::from_utf8(crate::canonical::to_canonical_json(&chained.event.data).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn raw_verification_agrees_with_stored_verification_and_gives_the_leaves() {
+        let events = chain(20);
+        // Intact: both accept, the leaves are the tree's.
+        let mut raw = ChainVerifier::new("o1").with_leaves();
+        let mut tree = crate::evidence::merkle::MemoryTree::new();
+        for e in &events {
+            raw.push_raw(&stored(e, canonical_data(e))).unwrap();
+            let leaf = raw.last_leaf_hash().unwrap();
+            assert_eq!(
+                leaf,
+                crate::evidence::merkle::leaf_hash(&canonical_event(&e.event).unwrap())
+            );
+            tree.append(leaf).unwrap();
+        }
+        assert_eq!(raw.finish(Some((20, events[19].hash))).unwrap().count, 20);
+        assert_eq!(tree.size(), 20);
+
+        // Each kind of damage is reported as push_stored reports it.
+        type Damage = fn(&mut StoredEvent);
+        let damages: [(&str, Damage); 5] = [
+            ("changed value", |s| s.data = s.data.replace("1.5", "2.5")),
+            ("other spelling", |s| s.data = s.data.replace("1.5", "1.50")),
+            ("not json", |s| s.data = "{".into()),
+            ("changed type", |s| s.event_type = "auth.failed".into()),
+            ("other org", |s| s.org_id = "o2".into()),
+        ];
+        for (what, damage) in damages {
+            let mut raw = ChainVerifier::new("o1");
+            let mut strict = ChainVerifier::new("o1");
+            for e in &events[..6] {
+                let mut row = stored(e, canonical_data(e));
+                if e.event.seq == 6 {
+                    damage(&mut row);
+                }
+                let by_raw = raw.push_raw(&row);
+                let by_stored = match serde_json::from_str(&row.data) {
+                    Ok(data) => {
+                        let mut parsed = e.clone();
+                        parsed.event.data = data;
+                        parsed.event.event_type = row.event_type.clone();
+                        parsed.event.org_id = row.org_id.clone();
+                        strict.push_stored(&parsed, row.data.as_bytes())
+                    }
+                    Err(_) => Err(strict.push_malformed(6, "data is not json")),
+                };
+                match (by_raw, by_stored) {
+                    (Ok(()), Ok(())) => assert!(e.event.seq < 6, "{what}"),
+                    (Err(a), Err(b)) => {
+                        assert_eq!((a.seq, e.event.seq), (6, 6), "{what}");
+                        assert_eq!(
+                            std::mem::discriminant(&a.kind),
+                            std::mem::discriminant(&b.kind),
+                            "{what}: {a} / {b}"
+                        );
+                    }
+                    (a, b) => panic!("{what}: raw {a:?}, stored {b:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_resumed_verifier_goes_on_from_a_verified_event() {
+        let events = chain(10);
+        let mut verifier = ChainVerifier::resume("o1", 6, events[5].hash);
+        for e in &events[6..] {
+            verifier.push_raw(&stored(e, canonical_data(e))).unwrap();
+        }
+        let summary = verifier.finish(Some((10, events[9].hash))).unwrap();
+        assert_eq!((summary.count, summary.head_seq), (4, 10));
+        // Resumed at the wrong hash, the next event does not link.
+        let mut wrong = ChainVerifier::resume("o1", 6, events[4].hash);
+        let e = wrong
+            .push_raw(&stored(&events[6], canonical_data(&events[6])))
+            .unwrap_err();
+        assert!(
+            matches!(e.kind, ChainErrorKind::PrevHashMismatch { .. }),
+            "{e}"
+        );
     }
 
     /// A valid chain of `n` events of org `o1`.

@@ -24,6 +24,7 @@
 
 pub mod alerts;
 mod error;
+pub mod evidence;
 mod model;
 mod postgres;
 mod prepared;

@@ -891,6 +891,26 @@ pub enum Mutation {
         /// The `folded_until` of the profile the new one was computed from.
         expected: Option<(String, String)>,
     },
+    /// Extend an audit chain's Merkle tree (docs/audit.md, "Transparency log"): store
+    /// `hashes` (`(stored index, hash)`, from [`aaf_core::evidence::merkle::hashes_to_store`])
+    /// unless an index is stored already, and record that the tree has `size` leaves ending
+    /// at the event whose chain hash is `last_hash`, unless it is recorded further. Idempotent:
+    /// nodes building the same tree at once write the same rows.
+    ExtendAuditTree {
+        /// The chain (organisation id or `system`).
+        org_id: String,
+        /// The tree's size after these hashes.
+        size: u64,
+        /// The chain hash of the event at seq `size`.
+        last_hash: [u8; 32],
+        /// The stored hashes to add.
+        hashes: Vec<(u64, [u8; 32])>,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Store a signed checkpoint, unless one of its chain and tree size is stored (the same:
+    /// Ed25519 signatures are deterministic).
+    PutCheckpoint(crate::evidence::StoredCheckpoint),
     /// Accept a tool's pending definition: when its pending hash is `hash`, it becomes the
     /// accepted definition (`accepted_at` = `now`, `accepted_by` = `by`) and nothing is
     /// pending any more. [`crate::StoreError::NotFound`] when the tool has no pin,

@@ -18,13 +18,13 @@
 
 mod alerts;
 mod budgets;
+mod evidence;
 mod mcp;
 mod profiles;
 
 use std::collections::{BTreeMap, HashMap};
 
-use aaf_core::audit::{ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent};
-use futures::TryStreamExt;
+use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
@@ -36,10 +36,9 @@ use crate::model::{
 };
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, EventRow, PreparedUnit};
 use crate::rows::{
-    action_from_row, agent_from_row, agent_principal_from_row, compare_with_orgs,
-    delivery_from_row, finish_chain, head_from_row, key_from_row, org_from_row,
-    policy_object_from_row, policy_version_from_row, revision_from_row, settings_from_row,
-    shadow_count_from_row, shadow_result_from_row, stored_event_from_row, token_principal_from_row,
+    action_from_row, agent_from_row, agent_principal_from_row, delivery_from_row, head_from_row,
+    key_from_row, org_from_row, policy_object_from_row, policy_version_from_row, revision_from_row,
+    settings_from_row, shadow_count_from_row, shadow_result_from_row, token_principal_from_row,
     user_from_row, vote_from_row, webhook_from_row, DbRow,
 };
 use crate::{sql, StoreError};
@@ -957,64 +956,8 @@ impl PgStore {
     pub(crate) async fn verify_audit(
         &self,
     ) -> Result<Vec<Result<ChainSummary, ChainError>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let chains: Vec<String> = sqlx::query_scalar("SELECT aaf_chain_ids() ORDER BY 1")
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut results = Vec::with_capacity(chains.len());
-        for org_id in chains {
-            set_org(&mut tx, &org_id).await?;
-            let mut heads: HashMap<String, Result<(u64, [u8; 32]), ChainError>> = HashMap::new();
-            if let Some(row) =
-                sqlx::query("SELECT org_id, seq, hash FROM audit_heads WHERE org_id = $1")
-                    .bind(&org_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            {
-                let head = head_from_row(&row).map_err(|(seq, reason)| ChainError {
-                    org_id: org_id.clone(),
-                    seq: seq.unwrap_or(0),
-                    kind: ChainErrorKind::Malformed {
-                        reason: format!("chain head: {reason}"),
-                    },
-                });
-                heads.insert(org_id.clone(), head);
-            }
-            let mut verifier = ChainVerifier::new(org_id.clone());
-            let mut failed = None;
-            {
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM audit_events WHERE org_id = $1 ORDER BY seq"
-                );
-                let mut rows = sqlx::query(&sql).bind(&org_id).fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await? {
-                    let outcome = match stored_event_from_row(&row) {
-                        Ok((event, stored)) => verifier.push_stored(&event, stored.as_bytes()),
-                        Err((seq, reason)) => {
-                            let seq = seq.unwrap_or_else(|| verifier.next_seq());
-                            Err(verifier.push_malformed(seq, reason))
-                        }
-                    };
-                    if let Err(e) = outcome {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            results.push(match failed {
-                Some(e) => Err(e),
-                None => finish_chain(verifier, &mut heads),
-            });
-        }
-        let org_ids: Vec<String> = sqlx::query_scalar("SELECT aaf_org_ids()")
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        compare_with_orgs(&mut results, &org_ids);
-        Ok(results)
+        let verifications = self.verify_audit_tree(&BTreeMap::new()).await?;
+        Ok(verifications.into_iter().map(|v| v.result).collect())
     }
 
     pub(crate) async fn commit(
@@ -1850,6 +1793,9 @@ async fn apply_mutation(
             alerts::apply_mutation(ctx, mutation).await?
         }
         Mutation::PutAgentProfile { .. } => profiles::apply_mutation(ctx, mutation).await?,
+        Mutation::ExtendAuditTree { .. } | Mutation::PutCheckpoint(_) => {
+            evidence::apply_mutation(ctx, mutation).await?
+        }
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

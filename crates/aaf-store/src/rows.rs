@@ -126,6 +126,27 @@ pub(crate) fn compare_with_orgs(
     results.sort_by(|a, b| result_org(a).cmp(result_org(b)));
 }
 
+/// [`compare_with_orgs`] for chains verified with their trees: the results are compared,
+/// each keeps its tree and checkpoints, and a chain missing from them is added with none.
+pub(crate) fn compare_verifications(
+    verifications: &mut Vec<crate::evidence::ChainVerification>,
+    org_ids: &[String],
+) {
+    let mut by_org: HashMap<String, crate::evidence::ChainVerification> = verifications
+        .drain(..)
+        .map(|v| (v.org_id().to_string(), v))
+        .collect();
+    let mut results: Vec<_> = by_org.values().map(|v| v.result.clone()).collect();
+    compare_with_orgs(&mut results, org_ids);
+    for result in results {
+        let mut verification = by_org
+            .remove(result_org(&result))
+            .unwrap_or_else(|| crate::evidence::ChainVerification::of(result.clone()));
+        verification.result = result;
+        verifications.push(verification);
+    }
+}
+
 /// Reads an `audit_heads` row; on failure, the seq if it could be read and the reason.
 pub(crate) fn head_from_row(row: &impl DbRow) -> Result<(u64, [u8; 32]), (Option<u64>, String)> {
     parse_head(row.col::<i64>("seq").map_err(|e| e.to_string()), || {

@@ -19,8 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use aaf_core::audit::{ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent};
-use futures::TryStreamExt;
+use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -39,16 +38,16 @@ use aaf_core::rate_limit::RateLimit;
 
 mod alerts;
 pub(crate) mod budgets;
+pub(crate) mod evidence;
 mod identity;
 pub(crate) mod mcp;
 pub(crate) mod profiles;
 
 use crate::prepared::{link_events, seq_to_sql, ActionTexts, EventData, PreparedUnit};
 use crate::rows::{
-    action_from_row, agent_from_row, compare_with_orgs, delivery_from_row, finish_chain,
-    head_from_row, org_from_row, parse_head, policy_object_from_row, policy_version_from_row,
-    revision_from_row, settings_from_row, shadow_count_from_row, shadow_result_from_row,
-    stored_event_from_row, vote_from_row, webhook_from_row, DbRow,
+    action_from_row, agent_from_row, delivery_from_row, org_from_row, parse_head,
+    policy_object_from_row, policy_version_from_row, revision_from_row, settings_from_row,
+    shadow_count_from_row, shadow_result_from_row, vote_from_row, webhook_from_row, DbRow,
 };
 
 /// The database file inside the data directory.
@@ -63,7 +62,6 @@ macro_rules! event_columns {
         "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash"
     };
 }
-const EVENT_COLUMNS: &str = event_columns!();
 
 /// Columns of `actions`, in insert and select order.
 macro_rules! action_columns {
@@ -667,75 +665,10 @@ impl SqliteStore {
     pub(crate) async fn verify_audit(
         &self,
     ) -> Result<Vec<Result<ChainSummary, ChainError>>, StoreError> {
-        let mut conn = self.reader.acquire().await?;
-        // One read transaction, so heads and events come from the same snapshot even while
-        // the writer appends.
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let head_rows = sqlx::query("SELECT org_id, seq, hash FROM audit_heads")
-            .fetch_all(&mut *tx)
+        let verifications = self
+            .verify_audit_tree(&std::collections::BTreeMap::new())
             .await?;
-        let mut heads: HashMap<String, Result<(u64, [u8; 32]), ChainError>> = HashMap::new();
-        for row in &head_rows {
-            let org_id: String = row.try_get("org_id")?;
-            let head = head_from_row(row).map_err(|(seq, reason)| ChainError {
-                org_id: org_id.clone(),
-                seq: seq.unwrap_or(0),
-                kind: ChainErrorKind::Malformed {
-                    reason: format!("chain head: {reason}"),
-                },
-            });
-            heads.insert(org_id, head);
-        }
-
-        let mut results: Vec<Result<ChainSummary, ChainError>> = Vec::new();
-        let mut current: Option<(ChainVerifier, bool)> = None;
-        {
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY org_id, seq");
-            let mut rows = sqlx::query(&sql).fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                let org_id: String = row.try_get("org_id")?;
-                let same_org = current
-                    .as_ref()
-                    .is_some_and(|(verifier, _)| verifier.org_id() == org_id);
-                if !same_org {
-                    if let Some((verifier, _)) = current.take() {
-                        results.push(finish_chain(verifier, &mut heads));
-                    }
-                    current = Some((ChainVerifier::new(org_id), false));
-                }
-                let Some((verifier, failed)) = current.as_mut() else {
-                    continue;
-                };
-                if *failed {
-                    continue;
-                }
-                let outcome = match stored_event_from_row(&row) {
-                    Ok((event, stored)) => verifier.push_stored(&event, stored.as_bytes()),
-                    Err((seq, reason)) => {
-                        let seq = seq.unwrap_or_else(|| verifier.next_seq());
-                        Err(verifier.push_malformed(seq, reason))
-                    }
-                };
-                *failed = outcome.is_err();
-            }
-        }
-        if let Some((verifier, _)) = current.take() {
-            results.push(finish_chain(verifier, &mut heads));
-        }
-        // Chains whose head survived but whose events are all gone.
-        for (org_id, head) in heads.drain() {
-            let verifier = ChainVerifier::new(org_id);
-            results.push(match head {
-                Ok(head) => verifier.finish(Some(head)),
-                Err(e) => Err(e),
-            });
-        }
-        let org_ids: Vec<String> = sqlx::query_scalar("SELECT id FROM orgs")
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        compare_with_orgs(&mut results, &org_ids);
-        Ok(results)
+        Ok(verifications.into_iter().map(|v| v.result).collect())
     }
 
     /// Writes `units` in one transaction; see [`crate::Store::commit`].

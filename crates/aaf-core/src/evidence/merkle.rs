@@ -495,6 +495,67 @@ impl HashReader for MemoryTree {
     }
 }
 
+/// The right edge of a tree, enough to compute its root as leaves are appended: the roots
+/// of its complete subtrees (one per 1 bit of the size, largest first), at most 63 hashes
+/// whatever the size. What a verifier streaming a chain of any length uses to compare the
+/// tree it recomputes with checkpoints; it cannot give proofs (a [`MemoryTree`] or the
+/// stored hashes can).
+///
+/// Appending is one [`leaf_hash`] plus on average one [`node_hash`]; [`CompactTree::root`]
+/// is at most 62 node hashes. The roots equal [`root`]'s (RFC 9162 section 2.1.1): the
+/// largest power of two below the size splits the tree, and each complete subtree is one
+/// of those splits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactTree {
+    size: u64,
+    /// `(height, hash)` of the complete subtrees, left to right (strictly decreasing height).
+    edge: Vec<(u32, Hash)>,
+}
+
+impl CompactTree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a leaf by its leaf hash and returns the new size.
+    ///
+    /// # Errors
+    ///
+    /// [`MerkleError::TreeTooLarge`] when the tree already has [`MAX_TREE_SIZE`] leaves.
+    pub fn append(&mut self, leaf: Hash) -> Result<u64, MerkleError> {
+        check_tree_size(self.size.saturating_add(1))?;
+        let mut node = (0_u32, leaf);
+        while let Some(&(height, left)) = self.edge.last() {
+            if height != node.0 {
+                break;
+            }
+            self.edge.pop();
+            node = (height + 1, node_hash(&left, &node.1));
+        }
+        self.edge.push(node);
+        self.size += 1;
+        Ok(self.size)
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the tree ([`EMPTY_ROOT`] when empty).
+    pub fn root(&self) -> Hash {
+        let mut hashes = self.edge.iter().rev().map(|(_, hash)| *hash);
+        let Some(mut root) = hashes.next() else {
+            return EMPTY_ROOT;
+        };
+        for left in hashes {
+            root = node_hash(&left, &root);
+        }
+        root
+    }
+}
+
 /// Why a proof does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
@@ -683,6 +744,22 @@ mod tests {
     /// Leaf data of the test trees.
     fn data(i: u64) -> Vec<u8> {
         format!("audit event {i}").into_bytes()
+    }
+
+    #[test]
+    fn the_compact_tree_has_the_roots_of_the_stored_tree_at_every_size() {
+        let mut compact = CompactTree::new();
+        let mut stored = MemoryTree::new();
+        assert_eq!(compact.root(), EMPTY_ROOT);
+        for i in 0..300 {
+            let leaf = leaf_hash(&data(i));
+            assert_eq!(compact.append(leaf).unwrap(), i + 1);
+            stored.append(leaf).unwrap();
+            assert_eq!(compact.root(), stored.root().unwrap(), "size {}", i + 1);
+            assert_eq!(compact.size(), stored.size());
+        }
+        // The edge never holds more hashes than the size has 1 bits.
+        assert_eq!(compact.edge.len(), 300_u64.count_ones() as usize);
     }
 
     /// The largest power of two below `n` (`n > 1`).

@@ -21,3 +21,11 @@
 
 pub mod checkpoint;
 pub mod merkle;
+
+/// The Merkle leaf hash of an audit event: `SHA-256(0x00 || JCS(event))` ([`merkle::leaf_hash`]
+/// of `canonical_event`), where `canonical_event` is the RFC 8785 canonical JSON of the event
+/// ([`crate::audit::canonical_event`]): exactly the bytes the chain hash covers. Leaf `i`
+/// (0-based) of an organisation's tree is its event with seq `i + 1`.
+pub fn event_leaf_hash(canonical_event: &[u8]) -> merkle::Hash {
+    merkle::leaf_hash(canonical_event)
+}
