@@ -91,6 +91,8 @@ pub struct AppState {
     pub outbound: Arc<crate::pipeline::outbound::OrgRules>,
     /// The external classifier (`detection.classifier`), if one is configured.
     pub classifier: Option<Arc<crate::pipeline::classifier::Classifier>>,
+    /// The transparency log over the audit chains: trees, checkpoints, proofs.
+    pub evidence: Arc<crate::evidence::TransparencyLog>,
 }
 
 impl AppState {
@@ -245,6 +247,18 @@ pub fn router(state: AppState) -> Router {
             get(policies::get_revision),
         )
         .route("/v1/audit", get(api::list_audit))
+        .route(
+            "/v1/audit/checkpoint",
+            get(api::evidence::get_checkpoint).post(api::evidence::sign_checkpoint),
+        )
+        .route(
+            "/v1/audit/proof/inclusion",
+            get(api::evidence::inclusion_proof),
+        )
+        .route(
+            "/v1/audit/proof/consistency",
+            get(api::evidence::consistency_proof),
+        )
         .route_service(
             crate::mcp::PATH,
             tower::ServiceBuilder::new()
@@ -324,6 +338,9 @@ pub enum StartError {
     /// The external classifier's client cannot be built.
     #[error("{0}")]
     Classifier(String),
+    /// The transparency log cannot be set up (its key or a sink).
+    #[error("{0}")]
+    Evidence(String),
     /// The admin token file could not be written.
     #[error("cannot write {0}: {1}")]
     TokenFile(PathBuf, String),
@@ -535,7 +552,31 @@ pub async fn prepare_with_clock(
             runtime: Arc::clone(&runtime),
         },
     ));
+    // The transparency log over the chains (built in the background by its worker).
+    let log_key = crate::evidence::load_log_key(
+        &config.evidence,
+        config
+            .database
+            .url
+            .is_none()
+            .then_some(config.data_dir.as_path()),
+    )
+    .map_err(StartError::Evidence)?;
+    if log_key.is_none() && config.evidence.enabled {
+        tracing::warn!("no audit log key is configured (evidence.log_key_file): the Merkle trees are built and proofs served, but no checkpoint is signed; on PostgreSQL every node must be given the same key");
+    }
+    let evidence = Arc::new(
+        crate::evidence::TransparencyLog::new(
+            store.clone(),
+            writer.clone(),
+            config.evidence.clone(),
+            log_key,
+            Arc::clone(&secrets),
+        )
+        .map_err(StartError::Evidence)?,
+    );
     let state = AppState {
+        evidence,
         store,
         writer,
         registry: Arc::new(registry),
@@ -635,7 +676,7 @@ async fn bootstrap(
 
 /// Writes `content` to `path` with mode 0600 (owner read/write only), refusing to overwrite;
 /// creates the directory (mode 0700) when missing.
-fn write_secret_file(path: &Path, content: &str) -> Result<(), StartError> {
+pub(crate) fn write_secret_file(path: &Path, content: &str) -> Result<(), StartError> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         let mut builder = std::fs::DirBuilder::new();
@@ -687,6 +728,7 @@ pub async fn run(
         Arc::clone(&state.webhooks),
     ));
     let refresher = tokio::spawn(crate::policies::refresher(state.clone()));
+    let evidence = tokio::spawn(crate::evidence::worker(Arc::clone(&state.evidence)));
     let alert_worker = state
         .alerts
         .take_receiver()
@@ -727,6 +769,7 @@ pub async fn run(
     sweeper.abort();
     deliveries.abort();
     refresher.abort();
+    evidence.abort();
     if let Some(worker) = &alert_worker {
         worker.abort();
     }

@@ -71,6 +71,9 @@ pub struct Config {
     /// The built-in alert rules: thresholds, rules turned off, rules that stop the agent
     /// (docs/alerts.md).
     pub alerts: crate::alerts::AlertsConfig,
+    /// The transparency log over the audit chains: Merkle trees, signed checkpoints and
+    /// where they are exported (docs/audit.md, "Transparency log").
+    pub evidence: crate::evidence::EvidenceConfig,
     /// Named secrets AAF presents to upstreams for the agents (docs/credentials.md):
     /// `name = { env = "VAR" }` or `name = { file = "/path" }`, referred to as
     /// `${secret:name}`. Default: none.
@@ -331,6 +334,7 @@ impl Default for Config {
             mcp: McpConfig::default(),
             detection: DetectionConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
+            evidence: crate::evidence::EvidenceConfig::default(),
             secrets: std::collections::BTreeMap::new(),
         }
     }
@@ -1042,6 +1046,7 @@ impl Config {
                 ConfigError::Invalid(format!("runtime.session.{field} {message}"))
             })?;
         self.alerts.validate().map_err(ConfigError::Invalid)?;
+        self.evidence.validate().map_err(ConfigError::Invalid)?;
         self.runtime
             .circuit_breakers
             .validate()

@@ -20,6 +20,7 @@ pub mod config;
 pub mod connections;
 pub mod connectors;
 pub mod error;
+pub mod evidence;
 pub mod key_cache;
 pub mod mcp;
 pub mod metrics;

@@ -505,6 +505,30 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/v1/audit/checkpoint",
+        allow: &[ADMIN, APPROVER, AUDITOR],
+        summary: "the latest signed checkpoint of the organisation's audit chain",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/audit/checkpoint",
+        allow: &[ADMIN, AUDITOR],
+        summary: "bring the audit tree up to date and sign a checkpoint now",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/audit/proof/inclusion",
+        allow: &[ADMIN, APPROVER, AUDITOR],
+        summary: "the inclusion proof of an audit event in a tree size",
+    },
+    Permission {
+        method: "GET",
+        path: "/v1/audit/proof/consistency",
+        allow: &[ADMIN, APPROVER, AUDITOR],
+        summary: "the consistency proof between two tree sizes",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/alerts",
         allow: &[ADMIN, APPROVER, AUDITOR],
         summary: "list the organisation's alerts (filters: status, rule, agent)",

@@ -19,6 +19,7 @@ use aaf_server::policy_loader::{load_policies, PolicyOrigin};
 use aaf_store::{PgOptions, Store, StoreOptions};
 use clap::{Args, Parser, Subcommand};
 
+mod audit_cmd;
 mod mcp_bridge;
 use serde_json::Value;
 
@@ -174,11 +175,37 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute every audit chain of a data directory (or PostgreSQL database) and report
-    /// the head of each.
+    /// Recompute every audit chain of a data directory (or PostgreSQL database) and its
+    /// Merkle tree, report the head of each, and check every signed checkpoint (those in the
+    /// database, and with --checkpoints those exported to a directory sink) against the
+    /// tree recomputed from the events.
     Verify {
         #[command(flatten)]
         db: DbArgs,
+        /// A directory of exported checkpoints (a directory sink, `evidence.sinks`): each
+        /// must be signed by the log key and match the events, so rewriting the database
+        /// together with its chain heads is detected.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The log's verifier key (`<name>+<id>+<base64>`, printed when the key was made).
+        /// Default: derived from --log-key-file, or from the data directory's generated
+        /// `log-key`.
+        #[arg(long)]
+        verifier_key: Option<String>,
+        /// The log's private key file, to derive the verifier key from.
+        #[arg(long)]
+        log_key_file: Option<PathBuf>,
+    },
+    /// Make a new log key (Ed25519, C2SP signed-note format) for `evidence.log_key_file`,
+    /// and print its verifier key.
+    Keygen {
+        /// The log's name: the key name and the start of every checkpoint origin, ideally a
+        /// domain name the log is known by (`aaf.example.com/audit`).
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -349,7 +376,20 @@ fn main() -> ExitCode {
                 coverage,
                 timeout_ms,
             }) => policy_test(&dirs, run.as_deref(), &format, coverage, timeout_ms),
-            Command::Audit(AuditCommand::Verify { db }) => audit_verify(&db).await,
+            Command::Audit(AuditCommand::Verify {
+                db,
+                checkpoints,
+                verifier_key,
+                log_key_file,
+            }) => {
+                let keys = audit_cmd::KeySource {
+                    verifier_key: verifier_key.as_deref(),
+                    log_key_file: log_key_file.as_deref(),
+                    data_dir: db.database_url.is_none().then_some(db.data_dir.as_path()),
+                };
+                audit_verify(&db, checkpoints.as_deref(), &keys).await
+            }
+            Command::Audit(AuditCommand::Keygen { name, out }) => audit_cmd::keygen(&name, &out),
             Command::Agents(cmd) => agents(cmd).await,
             Command::Approvals(cmd) => approvals(cmd).await,
             Command::Kill(args) => kill(args).await,
@@ -752,7 +792,11 @@ async fn orgs(cmd: OrgsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn audit_verify(db: &DbArgs) -> anyhow::Result<ExitCode> {
+async fn audit_verify(
+    db: &DbArgs,
+    checkpoints: Option<&Path>,
+    keys: &audit_cmd::KeySource<'_>,
+) -> anyhow::Result<ExitCode> {
     let store = match &db.database_url {
         Some(url) => {
             Store::open_postgres(
@@ -783,38 +827,9 @@ async fn audit_verify(db: &DbArgs) -> anyhow::Result<ExitCode> {
             .await?
         }
     };
-    println!("verifying the audit chains in {}", store.backend_name());
-    let reports = store.verify_audit().await?;
-    let mut failed = false;
-    let mut total = 0u64;
-    for report in &reports {
-        match report {
-            Ok(summary) => {
-                total += summary.count;
-                println!(
-                    "ok      chain {}: {} events, head seq {}, head hash {}",
-                    summary.org_id,
-                    summary.count,
-                    summary.head_seq,
-                    hex_hash(&summary.head_hash)
-                );
-            }
-            Err(e) => {
-                failed = true;
-                println!("BROKEN  {e}");
-            }
-        }
-    }
-    if failed {
-        eprintln!("audit verification FAILED: the audit log was changed after it was written");
-        Ok(ExitCode::FAILURE)
-    } else {
-        println!(
-            "audit verification passed: {} chains, {total} events",
-            reports.len()
-        );
-        Ok(ExitCode::SUCCESS)
-    }
+    let outcome = audit_cmd::verify(&store, checkpoints, keys).await;
+    store.close().await;
+    outcome
 }
 
 fn hex_hash(h: &[u8; 32]) -> String {

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use aaf_core::action::{ActionRequest, ActionStatus, Decision, Verdict};
 use aaf_core::audit::{event_types, ChainedEvent};
 use aaf_core::redact::redact;
-use aaf_store::{ActionRecord, NewEvent, WriteUnit, SYSTEM_CHAIN};
+use aaf_store::{ActionRecord, NewEvent, WriteUnit};
 
 use crate::app::AppState;
 use crate::auth::{AgentAuth, AnyAuth, Principal, UserAuth};
@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod approvals;
 pub mod body;
 pub mod budgets;
+pub mod evidence;
 pub mod identity;
 pub mod mcp;
 pub mod policies;
@@ -870,28 +871,7 @@ pub async fn list_audit(
     }
     let after_seq = u64::try_from(query.after_seq)
         .map_err(|_| ApiError::field("after_seq", "must be from 0 to 2^63-1"))?;
-    let chain = match query.chain.as_deref() {
-        None => user.org.id.clone(),
-        Some(SYSTEM_CHAIN)
-            if user.org.id == *state.default_org_id
-                && matches!(user.role.as_str(), "admin" | "auditor") =>
-        {
-            SYSTEM_CHAIN.to_string()
-        }
-        Some(SYSTEM_CHAIN) => {
-            return Err(ApiError::Forbidden(
-                "only admins and auditors of the first organisation may read the system chain"
-                    .into(),
-            ))
-        }
-        Some(other) if other == user.org.id => other.to_string(),
-        Some(_) => {
-            return Err(ApiError::field(
-                "chain",
-                "must be `system` or your organisation's id",
-            ))
-        }
-    };
+    let chain = evidence::requested_chain(&state, &user, query.chain.as_deref())?;
     let events = state.store.list_audit(&chain, after_seq, limit).await?;
     let next_after_seq = if events.len() == limit as usize {
         events.last().map(|e| e.event.seq)

@@ -1,0 +1,320 @@
+//! The transparency-log API (docs/audit.md, "Transparency log"): the latest signed checkpoint,
+//! signing one now, inclusion and consistency proofs. What they do is in
+//! [`crate::evidence::TransparencyLog`]; these handlers parse, call it and answer.
+
+use aaf_core::evidence::merkle::Hash;
+use aaf_store::evidence::StoredCheckpoint;
+use aaf_store::SYSTEM_CHAIN;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::app::AppState;
+use crate::auth::UserAuth;
+use crate::error::{ApiError, ErrorBody};
+
+/// A signed checkpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointView {
+    /// The chain: the organisation id or `system`.
+    pub chain: String,
+    /// The tree size it commits to (the events with seq 1 to `tree_size`).
+    pub tree_size: u64,
+    /// The root of that tree (RFC 9162 section 2.1.1), 64 hex characters.
+    pub root_hash: String,
+    /// The checkpoint as a C2SP signed note (`tlog-checkpoint` body: origin line
+    /// `<log name>/<chain>`, tree size, base64 root; a blank line; the Ed25519 signature
+    /// line), exactly as published to the sinks.
+    pub note: String,
+    /// When it was signed, RFC 3339 UTC.
+    pub created_at: String,
+    /// The signed-note verifier key of the log (`<name>+<key id>+<base64 key>`), when this
+    /// server has one. Compare it with the one you were given out of band: a key read from
+    /// the server you are checking proves nothing on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verifier_key: Option<String>,
+}
+
+impl CheckpointView {
+    fn of(checkpoint: StoredCheckpoint, state: &AppState) -> Self {
+        CheckpointView {
+            chain: checkpoint.org_id,
+            tree_size: checkpoint.tree_size,
+            root_hash: hex::encode(checkpoint.root_hash),
+            note: checkpoint.note,
+            created_at: checkpoint.created_at,
+            verifier_key: state.evidence.verifier_key(),
+        }
+    }
+}
+
+/// `?chain=`: which chain (`system`, or the caller's organisation, the default).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChainQuery {
+    /// `system` for the chain of unauthenticated events (admins and auditors of the first
+    /// organisation only); default: the caller's organisation.
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+/// `GET /v1/audit/proof/inclusion` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InclusionQuery {
+    /// The event's seq, 1 to 2^63-1.
+    #[param(minimum = 1)]
+    pub seq: Option<i64>,
+    /// The tree size to prove inclusion in, at least `seq`; default: the latest
+    /// checkpoint's.
+    #[serde(default)]
+    #[param(minimum = 1)]
+    pub tree_size: Option<i64>,
+    /// As for the checkpoint.
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+/// `GET /v1/audit/proof/consistency` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    /// The older tree size, at least 1.
+    #[param(minimum = 1)]
+    pub from: Option<i64>,
+    /// The newer tree size, at least `from`; default: the latest checkpoint's.
+    #[serde(default)]
+    #[param(minimum = 1)]
+    pub to: Option<i64>,
+    /// As for the checkpoint.
+    #[serde(default)]
+    pub chain: Option<String>,
+}
+
+/// An inclusion proof (RFC 9162 section 2.1.3.1) of one event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InclusionView {
+    /// The chain.
+    pub chain: String,
+    /// The event's seq.
+    pub seq: u64,
+    /// Its leaf index in the tree: `seq - 1`.
+    pub leaf_index: u64,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The event's leaf hash, `SHA-256(0x00 || JCS(event))`, hex.
+    pub leaf_hash: String,
+    /// The sibling hashes from the leaf up to the root, hex.
+    pub proof: Vec<String>,
+    /// The root of the tree of `tree_size`, hex.
+    pub root_hash: String,
+    /// The signed checkpoint of `tree_size`, when one was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointView>,
+}
+
+/// A consistency proof (RFC 9162 section 2.1.4.1) between two tree sizes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyView {
+    /// The chain.
+    pub chain: String,
+    /// The older size.
+    pub from: u64,
+    /// The newer size.
+    pub to: u64,
+    /// The root of the tree of `from`, hex.
+    pub from_root: String,
+    /// The root of the tree of `to`, hex.
+    pub to_root: String,
+    /// The proof's hashes, hex.
+    pub proof: Vec<String>,
+}
+
+fn hexes(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(hex::encode).collect()
+}
+
+/// The chain a request names: the caller's organisation, or `system` for admins and auditors
+/// of the first organisation (as `GET /v1/audit`).
+///
+/// # Errors
+///
+/// 403 for `system` asked by anyone else; 400 naming `chain` for another organisation.
+pub(crate) fn requested_chain(
+    state: &AppState,
+    user: &aaf_store::TokenPrincipal,
+    chain: Option<&str>,
+) -> Result<String, ApiError> {
+    match chain {
+        None => Ok(user.org.id.clone()),
+        Some(SYSTEM_CHAIN)
+            if user.org.id == *state.default_org_id
+                && matches!(user.role.as_str(), "admin" | "auditor") =>
+        {
+            Ok(SYSTEM_CHAIN.to_string())
+        }
+        Some(SYSTEM_CHAIN) => Err(ApiError::Forbidden(
+            "only admins and auditors of the first organisation may read the system chain".into(),
+        )),
+        Some(other) if other == user.org.id => Ok(other.to_string()),
+        Some(_) => Err(ApiError::field(
+            "chain",
+            "must be `system` or your organisation's id",
+        )),
+    }
+}
+
+/// A size or seq parameter: 1 to 2^63-1.
+fn positive(value: i64, field: &'static str) -> Result<u64, ApiError> {
+    u64::try_from(value)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| ApiError::field(field, "must be from 1 to 2^63-1"))
+}
+
+/// The latest signed checkpoint of the organisation's audit chain.
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+    params(ChainQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the latest checkpoint", body = CheckpointView),
+        (status = 400, description = "bad query parameter", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "the role may not read the audit log", body = ErrorBody),
+        (status = 404, description = "no checkpoint has been signed yet", body = ErrorBody),
+        (status = 503, description = "checkpoints are not signed here (no log key), or storage unavailable", body = ErrorBody),
+    ))]
+pub async fn get_checkpoint(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    query: Result<Query<ChainQuery>, QueryRejection>,
+) -> Result<Json<CheckpointView>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    let chain = requested_chain(&state, &user, query.chain.as_deref())?;
+    let checkpoint = state.evidence.latest(&chain).await?;
+    Ok(Json(CheckpointView::of(checkpoint, &state)))
+}
+
+/// Brings the organisation's tree up to its chain's head and signs a checkpoint of it now
+/// (written to the sinks before the answer); answers the latest checkpoint when the tree has
+/// not grown since.
+#[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit",
+    params(ChainQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the checkpoint of the chain as it is now", body = CheckpointView),
+        (status = 400, description = "bad query parameter", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "the role may not sign checkpoints", body = ErrorBody),
+        (status = 404, description = "the chain has no events", body = ErrorBody),
+        (status = 503, description = "checkpoints are not signed here (no log key), or storage unavailable", body = ErrorBody),
+    ))]
+pub async fn sign_checkpoint(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    query: Result<Query<ChainQuery>, QueryRejection>,
+) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    let chain = requested_chain(&state, &user, query.chain.as_deref())?;
+    let head = state
+        .store
+        .audit_chain_heads()
+        .await?
+        .into_iter()
+        .find(|(org, _)| *org == chain)
+        .map_or(0, |(_, seq)| seq);
+    state.evidence.build(&chain, head).await?;
+    let checkpoint = state
+        .evidence
+        .checkpoint(&chain, true)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("chain: the chain has no events yet".into()))?;
+    Ok((StatusCode::OK, Json(CheckpointView::of(checkpoint, &state))))
+}
+
+/// The inclusion proof of one event of the organisation's chain in a tree (default: the
+/// latest checkpoint's).
+#[utoipa::path(get, path = "/v1/audit/proof/inclusion", tag = "audit",
+    params(InclusionQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the proof", body = InclusionView),
+        (status = 400, description = "bad or missing parameter (named), or seq beyond tree_size", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "the role may not read the audit log", body = ErrorBody),
+        (status = 404, description = "tree_size beyond the tree built so far, or no checkpoint yet", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody),
+    ))]
+pub async fn inclusion_proof(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    query: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<InclusionView>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    let chain = requested_chain(&state, &user, query.chain.as_deref())?;
+    let seq = positive(
+        query
+            .seq
+            .ok_or_else(|| ApiError::field("seq", "is required: the event's seq"))?,
+        "seq",
+    )?;
+    let tree_size = query
+        .tree_size
+        .map(|size| positive(size, "tree_size"))
+        .transpose()?;
+    let proof = state.evidence.inclusion(&chain, seq, tree_size).await?;
+    Ok(Json(InclusionView {
+        chain,
+        seq: proof.seq,
+        leaf_index: proof.seq - 1,
+        tree_size: proof.tree_size,
+        leaf_hash: hex::encode(proof.leaf_hash),
+        proof: hexes(&proof.proof),
+        root_hash: hex::encode(proof.root_hash),
+        checkpoint: proof.checkpoint.map(|c| CheckpointView::of(c, &state)),
+    }))
+}
+
+/// The consistency proof between two sizes of the organisation's tree (default `to`: the
+/// latest checkpoint's).
+#[utoipa::path(get, path = "/v1/audit/proof/consistency", tag = "audit",
+    params(ConsistencyQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the proof", body = ConsistencyView),
+        (status = 400, description = "bad or missing parameter (named), or from > to", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "the role may not read the audit log", body = ErrorBody),
+        (status = 404, description = "to beyond the tree built so far, or no checkpoint yet", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody),
+    ))]
+pub async fn consistency_proof(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    query: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<ConsistencyView>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    let chain = requested_chain(&state, &user, query.chain.as_deref())?;
+    let from = positive(
+        query
+            .from
+            .ok_or_else(|| ApiError::field("from", "is required: the older tree size"))?,
+        "from",
+    )?;
+    let to = query.to.map(|to| positive(to, "to")).transpose()?;
+    let proof = state.evidence.consistency(&chain, from, to).await?;
+    Ok(Json(ConsistencyView {
+        chain,
+        from: proof.from,
+        to: proof.to,
+        from_root: hex::encode(proof.from_root),
+        to_root: hex::encode(proof.to_root),
+        proof: hexes(&proof.proof),
+    }))
+}
