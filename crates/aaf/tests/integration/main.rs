@@ -17,6 +17,7 @@ mod connector;
 mod contract;
 mod credentials;
 mod detection;
+mod evidence;
 mod fail_closed;
 mod keys;
 mod kill_switch;

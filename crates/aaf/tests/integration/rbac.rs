@@ -248,6 +248,26 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             let id = fresh_alert(server, target).await;
             path.replace("{id}", &id)
         }
+        (
+            _,
+            "/v1/audit/checkpoint" | "/v1/audit/proof/inclusion" | "/v1/audit/proof/consistency",
+        ) => {
+            // The target's chain signed up to now, so that there is a checkpoint to read.
+            let (status, body) = send(
+                server,
+                "POST",
+                "/v1/audit/checkpoint",
+                Some(&target.admin),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            match p.path {
+                "/v1/audit/proof/inclusion" => format!("{}?seq=1", p.path),
+                "/v1/audit/proof/consistency" => format!("{}?from=1", p.path),
+                path => path.to_string(),
+            }
+        }
         (_, "/v1/kill-switches/{id}") => {
             let (status, body) = server
                 .post_json("/v1/kill-switches", &target.admin, kill_switch_body())
