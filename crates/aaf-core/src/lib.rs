@@ -16,6 +16,7 @@ pub mod approval;
 pub mod audit;
 pub mod budget;
 pub mod canonical;
+pub mod compliance;
 pub mod detect;
 pub mod evidence;
 pub mod identity;
