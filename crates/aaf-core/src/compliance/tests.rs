@@ -663,13 +663,13 @@ fn the_snapshot_reads_from_json_with_defaults() {
 
 #[test]
 fn invalid_mappings_are_refused_with_a_typed_error() {
-    let unknown_event = SMALL.replace("approval.rejected", "approval.maybe");
+    let unknown_event = SMALL.replace("approval.rejected", "approval_maybe");
     assert_eq!(
         Mapping::from_yaml(&unknown_event),
         Err(MappingError::UnknownEventType {
             framework: "demo".into(),
             control: "D-1".into(),
-            event_type: "approval.maybe".into(),
+            event_type: "approval_maybe".into(),
         })
     );
     let unknown_check = SMALL.replace("checkpoints_signed", "checkpoints_blessed");
