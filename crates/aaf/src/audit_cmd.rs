@@ -61,7 +61,11 @@ impl KeySource<'_> {
 /// each signature with `verifier_key`. Returns the checkpoints and the problems (a file that
 /// is not a checkpoint signed by the key, or of another log).
 fn read_exported(dir: &Path, verifier_key: &str) -> anyhow::Result<(Vec<Exported>, Vec<String>)> {
-    let key_name = verifier_key.split('+').next().unwrap_or_default().to_string();
+    let key_name = verifier_key
+        .split('+')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
@@ -250,7 +254,10 @@ fn report_chain(
         }
         match recomputed(size) {
             Ok(recomputed) if recomputed == root => {
-                println!("ok      checkpoint {origin}: size {size}, root {}", crate::hex_hash(&root));
+                println!(
+                    "ok      checkpoint {origin}: size {size}, root {}",
+                    crate::hex_hash(&root)
+                );
             }
             Ok(recomputed) => {
                 failed = true;
@@ -310,7 +317,10 @@ pub fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     file.write_all(format!("{}\n", key.to_private_key()).as_bytes())?;
     file.sync_all()?;
-    println!("log key written to {} (keep it secret; set evidence.log_key_file to it)", out.display());
+    println!(
+        "log key written to {} (keep it secret; set evidence.log_key_file to it)",
+        out.display()
+    );
     println!("verifier key (give it to whoever verifies checkpoints):");
     println!("{}", key.verifier_key());
     Ok(ExitCode::SUCCESS)

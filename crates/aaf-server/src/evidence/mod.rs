@@ -89,7 +89,8 @@ impl From<EvidenceError> for crate::error::ApiError {
                 ApiError::Unavailable(e.to_string())
             }
             EvidenceError::Store(e) => e.into(),
-            e @ (EvidenceError::Broken { .. } | EvidenceError::Tree(_) | EvidenceError::Sign(_)) => {
+            e
+            @ (EvidenceError::Broken { .. } | EvidenceError::Tree(_) | EvidenceError::Sign(_)) => {
                 ApiError::Internal(e.to_string())
             }
         }
@@ -189,8 +190,8 @@ pub fn load_log_key(
     if path.exists() {
         return read(&path).map(Some);
     }
-    let key = LogKey::generate(&evidence.log_name)
-        .map_err(|e| format!("evidence.log_name: {e}"))?;
+    let key =
+        LogKey::generate(&evidence.log_name).map_err(|e| format!("evidence.log_name: {e}"))?;
     crate::app::write_secret_file(&path, &key.to_private_key())
         .map_err(|e| format!("the log key {}: {e}", path.display()))?;
     tracing::info!(file = %path.display(), verifier_key = %key.verifier_key(),
@@ -563,7 +564,9 @@ impl TransparencyLog {
                         .await
                         .unwrap_or_else(|e| Err(format!("the writing task failed: {e}")))
                 }
-                SinkConfig::Http { url, headers } => self.sinks.post(url, headers, &checkpoint).await,
+                SinkConfig::Http { url, headers } => {
+                    self.sinks.post(url, headers, &checkpoint).await
+                }
                 SinkConfig::Witness { url } => self.witness(index, url, &checkpoint).await,
             };
             let kind = match sink {
@@ -628,7 +631,9 @@ impl TransparencyLog {
                 }
             }
         }
-        Err(format!("the witness keeps answering 409 (it last cosigned size {old})"))
+        Err(format!(
+            "the witness keeps answering 409 (it last cosigned size {old})"
+        ))
     }
 
     /// One round of the worker: every chain's tree brought up to its head, checkpoints

@@ -82,7 +82,9 @@ impl Sinks {
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending
             .iter()
-            .map(|((index, _), checkpoint)| (*index, self.sinks[*index].clone(), checkpoint.clone()))
+            .map(|((index, _), checkpoint)| {
+                (*index, self.sinks[*index].clone(), checkpoint.clone())
+            })
             .collect()
     }
 
@@ -130,10 +132,7 @@ impl Sinks {
         let mut request = self
             .client
             .post(url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "text/plain; charset=utf-8",
-            )
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(checkpoint.note.clone());
         for (name, value) in headers {
             let (value, _) = crate::secrets::expand(value, self.secrets.as_ref())

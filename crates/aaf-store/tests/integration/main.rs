@@ -12,6 +12,7 @@ mod common;
 mod alerts;
 mod approvals;
 mod budgets;
+mod evidence;
 mod identity;
 mod kill_switches;
 mod legacy;

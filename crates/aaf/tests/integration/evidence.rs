@@ -40,7 +40,10 @@ async fn server_with_sink(sink: &Path) -> (TestServer, tempfile::TempDir) {
 async fn act_n(server: &TestServer, key: &str, n: usize) {
     for i in 0..n {
         let (status, body) = server
-            .act(key, json!({"tool": "search", "operation": "query", "params": {"i": i}}))
+            .act(
+                key,
+                json!({"tool": "search", "operation": "query", "params": {"i": i}}),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
     }
@@ -142,7 +145,10 @@ async fn checkpoints_and_proofs_verify_with_the_log_key() {
     // An inclusion proof in an older tree size names that size's checkpoint.
     let (status, old) = server
         .get_json(
-            &format!("/v1/audit/proof/inclusion?seq=2&tree_size={}", checkpoint.size),
+            &format!(
+                "/v1/audit/proof/inclusion?seq=2&tree_size={}",
+                checkpoint.size
+            ),
             ADMIN_TOKEN,
         )
         .await;
@@ -155,14 +161,42 @@ async fn checkpoints_and_proofs_verify_with_the_log_key() {
         ("/v1/audit/proof/inclusion".to_string(), 400, "seq"),
         ("/v1/audit/proof/inclusion?seq=0".to_string(), 400, "seq"),
         ("/v1/audit/proof/inclusion?seq=x".to_string(), 400, "seq"),
-        (format!("/v1/audit/proof/inclusion?seq=5&tree_size={beyond}"), 404, "tree_size"),
-        ("/v1/audit/proof/inclusion?seq=9&tree_size=3".to_string(), 400, "seq"),
-        ("/v1/audit/proof/inclusion?seq=1&tree_size=0".to_string(), 400, "tree_size"),
-        ("/v1/audit/proof/inclusion?seq=1&size=3".to_string(), 400, "size"),
+        (
+            format!("/v1/audit/proof/inclusion?seq=5&tree_size={beyond}"),
+            404,
+            "tree_size",
+        ),
+        (
+            "/v1/audit/proof/inclusion?seq=9&tree_size=3".to_string(),
+            400,
+            "seq",
+        ),
+        (
+            "/v1/audit/proof/inclusion?seq=1&tree_size=0".to_string(),
+            400,
+            "tree_size",
+        ),
+        (
+            "/v1/audit/proof/inclusion?seq=1&size=3".to_string(),
+            400,
+            "size",
+        ),
         ("/v1/audit/proof/consistency".to_string(), 400, "from"),
-        ("/v1/audit/proof/consistency?from=9&to=3".to_string(), 400, "from"),
-        (format!("/v1/audit/proof/consistency?from=1&to={beyond}"), 404, "to"),
-        ("/v1/audit/proof/consistency?from=1&chain=other".to_string(), 400, "chain"),
+        (
+            "/v1/audit/proof/consistency?from=9&to=3".to_string(),
+            400,
+            "from",
+        ),
+        (
+            format!("/v1/audit/proof/consistency?from=1&to={beyond}"),
+            404,
+            "to",
+        ),
+        (
+            "/v1/audit/proof/consistency?from=1&chain=other".to_string(),
+            400,
+            "chain",
+        ),
     ] {
         let (got, body) = server.get_json(&path, ADMIN_TOKEN).await;
         assert_eq!(got, status, "{path}: {body}");
@@ -236,7 +270,10 @@ async fn the_tamper_matrix_is_caught_and_a_rewritten_head_only_by_the_exported_c
     // Untouched: everything verifies, the exported checkpoint included.
     let (passed, out) = verify(data.path(), Some(sink.path()));
     assert!(passed, "{out}");
-    assert!(out.contains(&format!("ok      checkpoint {org}@{size} (")), "{out}");
+    assert!(
+        out.contains(&format!("ok      checkpoint {org}@{size} (")),
+        "{out}"
+    );
 
     type Tamper = fn(&rusqlite::Connection, &str, i64);
     let tampers: [(&str, Tamper); 6] = [
@@ -248,8 +285,11 @@ async fn the_tamper_matrix_is_caught_and_a_rewritten_head_only_by_the_exported_c
             .unwrap();
         }),
         ("delete an event", |db, org, _| {
-            db.execute("DELETE FROM audit_events WHERE org_id = ?1 AND seq = 4", [org])
-                .unwrap();
+            db.execute(
+                "DELETE FROM audit_events WHERE org_id = ?1 AND seq = 4",
+                [org],
+            )
+            .unwrap();
         }),
         ("insert an event", |db, org, size| {
             db.execute(
@@ -275,24 +315,27 @@ async fn the_tamper_matrix_is_caught_and_a_rewritten_head_only_by_the_exported_c
             )
             .unwrap();
         }),
-        ("truncate the tail and its head, tree and checkpoints", |db, org, size| {
-            let keep = size - 3;
-            db.execute(
-                "DELETE FROM audit_events WHERE org_id = ?1 AND seq > ?2",
-                rusqlite::params![org, keep],
-            )
-            .unwrap();
-            db.execute(
-                "UPDATE audit_heads SET seq = ?2, hash = (SELECT hash FROM audit_events \
+        (
+            "truncate the tail and its head, tree and checkpoints",
+            |db, org, size| {
+                let keep = size - 3;
+                db.execute(
+                    "DELETE FROM audit_events WHERE org_id = ?1 AND seq > ?2",
+                    rusqlite::params![org, keep],
+                )
+                .unwrap();
+                db.execute(
+                    "UPDATE audit_heads SET seq = ?2, hash = (SELECT hash FROM audit_events \
                  WHERE org_id = ?1 AND seq = ?2) WHERE org_id = ?1",
-                rusqlite::params![org, keep],
-            )
-            .unwrap();
-            for table in ["audit_checkpoints", "audit_trees", "audit_tree_hashes"] {
-                db.execute(&format!("DELETE FROM {table} WHERE org_id = ?1"), [org])
-                    .unwrap();
-            }
-        }),
+                    rusqlite::params![org, keep],
+                )
+                .unwrap();
+                for table in ["audit_checkpoints", "audit_trees", "audit_tree_hashes"] {
+                    db.execute(&format!("DELETE FROM {table} WHERE org_id = ?1"), [org])
+                        .unwrap();
+                }
+            },
+        ),
     ];
     for (what, tamper) in tampers {
         let copy = copy_of(data.path());
@@ -307,7 +350,10 @@ async fn the_tamper_matrix_is_caught_and_a_rewritten_head_only_by_the_exported_c
             // The database alone is consistent again: only the exported checkpoint,
             // signed by the log key before the attack, shows that events are gone.
             let (alone, out_alone) = verify(copy.path(), None);
-            assert!(alone, "{what}: the database alone should look intact\n{out_alone}");
+            assert!(
+                alone,
+                "{what}: the database alone should look intact\n{out_alone}"
+            );
             assert!(
                 out.contains(&format!("BROKEN  checkpoint {org}@{size} (")),
                 "{what}: {out}"

@@ -1281,3 +1281,154 @@ async fn nodes_share_an_agents_risk_profile() {
     sigterm(&mut a.child);
     sigterm(&mut b.child);
 }
+
+/// Two nodes with the same log key build one chain's tree while both append (each node's
+/// worker every 50 ms, writing the same stored hashes): a checkpoint signed through one node
+/// is served by the other, every event's inclusion proof from the other node verifies
+/// against it, and `aaf audit verify` on the database checks every stored checkpoint. A node
+/// without the key signs nothing and says why.
+#[tokio::test]
+async fn nodes_build_one_tree_and_share_its_checkpoints() {
+    use aaf_core::audit::{canonical_event, ChainedEvent};
+    use aaf_core::evidence::checkpoint::{verify_checkpoint, LogKey};
+    use aaf_core::evidence::merkle::{leaf_hash, verify_inclusion};
+
+    let Some(db) = pg_db("nodes_build_one_tree_and_share_its_checkpoints").await else {
+        return;
+    };
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let key = LogKey::generate("aaf.test/audit").unwrap();
+    let private = key.to_private_key();
+    let env = [
+        ("AAF_EVIDENCE__LOG_KEY", private.as_str()),
+        ("AAF_EVIDENCE__BUILD_INTERVAL_MS", "50"),
+        ("AAF_EVIDENCE__CHECKPOINT_EVERY_EVENTS", "5"),
+    ];
+    let mut a = start_node_with(&db, policies.path(), &env);
+    let mut b = start_node_with(&db, policies.path(), &env);
+    let client = reqwest::Client::new();
+    let agent = create_agent(&client, &a.base, "evidence").await;
+    let agent_key = agent["api_key"].as_str().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for node in [a.base.clone(), b.base.clone()] {
+        let (client, agent_key) = (client.clone(), agent_key.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..30 {
+                assert_eq!(act(&client, &node, &agent_key).await.unwrap().0, 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let response = client
+        .post(format!("{}/v1/audit/checkpoint", a.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let signed: Value = response.json().await.unwrap();
+    let checkpoint =
+        verify_checkpoint(signed["note"].as_str().unwrap(), &key.verifier_key()).unwrap();
+    let latest = admin_get(&client, &format!("{}/v1/audit/checkpoint", b.base)).await;
+    assert_eq!(latest["note"], signed["note"]);
+    let mut after = 0;
+    let mut events = Vec::new();
+    loop {
+        let page = admin_get(
+            &client,
+            &format!("{}/v1/audit?after_seq={after}&limit=1000", b.base),
+        )
+        .await;
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_after_seq"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert!(events.len() as u64 >= checkpoint.size);
+    for event in events.iter().take(checkpoint.size as usize) {
+        let chained: ChainedEvent = serde_json::from_value(event.clone()).unwrap();
+        let seq = chained.event.seq;
+        let proof = admin_get(
+            &client,
+            &format!(
+                "{}/v1/audit/proof/inclusion?seq={seq}&tree_size={}",
+                b.base, checkpoint.size
+            ),
+        )
+        .await;
+        let path: Vec<[u8; 32]> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                hex::decode(h.as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        verify_inclusion(
+            seq - 1,
+            checkpoint.size,
+            &leaf_hash(&canonical_event(&chained.event).unwrap()),
+            &path,
+            &checkpoint.root,
+        )
+        .unwrap_or_else(|e| panic!("seq {seq}: {e}"));
+    }
+    // The offline verifier checks the stored checkpoints with the key's verifier key.
+    let out = Command::new(env!("CARGO_BIN_EXE_aaf"))
+        .args([
+            "audit",
+            "verify",
+            "--database-url",
+            &db.url,
+            "--verifier-key",
+        ])
+        .arg(key.verifier_key())
+        .env_remove("AAF_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "@{} (database): size {}",
+            checkpoint.size, checkpoint.size
+        )),
+        "{stdout}"
+    );
+    sigterm(&mut a.child);
+    sigterm(&mut b.child);
+
+    // A node without the log key: trees and proofs, but no checkpoint, and it says why.
+    let mut keyless = start_node_with(&db, policies.path(), &[]);
+    let response = client
+        .post(format!("{}/v1/audit/checkpoint", keyless.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("evidence.log_key_file"),
+        "{body}"
+    );
+    let proof = admin_get(
+        &client,
+        &format!(
+            "{}/v1/audit/proof/consistency?from=1&to={}",
+            keyless.base, checkpoint.size
+        ),
+    )
+    .await;
+    assert_eq!(proof["to"].as_u64(), Some(checkpoint.size), "{proof}");
+    sigterm(&mut keyless.child);
+}
