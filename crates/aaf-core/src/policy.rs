@@ -1589,6 +1589,41 @@ fn interpret(policy: &str, value: &Value) -> PolicyOutcome {
     }
 }
 
+/// The revision of a policy set built from `sources` (`(path, Rego source)` pairs, in any
+/// order) and the base document `data` ([`PolicySet::revision`]): hex SHA-256 over each
+/// pair sorted by path (the path's length as 8 big-endian bytes, the path, the source's
+/// length, the source), then, when `data` is neither null nor an empty object, `\0data\0`
+/// and its RFC 8785 canonical JSON. What a proof pack's verifier recomputes to bind the
+/// policy sources it carries to the revision a decision names.
+///
+/// # Errors
+///
+/// [`crate::canonical::CanonicalError`] when `data` has no canonical form.
+pub fn revision_of(
+    sources: &[(String, String)],
+    data: &serde_json::Value,
+) -> Result<String, crate::canonical::CanonicalError> {
+    let mut sorted: Vec<&(String, String)> = sources.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = Sha256::new();
+    for (path, rego) in sorted {
+        hasher.update((path.len() as u64).to_be_bytes());
+        hasher.update(path.as_bytes());
+        hasher.update((rego.len() as u64).to_be_bytes());
+        hasher.update(rego.as_bytes());
+    }
+    let empty = match data {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(map) => map.is_empty(),
+        _ => false,
+    };
+    if !empty {
+        hasher.update(b"\0data\0");
+        hasher.update(crate::canonical::to_canonical_json(data)?);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1797,6 +1832,38 @@ pub(crate) mod tests {
                 .verdict,
             Verdict::Allow
         );
+    }
+
+    #[test]
+    fn revision_of_recomputes_the_revision_of_a_set() {
+        let sources = vec![
+            (
+                "b.rego".to_string(),
+                "package b\nimport rego.v1\ndecision := \"allow\"\n".to_string(),
+            ),
+            (
+                "a.rego".to_string(),
+                "package a\nimport rego.v1\ndecision := \"deny\"\n".to_string(),
+            ),
+        ];
+        for data in [
+            serde_json::json!({}),
+            serde_json::json!({"limits": {"max": 1.5}}),
+        ] {
+            let bundle = PolicyBundle {
+                sources: sources
+                    .iter()
+                    .map(|(path, rego)| PolicySource {
+                        path: path.clone(),
+                        rego: rego.clone(),
+                    })
+                    .collect(),
+                data: data.clone(),
+                labels: Default::default(),
+            };
+            let set = PolicySet::load_bundle(bundle, EvaluatorOptions::default()).unwrap();
+            assert_eq!(revision_of(&sources, &data).unwrap(), set.revision());
+        }
     }
 
     #[test]

@@ -259,6 +259,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/audit/proof/consistency",
             get(api::evidence::consistency_proof),
         )
+        .route(
+            "/v1/proof-pack/{action_id}",
+            get(api::evidence::proof_pack),
+        )
         .route_service(
             crate::mcp::PATH,
             tower::ServiceBuilder::new()

@@ -105,6 +105,7 @@ use crate::rbac::{permission_for, Caller};
         api::evidence::sign_checkpoint,
         api::evidence::inclusion_proof,
         api::evidence::consistency_proof,
+        api::evidence::proof_pack,
         api::alerts::list_alerts,
         api::alerts::get_alert,
         api::alerts::ack_alert,

@@ -529,6 +529,12 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/v1/proof-pack/{action_id}",
+        allow: &[ADMIN, APPROVER, AUDITOR],
+        summary: "the proof pack (zip) of an action; approvers only for actions they answered",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/alerts",
         allow: &[ADMIN, APPROVER, AUDITOR],
         summary: "list the organisation's alerts (filters: status, rule, agent)",

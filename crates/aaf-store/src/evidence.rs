@@ -302,6 +302,32 @@ impl Store {
             .collect()
     }
 
+    /// The events of `org_id`'s chain about the action `action_id`, in seq order, as stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] when a row cannot be read.
+    pub async fn audit_events_of_action(
+        &self,
+        org_id: &str,
+        action_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = match &self.backend {
+            Backend::Sqlite(s) => s.audit_events_of_action(org_id, action_id).await,
+            Backend::Postgres(p) => p.audit_events_of_action(org_id, action_id).await,
+        }?;
+        rows.into_iter()
+            .map(|row| {
+                row.map_err(|(seq, reason)| {
+                    StoreError::Corrupt(format!(
+                        "audit event {} of {org_id}: {reason}",
+                        seq.map_or_else(|| "?".to_string(), |s| s.to_string())
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// The stored hashes of `org_id`'s tree at `indexes` (from
     /// [`merkle::root_indexes`], [`merkle::inclusion_proof_indexes`], ...), as a map that is a
     /// [`merkle::HashReader`].
@@ -391,6 +417,10 @@ pub(crate) mod q {
     pub(crate) const EVENTS_AFTER: &str = "SELECT org_id, seq, ts, agent_id, action_id, type, \
          data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND seq > $2 \
          ORDER BY seq LIMIT $3";
+    /// `(org_id, action_id)` → the action's events in seq order.
+    pub(crate) const EVENTS_OF_ACTION: &str = "SELECT org_id, seq, ts, agent_id, action_id, \
+         type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND action_id = $2 \
+         ORDER BY seq";
     /// `(org_id)` → every event in seq order.
     pub(crate) const EVENTS_ALL: &str = "SELECT org_id, seq, ts, agent_id, action_id, type, \
          data, prev_hash, hash FROM audit_events WHERE org_id = $1 ORDER BY seq";

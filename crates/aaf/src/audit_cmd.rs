@@ -325,3 +325,66 @@ pub fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
     println!("{}", key.verifier_key());
     Ok(ExitCode::SUCCESS)
 }
+
+/// Reads every file of a zip into memory (at most `MAX_PACK_BYTES` in all).
+///
+/// # Errors
+///
+/// The file cannot be read, is not a zip, or is too large.
+pub fn read_zip(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    /// Largest pack read, uncompressed, in bytes (256 MiB).
+    const MAX_PACK_BYTES: u64 = 256 * 1024 * 1024;
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| anyhow::anyhow!("{}: not a zip: {e}", path.display()))?;
+    let mut files = BTreeMap::new();
+    let mut total = 0_u64;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name()?.to_string();
+        total = total.saturating_add(entry.size());
+        if total > MAX_PACK_BYTES {
+            anyhow::bail!(
+                "{}: more than {MAX_PACK_BYTES} bytes uncompressed",
+                path.display()
+            );
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+        entry
+            .by_ref()
+            .take(MAX_PACK_BYTES)
+            .read_to_end(&mut bytes)?;
+        files.insert(name, bytes);
+    }
+    Ok(files)
+}
+
+/// `aaf proof verify`: verifies a proof pack and prints what it proves and what not.
+///
+/// # Errors
+///
+/// The pack cannot be read.
+pub fn proof_verify(path: &Path, verifier_key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let files = read_zip(path)?;
+    let report = aaf_core::evidence::pack::verify(&files, verifier_key);
+    for line in &report.proven {
+        println!("proven      {line}");
+    }
+    for line in &report.not_proven {
+        println!("not proven  {line}");
+    }
+    for line in &report.failures {
+        println!("FAILED      {line}");
+    }
+    if report.ok() {
+        println!("proof pack verified: {}", path.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("proof pack verification FAILED: {}", path.display());
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -50,6 +50,9 @@ enum Command {
     /// Inspect the audit log offline.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Proof packs: verify one offline.
+    #[command(subcommand)]
+    Proof(ProofCommand),
     /// Manage agents through a running server.
     #[command(subcommand)]
     Agents(AgentsCommand),
@@ -206,6 +209,20 @@ enum AuditCommand {
         /// Where to write the private key (mode 0600; never overwritten).
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// Verify a proof pack (`GET /v1/proof-pack/{action_id}`) offline and say what it proves
+    /// and what it does not. Exit status 0 only when it verifies.
+    Verify {
+        /// The pack (a zip).
+        file: PathBuf,
+        /// The log's verifier key (`<name>+<id>+<base64>`, as printed when the key was
+        /// made). Without it, the key in the pack is used, which proves integrity only.
+        #[arg(long)]
+        verifier_key: Option<String>,
     },
 }
 
@@ -390,6 +407,9 @@ fn main() -> ExitCode {
                 audit_verify(&db, checkpoints.as_deref(), &keys).await
             }
             Command::Audit(AuditCommand::Keygen { name, out }) => audit_cmd::keygen(&name, &out),
+            Command::Proof(ProofCommand::Verify { file, verifier_key }) => {
+                audit_cmd::proof_verify(&file, verifier_key.as_deref())
+            }
             Command::Agents(cmd) => agents(cmd).await,
             Command::Approvals(cmd) => approvals(cmd).await,
             Command::Kill(args) => kill(args).await,

@@ -318,3 +318,82 @@ pub async fn consistency_proof(
         proof: hexes(&proof.proof),
     }))
 }
+
+/// The proof pack of one action: a zip of its record, its audit events with inclusion proofs
+/// to a signed checkpoint (signed now when the latest does not cover them), the log's key,
+/// its decision's policy sources, its approval votes, signals and a README
+/// (docs/proof-packs.md). Admins and auditors; approvers for actions they answered.
+#[utoipa::path(get, path = "/v1/proof-pack/{action_id}", tag = "audit",
+    params(("action_id" = String, Path, description = "the action")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the pack", content_type = "application/zip", body = Vec<u8>),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "the role may not read proof packs, or an approver asked for an action they did not answer", body = ErrorBody),
+        (status = 404, description = "no such action in the organisation", body = ErrorBody),
+        (status = 503, description = "checkpoints are not signed here (no log key), or storage unavailable", body = ErrorBody),
+    ))]
+pub async fn proof_pack(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    axum::extract::Path(action_id): axum::extract::Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let org_id = user.org.id.clone();
+    let action = state
+        .store
+        .get_action(&org_id, &action_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("action_id: no action {action_id}")))?;
+    let votes = state.store.list_approval_votes(&org_id, &action_id).await?;
+    if user.role == "approver" && !votes.iter().any(|v| v.user_id == user.user_id) {
+        return Err(ApiError::Forbidden(
+            "approvers may only read the proof packs of actions they answered".into(),
+        ));
+    }
+    let decided = state
+        .store
+        .audit_events_of_action(&org_id, &action_id)
+        .await?
+        .into_iter()
+        .find(|e| e.event_type == aaf_core::audit::event_types::ACTION_DECIDED);
+    let revision = decided
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
+        .and_then(|data| data["policy_revision"].as_str().map(str::to_string));
+    let policy = match revision {
+        Some(revision) => state
+            .store
+            .get_policy_revision(&org_id, &revision)
+            .await?
+            .map(|record| (revision, record.bundle)),
+        None => None,
+    };
+    let view = serde_json::to_value(super::ActionView::from(action.clone()))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bytes = state
+        .evidence
+        .proof_pack(
+            crate::evidence::pack::PackInput {
+                action,
+                votes,
+                view,
+                policy,
+            },
+            &crate::time::now_rfc3339(),
+        )
+        .await?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/zip".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"proof-pack-{action_id}.zip\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

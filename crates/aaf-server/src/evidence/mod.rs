@@ -15,6 +15,7 @@
 //! [`TransparencyLog::consistency`].
 
 pub mod config;
+pub mod pack;
 pub mod sinks;
 
 use std::collections::HashMap;

@@ -56,3 +56,6 @@ CREATE FUNCTION aaf_chain_heads() RETURNS TABLE (org_id TEXT, seq BIGINT)
 $$;
 REVOKE ALL ON FUNCTION aaf_chain_heads() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION aaf_chain_heads() TO aaf_app;
+
+-- The events of one action, for its proof pack (GET /v1/proof-pack/{action_id}).
+CREATE INDEX audit_events_action ON audit_events (org_id, action_id) WHERE action_id IS NOT NULL;

@@ -52,3 +52,6 @@ CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 BEGIN
     SELECT RAISE(ABORT, 'audit checkpoints are append-only');
 END;
+
+-- The events of one action, for its proof pack (GET /v1/proof-pack/{action_id}).
+CREATE INDEX audit_events_action ON audit_events (org_id, action_id) WHERE action_id IS NOT NULL;

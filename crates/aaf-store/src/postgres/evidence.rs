@@ -118,6 +118,21 @@ impl PgStore {
         Ok(rows.iter().map(raw_event_from_row).collect())
     }
 
+    pub(crate) async fn audit_events_of_action(
+        &self,
+        org_id: &str,
+        action_id: &str,
+    ) -> Result<Vec<Result<StoredEvent, (Option<u64>, String)>>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(q::EVENTS_OF_ACTION)
+            .bind(org_id)
+            .bind(action_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(raw_event_from_row).collect())
+    }
+
     pub(crate) async fn audit_tree_hashes(
         &self,
         org_id: &str,

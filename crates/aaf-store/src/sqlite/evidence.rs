@@ -106,6 +106,19 @@ impl SqliteStore {
         Ok(rows.iter().map(raw_event_from_row).collect())
     }
 
+    pub(crate) async fn audit_events_of_action(
+        &self,
+        org_id: &str,
+        action_id: &str,
+    ) -> Result<Vec<Result<StoredEvent, (Option<u64>, String)>>, StoreError> {
+        let rows = sqlx::query(q::EVENTS_OF_ACTION)
+            .bind(org_id)
+            .bind(action_id)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(raw_event_from_row).collect())
+    }
+
     pub(crate) async fn audit_tree_hashes(
         &self,
         org_id: &str,

@@ -362,3 +362,235 @@ async fn the_tamper_matrix_is_caught_and_a_rewritten_head_only_by_the_exported_c
         }
     }
 }
+
+/// The first ```python block of docs/proof-packs.md, written to `dir`.
+fn python_pack_verifier(dir: &Path) -> std::path::PathBuf {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/proof-packs.md"),
+    )
+    .unwrap();
+    let start = doc.find("```python\n").expect("no python block") + "```python\n".len();
+    let end = start
+        + doc[start..]
+            .find("\n```")
+            .expect("unterminated python block");
+    let script = dir.join("verify_pack.py");
+    std::fs::write(&script, &doc[start..end]).unwrap();
+    script
+}
+
+/// Runs `aaf proof verify`; returns (passed, stdout).
+fn aaf_verify_pack(pack: &Path, key: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
+        .args(["proof", "verify"])
+        .arg(pack)
+        .args(["--verifier-key", key])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Runs the Python verifier; returns (passed, stdout and stderr).
+fn python_verify_pack(script: &Path, pack: &Path, key: &str) -> (bool, String) {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(pack)
+        .arg(key)
+        .output()
+        .expect("python3 must be installed (CI installs it with the cryptography package)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn proof_packs_of_allowed_denied_and_approved_actions_verify_with_both_verifiers() {
+    use crate::approvals::{answer, charge, stripe_to};
+    use crate::common::{examples, Upstream};
+
+    let upstream = Upstream::start().await;
+    let server = TestServer::start(&examples("seed-004"), stripe_to(&upstream)).await;
+    let (_, agent_key) = server.create_agent("billing-agent").await;
+    let (_, approver) = server.create_user("alice", "approver").await;
+    let (_, other_approver) = server.create_user("bob", "approver").await;
+    let (_, auditor) = server.create_user("carol", "auditor").await;
+
+    // Allowed and executed; denied (a private network); approved, then executed.
+    let (status, allowed) = server.act(&agent_key, charge(&upstream, 500)).await;
+    assert_eq!(status, 200, "{allowed}");
+    let (status, denied) = server
+        .act(
+            &agent_key,
+            json!({"tool": "http_proxy", "operation": "GET", "params": {"url": "http://10.0.0.7/admin"}}),
+        )
+        .await;
+    assert_eq!(status, 403, "{denied}");
+    let (status, pending) = server.act(&agent_key, charge(&upstream, 50000)).await;
+    assert_eq!(status, 202, "{pending}");
+    let approved_id = pending["id"].as_str().unwrap().to_string();
+    let (status, body) = answer(
+        &server,
+        &approver,
+        &approved_id,
+        "approve",
+        json!({"comment": "ok"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, done) = server
+        .get_json(&format!("/v1/actions/{approved_id}?wait=10"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "executed", "{done}");
+
+    let (_, checkpoint) = server.get_json("/v1/audit/checkpoint", ADMIN_TOKEN).await;
+    let verifier_key = checkpoint["verifier_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let script = python_pack_verifier(dir.path());
+    let cases = [
+        (
+            allowed["id"].as_str().unwrap().to_string(),
+            "allowed",
+            ADMIN_TOKEN.to_string(),
+        ),
+        (
+            denied["id"].as_str().unwrap().to_string(),
+            "denied",
+            auditor.clone(),
+        ),
+        (approved_id.clone(), "approved", approver.clone()),
+    ];
+    for (id, what, token) in &cases {
+        let response = server
+            .client
+            .get(server.url(&format!("/v1/proof-pack/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{what}");
+        assert_eq!(response.headers()["content-type"], "application/zip");
+        let bytes = response.bytes().await.unwrap();
+        let pack = dir.path().join(format!("{what}.zip"));
+        std::fs::write(&pack, &bytes).unwrap();
+        // The log key of the pack is the server's (read once the first pack signed it).
+        let key = if verifier_key.is_empty() {
+            let (_, c) = server.get_json("/v1/audit/checkpoint", ADMIN_TOKEN).await;
+            c["verifier_key"].as_str().unwrap().to_string()
+        } else {
+            verifier_key.clone()
+        };
+
+        let (passed, out) = aaf_verify_pack(&pack, &key);
+        assert!(passed, "{what}: {out}");
+        assert!(
+            out.contains("proven      the checkpoint of"),
+            "{what}: {out}"
+        );
+        assert!(
+            out.contains("holds the policy sources and data of revision"),
+            "{what}: {out}"
+        );
+        assert!(out.contains("action.json's id, tool"), "{what}: {out}");
+        let (passed, out_py) = python_verify_pack(&script, &pack, &key);
+        assert!(passed, "{what} (python): {out_py}");
+        assert!(
+            out_py.contains("proven policy sources of revision"),
+            "{what}: {out_py}"
+        );
+        match *what {
+            "allowed" => assert!(out_py.contains("action.executed is in the log"), "{out_py}"),
+            "denied" => assert!(out_py.contains("action.decided is in the log"), "{out_py}"),
+            _ => {
+                assert!(
+                    out_py.contains("approval.approved is in the log"),
+                    "{out_py}"
+                );
+                assert!(out_py.contains("action.executed is in the log"), "{out_py}");
+                assert!(
+                    out.contains("is the proven approval.approved event"),
+                    "{out}"
+                );
+            }
+        }
+
+        // One changed byte anywhere in a file's content: both verifiers refuse the pack.
+        let mut files = aaf_pack_files(&bytes);
+        let target = files
+            .keys()
+            .find(|k| k.starts_with("events/"))
+            .unwrap()
+            .clone();
+        let content = files.get_mut(&target).unwrap();
+        let at = content.len() / 2;
+        content[at] ^= 0x01;
+        let tampered = dir.path().join(format!("{what}-tampered.zip"));
+        std::fs::write(
+            &tampered,
+            aaf_server::evidence::pack::zip_files(&files).unwrap(),
+        )
+        .unwrap();
+        let (passed, out) = aaf_verify_pack(&tampered, &key);
+        assert!(!passed, "{what}: a changed byte passed: {out}");
+        assert!(out.contains(&format!("{target} was changed")), "{out}");
+        let (passed, out_py) = python_verify_pack(&script, &tampered, &key);
+        assert!(!passed, "{what} (python): a changed byte passed: {out_py}");
+        // Checked with another key, the pack proves nothing.
+        let other = aaf_core::evidence::checkpoint::LogKey::generate("aaf-audit").unwrap();
+        let (passed, out) = aaf_verify_pack(&pack, &other.verifier_key());
+        assert!(!passed, "{what}: another key passed: {out}");
+    }
+
+    // Who may read a pack: not an approver who did not answer, not an unknown action.
+    let (status, body) = server
+        .get_json(&format!("/v1/proof-pack/{approved_id}"), &other_approver)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = server
+        .get_json(&format!("/v1/proof-pack/{}", cases[0].0), &approver)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = server
+        .get_json(
+            "/v1/proof-pack/0193c1f2-0000-7000-8000-000000000000",
+            ADMIN_TOKEN,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("action_id"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+/// The files of a zip, read with the same reader `aaf proof verify` uses.
+fn aaf_pack_files(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.zip");
+    std::fs::write(&path, bytes).unwrap();
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        files.insert(name, content);
+    }
+    files
+}

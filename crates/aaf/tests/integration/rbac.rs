@@ -248,6 +248,21 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             let id = fresh_alert(server, target).await;
             path.replace("{id}", &id)
         }
+        (_, "/v1/proof-pack/{action_id}") => {
+            // An action the organisation's approver answered: approvers may read its pack.
+            let id = pending_action(server, target).await;
+            let approver = target.token(Caller::User(Role::Approver)).unwrap();
+            let (status, body) = send(
+                server,
+                "POST",
+                &format!("/v1/approvals/{id}/approve"),
+                Some(&approver),
+                Some(json!({})),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            format!("/v1/proof-pack/{id}")
+        }
         (
             _,
             "/v1/audit/checkpoint" | "/v1/audit/proof/inclusion" | "/v1/audit/proof/consistency",

@@ -1,0 +1,466 @@
+//! Proof packs (docs/proof-packs.md): everything about one action that a third party needs to
+//! check what happened, offline, and what each file is worth.
+//!
+//! A pack is a set of named files (the server zips them). `manifest.json` ([`Manifest`])
+//! lists every other file with its SHA-256, the action's audit events with their chain links
+//! and inclusion proofs, and the signed checkpoint they are proven to. [`verify`] checks a
+//! pack and says precisely what was proven and what was not ([`PackReport`]). It takes the
+//! files as bytes: reading the zip is the caller's.
+//!
+//! What a valid pack proves, with a trusted verifier key: the events in `events/` are entries
+//! of the organisation's audit log, the one whose checkpoint of `tree_size` that key signed
+//! (RFC 9162 inclusion proofs to the checkpoint's root); their chain links are those stored;
+//! the action record's tool, operation and decision are the proven `action.decided` event's;
+//! the policy sources and data are those of the revision that event names (the revision is
+//! their hash, [`crate::policy::revision_of`]); each approval vote matches a proven approval
+//! event. Everything else in the pack (the action's current status and result, the detector
+//! results and risk factors, the redacted decision input) is a copy of what the database
+//! holds, shown for convenience and marked not proven where it goes beyond the events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::checkpoint::verify_checkpoint;
+use super::merkle::{leaf_hash, verify_inclusion, Hash};
+
+/// The `format` of the packs this version writes and reads.
+pub const FORMAT: &str = "aaf-proof-pack/1";
+
+/// The manifest file's name.
+pub const MANIFEST: &str = "manifest.json";
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The action.
+    pub action_id: String,
+    /// Its organisation (the audit chain).
+    pub org_id: String,
+    /// When the pack was made (RFC 3339 UTC).
+    pub created_at: String,
+    /// The log: its verifier key (also in `log.pub`) and the checkpoint origin of the chain.
+    pub log: LogInfo,
+    /// The signed checkpoint the events are proven to.
+    pub checkpoint: CheckpointInfo,
+    /// The action's audit events, in seq order.
+    pub events: Vec<EventEntry>,
+    /// The policy revision of the decision, when its sources are in the pack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyEntry>,
+    /// Every other file of the pack: path → SHA-256, 64 hex characters.
+    pub files: BTreeMap<String, String>,
+}
+
+/// The log of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogInfo {
+    /// The signed-note verifier key (`<name>+<id>+<base64>`).
+    pub verifier_key: String,
+    /// The checkpoint origin, `<log name>/<org_id>`.
+    pub origin: String,
+}
+
+/// The checkpoint of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointInfo {
+    /// The file holding the signed note.
+    pub file: String,
+    /// Its tree size.
+    pub tree_size: u64,
+    /// Its root, hex.
+    pub root_hash: String,
+}
+
+/// One audit event of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventEntry {
+    /// Its seq; leaf index `seq - 1`.
+    pub seq: u64,
+    /// The file holding its RFC 8785 canonical JSON: the leaf data, the bytes the chain hash
+    /// covers.
+    pub file: String,
+    /// `SHA-256(0x00 || file bytes)`, hex.
+    pub leaf_hash: String,
+    /// The stored `prev_hash`, hex.
+    pub prev_hash: String,
+    /// The stored `hash` = `SHA-256(prev_hash || file bytes)`, hex.
+    pub hash: String,
+    /// The inclusion proof in the checkpoint's tree, hex, leaf to root.
+    pub proof: Vec<String>,
+}
+
+/// The policy revision of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// The revision the decision names.
+    pub revision: String,
+    /// The file holding `{"revision", "sources": [{"path", "rego"}], "data"}`.
+    pub file: String,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PackReport {
+    /// What the pack proves, one statement each.
+    pub proven: Vec<String>,
+    /// What it carries without proving it.
+    pub not_proven: Vec<String>,
+    /// Why it does not verify (empty for a valid pack).
+    pub failures: Vec<String>,
+}
+
+impl PackReport {
+    /// Whether the pack verified.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn parse_hash(text: &str) -> Option<Hash> {
+    hex::decode(text).ok()?.try_into().ok()
+}
+
+/// Verifies a pack given as its files (`path` → bytes, `manifest.json` included), with the
+/// verifier key `trusted_key` when the caller has one from elsewhere (else the pack's own
+/// key is used, and the report says that this proves integrity only against that key).
+pub fn verify(files: &BTreeMap<String, Vec<u8>>, trusted_key: Option<&str>) -> PackReport {
+    let mut report = PackReport::default();
+    let Some(manifest_bytes) = files.get(MANIFEST) else {
+        report.failures.push("manifest.json is missing".into());
+        return report;
+    };
+    let manifest: Manifest = match serde_json::from_slice(manifest_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            report
+                .failures
+                .push(format!("manifest.json is not a manifest: {e}"));
+            return report;
+        }
+    };
+    if manifest.format != FORMAT {
+        report.failures.push(format!(
+            "manifest.json: format {:?} is not {FORMAT:?}",
+            manifest.format
+        ));
+        return report;
+    }
+    // 1. The files are those listed, unchanged.
+    for (path, expected) in &manifest.files {
+        match files.get(path) {
+            None => report
+                .failures
+                .push(format!("{path} is listed but missing")),
+            Some(bytes) if sha256_hex(bytes) != *expected => report.failures.push(format!(
+                "{path} was changed: its SHA-256 is not the manifest's"
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in files.keys() {
+        if path != MANIFEST && !manifest.files.contains_key(path) {
+            report
+                .failures
+                .push(format!("{path} is in the pack but not in the manifest"));
+        }
+    }
+    // 2. The checkpoint is signed by the log key.
+    let key = match trusted_key {
+        Some(key) => {
+            if key.trim() != manifest.log.verifier_key {
+                report.not_proven.push(format!(
+                    "the pack names another log key ({}); the checkpoint was checked with the key you gave",
+                    manifest.log.verifier_key
+                ));
+            }
+            key.trim().to_string()
+        }
+        None => {
+            report.not_proven.push(
+                "the checkpoint was checked with the log key in the pack (log.pub): compare it with the key you were given by the log's operator; only then does the signature prove who signed".into(),
+            );
+            manifest.log.verifier_key.clone()
+        }
+    };
+    let Some(note) = files
+        .get(&manifest.checkpoint.file)
+        .and_then(|b| std::str::from_utf8(b).ok())
+    else {
+        report.failures.push(format!(
+            "{} is missing or not text",
+            manifest.checkpoint.file
+        ));
+        return report;
+    };
+    let checkpoint = match verify_checkpoint(note, &key) {
+        Ok(c) => c,
+        Err(e) => {
+            report
+                .failures
+                .push(format!("the checkpoint's signature does not verify: {e}"));
+            return report;
+        }
+    };
+    let key_name = key.split('+').next().unwrap_or_default();
+    let root = parse_hash(&manifest.checkpoint.root_hash);
+    if checkpoint.origin != format!("{key_name}/{}", manifest.org_id)
+        || checkpoint.origin != manifest.log.origin
+        || checkpoint.size != manifest.checkpoint.tree_size
+        || Some(checkpoint.root) != root
+    {
+        report.failures.push(format!(
+            "the signed checkpoint ({} size {}) is not the one the manifest describes ({} size {})",
+            checkpoint.origin, checkpoint.size, manifest.log.origin, manifest.checkpoint.tree_size
+        ));
+        return report;
+    }
+    report.proven.push(format!(
+        "the checkpoint of {} at tree size {} (root {}) is signed by the log key {key}",
+        checkpoint.origin,
+        checkpoint.size,
+        hex::encode(checkpoint.root)
+    ));
+    // 3. Each event is an entry of that tree, and links as stored.
+    let mut events: Vec<(u64, Value)> = Vec::new();
+    for entry in &manifest.events {
+        match verify_event(entry, files, &manifest, &checkpoint.root, checkpoint.size) {
+            Ok(event) => events.push((entry.seq, event)),
+            Err(e) => report
+                .failures
+                .push(format!("event seq {}: {e}", entry.seq)),
+        }
+    }
+    if manifest.events.is_empty() {
+        report.failures.push("the pack holds no audit event".into());
+    }
+    if !report.failures.is_empty() {
+        return report;
+    }
+    let seqs: Vec<String> = events.iter().map(|(s, _)| s.to_string()).collect();
+    report.proven.push(format!(
+        "the audit events seq {} of organisation {} about action {} are entries {} of that log (RFC 9162 inclusion proofs), with the chain hashes listed in the manifest",
+        seqs.join(", "),
+        manifest.org_id,
+        manifest.action_id,
+        events.iter().map(|(s, _)| (s - 1).to_string()).collect::<Vec<_>>().join(", "),
+    ));
+    let decided = events
+        .iter()
+        .find(|(_, e)| e["type"] == crate::audit::event_types::ACTION_DECIDED)
+        .map(|(_, e)| e);
+    // 4. The action record agrees with the decision event.
+    check_action(files, &manifest, decided, &mut report);
+    // 5. The policy sources are those of the decision's revision.
+    check_policy(files, &manifest, decided, &mut report);
+    // 6. The approval votes are the proven approval events.
+    check_votes(files, &events, &mut report);
+    for (file, what) in [
+        ("decision_input.json", "the decision input as recorded (redacted as stored) is a copy of the proven action.decided event's fields"),
+        ("signals.json", "the detector results and risk factors are the action's stored signals; those in the proven action.decided event (its detections and risk) are proven with it"),
+    ] {
+        if manifest.files.contains_key(file) {
+            report.not_proven.push(format!("{file}: {what}"));
+        }
+    }
+    report
+}
+
+/// Checks one event entry; returns the parsed event.
+fn verify_event(
+    entry: &EventEntry,
+    files: &BTreeMap<String, Vec<u8>>,
+    manifest: &Manifest,
+    root: &Hash,
+    size: u64,
+) -> Result<Value, String> {
+    let bytes = files
+        .get(&entry.file)
+        .ok_or_else(|| format!("{} is missing", entry.file))?;
+    let event: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("{} is not JSON: {e}", entry.file))?;
+    let canonical =
+        crate::canonical::to_canonical_json(&event).map_err(|e| format!("{}: {e}", entry.file))?;
+    if canonical != *bytes {
+        return Err(format!("{} is not in RFC 8785 canonical form", entry.file));
+    }
+    if event["seq"].as_u64() != Some(entry.seq)
+        || event["org_id"] != manifest.org_id.as_str()
+        || event["action_id"] != manifest.action_id.as_str()
+    {
+        return Err(format!(
+            "{} is not event {} of action {} of organisation {}",
+            entry.file, entry.seq, manifest.action_id, manifest.org_id
+        ));
+    }
+    let leaf = leaf_hash(bytes);
+    if Some(leaf) != parse_hash(&entry.leaf_hash) {
+        return Err("its leaf hash is not SHA-256(0x00 || the event)".into());
+    }
+    let (Some(prev), Some(hash)) = (parse_hash(&entry.prev_hash), parse_hash(&entry.hash)) else {
+        return Err("prev_hash or hash is not 64 hex characters".into());
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(bytes);
+    if <[u8; 32]>::from(hasher.finalize()) != hash {
+        return Err("its hash is not SHA-256(prev_hash || the event)".into());
+    }
+    let proof = entry
+        .proof
+        .iter()
+        .map(|h| parse_hash(h).ok_or_else(|| "a proof hash is not 64 hex characters".to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let index = entry
+        .seq
+        .checked_sub(1)
+        .ok_or_else(|| "seq 0 is not an event".to_string())?;
+    verify_inclusion(index, size, &leaf, &proof, root)
+        .map_err(|e| format!("its inclusion proof does not verify: {e}"))?;
+    Ok(event)
+}
+
+fn json_file(files: &BTreeMap<String, Vec<u8>>, path: &str) -> Option<Result<Value, String>> {
+    files
+        .get(path)
+        .map(|bytes| serde_json::from_slice(bytes).map_err(|e| format!("{path} is not JSON: {e}")))
+}
+
+fn check_action(
+    files: &BTreeMap<String, Vec<u8>>,
+    manifest: &Manifest,
+    decided: Option<&Value>,
+    report: &mut PackReport,
+) {
+    let action = match json_file(files, "action.json") {
+        None => return,
+        Some(Err(e)) => return report.failures.push(e),
+        Some(Ok(a)) => a,
+    };
+    let Some(decided) = decided else {
+        report
+            .not_proven
+            .push("action.json: the pack holds no action.decided event to check it against".into());
+        return;
+    };
+    let data = &decided["data"];
+    let agrees = action["id"] == manifest.action_id.as_str()
+        && action["tool"] == data["tool"]
+        && action["operation"] == data["operation"]
+        && action["decision"] == data["decision"];
+    if agrees {
+        report.proven.push(format!(
+            "action.json's id, tool ({}), operation ({}) and decision ({}) are those of the proven action.decided event",
+            data["tool"], data["operation"], data["decision"]
+        ));
+        report.not_proven.push(
+            "action.json's status, result and timestamps are the database's copy at the time of the pack; the proven events (action.executed, action.failed, approval.*) are the record of what happened".into(),
+        );
+    } else {
+        report.failures.push(
+            "action.json does not agree with the proven action.decided event (id, tool, operation or decision)".into(),
+        );
+    }
+}
+
+fn check_policy(
+    files: &BTreeMap<String, Vec<u8>>,
+    manifest: &Manifest,
+    decided: Option<&Value>,
+    report: &mut PackReport,
+) {
+    let Some(policy) = &manifest.policy else {
+        report.not_proven.push(
+            "the policy sources are not in the pack (the revision is no longer stored, or the action was refused before any policy ran)".into(),
+        );
+        return;
+    };
+    let bundle = match json_file(files, &policy.file) {
+        None => return report.failures.push(format!("{} is missing", policy.file)),
+        Some(Err(e)) => return report.failures.push(e),
+        Some(Ok(b)) => b,
+    };
+    let sources: Option<Vec<(String, String)>> = bundle["sources"].as_array().map(|list| {
+        list.iter()
+            .filter_map(|s| {
+                Some((
+                    s["path"].as_str()?.to_string(),
+                    s["rego"].as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    });
+    let recomputed = sources
+        .as_ref()
+        .and_then(|s| crate::policy::revision_of(s, &bundle["data"]).ok());
+    let named = decided.and_then(|d| d["data"]["policy_revision"].as_str());
+    match (recomputed, named) {
+        (Some(r), Some(n)) if r == n && r == policy.revision => report.proven.push(format!(
+            "{} holds the policy sources and data of revision {r}, the one the proven decision names (the revision is their SHA-256)",
+            policy.file
+        )),
+        (Some(r), _) => report.failures.push(format!(
+            "{} hashes to revision {r}, not the revision the proven decision names ({})",
+            policy.file,
+            named.unwrap_or("none")
+        )),
+        (None, _) => report
+            .failures
+            .push(format!("{} is not a policy revision", policy.file)),
+    }
+}
+
+fn check_votes(
+    files: &BTreeMap<String, Vec<u8>>,
+    events: &[(u64, Value)],
+    report: &mut PackReport,
+) {
+    let votes = match json_file(files, "approvals.json") {
+        None => return,
+        Some(Err(e)) => return report.failures.push(e),
+        Some(Ok(v)) => v,
+    };
+    let Some(votes) = votes.as_array() else {
+        return report.failures.push("approvals.json is not a list".into());
+    };
+    for vote in votes {
+        let event_type = match vote["vote"].as_str() {
+            Some("approve") => crate::audit::event_types::APPROVAL_APPROVED,
+            Some("reject") => crate::audit::event_types::APPROVAL_REJECTED,
+            _ => {
+                report
+                    .failures
+                    .push(format!("approvals.json: {vote} is not a vote"));
+                continue;
+            }
+        };
+        let proven = events
+            .iter()
+            .any(|(_, e)| e["type"] == event_type && e["data"]["approver_id"] == vote["user_id"]);
+        if proven {
+            report.proven.push(format!(
+                "the vote {} of {} is the proven {event_type} event",
+                vote["vote"], vote["user_id"]
+            ));
+        } else {
+            report.failures.push(format!(
+                "approvals.json: the vote {} of {} has no proven event",
+                vote["vote"], vote["user_id"]
+            ));
+        }
+    }
+}
