@@ -594,3 +594,148 @@ fn aaf_pack_files(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
     }
     files
 }
+
+/// A witness speaking C2SP tlog-witness for the test: `add-checkpoint` checks the log's
+/// signature, the old size against what it cosigned last (409 `text/x.tlog.size` when they
+/// differ), the consistency proof from it (422 when it does not verify), then records the
+/// checkpoint and cosigns it with its own key.
+#[derive(Clone)]
+struct Witness {
+    log_key: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    own: std::sync::Arc<aaf_core::evidence::checkpoint::LogKey>,
+    latest: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, [u8; 32])>>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(u64, u16)>>>,
+}
+
+async fn add_checkpoint(
+    axum::extract::State(w): axum::extract::State<Witness>,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let answer = |status: u16, content_type: &str, text: String, w: &Witness, old: u64| {
+        w.requests.lock().unwrap().push((old, status));
+        (
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            [(axum::http::header::CONTENT_TYPE, content_type.to_string())],
+            text,
+        )
+            .into_response()
+    };
+    let (head, note) = body.split_once("\n\n").unwrap();
+    let mut lines = head.lines();
+    let old: u64 = lines
+        .next()
+        .unwrap()
+        .strip_prefix("old ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proof: Vec<[u8; 32]> = lines
+        .map(|l| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(l)
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    let key = w.log_key.lock().unwrap().clone().unwrap();
+    let Ok(checkpoint) = verify_checkpoint(note, &key) else {
+        return answer(403, "text/plain", "bad signature".into(), &w, old);
+    };
+    let known = w.latest.lock().unwrap().get(&checkpoint.origin).copied();
+    let (size, root) = known.unwrap_or((0, [0; 32]));
+    if old != size {
+        return answer(409, "text/x.tlog.size", format!("{size}\n"), &w, old);
+    }
+    if old > 0 && verify_consistency(old, checkpoint.size, &root, &checkpoint.root, &proof).is_err()
+    {
+        return answer(422, "text/plain", "bad proof".into(), &w, old);
+    }
+    w.latest.lock().unwrap().insert(
+        checkpoint.origin.clone(),
+        (checkpoint.size, checkpoint.root),
+    );
+    let cosigned = w.own.sign(&checkpoint).unwrap();
+    let signature = cosigned.split_once("\n\n").unwrap().1.to_string();
+    answer(200, "text/plain; charset=utf-8", signature, &w, old)
+}
+
+#[tokio::test]
+async fn checkpoints_are_cosigned_by_a_c2sp_witness_with_consistency_proofs() {
+    // The log key, made beforehand and given to the witness out of band.
+    let keys = tempfile::tempdir().unwrap();
+    let log_key = aaf_core::evidence::checkpoint::LogKey::generate("aaf.test/audit").unwrap();
+    let key_file = keys.path().join("log.key");
+    std::fs::write(&key_file, log_key.to_private_key()).unwrap();
+    let witness = Witness {
+        log_key: std::sync::Arc::new(std::sync::Mutex::new(Some(log_key.verifier_key()))),
+        own: std::sync::Arc::new(
+            aaf_core::evidence::checkpoint::LogKey::generate("witness.test").unwrap(),
+        ),
+        latest: Default::default(),
+        requests: Default::default(),
+    };
+    let app = axum::Router::new()
+        .route("/add-checkpoint", axum::routing::post(add_checkpoint))
+        .with_state(witness.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let config = move |c: &mut aaf_server::config::Config| {
+        c.evidence.log_key_file = Some(key_file);
+        c.evidence.sinks = vec![aaf_server::evidence::SinkConfig::Witness { url }];
+    };
+    let mut server = TestServer::start(policies.path(), config.clone()).await;
+    let data = server.take_data_dir();
+    let (_, key) = server.create_agent("witnessed").await;
+    let mut signed = Vec::new();
+    for n in [3, 2, 4] {
+        act_n(&server, &key, n).await;
+        signed.push(sign(&server).await);
+    }
+    server.stop().await;
+    let before_restart = witness.requests.lock().unwrap().len();
+
+    // A restarted node does not know what the witness cosigned: it learns it from the 409.
+    let server = TestServer::start_in(data.path(), policies.path(), config).await;
+    act_n(&server, &key, 2).await;
+    let last = sign(&server).await;
+    let origin = format!("aaf.test/audit/{}", last["chain"].as_str().unwrap());
+    let latest = witness.latest.lock().unwrap().get(&origin).copied();
+    assert_eq!(
+        latest.map(|(size, root)| (size, hex::encode(root))),
+        Some((
+            last["tree_size"].as_u64().unwrap(),
+            last["root_hash"].as_str().unwrap().to_string()
+        )),
+        "the witness holds the latest checkpoint"
+    );
+    let requests = witness.requests.lock().unwrap().clone();
+    // Before the restart: every checkpoint accepted from the size cosigned before it, the
+    // consistency proof checked by the witness (never a 422, never a bad signature).
+    assert!(
+        requests[..before_restart].iter().all(|(_, s)| *s == 200),
+        "{requests:?}"
+    );
+    for pair in signed.windows(2) {
+        let from = pair[0]["tree_size"].as_u64().unwrap();
+        assert!(
+            requests.contains(&(from, 200)),
+            "no submission from {from}: {requests:?}"
+        );
+    }
+    // After: once from 0 (409 naming the size), then from that size.
+    let after = &requests[before_restart..];
+    let third = signed[2]["tree_size"].as_u64().unwrap();
+    assert_eq!(after.first(), Some(&(0, 409)), "{requests:?}");
+    assert!(after.contains(&(third, 200)), "{requests:?}");
+    assert!(
+        !requests.iter().any(|(_, s)| *s == 422 || *s == 403),
+        "{requests:?}"
+    );
+    server.stop().await;
+}
