@@ -263,6 +263,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/proof-pack/{action_id}",
             get(api::evidence::proof_pack),
         )
+        .route(
+            "/v1/compliance/report",
+            get(api::compliance::compliance_report),
+        )
         .route_service(
             crate::mcp::PATH,
             tower::ServiceBuilder::new()

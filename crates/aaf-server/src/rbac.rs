@@ -535,6 +535,12 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/v1/compliance/report",
+        allow: &[ADMIN, AUDITOR],
+        summary: "the compliance evidence report of a framework for a period (JSON or HTML)",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/alerts",
         allow: &[ADMIN, APPROVER, AUDITOR],
         summary: "list the organisation's alerts (filters: status, rule, agent)",

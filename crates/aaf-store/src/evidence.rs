@@ -247,7 +247,89 @@ pub(crate) fn all_found(
     }
 }
 
+/// The audit events of one type in a period ([`Store::audit_event_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeStats {
+    /// How many.
+    pub count: u64,
+    /// The seqs of the newest, newest first.
+    pub samples: Vec<u64>,
+}
+
+/// Reads `(type, n)` and `(type, seq)` rows into stats per type.
+pub(crate) fn stats_from_rows<R: DbRow>(
+    counts: &[R],
+    samples: &[R],
+) -> Result<BTreeMap<String, TypeStats>, StoreError> {
+    let mut stats: BTreeMap<String, TypeStats> = BTreeMap::new();
+    for row in counts {
+        stats.entry(row.col("type")?).or_default().count = non_negative(row.col("n")?, "count")?;
+    }
+    for row in samples {
+        stats
+            .entry(row.col("type")?)
+            .or_default()
+            .samples
+            .push(non_negative(row.col("seq")?, "audit_events.seq")?);
+    }
+    Ok(stats)
+}
+
 impl Store {
+    /// Per event type, how many of `org_id`'s audit events have `from <= ts < to` (RFC 3339
+    /// UTC with microseconds, as events are stamped), and the seqs of up to `samples` of the
+    /// newest. One pass over the organisation's chain (no index on `ts`): for reports, not
+    /// for the decision path.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    pub async fn audit_event_stats(
+        &self,
+        org_id: &str,
+        from: &str,
+        to: &str,
+        samples: u32,
+    ) -> Result<BTreeMap<String, TypeStats>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.audit_event_stats(org_id, from, to, samples).await,
+            Backend::Postgres(p) => p.audit_event_stats(org_id, from, to, samples).await,
+        }
+    }
+
+    /// The `ts` of `org_id`'s newest audit event of `event_type`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    pub async fn latest_audit_event_ts(
+        &self,
+        org_id: &str,
+        event_type: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.latest_audit_event_ts(org_id, event_type).await,
+            Backend::Postgres(p) => p.latest_audit_event_ts(org_id, event_type).await,
+        }
+    }
+
+    /// `org_id`'s checkpoints signed with `from <= created_at < to`, by tree size.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    pub async fn audit_checkpoints_between(
+        &self,
+        org_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.audit_checkpoints_between(org_id, from, to).await,
+            Backend::Postgres(p) => p.audit_checkpoints_between(org_id, from, to).await,
+        }
+    }
+
     /// Every chain's head: `(org_id, seq)` of each organisation's chain and of
     /// [`crate::SYSTEM_CHAIN`] (what the tree builder polls). Across organisations (on
     /// PostgreSQL through the `SECURITY DEFINER` function `aaf_chain_heads()`).
@@ -421,6 +503,22 @@ pub(crate) mod q {
     pub(crate) const EVENTS_OF_ACTION: &str = "SELECT org_id, seq, ts, agent_id, action_id, \
          type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND action_id = $2 \
          ORDER BY seq";
+    /// `(org_id, from, to)` → `(type, n)`: events per type with `from <= ts < to`.
+    pub(crate) const EVENT_COUNTS: &str = "SELECT type, count(*) AS n FROM audit_events \
+         WHERE org_id = $1 AND ts >= $2 AND ts < $3 GROUP BY type";
+    /// `(org_id, from, to, per type)` → `(type, seq)`: the newest events of each type in
+    /// the period.
+    pub(crate) const EVENT_SAMPLES: &str = "SELECT type, seq FROM (SELECT type, seq, \
+         row_number() OVER (PARTITION BY type ORDER BY seq DESC) AS rn FROM audit_events \
+         WHERE org_id = $1 AND ts >= $2 AND ts < $3) ranked WHERE rn <= $4 \
+         ORDER BY type, seq DESC";
+    /// `(org_id, type)` → the `ts` of the newest event of that type.
+    pub(crate) const LATEST_OF_TYPE: &str = "SELECT ts FROM audit_events \
+         WHERE org_id = $1 AND type = $2 ORDER BY seq DESC LIMIT 1";
+    /// `(org_id, from, to)` → the checkpoints signed in the period, by tree size.
+    pub(crate) const CHECKPOINTS_BETWEEN: &str = "SELECT org_id, tree_size, root_hash, note, \
+         created_at FROM audit_checkpoints WHERE org_id = $1 AND created_at >= $2 \
+         AND created_at < $3 ORDER BY tree_size";
     /// `(org_id)` → every event in seq order.
     pub(crate) const EVENTS_ALL: &str = "SELECT org_id, seq, ts, agent_id, action_id, type, \
          data, prev_hash, hash FROM audit_events WHERE org_id = $1 ORDER BY seq";

@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod approvals;
 pub mod body;
 pub mod budgets;
+pub mod compliance;
 pub mod evidence;
 pub mod identity;
 pub mod mcp;

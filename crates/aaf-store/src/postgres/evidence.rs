@@ -12,9 +12,9 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{set_org, OrgContext, PgStore};
 use crate::evidence::{
-    all_found, checkpoint_from_row, non_negative, q, raw_event_from_row, stored_root,
-    tree_from_row, tree_hashes_from_rows, ChainVerification, ChainWalk, StoredCheckpoint,
-    TreeState,
+    all_found, checkpoint_from_row, non_negative, q, raw_event_from_row, stats_from_rows,
+    stored_root, tree_from_row, tree_hashes_from_rows, ChainVerification, ChainWalk,
+    StoredCheckpoint, TreeState, TypeStats,
 };
 use crate::model::Mutation;
 use crate::rows::compare_verifications;
@@ -116,6 +116,63 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok(rows.iter().map(raw_event_from_row).collect())
+    }
+
+    pub(crate) async fn audit_event_stats(
+        &self,
+        org_id: &str,
+        from: &str,
+        to: &str,
+        samples: u32,
+    ) -> Result<BTreeMap<String, TypeStats>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let counts = sqlx::query(q::EVENT_COUNTS)
+            .bind(org_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sampled = sqlx::query(q::EVENT_SAMPLES)
+            .bind(org_id)
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(samples))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        stats_from_rows(&counts, &sampled)
+    }
+
+    pub(crate) async fn latest_audit_event_ts(
+        &self,
+        org_id: &str,
+        event_type: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let ts = sqlx::query_scalar(q::LATEST_OF_TYPE)
+            .bind(org_id)
+            .bind(event_type)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ts)
+    }
+
+    pub(crate) async fn audit_checkpoints_between(
+        &self,
+        org_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(q::CHECKPOINTS_BETWEEN)
+            .bind(org_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(checkpoint_from_row).collect()
     }
 
     pub(crate) async fn audit_events_of_action(

@@ -12,8 +12,9 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::SqliteStore;
 use crate::evidence::{
-    checkpoint_from_row, non_negative, q, raw_event_from_row, stored_root, tree_from_row,
-    tree_hashes_from_rows, ChainVerification, ChainWalk, StoredCheckpoint, TreeState,
+    checkpoint_from_row, non_negative, q, raw_event_from_row, stats_from_rows, stored_root,
+    tree_from_row, tree_hashes_from_rows, ChainVerification, ChainWalk, StoredCheckpoint,
+    TreeState, TypeStats,
 };
 use crate::model::Mutation;
 use crate::rows::{compare_verifications, head_from_row};
@@ -104,6 +105,56 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         Ok(rows.iter().map(raw_event_from_row).collect())
+    }
+
+    pub(crate) async fn audit_event_stats(
+        &self,
+        org_id: &str,
+        from: &str,
+        to: &str,
+        samples: u32,
+    ) -> Result<BTreeMap<String, TypeStats>, StoreError> {
+        let counts = sqlx::query(q::EVENT_COUNTS)
+            .bind(org_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.reader)
+            .await?;
+        let sampled = sqlx::query(q::EVENT_SAMPLES)
+            .bind(org_id)
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(samples))
+            .fetch_all(&self.reader)
+            .await?;
+        stats_from_rows(&counts, &sampled)
+    }
+
+    pub(crate) async fn latest_audit_event_ts(
+        &self,
+        org_id: &str,
+        event_type: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(q::LATEST_OF_TYPE)
+            .bind(org_id)
+            .bind(event_type)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub(crate) async fn audit_checkpoints_between(
+        &self,
+        org_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query(q::CHECKPOINTS_BETWEEN)
+            .bind(org_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(checkpoint_from_row).collect()
     }
 
     pub(crate) async fn audit_events_of_action(

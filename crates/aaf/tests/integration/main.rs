@@ -13,6 +13,7 @@ mod approvals;
 mod audit;
 mod binary;
 mod budgets;
+mod compliance;
 mod connector;
 mod contract;
 mod credentials;

@@ -248,6 +248,7 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             let id = fresh_alert(server, target).await;
             path.replace("{id}", &id)
         }
+        (_, "/v1/compliance/report") => format!("{}?framework=soc2", p.path),
         (_, "/v1/proof-pack/{action_id}") => {
             // An action the organisation's approver answered: approvers may read its pack.
             let id = pending_action(server, target).await;
