@@ -96,6 +96,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub(crate) struct SqliteStore {
     writer: Option<Writer>,
     reader: SqlitePool,
+    /// The database file (the chain verifier reads it with a connection of its own).
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -121,6 +123,7 @@ impl SqliteStore {
             return Ok(SqliteStore {
                 writer: None,
                 reader,
+                path,
             });
         }
         create_data_dir(data_dir).await?;
@@ -154,6 +157,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Some(Arc::new(Mutex::new(Some(writer)))),
             reader,
+            path,
         })
     }
 
