@@ -93,6 +93,8 @@ pub struct AppState {
     pub classifier: Option<Arc<crate::pipeline::classifier::Classifier>>,
     /// The transparency log over the audit chains: trees, checkpoints, proofs.
     pub evidence: Arc<crate::evidence::TransparencyLog>,
+    /// The export of decisions in the OPA decision-log format.
+    pub decision_log: Arc<crate::evidence::decision_log::DecisionLog>,
 }
 
 impl AppState {
@@ -583,8 +585,18 @@ pub async fn prepare_with_clock(
         )
         .map_err(StartError::Evidence)?,
     );
+    let decision_log = Arc::new(
+        crate::evidence::decision_log::DecisionLog::new(
+            store.clone(),
+            writer.clone(),
+            config.evidence.decision_log.clone(),
+            Arc::clone(&secrets),
+        )
+        .map_err(StartError::Evidence)?,
+    );
     let state = AppState {
         evidence,
+        decision_log,
         store,
         writer,
         registry: Arc::new(registry),
@@ -737,6 +749,9 @@ pub async fn run(
     ));
     let refresher = tokio::spawn(crate::policies::refresher(state.clone()));
     let evidence = tokio::spawn(crate::evidence::worker(Arc::clone(&state.evidence)));
+    let decision_log = tokio::spawn(crate::evidence::decision_log::worker(Arc::clone(
+        &state.decision_log,
+    )));
     let alert_worker = state
         .alerts
         .take_receiver()
@@ -778,6 +793,7 @@ pub async fn run(
     deliveries.abort();
     refresher.abort();
     evidence.abort();
+    decision_log.abort();
     if let Some(worker) = &alert_worker {
         worker.abort();
     }

@@ -410,6 +410,60 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` of `org_id`'s audit events of `event_type` with `seq > after_seq`, in
+    /// seq order, as stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] when a row cannot be read.
+    pub async fn audit_events_of_type_after(
+        &self,
+        org_id: &str,
+        event_type: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.audit_events_of_type_after(org_id, event_type, after_seq, limit)
+                    .await
+            }
+            Backend::Postgres(p) => {
+                p.audit_events_of_type_after(org_id, event_type, after_seq, limit)
+                    .await
+            }
+        }?;
+        rows.into_iter()
+            .map(|row| {
+                row.map_err(|(seq, reason)| {
+                    StoreError::Corrupt(format!(
+                        "audit event {} of {org_id}: {reason}",
+                        seq.map_or_else(|| "?".to_string(), |s| s.to_string())
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// How far decision-log sink `sink` exported `org_id`'s decisions (the last seq), if at
+    /// all ([`crate::Mutation::SetDecisionLogCursor`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    pub async fn decision_log_cursor(
+        &self,
+        sink: &str,
+        org_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let seq = match &self.backend {
+            Backend::Sqlite(s) => s.decision_log_cursor(sink, org_id).await,
+            Backend::Postgres(p) => p.decision_log_cursor(sink, org_id).await,
+        }?;
+        seq.map(|s| non_negative(s, "decision_log_cursors.seq"))
+            .transpose()
+    }
+
     /// The stored hashes of `org_id`'s tree at `indexes` (from
     /// [`merkle::root_indexes`], [`merkle::inclusion_proof_indexes`], ...), as a map that is a
     /// [`merkle::HashReader`].
@@ -519,6 +573,21 @@ pub(crate) mod q {
     pub(crate) const CHECKPOINTS_BETWEEN: &str = "SELECT org_id, tree_size, root_hash, note, \
          created_at FROM audit_checkpoints WHERE org_id = $1 AND created_at >= $2 \
          AND created_at < $3 ORDER BY tree_size";
+    /// `(org_id, type, after_seq, limit)` → events of one type after a seq, in seq order.
+    pub(crate) const EVENTS_OF_TYPE_AFTER: &str = "SELECT org_id, seq, ts, agent_id, \
+         action_id, type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 \
+         AND type = $2 AND seq > $3 ORDER BY seq LIMIT $4";
+    /// `(sink, org_id)` → the decision-log cursor.
+    pub(crate) const GET_DECISION_LOG_CURSOR: &str =
+        "SELECT seq FROM decision_log_cursors WHERE sink = $1 AND org_id = $2";
+    /// `(sink, org_id, seq, now, expected)`: the new cursor, when the stored one is
+    /// `expected` (insert when there is none and `expected` is NULL).
+    pub(crate) const PUT_DECISION_LOG_CURSOR: &str = "INSERT INTO decision_log_cursors \
+         (sink, org_id, seq, updated_at) SELECT $1, $2, $3, $4 WHERE $5 IS NULL \
+         ON CONFLICT (sink, org_id) DO NOTHING";
+    /// `(seq, now, sink, org_id, expected)`: moves an existing cursor from `expected`.
+    pub(crate) const MOVE_DECISION_LOG_CURSOR: &str = "UPDATE decision_log_cursors \
+         SET seq = $1, updated_at = $2 WHERE sink = $3 AND org_id = $4 AND seq = $5";
     /// `(org_id)` → every event in seq order.
     pub(crate) const EVENTS_ALL: &str = "SELECT org_id, seq, ts, agent_id, action_id, type, \
          data, prev_hash, hash FROM audit_events WHERE org_id = $1 ORDER BY seq";

@@ -908,6 +908,22 @@ pub enum Mutation {
         /// RFC 3339 UTC.
         now: String,
     },
+    /// Record that decision-log sink `sink` exported `org_id`'s `action.decided` events up to
+    /// `seq`, as a compare-and-set: only when the stored cursor is still `expected` (`None`:
+    /// no cursor yet). Otherwise nothing changes and it is not an error (another node moved
+    /// it; read it again).
+    SetDecisionLogCursor {
+        /// The sink's id (the SHA-256 of its configuration).
+        sink: String,
+        /// The chain.
+        org_id: String,
+        /// The last seq exported.
+        seq: u64,
+        /// The cursor this export started from.
+        expected: Option<u64>,
+        /// RFC 3339 UTC.
+        now: String,
+    },
     /// Store a signed checkpoint, unless one of its chain and tree size is stored (the same:
     /// Ed25519 signatures are deterministic).
     PutCheckpoint(crate::evidence::StoredCheckpoint),

@@ -1793,9 +1793,9 @@ async fn apply_mutation(
             alerts::apply_mutation(ctx, mutation).await?
         }
         Mutation::PutAgentProfile { .. } => profiles::apply_mutation(ctx, mutation).await?,
-        Mutation::ExtendAuditTree { .. } | Mutation::PutCheckpoint(_) => {
-            evidence::apply_mutation(ctx, mutation).await?
-        }
+        Mutation::ExtendAuditTree { .. }
+        | Mutation::PutCheckpoint(_)
+        | Mutation::SetDecisionLogCursor { .. } => evidence::apply_mutation(ctx, mutation).await?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

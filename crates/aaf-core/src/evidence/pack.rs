@@ -346,15 +346,15 @@ fn check_action(
     decided: Option<&Value>,
     report: &mut PackReport,
 ) {
-    let action = match json_file(files, "action.json") {
+    let action = match json_file(files, "action-record.json") {
         None => return,
         Some(Err(e)) => return report.failures.push(e),
         Some(Ok(a)) => a,
     };
     let Some(decided) = decided else {
-        report
-            .not_proven
-            .push("action.json: the pack holds no action.decided event to check it against".into());
+        report.not_proven.push(
+            "action-record.json: the pack holds no action.decided event to check it against".into(),
+        );
         return;
     };
     let data = &decided["data"];
@@ -364,15 +364,15 @@ fn check_action(
         && action["decision"] == data["decision"];
     if agrees {
         report.proven.push(format!(
-            "action.json's id, tool ({}), operation ({}) and decision ({}) are those of the proven action.decided event",
+            "action-record.json's id, tool ({}), operation ({}) and decision ({}) are those of the proven action.decided event",
             data["tool"], data["operation"], data["decision"]
         ));
         report.not_proven.push(
-            "action.json's status, result and timestamps are the database's copy at the time of the pack; the proven events (action.executed, action.failed, approval.*) are the record of what happened".into(),
+            "action-record.json's status, result and timestamps are the database's copy at the time of the pack; the proven events (action.executed, action.failed, approval.*) are the record of what happened".into(),
         );
     } else {
         report.failures.push(
-            "action.json does not agree with the proven action.decided event (id, tool, operation or decision)".into(),
+            "action-record.json does not agree with the proven action.decided event (id, tool, operation or decision)".into(),
         );
     }
 }

@@ -44,6 +44,8 @@ pub struct EvidenceConfig {
     /// Time-out of one export to an HTTP or witness sink, in milliseconds, 100 to 60000.
     /// Default 5000.
     pub sink_timeout_ms: u64,
+    /// Continuous export of decisions in the OPA decision-log format.
+    pub decision_log: super::decision_log::DecisionLogConfig,
 }
 
 impl Default for EvidenceConfig {
@@ -59,6 +61,7 @@ impl Default for EvidenceConfig {
             build_batch: 1000,
             sinks: Vec::new(),
             sink_timeout_ms: 5000,
+            decision_log: super::decision_log::DecisionLogConfig::default(),
         }
     }
 }
@@ -128,6 +131,7 @@ impl EvidenceConfig {
                 self.log_name
             ));
         }
+        self.decision_log.validate()?;
         if self.log_key.is_some() && self.log_key_file.is_some() {
             return Err("give evidence.log_key or evidence.log_key_file, not both".into());
         }

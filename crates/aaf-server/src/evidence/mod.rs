@@ -15,6 +15,7 @@
 //! [`TransparencyLog::consistency`].
 
 pub mod config;
+pub mod decision_log;
 pub mod pack;
 pub mod sinks;
 

@@ -138,7 +138,7 @@ impl TransparencyLog {
             text.push(b'\n');
             text
         };
-        files.insert("action.json".into(), pretty(&input.view));
+        files.insert("action-record.json".into(), pretty(&input.view));
         let votes: Vec<Value> = input
             .votes
             .iter()

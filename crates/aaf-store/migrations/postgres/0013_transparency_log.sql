@@ -59,3 +59,24 @@ GRANT EXECUTE ON FUNCTION aaf_chain_heads() TO aaf_app;
 
 -- The events of one action, for its proof pack (GET /v1/proof-pack/{action_id}).
 CREATE INDEX audit_events_action ON audit_events (org_id, action_id) WHERE action_id IS NOT NULL;
+
+-- How far each decision-log sink has exported each chain's action.decided events.
+CREATE TABLE decision_log_cursors (
+    sink        TEXT NOT NULL,
+    org_id      TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (sink, org_id)
+);
+GRANT SELECT, INSERT, UPDATE ON decision_log_cursors TO aaf_app;
+ALTER TABLE decision_log_cursors ENABLE ROW LEVEL SECURITY;
+ALTER TABLE decision_log_cursors FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON decision_log_cursors TO aaf_app
+    USING (org_id = current_setting('app.org_id', true))
+    WITH CHECK (org_id = current_setting('app.org_id', true));
+DO $$
+BEGIN
+    EXECUTE format('CREATE POLICY owner_access ON decision_log_cursors TO %I USING (true) WITH CHECK (true)',
+                   current_user);
+END
+$$;

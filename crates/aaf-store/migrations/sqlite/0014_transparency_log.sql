@@ -55,3 +55,13 @@ END;
 
 -- The events of one action, for its proof pack (GET /v1/proof-pack/{action_id}).
 CREATE INDEX audit_events_action ON audit_events (org_id, action_id) WHERE action_id IS NOT NULL;
+
+-- How far each decision-log sink (evidence.decision_log.sinks, by the SHA-256 of its
+-- configuration) has exported each chain's action.decided events: the last seq written.
+CREATE TABLE decision_log_cursors (
+    sink        TEXT NOT NULL,
+    org_id      TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (sink, org_id)
+);

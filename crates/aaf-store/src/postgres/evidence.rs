@@ -69,6 +69,37 @@ pub(super) async fn apply_mutation(
                 .execute(ctx.conn(&checkpoint.org_id).await?)
                 .await?;
         }
+        Mutation::SetDecisionLogCursor {
+            sink,
+            org_id,
+            seq,
+            expected,
+            now,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            match expected {
+                None => {
+                    sqlx::query(q::PUT_DECISION_LOG_CURSOR)
+                        .bind(sink)
+                        .bind(org_id)
+                        .bind(to_sql(*seq)?)
+                        .bind(now)
+                        .bind(Option::<i64>::None)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Some(expected) => {
+                    sqlx::query(q::MOVE_DECISION_LOG_CURSOR)
+                        .bind(to_sql(*seq)?)
+                        .bind(now)
+                        .bind(sink)
+                        .bind(org_id)
+                        .bind(to_sql(*expected)?)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
         _ => {
             return Err(StoreError::Invalid(
                 "not a transparency-log mutation".into(),
@@ -173,6 +204,40 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    pub(crate) async fn audit_events_of_type_after(
+        &self,
+        org_id: &str,
+        event_type: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Result<StoredEvent, (Option<u64>, String)>>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(q::EVENTS_OF_TYPE_AFTER)
+            .bind(org_id)
+            .bind(event_type)
+            .bind(to_sql(after_seq)?)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(raw_event_from_row).collect())
+    }
+
+    pub(crate) async fn decision_log_cursor(
+        &self,
+        sink: &str,
+        org_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let seq = sqlx::query_scalar(q::GET_DECISION_LOG_CURSOR)
+            .bind(sink)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
     }
 
     pub(crate) async fn audit_events_of_action(

@@ -54,6 +54,34 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
                 checkpoint.created_at
             ])?;
         }
+        Mutation::SetDecisionLogCursor {
+            sink,
+            org_id,
+            seq,
+            expected,
+            now,
+        } => match expected {
+            None => {
+                conn.prepare_cached(q::PUT_DECISION_LOG_CURSOR)?
+                    .execute(params![
+                        sink,
+                        org_id,
+                        to_sql(*seq)?,
+                        now,
+                        Option::<i64>::None
+                    ])?;
+            }
+            Some(expected) => {
+                conn.prepare_cached(q::MOVE_DECISION_LOG_CURSOR)?
+                    .execute(params![
+                        to_sql(*seq)?,
+                        now,
+                        sink,
+                        org_id,
+                        to_sql(*expected)?
+                    ])?;
+            }
+        },
         _ => {
             return Err(StoreError::Invalid(
                 "not a transparency-log mutation".into(),
@@ -154,6 +182,35 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    pub(crate) async fn audit_events_of_type_after(
+        &self,
+        org_id: &str,
+        event_type: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Result<StoredEvent, (Option<u64>, String)>>, StoreError> {
+        let rows = sqlx::query(q::EVENTS_OF_TYPE_AFTER)
+            .bind(org_id)
+            .bind(event_type)
+            .bind(to_sql(after_seq)?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(raw_event_from_row).collect())
+    }
+
+    pub(crate) async fn decision_log_cursor(
+        &self,
+        sink: &str,
+        org_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(q::GET_DECISION_LOG_CURSOR)
+            .bind(sink)
+            .bind(org_id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub(crate) async fn audit_events_of_action(

@@ -452,9 +452,9 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
             super::alerts::apply_mutation(conn, mutation)?
         }
         Mutation::PutAgentProfile { .. } => super::profiles::apply_mutation(conn, mutation)?,
-        Mutation::ExtendAuditTree { .. } | Mutation::PutCheckpoint(_) => {
-            super::evidence::apply_mutation(conn, mutation)?
-        }
+        Mutation::ExtendAuditTree { .. }
+        | Mutation::PutCheckpoint(_)
+        | Mutation::SetDecisionLogCursor { .. } => super::evidence::apply_mutation(conn, mutation)?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?

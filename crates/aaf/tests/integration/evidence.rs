@@ -502,7 +502,10 @@ async fn proof_packs_of_allowed_denied_and_approved_actions_verify_with_both_ver
             out.contains("holds the policy sources and data of revision"),
             "{what}: {out}"
         );
-        assert!(out.contains("action.json's id, tool"), "{what}: {out}");
+        assert!(
+            out.contains("action-record.json's id, tool"),
+            "{what}: {out}"
+        );
         let (passed, out_py) = python_verify_pack(&script, &pack, &key);
         assert!(passed, "{what} (python): {out_py}");
         assert!(
@@ -736,6 +739,129 @@ async fn checkpoints_are_cosigned_by_a_c2sp_witness_with_consistency_proofs() {
     assert!(
         !requests.iter().any(|(_, s)| *s == 422 || *s == 403),
         "{requests:?}"
+    );
+    server.stop().await;
+}
+
+/// An HTTP receiver of decision-log batches that refuses the first `fail` of them (500).
+#[derive(Clone, Default)]
+struct Receiver {
+    fail: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    entries: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+async fn receive_logs(
+    axum::extract::State(r): axum::extract::State<Receiver>,
+    axum::Json(batch): axum::Json<Vec<Value>>,
+) -> axum::http::StatusCode {
+    use std::sync::atomic::Ordering;
+    if r.fail
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    r.entries.lock().unwrap().extend(batch);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+#[tokio::test]
+async fn decisions_are_exported_in_the_opa_decision_log_format_with_retries() {
+    use aaf_server::evidence::decision_log::DecisionLogSink;
+    use std::collections::BTreeSet;
+
+    let receiver = Receiver::default();
+    receiver.fail.store(2, std::sync::atomic::Ordering::SeqCst);
+    let app = axum::Router::new()
+        .route("/logs", axum::routing::post(receive_logs))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/logs", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("decisions.jsonl");
+
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let sinks = vec![
+        DecisionLogSink::File { path: file.clone() },
+        DecisionLogSink::Http {
+            url,
+            headers: Default::default(),
+        },
+    ];
+    let config = move |c: &mut aaf_server::config::Config| {
+        c.evidence.decision_log.sinks = sinks;
+        c.evidence.decision_log.interval_ms = 100;
+        c.evidence.decision_log.max_backoff_ms = 200;
+        c.evidence.decision_log.batch_size = 3;
+    };
+    let mut server = TestServer::start(policies.path(), config.clone()).await;
+    let data = server.take_data_dir();
+    let (agent_id, key) = server.create_agent("logged").await;
+    let mut ids = BTreeSet::new();
+    for i in 0..7 {
+        let (status, body) = server
+            .act(&key, json!({"tool": "search", "operation": "query", "params": {"i": i, "api_key": "sk_live_abcdefghijklmnopqrstuvwx"}}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+    let file_ids = |file: &Path| -> Vec<Value> {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let decision_ids = |entries: &[Value]| -> BTreeSet<String> {
+        entries
+            .iter()
+            .map(|e| e["decision_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    crate::common::within("every decision exported to both sinks", async {
+        while decision_ids(&file_ids(&file)) != ids
+            || decision_ids(&receiver.entries.lock().unwrap()) != ids
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    server.stop().await;
+
+    // The OPA fields, AAF's own, redacted as stored.
+    let entries = file_ids(&file);
+    assert_eq!(entries.len(), 7, "each decision once in the file");
+    let first = &entries[0];
+    assert_eq!(first["path"], "aaf/decision");
+    assert_eq!(first["result"]["decision"], "allow");
+    assert_eq!(first["input"]["tool"], "search");
+    assert_eq!(first["input"]["agent_id"], agent_id.as_str());
+    assert_eq!(first["input"]["params"]["api_key"], "[REDACTED]", "{first}");
+    assert_eq!(first["labels"]["app"], "aaf");
+    assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(first["bundles"]["aaf"]["revision"].is_string());
+    assert!(first["aaf"]["seq"].as_u64().unwrap() > 0);
+    // The HTTP sink refused twice and was retried: every decision arrived.
+    assert_eq!(receiver.fail.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // A restart goes on from the recorded cursors: new decisions only.
+    let server = TestServer::start_in(data.path(), policies.path(), config).await;
+    let (status, body) = server
+        .act(&key, json!({"tool": "search", "operation": "query"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ids.insert(body["id"].as_str().unwrap().to_string());
+    crate::common::within("the new decision exported after the restart", async {
+        while decision_ids(&file_ids(&file)) != ids {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        file_ids(&file).len(),
+        8,
+        "nothing written twice after the restart"
     );
     server.stop().await;
 }
