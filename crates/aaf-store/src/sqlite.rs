@@ -98,6 +98,9 @@ pub(crate) struct SqliteStore {
     reader: SqlitePool,
     /// The database file (the chain verifier reads it with a connection of its own).
     path: std::path::PathBuf,
+    /// A read-only rusqlite connection for reading many events fast (the tree builder),
+    /// opened on first use.
+    raw_reader: Arc<Mutex<Option<Connection>>>,
 }
 
 impl SqliteStore {
@@ -124,6 +127,7 @@ impl SqliteStore {
                 writer: None,
                 reader,
                 path,
+                raw_reader: Arc::default(),
             });
         }
         create_data_dir(data_dir).await?;
@@ -158,6 +162,7 @@ impl SqliteStore {
             writer: Some(Arc::new(Mutex::new(Some(writer)))),
             reader,
             path,
+            raw_reader: Arc::default(),
         })
     }
 

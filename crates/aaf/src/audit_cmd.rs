@@ -146,8 +146,13 @@ pub async fn verify(
             .insert(e.checkpoint.size);
     }
     println!("verifying the audit chains in {}", store.backend_name());
-    if let Some((_, from)) = &verifier {
-        println!("checkpoint signatures checked with the verifier key of {from}");
+    match &verifier {
+        Some((_, from)) => {
+            println!("checkpoint signatures checked with the verifier key of {from}")
+        }
+        None => println!(
+            "checkpoint signatures NOT checked (no verifier key: give --verifier-key or --log-key-file); their roots are still compared with the events"
+        ),
     }
     let started = Instant::now();
     let chains = store.verify_audit_tree(&extra).await?;

@@ -36,7 +36,9 @@ pub struct EvidenceConfig {
     /// How often each node brings the trees up to the chains' heads, in milliseconds, 50 to
     /// 600000. Default 1000.
     pub build_interval_ms: u64,
-    /// Most events added to a tree in one write, 1 to 100000. Default 1000.
+    /// Most events added to a tree in one write, 1 to 100000. Default 256 (about 512
+    /// stored hashes: a short write, so decisions committed in the same group are not held
+    /// up).
     pub build_batch: u32,
     /// Where each new checkpoint is also written, so that rewriting the database together
     /// with its chain heads is detected (`aaf audit verify --checkpoints DIR`). Default none.
@@ -58,7 +60,7 @@ impl Default for EvidenceConfig {
             checkpoint_every_events: 1000,
             checkpoint_interval_seconds: 60,
             build_interval_ms: 1000,
-            build_batch: 1000,
+            build_batch: 256,
             sinks: Vec::new(),
             sink_timeout_ms: 5000,
             decision_log: super::decision_log::DecisionLogConfig::default(),

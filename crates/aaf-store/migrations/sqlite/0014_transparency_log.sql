@@ -7,12 +7,13 @@
 -- lowercase hex characters. Written once, never changed: two nodes building the same tree
 -- write the same rows, and a row already there is kept (INSERT ... ON CONFLICT DO NOTHING).
 -- No foreign key to orgs: the reserved chain "system" has a tree too.
+-- WITHOUT ROWID: the rows are stored in the primary key's B-tree, one insert each.
 CREATE TABLE audit_tree_hashes (
     org_id  TEXT NOT NULL,
     idx     INTEGER NOT NULL,
     hash    TEXT NOT NULL,
     PRIMARY KEY (org_id, idx)
-);
+) WITHOUT ROWID;
 
 -- How far each tree is built: `size` leaves (the events with seq 1..=size), `last_hash` the
 -- chain hash of the event at seq `size`, from which the builder goes on. Only ever grows.

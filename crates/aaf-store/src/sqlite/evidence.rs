@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aaf_core::audit::{ChainError, ChainErrorKind, StoredEvent};
 use aaf_core::evidence::merkle::{self, Hash};
+use std::sync::Arc;
+
 use rusqlite::{params, Connection};
 use sqlx::Row;
 
@@ -119,19 +121,45 @@ impl SqliteStore {
         row.as_ref().map(tree_from_row).transpose()
     }
 
+    /// Through the read-only rusqlite connection ([`SqliteStore::raw_reader`]), on a
+    /// blocking thread: the tree builder reads every event once, and sqlx's SQLite rows cost
+    /// several times more per row.
     pub(crate) async fn audit_events_raw(
         &self,
         org_id: &str,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<Result<StoredEvent, (Option<u64>, String)>>, StoreError> {
-        let rows = sqlx::query(q::EVENTS_AFTER)
-            .bind(org_id)
-            .bind(to_sql(after_seq)?)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.iter().map(raw_event_from_row).collect())
+        let (reader, path, org_id) = (
+            Arc::clone(&self.raw_reader),
+            self.path.clone(),
+            org_id.to_string(),
+        );
+        let after = to_sql(after_seq)?;
+        tokio::task::spawn_blocking(move || {
+            let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                let conn = Connection::open_with_flags(
+                    &path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                *guard = Some(conn);
+            }
+            let Some(conn) = guard.as_ref() else {
+                return Err(StoreError::Unavailable("no reader connection".into()));
+            };
+            let mut statement = conn.prepare_cached(q::EVENTS_AFTER)?;
+            let mut rows = statement.query(params![org_id, after, i64::from(limit)])?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next()? {
+                events.push(raw_event(row));
+            }
+            Ok(events)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the reader thread failed: {e}")))?
     }
 
     pub(crate) async fn audit_event_stats(

@@ -335,6 +335,11 @@ fn the_readme_tour_runs_as_written() {
         stdout.contains("audit verification passed: 1 chains"),
         "{stdout}\n{stderr}"
     );
+    assert!(
+        stdout.contains("proven      the checkpoint of aaf-audit/"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("proof pack verified"), "{stdout}\n{stderr}");
 }
 
 /// What each client block of the tour prints, in the README's order.
@@ -451,8 +456,21 @@ fn check_client_outputs(outputs: &[Vec<Value>], context: &str) {
     assert_eq!(released["id"], switch["id"], "{context}");
     assert_eq!(released["state"], "released", "{context}");
 
-    // 8. Ten audit events, each linked to the one before, the first from the genesis.
-    let events = block(8, 1)[0]["events"].as_array().unwrap().clone();
+    // 8. Ten audit events, each linked to the one before, the first from the genesis; a
+    // checkpoint signed over the whole chain so far.
+    let events = block(8, 2)[0]["events"].as_array().unwrap().clone();
+    let checkpoint = &block(8, 2)[1];
+    assert!(
+        checkpoint["tree_size"].as_u64().unwrap() >= 10,
+        "{checkpoint}\n{context}"
+    );
+    assert!(
+        checkpoint["note"]
+            .as_str()
+            .unwrap()
+            .contains("\n\n\u{2014} aaf-audit "),
+        "{checkpoint}\n{context}"
+    );
     assert_eq!(events.len(), 10, "{context}");
     assert_eq!(events[0]["prev_hash"], "0".repeat(64), "{context}");
     for pair in events.windows(2) {
