@@ -275,6 +275,24 @@ pub(crate) fn stats_from_rows<R: DbRow>(
     Ok(stats)
 }
 
+/// Stored events read by a backend, each row that could not be read a
+/// [`StoreError::Corrupt`] naming its seq.
+fn readable(
+    org_id: &str,
+    rows: Vec<Result<StoredEvent, (Option<u64>, String)>>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            row.map_err(|(seq, reason)| {
+                StoreError::Corrupt(format!(
+                    "audit event {} of {org_id}: {reason}",
+                    seq.map_or_else(|| "?".to_string(), |s| s.to_string())
+                ))
+            })
+        })
+        .collect()
+}
+
 impl Store {
     /// Per event type, how many of `org_id`'s audit events have `from <= ts < to` (RFC 3339
     /// UTC with microseconds, as events are stamped), and the seqs of up to `samples` of the
@@ -372,16 +390,7 @@ impl Store {
             Backend::Sqlite(s) => s.audit_events_raw(org_id, after_seq, limit).await,
             Backend::Postgres(p) => p.audit_events_raw(org_id, after_seq, limit).await,
         }?;
-        rows.into_iter()
-            .map(|row| {
-                row.map_err(|(seq, reason)| {
-                    StoreError::Corrupt(format!(
-                        "audit event {} of {org_id}: {reason}",
-                        seq.map_or_else(|| "?".to_string(), |s| s.to_string())
-                    ))
-                })
-            })
-            .collect()
+        readable(org_id, rows)
     }
 
     /// The events of `org_id`'s chain about the action `action_id`, in seq order, as stored.
@@ -398,16 +407,7 @@ impl Store {
             Backend::Sqlite(s) => s.audit_events_of_action(org_id, action_id).await,
             Backend::Postgres(p) => p.audit_events_of_action(org_id, action_id).await,
         }?;
-        rows.into_iter()
-            .map(|row| {
-                row.map_err(|(seq, reason)| {
-                    StoreError::Corrupt(format!(
-                        "audit event {} of {org_id}: {reason}",
-                        seq.map_or_else(|| "?".to_string(), |s| s.to_string())
-                    ))
-                })
-            })
-            .collect()
+        readable(org_id, rows)
     }
 
     /// Up to `limit` of `org_id`'s audit events of `event_type` with `seq > after_seq`, in
@@ -433,16 +433,7 @@ impl Store {
                     .await
             }
         }?;
-        rows.into_iter()
-            .map(|row| {
-                row.map_err(|(seq, reason)| {
-                    StoreError::Corrupt(format!(
-                        "audit event {} of {org_id}: {reason}",
-                        seq.map_or_else(|| "?".to_string(), |s| s.to_string())
-                    ))
-                })
-            })
-            .collect()
+        readable(org_id, rows)
     }
 
     /// How far decision-log sink `sink` exported `org_id`'s decisions (the last seq), if at

@@ -310,18 +310,12 @@ impl DecisionLog {
                 .map_err(|e| format!("{}: {e}", path_of(sink)))
             }
             DecisionLogSink::Http { url, headers } => {
-                let mut request = self.client.post(url).json(entries);
-                for (name, value) in headers {
-                    let (value, _) = crate::secrets::expand(value, self.secrets.as_ref())
-                        .map_err(|e| format!("header {name}: {e}"))?;
-                    request = request.header(name.as_str(), value.as_str());
-                }
-                let response = request.send().await.map_err(|e| e.to_string())?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("answered {}", response.status()))
-                }
+                super::sinks::send_with_headers(
+                    self.client.post(url).json(entries),
+                    headers,
+                    self.secrets.as_ref(),
+                )
+                .await
             }
         }
     }

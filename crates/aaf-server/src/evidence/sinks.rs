@@ -129,22 +129,12 @@ impl Sinks {
         headers: &BTreeMap<String, String>,
         checkpoint: &StoredCheckpoint,
     ) -> Result<(), String> {
-        let mut request = self
+        let request = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(checkpoint.note.clone());
-        for (name, value) in headers {
-            let (value, _) = crate::secrets::expand(value, self.secrets.as_ref())
-                .map_err(|e| format!("header {name}: {e}"))?;
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {}", response.status()))
-        }
+        send_with_headers(request, headers, self.secrets.as_ref()).await
     }
 
     /// Submits `note` to a C2SP tlog-witness at `<url>/add-checkpoint` with the consistency
@@ -195,6 +185,30 @@ impl Sinks {
                 }
             )),
         }
+    }
+}
+
+/// Sends `request` with `headers` (values with `${secret:name}` expanded); `Ok` for a 2xx
+/// answer.
+///
+/// # Errors
+///
+/// A message: a secret cannot be read, the request failed, or the answer is not 2xx.
+pub(super) async fn send_with_headers(
+    mut request: reqwest::RequestBuilder,
+    headers: &BTreeMap<String, String>,
+    secrets: &dyn crate::secrets::SecretStore,
+) -> Result<(), String> {
+    for (name, value) in headers {
+        let (value, _) =
+            crate::secrets::expand(value, secrets).map_err(|e| format!("header {name}: {e}"))?;
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {}", response.status()))
     }
 }
 
