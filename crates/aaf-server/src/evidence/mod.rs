@@ -140,6 +140,9 @@ struct ChainTree {
     broken: Option<String>,
     /// The last checkpoint: its size and when this node saw or signed it.
     last_checkpoint: Option<(u64, Instant)>,
+    /// The stored hashes of the tree's right edge ([`merkle::root_indexes`] of `state`'s
+    /// size): what appending needs, kept so that a round does not read them again.
+    edge: Option<(u64, std::collections::HashMap<u64, Hash>)>,
 }
 
 /// The transparency log of every chain, as one node serves it.
@@ -280,10 +283,14 @@ impl TransparencyLog {
             }
             let mut verifier =
                 ChainVerifier::resume(org_id, state.size, state.last_hash).with_leaves();
-            let mut known = self
-                .store
-                .audit_tree_hashes(org_id, &merkle::root_indexes(state.size)?)
-                .await?;
+            let mut known = match chain.edge.take() {
+                Some((size, edge)) if size == state.size => edge,
+                _ => {
+                    self.store
+                        .audit_tree_hashes(org_id, &merkle::root_indexes(state.size)?)
+                        .await?
+                }
+            };
             let mut new_hashes = Vec::with_capacity(events.len() * 2);
             let mut next = state;
             let mut broken = None;
@@ -316,6 +323,9 @@ impl TransparencyLog {
                 self.writer.submit(unit).await?;
                 state = next;
                 chain.state = Some(state);
+                let edge = merkle::root_indexes(state.size)?;
+                known.retain(|index, _| edge.contains(index));
+                chain.edge = Some((state.size, known));
             }
             if let Some(reason) = broken {
                 if chain.broken.as_deref() != Some(reason.as_str()) {
@@ -336,7 +346,8 @@ impl TransparencyLog {
     /// Signs and stores a checkpoint of `org_id`'s tree as built, when it is larger than the
     /// last checkpoint and (unless `force`) `evidence.checkpoint_every_events` events or
     /// `evidence.checkpoint_interval_seconds` have passed since it; writes a new checkpoint
-    /// to the sinks. Returns the latest checkpoint (new or not).
+    /// to the sinks. Returns the latest checkpoint (new or not); `None` when there is none, or
+    /// (not forced) when nothing was due.
     ///
     /// # Errors
     ///
@@ -356,12 +367,16 @@ impl TransparencyLog {
             Some(state) => state.size,
             None => self.store.audit_tree(org_id).await?.map_or(0, |s| s.size),
         };
-        let latest = match chain.last_checkpoint {
-            Some((last, _)) if last == size => {
-                return Ok(self.store.audit_checkpoint(org_id, Some(last)).await?)
+        // Not forced and the last checkpoint known: decide from memory (no read per round).
+        if let (false, Some((last, at))) = (force, chain.last_checkpoint) {
+            let due = size > last
+                && (size - last >= self.config.checkpoint_every_events
+                    || at.elapsed() >= Duration::from_secs(self.config.checkpoint_interval_seconds));
+            if !due {
+                return Ok(None);
             }
-            _ => self.store.audit_checkpoint(org_id, None).await?,
-        };
+        }
+        let latest = self.store.audit_checkpoint(org_id, None).await?;
         let last_size = latest.as_ref().map_or(0, |c| c.tree_size);
         if let Some(latest) = &latest {
             if chain.last_checkpoint.map(|(s, _)| s) != Some(latest.tree_size) {
