@@ -371,7 +371,8 @@ impl TransparencyLog {
         if let (false, Some((last, at))) = (force, chain.last_checkpoint) {
             let due = size > last
                 && (size - last >= self.config.checkpoint_every_events
-                    || at.elapsed() >= Duration::from_secs(self.config.checkpoint_interval_seconds));
+                    || at.elapsed()
+                        >= Duration::from_secs(self.config.checkpoint_interval_seconds));
             if !due {
                 return Ok(None);
             }

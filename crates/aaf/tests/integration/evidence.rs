@@ -602,11 +602,15 @@ fn aaf_pack_files(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
 /// signature, the old size against what it cosigned last (409 `text/x.tlog.size` when they
 /// differ), the consistency proof from it (422 when it does not verify), then records the
 /// checkpoint and cosigns it with its own key.
+/// What the witness cosigned last, per origin: `(tree size, root)`.
+type Cosigned =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, [u8; 32])>>>;
+
 #[derive(Clone)]
 struct Witness {
     log_key: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     own: std::sync::Arc<aaf_core::evidence::checkpoint::LogKey>,
-    latest: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, [u8; 32])>>>,
+    latest: Cosigned,
     requests: std::sync::Arc<std::sync::Mutex<Vec<(u64, u16)>>>,
 }
 
