@@ -30,6 +30,11 @@
 //! | `aaf_approvals_pending` | gauge | none | actions waiting for approval, in every organisation (counted in the database by the approvals sweeper) |
 //! | `aaf_alerts_raised_total` | counter | `rule` (a built-in alert rule, docs/alerts.md) | alerts this node raised (a hit on an open alert only counts on it) |
 //! | `aaf_alert_signals_lost_total` | counter | `reason` = `queue_full`, `failed` | recorded events the alert rules never evaluated: the queue was full, or evaluating and recording failed after retries |
+//! | `aaf_audit_tree_breaks_total` | counter | none | audit chains the tree builder found not to verify (each break once); their Merkle trees stop before it (docs/audit.md, "Transparency log") |
+//! | `aaf_audit_checkpoints_signed_total` | counter | none | checkpoints of the audit log this node signed |
+//! | `aaf_audit_checkpoint_exports_total` | counter | `sink` = `directory`, `http`, `witness`; `outcome` = `written`, `failed` | checkpoints written to the sinks (a failure is retried) |
+//! | `aaf_decision_log_exported_total` | counter | `sink` = `file`, `http` | decisions exported in the OPA decision-log format |
+//! | `aaf_decision_log_failures_total` | counter | `sink` | decision-log batches that failed (retried with back-off) |
 //!
 //! No label takes an unbounded value (no action, agent or organisation id, no path).
 
@@ -76,6 +81,31 @@ pub enum Kind {
 /// Every metric AAF exposes: name, kind, description. The module documentation and
 /// docs/runtime-protection.md list the same (a test compares).
 pub const METRICS: &[(&str, Kind, &str)] = &[
+    (
+        "aaf_audit_tree_breaks_total",
+        Kind::Counter,
+        "Audit chains the tree builder found not to verify (each break counted once); their Merkle trees stop before it.",
+    ),
+    (
+        "aaf_audit_checkpoints_signed_total",
+        Kind::Counter,
+        "Checkpoints of the audit log this node signed.",
+    ),
+    (
+        "aaf_audit_checkpoint_exports_total",
+        Kind::Counter,
+        "Checkpoints written to a sink, by sink kind (directory, http, witness) and outcome (written, failed).",
+    ),
+    (
+        "aaf_decision_log_exported_total",
+        Kind::Counter,
+        "Decisions exported in the OPA decision-log format, by sink kind (file, http).",
+    ),
+    (
+        "aaf_decision_log_failures_total",
+        Kind::Counter,
+        "Failed decision-log batches (retried), by sink kind (file, http).",
+    ),
     (
         "aaf_decisions_total",
         Kind::Counter,
@@ -715,6 +745,11 @@ mod tests {
             counter!("aaf_budget_spend_micros_total", "unit" => "usd").increment(5);
             alert_raised("repeated_denials");
             alert_signal_lost("queue_full");
+            counter!("aaf_audit_tree_breaks_total").increment(1);
+            counter!("aaf_audit_checkpoints_signed_total").increment(1);
+            counter!("aaf_audit_checkpoint_exports_total", "sink" => "directory", "outcome" => "written").increment(1);
+            counter!("aaf_decision_log_exported_total", "sink" => "file").increment(1);
+            counter!("aaf_decision_log_failures_total", "sink" => "http").increment(1);
         });
         let text = handle.render();
         for &(name, kind, help) in METRICS {

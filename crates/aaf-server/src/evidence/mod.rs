@@ -6,7 +6,7 @@
 //! The [`worker`] of every node brings each chain's tree up to the chain's head in the
 //! background, off the decision path: it reads the new events as stored, checks that they
 //! link to the chain (a broken chain stops its tree at the break, with an error log line and
-//! the `aaf_audit_tree_broken` gauge), and appends their stored hashes with
+//! the `aaf_audit_tree_breaks_total` counter), and appends their stored hashes with
 //! [`aaf_store::Mutation::ExtendAuditTree`], which is idempotent, so nodes may build the same
 //! tree at once. It then signs a checkpoint (C2SP `tlog-checkpoint` as a C2SP signed note
 //! with the Ed25519 log key) every `evidence.checkpoint_every_events` events or
@@ -265,12 +265,25 @@ impl TransparencyLog {
         self.enabled()?;
         let chain = self.chain(org_id);
         let mut chain = chain.lock().await;
-        let mut state = match chain.state {
-            Some(state) => state,
-            None => self.store.audit_tree(org_id).await?.unwrap_or(TreeState {
+        let stored = |state: Option<TreeState>| {
+            state.unwrap_or(TreeState {
                 size: 0,
                 last_hash: GENESIS_HASH,
-            }),
+            })
+        };
+        let mut state = match chain.state {
+            // Another node may have built further (nodes build every chain): go on from there.
+            Some(state) if state.size < head => {
+                let read = stored(self.store.audit_tree(org_id).await?);
+                if read.size > state.size {
+                    chain.edge = None;
+                    read
+                } else {
+                    state
+                }
+            }
+            Some(state) => state,
+            None => stored(self.store.audit_tree(org_id).await?),
         };
         chain.state = Some(state);
         while state.size < head {
@@ -332,8 +345,8 @@ impl TransparencyLog {
                     tracing::error!(org_id, error = %reason,
                         "the audit chain does not verify: its Merkle tree stops before the break and no checkpoint will cover it; run `aaf audit verify`");
                     chain.broken = Some(reason.clone());
+                    metrics::counter!("aaf_audit_tree_breaks_total").increment(1);
                 }
-                metrics::gauge!("aaf_audit_tree_broken", "org_id" => org_id.to_string()).set(1.0);
                 return Err(EvidenceError::Broken {
                     org_id: org_id.to_string(),
                     reason,
