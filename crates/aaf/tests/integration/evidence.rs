@@ -869,3 +869,51 @@ async fn decisions_are_exported_in_the_opa_decision_log_format_with_retries() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn checkpoints_are_posted_to_an_http_sink_with_its_headers() {
+    type Posted = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, String, String)>>>;
+    let posted: Posted = Default::default();
+    async fn receive(
+        axum::extract::State(posted): axum::extract::State<Posted>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> axum::http::StatusCode {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        posted.lock().unwrap().push((
+            header("authorization"),
+            header("content-type").unwrap_or_default(),
+            body,
+        ));
+        axum::http::StatusCode::ACCEPTED
+    }
+    let app = axum::Router::new()
+        .route("/checkpoints", axum::routing::post(receive))
+        .with_state(posted.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/checkpoints", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), move |c| {
+        c.evidence.sinks = vec![aaf_server::evidence::SinkConfig::Http {
+            url,
+            headers: [("Authorization".to_string(), "Bearer sink-token".to_string())].into(),
+        }];
+    })
+    .await;
+    let (_, key) = server.create_agent("posted").await;
+    act_n(&server, &key, 2).await;
+    let signed = sign(&server).await;
+    let posted = posted.lock().unwrap().clone();
+    let last = posted.last().expect("nothing was posted to the sink");
+    assert_eq!(last.0.as_deref(), Some("Bearer sink-token"));
+    assert_eq!(last.1, "text/plain; charset=utf-8");
+    assert_eq!(last.2, signed["note"].as_str().unwrap());
+    server.stop().await;
+}
