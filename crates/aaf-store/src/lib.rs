@@ -517,8 +517,9 @@ impl Store {
 
     /// Verifies every audit chain (each `org_id` with events or a recorded head, including
     /// [`SYSTEM_CHAIN`]) from one consistent snapshot, streaming the events in seq order
-    /// through [`aaf_core::audit::ChainVerifier::push_stored`] (which also requires each
-    /// stored `data` text to be byte for byte its canonical form) and comparing each
+    /// through [`aaf_core::audit::ChainVerifier::push_raw`] (the hash over the stored bytes;
+    /// a `data` text that does not hash is parsed and must be its canonical form, as
+    /// [`aaf_core::audit::ChainVerifier::push_stored`] requires) and comparing each
     /// chain's end with its recorded head; then compares the chains with the organisations
     /// that exist: an organisation without any chain is reported
     /// ([`aaf_core::audit::ChainErrorKind::ChainMissing`]), and so is a chain, other than
