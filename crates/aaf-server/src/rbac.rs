@@ -664,6 +664,10 @@ mod tests {
             } else if p.method == "POST" && p.path == "/v1/alerts/{id}/ack" {
                 // Acknowledging is triage, for the same people; resolving is admins'.
                 assert_eq!(p.allow, &[ADMIN, APPROVER], "{} {}", p.method, p.path);
+            } else if p.method == "POST" && p.path == "/v1/audit/checkpoint" {
+                // Signing a checkpoint of the log now adds evidence and changes nothing:
+                // auditors may, as admins.
+                assert_eq!(p.allow, &[ADMIN, AUDITOR], "{} {}", p.method, p.path);
             } else if p.path == "/v1/playground" {
                 // Evaluates unsaved Rego and stores nothing: every person may use it.
                 assert_eq!(p.allow, ALL_USERS);
