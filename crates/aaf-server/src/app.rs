@@ -265,6 +265,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/proof-pack/{action_id}",
             get(api::evidence::proof_pack),
         )
+        .route("/v1/evidence", get(api::evidence::evidence))
         .route(
             "/v1/compliance/report",
             get(api::compliance::compliance_report),

@@ -106,6 +106,7 @@ use crate::rbac::{permission_for, Caller};
         api::evidence::inclusion_proof,
         api::evidence::consistency_proof,
         api::evidence::proof_pack,
+        api::evidence::evidence,
         api::compliance::compliance_report,
         api::alerts::list_alerts,
         api::alerts::get_alert,

@@ -535,6 +535,12 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/v1/evidence",
+        allow: &[ADMIN, AUDITOR],
+        summary: "the evidence pack (zip) of a period, or of one agent over a period",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/compliance/report",
         allow: &[ADMIN, AUDITOR],
         summary: "the compliance evidence report of a framework for a period (JSON or HTML)",

@@ -393,6 +393,35 @@ impl Store {
         readable(org_id, rows)
     }
 
+    /// Up to `limit` events of `org_id`'s chain with `from <= ts < to` (RFC 3339 UTC with
+    /// microseconds), of the agent `agent_id` when given, in seq order, as stored. One pass
+    /// over the organisation's chain (no index on `ts`): for evidence exports, not for the
+    /// decision path.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] when a row cannot be read.
+    pub async fn audit_events_between(
+        &self,
+        org_id: &str,
+        agent_id: Option<&str>,
+        from: &str,
+        to: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.audit_events_between(org_id, agent_id, from, to, limit)
+                    .await
+            }
+            Backend::Postgres(p) => {
+                p.audit_events_between(org_id, agent_id, from, to, limit)
+                    .await
+            }
+        }?;
+        readable(org_id, rows)
+    }
+
     /// The events of `org_id`'s chain about the action `action_id`, in seq order, as stored.
     ///
     /// # Errors
@@ -545,6 +574,11 @@ pub(crate) mod q {
          data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND seq > $2 \
          ORDER BY seq LIMIT $3";
     /// `(org_id, action_id)` → the action's events in seq order.
+    /// `(org_id, from, to, agent_id or NULL, limit)` → the events of the period (of one agent
+    /// when given), in seq order.
+    pub(crate) const EVENTS_BETWEEN: &str = "SELECT org_id, seq, ts, agent_id, action_id, \
+         type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND ts >= $2 \
+         AND ts < $3 AND ($4 IS NULL OR agent_id = $4) ORDER BY seq LIMIT $5";
     pub(crate) const EVENTS_OF_ACTION: &str = "SELECT org_id, seq, ts, agent_id, action_id, \
          type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND action_id = $2 \
          ORDER BY seq";

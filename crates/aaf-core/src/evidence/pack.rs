@@ -38,8 +38,18 @@ pub const MANIFEST: &str = "manifest.json";
 pub struct Manifest {
     /// [`FORMAT`].
     pub format: String,
-    /// The action.
-    pub action_id: String,
+    /// The action, for the pack of one action (`GET /v1/proof-pack/{action_id}`); absent
+    /// for the evidence of a period ([`Manifest::scope`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
+    /// The period (and agent) of an evidence pack (`GET /v1/evidence`): its events are every
+    /// event of the organisation (of the agent) with `from <= ts < to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    /// For an evidence pack: the consistency proof from the first checkpoint signed in the
+    /// period to [`Manifest::checkpoint`], when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<ConsistencyInfo>,
     /// Its organisation (the audit chain).
     pub org_id: String,
     /// When the pack was made (RFC 3339 UTC).
@@ -55,6 +65,31 @@ pub struct Manifest {
     pub policy: Option<PolicyEntry>,
     /// Every other file of the pack: path → SHA-256, 64 hex characters.
     pub files: BTreeMap<String, String>,
+}
+
+/// The period of an evidence pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Only this agent's events, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Start, inclusive, RFC 3339 UTC with microseconds (as events are stamped).
+    pub from: String,
+    /// End, exclusive, likewise.
+    pub to: String,
+}
+
+/// The consistency proof of an evidence pack (RFC 9162 section 2.1.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyInfo {
+    /// The file holding the earlier signed checkpoint.
+    pub file: String,
+    /// Its tree size.
+    pub from_size: u64,
+    /// The proof's hashes, hex.
+    pub proof: Vec<String>,
 }
 
 /// The log of a pack.
@@ -251,14 +286,19 @@ pub fn verify(files: &BTreeMap<String, Vec<u8>>, trusted_key: Option<&str>) -> P
     if !report.failures.is_empty() {
         return report;
     }
-    let seqs: Vec<String> = events.iter().map(|(s, _)| s.to_string()).collect();
     report.proven.push(format!(
-        "the audit events seq {} of organisation {} about action {} are entries {} of that log (RFC 9162 inclusion proofs), with the chain hashes listed in the manifest",
-        seqs.join(", "),
+        "the {} audit events (seq {}) of organisation {} in the pack's {} are entries of that log (RFC 9162 inclusion proofs, leaf index = seq - 1), with the chain hashes listed in the manifest",
+        events.len(),
+        seq_ranges(&events.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
         manifest.org_id,
-        manifest.action_id,
-        events.iter().map(|(s, _)| (s - 1).to_string()).collect::<Vec<_>>().join(", "),
+        what(&manifest),
     ));
+    if manifest.scope.is_some() {
+        report.not_proven.push(
+            "that the pack holds every event of the period: the events are proven to be in the log, not to be all of the period's (compare the seqs with the chain, or ask the log for the same period again)".into(),
+        );
+    }
+    check_consistency(files, &manifest, &key, &checkpoint, &mut report);
     let decided = events
         .iter()
         .find(|(_, e)| e["type"] == crate::audit::event_types::ACTION_DECIDED)
@@ -281,6 +321,106 @@ pub fn verify(files: &BTreeMap<String, Vec<u8>>, trusted_key: Option<&str>) -> P
 }
 
 /// Checks one event entry; returns the parsed event.
+/// What a pack is about, in words.
+fn what(manifest: &Manifest) -> String {
+    match (&manifest.action_id, &manifest.scope) {
+        (Some(action_id), _) => format!("action {action_id}"),
+        (None, Some(scope)) => format!(
+            "period [{}, {}){}",
+            scope.from,
+            scope.to,
+            scope
+                .agent_id
+                .as_ref()
+                .map(|a| format!(" of agent {a}"))
+                .unwrap_or_default()
+        ),
+        (None, None) => "nothing (no action and no period)".into(),
+    }
+}
+
+/// `1-4, 7, 9-10` for sorted seqs.
+fn seq_ranges(seqs: &[u64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let start = seqs[i];
+        let mut end = start;
+        while i + 1 < seqs.len() && seqs[i + 1] == end + 1 {
+            i += 1;
+            end = seqs[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
+/// The consistency proof of an evidence pack: the earlier checkpoint signed by the key, and
+/// the tree of the pack's checkpoint extends its tree.
+fn check_consistency(
+    files: &BTreeMap<String, Vec<u8>>,
+    manifest: &Manifest,
+    key: &str,
+    checkpoint: &super::checkpoint::Checkpoint,
+    report: &mut PackReport,
+) {
+    let Some(consistency) = &manifest.consistency else {
+        if manifest.scope.is_some() {
+            report.not_proven.push(
+                "no checkpoint was signed in the period before its last one: no consistency proof"
+                    .into(),
+            );
+        }
+        return;
+    };
+    let Some(note) = files
+        .get(&consistency.file)
+        .and_then(|b| std::str::from_utf8(b).ok())
+    else {
+        return report
+            .failures
+            .push(format!("{} is missing or not text", consistency.file));
+    };
+    let first = match verify_checkpoint(note, key) {
+        Ok(c) => c,
+        Err(e) => {
+            return report.failures.push(format!(
+                "{}: the signature does not verify: {e}",
+                consistency.file
+            ))
+        }
+    };
+    let proof: Option<Vec<Hash>> = consistency.proof.iter().map(|h| parse_hash(h)).collect();
+    let verified = first.origin == checkpoint.origin
+        && first.size == consistency.from_size
+        && proof.is_some_and(|proof| {
+            super::merkle::verify_consistency(
+                first.size,
+                checkpoint.size,
+                &first.root,
+                &checkpoint.root,
+                &proof,
+            )
+            .is_ok()
+        });
+    if verified {
+        report.proven.push(format!(
+            "the log at tree size {} (signed checkpoint {}) is a prefix of the log at tree size {}: nothing logged before it was changed or removed in the period (RFC 9162 consistency proof)",
+            first.size, consistency.file, checkpoint.size
+        ));
+    } else {
+        report.failures.push(format!(
+            "the consistency proof from {} (size {}) to the pack's checkpoint does not verify",
+            consistency.file, consistency.from_size
+        ));
+    }
+}
+
 fn verify_event(
     entry: &EventEntry,
     files: &BTreeMap<String, Vec<u8>>,
@@ -298,13 +438,29 @@ fn verify_event(
     if canonical != *bytes {
         return Err(format!("{} is not in RFC 8785 canonical form", entry.file));
     }
+    let member = match (&manifest.action_id, &manifest.scope) {
+        (Some(action_id), _) => event["action_id"] == action_id.as_str(),
+        (None, Some(scope)) => {
+            let ts = event["ts"].as_str().unwrap_or_default();
+            ts >= scope.from.as_str()
+                && ts < scope.to.as_str()
+                && scope
+                    .agent_id
+                    .as_ref()
+                    .is_none_or(|agent| event["agent_id"] == agent.as_str())
+        }
+        (None, None) => false,
+    };
     if event["seq"].as_u64() != Some(entry.seq)
         || event["org_id"] != manifest.org_id.as_str()
-        || event["action_id"] != manifest.action_id.as_str()
+        || !member
     {
         return Err(format!(
-            "{} is not event {} of action {} of organisation {}",
-            entry.file, entry.seq, manifest.action_id, manifest.org_id
+            "{} is not event {} of organisation {} in the pack's {}",
+            entry.file,
+            entry.seq,
+            manifest.org_id,
+            what(manifest)
         ));
     }
     let leaf = leaf_hash(bytes);
@@ -358,7 +514,10 @@ fn check_action(
         return;
     };
     let data = &decided["data"];
-    let agrees = action["id"] == manifest.action_id.as_str()
+    let agrees = manifest
+        .action_id
+        .as_deref()
+        .is_some_and(|id| action["id"] == id)
         && action["tool"] == data["tool"]
         && action["operation"] == data["operation"]
         && action["decision"] == data["decision"];

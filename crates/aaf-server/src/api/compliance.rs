@@ -44,7 +44,7 @@ pub struct ReportQuery {
 /// organisation's chain whatever the period, but a bound keeps the parameters sane.
 const MAX_PERIOD_DAYS: i64 = 3660;
 
-fn parse_time(value: &str, field: &'static str) -> Result<OffsetDateTime, ApiError> {
+pub(crate) fn parse_time(value: &str, field: &'static str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
         ApiError::field(
             field,

@@ -397,3 +397,99 @@ pub async fn proof_pack(
     )
         .into_response())
 }
+
+/// The most events one evidence pack holds (`GET /v1/evidence`); a longer period is refused
+/// with 400 naming `from`.
+pub const MAX_EVIDENCE_EVENTS: u32 = 100_000;
+
+/// `GET /v1/evidence` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EvidenceQuery {
+    /// Only this agent's events (an agent of the caller's organisation); default: every
+    /// event of the organisation.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Start of the period, inclusive, RFC 3339; default `to` minus 30 days.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// End of the period, exclusive, RFC 3339; default now.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// The evidence of a period, or of one agent over a period: every audit event of the
+/// organisation (of the agent) in it, each with its inclusion proof to a signed checkpoint,
+/// and the consistency proof from the first checkpoint signed in the period, as a zip of the
+/// proof-pack format (docs/proof-packs.md, "Evidence of a period"). Admins and auditors.
+#[utoipa::path(get, path = "/v1/evidence", tag = "audit",
+    params(EvidenceQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the evidence pack", content_type = "application/zip", body = Vec<u8>),
+        (status = 400, description = "from/to not RFC 3339 or in the wrong order, more events than a pack holds, or an unknown parameter (named)", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 403, description = "the role may not read evidence", body = ErrorBody),
+        (status = 404, description = "no such agent, or no event in the period", body = ErrorBody),
+        (status = 503, description = "checkpoints are not signed here (no log key), or storage unavailable", body = ErrorBody),
+    ))]
+pub async fn evidence(
+    State(state): State<AppState>,
+    UserAuth(user): UserAuth,
+    query: Result<Query<EvidenceQuery>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let Query(query) = query.map_err(|e| ApiError::from_query_rejection(&e))?;
+    let to = match &query.to {
+        Some(to) => super::compliance::parse_time(to, "to")?,
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let from = match &query.from {
+        Some(from) => super::compliance::parse_time(from, "from")?,
+        None => to - time::Duration::days(30),
+    };
+    if to <= from {
+        return Err(ApiError::field("to", "must be later than from"));
+    }
+    if let Some(agent_id) = &query.agent_id {
+        if state
+            .store
+            .get_agent(&user.org.id, agent_id)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::NotFound(format!(
+                "agent_id: no agent {agent_id} in your organisation"
+            )));
+        }
+    }
+    let (from, to) = (
+        crate::time::format_rfc3339(from),
+        crate::time::format_rfc3339(to),
+    );
+    let bytes = state
+        .evidence
+        .evidence_pack(
+            &user.org.id,
+            query.agent_id.as_deref(),
+            (&from, &to),
+            MAX_EVIDENCE_EVENTS,
+            &crate::time::now_rfc3339(),
+        )
+        .await?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/zip".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"evidence.zip\"".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -8,8 +8,10 @@ use std::io::Write;
 
 use aaf_core::audit::{canonical_event, AuditEvent, StoredEvent};
 use aaf_core::evidence::pack::{
-    sha256_hex, CheckpointInfo, EventEntry, LogInfo, Manifest, PolicyEntry, FORMAT, MANIFEST,
+    sha256_hex, CheckpointInfo, ConsistencyInfo, EventEntry, LogInfo, Manifest, PolicyEntry, Scope,
+    FORMAT, MANIFEST,
 };
+use aaf_store::evidence::StoredCheckpoint;
 use aaf_store::{ActionRecord, ApprovalVote};
 use serde_json::{json, Value};
 
@@ -85,59 +87,8 @@ impl TransparencyLog {
                 message: format!("action {action_id} has no audit event"),
             });
         };
-        // A checkpoint that covers every event of the action.
-        let checkpoint = match self.store.audit_checkpoint(&org_id, None).await? {
-            Some(c) if c.tree_size >= last => c,
-            _ => {
-                self.build(&org_id, last).await?;
-                match self.checkpoint(&org_id, true).await? {
-                    Some(c) if c.tree_size >= last => c,
-                    _ => {
-                        return Err(EvidenceError::Broken {
-                            org_id,
-                            reason: format!(
-                                "no checkpoint covers seq {last}: the tree stops before it"
-                            ),
-                        })
-                    }
-                }
-            }
-        };
-        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut entries = Vec::with_capacity(events.len());
-        let mut decided: Option<Value> = None;
-        for event in &events {
-            let bytes = canonical_bytes(event)?;
-            let proof = self
-                .inclusion(&org_id, event.seq, Some(checkpoint.tree_size))
-                .await?;
-            if event.event_type == aaf_core::audit::event_types::ACTION_DECIDED {
-                decided = serde_json::from_slice(&bytes).ok();
-            }
-            let file = format!("events/{:020}.json", event.seq);
-            entries.push(EventEntry {
-                seq: event.seq,
-                file: file.clone(),
-                leaf_hash: hex::encode(proof.leaf_hash),
-                prev_hash: hex::encode(event.prev_hash),
-                hash: hex::encode(event.hash),
-                proof: proof.proof.iter().map(hex::encode).collect(),
-            });
-            files.insert(file, bytes);
-        }
-        files.insert(
-            "checkpoint.note".into(),
-            checkpoint.note.clone().into_bytes(),
-        );
-        files.insert(
-            "log.pub".into(),
-            format!("{}\n", key.verifier_key()).into_bytes(),
-        );
-        let pretty = |value: &Value| -> Vec<u8> {
-            let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
-            text.push(b'\n');
-            text
-        };
+        let checkpoint = self.covering_checkpoint(&org_id, last).await?;
+        let (mut files, entries, decided) = self.event_files(&org_id, &events, &checkpoint).await?;
         files.insert("action-record.json".into(), pretty(&input.view));
         let votes: Vec<Value> = input
             .votes
@@ -190,11 +141,109 @@ impl TransparencyLog {
             }
             None => None,
         };
-        files.insert("README.md".into(), README.as_bytes().to_vec());
         let manifest = Manifest {
+            action_id: Some(action_id),
+            scope: None,
+            consistency: None,
+            policy,
+            ..self.manifest(key, &org_id, &checkpoint, entries, now)
+        };
+        finish(files, manifest)
+    }
+
+    /// The evidence of a period (`GET /v1/evidence`): every event of `org_id` (of `agent_id`
+    /// when given) with `from <= ts < to`, proven to a checkpoint that covers them all, with
+    /// the consistency proof from the first checkpoint signed in the period when there is an
+    /// earlier one than that, as a zip of the proof-pack format ([`Manifest::scope`]).
+    ///
+    /// # Errors
+    ///
+    /// [`EvidenceError::NotSigned`] without a log key; [`EvidenceError::NotFound`] when the
+    /// period holds no event; [`EvidenceError::Invalid`] (naming `from`) when it holds more
+    /// than `max_events`; the store's and the tree's errors.
+    pub async fn evidence_pack(
+        &self,
+        org_id: &str,
+        agent_id: Option<&str>,
+        (from, to): (&str, &str),
+        max_events: u32,
+        now: &str,
+    ) -> Result<Vec<u8>, EvidenceError> {
+        self.enabled()?;
+        let Some(key) = &self.key else {
+            return Err(EvidenceError::NotSigned);
+        };
+        let events = self
+            .store
+            .audit_events_between(org_id, agent_id, from, to, max_events.saturating_add(1))
+            .await?;
+        if events.len() > max_events as usize {
+            return Err(EvidenceError::Invalid {
+                field: "from",
+                message: format!(
+                    "the period holds more than {max_events} events: ask for a shorter one"
+                ),
+            });
+        }
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Err(EvidenceError::NotFound {
+                field: "from",
+                message: "the period holds no audit event".into(),
+            });
+        };
+        let checkpoint = self.covering_checkpoint(org_id, last).await?;
+        let (mut files, entries, _) = self.event_files(org_id, &events, &checkpoint).await?;
+        let first = self
+            .store
+            .audit_checkpoints_between(org_id, from, to)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|first| first.tree_size < checkpoint.tree_size);
+        let consistency = match first {
+            Some(first) => {
+                let proof = self
+                    .consistency(org_id, first.tree_size, Some(checkpoint.tree_size))
+                    .await?;
+                files.insert("checkpoints/first.note".into(), first.note.into_bytes());
+                Some(ConsistencyInfo {
+                    file: "checkpoints/first.note".into(),
+                    from_size: first.tree_size,
+                    proof: proof.proof.iter().map(hex::encode).collect(),
+                })
+            }
+            None => None,
+        };
+        let manifest = Manifest {
+            action_id: None,
+            scope: Some(Scope {
+                agent_id: agent_id.map(str::to_string),
+                from: from.to_string(),
+                to: to.to_string(),
+            }),
+            consistency,
+            policy: None,
+            ..self.manifest(key, org_id, &checkpoint, entries, now)
+        };
+        finish(files, manifest)
+    }
+
+    /// A manifest's common part (no action, scope, consistency or policy; files filled by
+    /// [`finish`]).
+    fn manifest(
+        &self,
+        key: &aaf_core::evidence::checkpoint::LogKey,
+        org_id: &str,
+        checkpoint: &StoredCheckpoint,
+        events: Vec<EventEntry>,
+        now: &str,
+    ) -> Manifest {
+        Manifest {
             format: FORMAT.into(),
-            action_id,
-            org_id: org_id.clone(),
+            action_id: None,
+            scope: None,
+            consistency: None,
+            org_id: org_id.to_string(),
             created_at: now.to_string(),
             log: LogInfo {
                 verifier_key: key.verifier_key(),
@@ -205,19 +254,102 @@ impl TransparencyLog {
                 tree_size: checkpoint.tree_size,
                 root_hash: hex::encode(checkpoint.root_hash),
             },
-            events: entries,
-            policy,
-            files: files
-                .iter()
-                .map(|(path, bytes)| (path.clone(), sha256_hex(bytes)))
-                .collect(),
-        };
-        files.insert(
-            MANIFEST.into(),
-            pretty(&serde_json::to_value(&manifest).unwrap_or(Value::Null)),
-        );
-        zip_files(&files).map_err(|e| EvidenceError::Sign(format!("the zip: {e}")))
+            events,
+            policy: None,
+            files: BTreeMap::new(),
+        }
     }
+
+    /// A stored checkpoint whose tree holds the event `last` (the latest, or one signed now).
+    async fn covering_checkpoint(
+        &self,
+        org_id: &str,
+        last: u64,
+    ) -> Result<StoredCheckpoint, EvidenceError> {
+        match self.store.audit_checkpoint(org_id, None).await? {
+            Some(c) if c.tree_size >= last => Ok(c),
+            _ => {
+                self.build(org_id, last).await?;
+                match self.checkpoint(org_id, true).await? {
+                    Some(c) if c.tree_size >= last => Ok(c),
+                    _ => Err(EvidenceError::Broken {
+                        org_id: org_id.to_string(),
+                        reason: format!(
+                            "no checkpoint covers seq {last}: the tree stops before it"
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The files of `events` (canonical JSON), their manifest entries with inclusion proofs
+    /// to `checkpoint`, the checkpoint, the log key, the README; and the `action.decided`
+    /// event among them, parsed.
+    async fn event_files(
+        &self,
+        org_id: &str,
+        events: &[StoredEvent],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(BTreeMap<String, Vec<u8>>, Vec<EventEntry>, Option<Value>), EvidenceError> {
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut entries = Vec::with_capacity(events.len());
+        let mut decided: Option<Value> = None;
+        for event in events {
+            let bytes = canonical_bytes(event)?;
+            let proof = self
+                .inclusion(org_id, event.seq, Some(checkpoint.tree_size))
+                .await?;
+            if event.event_type == aaf_core::audit::event_types::ACTION_DECIDED {
+                decided = serde_json::from_slice(&bytes).ok();
+            }
+            let file = format!("events/{:020}.json", event.seq);
+            entries.push(EventEntry {
+                seq: event.seq,
+                file: file.clone(),
+                leaf_hash: hex::encode(proof.leaf_hash),
+                prev_hash: hex::encode(event.prev_hash),
+                hash: hex::encode(event.hash),
+                proof: proof.proof.iter().map(hex::encode).collect(),
+            });
+            files.insert(file, bytes);
+        }
+        files.insert(
+            "checkpoint.note".into(),
+            checkpoint.note.clone().into_bytes(),
+        );
+        if let Some(key) = &self.key {
+            files.insert(
+                "log.pub".into(),
+                format!("{}\n", key.verifier_key()).into_bytes(),
+            );
+        }
+        files.insert("README.md".into(), README.as_bytes().to_vec());
+        Ok((files, entries, decided))
+    }
+}
+
+/// The pretty JSON of `value`, with a final newline.
+fn pretty(value: &Value) -> Vec<u8> {
+    let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
+    text.push(b'\n');
+    text
+}
+
+/// Adds the manifest of `files` (their SHA-256s) to them and zips them.
+fn finish(
+    mut files: BTreeMap<String, Vec<u8>>,
+    mut manifest: Manifest,
+) -> Result<Vec<u8>, EvidenceError> {
+    manifest.files = files
+        .iter()
+        .map(|(path, bytes)| (path.clone(), sha256_hex(bytes)))
+        .collect();
+    files.insert(
+        MANIFEST.into(),
+        pretty(&serde_json::to_value(&manifest).unwrap_or(Value::Null)),
+    );
+    zip_files(&files).map_err(|e| EvidenceError::Sign(format!("the zip: {e}")))
 }
 
 /// `files` as a zip (deflated, in name order, with a fixed time so that the same files make

@@ -240,6 +240,27 @@ impl PgStore {
         Ok(seq)
     }
 
+    pub(crate) async fn audit_events_between(
+        &self,
+        org_id: &str,
+        agent_id: Option<&str>,
+        from: &str,
+        to: &str,
+        limit: u32,
+    ) -> Result<Vec<Result<StoredEvent, (Option<u64>, String)>>, StoreError> {
+        let mut tx = self.begin_org(org_id).await?;
+        let rows = sqlx::query(q::EVENTS_BETWEEN)
+            .bind(org_id)
+            .bind(from)
+            .bind(to)
+            .bind(agent_id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(raw_event_from_row).collect())
+    }
+
     pub(crate) async fn audit_events_of_action(
         &self,
         org_id: &str,

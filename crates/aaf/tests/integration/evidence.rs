@@ -917,3 +917,120 @@ async fn checkpoints_are_posted_to_an_http_sink_with_its_headers() {
     assert_eq!(last.2, signed["note"].as_str().unwrap());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_evidence_of_a_period_and_an_agent_verifies_with_both_verifiers() {
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let server = TestServer::start(policies.path(), |_| {}).await;
+    let (agent_id, key) = server.create_agent("watched").await;
+    let (_, other_key) = server.create_agent("other").await;
+    let from = aaf_server::time::now_rfc3339();
+    act_n(&server, &key, 3).await;
+    // A checkpoint in the period, then more events: the pack proves the later tree extends it.
+    sign(&server).await;
+    act_n(&server, &key, 2).await;
+    act_n(&server, &other_key, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = python_pack_verifier(dir.path());
+    let (_, latest) = server.get_json("/v1/audit/checkpoint", ADMIN_TOKEN).await;
+    let verifier_key = latest["verifier_key"].as_str().unwrap().to_string();
+
+    for (agent, expected_events) in [(Some(agent_id.as_str()), 5), (None, 7)] {
+        let mut path = format!("/v1/evidence?from={}", from.replace(':', "%3A"));
+        if let Some(agent) = agent {
+            path.push_str(&format!("&agent_id={agent}"));
+        }
+        let response = server
+            .client
+            .get(server.url(&path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let bytes = response.bytes().await.unwrap();
+        let files = aaf_pack_files(&bytes);
+        let events = files.keys().filter(|k| k.starts_with("events/")).count();
+        assert!(events >= expected_events, "{path}: {events} events");
+        if agent.is_some() {
+            assert_eq!(
+                events, expected_events,
+                "only the agent's action.decided events"
+            );
+        }
+        assert!(files.contains_key("checkpoints/first.note"), "{path}");
+        let pack = dir.path().join("period.zip");
+        std::fs::write(&pack, &bytes).unwrap();
+        let (passed, out) = aaf_verify_pack(&pack, &verifier_key);
+        assert!(passed, "{path}: {out}");
+        assert!(out.contains("is a prefix of the log at tree size"), "{out}");
+        assert!(
+            out.contains("not proven  that the pack holds every event"),
+            "{out}"
+        );
+        let (passed, out_py) = python_verify_pack(&script, &pack, &verifier_key);
+        assert!(passed, "{path} (python): {out_py}");
+        assert!(
+            out_py.contains("is a prefix of the log at size"),
+            "{out_py}"
+        );
+        // A consistency proof changed by one byte fails both.
+        let mut files = files;
+        let mut manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+        let proof = manifest["consistency"]["proof"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let flipped = format!(
+            "{}{}",
+            if proof.starts_with('0') { "1" } else { "0" },
+            &proof[1..]
+        );
+        manifest["consistency"]["proof"][0] = json!(flipped);
+        files.insert(
+            "manifest.json".into(),
+            serde_json::to_vec(&manifest).unwrap(),
+        );
+        let tampered = dir.path().join("period-tampered.zip");
+        std::fs::write(
+            &tampered,
+            aaf_server::evidence::pack::zip_files(&files).unwrap(),
+        )
+        .unwrap();
+        let (passed, out) = aaf_verify_pack(&tampered, &verifier_key);
+        assert!(!passed, "a changed consistency proof passed: {out}");
+        let (passed, out_py) = python_verify_pack(&script, &tampered, &verifier_key);
+        assert!(
+            !passed,
+            "a changed consistency proof passed (python): {out_py}"
+        );
+    }
+
+    // Bad parameters.
+    for (query, status, field) in [
+        ("from=yesterday", 400, "from"),
+        (
+            "from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
+            400,
+            "to",
+        ),
+        ("agent_id=nobody", 404, "agent_id"),
+        (
+            "from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z",
+            404,
+            "from",
+        ),
+        ("since=2020-01-01T00:00:00Z", 400, "since"),
+    ] {
+        let (got, body) = server
+            .get_json(&format!("/v1/evidence?{query}"), ADMIN_TOKEN)
+            .await;
+        assert_eq!(got, status, "{query}: {body}");
+        let named = body["error"]["field"] == field
+            || body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(field));
+        assert!(named, "{query}: {body}");
+    }
+    server.stop().await;
+}
