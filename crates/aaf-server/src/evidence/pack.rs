@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use aaf_core::audit::{canonical_event, AuditEvent, StoredEvent};
+use aaf_core::evidence::merkle;
 use aaf_core::evidence::pack::{
     sha256_hex, CheckpointInfo, ConsistencyInfo, EventEntry, LogInfo, Manifest, PolicyEntry, Scope,
     FORMAT, MANIFEST,
@@ -16,6 +17,9 @@ use aaf_store::{ActionRecord, ApprovalVote};
 use serde_json::{json, Value};
 
 use super::{EvidenceError, TransparencyLog};
+
+/// Stored hashes read per query while gathering a pack's proofs.
+const PROOF_HASHES_PER_READ: usize = 500;
 
 /// The README of every pack: how to verify it by hand.
 pub const README: &str = include_str!("pack_readme.md");
@@ -292,14 +296,36 @@ impl TransparencyLog {
         events: &[StoredEvent],
         checkpoint: &StoredCheckpoint,
     ) -> Result<(BTreeMap<String, Vec<u8>>, Vec<EventEntry>, Option<Value>), EvidenceError> {
+        // Every stored hash the proofs need, read in a few queries rather than per event.
+        let size = checkpoint.tree_size;
+        let mut needed = std::collections::BTreeSet::new();
+        for event in events {
+            let index = event.seq.saturating_sub(1);
+            needed.extend(merkle::inclusion_proof_indexes(index, size)?);
+            needed.insert(merkle::stored_hash_index(0, index)?);
+        }
+        let needed: Vec<u64> = needed.into_iter().collect();
+        let mut hashes = std::collections::HashMap::with_capacity(needed.len());
+        for chunk in needed.chunks(PROOF_HASHES_PER_READ) {
+            hashes.extend(self.store.audit_tree_hashes(org_id, chunk).await?);
+        }
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut entries = Vec::with_capacity(events.len());
         let mut decided: Option<Value> = None;
         for event in events {
             let bytes = canonical_bytes(event)?;
-            let proof = self
-                .inclusion(org_id, event.seq, Some(checkpoint.tree_size))
-                .await?;
+            let index = event.seq.saturating_sub(1);
+            let proof = merkle::inclusion_proof(index, size, &hashes)?;
+            let leaf = aaf_core::evidence::event_leaf_hash(&bytes);
+            if hashes.get(&merkle::stored_hash_index(0, index)?) != Some(&leaf) {
+                return Err(EvidenceError::Broken {
+                    org_id: org_id.to_string(),
+                    reason: format!(
+                        "the stored tree's leaf {index} is not the hash of event {}: run `aaf audit verify`",
+                        event.seq
+                    ),
+                });
+            }
             if event.event_type == aaf_core::audit::event_types::ACTION_DECIDED {
                 decided = serde_json::from_slice(&bytes).ok();
             }
@@ -307,10 +333,10 @@ impl TransparencyLog {
             entries.push(EventEntry {
                 seq: event.seq,
                 file: file.clone(),
-                leaf_hash: hex::encode(proof.leaf_hash),
+                leaf_hash: hex::encode(leaf),
                 prev_hash: hex::encode(event.prev_hash),
                 hash: hex::encode(event.hash),
-                proof: proof.proof.iter().map(hex::encode).collect(),
+                proof: proof.iter().map(hex::encode).collect(),
             });
             files.insert(file, bytes);
         }
