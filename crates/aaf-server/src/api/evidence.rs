@@ -1,5 +1,6 @@
-//! The transparency-log API (docs/audit.md, "Transparency log"): the latest signed checkpoint,
-//! signing one now, inclusion and consistency proofs. What they do is in
+//! The evidence API: the transparency log's latest signed checkpoint, signing one now,
+//! inclusion and consistency proofs (docs/audit.md, "Transparency log"), and the proof packs
+//! of an action or a period (docs/proof-packs.md). What they do is in
 //! [`crate::evidence::TransparencyLog`]; these handlers parse, call it and answer.
 
 use aaf_core::evidence::merkle::Hash;

@@ -12,7 +12,8 @@
 //! with the Ed25519 log key) every `evidence.checkpoint_every_events` events or
 //! `evidence.checkpoint_interval_seconds`, stores it, and writes it to the configured sinks
 //! ([`sinks`]). Proofs are served from the stored hashes: [`TransparencyLog::inclusion`] and
-//! [`TransparencyLog::consistency`].
+//! [`TransparencyLog::consistency`]; [`pack`] gathers proof packs (docs/proof-packs.md);
+//! [`decision_log`] exports decisions in the OPA decision-log format.
 
 pub mod config;
 pub mod decision_log;
