@@ -167,48 +167,25 @@ pub(crate) fn parse_head(
     Ok((seq, hash))
 }
 
-/// Reads an `audit_events` row; on failure, the seq if it could be read and the reason.
+/// Reads an `audit_events` row, its `data` parsed; on failure, the seq if it could be read and
+/// the reason.
 pub(crate) fn event_from_row(row: &impl DbRow) -> Result<ChainedEvent, (Option<u64>, String)> {
-    stored_event_from_row(row).map(|(event, _)| event)
-}
-
-/// Reads an `audit_events` row together with the stored text of its `data`, which the
-/// verifier requires to be the canonical bytes ([`ChainVerifier::push_stored`]); on
-/// failure, the seq if it could be read and the reason.
-pub(crate) fn stored_event_from_row(
-    row: &impl DbRow,
-) -> Result<(ChainedEvent, String), (Option<u64>, String)> {
-    let seq: i64 = row
-        .col("seq")
-        .map_err(|e| (None, format!("seq is not an integer: {e}")))?;
-    let seq = u64::try_from(seq).map_err(|_| (None, format!("seq {seq} is negative")))?;
-    let bad = |what: &str, e: &dyn std::fmt::Display| (Some(seq), format!("{what}: {e}"));
-    let text = |column: &str| -> Result<String, (Option<u64>, String)> {
-        row.col::<String>(column)
-            .map_err(|e| bad(&format!("{column} is not text"), &e))
-    };
-    let optional_text = |column: &str| -> Result<Option<String>, (Option<u64>, String)> {
-        row.col::<Option<String>>(column)
-            .map_err(|e| bad(&format!("{column} is not text"), &e))
-    };
-    let stored = text("data")?;
-    let data: Value = serde_json::from_str(&stored).map_err(|e| bad("data is not json", &e))?;
-    let prev_hash = hex32::parse(&text("prev_hash")?).map_err(|e| bad("prev_hash", &e))?;
-    let hash = hex32::parse(&text("hash")?).map_err(|e| bad("hash", &e))?;
-    let event = ChainedEvent {
+    let stored = crate::evidence::raw_event_from_row(row)?;
+    let data: Value = serde_json::from_str(&stored.data)
+        .map_err(|e| (Some(stored.seq), format!("data is not json: {e}")))?;
+    Ok(ChainedEvent {
         event: AuditEvent {
-            seq,
-            ts: text("ts")?,
-            org_id: text("org_id")?,
-            agent_id: optional_text("agent_id")?,
-            action_id: optional_text("action_id")?,
-            event_type: text("type")?,
+            seq: stored.seq,
+            ts: stored.ts,
+            org_id: stored.org_id,
+            agent_id: stored.agent_id,
+            action_id: stored.action_id,
+            event_type: stored.event_type,
             data,
         },
-        prev_hash,
-        hash,
-    };
-    Ok((event, stored))
+        prev_hash: stored.prev_hash,
+        hash: stored.hash,
+    })
 }
 
 /// Reads an org from columns `{prefix}id`, `{prefix}name`, ... (`id`, `name` when the

@@ -608,7 +608,7 @@ type Cosigned =
 
 #[derive(Clone)]
 struct Witness {
-    log_key: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    log_key: std::sync::Arc<String>,
     own: std::sync::Arc<aaf_core::evidence::checkpoint::LogKey>,
     latest: Cosigned,
     requests: std::sync::Arc<std::sync::Mutex<Vec<(u64, u16)>>>,
@@ -647,8 +647,7 @@ async fn add_checkpoint(
                 .unwrap()
         })
         .collect();
-    let key = w.log_key.lock().unwrap().clone().unwrap();
-    let Ok(checkpoint) = verify_checkpoint(note, &key) else {
+    let Ok(checkpoint) = verify_checkpoint(note, &w.log_key) else {
         return answer(403, "text/plain", "bad signature".into(), &w, old);
     };
     let known = w.latest.lock().unwrap().get(&checkpoint.origin).copied();
@@ -677,7 +676,7 @@ async fn checkpoints_are_cosigned_by_a_c2sp_witness_with_consistency_proofs() {
     let key_file = keys.path().join("log.key");
     std::fs::write(&key_file, log_key.to_private_key()).unwrap();
     let witness = Witness {
-        log_key: std::sync::Arc::new(std::sync::Mutex::new(Some(log_key.verifier_key()))),
+        log_key: std::sync::Arc::new(log_key.verifier_key()),
         own: std::sync::Arc::new(
             aaf_core::evidence::checkpoint::LogKey::generate("witness.test").unwrap(),
         ),
