@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::canonical::{
     write_canonical_json, write_canonical_number, write_canonical_string, CanonicalError,
 };
+use crate::evidence::payload::Payload;
 
 /// The previous hash of the first event of every chain: 32 zero bytes.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
@@ -335,9 +336,16 @@ pub struct ChainedEvent {
     /// The hash of the previous event in the chain ([`GENESIS_HASH`] for `seq` 1).
     #[serde(with = "hex32")]
     pub prev_hash: [u8; 32],
-    /// `event_hash(prev_hash, event)`.
+    /// `event_hash(prev_hash, hashed event)`.
     #[serde(with = "hex32")]
     pub hash: [u8; 32],
+    /// For an event of format 2, its payload commitment
+    /// ([`crate::evidence::payload`]): the hashed event then holds the committed data
+    /// `{"payload_sha256": ...}` in place of `data`, and `data` is the payload's data (or
+    /// `null` when the payload is withheld, [`Payload::withheld`]). `None` for an event of
+    /// the first format, whose `data` is hashed as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
 }
 
 impl ChainedEvent {
@@ -352,7 +360,17 @@ impl ChainedEvent {
             event,
             prev_hash,
             hash,
+            payload: None,
         })
+    }
+
+    /// The `data` the chain hash covers: the committed data
+    /// ([`crate::evidence::payload::committed_data`]) for an event of format 2, else `data`.
+    pub fn hashed_data(&self) -> std::borrow::Cow<'_, serde_json::Value> {
+        match &self.payload {
+            Some(p) => std::borrow::Cow::Owned(crate::evidence::payload::committed_data(&p.sha256)),
+            None => std::borrow::Cow::Borrowed(&self.event.data),
+        }
     }
 }
 
@@ -415,6 +433,11 @@ pub struct StoredEvent {
     pub prev_hash: [u8; 32],
     /// The stored `hash`.
     pub hash: [u8; 32],
+    /// The stored payload of an event of format 2 (sealed or in clear, see
+    /// `aaf_store::encryption`), when read and still stored; `None` otherwise.
+    pub payload: Option<String>,
+    /// Why the payload was removed (retention or shredding), when it was.
+    pub payload_removed: Option<String>,
 }
 
 impl StoredEvent {
@@ -548,6 +571,10 @@ pub enum ChainErrorKind {
     /// [`crate::canonical::to_rounded_canonical_json`] (e.g. a number that is not a double).
     #[error("event cannot be canonicalised: {0}: the event was modified")]
     Canonical(String),
+    /// The event's payload does not match the commitment its hashed event holds
+    /// ([`crate::evidence::payload::verify`]).
+    #[error("{0}")]
+    Payload(String),
     /// The stored `data` text is neither byte for byte the RFC 8785 canonical form of the
     /// JSON value it parses to, which is what AAF stores, nor the compact `serde_json`
     /// serialisation of it, which versions before that rule stored. Its hash may still
@@ -741,6 +768,7 @@ impl ChainVerifier {
             },
             prev_hash: stored.prev_hash,
             hash: stored.hash,
+            payload: None,
         };
         self.push_event(&chained, Some(stored.data.as_bytes()))
     }
@@ -769,31 +797,39 @@ impl ChainVerifier {
                 },
             ));
         }
+        // Format 2: the payload, when given, must be what the hashed event commits to.
+        if let Some(payload) = &chained.payload {
+            if let Some(salt) = &payload.salt {
+                if let Err(e) =
+                    crate::evidence::payload::verify(&payload.sha256, salt, &chained.event.data)
+                {
+                    return Err(self.fail(expected_seq, ChainErrorKind::Payload(e.to_string())));
+                }
+            }
+        }
+        let hashed_data = chained.hashed_data();
         // Events written before AAF refused inexact numbers may hold one; their hash covers
         // the rounded form (see `to_rounded_canonical_json` for why accepting it is safe).
-        let (canonical_data, rounded) =
-            match crate::canonical::to_canonical_json(&chained.event.data) {
-                Ok(bytes) => (bytes, false),
-                Err(crate::canonical::CanonicalError::InexactNumber(_)) => {
-                    match crate::canonical::to_rounded_canonical_json(&chained.event.data) {
-                        Ok(bytes) => (bytes, true),
-                        Err(e) => {
-                            return Err(
-                                self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))
-                            )
-                        }
+        let (canonical_data, rounded) = match crate::canonical::to_canonical_json(&hashed_data) {
+            Ok(bytes) => (bytes, false),
+            Err(crate::canonical::CanonicalError::InexactNumber(_)) => {
+                match crate::canonical::to_rounded_canonical_json(&hashed_data) {
+                    Ok(bytes) => (bytes, true),
+                    Err(e) => {
+                        return Err(
+                            self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))
+                        )
                     }
                 }
-                Err(e) => {
-                    return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string())))
-                }
-            };
+            }
+            Err(e) => return Err(self.fail(expected_seq, ChainErrorKind::Canonical(e.to_string()))),
+        };
         if let Some(stored) = stored_data {
             // The canonical bytes, or the compact serialisation that versions before the
             // canonical rule stored: both are one fixed spelling of the parsed value, so no
             // reader can see anything but what was hashed.
             let accepted = (!rounded && stored == canonical_data.as_slice())
-                || serde_json::to_vec(&chained.event.data).is_ok_and(|earlier| stored == earlier);
+                || serde_json::to_vec(&*hashed_data).is_ok_and(|earlier| stored == earlier);
             if !accepted {
                 let start = |bytes: &[u8]| -> String {
                     String::from_utf8_lossy(bytes).chars().take(120).collect()
@@ -998,6 +1034,8 @@ mod tests {
             data,
             prev_hash: chained.prev_hash,
             hash: chained.hash,
+            payload: None,
+            payload_removed: None,
         }
     }
 
@@ -1276,6 +1314,7 @@ mod tests {
             event: e,
             prev_hash: GENESIS_HASH,
             hash,
+            payload: None,
         };
         (chained, stored)
     }

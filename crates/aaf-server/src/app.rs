@@ -352,6 +352,9 @@ pub enum StartError {
     /// The transparency log cannot be set up (its key or a sink).
     #[error("{0}")]
     Evidence(String),
+    /// The master key of encryption at rest cannot be read or made.
+    #[error("{0}")]
+    Encryption(String),
     /// The admin token file could not be written.
     #[error("cannot write {0}: {1}")]
     TokenFile(PathBuf, String),
@@ -441,6 +444,20 @@ pub async fn prepare_with_clock(
         tracing::info!(domains = ?config.connectors.http.allowed_domains, "connectors.http.allowed_domains in force");
     }
 
+    let master_key = crate::encryption::load_master_key(
+        &config.encryption,
+        config
+            .database
+            .url
+            .is_none()
+            .then_some(config.data_dir.as_path()),
+    )
+    .map_err(StartError::Encryption)?;
+    match &master_key {
+        Some(key) => tracing::info!(master_key_id = key.id(), "encryption at rest on"),
+        None => tracing::warn!("no master key is configured (encryption.master_key_file): payloads, params, results and webhook secrets are stored in clear; on PostgreSQL every node must be given the same key"),
+    }
+    let key_cache_seconds = config.encryption.key_cache_seconds;
     let store = match &config.database.url {
         Some(url) => {
             let store = Store::open_postgres(
@@ -448,6 +465,8 @@ pub async fn prepare_with_clock(
                 &PgOptions {
                     max_connections: config.database.max_connections,
                     read_only: false,
+                    master_key: master_key.clone(),
+                    key_cache_seconds,
                 },
             )
             .await?;
@@ -464,6 +483,8 @@ pub async fn prepare_with_clock(
                     synchronous_full: config.database.sqlite_synchronous == SqliteSynchronous::Full,
                     busy_timeout_ms: config.database.busy_timeout_ms,
                     read_only: false,
+                    master_key: master_key.clone(),
+                    key_cache_seconds,
                 },
             )
             .await?;

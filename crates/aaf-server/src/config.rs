@@ -74,6 +74,8 @@ pub struct Config {
     /// The transparency log over the audit chains: Merkle trees, signed checkpoints and
     /// where they are exported (docs/audit.md, "Transparency log").
     pub evidence: crate::evidence::EvidenceConfig,
+    /// Encryption at rest: the master key that wraps the data keys (docs/encryption.md).
+    pub encryption: crate::encryption::EncryptionConfig,
     /// Named secrets AAF presents to upstreams for the agents (docs/credentials.md):
     /// `name = { env = "VAR" }` or `name = { file = "/path" }`, referred to as
     /// `${secret:name}`. Default: none.
@@ -335,6 +337,7 @@ impl Default for Config {
             detection: DetectionConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
             evidence: crate::evidence::EvidenceConfig::default(),
+            encryption: crate::encryption::EncryptionConfig::default(),
             secrets: std::collections::BTreeMap::new(),
         }
     }
@@ -1047,6 +1050,7 @@ impl Config {
             })?;
         self.alerts.validate().map_err(ConfigError::Invalid)?;
         self.evidence.validate().map_err(ConfigError::Invalid)?;
+        self.encryption.validate().map_err(ConfigError::Invalid)?;
         self.runtime
             .circuit_breakers
             .validate()

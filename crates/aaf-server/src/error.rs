@@ -287,7 +287,8 @@ impl From<aaf_store::StoreError> for ApiError {
             aaf_store::StoreError::Conflict(m)
             | aaf_store::StoreError::Stale(m)
             | aaf_store::StoreError::DuplicateVote(m) => ApiError::Conflict(m),
-            e @ aaf_store::StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            e @ (aaf_store::StoreError::Unavailable(_)
+            | aaf_store::StoreError::KeysNotLoaded(_)) => ApiError::Unavailable(e.to_string()),
             e @ (aaf_store::StoreError::Invalid(_) | aaf_store::StoreError::Corrupt(_)) => {
                 ApiError::Internal(e.to_string())
             }

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod connectors;
+pub mod encryption;
 pub mod error;
 pub mod evidence;
 pub mod key_cache;

@@ -75,6 +75,7 @@ fn unit(org_id: &str, agent_id: &str, n: usize) -> WriteUnit {
             approvals_required: None,
             version: 0,
             signals: None,
+            withheld: None,
         })),
     }
 }

@@ -39,6 +39,12 @@ pub enum StoreError {
     /// A stored row cannot be read back (bad JSON, bad hex, unexpected type).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The data keys of this organisation (the value) are not loaded on this node, or are
+    /// older than the keyring's time to live, so a sealed value could not be opened. The store
+    /// loads them and retries on its own; a caller sees it only when they could not be loaded
+    /// (treat as [`StoreError::Unavailable`]).
+    #[error("storage unavailable: the data keys of organisation {0} are not loaded")]
+    KeysNotLoaded(String),
 }
 
 impl From<sqlx::Error> for StoreError {

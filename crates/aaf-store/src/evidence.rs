@@ -179,7 +179,24 @@ pub(crate) fn raw_event_from_row(row: &impl DbRow) -> Result<StoredEvent, (Optio
         data: text("data")?,
         prev_hash: hex32::parse(&text("prev_hash")?).map_err(|e| bad("prev_hash", &e))?,
         hash: hex32::parse(&text("hash")?).map_err(|e| bad("hash", &e))?,
+        payload: None,
+        payload_removed: None,
     })
+}
+
+/// [`raw_event_from_row`] of a query that also selects `payload` and `payload_removed`.
+pub(crate) fn raw_event_with_payload(
+    row: &impl DbRow,
+) -> Result<StoredEvent, (Option<u64>, String)> {
+    let mut event = raw_event_from_row(row)?;
+    let seq = event.seq;
+    let optional_text = |column: &str| -> Result<Option<String>, (Option<u64>, String)> {
+        row.col::<Option<String>>(column)
+            .map_err(|e| (Some(seq), format!("{column} is not text: {e}")))
+    };
+    event.payload = optional_text("payload")?;
+    event.payload_removed = optional_text("payload_removed")?;
+    Ok(event)
 }
 
 /// Reads an `audit_checkpoints` row.
@@ -577,10 +594,10 @@ pub(crate) mod q {
     /// `(org_id, from, to, agent_id or NULL, limit)` → the events of the period (of one agent
     /// when given), in seq order.
     pub(crate) const EVENTS_BETWEEN: &str = "SELECT org_id, seq, ts, agent_id, action_id, \
-         type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND ts >= $2 \
+         type, data, prev_hash, hash, payload, payload_removed FROM audit_events WHERE org_id = $1 AND ts >= $2 \
          AND ts < $3 AND ($4 IS NULL OR agent_id = $4) ORDER BY seq LIMIT $5";
     pub(crate) const EVENTS_OF_ACTION: &str = "SELECT org_id, seq, ts, agent_id, action_id, \
-         type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 AND action_id = $2 \
+         type, data, prev_hash, hash, payload, payload_removed FROM audit_events WHERE org_id = $1 AND action_id = $2 \
          ORDER BY seq";
     /// `(org_id, from, to)` → `(type, n)`: events per type with `from <= ts < to`.
     pub(crate) const EVENT_COUNTS: &str = "SELECT type, count(*) AS n FROM audit_events \
@@ -600,7 +617,7 @@ pub(crate) mod q {
          AND created_at < $3 ORDER BY tree_size";
     /// `(org_id, type, after_seq, limit)` → events of one type after a seq, in seq order.
     pub(crate) const EVENTS_OF_TYPE_AFTER: &str = "SELECT org_id, seq, ts, agent_id, \
-         action_id, type, data, prev_hash, hash FROM audit_events WHERE org_id = $1 \
+         action_id, type, data, prev_hash, hash, payload, payload_removed FROM audit_events WHERE org_id = $1 \
          AND type = $2 AND seq > $3 ORDER BY seq LIMIT $4";
     /// `(sink, org_id)` → the decision-log cursor.
     pub(crate) const GET_DECISION_LOG_CURSOR: &str =

@@ -23,12 +23,14 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod encryption;
 mod error;
 pub mod evidence;
 mod model;
 mod postgres;
 mod prepared;
 mod rows;
+mod sealing;
 mod sql;
 mod sqlite;
 pub mod units;
@@ -360,10 +362,13 @@ impl Store {
         org_id: &str,
         id: &str,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.get_action(org_id, id).await,
-            Backend::Postgres(p) => p.get_action(org_id, id).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.get_action(org_id, id).await,
+                Backend::Postgres(p) => p.get_action(org_id, id).await,
+            }
+        })
+        .await
     }
 
     /// The organisation's actions matching `query`, oldest first (pending approvals, due
@@ -377,10 +382,13 @@ impl Store {
         org_id: &str,
         query: &ActionQuery,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_actions(org_id, query).await,
-            Backend::Postgres(p) => p.list_actions(org_id, query).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.list_actions(org_id, query).await,
+                Backend::Postgres(p) => p.list_actions(org_id, query).await,
+            }
+        })
+        .await
     }
 
     /// How many of the organisation's actions have `status` and `decision` (e.g. those
@@ -407,10 +415,13 @@ impl Store {
     ///
     /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
     pub async fn list_webhooks(&self, org_id: &str) -> Result<Vec<Webhook>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_webhooks(org_id).await,
-            Backend::Postgres(p) => p.list_webhooks(org_id).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.list_webhooks(org_id).await,
+                Backend::Postgres(p) => p.list_webhooks(org_id).await,
+            }
+        })
+        .await
     }
 
     /// Up to `limit` deliveries of one webhook of the organisation, newest first.
@@ -509,10 +520,13 @@ impl Store {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_audit(org_id, after_seq, limit).await,
-            Backend::Postgres(p) => p.list_audit(org_id, after_seq, limit).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.list_audit(org_id, after_seq, limit).await,
+                Backend::Postgres(p) => p.list_audit(org_id, after_seq, limit).await,
+            }
+        })
+        .await
     }
 
     /// Verifies every audit chain (each `org_id` with events or a recorded head, including
@@ -561,16 +575,13 @@ impl Store {
     /// see [`aaf_core::canonical`]), [`StoreError::Corrupt`] (a chain head is unreadable or behind its
     /// events), [`StoreError::Unavailable`].
     pub async fn commit(&self, units: &[WriteUnit]) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
+        let mut prepared = Vec::with_capacity(units.len());
+        for unit in units {
+            prepared.push(self.prepare(unit.clone()).await?);
+        }
         match &self.backend {
-            Backend::Sqlite(s) => s.commit(units).await,
-            Backend::Postgres(p) => {
-                let units = units
-                    .iter()
-                    .cloned()
-                    .map(prepared::PreparedUnit::new)
-                    .collect::<Result<Vec<_>, _>>()?;
-                p.commit(&units).await
-            }
+            Backend::Sqlite(s) => s.commit(prepared).await,
+            Backend::Postgres(p) => p.commit(&prepared).await,
         }
     }
 
@@ -744,10 +755,13 @@ impl Store {
         window: u32,
         limit: u32,
     ) -> Result<(Vec<ActionRecord>, Vec<ChainedEvent>), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.agent_history(org_id, agent_id, window, limit).await,
-            Backend::Postgres(p) => p.agent_history(org_id, agent_id, window, limit).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.agent_history(org_id, agent_id, window, limit).await,
+                Backend::Postgres(p) => p.agent_history(org_id, agent_id, window, limit).await,
+            }
+        })
+        .await
     }
 
     /// The organisation's live rate limits (deleted ones are kept but not listed), oldest
@@ -835,10 +849,13 @@ impl Store {
         since: &str,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.agent_actions_since(org_id, agent_id, since, limit).await,
-            Backend::Postgres(p) => p.agent_actions_since(org_id, agent_id, since, limit).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.agent_actions_since(org_id, agent_id, since, limit).await,
+                Backend::Postgres(p) => p.agent_actions_since(org_id, agent_id, since, limit).await,
+            }
+        })
+        .await
     }
 
     /// The agent's actions strictly after `after` = `(created_at, id)` (RFC 3339 UTC and
@@ -859,10 +876,13 @@ impl Store {
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.agent_actions_after(org_id, agent_id, after, limit).await,
-            Backend::Postgres(p) => p.agent_actions_after(org_id, agent_id, after, limit).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.agent_actions_after(org_id, agent_id, after, limit).await,
+                Backend::Postgres(p) => p.agent_actions_after(org_id, agent_id, after, limit).await,
+            }
+        })
+        .await
     }
 
     /// The agent's behavioural profile, if one was written ([`Mutation::PutAgentProfile`]);

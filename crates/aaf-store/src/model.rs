@@ -23,6 +23,12 @@ pub struct StoreOptions {
     /// Open an existing database without writing anything (no migrations, writes fail
     /// with [`crate::StoreError::Invalid`]); for offline inspection and verification.
     pub read_only: bool,
+    /// The master key that wraps the data keys (docs/encryption.md); `None`: nothing new is
+    /// sealed, and sealed values cannot be read.
+    pub master_key: Option<crate::encryption::MasterKey>,
+    /// How long loaded data keys are used before they are read again, in seconds (another
+    /// node may rotate or destroy one). Default 60.
+    pub key_cache_seconds: u64,
 }
 
 impl Default for StoreOptions {
@@ -32,6 +38,8 @@ impl Default for StoreOptions {
             synchronous_full: true,
             busy_timeout_ms: 5000,
             read_only: false,
+            master_key: None,
+            key_cache_seconds: 60,
         }
     }
 }
@@ -43,6 +51,10 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Connect without migrating or writing (offline verification).
     pub read_only: bool,
+    /// As [`StoreOptions::master_key`].
+    pub master_key: Option<crate::encryption::MasterKey>,
+    /// As [`StoreOptions::key_cache_seconds`].
+    pub key_cache_seconds: u64,
 }
 
 impl Default for PgOptions {
@@ -50,6 +62,8 @@ impl Default for PgOptions {
         PgOptions {
             max_connections: 16,
             read_only: false,
+            master_key: None,
+            key_cache_seconds: 60,
         }
     }
 }
@@ -223,6 +237,11 @@ pub struct ActionRecord {
     /// found nothing or the action was recorded before signals were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signals: Option<Value>,
+    /// Why the sealed columns (`params`, `context`, `result`, `signals`) read as `null`: the
+    /// action's data key, or its organisation's, was destroyed (crypto-shredding,
+    /// docs/encryption.md). `None` when everything is readable. Ignored on insert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
 }
 
 /// One approver's answer to a pending action.
@@ -921,6 +940,43 @@ pub enum Mutation {
         seq: u64,
         /// The cursor this export started from.
         expected: Option<u64>,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Store an organisation's first data key (docs/encryption.md); one that has an active
+    /// key already is a [`crate::StoreError::Conflict`] (another node made it: read it).
+    InsertDataKey(crate::encryption::DataKeyRow),
+    /// Rotate: retire the organisation's active data key and store `new` as the active one.
+    /// What the old key sealed stays readable.
+    RotateDataKey {
+        /// The new key ([`crate::Store::new_data_key`]).
+        new: crate::encryption::DataKeyRow,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Crypto-shred an organisation: destroy every data key of the organisation but `keep`
+    /// (the active key after a rotation), so that nothing sealed before can be read.
+    DestroyDataKeys {
+        /// The organisation.
+        org_id: String,
+        /// The key that stays (it sealed nothing of before).
+        keep: String,
+        /// RFC 3339 UTC.
+        now: String,
+    },
+    /// Crypto-shred an action: destroy its own key (its sealed `params`, `context`, `result`
+    /// and `signals` can no longer be read) and remove the stored payloads of its audit
+    /// events, recording `reason` in their place. The chain and every proof still verify.
+    /// [`crate::StoreError::NotFound`] when the organisation has no such action,
+    /// [`crate::StoreError::Conflict`] when it has no key (written in clear, or shredded).
+    ShredAction {
+        /// The organisation.
+        org_id: String,
+        /// The action.
+        action_id: String,
+        /// What its events' payloads are replaced by, e.g. `payload removed: the action was
+        /// crypto-shredded on ... by ...`.
+        reason: String,
         /// RFC 3339 UTC.
         now: String,
     },

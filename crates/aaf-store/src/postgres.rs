@@ -19,6 +19,7 @@
 mod alerts;
 mod budgets;
 mod evidence;
+mod keys;
 mod mcp;
 mod profiles;
 
@@ -50,16 +51,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// The role the server works as (created by the migration).
 pub(crate) const APP_ROLE: &str = "aaf_app";
 
-const EVENT_COLUMNS: &str = "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash";
+const EVENT_COLUMNS: &str =
+    "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash, payload";
 const ACTION_COLUMNS: &str = "id, org_id, agent_id, tool, operation, params, context, decision, \
      reason, risk_level, status, policies, result, created_at, updated_at, digest, expires_at, \
-     approvals_required, signals";
+     approvals_required, signals, data_key";
 
 /// The PostgreSQL store: a pool of connections working as `aaf_app`.
 #[derive(Debug, Clone)]
 pub(crate) struct PgStore {
     pool: PgPool,
     read_only: bool,
+    /// The keys that seal and open (shared with every clone of the store).
+    pub(crate) keys: std::sync::Arc<crate::encryption::Keyring>,
 }
 
 /// The channel on which a revocation or rotation is announced to every node.
@@ -287,6 +291,10 @@ impl PgStore {
         let store = PgStore {
             pool,
             read_only: opts.read_only,
+            keys: std::sync::Arc::new(crate::encryption::Keyring::new(
+                opts.master_key.clone(),
+                std::time::Duration::from_secs(opts.key_cache_seconds),
+            )),
         };
         store.check_role().await?;
         Ok(store)
@@ -477,9 +485,9 @@ impl PgStore {
         Ok((
             actions
                 .iter()
-                .map(crate::rows::action_from_row)
+                .map(|r| crate::rows::action_from_row(r, &self.keys))
                 .collect::<Result<_, _>>()?,
-            crate::rows::page_of_events(&events, org_id)?,
+            crate::rows::page_of_events(&events, org_id, &self.keys)?,
         ))
     }
 
@@ -816,7 +824,7 @@ impl PgStore {
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
-        row.map(|r| action_from_row(&r)).transpose()
+        row.map(|r| action_from_row(&r, &self.keys)).transpose()
     }
 
     pub(crate) async fn list_actions(
@@ -835,7 +843,9 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows.iter().map(action_from_row).collect()
+        rows.iter()
+            .map(|r| action_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn count_actions(
@@ -862,7 +872,9 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter()
+            .map(|r| webhook_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn list_deliveries(
@@ -948,7 +960,7 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        crate::rows::page_of_events(&rows, org_id)
+        crate::rows::page_of_events(&rows, org_id, &self.keys)
     }
 
     /// Verifies every chain from one REPEATABLE READ snapshot, one chain at a time (each
@@ -1151,6 +1163,7 @@ async fn insert_actions(
     let mut cols: [Vec<Option<String>>; 17] = Default::default();
     let mut approvals_required: Vec<Option<i64>> = Vec::with_capacity(rows.len());
     let mut signals_col: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    let mut data_keys: Vec<Option<String>> = Vec::with_capacity(rows.len());
     for (r, texts) in rows {
         let ActionTexts::Insert {
             params,
@@ -1158,6 +1171,7 @@ async fn insert_actions(
             policies,
             result,
             signals,
+            data_key,
         } = texts
         else {
             continue;
@@ -1186,18 +1200,23 @@ async fn insert_actions(
         }
         approvals_required.push(r.approvals_required.map(i64::from));
         signals_col.push(signals.clone());
+        data_keys.push(data_key.clone());
     }
     let sql = format!(
         "INSERT INTO actions ({ACTION_COLUMNS}) SELECT * FROM UNNEST(\
          $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::text[])"
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::text[], \
+         $20::text[])"
     );
     let mut query = sqlx::query(&sql);
     for col in cols {
         query = query.bind(col);
     }
-    query = query.bind(approvals_required).bind(signals_col);
+    query = query
+        .bind(approvals_required)
+        .bind(signals_col)
+        .bind(data_keys);
     query
         .execute(conn)
         .await
@@ -1224,6 +1243,7 @@ async fn insert_events(
     let mut data = Vec::with_capacity(events.len());
     let mut prev = Vec::with_capacity(events.len());
     let mut hashes = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
     for (link, row) in events {
         let e = &link.event;
         org_ids.push(e.org_id.clone());
@@ -1235,11 +1255,12 @@ async fn insert_events(
         data.push(row.data.clone());
         prev.push(row.prev_hash.clone());
         hashes.push(row.hash.clone());
+        payloads.push(row.payload.clone());
     }
     sqlx::query(&format!(
         "INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST(\
          $1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::text[])"
+         $8::text[], $9::text[], $10::text[])"
     ))
     .bind(org_ids)
     .bind(seqs)
@@ -1250,6 +1271,7 @@ async fn insert_events(
     .bind(data)
     .bind(prev)
     .bind(hashes)
+    .bind(payloads)
     .execute(conn)
     .await
     .map_err(|e| match StoreError::from(e) {
@@ -1796,6 +1818,10 @@ async fn apply_mutation(
         Mutation::ExtendAuditTree { .. }
         | Mutation::PutCheckpoint(_)
         | Mutation::SetDecisionLogCursor { .. } => evidence::apply_mutation(ctx, mutation).await?,
+        Mutation::InsertDataKey(_)
+        | Mutation::RotateDataKey { .. }
+        | Mutation::DestroyDataKeys { .. }
+        | Mutation::ShredAction { .. } => keys::apply_mutation(ctx, mutation).await?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

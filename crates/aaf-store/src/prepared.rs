@@ -3,12 +3,16 @@
 //! once the chain heads are read inside the writing transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aaf_core::audit::{event_hash_parts, AuditEvent, ChainedEvent, EventHeader, GENESIS_HASH};
 use aaf_core::canonical::to_canonical_json;
+use aaf_core::evidence::payload::{self, Payload, SALT_LEN};
+use rand::RngCore;
 use serde_json::Value;
 
-use crate::model::{ActionWrite, NewEvent, WriteUnit};
+use crate::encryption::{ActionKey, Keyring, OrgKeys};
+use crate::model::{ActionWrite, Mutation, NewEvent, WriteUnit};
 use crate::StoreError;
 
 /// A [`WriteUnit`] with its JSON already serialised: the action's JSON columns and each
@@ -22,17 +26,39 @@ pub(crate) struct PreparedUnit {
     pub(crate) event_data: Vec<EventData>,
 }
 
-/// An event's `data` in RFC 8785 canonical form: what is hashed, and, as text, exactly what
-/// is stored (so that the verifier can require the stored bytes to be the hashed ones).
+/// An event's hashed `data` in RFC 8785 canonical form (what is hashed, and, as text, exactly
+/// what is stored, so that the verifier can require the stored bytes to be the hashed ones),
+/// and its payload. Events of format 2, all that AAF writes, hash the committed data
+/// `{"payload_sha256": ...}` ([`aaf_core::evidence::payload`]) and store the salted payload
+/// sealed beside it.
 #[derive(Debug, Clone)]
 pub(crate) struct EventData {
     pub(crate) text: String,
+    /// The stored payload (sealed, or in clear without a master key).
+    pub(crate) payload: Option<String>,
+    /// The commitment and salt, for the chained event handed back to the caller.
+    pub(crate) committed: Option<Payload>,
 }
 
 impl EventData {
     /// The canonical bytes (the stored text's bytes).
     pub(crate) fn canonical(&self) -> &[u8] {
         self.text.as_bytes()
+    }
+}
+
+/// The keys a unit is sealed with, gathered (and loaded or made when missing) by the store
+/// before [`PreparedUnit::new`]: each organisation's keys, and the keys of existing actions
+/// the unit updates.
+pub(crate) struct Sealing<'a> {
+    pub(crate) keys: &'a Keyring,
+    pub(crate) orgs: HashMap<String, Arc<OrgKeys>>,
+    pub(crate) actions: HashMap<(String, String), Option<Arc<ActionKey>>>,
+}
+
+impl Sealing<'_> {
+    fn org(&self, org_id: &str) -> Option<&OrgKeys> {
+        self.orgs.get(org_id).map(|k| &**k)
     }
 }
 
@@ -45,6 +71,8 @@ pub(crate) enum ActionTexts {
         policies: String,
         result: Option<String>,
         signals: Option<String>,
+        /// The action's own key, wrapped (`None` without a master key).
+        data_key: Option<String>,
     },
     Update {
         result: Option<String>,
@@ -54,33 +82,91 @@ pub(crate) enum ActionTexts {
 }
 
 impl PreparedUnit {
-    /// Serialises the unit's JSON.
+    /// Serialises the unit's JSON and seals what is sealed at rest (docs/encryption.md): the
+    /// action's `params`, `context`, `result` and `signals` under the action's key, each
+    /// event's salted payload and each new webhook's secret under the organisation's key.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Invalid`] when a value cannot be serialised or canonicalised.
-    pub(crate) fn new(unit: WriteUnit) -> Result<PreparedUnit, StoreError> {
+    /// [`StoreError::Invalid`] when a value cannot be serialised or canonicalised;
+    /// [`StoreError::Unavailable`] when a key needed is missing from `sealing`.
+    pub(crate) fn new(
+        mut unit: WriteUnit,
+        sealing: &Sealing<'_>,
+    ) -> Result<PreparedUnit, StoreError> {
+        let keys = sealing.keys;
         let action = match &unit.action {
-            Some(ActionWrite::Insert(record)) => Some(ActionTexts::Insert {
-                params: json_text(&record.params)?,
-                context: json_text(&record.context)?,
-                policies: json_text(&record.policies)?,
-                result: record.result.as_ref().map(json_text).transpose()?,
-                signals: record.signals.as_ref().map(json_text).transpose()?,
-            }),
+            Some(ActionWrite::Insert(record)) => {
+                let (org, id) = (&record.org_id, &record.id);
+                let (key, data_key) = if keys.enabled() {
+                    let (key, wrapped) = keys.new_action_key(sealing.org(org), org, id)?;
+                    (Some(key), Some(wrapped))
+                } else {
+                    (None, None)
+                };
+                let seal = |column: &str, value: &Value| -> Result<String, StoreError> {
+                    let text = json_text(value)?;
+                    match &key {
+                        Some(key) => Keyring::seal_action_column(key, org, id, column, &text),
+                        None => Ok(text),
+                    }
+                };
+                Some(ActionTexts::Insert {
+                    params: seal("params", &record.params)?,
+                    context: seal("context", &record.context)?,
+                    policies: json_text(&record.policies)?,
+                    result: record
+                        .result
+                        .as_ref()
+                        .map(|v| seal("result", v))
+                        .transpose()?,
+                    signals: record
+                        .signals
+                        .as_ref()
+                        .map(|v| seal("signals", v))
+                        .transpose()?,
+                    data_key,
+                })
+            }
             Some(ActionWrite::Update {
+                org_id,
+                id,
                 result,
                 params,
                 context,
                 ..
-            }) => Some(ActionTexts::Update {
-                result: result.as_ref().map(json_text).transpose()?,
-                params: params.as_ref().map(json_text).transpose()?,
-                context: context.as_ref().map(json_text).transpose()?,
-            }),
+            }) => {
+                let key = sealing
+                    .actions
+                    .get(&(org_id.clone(), id.clone()))
+                    .cloned()
+                    .flatten();
+                let seal = |column: &str, value: &Value| -> Result<String, StoreError> {
+                    let text = json_text(value)?;
+                    match &key {
+                        Some(key) => Keyring::seal_action_column(key, org_id, id, column, &text),
+                        None => Ok(text),
+                    }
+                };
+                Some(ActionTexts::Update {
+                    result: result.as_ref().map(|v| seal("result", v)).transpose()?,
+                    params: params.as_ref().map(|v| seal("params", v)).transpose()?,
+                    context: context.as_ref().map(|v| seal("context", v)).transpose()?,
+                })
+            }
             None => None,
         };
-        let event_data = canonical_data(&unit.events)?;
+        for mutation in &mut unit.mutations {
+            if let Mutation::InsertWebhook(webhook) = mutation {
+                webhook.secret = keys.seal_secret(
+                    sealing.org(&webhook.org_id),
+                    &webhook.org_id,
+                    &webhook.id,
+                    &webhook.secret,
+                )?;
+            }
+        }
+        let event_data = committed_data(&unit.events, sealing)?;
         Ok(PreparedUnit {
             unit,
             action,
@@ -89,13 +175,17 @@ impl PreparedUnit {
     }
 }
 
-/// Each event's `data` in canonical form (RFC 8785), which is both hashed and stored.
+/// Each event's committed data (what is hashed and stored in `data`) and sealed payload.
 ///
 /// # Errors
 ///
 /// [`StoreError::Invalid`] when the data has no canonical form (an integer beyond
 /// `-(2^53-1)..=2^53-1`, see [`aaf_core::canonical`]): such an event is not recorded.
-pub(crate) fn canonical_data(events: &[NewEvent]) -> Result<Vec<EventData>, StoreError> {
+pub(crate) fn committed_data(
+    events: &[NewEvent],
+    sealing: &Sealing<'_>,
+) -> Result<Vec<EventData>, StoreError> {
+    let mut rng = rand::rng();
     events
         .iter()
         .map(|e| {
@@ -105,10 +195,25 @@ pub(crate) fn canonical_data(events: &[NewEvent]) -> Result<Vec<EventData>, Stor
                     e.event_type
                 ))
             })?;
-            let text = String::from_utf8(canonical).map_err(|err| {
-                StoreError::Invalid(format!("canonical json is not utf-8: {err}"))
-            })?;
-            Ok(EventData { text })
+            let mut salt = [0u8; SALT_LEN];
+            rng.fill_bytes(&mut salt);
+            let sha256 = payload::commitment(&salt, &canonical);
+            let sealed = sealing.keys.seal_payload(
+                sealing.org(&e.org_id),
+                &e.org_id,
+                &sha256,
+                &salt,
+                &canonical,
+            )?;
+            Ok(EventData {
+                text: payload::committed_data_text(&sha256),
+                payload: Some(sealed),
+                committed: Some(Payload {
+                    sha256,
+                    salt: Some(hex::encode(salt)),
+                    withheld: None,
+                }),
+            })
         })
         .collect()
 }
@@ -126,6 +231,7 @@ pub(crate) fn seq_to_sql(seq: u64) -> Result<i64, StoreError> {
 pub(crate) struct EventRow {
     pub(crate) seq: i64,
     pub(crate) data: String,
+    pub(crate) payload: Option<String>,
     pub(crate) prev_hash: String,
     pub(crate) hash: String,
 }
@@ -171,11 +277,13 @@ pub(crate) fn link_events(
                 },
                 prev_hash: head.1,
                 hash,
+                payload: canonical.committed.clone(),
             };
             *head = (seq, hash);
             rows.push(EventRow {
                 seq: seq_to_sql(seq)?,
                 data: canonical.text.clone(),
+                payload: canonical.payload.clone(),
                 prev_hash: hex::encode(link.prev_hash),
                 hash: hex::encode(hash),
             });

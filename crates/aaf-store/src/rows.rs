@@ -6,12 +6,14 @@ use std::collections::HashMap;
 
 use aaf_core::audit::{
     hex32, AuditEvent, ChainError, ChainErrorKind, ChainSummary, ChainVerifier, ChainedEvent,
+    StoredEvent,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::encryption::{Keyring, Unreadable};
 use crate::model::{
     ActionRecord, Agent, AgentKey, AgentPrincipal, AgentProfileRecord, AgentSnapshot, ApprovalVote,
     McpServer, McpToolPin, Org, OrgSettings, PolicyObject, PolicyObjectVersion,
@@ -167,15 +169,94 @@ pub(crate) fn parse_head(
     Ok((seq, hash))
 }
 
-/// Reads an `audit_events` row, its `data` parsed; on failure, the seq if it could be read and
-/// the reason.
-pub(crate) fn event_from_row(row: &impl DbRow) -> Result<ChainedEvent, (Option<u64>, String)> {
-    let stored = crate::evidence::raw_event_from_row(row)?;
-    let data: Value = serde_json::from_str(&stored.data)
-        .map_err(|e| (Some(stored.seq), format!("data is not json: {e}")))?;
-    Ok(ChainedEvent {
+/// Reads an `audit_events` row (with `payload` and `payload_removed`), its payload opened and
+/// its `data` parsed; on failure, the seq if it could be read and the reason.
+/// [`StoreError::KeysNotLoaded`] comes through as the reason `Err((None, org))` never: it is
+/// returned as the outer error so the store can load the keys and read again.
+pub(crate) fn event_from_row(
+    row: &impl DbRow,
+    keys: &Keyring,
+) -> Result<Result<ChainedEvent, (Option<u64>, String)>, StoreError> {
+    match crate::evidence::raw_event_with_payload(row) {
+        Ok(stored) => open_event(keys, stored),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// An event as stored made readable: for an event of format 2 (its `data` column holds the
+/// committed data and a payload or a removal reason is stored), the payload opened and checked
+/// against its commitment, with [`aaf_core::evidence::payload::Payload`] saying what was
+/// withheld and why; else `data` parsed.
+///
+/// # Errors
+///
+/// [`StoreError::KeysNotLoaded`] when the organisation's keys must be loaded first; inside, the
+/// seq and reason when `data` is not JSON.
+pub(crate) fn open_event(
+    keys: &Keyring,
+    stored: StoredEvent,
+) -> Result<Result<ChainedEvent, (Option<u64>, String)>, StoreError> {
+    use aaf_core::evidence::payload::{commitment_of, Payload};
+    let seq = stored.seq;
+    let commitment = (stored.payload.is_some() || stored.payload_removed.is_some())
+        .then(|| commitment_of(&stored.data))
+        .flatten();
+    let (data, payload) = match commitment {
+        Some(sha256) => match (&stored.payload, &stored.payload_removed) {
+            (Some(text), _) => match keys.open_payload(&stored.org_id, &sha256, text) {
+                Ok(opened) => match serde_json::from_str::<Value>(&opened.data) {
+                    Ok(data) => (
+                        data,
+                        Payload {
+                            sha256,
+                            salt: Some(hex::encode(opened.salt)),
+                            withheld: None,
+                        },
+                    ),
+                    Err(e) => return Ok(Err((Some(seq), format!("payload is not json: {e}")))),
+                },
+                Err(Unreadable::NotLoaded) => return Err(StoreError::KeysNotLoaded(stored.org_id)),
+                Err(Unreadable::Withheld(why)) => (
+                    Value::Null,
+                    Payload {
+                        sha256,
+                        salt: None,
+                        withheld: Some(format!("payload unreadable: {why}")),
+                    },
+                ),
+            },
+            (None, removed) => (
+                Value::Null,
+                Payload {
+                    sha256,
+                    salt: None,
+                    withheld: removed.clone(),
+                },
+            ),
+        },
+        None => match serde_json::from_str(&stored.data) {
+            Ok(data) => {
+                return Ok(Ok(ChainedEvent {
+                    event: AuditEvent {
+                        seq,
+                        ts: stored.ts,
+                        org_id: stored.org_id,
+                        agent_id: stored.agent_id,
+                        action_id: stored.action_id,
+                        event_type: stored.event_type,
+                        data,
+                    },
+                    prev_hash: stored.prev_hash,
+                    hash: stored.hash,
+                    payload: None,
+                }))
+            }
+            Err(e) => return Ok(Err((Some(seq), format!("data is not json: {e}")))),
+        },
+    };
+    Ok(Ok(ChainedEvent {
         event: AuditEvent {
-            seq: stored.seq,
+            seq,
             ts: stored.ts,
             org_id: stored.org_id,
             agent_id: stored.agent_id,
@@ -185,7 +266,8 @@ pub(crate) fn event_from_row(row: &impl DbRow) -> Result<ChainedEvent, (Option<u
         },
         prev_hash: stored.prev_hash,
         hash: stored.hash,
-    })
+        payload: Some(payload),
+    }))
 }
 
 /// Reads an org from columns `{prefix}id`, `{prefix}name`, ... (`id`, `name` when the
@@ -211,21 +293,68 @@ pub(crate) fn agent_from_row(row: &impl DbRow, prefix: &str) -> Result<Agent, St
     })
 }
 
-pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreError> {
-    let json = |column: &str| -> Result<Value, StoreError> {
-        let text: String = row.col(column)?;
-        parse_json(&text, column)
+/// Reads an `actions` row (`action_select!()`), opening its sealed columns with the action's
+/// key (the row's `data_key`, unwrapped by its organisation's data key).
+///
+/// # Errors
+///
+/// [`StoreError::KeysNotLoaded`] when the organisation's keys must be loaded first;
+/// [`StoreError::Corrupt`] when a column cannot be read. A sealed column that cannot be opened
+/// (the action's or the organisation's key was destroyed) is `null`, and
+/// [`ActionRecord::withheld`] says why.
+pub(crate) fn action_from_row(
+    row: &impl DbRow,
+    keys: &Keyring,
+) -> Result<ActionRecord, StoreError> {
+    let id: String = row.col("id")?;
+    let org_id: String = row.col("org_id")?;
+    let data_key: Option<String> = row.col("data_key")?;
+    let mut withheld: Option<String> = None;
+    let mut action_key = None;
+    let mut text_of = |column: &str, text: String| -> Result<Option<String>, StoreError> {
+        if !crate::encryption::is_sealed(&text) {
+            return Ok(Some(text));
+        }
+        if action_key.is_none() && withheld.is_none() {
+            match keys.action_key(&org_id, &id, data_key.as_deref()) {
+                Ok(key) => action_key = Some(key),
+                Err(Unreadable::NotLoaded) => {
+                    return Err(StoreError::KeysNotLoaded(org_id.clone()))
+                }
+                Err(Unreadable::Withheld(why)) => withheld = Some(why),
+            }
+        }
+        let Some(key) = &action_key else {
+            return Ok(None);
+        };
+        match Keyring::open_action_column(key, &org_id, &id, column, &text) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(Unreadable::Withheld(why)) => {
+                withheld.get_or_insert(why);
+                Ok(None)
+            }
+            Err(Unreadable::NotLoaded) => Err(StoreError::KeysNotLoaded(org_id.clone())),
+        }
     };
-    let result: Option<String> = row.col("result")?;
-    let signals: Option<String> = row.col("signals")?;
+    let mut json = |column: &str, text: Option<String>| -> Result<Option<Value>, StoreError> {
+        match text {
+            Some(text) => text_of(column, text)?
+                .map(|plain| parse_json(&plain, column))
+                .transpose(),
+            None => Ok(None),
+        }
+    };
+    let params = json("params", Some(row.col("params")?))?.unwrap_or(Value::Null);
+    let context = json("context", Some(row.col("context")?))?.unwrap_or(Value::Null);
+    let result = json("result", row.col("result")?)?;
+    let signals = json("signals", row.col("signals")?)?;
+    let policies: String = row.col("policies")?;
     Ok(ActionRecord {
-        id: row.col("id")?,
-        org_id: row.col("org_id")?,
         agent_id: row.col("agent_id")?,
         tool: row.col("tool")?,
         operation: row.col("operation")?,
-        params: json("params")?,
-        context: json("context")?,
+        params,
+        context,
         decision: row.col("decision")?,
         reason: row.col("reason")?,
         risk_level: row.col("risk_level")?,
@@ -235,8 +364,8 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
                 StoreError::Corrupt(format!("action status {status:?} is not a status"))
             })?
         },
-        policies: json("policies")?,
-        result: result.map(|t| parse_json(&t, "result")).transpose()?,
+        policies: parse_json(&policies, "policies")?,
+        result,
         created_at: row.col("created_at")?,
         updated_at: row.col("updated_at")?,
         digest: row.col("digest")?,
@@ -250,7 +379,10 @@ pub(crate) fn action_from_row(row: &impl DbRow) -> Result<ActionRecord, StoreErr
             })
             .transpose()?,
         version: row.col("version")?,
-        signals: signals.map(|t| parse_json(&t, "signals")).transpose()?,
+        signals,
+        withheld,
+        id,
+        org_id,
     })
 }
 
@@ -296,16 +428,26 @@ pub(crate) fn delivery_updated(
     Ok(())
 }
 
-pub(crate) fn webhook_from_row(row: &impl DbRow) -> Result<Webhook, StoreError> {
+pub(crate) fn webhook_from_row(row: &impl DbRow, keys: &Keyring) -> Result<Webhook, StoreError> {
     let events: String = row.col("events")?;
+    let id: String = row.col("id")?;
+    let org_id: String = row.col("org_id")?;
     Ok(Webhook {
-        id: row.col("id")?,
-        org_id: row.col("org_id")?,
+        id: id.clone(),
+        org_id: org_id.clone(),
         url: row.col("url")?,
         events: serde_json::from_str(&events)
             .map_err(|e| StoreError::Corrupt(format!("webhook events are not a list: {e}")))?,
         format: row.col("format")?,
-        secret: row.col("secret")?,
+        secret: {
+            let text: String = row.col("secret")?;
+            match keys.open_secret(&org_id, &id, &text) {
+                Ok(secret) => secret.to_string(),
+                Err(Unreadable::NotLoaded) => return Err(StoreError::KeysNotLoaded(org_id)),
+                // Shredded: the webhook can no longer sign (deliveries fail, visibly).
+                Err(Unreadable::Withheld(_)) => String::new(),
+            }
+        },
         created_at: row.col("created_at")?,
         created_by: row.col("created_by")?,
         disabled_at: row.col("disabled_at")?,
@@ -655,10 +797,11 @@ pub(crate) fn check_other_admins(others: usize) -> Result<(), StoreError> {
 pub(crate) fn page_of_events<R: DbRow>(
     rows: &[R],
     org_id: &str,
+    keys: &Keyring,
 ) -> Result<Vec<ChainedEvent>, StoreError> {
     rows.iter()
         .map(|r| {
-            event_from_row(r).map_err(|(seq, reason)| {
+            event_from_row(r, keys)?.map_err(|(seq, reason)| {
                 StoreError::Corrupt(format!(
                     "audit event {org_id}/{}: {reason}",
                     seq.map_or("?".to_string(), |s| s.to_string())
@@ -785,5 +928,34 @@ mod tests {
         // A chain already broken keeps its first error; intact ones stay intact.
         assert_eq!(results[3], broken);
         assert!(results[1].is_ok() && results[4].is_ok());
+    }
+}
+
+/// Reads a `data_keys` row.
+pub(crate) fn data_key_from_row(
+    row: &impl DbRow,
+) -> Result<crate::encryption::DataKeyRow, StoreError> {
+    Ok(crate::encryption::DataKeyRow {
+        org_id: row.col("org_id")?,
+        id: row.col("id")?,
+        wrapped: row.col("wrapped")?,
+        master_key_id: row.col("master_key_id")?,
+        created_at: row.col("created_at")?,
+        retired_at: row.col("retired_at")?,
+        destroyed_at: row.col("destroyed_at")?,
+    })
+}
+
+/// Why an action could not be shredded: `found` is `None` when there is no such action, else
+/// when its key was destroyed (`None` inside: it was written in clear).
+pub(crate) fn shred_refused(action_id: &str, found: Option<Option<String>>) -> StoreError {
+    match found {
+        None => StoreError::NotFound(format!("action_id: no action {action_id}")),
+        Some(Some(at)) => StoreError::Conflict(format!(
+            "action {action_id} was crypto-shredded already (on {at})"
+        )),
+        Some(None) => StoreError::Conflict(format!(
+            "action {action_id} was recorded in clear (before encryption was configured): it has no data key to destroy"
+        )),
     }
 }

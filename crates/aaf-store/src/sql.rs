@@ -33,7 +33,7 @@ macro_rules! action_select {
     () => {
         "id, org_id, agent_id, tool, operation, params, context, decision, reason, risk_level, \
          status, policies, result, created_at, updated_at, digest, expires_at, \
-         approvals_required, version, signals"
+         approvals_required, version, signals, data_key"
     };
 }
 macro_rules! delivery_select {
@@ -476,9 +476,9 @@ shared! {
          WHERE agent_id = $3 ORDER BY created_at DESC, id DESC LIMIT $4");
     /// `(org_id, window, agent_id, limit)` → the agent's audit events among the
     /// organisation's latest `window`, newest first.
-    AGENT_RECENT_EVENTS = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
-         FROM (SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
-           FROM audit_events WHERE org_id = $1 ORDER BY seq DESC LIMIT $2) AS recent \
+    AGENT_RECENT_EVENTS = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash, \
+         payload, payload_removed FROM (SELECT org_id, seq, ts, agent_id, action_id, type, data, \
+           prev_hash, hash, payload, payload_removed FROM audit_events WHERE org_id = $1 ORDER BY seq DESC LIMIT $2) AS recent \
          WHERE agent_id = $3 ORDER BY seq DESC LIMIT $4";
     /// `(org_id, revision, bundle, created_at)`; a revision stored before is kept.
     INSERT_POLICY_REVISION = "INSERT INTO policy_revisions (org_id, revision, bundle, created_at) \
@@ -499,9 +499,34 @@ shared! {
            differs, created_at FROM shadow_results \
          WHERE org_id = $1 AND policy_key = $2 AND differs = 1 \
          ORDER BY created_at DESC LIMIT $3";
+    /// `(org_id)` → the organisation's data keys (docs/encryption.md), oldest first.
+    LIST_DATA_KEYS = "SELECT org_id, id, wrapped, master_key_id, created_at, retired_at, \
+           destroyed_at FROM data_keys WHERE org_id = $1 ORDER BY created_at, id";
+    /// `(org_id, id, wrapped, master_key_id, created_at)`: a new active data key (a second
+    /// active key of the organisation is a unique violation).
+    INSERT_DATA_KEY = "INSERT INTO data_keys (org_id, id, wrapped, master_key_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5)";
+    /// `(now, org_id)`: retires the organisation's active data key.
+    RETIRE_DATA_KEY = "UPDATE data_keys SET retired_at = $1 \
+         WHERE org_id = $2 AND retired_at IS NULL";
+    /// `(now, org_id, keep)`: destroys every data key of the organisation but `keep`.
+    DESTROY_DATA_KEYS = "UPDATE data_keys SET wrapped = NULL, destroyed_at = $1, \
+           retired_at = COALESCE(retired_at, $1) \
+         WHERE org_id = $2 AND id <> $3 AND destroyed_at IS NULL";
+    /// `(org_id, id)` → the action's wrapped key and when it was destroyed.
+    ACTION_DATA_KEY = "SELECT data_key, data_key_destroyed_at FROM actions \
+         WHERE org_id = $1 AND id = $2";
+    /// `(org_id, id)` → the action's wrapped key.
+    ACTION_DATA_KEY_ONLY = "SELECT data_key FROM actions WHERE org_id = $1 AND id = $2";
+    /// `(now, org_id, id)`: destroys the action's key.
+    DESTROY_ACTION_KEY = "UPDATE actions SET data_key = NULL, data_key_destroyed_at = $1 \
+         WHERE org_id = $2 AND id = $3 AND data_key IS NOT NULL";
+    /// `(reason, org_id, action_id)`: removes the stored payloads of the action's events.
+    REMOVE_ACTION_PAYLOADS = "UPDATE audit_events SET payload = NULL, payload_removed = $1 \
+         WHERE org_id = $2 AND action_id = $3 AND payload IS NOT NULL";
     /// `(org_id, after_seq, limit)` → a page of the chain.
-    LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash \
-         FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+    LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash, \
+         payload, payload_removed FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 }
 
 #[cfg(test)]

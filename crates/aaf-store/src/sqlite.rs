@@ -30,7 +30,7 @@ use crate::model::{
     ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentSnapshot,
     ApprovalVote, DeliveryUpdate, NewEvent, Org, OrgSettings, OrgStats, PolicyObject,
     PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, ShadowCount, ShadowResult,
-    StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit,
+    StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery,
 };
 use crate::{sql, StoreError};
 use aaf_core::kill_switch::KillSwitch;
@@ -40,6 +40,7 @@ mod alerts;
 pub(crate) mod budgets;
 pub(crate) mod evidence;
 mod identity;
+pub(crate) mod keys;
 pub(crate) mod mcp;
 pub(crate) mod profiles;
 
@@ -59,7 +60,7 @@ const READERS: u32 = 4;
 /// Columns of `audit_events`, in insert and select order.
 macro_rules! event_columns {
     () => {
-        "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash"
+        "org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash, payload"
     };
 }
 
@@ -68,19 +69,19 @@ macro_rules! action_columns {
     () => {
         "id, org_id, agent_id, tool, operation, params, context, decision, \
          reason, risk_level, status, policies, result, created_at, updated_at, digest, \
-         expires_at, approvals_required, signals"
+         expires_at, approvals_required, signals, data_key"
     };
 }
 
 const INSERT_ACTION: &str = concat!(
     "INSERT INTO actions (",
     action_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 const INSERT_EVENT: &str = concat!(
     "INSERT INTO audit_events (",
     event_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 const SELECT_HEAD: &str = "SELECT seq, hash FROM audit_heads WHERE org_id = ?";
 const UPSERT_HEAD: &str = "INSERT INTO audit_heads (org_id, seq, hash) VALUES (?, ?, ?) \
@@ -101,6 +102,8 @@ pub(crate) struct SqliteStore {
     /// A read-only rusqlite connection for reading many events fast (the tree builder),
     /// opened on first use.
     raw_reader: Arc<Mutex<Option<Connection>>>,
+    /// The keys that seal and open (shared with every clone of the store).
+    pub(crate) keys: Arc<crate::encryption::Keyring>,
 }
 
 impl SqliteStore {
@@ -128,6 +131,10 @@ impl SqliteStore {
                 reader,
                 path,
                 raw_reader: Arc::default(),
+                keys: Arc::new(crate::encryption::Keyring::new(
+                    opts.master_key.clone(),
+                    Duration::from_secs(opts.key_cache_seconds),
+                )),
             });
         }
         create_data_dir(data_dir).await?;
@@ -163,6 +170,10 @@ impl SqliteStore {
             reader,
             path,
             raw_reader: Arc::default(),
+            keys: Arc::new(crate::encryption::Keyring::new(
+                opts.master_key.clone(),
+                Duration::from_secs(opts.key_cache_seconds),
+            )),
         })
     }
 
@@ -358,7 +369,7 @@ impl SqliteStore {
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| action_from_row(&r)).transpose()
+        row.map(|r| action_from_row(&r, &self.keys)).transpose()
     }
 
     pub(crate) async fn list_actions(
@@ -375,7 +386,9 @@ impl SqliteStore {
             .bind(i64::from(query.limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(action_from_row).collect()
+        rows.iter()
+            .map(|r| action_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn count_actions(
@@ -398,7 +411,9 @@ impl SqliteStore {
             .bind(org_id)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter()
+            .map(|r| webhook_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn list_deliveries(
@@ -571,9 +586,9 @@ impl SqliteStore {
         Ok((
             actions
                 .iter()
-                .map(crate::rows::action_from_row)
+                .map(|r| crate::rows::action_from_row(r, &self.keys))
                 .collect::<Result<_, _>>()?,
-            crate::rows::page_of_events(&events, org_id)?,
+            crate::rows::page_of_events(&events, org_id, &self.keys)?,
         ))
     }
 
@@ -668,7 +683,7 @@ impl SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        crate::rows::page_of_events(&rows, org_id)
+        crate::rows::page_of_events(&rows, org_id, &self.keys)
     }
 
     pub(crate) async fn verify_audit(
@@ -683,17 +698,12 @@ impl SqliteStore {
     /// Writes `units` in one transaction; see [`crate::Store::commit`].
     pub(crate) async fn commit(
         &self,
-        units: &[WriteUnit],
+        units: Vec<PreparedUnit>,
     ) -> Result<Vec<Vec<ChainedEvent>>, StoreError> {
         self.writer()?;
         if units.is_empty() {
             return Ok(Vec::new());
         }
-        let units = units
-            .iter()
-            .cloned()
-            .map(PreparedUnit::new)
-            .collect::<Result<Vec<_>, _>>()?;
         self.write(move |conn| commit_units(conn, &units)).await
     }
 
@@ -730,6 +740,7 @@ fn commit_units(
                     policies,
                     result,
                     signals,
+                    data_key,
                 }),
             ) => inserts.push(ActionRow {
                 record,
@@ -738,6 +749,7 @@ fn commit_units(
                 policies,
                 result: result.as_deref(),
                 signals: signals.as_deref(),
+                data_key: data_key.as_deref(),
             }),
             (
                 Some(update @ ActionWrite::Update { .. }),
@@ -898,6 +910,7 @@ struct ActionRow<'a> {
     policies: &'a str,
     result: Option<&'a str>,
     signals: Option<&'a str>,
+    data_key: Option<&'a str>,
 }
 
 /// Inserts actions with one cached prepared statement.
@@ -928,7 +941,8 @@ fn insert_actions(conn: &Connection, rows: &[ActionRow<'_>]) -> Result<(), Store
                 r.digest,
                 r.expires_at,
                 r.approvals_required,
-                row.signals
+                row.signals,
+                row.data_key
             ])
             .map_err(|e| named_conflict(e, "an action with this id already exists"))?;
     }
@@ -969,7 +983,8 @@ fn append_events(
                     e.event_type,
                     row.data,
                     row.prev_hash,
-                    row.hash
+                    row.hash,
+                    row.payload
                 ])
                 .map_err(|e| {
                     // A duplicate (org_id, seq) means the head and the events disagree.

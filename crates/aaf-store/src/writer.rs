@@ -42,6 +42,8 @@ pub struct AuditWriter {
 }
 
 struct Inner {
+    /// The store units are prepared (sealed) for, on the submitter's task.
+    store: Store,
     queue: mpsc::Sender<Request>,
     /// Set by [`AuditWriter::shutdown`]: later submits are refused at once.
     closed: AtomicBool,
@@ -75,6 +77,7 @@ impl AuditWriter {
         observer: Option<CommitObserver>,
     ) -> AuditWriter {
         let max_batch = max_batch.max(1);
+        let handle = store.clone();
         let (queue, requests) = mpsc::channel(max_batch.saturating_mul(4));
         let (stop, stopped) = watch::channel(false);
         let metrics = BatchMetrics::register();
@@ -112,6 +115,7 @@ impl AuditWriter {
         };
         AuditWriter {
             inner: Arc::new(Inner {
+                store: handle,
                 queue,
                 closed: AtomicBool::new(false),
                 stop,
@@ -134,9 +138,9 @@ impl AuditWriter {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(closed());
         }
-        // Serialise and canonicalise here, on the caller's thread, so the one writer thread
-        // spends its time only on linking, hashing and inserting.
-        let unit = PreparedUnit::new(unit)?;
+        // Serialise, canonicalise and seal here, on the caller's thread, so the one writer
+        // thread spends its time only on linking, hashing and inserting.
+        let unit = self.inner.store.prepare(unit).await?;
         let (reply, answer) = oneshot::channel();
         self.inner
             .queue
@@ -320,6 +324,6 @@ fn is_specific_to_a_unit(error: &StoreError) -> bool {
         | StoreError::NotFound(_)
         | StoreError::Invalid(_)
         | StoreError::Corrupt(_) => true,
-        StoreError::Unavailable(_) => false,
+        StoreError::Unavailable(_) | StoreError::KeysNotLoaded(_) => false,
     }
 }

@@ -824,6 +824,7 @@ async fn audit_verify(
                 &PgOptions {
                     max_connections: 2,
                     read_only: true,
+                    ..Default::default()
                 },
             )
             .await?

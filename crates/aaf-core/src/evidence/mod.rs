@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod merkle;
 pub mod pack;
+pub mod payload;
 
 /// The Merkle leaf hash of an audit event: `SHA-256(0x00 || JCS(event))` ([`merkle::leaf_hash`]
 /// of `canonical_event`), where `canonical_event` is the RFC 8785 canonical JSON of the event

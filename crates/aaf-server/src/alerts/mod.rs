@@ -392,6 +392,7 @@ mod tests {
             },
             prev_hash: [0; 32],
             hash: [0; 32],
+            payload: None,
         }
     }
 

@@ -174,6 +174,7 @@ pub async fn decision(
         approvals_required: approval.as_ref().map(|a| a.approvals_required),
         version: 0,
         signals: signals_of(detections.as_ref(), risk.as_ref()),
+        withheld: None,
     };
     let mut decided_event = NewEvent {
         org_id: agent.org.id.clone(),

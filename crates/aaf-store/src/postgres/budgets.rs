@@ -190,7 +190,9 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows.iter().map(crate::rows::action_from_row).collect()
+        rows.iter()
+            .map(|r| crate::rows::action_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn list_budgets(

@@ -12,9 +12,9 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{set_org, OrgContext, PgStore};
 use crate::evidence::{
-    all_found, checkpoint_from_row, non_negative, q, raw_event_from_row, stats_from_rows,
-    stored_root, tree_from_row, tree_hashes_from_rows, ChainVerification, ChainWalk,
-    StoredCheckpoint, TreeState, TypeStats,
+    all_found, checkpoint_from_row, non_negative, q, raw_event_from_row, raw_event_with_payload,
+    stats_from_rows, stored_root, tree_from_row, tree_hashes_from_rows, ChainVerification,
+    ChainWalk, StoredCheckpoint, TreeState, TypeStats,
 };
 use crate::model::Mutation;
 use crate::rows::compare_verifications;
@@ -222,7 +222,7 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(rows.iter().map(raw_event_from_row).collect())
+        Ok(rows.iter().map(raw_event_with_payload).collect())
     }
 
     pub(crate) async fn decision_log_cursor(
@@ -258,7 +258,7 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(rows.iter().map(raw_event_from_row).collect())
+        Ok(rows.iter().map(raw_event_with_payload).collect())
     }
 
     pub(crate) async fn audit_events_of_action(
@@ -273,7 +273,7 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(rows.iter().map(raw_event_from_row).collect())
+        Ok(rows.iter().map(raw_event_with_payload).collect())
     }
 
     pub(crate) async fn audit_tree_hashes(

@@ -78,6 +78,8 @@ impl PgStore {
         let mut tx = self.begin_org(org_id).await?;
         let rows = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        rows.iter().map(action_from_row).collect()
+        rows.iter()
+            .map(|r| action_from_row(r, &self.keys))
+            .collect()
     }
 }

@@ -166,7 +166,9 @@ impl SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(crate::rows::action_from_row).collect()
+        rows.iter()
+            .map(|r| crate::rows::action_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn list_budgets(

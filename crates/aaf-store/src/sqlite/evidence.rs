@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::SqliteStore;
 use crate::evidence::{
-    checkpoint_from_row, non_negative, q, raw_event_from_row, stats_from_rows, stored_root,
+    checkpoint_from_row, non_negative, q, raw_event_with_payload, stats_from_rows, stored_root,
     tree_from_row, tree_hashes_from_rows, ChainVerification, ChainWalk, StoredCheckpoint,
     TreeState, TypeStats,
 };
@@ -226,7 +226,7 @@ impl SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        Ok(rows.iter().map(raw_event_from_row).collect())
+        Ok(rows.iter().map(raw_event_with_payload).collect())
     }
 
     pub(crate) async fn decision_log_cursor(
@@ -257,7 +257,7 @@ impl SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        Ok(rows.iter().map(raw_event_from_row).collect())
+        Ok(rows.iter().map(raw_event_with_payload).collect())
     }
 
     pub(crate) async fn audit_events_of_action(
@@ -270,7 +270,7 @@ impl SqliteStore {
             .bind(action_id)
             .fetch_all(&self.reader)
             .await?;
-        Ok(rows.iter().map(raw_event_from_row).collect())
+        Ok(rows.iter().map(raw_event_with_payload).collect())
     }
 
     pub(crate) async fn audit_tree_hashes(
@@ -389,6 +389,8 @@ fn raw_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, (Option<u64>, Strin
         data: text(6, "data")?,
         prev_hash: hash(7, "prev_hash")?,
         hash: hash(8, "hash")?,
+        payload: None,
+        payload_removed: None,
     })
 }
 

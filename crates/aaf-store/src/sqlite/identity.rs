@@ -455,6 +455,10 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
         Mutation::ExtendAuditTree { .. }
         | Mutation::PutCheckpoint(_)
         | Mutation::SetDecisionLogCursor { .. } => super::evidence::apply_mutation(conn, mutation)?,
+        Mutation::InsertDataKey(_)
+        | Mutation::RotateDataKey { .. }
+        | Mutation::DestroyDataKeys { .. }
+        | Mutation::ShredAction { .. } => super::keys::apply_mutation(conn, mutation)?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?

@@ -77,6 +77,8 @@ impl SqliteStore {
                 .bind(agent_id),
         };
         let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
-        rows.iter().map(action_from_row).collect()
+        rows.iter()
+            .map(|r| action_from_row(r, &self.keys))
+            .collect()
     }
 }

@@ -593,7 +593,10 @@ impl Raw {
                 "DROP TRIGGER audit_events_no_update",
                 "DROP TRIGGER audit_events_no_delete",
             ],
-            Raw::Postgres(_) => &["DROP TRIGGER audit_events_append_only ON audit_events"],
+            Raw::Postgres(_) => &[
+                "DROP TRIGGER audit_events_no_delete ON audit_events",
+                "DROP TRIGGER audit_events_payload_removal_only ON audit_events",
+            ],
         };
         for sql in statements {
             self.exec(sql, &[]).await;
@@ -740,6 +743,7 @@ pub fn action(org: &Org, agent: &Agent, id: &str) -> ActionRecord {
         approvals_required: Some(2),
         version: 0,
         signals: None,
+        withheld: None,
     }
 }
 

@@ -96,6 +96,7 @@ async fn normal_synchronous_and_busy_timeout_options_open() {
         synchronous_full: false,
         busy_timeout_ms: 100,
         read_only: false,
+        ..Default::default()
     };
     let store = Store::open_sqlite(dir.path(), &opts).await.unwrap();
     println!("backend: {}", store.backend_name());

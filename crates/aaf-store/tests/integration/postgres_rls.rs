@@ -494,6 +494,7 @@ async fn a_role_that_may_bypass_row_level_security_is_refused(db: TestDb) {
     let read_only = PgOptions {
         read_only: true,
         max_connections: 2,
+        ..Default::default()
     };
     let err = Store::open_postgres(&url, &read_only).await.unwrap_err();
     println!("refused: {err}");
@@ -523,6 +524,7 @@ async fn a_login_role_that_is_a_member_of_aaf_app_is_accepted(db: TestDb) {
         &PgOptions {
             read_only: true,
             max_connections: 2,
+            ..Default::default()
         },
     )
     .await
@@ -580,6 +582,7 @@ async fn a_read_only_store_reads_and_never_writes(db: TestDb) {
         &PgOptions {
             read_only: true,
             max_connections: 2,
+            ..Default::default()
         },
     )
     .await

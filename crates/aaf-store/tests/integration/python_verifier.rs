@@ -196,6 +196,21 @@ async fn python_snippet_verifies_exports_and_catches_tampering(db: TestDb) {
     changed["events"][8]["data"]["decision"] = json!("deny");
     let (ok, out) = run_verifier(&script, &changed, dir.path(), &[]);
     assert!(!ok);
+    assert_eq!(
+        out,
+        "BROKEN: seq 9: the payload does not match its commitment: the event was modified"
+    );
+    // A withheld payload (removed by retention, or its key destroyed) still verifies: the
+    // hash covers its commitment; a changed commitment does not.
+    let mut withheld = export.clone();
+    withheld["events"][8]["data"] = Value::Null;
+    withheld["events"][8]["payload"]["salt"] = Value::Null;
+    withheld["events"][8]["payload"]["withheld"] = json!("payload removed by retention");
+    let (ok, out) = run_verifier(&script, &withheld, dir.path(), &[]);
+    assert!(ok, "{out}");
+    withheld["events"][8]["payload"]["sha256"] = json!("00".repeat(32));
+    let (ok, out) = run_verifier(&script, &withheld, dir.path(), &[]);
+    assert!(!ok);
     assert_eq!(out, "BROKEN: seq 9: hash mismatch: the event was modified");
 
     let mut deleted = export.clone();

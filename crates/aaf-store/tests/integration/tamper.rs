@@ -83,9 +83,28 @@ async fn stored_data_is_the_canonical_form(db: TestDb) {
             &[(&org.id).into()],
         )
         .await;
+    // Format 2: the data column holds the committed data, whose commitment is over the
+    // salted canonical payload stored beside it (in clear here: no master key).
+    let commitment = aaf_core::evidence::payload::commitment_of(&data)
+        .unwrap_or_else(|| panic!("not committed data: {data}"));
+    let payload: String = raw
+        .scalar(
+            "SELECT payload FROM audit_events WHERE org_id = ? AND seq = 10",
+            &[(&org.id).into()],
+        )
+        .await;
+    use base64::Engine as _;
+    let plain = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.strip_prefix("clear1.").unwrap())
+        .unwrap();
+    let (salt, canonical) = plain.split_at(aaf_core::evidence::payload::SALT_LEN);
     assert_eq!(
-        data,
+        std::str::from_utf8(canonical).unwrap(),
         r#"{"decision":"allow","n":3,"one":1,"reason":"ok","score":0.5}"#
+    );
+    assert_eq!(
+        aaf_core::evidence::payload::commitment(salt.try_into().unwrap(), canonical),
+        commitment
     );
 }
 
@@ -124,8 +143,9 @@ async fn reformatted_data_is_detected(db: TestDb) {
 
 both_backends!(duplicated_member_in_front_is_detected);
 async fn duplicated_member_in_front_is_detected(db: TestDb) {
-    // `{"decision":"allow",...,"decision":"deny"}`: serde_json reads the last member (so the
-    // hash matched the genuine `deny`), SQLite's json_extract and others the first.
+    // `{"payload_sha256":"<forged>","payload_sha256":"<genuine>"}`: serde_json reads the last
+    // member (so the hash matched the genuine commitment), SQLite's json_extract and others
+    // the first, which would point readers at another payload.
     let (db, org, other, mut raw) = setup(db).await;
     let denied = NewEvent {
         org_id: org.id.clone(),
@@ -144,30 +164,29 @@ async fn duplicated_member_in_front_is_detected(db: TestDb) {
         .await
         .unwrap();
     assert_all_chains_verify(&db.store).await;
-    exec(
-        &mut raw,
-        r#"UPDATE audit_events SET data = '{"decision":"allow",' || substr(data, 2) WHERE org_id = ? AND seq = 24"#,
-        &org,
-    )
-    .await;
-    let data: String = raw
+    let original: String = raw
         .scalar(
             "SELECT data FROM audit_events WHERE org_id = ? AND seq = 24",
             &[(&org.id).into()],
         )
         .await;
-    assert_eq!(
-        data,
-        r#"{"decision":"allow","decision":"deny","reason":"card number"}"#
-    );
+    let forged = "0".repeat(64);
+    raw.exec(
+        "UPDATE audit_events SET data = ? WHERE org_id = ? AND seq = 24",
+        &[
+            (&format!(r#"{{"payload_sha256":"{forged}",{}"#, &original[1..])).into(),
+            (&org.id).into(),
+        ],
+    )
+    .await;
     if let Raw::Sqlite(_) = raw {
         let seen: String = raw
             .scalar(
-                "SELECT json_extract(data, '$.decision') FROM audit_events WHERE org_id = ? AND seq = 24",
+                "SELECT json_extract(data, '$.payload_sha256') FROM audit_events WHERE org_id = ? AND seq = 24",
                 &[(&org.id).into()],
             )
             .await;
-        assert_eq!(seen, "allow");
+        assert_eq!(seen, forged);
     }
     let e = broken_chain(&db.store, &org, &other).await;
     assert_eq!(e.seq, 24);

@@ -1,0 +1,739 @@
+//! Encryption at rest (docs/encryption.md): what the store seals before it writes and opens
+//! after it reads.
+//!
+//! # Key hierarchy
+//!
+//! - The **master key** (32 bytes, [`MasterKey`]) is given to the process by file or
+//!   environment and never stored in the database. It only wraps data keys. A KMS or Vault
+//!   plugs in here later: it would wrap and unwrap data keys in place of the master key.
+//! - Each organisation (and the `system` chain) has **data keys** (`data_keys` table), random
+//!   32-byte keys stored wrapped by the master key. One is *active* (new writes); rotation
+//!   retires it and makes a new one (old data stays readable); destroying a data key
+//!   (crypto-shredding) deletes its wrapped form, after which what it sealed cannot be read
+//!   by anyone.
+//! - Each **action** has a key of its own, made when the action is recorded and stored in the
+//!   action's row wrapped by its organisation's active data key. It seals the action's
+//!   `params`, `context`, `result` and `signals`. Destroying it shreds one action.
+//!
+//! Audit event payloads (the salted payload of [`aaf_core::evidence::payload`]) and webhook
+//! secrets are sealed under the organisation's data key.
+//!
+//! # Algorithm and formats
+//!
+//! XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha; ChaCha20-Poly1305 of RFC 8439 with a 192-bit
+//! nonce), from RustCrypto's `chacha20poly1305`. Nonces are random: at 192 bits they may be,
+//! for any number of messages under one key (a 96-bit random nonce, as AES-GCM's, bounds a key
+//! to 2^32 messages, NIST SP 800-38D section 8.3). Every sealed value is bound to its place by
+//! its associated data (organisation, action, column, or the payload's commitment), so a sealed
+//! value copied to another row does not open.
+//!
+//! A sealed value is stored as the text `enc1.<key>.<base64url(nonce || ciphertext)>`, where
+//! `<key>` is the data key's id, or `action` for the action's own key. Without a master key
+//! nothing is sealed: payloads are stored as `clear1.<base64url(salt || data)>` and the other
+//! columns as JSON, as before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use aaf_core::evidence::payload::SALT_LEN;
+
+use crate::StoreError;
+
+/// Length of every key, in bytes.
+pub const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+/// The prefix of a sealed value.
+const SEALED: &str = "enc1.";
+/// The prefix of a payload stored in clear (no master key).
+const CLEAR: &str = "clear1.";
+/// The key reference of values sealed with the action's own key.
+const ACTION_KEY_REF: &str = "action";
+
+type Key = Zeroizing<[u8; KEY_LEN]>;
+/// An action's own key.
+pub(crate) type ActionKey = Key;
+
+/// The master key: 32 bytes that wrap the data keys.
+#[derive(Clone)]
+pub struct MasterKey {
+    key: Key,
+    id: String,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterKey").field("id", &self.id).finish()
+    }
+}
+
+impl PartialEq for MasterKey {
+    fn eq(&self, other: &MasterKey) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for MasterKey {}
+
+impl MasterKey {
+    /// Reads a master key from its text: 32 bytes in base64 (standard or URL-safe alphabet,
+    /// padded or not), surrounding whitespace ignored.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong (never the key).
+    pub fn from_text(text: &str) -> Result<MasterKey, String> {
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|_| "the master key is not base64".to_string())?;
+        let bytes = Zeroizing::new(bytes);
+        let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+            format!(
+                "the master key must be {KEY_LEN} bytes, it is {}",
+                bytes.len()
+            )
+        })?;
+        Ok(MasterKey::from_bytes(key))
+    }
+
+    /// A new random master key and its text (standard base64).
+    pub fn generate() -> (MasterKey, Zeroizing<String>) {
+        let mut key = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut key);
+        let text = Zeroizing::new(STANDARD.encode(key));
+        (MasterKey::from_bytes(key), text)
+    }
+
+    fn from_bytes(key: [u8; KEY_LEN]) -> MasterKey {
+        let mut hasher = Sha256::new();
+        hasher.update(b"aaf master key id\0");
+        hasher.update(key);
+        let id = format!("mk-{}", &hex::encode(hasher.finalize())[..16]);
+        MasterKey {
+            key: Zeroizing::new(key),
+            id,
+        }
+    }
+
+    /// The key's id: `mk-` and 16 hex characters of a SHA-256 of the key (recorded beside
+    /// every data key it wraps, so a wrong master key is named, not silently misused).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// One data key as stored (`data_keys`), without its key material in clear.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DataKeyRow {
+    /// The organisation (or `system`).
+    pub org_id: String,
+    /// `dk-` and a UUIDv7.
+    pub id: String,
+    /// The key wrapped by the master key (base64url of nonce and ciphertext); `None` once
+    /// destroyed.
+    #[serde(skip)]
+    pub wrapped: Option<String>,
+    /// The master key that wrapped it ([`MasterKey::id`]).
+    pub master_key_id: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// When it stopped sealing new writes (rotation or destruction); `None` for the active key.
+    pub retired_at: Option<String>,
+    /// When it was destroyed (crypto-shredded).
+    pub destroyed_at: Option<String>,
+}
+
+fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<String, StoreError> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let sealed = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            AeadPayload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| StoreError::Invalid("a value could not be encrypted".to_string()))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(URL_SAFE_NO_PAD.encode(out))
+}
+
+fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(sealed)
+        .map_err(|_| "the sealed value is not base64url".to_string())?;
+    if bytes.len() < NONCE_LEN + 16 {
+        return Err("the sealed value is too short".to_string());
+    }
+    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    XChaCha20Poly1305::new(key.into())
+        .decrypt(
+            XNonce::from_slice(nonce),
+            AeadPayload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            "the sealed value does not open with its key (it was modified or moved)".to_string()
+        })
+}
+
+/// Splits `enc1.<key>.<sealed>` into key reference and sealed part.
+fn sealed_parts(text: &str) -> Option<(&str, &str)> {
+    text.strip_prefix(SEALED)?.split_once('.')
+}
+
+/// Whether a stored column text is a sealed value (and not JSON, which never starts so).
+pub(crate) fn is_sealed(text: &str) -> bool {
+    text.starts_with(SEALED)
+}
+
+/// An organisation's data keys, as this node last loaded them.
+#[derive(Default)]
+pub(crate) struct OrgKeys {
+    /// The id of the key that seals new writes.
+    active: Option<String>,
+    keys: HashMap<String, KeySlot>,
+    loaded_at: Option<Instant>,
+}
+
+enum KeySlot {
+    Live(Key),
+    Destroyed(String),
+}
+
+impl OrgKeys {
+    /// Whether the organisation has an active (live) key.
+    pub(crate) fn has_active(&self) -> bool {
+        self.active().is_some()
+    }
+
+    fn active(&self) -> Option<(&str, &Key)> {
+        let id = self.active.as_deref()?;
+        match self.keys.get(id)? {
+            KeySlot::Live(key) => Some((id, key)),
+            KeySlot::Destroyed(_) => None,
+        }
+    }
+}
+
+/// How a stored value that should be readable is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// The organisation's keys are not loaded on this node (or are stale): load, then retry.
+    NotLoaded,
+    /// It cannot be read, and why (destroyed key, modified value).
+    Withheld(String),
+}
+
+/// The payload of an event, opened.
+pub(crate) struct OpenedPayload {
+    pub(crate) salt: [u8; SALT_LEN],
+    /// The RFC 8785 canonical JSON of the event's data.
+    pub(crate) data: String,
+}
+
+/// Every key this node holds, and the rules to use them: shared by all clones of a store.
+pub struct Keyring {
+    master: Option<MasterKey>,
+    orgs: RwLock<HashMap<String, Arc<OrgKeys>>>,
+    /// Action keys recently made or opened on this node (bounded), so that recording an
+    /// action's outcome does not read its key back.
+    actions: quick_cache::sync::Cache<(String, String), Arc<Key>>,
+    /// How long loaded keys are trusted before they are read again (another node may have
+    /// rotated or destroyed one).
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("master", &self.master)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// Action keys kept in memory on each node.
+const ACTION_KEY_CACHE: usize = 10_000;
+
+impl Keyring {
+    /// A keyring with `master` (none: nothing is sealed) whose loaded keys are read again after
+    /// `ttl`.
+    pub fn new(master: Option<MasterKey>, ttl: Duration) -> Keyring {
+        Keyring {
+            master,
+            orgs: RwLock::new(HashMap::new()),
+            actions: quick_cache::sync::Cache::new(ACTION_KEY_CACHE),
+            ttl,
+        }
+    }
+
+    /// Whether values are sealed (a master key is configured).
+    pub fn enabled(&self) -> bool {
+        self.master.is_some()
+    }
+
+    /// The master key's id, if one is configured.
+    pub fn master_key_id(&self) -> Option<&str> {
+        self.master.as_ref().map(MasterKey::id)
+    }
+
+    pub(crate) fn org(&self, org_id: &str) -> Option<Arc<OrgKeys>> {
+        let orgs = match self.orgs.read() {
+            Ok(orgs) => orgs,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        orgs.get(org_id).cloned()
+    }
+
+    /// The organisation's keys if loaded within the ttl.
+    pub(crate) fn fresh(&self, org_id: &str) -> Option<Arc<OrgKeys>> {
+        self.org(org_id)
+            .filter(|k| k.loaded_at.is_some_and(|at| at.elapsed() < self.ttl))
+    }
+
+    /// Installs an organisation's keys as read from `data_keys`, unwrapping the live ones.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when a key was wrapped by another master key than the one
+    /// configured, or does not unwrap (its row was modified): nothing of the organisation can
+    /// then be sealed or opened, so its writes and reads fail rather than go on without it.
+    pub(crate) fn install(&self, org_id: &str, rows: &[DataKeyRow]) -> Result<(), StoreError> {
+        let mut keys = OrgKeys {
+            loaded_at: Some(Instant::now()),
+            ..OrgKeys::default()
+        };
+        for row in rows {
+            let slot = match (&row.wrapped, &row.destroyed_at) {
+                (Some(wrapped), None) => {
+                    let Some(master) = &self.master else {
+                        return Err(StoreError::Unavailable(format!(
+                            "the data of organisation {org_id} is encrypted (data key {}) but no master key is configured: set encryption.master_key_file",
+                            row.id
+                        )));
+                    };
+                    if master.id() != row.master_key_id {
+                        return Err(StoreError::Unavailable(format!(
+                            "data key {} of organisation {org_id} is wrapped by master key {}, but the configured master key is {}: configure the master key that wrapped it",
+                            row.id, row.master_key_id, master.id()
+                        )));
+                    }
+                    let plain = open(&master.key, &data_key_aad(org_id, &row.id), wrapped)
+                        .map_err(|e| {
+                            StoreError::Unavailable(format!(
+                                "data key {} of organisation {org_id} does not unwrap: {e}",
+                                row.id
+                            ))
+                        })?;
+                    let key: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| {
+                        StoreError::Corrupt(format!("data key {} is not {KEY_LEN} bytes", row.id))
+                    })?;
+                    KeySlot::Live(Zeroizing::new(key))
+                }
+                (_, destroyed) => KeySlot::Destroyed(
+                    destroyed
+                        .clone()
+                        .unwrap_or_else(|| "an unknown date".to_string()),
+                ),
+            };
+            if row.retired_at.is_none() && row.destroyed_at.is_none() {
+                keys.active = Some(row.id.clone());
+            }
+            keys.keys.insert(row.id.clone(), slot);
+        }
+        let mut orgs = match self.orgs.write() {
+            Ok(orgs) => orgs,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        orgs.insert(org_id.to_string(), Arc::new(keys));
+        Ok(())
+    }
+
+    /// A new data key for `org_id`, wrapped by the master key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] when no master key is configured.
+    pub(crate) fn new_data_key(&self, org_id: &str, now: &str) -> Result<DataKeyRow, StoreError> {
+        let master = self.master.as_ref().ok_or_else(|| {
+            StoreError::Invalid("encryption is not configured (no master key)".to_string())
+        })?;
+        let id = format!("dk-{}", uuid::Uuid::now_v7().simple());
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        rand::rng().fill_bytes(key.as_mut());
+        let wrapped = seal(&master.key, &data_key_aad(org_id, &id), key.as_ref())?;
+        Ok(DataKeyRow {
+            org_id: org_id.to_string(),
+            id,
+            wrapped: Some(wrapped),
+            master_key_id: master.id().to_string(),
+            created_at: now.to_string(),
+            retired_at: None,
+            destroyed_at: None,
+        })
+    }
+
+    /// An action's key if this node has it in memory.
+    pub(crate) fn cached_action_key(&self, org_id: &str, action_id: &str) -> Option<Arc<Key>> {
+        self.actions
+            .get(&(org_id.to_string(), action_id.to_string()))
+    }
+
+    /// Forgets an action's key on this node (it was destroyed).
+    pub(crate) fn forget_action(&self, org_id: &str, action_id: &str) {
+        self.actions
+            .remove(&(org_id.to_string(), action_id.to_string()));
+    }
+
+    /// Seals an event payload (`salt || canonical data`) under the organisation's active key;
+    /// in clear when no master key is configured.
+    pub(crate) fn seal_payload(
+        &self,
+        org: Option<&OrgKeys>,
+        org_id: &str,
+        commitment: &[u8; 32],
+        salt: &[u8; SALT_LEN],
+        canonical_data: &[u8],
+    ) -> Result<String, StoreError> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(SALT_LEN + canonical_data.len()));
+        plain.extend_from_slice(salt);
+        plain.extend_from_slice(canonical_data);
+        if self.master.is_none() {
+            return Ok(format!(
+                "{CLEAR}{}",
+                URL_SAFE_NO_PAD.encode(plain.as_slice())
+            ));
+        }
+        let (id, key) = active_key(org, org_id)?;
+        let sealed = seal(key, &payload_aad(org_id, commitment), &plain)?;
+        Ok(format!("{SEALED}{id}.{sealed}"))
+    }
+
+    /// Opens a stored event payload, checking it against the commitment its hashed event holds.
+    pub(crate) fn open_payload(
+        &self,
+        org_id: &str,
+        commitment: &[u8; 32],
+        text: &str,
+    ) -> Result<OpenedPayload, Unreadable> {
+        let plain = if let Some(clear) = text.strip_prefix(CLEAR) {
+            Zeroizing::new(URL_SAFE_NO_PAD.decode(clear).map_err(|_| {
+                Unreadable::Withheld("the stored payload is not base64url".to_string())
+            })?)
+        } else {
+            let (key_id, sealed) = sealed_parts(text).ok_or_else(|| {
+                Unreadable::Withheld("the stored payload is in no known format".to_string())
+            })?;
+            let key = self.org_key(org_id, key_id)?;
+            open(&key, &payload_aad(org_id, commitment), sealed).map_err(Unreadable::Withheld)?
+        };
+        if plain.len() < SALT_LEN {
+            return Err(Unreadable::Withheld(
+                "the stored payload is too short".to_string(),
+            ));
+        }
+        let (salt, data) = plain.split_at(SALT_LEN);
+        let salt: [u8; SALT_LEN] = salt.try_into().unwrap_or([0; SALT_LEN]);
+        if &aaf_core::evidence::payload::commitment(&salt, data) != commitment {
+            return Err(Unreadable::Withheld(
+                "the stored payload does not match its commitment: it was modified".to_string(),
+            ));
+        }
+        let data = String::from_utf8(data.to_vec())
+            .map_err(|_| Unreadable::Withheld("the stored payload is not UTF-8".to_string()))?;
+        Ok(OpenedPayload { salt, data })
+    }
+
+    fn org_key(&self, org_id: &str, key_id: &str) -> Result<Arc<Key>, Unreadable> {
+        let org = self.fresh(org_id).ok_or(Unreadable::NotLoaded)?;
+        match org.keys.get(key_id) {
+            Some(KeySlot::Live(key)) => Ok(Arc::new(key.clone())),
+            Some(KeySlot::Destroyed(at)) => Err(Unreadable::Withheld(format!(
+                "its data key {key_id} was destroyed (crypto-shredded) on {at}"
+            ))),
+            None => Err(Unreadable::Withheld(format!(
+                "its data key {key_id} is not among the organisation's keys"
+            ))),
+        }
+    }
+
+    /// A new key for a new action: the key, and its wrapped form for the action's row (sealed
+    /// under the organisation's active key). Kept in this node's cache.
+    pub(crate) fn new_action_key(
+        &self,
+        org: Option<&OrgKeys>,
+        org_id: &str,
+        action_id: &str,
+    ) -> Result<(Arc<Key>, String), StoreError> {
+        let (id, org_key) = active_key(org, org_id)?;
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        rand::rng().fill_bytes(key.as_mut());
+        let wrapped = seal(org_key, &action_key_aad(org_id, action_id), key.as_ref())?;
+        let key = Arc::new(key);
+        self.actions.insert(
+            (org_id.to_string(), action_id.to_string()),
+            Arc::clone(&key),
+        );
+        Ok((key, format!("{SEALED}{id}.{wrapped}")))
+    }
+
+    /// An action's key from its wrapped form (the action row's `data_key`), through the cache.
+    pub(crate) fn action_key(
+        &self,
+        org_id: &str,
+        action_id: &str,
+        wrapped: Option<&str>,
+    ) -> Result<Arc<Key>, Unreadable> {
+        let cache_key = (org_id.to_string(), action_id.to_string());
+        let Some(wrapped) = wrapped else {
+            return Err(Unreadable::Withheld(
+                "the action's data key was destroyed (crypto-shredded)".to_string(),
+            ));
+        };
+        if let Some(key) = self.actions.get(&cache_key) {
+            return Ok(key);
+        }
+        let (key_id, sealed) = sealed_parts(wrapped).ok_or_else(|| {
+            Unreadable::Withheld("the action's data key is in no known format".to_string())
+        })?;
+        let org_key = self.org_key(org_id, key_id)?;
+        let plain = open(&org_key, &action_key_aad(org_id, action_id), sealed)
+            .map_err(Unreadable::Withheld)?;
+        let key: [u8; KEY_LEN] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| Unreadable::Withheld("the action's data key is not 32 bytes".into()))?;
+        let key = Arc::new(Zeroizing::new(key));
+        self.actions.insert(cache_key, Arc::clone(&key));
+        Ok(key)
+    }
+
+    /// Seals one JSON column of an action under the action's key.
+    pub(crate) fn seal_action_column(
+        key: &Key,
+        org_id: &str,
+        action_id: &str,
+        column: &str,
+        json: &str,
+    ) -> Result<String, StoreError> {
+        let sealed = seal(key, &column_aad(org_id, action_id, column), json.as_bytes())?;
+        Ok(format!("{SEALED}{ACTION_KEY_REF}.{sealed}"))
+    }
+
+    /// Opens one sealed JSON column of an action.
+    pub(crate) fn open_action_column(
+        key: &Key,
+        org_id: &str,
+        action_id: &str,
+        column: &str,
+        text: &str,
+    ) -> Result<String, Unreadable> {
+        let (_, sealed) = sealed_parts(text).ok_or_else(|| {
+            Unreadable::Withheld(format!("the action's {column} is in no known format"))
+        })?;
+        let plain = open(key, &column_aad(org_id, action_id, column), sealed)
+            .map_err(Unreadable::Withheld)?;
+        String::from_utf8(plain.to_vec())
+            .map_err(|_| Unreadable::Withheld(format!("the action's {column} is not UTF-8")))
+    }
+
+    /// Seals a secret of the organisation (a webhook's signing secret) under its active key;
+    /// as given when no master key is configured.
+    pub(crate) fn seal_secret(
+        &self,
+        org: Option<&OrgKeys>,
+        org_id: &str,
+        owner: &str,
+        secret: &str,
+    ) -> Result<String, StoreError> {
+        if self.master.is_none() {
+            return Ok(secret.to_string());
+        }
+        let (id, key) = active_key(org, org_id)?;
+        let sealed = seal(key, &secret_aad(org_id, owner), secret.as_bytes())?;
+        Ok(format!("{SEALED}{id}.{sealed}"))
+    }
+
+    /// Opens a stored secret (a text that is not sealed is returned as it is: written before
+    /// encryption was configured).
+    pub(crate) fn open_secret(
+        &self,
+        org_id: &str,
+        owner: &str,
+        text: &str,
+    ) -> Result<Zeroizing<String>, Unreadable> {
+        let Some((key_id, sealed)) = sealed_parts(text) else {
+            return Ok(Zeroizing::new(text.to_string()));
+        };
+        let key = self.org_key(org_id, key_id)?;
+        let plain = open(&key, &secret_aad(org_id, owner), sealed).map_err(Unreadable::Withheld)?;
+        String::from_utf8(plain.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| Unreadable::Withheld("the secret is not UTF-8".to_string()))
+    }
+}
+
+fn active_key<'a>(
+    org: Option<&'a OrgKeys>,
+    org_id: &str,
+) -> Result<(&'a str, &'a Key), StoreError> {
+    org.and_then(OrgKeys::active).ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "organisation {org_id} has no active data key loaded: nothing can be sealed"
+        ))
+    })
+}
+
+fn data_key_aad(org_id: &str, key_id: &str) -> Vec<u8> {
+    format!("aaf data key\0{org_id}\0{key_id}").into_bytes()
+}
+fn action_key_aad(org_id: &str, action_id: &str) -> Vec<u8> {
+    format!("aaf action key\0{org_id}\0{action_id}").into_bytes()
+}
+fn column_aad(org_id: &str, action_id: &str, column: &str) -> Vec<u8> {
+    format!("aaf action column\0{org_id}\0{action_id}\0{column}").into_bytes()
+}
+fn payload_aad(org_id: &str, commitment: &[u8; 32]) -> Vec<u8> {
+    format!("aaf event payload\0{org_id}\0{}", hex::encode(commitment)).into_bytes()
+}
+fn secret_aad(org_id: &str, owner: &str) -> Vec<u8> {
+    format!("aaf secret\0{org_id}\0{owner}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyring_with_org(org: &str) -> (Keyring, DataKeyRow) {
+        let (master, _) = MasterKey::generate();
+        let ring = Keyring::new(Some(master), Duration::from_secs(60));
+        let row = ring.new_data_key(org, "2026-12-05T00:00:00Z").unwrap();
+        ring.install(org, std::slice::from_ref(&row)).unwrap();
+        (ring, row)
+    }
+
+    #[test]
+    fn master_keys_parse_from_base64_and_name_their_errors() {
+        let (key, text) = MasterKey::generate();
+        assert_eq!(
+            MasterKey::from_text(&format!(" {} \n", *text)).unwrap(),
+            key
+        );
+        assert!(key.id().starts_with("mk-") && key.id().len() == 19);
+        assert!(format!("{key:?}").contains(key.id()));
+        assert!(!format!("{key:?}").contains(text.as_str()));
+        assert!(MasterKey::from_text("!!").unwrap_err().contains("base64"));
+        assert!(MasterKey::from_text("AAAA")
+            .unwrap_err()
+            .contains("32 bytes"));
+    }
+
+    #[test]
+    fn payloads_seal_open_and_are_bound_to_their_commitment() {
+        let (ring, _) = keyring_with_org("o1");
+        let org = ring.org("o1");
+        let salt = [3u8; SALT_LEN];
+        let data = br#"{"card":"4111111111111111"}"#;
+        let c = aaf_core::evidence::payload::commitment(&salt, data);
+        let text = ring
+            .seal_payload(org.as_deref(), "o1", &c, &salt, data)
+            .unwrap();
+        assert!(text.starts_with("enc1.dk-"));
+        assert!(!text.contains("4111"));
+        let opened = ring.open_payload("o1", &c, &text).unwrap();
+        assert_eq!(opened.data.as_bytes(), data);
+        assert_eq!(opened.salt, salt);
+        // Under another commitment (moved to another event) or org, it does not open.
+        let other = [0u8; 32];
+        assert!(matches!(
+            ring.open_payload("o1", &other, &text),
+            Err(Unreadable::Withheld(_))
+        ));
+        assert_eq!(
+            ring.open_payload("o2", &c, &text).err(),
+            Some(Unreadable::NotLoaded)
+        );
+        // One changed character fails.
+        let mut bad = text.clone().into_bytes();
+        let last = bad.len() - 3;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        assert!(ring
+            .open_payload("o1", &c, std::str::from_utf8(&bad).unwrap())
+            .is_err());
+    }
+
+    #[test]
+    fn without_a_master_key_payloads_are_clear_and_still_checked() {
+        let ring = Keyring::new(None, Duration::from_secs(60));
+        let salt = [1u8; SALT_LEN];
+        let c = aaf_core::evidence::payload::commitment(&salt, b"{}");
+        let text = ring.seal_payload(None, "o1", &c, &salt, b"{}").unwrap();
+        assert!(text.starts_with("clear1."));
+        assert_eq!(ring.open_payload("o1", &c, &text).unwrap().data, "{}");
+        assert!(ring.open_payload("o1", &[1; 32], &text).is_err());
+    }
+
+    #[test]
+    fn destroyed_keys_withhold_what_they_sealed_and_action_keys_follow_their_org_key() {
+        let (ring, row) = keyring_with_org("o1");
+        let org = ring.org("o1");
+        let (key, wrapped) = ring.new_action_key(org.as_deref(), "o1", "a1").unwrap();
+        let col = Keyring::seal_action_column(&key, "o1", "a1", "params", r#"{"x":1}"#).unwrap();
+        ring.forget_action("o1", "a1");
+        let again = ring.action_key("o1", "a1", Some(&wrapped)).unwrap();
+        assert_eq!(
+            Keyring::open_action_column(&again, "o1", "a1", "params", &col).unwrap(),
+            r#"{"x":1}"#
+        );
+        assert!(Keyring::open_action_column(&again, "o1", "a1", "context", &col).is_err());
+        assert!(ring.action_key("o1", "a1", None).is_err());
+        let secret = ring
+            .seal_secret(org.as_deref(), "o1", "wh1", "s3cret")
+            .unwrap();
+        assert_eq!(
+            ring.open_secret("o1", "wh1", &secret).unwrap().as_str(),
+            "s3cret"
+        );
+        // Destroy the org key: the action key no longer unwraps, the secret no longer opens.
+        let destroyed = DataKeyRow {
+            wrapped: None,
+            retired_at: Some("2026-12-06T00:00:00Z".into()),
+            destroyed_at: Some("2026-12-06T00:00:00Z".into()),
+            ..row
+        };
+        ring.install("o1", &[destroyed]).unwrap();
+        ring.forget_action("o1", "a1");
+        match ring.action_key("o1", "a1", Some(&wrapped)) {
+            Err(Unreadable::Withheld(why)) => assert!(why.contains("destroyed"), "{why}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(ring.open_secret("o1", "wh1", &secret).is_err());
+    }
+
+    #[test]
+    fn a_data_key_of_another_master_key_is_named() {
+        let (ring, row) = keyring_with_org("o1");
+        let (other, _) = MasterKey::generate();
+        let ring2 = Keyring::new(Some(other), Duration::from_secs(60));
+        let err = ring2.install("o1", &[row]).unwrap_err();
+        assert!(err.to_string().contains("wrapped by master key"), "{err}");
+        drop(ring);
+    }
+}
