@@ -176,6 +176,15 @@ event_types! {
     ALERT_ACKNOWLEDGED = "alert.acknowledged";
     /// A person resolved an alert (data: alert_id, rule, subject, count, comment, by).
     ALERT_RESOLVED = "alert.resolved";
+    /// An admin rotated the organisation's data key: new writes are sealed under the new
+    /// key, what the old one sealed stays readable (data: key_id, previous_key_id, by).
+    ENCRYPTION_KEY_ROTATED = "encryption.key_rotated";
+    /// An admin crypto-shredded an action: its own data key was destroyed and its events'
+    /// payloads removed; the chain and proofs still verify (data: action_id, by).
+    ENCRYPTION_ACTION_SHREDDED = "encryption.action_shredded";
+    /// An admin crypto-shredded the organisation's data: every data key but a new one was
+    /// destroyed, so nothing sealed before can be read (data: destroyed_keys, key_id, by).
+    ENCRYPTION_ORG_SHREDDED = "encryption.org_shredded";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.
@@ -362,6 +371,15 @@ impl ChainedEvent {
             hash,
             payload: None,
         })
+    }
+
+    /// The event as hashed: [`ChainedEvent::hashed_data`] in place of `data` (what
+    /// [`canonical_event`] must be given to compute the chain hash or the Merkle leaf).
+    pub fn hashed_event(&self) -> AuditEvent {
+        AuditEvent {
+            data: self.hashed_data().into_owned(),
+            ..self.event.clone()
+        }
     }
 
     /// The `data` the chain hash covers: the committed data

@@ -249,6 +249,9 @@ pub fn router(state: AppState) -> Router {
             get(policies::get_revision),
         )
         .route("/v1/audit", get(api::list_audit))
+        .route("/v1/encryption", get(api::encryption::get_encryption))
+        .route("/v1/encryption/rotate", post(api::encryption::rotate))
+        .route("/v1/encryption/shred", post(api::encryption::shred))
         .route(
             "/v1/audit/checkpoint",
             get(api::evidence::get_checkpoint).post(api::evidence::sign_checkpoint),

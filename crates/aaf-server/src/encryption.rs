@@ -15,6 +15,11 @@ pub const GENERATED_KEY_FILE: &str = "master-key";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EncryptionConfig {
+    /// Whether payloads, params, results and secrets are sealed. Default true. `false` (for
+    /// a deployment whose database is encrypted by other means, or a test of clear rows):
+    /// no master key is read or made, new values are written in clear, and values sealed
+    /// before read as withheld until encryption is enabled again.
+    pub enabled: bool,
     /// A file holding the master key: 32 random bytes in base64 (`aaf encryption keygen`
     /// writes one). Unset: on SQLite, `<data_dir>/master-key`, created (mode 0600) on first
     /// start; on PostgreSQL, where every node needs the same key, nothing is encrypted (a
@@ -36,6 +41,7 @@ pub struct EncryptionConfig {
 impl Default for EncryptionConfig {
     fn default() -> Self {
         EncryptionConfig {
+            enabled: true,
             master_key_file: None,
             master_key: None,
             required: false,
@@ -53,6 +59,9 @@ impl EncryptionConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=3600).contains(&self.key_cache_seconds) {
             return Err("encryption.key_cache_seconds must be from 1 to 3600".into());
+        }
+        if self.required && !self.enabled {
+            return Err("encryption.required is set but encryption.enabled is false".into());
         }
         if self.master_key.is_some() && self.master_key_file.is_some() {
             return Err(
@@ -75,6 +84,9 @@ pub fn load_master_key(
     config: &EncryptionConfig,
     generate_in: Option<&Path>,
 ) -> Result<Option<MasterKey>, String> {
+    if !config.enabled {
+        return Ok(None);
+    }
     if let Some(secret) = &config.master_key {
         return MasterKey::from_text(secret.expose())
             .map(Some)
@@ -107,4 +119,161 @@ pub fn load_master_key(
     tracing::info!(file = %path.display(), master_key_id = key.id(),
         "generated the master key of encryption at rest; back it up apart from the database: without it nothing encrypted can be read");
     Ok(Some(key))
+}
+
+/// Why a key operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyOpError {
+    /// Encryption at rest is not configured: there is no key to rotate or destroy.
+    #[error("encryption at rest is not configured (no master key): there is no data key to rotate or destroy")]
+    NotConfigured,
+    /// The action is still in progress: it may yet need its params.
+    #[error("action {0} is still {1}: shred it once it is final")]
+    NotFinal(String, &'static str),
+    /// The store's error (not found, conflict, unavailable).
+    #[error(transparent)]
+    Store(#[from] aaf_store::StoreError),
+}
+
+/// Rotates `org_id`'s data key: new writes are sealed under a new key, what the old one
+/// sealed stays readable. Recorded as `encryption.key_rotated`. Returns the new key.
+///
+/// # Errors
+///
+/// [`KeyOpError::NotConfigured`] without a master key; the store's errors.
+pub async fn rotate(
+    store: &aaf_store::Store,
+    writer: &aaf_store::AuditWriter,
+    org_id: &str,
+    by: &str,
+    now: &str,
+) -> Result<aaf_store::encryption::DataKeyRow, KeyOpError> {
+    if !store.encryption_enabled() {
+        return Err(KeyOpError::NotConfigured);
+    }
+    let previous = store
+        .list_data_keys(org_id)
+        .await?
+        .into_iter()
+        .find(|k| k.retired_at.is_none())
+        .map(|k| k.id);
+    let new = store.new_data_key(org_id, now)?;
+    writer
+        .submit(aaf_store::WriteUnit {
+            mutations: vec![aaf_store::Mutation::RotateDataKey {
+                new: new.clone(),
+                now: now.to_string(),
+            }],
+            action: None,
+            events: vec![aaf_store::NewEvent {
+                org_id: org_id.to_string(),
+                ts: now.to_string(),
+                agent_id: None,
+                action_id: None,
+                event_type: aaf_core::audit::event_types::ENCRYPTION_KEY_ROTATED.to_string(),
+                data: serde_json::json!({"key_id": new.id, "previous_key_id": previous, "by": by}),
+            }],
+        })
+        .await?;
+    store.reload_data_keys(org_id, None).await?;
+    Ok(new)
+}
+
+/// Crypto-shreds one action of `org_id`: destroys its own data key (its params, context,
+/// result and signals can no longer be read) and removes its events' payloads; the chain, the
+/// Merkle tree and every proof still verify. Recorded as `encryption.action_shredded`.
+///
+/// # Errors
+///
+/// [`KeyOpError::NotConfigured`]; [`KeyOpError::NotFinal`] for an action still in
+/// progress; the store's `NotFound` (no such action) and `Conflict` (written in clear, or
+/// shredded already).
+pub async fn shred_action(
+    store: &aaf_store::Store,
+    writer: &aaf_store::AuditWriter,
+    org_id: &str,
+    action_id: &str,
+    by: &str,
+    now: &str,
+) -> Result<(), KeyOpError> {
+    if !store.encryption_enabled() {
+        return Err(KeyOpError::NotConfigured);
+    }
+    let action = store.get_action(org_id, action_id).await?.ok_or_else(|| {
+        aaf_store::StoreError::NotFound(format!("action_id: no action {action_id}"))
+    })?;
+    if !action.status.is_final() {
+        return Err(KeyOpError::NotFinal(
+            action_id.to_string(),
+            action.status.as_str(),
+        ));
+    }
+    writer
+        .submit(aaf_store::WriteUnit {
+            mutations: vec![aaf_store::Mutation::ShredAction {
+                org_id: org_id.to_string(),
+                action_id: action_id.to_string(),
+                reason: format!(
+                    "payload removed: the action was crypto-shredded on {now} by {by}"
+                ),
+                now: now.to_string(),
+            }],
+            action: None,
+            events: vec![aaf_store::NewEvent {
+                org_id: org_id.to_string(),
+                ts: now.to_string(),
+                agent_id: Some(action.agent_id.clone()),
+                action_id: Some(action_id.to_string()),
+                event_type: aaf_core::audit::event_types::ENCRYPTION_ACTION_SHREDDED
+                    .to_string(),
+                data: serde_json::json!({"action_id": action_id, "by": by}),
+            }],
+        })
+        .await?;
+    store.reload_data_keys(org_id, Some(action_id)).await?;
+    Ok(())
+}
+
+/// Crypto-shreds everything `org_id` has sealed so far: rotates to a new data key, then
+/// destroys every other one. Recorded as `encryption.org_shredded` (sealed under the new key,
+/// so it stays readable). Returns the ids of the destroyed keys.
+///
+/// # Errors
+///
+/// As [`rotate`].
+pub async fn shred_org(
+    store: &aaf_store::Store,
+    writer: &aaf_store::AuditWriter,
+    org_id: &str,
+    by: &str,
+    now: &str,
+) -> Result<Vec<String>, KeyOpError> {
+    let kept = rotate(store, writer, org_id, by, now).await?;
+    let destroyed: Vec<String> = store
+        .list_data_keys(org_id)
+        .await?
+        .into_iter()
+        .filter(|k| k.id != kept.id && k.destroyed_at.is_none())
+        .map(|k| k.id)
+        .collect();
+    writer
+        .submit(aaf_store::WriteUnit {
+            mutations: vec![aaf_store::Mutation::DestroyDataKeys {
+                org_id: org_id.to_string(),
+                keep: kept.id.clone(),
+                now: now.to_string(),
+            }],
+            action: None,
+            events: vec![aaf_store::NewEvent {
+                org_id: org_id.to_string(),
+                ts: now.to_string(),
+                agent_id: None,
+                action_id: None,
+                event_type: aaf_core::audit::event_types::ENCRYPTION_ORG_SHREDDED.to_string(),
+                data: serde_json::json!({"destroyed_keys": destroyed, "key_id": kept.id, "by": by}),
+            }],
+        })
+        .await?;
+    store.reload_data_keys(org_id, None).await?;
+    Ok(destroyed)
 }

@@ -541,6 +541,24 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/v1/encryption",
+        allow: &[ADMIN, AUDITOR],
+        summary: "whether data is encrypted at rest, and the organisation's data keys",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/encryption/rotate",
+        allow: &[ADMIN],
+        summary: "rotate the organisation's data key",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/encryption/shred",
+        allow: &[ADMIN],
+        summary: "crypto-shred one action, or everything the organisation sealed so far",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/compliance/report",
         allow: &[ADMIN, AUDITOR],
         summary: "the compliance evidence report of a framework for a period (JSON or HTML)",

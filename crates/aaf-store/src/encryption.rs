@@ -215,6 +215,8 @@ pub(crate) struct OrgKeys {
 enum KeySlot {
     Live(Key),
     Destroyed(String),
+    /// Stored, but this node cannot unwrap it (why).
+    Unavailable(String),
 }
 
 impl OrgKeys {
@@ -227,7 +229,7 @@ impl OrgKeys {
         let id = self.active.as_deref()?;
         match self.keys.get(id)? {
             KeySlot::Live(key) => Some((id, key)),
-            KeySlot::Destroyed(_) => None,
+            KeySlot::Destroyed(_) | KeySlot::Unavailable(_) => None,
         }
     }
 }
@@ -322,12 +324,13 @@ impl Keyring {
         };
         for row in rows {
             let slot = match (&row.wrapped, &row.destroyed_at) {
+                (Some(_), None) if self.master.is_none() => KeySlot::Unavailable(
+                    "no master key is configured on this node (encryption.master_key_file)"
+                        .to_string(),
+                ),
                 (Some(wrapped), None) => {
                     let Some(master) = &self.master else {
-                        return Err(StoreError::Unavailable(format!(
-                            "the data of organisation {org_id} is encrypted (data key {}) but no master key is configured: set encryption.master_key_file",
-                            row.id
-                        )));
+                        continue;
                     };
                     if master.id() != row.master_key_id {
                         return Err(StoreError::Unavailable(format!(
@@ -467,6 +470,9 @@ impl Keyring {
             Some(KeySlot::Live(key)) => Ok(Arc::new(key.clone())),
             Some(KeySlot::Destroyed(at)) => Err(Unreadable::Withheld(format!(
                 "its data key {key_id} was destroyed (crypto-shredded) on {at}"
+            ))),
+            Some(KeySlot::Unavailable(why)) => Err(Unreadable::Withheld(format!(
+                "its data key {key_id} cannot be unwrapped: {why}"
             ))),
             None => Err(Unreadable::Withheld(format!(
                 "its data key {key_id} is not among the organisation's keys"

@@ -313,6 +313,14 @@ pub(crate) fn action_from_row(
     let mut action_key = None;
     let mut text_of = |column: &str, text: String| -> Result<Option<String>, StoreError> {
         if !crate::encryption::is_sealed(&text) {
+            if data_key.is_some() {
+                // Every column of an action with a key is sealed: a clear one was written
+                // behind AAF's back (whoever can write the database cannot seal).
+                withheld.get_or_insert_with(|| {
+                    format!("the action's {column} is stored in clear although the action is encrypted: it was modified")
+                });
+                return Ok(None);
+            }
             return Ok(Some(text));
         }
         if action_key.is_none() && withheld.is_none() {

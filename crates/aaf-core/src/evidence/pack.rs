@@ -131,6 +131,27 @@ pub struct EventEntry {
     pub hash: String,
     /// The inclusion proof in the checkpoint's tree, hex, leaf to root.
     pub proof: Vec<String>,
+    /// For an event of format 2 (its hashed `data` is the committed data
+    /// `{"payload_sha256": ...}`, [`crate::evidence::payload`]): its payload, disclosed or
+    /// withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadEntry>,
+}
+
+/// The payload of an event of format 2 in a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadEntry {
+    /// The file holding the payload's data in RFC 8785 canonical form, when disclosed:
+    /// `SHA-256(salt || file bytes)` is the commitment the proven event holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The salt, 32 hex characters (with `file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Why the payload is not in the pack (removed by retention, or its data key destroyed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
 }
 
 /// The policy revision of a pack.
@@ -272,9 +293,20 @@ pub fn verify(files: &BTreeMap<String, Vec<u8>>, trusted_key: Option<&str>) -> P
     ));
     // 3. Each event is an entry of that tree, and links as stored.
     let mut events: Vec<(u64, Value)> = Vec::new();
+    let mut disclosed = Vec::new();
+    let mut withheld = Vec::new();
     for entry in &manifest.events {
-        match verify_event(entry, files, &manifest, &checkpoint.root, checkpoint.size) {
-            Ok(event) => events.push((entry.seq, event)),
+        let verified = verify_event(entry, files, &manifest, &checkpoint.root, checkpoint.size)
+            .and_then(|event| open_payload(entry, files, event));
+        match verified {
+            Ok((event, payload)) => {
+                match payload {
+                    Some(Ok(())) => disclosed.push(entry.seq),
+                    Some(Err(why)) => withheld.push(format!("seq {}: {why}", entry.seq)),
+                    None => {}
+                }
+                events.push((entry.seq, event));
+            }
             Err(e) => report
                 .failures
                 .push(format!("event seq {}: {e}", entry.seq)),
@@ -293,6 +325,18 @@ pub fn verify(files: &BTreeMap<String, Vec<u8>>, trusted_key: Option<&str>) -> P
         manifest.org_id,
         what(&manifest),
     ));
+    if !disclosed.is_empty() {
+        report.proven.push(format!(
+            "the payloads of events {} are those their proven events commit to (salted SHA-256 commitments)",
+            seq_ranges(&disclosed)
+        ));
+    }
+    if !withheld.is_empty() {
+        report.not_proven.push(format!(
+            "the payloads of these events are not in the pack, only their commitments: {}",
+            withheld.join("; ")
+        ));
+    }
     if manifest.scope.is_some() {
         report.not_proven.push(
             "that the pack holds every event of the period: the events are proven to be in the log, not to be all of the period's (compare the seqs with the chain, or ask the log for the same period again)".into(),
@@ -488,6 +532,57 @@ fn verify_event(
     verify_inclusion(index, size, &leaf, &proof, root)
         .map_err(|e| format!("its inclusion proof does not verify: {e}"))?;
     Ok(event)
+}
+
+/// For an event of format 2: checks its disclosed payload against the commitment the proven
+/// event holds and puts the payload's data in the event's place (so later checks read the
+/// real data); `Some(Err(reason))` when the payload is withheld, `None` for an event of the
+/// first format.
+#[allow(clippy::type_complexity)]
+fn open_payload(
+    entry: &EventEntry,
+    files: &BTreeMap<String, Vec<u8>>,
+    mut event: Value,
+) -> Result<(Value, Option<Result<(), String>>), String> {
+    let committed = event["data"]
+        .as_object()
+        .filter(|data| data.len() == 1)
+        .and_then(|data| data.get(super::payload::COMMITMENT_MEMBER))
+        .and_then(Value::as_str)
+        .and_then(parse_hash);
+    let (Some(payload), Some(committed)) = (&entry.payload, committed) else {
+        if entry.payload.is_some() {
+            return Err("the manifest gives a payload, but the event holds no commitment".into());
+        }
+        return Ok((event, None));
+    };
+    let (Some(file), Some(salt)) = (&payload.file, &payload.salt) else {
+        let why = payload
+            .withheld
+            .clone()
+            .unwrap_or_else(|| "withheld, no reason given".into());
+        event["data"] = Value::Null;
+        return Ok((event, Some(Err(why))));
+    };
+    let bytes = files
+        .get(file)
+        .ok_or_else(|| format!("{file} is missing"))?;
+    let salt: [u8; super::payload::SALT_LEN] = hex::decode(salt)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| "the payload salt is not 32 hex characters".to_string())?;
+    if super::payload::commitment(&salt, bytes) != committed {
+        return Err(format!(
+            "{file} is not the payload the event commits to (SHA-256(salt || file) differs)"
+        ));
+    }
+    let data: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("{file} is not JSON: {e}"))?;
+    if crate::canonical::to_canonical_json(&data).ok().as_deref() != Some(bytes.as_slice()) {
+        return Err(format!("{file} is not in RFC 8785 canonical form"));
+    }
+    event["data"] = data;
+    Ok((event, Some(Ok(()))))
 }
 
 fn json_file(files: &BTreeMap<String, Vec<u8>>, path: &str) -> Option<Result<Value, String>> {

@@ -352,15 +352,21 @@ pub async fn proof_pack(
             "approvers may only read the proof packs of actions they answered".into(),
         ));
     }
-    let decided = state
+    let decided: Vec<_> = state
         .store
         .audit_events_of_action(&org_id, &action_id)
         .await?
         .into_iter()
-        .find(|e| e.event_type == aaf_core::audit::event_types::ACTION_DECIDED);
-    let revision = decided
-        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
-        .and_then(|data| data["policy_revision"].as_str().map(str::to_string));
+        .filter(|e| e.event_type == aaf_core::audit::event_types::ACTION_DECIDED)
+        .take(1)
+        .collect();
+    let revision = state
+        .store
+        .open_events(&decided)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|e| e.event.data["policy_revision"].as_str().map(str::to_string));
     let policy = match revision {
         Some(revision) => state
             .store

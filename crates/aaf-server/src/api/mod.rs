@@ -31,6 +31,7 @@ pub mod approvals;
 pub mod body;
 pub mod budgets;
 pub mod compliance;
+pub mod encryption;
 pub mod evidence;
 pub mod identity;
 pub mod mcp;

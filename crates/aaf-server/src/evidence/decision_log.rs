@@ -250,13 +250,17 @@ impl DecisionLog {
                     Some(last) => last.seq,
                     None => head,
                 };
+                // Opened (decrypted, checked against their commitments); an event whose
+                // payload is withheld is exported with `input` and `result` null.
+                let opened = self
+                    .store
+                    .open_events(&events)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let entries: Vec<Value> = events
                     .iter()
-                    .filter_map(|e| {
-                        serde_json::from_str::<Value>(&e.data)
-                            .ok()
-                            .map(|data| entry(e, &data))
-                    })
+                    .zip(&opened)
+                    .map(|(e, readable)| entry(e, &readable.event.data))
                     .collect();
                 if !entries.is_empty() {
                     self.write(sink, &entries).await?;

@@ -9,7 +9,8 @@ use std::io::Write;
 use aaf_core::audit::{canonical_event, AuditEvent, StoredEvent};
 use aaf_core::evidence::merkle;
 use aaf_core::evidence::pack::{
-    sha256_hex, CheckpointInfo, ConsistencyInfo, EventEntry, LogInfo, Manifest, PolicyEntry, Scope,
+    sha256_hex, CheckpointInfo, ConsistencyInfo, EventEntry, LogInfo, Manifest, PayloadEntry,
+    PolicyEntry, Scope,
     FORMAT, MANIFEST,
 };
 use aaf_store::evidence::StoredCheckpoint;
@@ -309,10 +310,12 @@ impl TransparencyLog {
         for chunk in needed.chunks(PROOF_HASHES_PER_READ) {
             hashes.extend(self.store.audit_tree_hashes(org_id, chunk).await?);
         }
+        // The payloads, opened (with the data keys) and checked against their commitments.
+        let opened = self.store.open_events(events).await?;
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut entries = Vec::with_capacity(events.len());
         let mut decided: Option<Value> = None;
-        for event in events {
+        for (event, readable) in events.iter().zip(&opened) {
             let bytes = canonical_bytes(event)?;
             let index = event.seq.saturating_sub(1);
             let proof = merkle::inclusion_proof(index, size, &hashes)?;
@@ -327,9 +330,33 @@ impl TransparencyLog {
                 });
             }
             if event.event_type == aaf_core::audit::event_types::ACTION_DECIDED {
-                decided = serde_json::from_slice(&bytes).ok();
+                decided = serde_json::to_value(&readable.event).ok();
             }
             let file = format!("events/{:020}.json", event.seq);
+            let payload = match &readable.payload {
+                None => None,
+                Some(p) => match &p.salt {
+                    Some(salt) => {
+                        let payload_file = format!("payloads/{:020}.json", event.seq);
+                        let data = aaf_core::canonical::to_canonical_json(&readable.event.data)
+                            .map_err(|e| EvidenceError::Broken {
+                                org_id: org_id.to_string(),
+                                reason: format!("event {} payload: {e}", event.seq),
+                            })?;
+                        files.insert(payload_file.clone(), data);
+                        Some(PayloadEntry {
+                            file: Some(payload_file),
+                            salt: Some(salt.clone()),
+                            withheld: None,
+                        })
+                    }
+                    None => Some(PayloadEntry {
+                        file: None,
+                        salt: None,
+                        withheld: p.withheld.clone(),
+                    }),
+                },
+            };
             entries.push(EventEntry {
                 seq: event.seq,
                 file: file.clone(),
@@ -337,6 +364,7 @@ impl TransparencyLog {
                 prev_hash: hex::encode(event.prev_hash),
                 hash: hex::encode(event.hash),
                 proof: proof.iter().map(hex::encode).collect(),
+                payload,
             });
             files.insert(file, bytes);
         }

@@ -17,6 +17,16 @@ use crate::common::{examples, policy_dir, within, TestServer, Upstream, ADMIN_TO
 
 /// Seed 004's policy decides on `http_proxy` calls to a URL containing `stripe.com`; the
 /// connector resolves that name to the loopback upstream (static `hosts`, no DNS).
+/// `tweak`, with encryption at rest turned off: the actions are stored in clear, as by
+/// versions before it or with `encryption.enabled = false`, which is what these tests change
+/// behind AAF's back (sealed rows: `encryption::a_tampered_sealed_action_is_never_executed`).
+fn in_clear(tweak: impl FnOnce(&mut Config)) -> impl FnOnce(&mut Config) {
+    move |c: &mut Config| {
+        tweak(c);
+        c.encryption.enabled = false;
+    }
+}
+
 pub(crate) fn stripe_to(_upstream: &Upstream) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
         c.connectors.http.system_dns = false;
@@ -198,7 +208,17 @@ async fn stripe_charge_waits_for_an_approver_then_reaches_the_upstream_once() {
     // Once run, the stored row keeps only the redacted inputs, like every other action.
     let stored = stored_params(&server.data_dir, &id).await;
     assert!(!stored.contains("sk_test_approval_secret"), "{stored}");
-    assert!(stored.contains("50000"), "{stored}");
+    // Sealed at rest (docs/encryption.md); read back through the API, redacted.
+    assert!(stored.starts_with("enc1.action."), "{stored}");
+    assert!(!stored.contains("50000"), "{stored}");
+    let (_, action) = server
+        .get_json(&format!("/v1/actions/{id}"), &agent_key)
+        .await;
+    assert_eq!(action["params"]["body"]["amount"], 50000, "{action}");
+    assert_eq!(
+        action["params"]["headers"]["Authorization"], "[REDACTED]",
+        "{action}"
+    );
     let (woke, waited) = waiting.await.unwrap();
     assert_ne!(
         woke["status"], "pending_approval",
@@ -318,7 +338,7 @@ async fn tamper(data_dir: &Path, id: &str) {
 #[tokio::test]
 async fn a_tampered_stored_action_is_caught_by_its_digest_and_not_executed() {
     let upstream = Upstream::start().await;
-    let server = TestServer::start(&examples("seed-004"), stripe_to(&upstream)).await;
+    let server = TestServer::start(&examples("seed-004"), in_clear(stripe_to(&upstream))).await;
     let (_, agent_key) = server.create_agent("billing-agent").await;
     let (_, approver) = server.create_user("alice", "approver").await;
     let (_, body) = server.act(&agent_key, charge(&upstream, 50000)).await;
@@ -337,7 +357,7 @@ async fn amounts_beyond_double_precision_never_reach_an_approval() {
     // now refused on submission, and a stored action changed to hold one has no digest,
     // so it is denied at the re-check and never runs.
     let upstream = Upstream::start().await;
-    let server = TestServer::start(&examples("seed-004"), stripe_to(&upstream)).await;
+    let server = TestServer::start(&examples("seed-004"), in_clear(stripe_to(&upstream))).await;
     let (_, agent_key) = server.create_agent("billing-agent").await;
     let (_, approver) = server.create_user("alice", "approver").await;
     let (code, body) = server

@@ -1373,7 +1373,7 @@ async fn nodes_build_one_tree_and_share_its_checkpoints() {
         verify_inclusion(
             seq - 1,
             checkpoint.size,
-            &leaf_hash(&canonical_event(&chained.event).unwrap()),
+            &leaf_hash(&canonical_event(&chained.hashed_event()).unwrap()),
             &path,
             &checkpoint.root,
         )
