@@ -213,9 +213,7 @@ pub async fn shred_action(
             mutations: vec![aaf_store::Mutation::ShredAction {
                 org_id: org_id.to_string(),
                 action_id: action_id.to_string(),
-                reason: format!(
-                    "payload removed: the action was crypto-shredded on {now} by {by}"
-                ),
+                reason: format!("payload removed: the action was crypto-shredded on {now} by {by}"),
                 now: now.to_string(),
             }],
             action: None,
@@ -224,8 +222,7 @@ pub async fn shred_action(
                 ts: now.to_string(),
                 agent_id: Some(action.agent_id.clone()),
                 action_id: Some(action_id.to_string()),
-                event_type: aaf_core::audit::event_types::ENCRYPTION_ACTION_SHREDDED
-                    .to_string(),
+                event_type: aaf_core::audit::event_types::ENCRYPTION_ACTION_SHREDDED.to_string(),
                 data: serde_json::json!({"action_id": action_id, "by": by}),
             }],
         })

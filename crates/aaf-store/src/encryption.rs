@@ -365,6 +365,18 @@ impl Keyring {
             Ok(orgs) => orgs,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // A key that was live and is destroyed now: the action keys it wrapped, which this
+        // node may hold in memory, must go with it (the cache is dropped whole: it is only
+        // a cache).
+        let destroyed_since = orgs.get(org_id).is_some_and(|before| {
+            before.keys.iter().any(|(id, slot)| {
+                matches!(slot, KeySlot::Live(_))
+                    && !matches!(keys.keys.get(id), Some(KeySlot::Live(_)))
+            })
+        });
+        if destroyed_since {
+            self.actions.clear();
+        }
         orgs.insert(org_id.to_string(), Arc::new(keys));
         Ok(())
     }

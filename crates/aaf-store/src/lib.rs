@@ -435,16 +435,19 @@ impl Store {
         webhook_id: &str,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.list_deliveries(org_id, Some(webhook_id), None, limit)
-                    .await
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => {
+                    s.list_deliveries(org_id, Some(webhook_id), None, limit)
+                        .await
+                }
+                Backend::Postgres(p) => {
+                    p.list_deliveries(org_id, Some(webhook_id), None, limit)
+                        .await
+                }
             }
-            Backend::Postgres(p) => {
-                p.list_deliveries(org_id, Some(webhook_id), None, limit)
-                    .await
-            }
-        }
+        })
+        .await
     }
 
     /// Up to `limit` pending deliveries of the organisation due at or before `now` (RFC 3339
@@ -459,10 +462,13 @@ impl Store {
         now: &str,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_deliveries(org_id, None, Some(now), limit).await,
-            Backend::Postgres(p) => p.list_deliveries(org_id, None, Some(now), limit).await,
-        }
+        self.keyed(|| async {
+            match &self.backend {
+                Backend::Sqlite(s) => s.list_deliveries(org_id, None, Some(now), limit).await,
+                Backend::Postgres(p) => p.list_deliveries(org_id, None, Some(now), limit).await,
+            }
+        })
+        .await
     }
 
     /// Changes a delivery if its version is still the one read (not audited: deliveries are

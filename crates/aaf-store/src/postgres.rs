@@ -893,7 +893,9 @@ impl PgStore {
         };
         let rows = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        rows.iter().map(delivery_from_row).collect()
+        rows.iter()
+            .map(|r| delivery_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn update_delivery(&self, u: &DeliveryUpdate) -> Result<(), StoreError> {

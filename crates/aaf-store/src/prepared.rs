@@ -84,7 +84,8 @@ pub(crate) enum ActionTexts {
 impl PreparedUnit {
     /// Serialises the unit's JSON and seals what is sealed at rest (docs/encryption.md): the
     /// action's `params`, `context`, `result` and `signals` under the action's key, each
-    /// event's salted payload and each new webhook's secret under the organisation's key.
+    /// event's salted payload, each new webhook's secret and each webhook delivery's body
+    /// under the organisation's key.
     ///
     /// # Errors
     ///
@@ -157,13 +158,27 @@ impl PreparedUnit {
             None => None,
         };
         for mutation in &mut unit.mutations {
-            if let Mutation::InsertWebhook(webhook) = mutation {
-                webhook.secret = keys.seal_secret(
-                    sealing.org(&webhook.org_id),
-                    &webhook.org_id,
-                    &webhook.id,
-                    &webhook.secret,
-                )?;
+            match mutation {
+                Mutation::InsertWebhook(webhook) => {
+                    webhook.secret = keys.seal_secret(
+                        sealing.org(&webhook.org_id),
+                        &webhook.org_id,
+                        &webhook.id,
+                        &webhook.secret,
+                    )?;
+                }
+                // A delivery's body repeats its event (an approval request shows the action's
+                // params): sealed like a secret, stored as the JSON string of the sealed text.
+                Mutation::InsertDelivery(delivery) if keys.enabled() => {
+                    let text = json_text(&delivery.payload)?;
+                    delivery.payload = Value::String(keys.seal_secret(
+                        sealing.org(&delivery.org_id),
+                        &delivery.org_id,
+                        &delivery.id,
+                        &text,
+                    )?);
+                }
+                _ => {}
             }
         }
         let event_data = committed_data(&unit.events, sealing)?;

@@ -537,17 +537,36 @@ pub(crate) fn snapshot_from_row(row: &impl DbRow) -> Result<AgentSnapshot, Store
     })
 }
 
-pub(crate) fn delivery_from_row(row: &impl DbRow) -> Result<WebhookDelivery, StoreError> {
+/// Reads a `webhook_deliveries` row, opening a sealed payload (a JSON string `enc1....`,
+/// sealed under the organisation's key); a payload that cannot be opened (shredded) is
+/// `null`.
+pub(crate) fn delivery_from_row(
+    row: &impl DbRow,
+    keys: &Keyring,
+) -> Result<WebhookDelivery, StoreError> {
     let payload: String = row.col("payload")?;
     let attempts: i64 = row.col("attempts")?;
     let code: Option<i64> = row.col("last_status_code")?;
+    let id: String = row.col("id")?;
+    let org_id: String = row.col("org_id")?;
+    let mut payload = parse_json(&payload, "payload")?;
+    if let Some(sealed) = payload
+        .as_str()
+        .filter(|text| crate::encryption::is_sealed(text))
+    {
+        payload = match keys.open_secret(&org_id, &id, sealed) {
+            Ok(plain) => parse_json(&plain, "payload")?,
+            Err(Unreadable::NotLoaded) => return Err(StoreError::KeysNotLoaded(org_id)),
+            Err(Unreadable::Withheld(_)) => Value::Null,
+        };
+    }
     Ok(WebhookDelivery {
-        id: row.col("id")?,
-        org_id: row.col("org_id")?,
+        id,
+        org_id,
         webhook_id: row.col("webhook_id")?,
         event: row.col("event")?,
         action_id: row.col("action_id")?,
-        payload: parse_json(&payload, "payload")?,
+        payload,
         status: row.col("status")?,
         attempts: u32::try_from(attempts)
             .map_err(|_| StoreError::Corrupt(format!("delivery attempts {attempts}")))?,

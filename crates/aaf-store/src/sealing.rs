@@ -140,8 +140,10 @@ impl Store {
         if keys.enabled() {
             let mut orgs: Vec<&str> = unit.events.iter().map(|e| e.org_id.as_str()).collect();
             for mutation in &unit.mutations {
-                if let Mutation::InsertWebhook(webhook) = mutation {
-                    orgs.push(&webhook.org_id);
+                match mutation {
+                    Mutation::InsertWebhook(webhook) => orgs.push(&webhook.org_id),
+                    Mutation::InsertDelivery(delivery) => orgs.push(&delivery.org_id),
+                    _ => {}
                 }
             }
             match &unit.action {

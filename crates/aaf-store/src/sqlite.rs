@@ -430,7 +430,9 @@ impl SqliteStore {
                 .bind(due.unwrap_or_default()),
         };
         let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
-        rows.iter().map(delivery_from_row).collect()
+        rows.iter()
+            .map(|r| delivery_from_row(r, &self.keys))
+            .collect()
     }
 
     pub(crate) async fn update_delivery(&self, u: &DeliveryUpdate) -> Result<(), StoreError> {

@@ -331,6 +331,35 @@ pub fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `aaf encryption keygen --out FILE`: a new master key of encryption at rest, written with
+/// mode 0600 to a new file; prints its id.
+///
+/// # Errors
+///
+/// The file exists or cannot be written.
+pub fn master_keygen(out: &Path) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let (key, text) = aaf_store::encryption::MasterKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    file.write_all(format!("{}\n", text.as_str()).as_bytes())?;
+    file.sync_all()?;
+    println!(
+        "master key {} written to {} (keep it secret and backed up apart from the database; set encryption.master_key_file to it on every node)",
+        key.id(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Reads every file of a zip into memory (at most `MAX_PACK_BYTES` in all).
 ///
 /// # Errors

@@ -53,6 +53,9 @@ enum Command {
     /// Proof packs: verify one offline.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Encryption at rest: make a master key.
+    #[command(subcommand)]
+    Encryption(EncryptionCommand),
     /// Manage agents through a running server.
     #[command(subcommand)]
     Agents(AgentsCommand),
@@ -207,6 +210,17 @@ enum AuditCommand {
         #[arg(long)]
         name: String,
         /// Where to write the private key (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EncryptionCommand {
+    /// Make a new master key (32 random bytes, base64) for `encryption.master_key_file`, and
+    /// print its id.
+    Keygen {
+        /// Where to write it (mode 0600; never overwritten).
         #[arg(long)]
         out: PathBuf,
     },
@@ -407,6 +421,9 @@ fn main() -> ExitCode {
                 audit_verify(&db, checkpoints.as_deref(), &keys).await
             }
             Command::Audit(AuditCommand::Keygen { name, out }) => audit_cmd::keygen(&name, &out),
+            Command::Encryption(EncryptionCommand::Keygen { out }) => {
+                audit_cmd::master_keygen(&out)
+            }
             Command::Proof(ProofCommand::Verify { file, verifier_key }) => {
                 audit_cmd::proof_verify(&file, verifier_key.as_deref())
             }

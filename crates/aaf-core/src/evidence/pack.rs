@@ -609,6 +609,12 @@ fn check_action(
         return;
     };
     let data = &decided["data"];
+    if data.is_null() {
+        report.not_proven.push(
+            "action-record.json: the proven action.decided event's payload is withheld (removed by retention, or its data key destroyed), so the record cannot be checked against it".into(),
+        );
+        return;
+    }
     let agrees = manifest
         .action_id
         .as_deref()
@@ -705,9 +711,17 @@ fn check_votes(
         let proven = events
             .iter()
             .any(|(_, e)| e["type"] == event_type && e["data"]["approver_id"] == vote["user_id"]);
+        let withheld = events
+            .iter()
+            .any(|(_, e)| e["type"] == event_type && e["data"].is_null());
         if proven {
             report.proven.push(format!(
                 "the vote {} of {} is the proven {event_type} event",
+                vote["vote"], vote["user_id"]
+            ));
+        } else if withheld {
+            report.not_proven.push(format!(
+                "approvals.json: the vote {} of {}: the payloads of the proven {event_type} events are withheld",
                 vote["vote"], vote["user_id"]
             ));
         } else {

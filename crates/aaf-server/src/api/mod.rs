@@ -680,6 +680,10 @@ pub struct ActionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub risk: Option<Value>,
+    /// Why `params`, `context`, `result` and the signals read as `null`: the action was
+    /// crypto-shredded, or its sealed columns were modified (docs/encryption.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
 }
 
 impl From<ActionRecord> for ActionView {
@@ -707,6 +711,7 @@ impl From<ActionRecord> for ActionView {
                 .and_then(|s| s.get("detections"))
                 .cloned(),
             risk: r.signals.as_ref().and_then(|s| s.get("risk")).cloned(),
+            withheld: r.withheld,
         }
     }
 }

@@ -10,8 +10,7 @@ use aaf_core::audit::{canonical_event, AuditEvent, StoredEvent};
 use aaf_core::evidence::merkle;
 use aaf_core::evidence::pack::{
     sha256_hex, CheckpointInfo, ConsistencyInfo, EventEntry, LogInfo, Manifest, PayloadEntry,
-    PolicyEntry, Scope,
-    FORMAT, MANIFEST,
+    PolicyEntry, Scope, FORMAT, MANIFEST,
 };
 use aaf_store::evidence::StoredCheckpoint;
 use aaf_store::{ActionRecord, ApprovalVote};

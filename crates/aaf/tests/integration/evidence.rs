@@ -211,7 +211,7 @@ async fn checkpoints_and_proofs_verify_with_the_log_key() {
 
 /// Runs `aaf audit verify` on `data` (with the exported checkpoints in `sink` when given);
 /// returns (passed, stdout).
-fn verify(data: &Path, sink: Option<&Path>) -> (bool, String) {
+pub(crate) fn verify(data: &Path, sink: Option<&Path>) -> (bool, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aaf"));
     command
         .args(["audit", "verify", "--data-dir"])
@@ -228,7 +228,7 @@ fn verify(data: &Path, sink: Option<&Path>) -> (bool, String) {
 }
 
 /// Copies the data directory (database, WAL, log key) to a new temporary directory.
-fn copy_of(data: &Path) -> tempfile::TempDir {
+pub(crate) fn copy_of(data: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(data).unwrap() {
         let entry = entry.unwrap();
@@ -364,7 +364,7 @@ async fn the_tamper_matrix_is_caught_and_a_rewritten_head_only_by_the_exported_c
 }
 
 /// The first ```python block of docs/proof-packs.md, written to `dir`.
-fn python_pack_verifier(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn python_pack_verifier(dir: &Path) -> std::path::PathBuf {
     let doc = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/proof-packs.md"),
     )
@@ -380,7 +380,7 @@ fn python_pack_verifier(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Runs `aaf proof verify`; returns (passed, stdout).
-fn aaf_verify_pack(pack: &Path, key: &str) -> (bool, String) {
+pub(crate) fn aaf_verify_pack(pack: &Path, key: &str) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
         .args(["proof", "verify"])
         .arg(pack)
@@ -394,7 +394,7 @@ fn aaf_verify_pack(pack: &Path, key: &str) -> (bool, String) {
 }
 
 /// Runs the Python verifier; returns (passed, stdout and stderr).
-fn python_verify_pack(script: &Path, pack: &Path, key: &str) -> (bool, String) {
+pub(crate) fn python_verify_pack(script: &Path, pack: &Path, key: &str) -> (bool, String) {
     let out = std::process::Command::new("python3")
         .arg(script)
         .arg(pack)

@@ -18,6 +18,7 @@ mod connector;
 mod contract;
 mod credentials;
 mod detection;
+mod encryption;
 mod evidence;
 mod fail_closed;
 mod keys;
