@@ -192,6 +192,17 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             Some(json!({"hash": "0".repeat(64)}))
         }
         ("PATCH", "/v1/budgets/{id}") => Some(json!({"limit": 5000})),
+        ("POST", "/v1/encryption/shred") => {
+            // A fresh, final action of the target to shred.
+            let (status, action) = server
+                .act(
+                    &target.agent_key,
+                    json!({"tool": "knowledge_base", "operation": "search"}),
+                )
+                .await;
+            assert!(status == 200 || status == 403, "{action}");
+            Some(json!({"scope": "action", "action_id": action["id"]}))
+        }
         ("PUT", "/v1/circuit-breakers") => Some(json!({"max_denials": 0})),
         ("POST", "/v1/agents/{id}/isolate") => Some(json!({"reason": "matrix"})),
         ("POST", "/v1/policies") => Some(policy_body()),
