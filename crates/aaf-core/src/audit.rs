@@ -185,6 +185,12 @@ event_types! {
     /// An admin crypto-shredded the organisation's data: every data key but a new one was
     /// destroyed, so nothing sealed before can be read (data: destroyed_keys, key_id, by).
     ENCRYPTION_ORG_SHREDDED = "encryption.org_shredded";
+    /// An admin changed the organisation's retention rules or legal hold (data: rules,
+    /// legal_hold, by).
+    RETENTION_CHANGED = "retention.changed";
+    /// Retention removed the payloads of events past their class's period (data: class, days,
+    /// before, seqs: the removed events' seqs, count).
+    RETENTION_APPLIED = "retention.applied";
 }
 
 /// One audit event: the object whose canonical JSON is hashed.

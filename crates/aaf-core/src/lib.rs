@@ -25,5 +25,6 @@ pub mod net;
 pub mod policy;
 pub mod rate_limit;
 pub mod redact;
+pub mod retention;
 pub mod risk;
 pub mod secrets;

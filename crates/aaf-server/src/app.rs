@@ -253,6 +253,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/encryption/rotate", post(api::encryption::rotate))
         .route("/v1/encryption/shred", post(api::encryption::shred))
         .route(
+            "/v1/retention",
+            get(api::retention::get_retention).put(api::retention::put_retention),
+        )
+        .route("/v1/retention/run", post(api::retention::run_retention))
+        .route(
             "/v1/audit/checkpoint",
             get(api::evidence::get_checkpoint).post(api::evidence::sign_checkpoint),
         )
@@ -774,6 +779,7 @@ pub async fn run(
     ));
     let refresher = tokio::spawn(crate::policies::refresher(state.clone()));
     let evidence = tokio::spawn(crate::evidence::worker(Arc::clone(&state.evidence)));
+    let retention = tokio::spawn(crate::retention::worker(state.clone()));
     let decision_log = tokio::spawn(crate::evidence::decision_log::worker(Arc::clone(
         &state.decision_log,
     )));
@@ -818,6 +824,7 @@ pub async fn run(
     deliveries.abort();
     refresher.abort();
     evidence.abort();
+    retention.abort();
     decision_log.abort();
     if let Some(worker) = &alert_worker {
         worker.abort();

@@ -76,6 +76,8 @@ pub struct Config {
     pub evidence: crate::evidence::EvidenceConfig,
     /// Encryption at rest: the master key that wraps the data keys (docs/encryption.md).
     pub encryption: crate::encryption::EncryptionConfig,
+    /// Retention: how often each node applies the organisations' rules (docs/retention.md).
+    pub retention: crate::retention::RetentionConfig,
     /// Named secrets AAF presents to upstreams for the agents (docs/credentials.md):
     /// `name = { env = "VAR" }` or `name = { file = "/path" }`, referred to as
     /// `${secret:name}`. Default: none.
@@ -338,6 +340,7 @@ impl Default for Config {
             alerts: crate::alerts::AlertsConfig::default(),
             evidence: crate::evidence::EvidenceConfig::default(),
             encryption: crate::encryption::EncryptionConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
             secrets: std::collections::BTreeMap::new(),
         }
     }
@@ -1051,6 +1054,7 @@ impl Config {
         self.alerts.validate().map_err(ConfigError::Invalid)?;
         self.evidence.validate().map_err(ConfigError::Invalid)?;
         self.encryption.validate().map_err(ConfigError::Invalid)?;
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         self.runtime
             .circuit_breakers
             .validate()

@@ -130,6 +130,9 @@ pub enum KeyOpError {
     /// The action is still in progress: it may yet need its params.
     #[error("action {0} is still {1}: shred it once it is final")]
     NotFinal(String, &'static str),
+    /// A legal hold is in force (docs/retention.md): nothing may be destroyed.
+    #[error("a legal hold is in force ({0}): nothing can be shredded until it is lifted (PUT /v1/retention)")]
+    LegalHold(String),
     /// The store's error (not found, conflict, unavailable).
     #[error(transparent)]
     Store(#[from] aaf_store::StoreError),
@@ -199,6 +202,7 @@ pub async fn shred_action(
     if !store.encryption_enabled() {
         return Err(KeyOpError::NotConfigured);
     }
+    refuse_under_hold(store, org_id).await?;
     let action = store.get_action(org_id, action_id).await?.ok_or_else(|| {
         aaf_store::StoreError::NotFound(format!("action_id: no action {action_id}"))
     })?;
@@ -245,6 +249,7 @@ pub async fn shred_org(
     by: &str,
     now: &str,
 ) -> Result<Vec<String>, KeyOpError> {
+    refuse_under_hold(store, org_id).await?;
     let kept = rotate(store, writer, org_id, by, now).await?;
     let destroyed: Vec<String> = store
         .list_data_keys(org_id)
@@ -273,4 +278,15 @@ pub async fn shred_org(
         .await?;
     store.reload_data_keys(org_id, None).await?;
     Ok(destroyed)
+}
+
+async fn refuse_under_hold(store: &aaf_store::Store, org_id: &str) -> Result<(), KeyOpError> {
+    match store
+        .retention_rules(org_id)
+        .await?
+        .and_then(|r| r.legal_hold)
+    {
+        Some(hold) => Err(KeyOpError::LegalHold(hold)),
+        None => Ok(()),
+    }
 }

@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod policies;
 pub mod policy_loader;
 pub mod rbac;
+pub mod retention;
 pub mod runtime;
 pub mod secrets;
 pub mod telemetry;

@@ -559,6 +559,24 @@ pub const PERMISSIONS: &[Permission] = &[
     },
     Permission {
         method: "GET",
+        path: "/v1/retention",
+        allow: &[ADMIN, AUDITOR],
+        summary: "the organisation's retention rules and legal hold",
+    },
+    Permission {
+        method: "PUT",
+        path: "/v1/retention",
+        allow: &[ADMIN],
+        summary: "set the organisation's retention rules and legal hold",
+    },
+    Permission {
+        method: "POST",
+        path: "/v1/retention/run",
+        allow: &[ADMIN],
+        summary: "apply the organisation's retention rules now",
+    },
+    Permission {
+        method: "GET",
         path: "/v1/compliance/report",
         allow: &[ADMIN, AUDITOR],
         summary: "the compliance evidence report of a framework for a period (JSON or HTML)",

@@ -980,6 +980,29 @@ pub enum Mutation {
         /// RFC 3339 UTC.
         now: String,
     },
+    /// Set an organisation's retention rules and legal hold (docs/retention.md).
+    SetRetention {
+        /// The organisation.
+        org_id: String,
+        /// The rules (checked by the caller: [`aaf_core::retention::RetentionRules::validate`]).
+        rules: aaf_core::retention::RetentionRules,
+        /// RFC 3339 UTC.
+        now: String,
+        /// The admin.
+        by: String,
+    },
+    /// Remove the stored payloads of these events of the organisation, recording `reason` in
+    /// their place (retention). An event whose payload is already gone makes the unit fail
+    /// with [`crate::StoreError::Conflict`] (another node applied retention first: read the
+    /// candidates again).
+    RemovePayloads {
+        /// The organisation (chain).
+        org_id: String,
+        /// The events.
+        seqs: Vec<u64>,
+        /// E.g. `payload removed by retention on 2027-03-01 under rule errors (7 days)`.
+        reason: String,
+    },
     /// Store a signed checkpoint, unless one of its chain and tree size is stored (the same:
     /// Ed25519 signatures are deterministic).
     PutCheckpoint(crate::evidence::StoredCheckpoint),

@@ -1823,7 +1823,9 @@ async fn apply_mutation(
         Mutation::InsertDataKey(_)
         | Mutation::RotateDataKey { .. }
         | Mutation::DestroyDataKeys { .. }
-        | Mutation::ShredAction { .. } => keys::apply_mutation(ctx, mutation).await?,
+        | Mutation::ShredAction { .. }
+        | Mutation::SetRetention { .. }
+        | Mutation::RemovePayloads { .. } => keys::apply_mutation(ctx, mutation).await?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             sqlx::query(sql::UPSERT_ORG_SETTINGS)

@@ -986,3 +986,30 @@ pub(crate) fn shred_refused(action_id: &str, found: Option<Option<String>>) -> S
         )),
     }
 }
+
+/// Reads the columns of a `retention_rules` row.
+pub(crate) fn retention_from_columns(
+    rules: &str,
+    legal_hold: Option<String>,
+) -> Result<aaf_core::retention::RetentionRules, StoreError> {
+    Ok(aaf_core::retention::RetentionRules {
+        rules: serde_json::from_str(rules)
+            .map_err(|e| StoreError::Corrupt(format!("retention rules: {e}")))?,
+        legal_hold,
+    })
+}
+
+/// The stored text of an organisation's retention rules (days per class).
+pub(crate) fn retention_rules_text(
+    rules: &aaf_core::retention::RetentionRules,
+) -> Result<String, StoreError> {
+    serde_json::to_string(&rules.rules)
+        .map_err(|e| StoreError::Invalid(format!("retention rules: {e}")))
+}
+
+/// The conflict of a payload removal that found the payload gone (another node removed it).
+pub(crate) fn payload_gone(org_id: &str, seq: u64) -> StoreError {
+    StoreError::Conflict(format!(
+        "the payload of event {org_id}/{seq} is already removed"
+    ))
+}

@@ -229,6 +229,46 @@ impl Store {
         Err(StoreError::KeysNotLoaded(last.unwrap_or_default()))
     }
 
+    /// The organisation's retention rules, if any were set (docs/retention.md).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] when the row cannot be read.
+    pub async fn retention_rules(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<aaf_core::retention::RetentionRules>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.retention_rules(org_id).await,
+            Backend::Postgres(p) => p.retention_rules(org_id).await,
+        }
+    }
+
+    /// Seqs of at most `limit` events of `org_id` of `event_type` recorded before `before`
+    /// (RFC 3339 UTC) whose payload is still stored, oldest first: what retention removes.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn retention_candidates(
+        &self,
+        org_id: &str,
+        event_type: &str,
+        before: &str,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.retention_candidates(org_id, event_type, before, limit)
+                    .await
+            }
+            Backend::Postgres(p) => {
+                p.retention_candidates(org_id, event_type, before, limit)
+                    .await
+            }
+        }
+    }
+
     /// Makes events read raw ([`Store::audit_events_of_action`] and the like) readable: their
     /// payloads opened and checked against their commitments, `data` parsed
     /// ([`aaf_core::audit::ChainedEvent::payload`] says what is withheld and why).

@@ -524,6 +524,20 @@ shared! {
     /// `(reason, org_id, action_id)`: removes the stored payloads of the action's events.
     REMOVE_ACTION_PAYLOADS = "UPDATE audit_events SET payload = NULL, payload_removed = $1 \
          WHERE org_id = $2 AND action_id = $3 AND payload IS NOT NULL";
+    /// `(org_id)` → the organisation's retention rules.
+    GET_RETENTION = "SELECT rules, legal_hold FROM retention_rules WHERE org_id = $1";
+    /// `(org_id, rules, legal_hold, now, by)`.
+    UPSERT_RETENTION = "INSERT INTO retention_rules (org_id, rules, legal_hold, updated_at, \
+           updated_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id) DO UPDATE SET \
+           rules = excluded.rules, legal_hold = excluded.legal_hold, \
+           updated_at = excluded.updated_at, updated_by = excluded.updated_by";
+    /// `(org_id, type, before, limit)` → seqs of events of the type recorded before `before`
+    /// whose payload is still stored, oldest first.
+    RETENTION_CANDIDATES = "SELECT seq FROM audit_events WHERE org_id = $1 AND type = $2 \
+         AND ts < $3 AND payload IS NOT NULL ORDER BY seq LIMIT $4";
+    /// `(reason, org_id, seq)`: removes one event's stored payload.
+    REMOVE_PAYLOAD = "UPDATE audit_events SET payload = NULL, payload_removed = $1 \
+         WHERE org_id = $2 AND seq = $3 AND payload IS NOT NULL";
     /// `(org_id, after_seq, limit)` → a page of the chain.
     LIST_AUDIT = "SELECT org_id, seq, ts, agent_id, action_id, type, data, prev_hash, hash, \
          payload, payload_removed FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";

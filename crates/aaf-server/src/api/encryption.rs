@@ -58,7 +58,9 @@ impl From<KeyOpError> for ApiError {
     fn from(e: KeyOpError) -> ApiError {
         match e {
             KeyOpError::NotConfigured => ApiError::Conflict(e.to_string()),
-            KeyOpError::NotFinal(..) => ApiError::Conflict(e.to_string()),
+            KeyOpError::NotFinal(..) | KeyOpError::LegalHold(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             KeyOpError::Store(e) => e.into(),
         }
     }
@@ -157,7 +159,7 @@ pub struct ShredView {
         (status = 401, description = "missing or invalid token", body = ErrorBody),
         (status = 403, description = "not an admin", body = ErrorBody),
         (status = 404, description = "no such action (`action_id`)", body = ErrorBody),
-        (status = 409, description = "encryption is not configured; the action is not final, was recorded in clear, or is shredded already", body = ErrorBody),
+        (status = 409, description = "encryption is not configured; a legal hold is in force; the action is not final, was recorded in clear, or is shredded already", body = ErrorBody),
         (status = 503, description = "storage unavailable", body = ErrorBody),
     ))]
 pub async fn shred(

@@ -36,6 +36,7 @@ pub mod evidence;
 pub mod identity;
 pub mod mcp;
 pub mod policies;
+pub mod retention;
 pub mod runtime;
 pub mod webhooks;
 

@@ -50,3 +50,24 @@ CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
 CREATE TRIGGER audit_events_payload_removal_only BEFORE UPDATE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION aaf_audit_payload_removal_only();
 GRANT UPDATE (payload, payload_removed) ON audit_events TO aaf_app;
+
+-- Retention (docs/retention.md): each organisation's days per event class and legal hold.
+CREATE TABLE retention_rules (
+    org_id      TEXT NOT NULL PRIMARY KEY,
+    rules       TEXT NOT NULL,
+    legal_hold  TEXT,
+    updated_at  TEXT NOT NULL,
+    updated_by  TEXT
+);
+GRANT SELECT, INSERT, UPDATE ON retention_rules TO aaf_app;
+ALTER TABLE retention_rules ENABLE ROW LEVEL SECURITY;
+ALTER TABLE retention_rules FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON retention_rules TO aaf_app
+    USING (org_id = current_setting('app.org_id', true))
+    WITH CHECK (org_id = current_setting('app.org_id', true));
+DO $$
+BEGIN
+    EXECUTE format('CREATE POLICY owner_access ON retention_rules TO %I USING (true) WITH CHECK (true)',
+                   current_user);
+END
+$$;

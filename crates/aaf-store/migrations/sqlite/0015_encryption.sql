@@ -38,3 +38,12 @@ WHEN NEW.org_id IS NOT OLD.org_id OR NEW.seq IS NOT OLD.seq OR NEW.ts IS NOT OLD
 BEGIN
     SELECT RAISE(ABORT, 'audit events are append-only (only a payload may be removed, with its reason)');
 END;
+
+-- Retention (docs/retention.md): each organisation's days per event class and legal hold.
+CREATE TABLE retention_rules (
+    org_id      TEXT NOT NULL PRIMARY KEY,
+    rules       TEXT NOT NULL,
+    legal_hold  TEXT,
+    updated_at  TEXT NOT NULL,
+    updated_by  TEXT
+);

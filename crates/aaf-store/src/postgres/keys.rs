@@ -1,6 +1,6 @@
-//! Data keys and crypto-shredding on PostgreSQL (docs/encryption.md): the key mutations inside
-//! the caller's transaction, in the organisation's context (row-level security), and the reads
-//! of keys.
+//! Data keys, crypto-shredding and retention on PostgreSQL (docs/encryption.md,
+//! docs/retention.md): their mutations inside the caller's transaction, in the organisation's
+//! context (row-level security), and their reads.
 
 use super::{set_org, OrgContext, PgStore};
 use crate::encryption::DataKeyRow;
@@ -68,6 +68,40 @@ pub(super) async fn apply_mutation(
                 .execute(&mut *conn)
                 .await?;
         }
+        Mutation::SetRetention {
+            org_id,
+            rules,
+            now,
+            by,
+        } => {
+            sqlx::query(sql::UPSERT_RETENTION)
+                .bind(org_id)
+                .bind(crate::rows::retention_rules_text(rules)?)
+                .bind(&rules.legal_hold)
+                .bind(now)
+                .bind(by)
+                .execute(ctx.conn(org_id).await?)
+                .await?;
+        }
+        Mutation::RemovePayloads {
+            org_id,
+            seqs,
+            reason,
+        } => {
+            let conn = ctx.conn(org_id).await?;
+            for seq in seqs {
+                let done = sqlx::query(sql::REMOVE_PAYLOAD)
+                    .bind(reason)
+                    .bind(org_id)
+                    .bind(crate::prepared::seq_to_sql(*seq)?)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if done == 0 {
+                    return Err(crate::rows::payload_gone(org_id, *seq));
+                }
+            }
+        }
         _ => return Err(StoreError::Invalid("not a data-key mutation".to_string())),
     }
     Ok(())
@@ -118,5 +152,45 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok(row.map(|(key,)| key))
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn retention_rules(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<aaf_core::retention::RetentionRules>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        set_org(&mut tx, org_id).await?;
+        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::GET_RETENTION)
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|(rules, hold)| crate::rows::retention_from_columns(&rules, hold))
+            .transpose()
+    }
+
+    pub(crate) async fn retention_candidates(
+        &self,
+        org_id: &str,
+        event_type: &str,
+        before: &str,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        set_org(&mut tx, org_id).await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(sql::RETENTION_CANDIDATES)
+            .bind(org_id)
+            .bind(event_type)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seqs
+            .into_iter()
+            .filter_map(|s| u64::try_from(s).ok())
+            .collect())
     }
 }

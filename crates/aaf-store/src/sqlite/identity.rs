@@ -458,7 +458,9 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
         Mutation::InsertDataKey(_)
         | Mutation::RotateDataKey { .. }
         | Mutation::DestroyDataKeys { .. }
-        | Mutation::ShredAction { .. } => super::keys::apply_mutation(conn, mutation)?,
+        | Mutation::ShredAction { .. }
+        | Mutation::SetRetention { .. }
+        | Mutation::RemovePayloads { .. } => super::keys::apply_mutation(conn, mutation)?,
         Mutation::SetOrgSettings(settings) => {
             let timeout = crate::rows::timeout_to_sql(settings.approval_timeout_seconds)?;
             conn.prepare_cached(sql::UPSERT_ORG_SETTINGS)?

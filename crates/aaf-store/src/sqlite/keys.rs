@@ -1,5 +1,5 @@
-//! Data keys and crypto-shredding on SQLite (docs/encryption.md): the key mutations inside the
-//! writer's transaction, and the reads of keys.
+//! Data keys, crypto-shredding and retention on SQLite (docs/encryption.md,
+//! docs/retention.md): their mutations inside the writer's transaction, and their reads.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -45,6 +45,35 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
             conn.prepare_cached(sql::REMOVE_ACTION_PAYLOADS)?
                 .execute(params![reason, org_id, action_id])?;
         }
+        Mutation::SetRetention {
+            org_id,
+            rules,
+            now,
+            by,
+        } => {
+            conn.prepare_cached(sql::UPSERT_RETENTION)?
+                .execute(params![
+                    org_id,
+                    crate::rows::retention_rules_text(rules)?,
+                    rules.legal_hold,
+                    now,
+                    by
+                ])?;
+        }
+        Mutation::RemovePayloads {
+            org_id,
+            seqs,
+            reason,
+        } => {
+            let mut remove = conn.prepare_cached(sql::REMOVE_PAYLOAD)?;
+            for seq in seqs {
+                let done =
+                    remove.execute(params![reason, org_id, crate::prepared::seq_to_sql(*seq)?])?;
+                if done == 0 {
+                    return Err(crate::rows::payload_gone(org_id, *seq));
+                }
+            }
+        }
         _ => return Err(StoreError::Invalid("not a data-key mutation".to_string())),
     }
     Ok(())
@@ -89,5 +118,39 @@ impl SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         Ok(row.map(|(key,)| key))
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn retention_rules(
+        &self,
+        org_id: &str,
+    ) -> Result<Option<aaf_core::retention::RetentionRules>, StoreError> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::GET_RETENTION)
+            .bind(org_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|(rules, hold)| crate::rows::retention_from_columns(&rules, hold))
+            .transpose()
+    }
+
+    pub(crate) async fn retention_candidates(
+        &self,
+        org_id: &str,
+        event_type: &str,
+        before: &str,
+        limit: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        let seqs: Vec<i64> = sqlx::query_scalar(sql::RETENTION_CANDIDATES)
+            .bind(org_id)
+            .bind(event_type)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(seqs
+            .into_iter()
+            .filter_map(|s| u64::try_from(s).ok())
+            .collect())
     }
 }

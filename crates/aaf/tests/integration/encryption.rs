@@ -422,3 +422,209 @@ async fn a_tampered_sealed_action_is_never_executed() {
     );
     server.stop().await;
 }
+
+/// Retention (issue 18 section 4; docs/retention.md) with the server's clock moved forward.
+#[tokio::test]
+async fn retention_removes_payloads_by_class_as_the_clock_moves_and_everything_still_verifies() {
+    use crate::common::{policy_dir, ALLOW_ALL};
+    let clock = aaf_server::clock::Clock::manual(time::OffsetDateTime::now_utc());
+    let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
+    let mut server = TestServer::start_clocked(policies.path(), clock.clone(), |c| {
+        // Applied on demand here; the background worker is the same code on a timer.
+        c.retention.enabled = false;
+        // A name that resolves to a private address: refused by the connector's SSRF guard.
+        c.connectors.http.system_dns = false;
+        c.connectors
+            .http
+            .hosts
+            .insert("internal.example".into(), vec!["10.0.0.7".parse().unwrap()]);
+    })
+    .await;
+    let (_, key) = server.create_agent("retained").await;
+    let (_, auditor) = server.create_user("carol", "auditor").await;
+    let mut searches = Vec::new();
+    for i in 0..3 {
+        let (status, body) = server
+            .act(
+                &key,
+                json!({"tool": "search", "operation": "query", "params": {"q": format!("{PARAM}-{i}")}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        searches.push(body["id"].as_str().unwrap().to_string());
+    }
+    // Refused by the connector's SSRF guard: an `action.failed` event (class errors).
+    let (status, failed) = server
+        .act(
+            &key,
+            json!({"tool": "http_proxy", "operation": "GET", "params": {"url": "http://internal.example/admin"}}),
+        )
+        .await;
+    assert_eq!(status, 403, "{failed}");
+    let types: Vec<Value> = server
+        .audit(None)
+        .await
+        .iter()
+        .map(|e| e["type"].clone())
+        .collect();
+    assert!(types.contains(&json!("action.failed")), "{types:?}");
+
+    // Bad rules name their field; auditors read but do not change them.
+    for (body, field) in [
+        (json!({"rules": {"errors": 0}}), "rules.errors"),
+        (json!({"rules": {"errors": 40000}}), "rules.errors"),
+        (json!({"rules": {"no_such_class": 3}}), "rules"),
+        (json!({"rules": {}, "legal_hold": "  "}), "legal_hold"),
+    ] {
+        let (status, answer) = server
+            .send_json(
+                reqwest::Method::PUT,
+                "/v1/retention",
+                ADMIN_TOKEN,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.to_string().contains(field), "{body}: {answer}");
+    }
+    let rules = json!({"rules": {"errors": 7, "authorization": 30}});
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::PUT,
+            "/v1/retention",
+            &auditor,
+            rules.clone(),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, set) = server
+        .send_json(
+            reqwest::Method::PUT,
+            "/v1/retention",
+            ADMIN_TOKEN,
+            rules.clone(),
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    let (status, got) = server.get_json("/v1/retention", &auditor).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["rules"], rules["rules"], "{got}");
+    assert!(got["classes"]["errors"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("action.failed")));
+
+    // Nothing is due yet.
+    assert_eq!(run_retention(&server).await["removed"], json!({}));
+
+    // Ten days later: the errors (7 days) go, the decisions (30 days) stay.
+    clock.advance(std::time::Duration::from_secs(10 * 86_400));
+    let applied = run_retention(&server).await;
+    assert_eq!(applied["removed"], json!({"errors": 1}), "{applied}");
+    let events = server.audit(None).await;
+    let failed_event = events
+        .iter()
+        .find(|e| e["type"] == "action.failed")
+        .unwrap();
+    assert!(failed_event["data"].is_null(), "{failed_event}");
+    let why = failed_event["payload"]["withheld"].as_str().unwrap();
+    assert!(
+        why.starts_with("payload removed by retention on ")
+            && why.ends_with("under rule errors (7 days)"),
+        "{why}"
+    );
+    assert!(events
+        .iter()
+        .filter(|e| e["type"] == "action.decided")
+        .all(|e| e["data"].is_object()));
+    assert_eq!(
+        run_retention(&server).await["removed"],
+        json!({}),
+        "removed twice"
+    );
+
+    // A legal hold suspends retention and refuses shredding.
+    let held = json!({"rules": {"errors": 7, "authorization": 30}, "legal_hold": "litigation hold 2026-17"});
+    let (status, _) = server
+        .send_json(reqwest::Method::PUT, "/v1/retention", ADMIN_TOKEN, held)
+        .await;
+    assert_eq!(status, 200);
+    clock.advance(std::time::Duration::from_secs(31 * 86_400));
+    let applied = run_retention(&server).await;
+    assert_eq!(
+        applied["legal_hold"], "litigation hold 2026-17",
+        "{applied}"
+    );
+    assert_eq!(applied["removed"], json!({}));
+    let (status, refused) = server
+        .post_json(
+            "/v1/encryption/shred",
+            ADMIN_TOKEN,
+            json!({"scope": "action", "action_id": searches[0]}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused.to_string().contains("legal hold"), "{refused}");
+
+    // The hold lifted, the decisions (41 days old by the clock) go too.
+    let (status, _) = server
+        .send_json(reqwest::Method::PUT, "/v1/retention", ADMIN_TOKEN, rules)
+        .await;
+    assert_eq!(status, 200);
+    let applied = run_retention(&server).await;
+    assert_eq!(applied["removed"]["authorization"], 4, "{applied}");
+    let events = server.audit(None).await;
+    for e in events.iter().filter(|e| e["type"] == "action.decided") {
+        assert!(e["data"].is_null(), "{e}");
+        assert!(
+            e["payload"]["withheld"]
+                .as_str()
+                .unwrap()
+                .contains("under rule authorization (30 days)"),
+            "{e}"
+        );
+    }
+    let applied_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "retention.applied")
+        .collect();
+    assert_eq!(applied_events.len(), 2);
+    assert_eq!(applied_events[1]["data"]["count"], 4);
+    assert!(events.iter().any(|e| e["type"] == "retention.changed"));
+
+    // The pack of a search still verifies, saying its decision's payload is withheld.
+    let (_, checkpoint) = server
+        .post_json("/v1/audit/checkpoint", ADMIN_TOKEN, json!({}))
+        .await;
+    let verifier_key = checkpoint["verifier_key"].as_str().unwrap().to_string();
+    let response = reqwest::Client::new()
+        .get(server.url(&format!("/v1/proof-pack/{}", searches[1])))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("pack.zip");
+    std::fs::write(&pack, response.bytes().await.unwrap()).unwrap();
+    let (ok, out) = aaf_verify_pack(&pack, &verifier_key);
+    assert!(ok, "{out}");
+    assert!(out.contains("under rule authorization"), "{out}");
+    let script = python_pack_verifier(dir.path());
+    let (ok, out) = python_verify_pack(&script, &pack, &verifier_key);
+    assert!(ok, "{out}");
+
+    // Afterwards the database verifies: chain, tree and checkpoints.
+    let data = server.take_data_dir();
+    server.stop().await;
+    let (passed, out) = verify(data.path(), None);
+    assert!(passed, "{out}");
+}
+
+async fn run_retention(server: &TestServer) -> Value {
+    let (status, body) = server
+        .post_json("/v1/retention/run", ADMIN_TOKEN, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
