@@ -256,8 +256,25 @@ async fn facts(state: &AppState, org_id: &str, signed: bool) -> Result<OrgFacts,
             .latest_audit_event_ts(org_id, aaf_core::audit::event_types::KILL_SWITCH_ENGAGED)
             .await?,
         directory_policies: u32::try_from(directory_policies).unwrap_or(u32::MAX),
-        // AAF deletes no audit event yet: kept forever.
-        retention: RetentionFacts::default(),
+        // The organisation's retention rules (docs/retention.md), per event type: a class
+        // without a rule is kept for ever.
+        retention: RetentionFacts {
+            default_days: None,
+            by_class: state
+                .store
+                .retention_rules(org_id)
+                .await?
+                .unwrap_or_default()
+                .rules
+                .iter()
+                .flat_map(|(class, days)| {
+                    class
+                        .event_types()
+                        .into_iter()
+                        .map(move |t| (t.to_string(), Some(*days)))
+                })
+                .collect(),
+        },
         ..OrgFacts::default()
     };
     for agent in state.store.list_agents(org_id).await? {

@@ -192,6 +192,7 @@ async fn request_for(server: &TestServer, p: &Permission, target: &Org) -> (Stri
             Some(json!({"hash": "0".repeat(64)}))
         }
         ("PATCH", "/v1/budgets/{id}") => Some(json!({"limit": 5000})),
+        ("PUT", "/v1/retention") => Some(json!({"rules": {"errors": 3650}})),
         ("POST", "/v1/encryption/shred") => {
             // A fresh, final action of the target to shred.
             let (status, action) = server
