@@ -260,6 +260,10 @@ pub struct Keyring {
     /// How long loaded keys are trusted before they are read again (another node may have
     /// rotated or destroyed one).
     ttl: Duration,
+    /// Key ids met in stored values but missing from the organisation's loaded keys: the
+    /// next load resolves them (a key another node made since) or records them as unknown, so
+    /// a read loads at most once for them.
+    unknown: std::sync::Mutex<HashMap<String, std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -283,6 +287,7 @@ impl Keyring {
             orgs: RwLock::new(HashMap::new()),
             actions: quick_cache::sync::Cache::new(ACTION_KEY_CACHE),
             ttl,
+            unknown: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -360,6 +365,15 @@ impl Keyring {
                 keys.active = Some(row.id.clone());
             }
             keys.keys.insert(row.id.clone(), slot);
+        }
+        let unknown = match self.unknown.lock() {
+            Ok(mut unknown) => unknown.remove(org_id),
+            Err(poisoned) => poisoned.into_inner().remove(org_id),
+        };
+        for id in unknown.unwrap_or_default() {
+            keys.keys.entry(id).or_insert_with(|| {
+                KeySlot::Unavailable("it is not among the organisation's keys".to_string())
+            });
         }
         let mut orgs = match self.orgs.write() {
             Ok(orgs) => orgs,
@@ -486,9 +500,18 @@ impl Keyring {
             Some(KeySlot::Unavailable(why)) => Err(Unreadable::Withheld(format!(
                 "its data key {key_id} cannot be unwrapped: {why}"
             ))),
-            None => Err(Unreadable::Withheld(format!(
-                "its data key {key_id} is not among the organisation's keys"
-            ))),
+            // Perhaps made by another node since this one loaded the keys: load them again
+            // (once: the load records the id as unknown if it is still missing).
+            None => {
+                match self.unknown.lock() {
+                    Ok(mut unknown) => unknown,
+                    Err(poisoned) => poisoned.into_inner(),
+                }
+                .entry(org_id.to_string())
+                .or_default()
+                .insert(key_id.to_string());
+                Err(Unreadable::NotLoaded)
+            }
         }
     }
 
@@ -525,6 +548,11 @@ impl Keyring {
                 "the action's data key was destroyed (crypto-shredded)".to_string(),
             ));
         };
+        // The organisation's keys must be fresh even on a cache hit: reloading them is what
+        // drops the cached action keys of a destroyed organisation key ([`Keyring::install`]).
+        if self.fresh(org_id).is_none() {
+            return Err(Unreadable::NotLoaded);
+        }
         if let Some(key) = self.actions.get(&cache_key) {
             return Ok(key);
         }

@@ -913,51 +913,6 @@ pub(crate) fn add_usage_row(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok(org_id: &str) -> Result<ChainSummary, ChainError> {
-        Ok(ChainSummary {
-            org_id: org_id.to_string(),
-            count: 1,
-            head_seq: 1,
-            head_hash: [1; 32],
-        })
-    }
-
-    #[test]
-    fn chains_are_compared_with_the_organisations() {
-        let broken = Err(ChainError {
-            org_id: "gone-broken".into(),
-            seq: 3,
-            kind: ChainErrorKind::Missing { found: 4 },
-        });
-        let mut results = vec![ok("b"), ok(crate::SYSTEM_CHAIN), ok("gone"), broken.clone()];
-        compare_with_orgs(&mut results, &["a".to_string(), "b".to_string()]);
-        let orgs: Vec<&str> = results.iter().map(result_org).collect();
-        assert_eq!(orgs, ["a", "b", "gone", "gone-broken", crate::SYSTEM_CHAIN]);
-        // An organisation without a chain lost it.
-        let missing = results[0].clone().unwrap_err();
-        assert_eq!(missing.kind, ChainErrorKind::ChainMissing);
-        assert_eq!(missing.seq, 1);
-        assert!(
-            missing.to_string().contains("audit chain of org a"),
-            "{missing}"
-        );
-        // A chain of no organisation (other than system) lost its organisation's row.
-        assert_eq!(
-            results[2].clone().unwrap_err().kind,
-            ChainErrorKind::OrgMissing {
-                org_id: "gone".into()
-            }
-        );
-        // A chain already broken keeps its first error; intact ones stay intact.
-        assert_eq!(results[3], broken);
-        assert!(results[1].is_ok() && results[4].is_ok());
-    }
-}
-
 /// Reads a `data_keys` row.
 pub(crate) fn data_key_from_row(
     row: &impl DbRow,
@@ -1012,4 +967,49 @@ pub(crate) fn payload_gone(org_id: &str, seq: u64) -> StoreError {
     StoreError::Conflict(format!(
         "the payload of event {org_id}/{seq} is already removed"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(org_id: &str) -> Result<ChainSummary, ChainError> {
+        Ok(ChainSummary {
+            org_id: org_id.to_string(),
+            count: 1,
+            head_seq: 1,
+            head_hash: [1; 32],
+        })
+    }
+
+    #[test]
+    fn chains_are_compared_with_the_organisations() {
+        let broken = Err(ChainError {
+            org_id: "gone-broken".into(),
+            seq: 3,
+            kind: ChainErrorKind::Missing { found: 4 },
+        });
+        let mut results = vec![ok("b"), ok(crate::SYSTEM_CHAIN), ok("gone"), broken.clone()];
+        compare_with_orgs(&mut results, &["a".to_string(), "b".to_string()]);
+        let orgs: Vec<&str> = results.iter().map(result_org).collect();
+        assert_eq!(orgs, ["a", "b", "gone", "gone-broken", crate::SYSTEM_CHAIN]);
+        // An organisation without a chain lost it.
+        let missing = results[0].clone().unwrap_err();
+        assert_eq!(missing.kind, ChainErrorKind::ChainMissing);
+        assert_eq!(missing.seq, 1);
+        assert!(
+            missing.to_string().contains("audit chain of org a"),
+            "{missing}"
+        );
+        // A chain of no organisation (other than system) lost its organisation's row.
+        assert_eq!(
+            results[2].clone().unwrap_err().kind,
+            ChainErrorKind::OrgMissing {
+                org_id: "gone".into()
+            }
+        );
+        // A chain already broken keeps its first error; intact ones stay intact.
+        assert_eq!(results[3], broken);
+        assert!(results[1].is_ok() && results[4].is_ok());
+    }
 }

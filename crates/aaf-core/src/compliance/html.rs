@@ -288,7 +288,7 @@ fn facts_rows(f: &OrgFacts) -> Vec<(&'static str, String)> {
                 .unwrap_or_else(|| "never".to_owned()),
         ),
         ("directory_policies", f.directory_policies.to_string()),
-        ("retention.default_days", days(f.retention.default_days)),
+        ("retention (default)", days(f.retention.default_days)),
     ];
     if !f.retention.by_class.is_empty() {
         let classes: Vec<String> = f
@@ -297,7 +297,7 @@ fn facts_rows(f: &OrgFacts) -> Vec<(&'static str, String)> {
             .iter()
             .map(|(class, d)| format!("{class}: {}", days(*d)))
             .collect();
-        rows.push(("retention.by_class", classes.join("; ")));
+        rows.push(("retention (by event type)", classes.join("; ")));
     }
     rows
 }

@@ -132,6 +132,30 @@ impl TestDb {
         }
     }
 
+    /// Another store on the same database that seals with `master` (docs/encryption.md).
+    pub async fn reopen_encrypted(&self, master: aaf_store::encryption::MasterKey) -> Store {
+        match &self.target {
+            Target::Sqlite(dir) => Store::open_sqlite(
+                dir.path(),
+                &StoreOptions {
+                    master_key: Some(master),
+                    ..StoreOptions::default()
+                },
+            )
+            .await
+            .unwrap(),
+            Target::Postgres(database) => Store::open_postgres(
+                &database.url,
+                &PgOptions {
+                    master_key: Some(master),
+                    ..PgOptions::default()
+                },
+            )
+            .await
+            .unwrap(),
+        }
+    }
+
     /// A separate raw connection to the same database, bypassing the store (what an
     /// attacker with the file, or a database administrator, would use). On PostgreSQL it
     /// logs in as the tables' owner, whose `owner_access` policies let it see and change

@@ -12,6 +12,7 @@ mod common;
 mod alerts;
 mod approvals;
 mod budgets;
+mod encryption;
 mod evidence;
 mod identity;
 mod kill_switches;

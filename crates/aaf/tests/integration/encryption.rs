@@ -355,7 +355,7 @@ async fn rotation_and_shredding_leave_the_chain_trees_and_packs_verifying() {
         .iter()
         .find(|e| e["type"] == "encryption.org_shredded")
         .unwrap();
-    assert_eq!(shred_event["data"]["by"].is_string(), true, "{shred_event}");
+    assert!(shred_event["data"]["by"].is_string(), "{shred_event}");
     let second_decided = events
         .iter()
         .find(|e| e["type"] == "action.decided" && e["action_id"] == second.as_str())
