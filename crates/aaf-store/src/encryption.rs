@@ -55,8 +55,8 @@ const NONCE_LEN: usize = 24;
 const SEALED: &str = "enc1.";
 /// The prefix of a payload stored in clear (no master key).
 const CLEAR: &str = "clear1.";
-/// The key reference of values sealed with the action's own key.
-const ACTION_KEY_REF: &str = "action";
+/// The prefix of values sealed with the action's own key (`enc1.action.`).
+const ACTION_COLUMN_PREFIX: &str = "enc1.action.";
 
 type Key = Zeroizing<[u8; KEY_LEN]>;
 /// An action's own key.
@@ -152,23 +152,33 @@ pub struct DataKeyRow {
     pub destroyed_at: Option<String>,
 }
 
-fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<String, StoreError> {
+/// Seals `plaintext` and returns `prefix` followed by base64url(nonce || ciphertext || tag):
+/// one buffer, encrypted in place (this runs for every recorded decision).
+fn seal_with_prefix(
+    prefix: &str,
+    key: &[u8; KEY_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<String, StoreError> {
+    use chacha20poly1305::aead::AeadInPlace;
     let cipher = XChaCha20Poly1305::new(key.into());
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rng().fill_bytes(&mut nonce);
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            AeadPayload {
-                msg: plaintext,
-                aad,
-            },
-        )
+    let mut buf = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+    buf.resize(NONCE_LEN, 0);
+    rand::rng().fill_bytes(&mut buf[..NONCE_LEN]);
+    buf.extend_from_slice(plaintext);
+    let (nonce, body) = buf.split_at_mut(NONCE_LEN);
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
         .map_err(|_| StoreError::Invalid("a value could not be encrypted".to_string()))?;
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    Ok(URL_SAFE_NO_PAD.encode(out))
+    buf.extend_from_slice(&tag);
+    let mut out = String::with_capacity(prefix.len() + buf.len().div_ceil(3) * 4);
+    out.push_str(prefix);
+    URL_SAFE_NO_PAD.encode_string(&buf, &mut out);
+    Ok(out)
+}
+
+fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<String, StoreError> {
+    seal_with_prefix("", key, aad, plaintext)
 }
 
 fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &str) -> Result<Zeroizing<Vec<u8>>, String> {
@@ -451,8 +461,12 @@ impl Keyring {
             ));
         }
         let (id, key) = active_key(org, org_id)?;
-        let sealed = seal(key, &payload_aad(org_id, commitment), &plain)?;
-        Ok(format!("{SEALED}{id}.{sealed}"))
+        seal_with_prefix(
+            &format!("{SEALED}{id}."),
+            key,
+            &payload_aad(org_id, commitment),
+            &plain,
+        )
     }
 
     /// Opens a stored event payload, checking it against the commitment its hashed event holds.
@@ -526,13 +540,18 @@ impl Keyring {
         let (id, org_key) = active_key(org, org_id)?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rng().fill_bytes(key.as_mut());
-        let wrapped = seal(org_key, &action_key_aad(org_id, action_id), key.as_ref())?;
+        let wrapped = seal_with_prefix(
+            &format!("{SEALED}{id}."),
+            org_key,
+            &action_key_aad(org_id, action_id),
+            key.as_ref(),
+        )?;
         let key = Arc::new(key);
         self.actions.insert(
             (org_id.to_string(), action_id.to_string()),
             Arc::clone(&key),
         );
-        Ok((key, format!("{SEALED}{id}.{wrapped}")))
+        Ok((key, wrapped))
     }
 
     /// An action's key from its wrapped form (the action row's `data_key`), through the cache.
@@ -579,8 +598,12 @@ impl Keyring {
         column: &str,
         json: &str,
     ) -> Result<String, StoreError> {
-        let sealed = seal(key, &column_aad(org_id, action_id, column), json.as_bytes())?;
-        Ok(format!("{SEALED}{ACTION_KEY_REF}.{sealed}"))
+        seal_with_prefix(
+            ACTION_COLUMN_PREFIX,
+            key,
+            &column_aad(org_id, action_id, column),
+            json.as_bytes(),
+        )
     }
 
     /// Opens one sealed JSON column of an action.
@@ -647,20 +670,35 @@ fn active_key<'a>(
     })
 }
 
+/// Associated data: a label and the parts that bind a sealed value to its place, each
+/// followed by a zero byte (ids never hold one).
+fn aad(label: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let len = label.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(label.as_bytes());
+    for part in parts {
+        out.push(0);
+        out.extend_from_slice(part);
+    }
+    out
+}
 fn data_key_aad(org_id: &str, key_id: &str) -> Vec<u8> {
-    format!("aaf data key\0{org_id}\0{key_id}").into_bytes()
+    aad("aaf data key", &[org_id.as_bytes(), key_id.as_bytes()])
 }
 fn action_key_aad(org_id: &str, action_id: &str) -> Vec<u8> {
-    format!("aaf action key\0{org_id}\0{action_id}").into_bytes()
+    aad("aaf action key", &[org_id.as_bytes(), action_id.as_bytes()])
 }
 fn column_aad(org_id: &str, action_id: &str, column: &str) -> Vec<u8> {
-    format!("aaf action column\0{org_id}\0{action_id}\0{column}").into_bytes()
+    aad(
+        "aaf action column",
+        &[org_id.as_bytes(), action_id.as_bytes(), column.as_bytes()],
+    )
 }
 fn payload_aad(org_id: &str, commitment: &[u8; 32]) -> Vec<u8> {
-    format!("aaf event payload\0{org_id}\0{}", hex::encode(commitment)).into_bytes()
+    aad("aaf event payload", &[org_id.as_bytes(), commitment])
 }
 fn secret_aad(org_id: &str, owner: &str) -> Vec<u8> {
-    format!("aaf secret\0{org_id}\0{owner}").into_bytes()
+    aad("aaf secret", &[org_id.as_bytes(), owner.as_bytes()])
 }
 
 #[cfg(test)]
