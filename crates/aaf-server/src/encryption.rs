@@ -162,21 +162,17 @@ pub async fn rotate(
         .map(|k| k.id);
     let new = store.new_data_key(org_id, now)?;
     writer
-        .submit(aaf_store::WriteUnit {
-            mutations: vec![aaf_store::Mutation::RotateDataKey {
+        .submit(audited(
+            aaf_store::Mutation::RotateDataKey {
                 new: new.clone(),
                 now: now.to_string(),
-            }],
-            action: None,
-            events: vec![aaf_store::NewEvent {
-                org_id: org_id.to_string(),
-                ts: now.to_string(),
-                agent_id: None,
-                action_id: None,
-                event_type: aaf_core::audit::event_types::ENCRYPTION_KEY_ROTATED.to_string(),
-                data: serde_json::json!({"key_id": new.id, "previous_key_id": previous, "by": by}),
-            }],
-        })
+            },
+            org_id,
+            (None, None),
+            aaf_core::audit::event_types::ENCRYPTION_KEY_ROTATED,
+            serde_json::json!({"key_id": new.id, "previous_key_id": previous, "by": by}),
+            now,
+        ))
         .await?;
     store.reload_data_keys(org_id, None).await?;
     Ok(new)
@@ -213,23 +209,19 @@ pub async fn shred_action(
         ));
     }
     writer
-        .submit(aaf_store::WriteUnit {
-            mutations: vec![aaf_store::Mutation::ShredAction {
+        .submit(audited(
+            aaf_store::Mutation::ShredAction {
                 org_id: org_id.to_string(),
                 action_id: action_id.to_string(),
                 reason: format!("payload removed: the action was crypto-shredded on {now} by {by}"),
                 now: now.to_string(),
-            }],
-            action: None,
-            events: vec![aaf_store::NewEvent {
-                org_id: org_id.to_string(),
-                ts: now.to_string(),
-                agent_id: Some(action.agent_id.clone()),
-                action_id: Some(action_id.to_string()),
-                event_type: aaf_core::audit::event_types::ENCRYPTION_ACTION_SHREDDED.to_string(),
-                data: serde_json::json!({"action_id": action_id, "by": by}),
-            }],
-        })
+            },
+            org_id,
+            (Some(action.agent_id.clone()), Some(action_id.to_string())),
+            aaf_core::audit::event_types::ENCRYPTION_ACTION_SHREDDED,
+            serde_json::json!({"action_id": action_id, "by": by}),
+            now,
+        ))
         .await?;
     store.reload_data_keys(org_id, Some(action_id)).await?;
     Ok(())
@@ -259,22 +251,18 @@ pub async fn shred_org(
         .map(|k| k.id)
         .collect();
     writer
-        .submit(aaf_store::WriteUnit {
-            mutations: vec![aaf_store::Mutation::DestroyDataKeys {
+        .submit(audited(
+            aaf_store::Mutation::DestroyDataKeys {
                 org_id: org_id.to_string(),
                 keep: kept.id.clone(),
                 now: now.to_string(),
-            }],
-            action: None,
-            events: vec![aaf_store::NewEvent {
-                org_id: org_id.to_string(),
-                ts: now.to_string(),
-                agent_id: None,
-                action_id: None,
-                event_type: aaf_core::audit::event_types::ENCRYPTION_ORG_SHREDDED.to_string(),
-                data: serde_json::json!({"destroyed_keys": destroyed, "key_id": kept.id, "by": by}),
-            }],
-        })
+            },
+            org_id,
+            (None, None),
+            aaf_core::audit::event_types::ENCRYPTION_ORG_SHREDDED,
+            serde_json::json!({"destroyed_keys": destroyed, "key_id": kept.id, "by": by}),
+            now,
+        ))
         .await?;
     store.reload_data_keys(org_id, None).await?;
     Ok(destroyed)
@@ -288,5 +276,29 @@ async fn refuse_under_hold(store: &aaf_store::Store, org_id: &str) -> Result<(),
     {
         Some(hold) => Err(KeyOpError::LegalHold(hold)),
         None => Ok(()),
+    }
+}
+
+/// One write unit: `mutation` and the event that records it (organisation chain, no agent
+/// unless given).
+fn audited(
+    mutation: aaf_store::Mutation,
+    org_id: &str,
+    (agent_id, action_id): (Option<String>, Option<String>),
+    event_type: &str,
+    data: serde_json::Value,
+    now: &str,
+) -> aaf_store::WriteUnit {
+    aaf_store::WriteUnit {
+        mutations: vec![mutation],
+        action: None,
+        events: vec![aaf_store::NewEvent {
+            org_id: org_id.to_string(),
+            ts: now.to_string(),
+            agent_id,
+            action_id,
+            event_type: event_type.to_string(),
+            data,
+        }],
     }
 }

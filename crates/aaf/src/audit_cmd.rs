@@ -301,15 +301,14 @@ fn report_chain(
     }
 }
 
-/// `aaf audit keygen`: a new log key named `name`, written to `out` (mode 0600, never
-/// overwriting); prints the verifier key.
+/// Writes `content` and a newline to a new file `out` with mode 0600 (never overwriting),
+/// synced.
 ///
 /// # Errors
 ///
-/// A bad name, or the file exists or cannot be written.
-pub fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
+/// The file exists or cannot be written.
+fn write_new_secret_file(out: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let key = LogKey::generate(name)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -320,8 +319,20 @@ pub fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
     let mut file = options
         .open(out)
         .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    file.write_all(format!("{}\n", key.to_private_key()).as_bytes())?;
+    file.write_all(format!("{content}\n").as_bytes())?;
     file.sync_all()?;
+    Ok(())
+}
+
+/// `aaf audit keygen`: a new log key named `name`, written to `out` (mode 0600, never
+/// overwriting); prints the verifier key.
+///
+/// # Errors
+///
+/// A bad name, or the file exists or cannot be written.
+pub fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
+    let key = LogKey::generate(name)?;
+    write_new_secret_file(out, &key.to_private_key())?;
     println!(
         "log key written to {} (keep it secret; set evidence.log_key_file to it)",
         out.display()
@@ -338,20 +349,8 @@ pub fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
 ///
 /// The file exists or cannot be written.
 pub fn master_keygen(out: &Path) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
     let (key, text) = aaf_store::encryption::MasterKey::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(out)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    file.write_all(format!("{}\n", text.as_str()).as_bytes())?;
-    file.sync_all()?;
+    write_new_secret_file(out, &text)?;
     println!(
         "master key {} written to {} (keep it secret and backed up apart from the database; set encryption.master_key_file to it on every node)",
         key.id(),
