@@ -628,3 +628,31 @@ async fn run_retention(server: &TestServer) -> Value {
     assert_eq!(status, 200, "{body}");
     body
 }
+
+#[test]
+fn aaf_encryption_keygen_writes_a_new_master_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("master-key");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aaf"))
+            .args(["encryption", "keygen", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let key = aaf_store::encryption::MasterKey::from_text(&text).unwrap();
+    assert!(String::from_utf8_lossy(&first.stdout).contains(key.id()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // Never overwritten.
+    let second = run();
+    assert!(!second.status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+}
