@@ -478,6 +478,20 @@ async fn send(
     webhook: &Webhook,
     delivery: &WebhookDelivery,
 ) -> Result<u16, (String, bool)> {
+    // Sealed values whose data key was destroyed (docs/encryption.md) read as null or empty:
+    // such a delivery fails for good, visibly, rather than going out unsigned or empty.
+    if delivery.payload.is_null() {
+        return Err((
+            "the delivery's body cannot be read (its data key was destroyed)".to_string(),
+            true,
+        ));
+    }
+    if webhook.format == "json" && webhook.secret.is_empty() {
+        return Err((
+            "the webhook's signing secret cannot be read (its data key was destroyed): register the webhook again".to_string(),
+            true,
+        ));
+    }
     let body = serde_json::to_string(&delivery.payload).map_err(|e| (e.to_string(), true))?;
     let mut headers = Map::new();
     headers.insert("content-type".into(), json!("application/json"));
