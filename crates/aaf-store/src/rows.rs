@@ -198,9 +198,9 @@ pub(crate) fn open_event(
 ) -> Result<Result<ChainedEvent, (Option<u64>, String)>, StoreError> {
     use aaf_core::evidence::payload::{commitment_of, Payload};
     let seq = stored.seq;
-    let commitment = (stored.payload.is_some() || stored.payload_removed.is_some())
-        .then(|| commitment_of(&stored.data))
-        .flatten();
+    // The committed data of format 2 (its exact spelling: AAF never wrote it as the data of a
+    // format-1 event).
+    let commitment = commitment_of(&stored.data);
     let (data, payload) = match commitment {
         Some(sha256) => match (&stored.payload, &stored.payload_removed) {
             (Some(text), _) => match keys.open_payload(&stored.org_id, &sha256, text) {
@@ -230,7 +230,12 @@ pub(crate) fn open_event(
                 Payload {
                     sha256,
                     salt: None,
-                    withheld: removed.clone(),
+                    // Neither the payload nor a reason: removed behind AAF's back (the
+                    // triggers allow a removal only with its reason).
+                    withheld: Some(removed.clone().unwrap_or_else(|| {
+                        "payload missing, with no recorded reason: it was removed outside AAF"
+                            .to_string()
+                    })),
                 },
             ),
         },

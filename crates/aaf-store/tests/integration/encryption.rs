@@ -181,4 +181,28 @@ async fn sealed_writes_are_shared_rotated_shredded_and_retained(db: TestDb) {
         let refused = raw.try_exec(sql, &[(&org.id).into()]).await;
         assert!(refused.is_err(), "{what} was allowed");
     }
+
+    // A payload removed behind AAF's back (triggers dropped) is reported, not shown as data.
+    {
+        let mut attacker = db.raw().await;
+        attacker.drop_append_only_triggers().await;
+        let removed = attacker
+            .try_exec(
+                "UPDATE audit_events SET payload = NULL WHERE org_id = ? AND seq = 2",
+                &[(&org.id).into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        let events = node1.list_audit(&org.id, 1, 1).await.unwrap();
+        assert!(events[0].event.data.is_null());
+        let why = events[0]
+            .payload
+            .as_ref()
+            .unwrap()
+            .withheld
+            .clone()
+            .unwrap();
+        assert!(why.contains("no recorded reason"), "{why}");
+    }
 }
