@@ -170,12 +170,14 @@ async fn rego_cannot_stop_or_exhaust_the_server() {
 
     // What the bombs took is bounded by the memory limit and not held beyond it: the live
     // heap goes back down (resource_limits.rs checks the allocator's counters), and the
-    // resident set stays below the limit over where it started (mimalloc keeps some freed
-    // pages mapped for reuse, so it need not fall back to the start).
+    // resident set stays below the limit over where it started, give or take two of
+    // mimalloc's 32 MiB segments (it keeps freed pages mapped for reuse, per thread, so the
+    // resident set need not fall back to the start; 1 run in 3 kept about 285 MiB over it,
+    // on builds before and after 2026-12-05's encryption work alike).
     let rss_now = rss(pid);
     assert!(
-        rss_now < rss_at_start + 256 * 1024 * 1024,
-        "resident memory {rss_at_start} at start, {rss_now} after the bombs (limit 256 MiB)"
+        rss_now < rss_at_start + (256 + 64) * 1024 * 1024,
+        "resident memory {rss_at_start} at start, {rss_now} after the bombs (limit 256 MiB, and two 32 MiB allocator segments)"
     );
 
     // SIGTERM while a slow load runs: the server still exits promptly (within sigterm's 10 s).
