@@ -207,27 +207,27 @@ pub(crate) fn open_event(
                 Ok(opened) => match serde_json::from_str::<Value>(&opened.data) {
                     Ok(data) => (
                         data,
-                        Payload {
+                        Some(Payload {
                             sha256,
                             salt: Some(hex::encode(opened.salt)),
                             withheld: None,
-                        },
+                        }),
                     ),
                     Err(e) => return Ok(Err((Some(seq), format!("payload is not json: {e}")))),
                 },
                 Err(Unreadable::NotLoaded) => return Err(StoreError::KeysNotLoaded(stored.org_id)),
                 Err(Unreadable::Withheld(why)) => (
                     Value::Null,
-                    Payload {
+                    Some(Payload {
                         sha256,
                         salt: None,
                         withheld: Some(format!("payload unreadable: {why}")),
-                    },
+                    }),
                 ),
             },
             (None, removed) => (
                 Value::Null,
-                Payload {
+                Some(Payload {
                     sha256,
                     salt: None,
                     // Neither the payload nor a reason: removed behind AAF's back (the
@@ -236,26 +236,11 @@ pub(crate) fn open_event(
                         "payload missing, with no recorded reason: it was removed outside AAF"
                             .to_string()
                     })),
-                },
+                }),
             ),
         },
         None => match serde_json::from_str(&stored.data) {
-            Ok(data) => {
-                return Ok(Ok(ChainedEvent {
-                    event: AuditEvent {
-                        seq,
-                        ts: stored.ts,
-                        org_id: stored.org_id,
-                        agent_id: stored.agent_id,
-                        action_id: stored.action_id,
-                        event_type: stored.event_type,
-                        data,
-                    },
-                    prev_hash: stored.prev_hash,
-                    hash: stored.hash,
-                    payload: None,
-                }))
-            }
+            Ok(data) => (data, None),
             Err(e) => return Ok(Err((Some(seq), format!("data is not json: {e}")))),
         },
     };
@@ -271,7 +256,7 @@ pub(crate) fn open_event(
         },
         prev_hash: stored.prev_hash,
         hash: stored.hash,
-        payload: Some(payload),
+        payload,
     }))
 }
 

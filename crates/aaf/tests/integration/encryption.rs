@@ -87,6 +87,20 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// Downloads the proof pack of action `id` (as the admin) to `<dir>/<id>.zip`.
+async fn download_pack(server: &TestServer, id: &str, dir: &Path) -> std::path::PathBuf {
+    let response = reqwest::Client::new()
+        .get(server.url(&format!("/v1/proof-pack/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let pack = dir.join(format!("{id}.zip"));
+    std::fs::write(&pack, response.bytes().await.unwrap()).unwrap();
+    pack
+}
+
 fn config(c: &mut aaf_server::config::Config) {
     c.webhooks.allow_private_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
 }
@@ -301,15 +315,7 @@ async fn rotation_and_shredding_leave_the_chain_trees_and_packs_verifying() {
     let dir = tempfile::tempdir().unwrap();
     let script = python_pack_verifier(dir.path());
     for (id, withheld) in [(&first, true), (&second, false)] {
-        let response = reqwest::Client::new()
-            .get(server.url(&format!("/v1/proof-pack/{id}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let pack = dir.path().join(format!("{id}.zip"));
-        std::fs::write(&pack, response.bytes().await.unwrap()).unwrap();
+        let pack = download_pack(&server, id, dir.path()).await;
         let (ok, out) = aaf_verify_pack(&pack, &verifier_key);
         assert!(ok, "{id}: {out}");
         assert_eq!(
@@ -597,16 +603,8 @@ async fn retention_removes_payloads_by_class_as_the_clock_moves_and_everything_s
         .post_json("/v1/audit/checkpoint", ADMIN_TOKEN, json!({}))
         .await;
     let verifier_key = checkpoint["verifier_key"].as_str().unwrap().to_string();
-    let response = reqwest::Client::new()
-        .get(server.url(&format!("/v1/proof-pack/{}", searches[1])))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
     let dir = tempfile::tempdir().unwrap();
-    let pack = dir.path().join("pack.zip");
-    std::fs::write(&pack, response.bytes().await.unwrap()).unwrap();
+    let pack = download_pack(&server, &searches[1], dir.path()).await;
     let (ok, out) = aaf_verify_pack(&pack, &verifier_key);
     assert!(ok, "{out}");
     assert!(out.contains("under rule authorization"), "{out}");
