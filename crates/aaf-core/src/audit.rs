@@ -408,7 +408,20 @@ pub mod hex32 {
     ///
     /// Only the serializer's own errors.
     pub fn serialize<S: Serializer>(hash: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(hash))
+        serializer.serialize_str(&encode(hash))
+    }
+
+    /// `bytes` (a hash, a salt) as lowercase hex, two characters per byte. Table-driven into
+    /// one buffer: this runs several times for every recorded event, where `hex::encode`'s
+    /// generic character iterator costs several times as much.
+    pub fn encode(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for byte in bytes {
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        out
     }
 
     /// Reads 64 hex characters (either case) into 32 bytes.

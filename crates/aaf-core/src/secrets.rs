@@ -27,7 +27,7 @@ pub fn generate_token(prefix: &str) -> String {
 
 /// The stored form of a token: lowercase hex SHA-256 (64 characters) of its UTF-8 bytes.
 pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    crate::audit::hex32::encode(&Sha256::digest(token.as_bytes()))
 }
 
 /// The part of a token that may be shown again: its prefix and first 8 secret characters.

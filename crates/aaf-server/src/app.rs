@@ -815,6 +815,7 @@ pub async fn run(
         header_read_timeout_ms = state.config.server.header_read_timeout_ms,
         body_read_timeout_ms = state.config.server.body_read_timeout_ms,
         idle_timeout_ms = state.config.server.idle_timeout_ms,
+        tcp_nodelay = state.config.server.tcp_nodelay,
         "connection limits"
     );
     let app = router(state);

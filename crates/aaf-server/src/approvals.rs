@@ -20,8 +20,8 @@ use aaf_core::approval::{
 };
 use aaf_core::audit::event_types;
 use aaf_store::{
-    ActionQuery, ActionRecord, ActionWrite, ApprovalVote, Mutation, NewEvent, StoreError,
-    TokenPrincipal, WriteUnit,
+    ActionInputs, ActionQuery, ActionRecord, ActionWrite, ApprovalVote, Mutation, NewEvent,
+    StoreError, TokenPrincipal, WriteUnit,
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
@@ -268,8 +268,10 @@ async fn commit(state: &AppState, action: &ActionRecord, t: Transition) -> Resul
             expected_version: Some(action.version),
             // Once nothing will run the action any more, its inputs are kept redacted only,
             // like every other action's.
-            params: final_status.then(|| aaf_core::redact::redact(&action.params)),
-            context: final_status.then(|| aaf_core::redact::redact(&action.context)),
+            inputs: final_status.then(|| ActionInputs {
+                params: aaf_core::redact::redact(&action.params),
+                context: aaf_core::redact::redact(&action.context),
+            }),
             updated_at: now.clone(),
         }),
         events: vec![NewEvent {
@@ -649,8 +651,7 @@ async fn report_allowed(
             result: Some(result.clone()),
             reason: None,
             expected_version: Some(action.version),
-            params: None,
-            context: None,
+            inputs: None,
             updated_at: now.clone(),
         }),
         events: vec![NewEvent {

@@ -414,6 +414,11 @@ pub struct ServerConfig {
     /// HTTP/1.1 `header_read_timeout_ms` applies first when it is shorter). Default 60000;
     /// 1 to 3600000.
     pub idle_timeout_ms: u64,
+    /// Sets `TCP_NODELAY` (RFC 896's Nagle algorithm off) on every accepted connection, so a
+    /// response written in more than one write (a streamed `/mcp` answer: an SSE priming
+    /// event, then the result) is not held until the client acknowledges the first part,
+    /// which a delayed ACK puts off by about 40 ms. Default true.
+    pub tcp_nodelay: bool,
 }
 
 impl Default for ServerConfig {
@@ -423,6 +428,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
+            tcp_nodelay: true,
         }
     }
 }

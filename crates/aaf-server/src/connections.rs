@@ -61,6 +61,8 @@ pub struct ConnectionLimits {
     pub body_read_timeout: Duration,
     /// Time a connection may stay open with no request in progress.
     pub idle_timeout: Duration,
+    /// Whether accepted connections get `TCP_NODELAY` (`server.tcp_nodelay`).
+    pub tcp_nodelay: bool,
 }
 
 impl ConnectionLimits {
@@ -75,6 +77,7 @@ impl ConnectionLimits {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            tcp_nodelay: config.tcp_nodelay,
         }
     }
 }
@@ -140,6 +143,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        if limits.tcp_nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, %remote, "cannot set TCP_NODELAY on a connection");
+            }
+        }
         if slots.available_permits() == 0
             && last_full_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
         {

@@ -57,6 +57,11 @@ const SEALED: &str = "enc1.";
 const CLEAR: &str = "clear1.";
 /// The prefix of values sealed with the action's own key (`enc1.action.`).
 const ACTION_COLUMN_PREFIX: &str = "enc1.action.";
+/// An action's `params` and `context` sealed together (one AEAD call for both, the most
+/// frequent write): stored in `params`; `context` then holds [`INPUTS_MARKER`].
+const INPUTS_PREFIX: &str = "enc1.inputs.";
+/// What an action's `context` column holds when it is sealed together with `params`.
+pub(crate) const INPUTS_MARKER: &str = "enc1.inputs";
 
 type Key = Zeroizing<[u8; KEY_LEN]>;
 /// An action's own key.
@@ -152,10 +157,11 @@ pub struct DataKeyRow {
     pub destroyed_at: Option<String>,
 }
 
-/// Seals `plaintext` and returns `prefix` followed by base64url(nonce || ciphertext || tag):
-/// one buffer, encrypted in place (this runs for every recorded decision).
+/// Seals `plaintext` and returns the parts of `prefix` followed by
+/// base64url(nonce || ciphertext || tag): one buffer, encrypted in place (this runs for every
+/// recorded decision).
 fn seal_with_prefix(
-    prefix: &str,
+    prefix: &[&str],
     key: &[u8; KEY_LEN],
     aad: &[u8],
     plaintext: &[u8],
@@ -171,14 +177,17 @@ fn seal_with_prefix(
         .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
         .map_err(|_| StoreError::Invalid("a value could not be encrypted".to_string()))?;
     buf.extend_from_slice(&tag);
-    let mut out = String::with_capacity(prefix.len() + buf.len().div_ceil(3) * 4);
-    out.push_str(prefix);
+    let prefix_len: usize = prefix.iter().map(|p| p.len()).sum();
+    let mut out = String::with_capacity(prefix_len + buf.len().div_ceil(3) * 4);
+    for part in prefix {
+        out.push_str(part);
+    }
     URL_SAFE_NO_PAD.encode_string(&buf, &mut out);
     Ok(out)
 }
 
 fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<String, StoreError> {
-    seal_with_prefix("", key, aad, plaintext)
+    seal_with_prefix(&[], key, aad, plaintext)
 }
 
 fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &str) -> Result<Zeroizing<Vec<u8>>, String> {
@@ -462,7 +471,7 @@ impl Keyring {
         }
         let (id, key) = active_key(org, org_id)?;
         seal_with_prefix(
-            &format!("{SEALED}{id}."),
+            &[SEALED, id, "."],
             key,
             &payload_aad(org_id, commitment),
             &plain,
@@ -541,7 +550,7 @@ impl Keyring {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rng().fill_bytes(key.as_mut());
         let wrapped = seal_with_prefix(
-            &format!("{SEALED}{id}."),
+            &[SEALED, id, "."],
             org_key,
             &action_key_aad(org_id, action_id),
             key.as_ref(),
@@ -599,11 +608,73 @@ impl Keyring {
         json: &str,
     ) -> Result<String, StoreError> {
         seal_with_prefix(
-            ACTION_COLUMN_PREFIX,
+            &[ACTION_COLUMN_PREFIX],
             key,
             &column_aad(org_id, action_id, column),
             json.as_bytes(),
         )
+    }
+
+    /// Seals an action's `params` and `context` (JSON texts) together under the action's
+    /// key: returns the texts of the two columns, the sealed pair and [`INPUTS_MARKER`].
+    /// The plaintext is the length of `params` (4 bytes, little-endian), `params`, then
+    /// `context`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] when `params` is longer than 4 GiB or sealing fails.
+    pub(crate) fn seal_action_inputs(
+        key: &Key,
+        org_id: &str,
+        action_id: &str,
+        params: &str,
+        context: &str,
+    ) -> Result<(String, String), StoreError> {
+        let len = u32::try_from(params.len())
+            .map_err(|_| StoreError::Invalid("the action's params are too large".to_string()))?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(4 + params.len() + context.len()));
+        plain.extend_from_slice(&len.to_le_bytes());
+        plain.extend_from_slice(params.as_bytes());
+        plain.extend_from_slice(context.as_bytes());
+        let sealed = seal_with_prefix(
+            &[INPUTS_PREFIX],
+            key,
+            &column_aad(org_id, action_id, "inputs"),
+            &plain,
+        )?;
+        Ok((sealed, INPUTS_MARKER.to_string()))
+    }
+
+    /// Whether an action's `params` column holds its params and context sealed together.
+    pub(crate) fn is_sealed_inputs(params: &str) -> bool {
+        params.starts_with(INPUTS_PREFIX)
+    }
+
+    /// Opens an action's `params` and `context` sealed together
+    /// ([`Keyring::seal_action_inputs`]): their JSON texts.
+    pub(crate) fn open_action_inputs(
+        key: &Key,
+        org_id: &str,
+        action_id: &str,
+        params: &str,
+    ) -> Result<(String, String), Unreadable> {
+        let sealed = params.strip_prefix(INPUTS_PREFIX).ok_or_else(|| {
+            Unreadable::Withheld("the action's params are in no known format".to_string())
+        })?;
+        let plain = open(key, &column_aad(org_id, action_id, "inputs"), sealed)
+            .map_err(Unreadable::Withheld)?;
+        let malformed = || Unreadable::Withheld("the action's sealed inputs are malformed".into());
+        let (len, rest) = plain.split_first_chunk::<4>().ok_or_else(malformed)?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| malformed())?;
+        if len > rest.len() {
+            return Err(malformed());
+        }
+        let (params, context) = rest.split_at(len);
+        let text = |bytes: &[u8]| {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| Unreadable::Withheld("the action's inputs are not UTF-8".into()))
+        };
+        Ok((text(params)?, text(context)?))
     }
 
     /// Opens one sealed JSON column of an action.

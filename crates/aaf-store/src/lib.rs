@@ -43,11 +43,12 @@ use aaf_core::audit::{ChainError, ChainSummary, ChainedEvent};
 pub use alerts::{Alert, AlertQuery, AlertStatus};
 pub use error::StoreError;
 pub use model::{
-    ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal, AgentProfileRecord,
-    AgentSnapshot, AgentUsage, ApprovalVote, DeliveryUpdate, McpServer, McpToolPin, Mutation,
-    NewEvent, Org, OrgSettings, OrgStats, PgOptions, PolicyObject, PolicyObjectVersion,
-    PolicyRevisionRecord, RateLimitMeta, Reservation, ShadowCount, ShadowResult, StoreOptions,
-    TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit, SYSTEM_CHAIN,
+    ActionInputs, ActionQuery, ActionRecord, ActionWrite, Agent, AgentKey, AgentPrincipal,
+    AgentProfileRecord, AgentSnapshot, AgentUsage, ApprovalVote, DeliveryUpdate, McpServer,
+    McpToolPin, Mutation, NewEvent, Org, OrgSettings, OrgStats, PgOptions, PolicyObject,
+    PolicyObjectVersion, PolicyRevisionRecord, RateLimitMeta, Reservation, ShadowCount,
+    ShadowResult, StoreOptions, TokenPrincipal, User, Webhook, WebhookDelivery, WriteUnit,
+    SYSTEM_CHAIN,
 };
 pub use writer::{AuditWriter, CommitObserver};
 
@@ -587,7 +588,11 @@ impl Store {
         }
         match &self.backend {
             Backend::Sqlite(s) => s.commit(prepared).await,
-            Backend::Postgres(p) => p.commit(&prepared).await,
+            Backend::Postgres(p) => {
+                let mut chained = p.commit(&prepared).await?;
+                prepared::hand_back_data(&mut prepared, &mut chained);
+                Ok(chained)
+            }
         }
     }
 

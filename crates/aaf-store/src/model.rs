@@ -531,16 +531,24 @@ pub enum ActionWrite {
         result: Option<Value>,
         /// New reason; `None` keeps the reason.
         reason: Option<String>,
-        /// New parameters (e.g. redacted once nothing will run the action any more); `None`
-        /// keeps them.
-        params: Option<Value>,
-        /// New context, likewise.
-        context: Option<Value>,
+        /// New parameters and context together (e.g. redacted once nothing will run the
+        /// action any more); `None` keeps them. Together because they are sealed together
+        /// (docs/encryption.md).
+        inputs: Option<ActionInputs>,
         /// Only if the action's version is still this one.
         expected_version: Option<i64>,
         /// RFC 3339 UTC.
         updated_at: String,
     },
+}
+
+/// An action's parameters and context, written together by [`ActionWrite::Update`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionInputs {
+    /// The parameters (a JSON object).
+    pub params: Value,
+    /// The context (a JSON object).
+    pub context: Value,
 }
 
 /// An audit event to append; the store assigns `seq` and the hashes.

@@ -1148,7 +1148,7 @@ async fn commit_units(
         if let Some((seq, hash)) = heads.get(*org_id) {
             sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE org_id = $3")
                 .bind(seq_to_sql(*seq)?)
-                .bind(hex::encode(hash))
+                .bind(aaf_core::audit::hex32::encode(hash))
                 .bind(org_id)
                 .execute(ctx.conn(org_id).await?)
                 .await?;

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aaf_core::audit::{event_hash_parts, AuditEvent, ChainedEvent, EventHeader, GENESIS_HASH};
+use aaf_core::audit::{
+    event_hash_parts, hex32, AuditEvent, ChainedEvent, EventHeader, GENESIS_HASH,
+};
 use aaf_core::canonical::to_canonical_json;
 use aaf_core::evidence::payload::{self, Payload, SALT_LEN};
 use rand::RngCore;
@@ -112,9 +114,11 @@ impl PreparedUnit {
                         None => Ok(text),
                     }
                 };
+                let (params, context) =
+                    seal_inputs(key.as_deref(), org, id, &record.params, &record.context)?;
                 Some(ActionTexts::Insert {
-                    params: seal("params", &record.params)?,
-                    context: seal("context", &record.context)?,
+                    params,
+                    context,
                     policies: json_text(&record.policies)?,
                     result: record
                         .result
@@ -133,8 +137,7 @@ impl PreparedUnit {
                 org_id,
                 id,
                 result,
-                params,
-                context,
+                inputs,
                 ..
             }) => {
                 let key = sealing
@@ -149,10 +152,23 @@ impl PreparedUnit {
                         None => Ok(text),
                     }
                 };
+                let (params, context) = match inputs {
+                    Some(inputs) => {
+                        let (params, context) = seal_inputs(
+                            key.as_deref(),
+                            org_id,
+                            id,
+                            &inputs.params,
+                            &inputs.context,
+                        )?;
+                        (Some(params), Some(context))
+                    }
+                    None => (None, None),
+                };
                 Some(ActionTexts::Update {
                     result: result.as_ref().map(|v| seal("result", v)).transpose()?,
-                    params: params.as_ref().map(|v| seal("params", v)).transpose()?,
-                    context: context.as_ref().map(|v| seal("context", v)).transpose()?,
+                    params,
+                    context,
                 })
             }
             None => None,
@@ -225,12 +241,28 @@ pub(crate) fn committed_data(
                 payload: Some(sealed),
                 committed: Some(Payload {
                     sha256,
-                    salt: Some(hex::encode(salt)),
+                    salt: Some(hex32::encode(&salt)),
                     withheld: None,
                 }),
             })
         })
         .collect()
+}
+
+/// The texts of an action's `params` and `context` columns: sealed together under the
+/// action's key ([`Keyring::seal_action_inputs`]), or their JSON in clear without one.
+fn seal_inputs(
+    key: Option<&ActionKey>,
+    org_id: &str,
+    action_id: &str,
+    params: &Value,
+    context: &Value,
+) -> Result<(String, String), StoreError> {
+    let (params, context) = (json_text(params)?, json_text(context)?);
+    match key {
+        Some(key) => Keyring::seal_action_inputs(key, org_id, action_id, &params, &context),
+        None => Ok((params, context)),
+    }
 }
 
 pub(crate) fn json_text(value: &Value) -> Result<String, StoreError> {
@@ -251,9 +283,21 @@ pub(crate) struct EventRow {
     pub(crate) hash: String,
 }
 
+/// Moves each unit's event data into its chained events, which [`link_events`] made without
+/// it (cloning every event's data on the writer's thread cost more than the rest of the
+/// linking): called once the units are committed, with `chained` in the order of `units`.
+pub(crate) fn hand_back_data(units: &mut [PreparedUnit], chained: &mut [Vec<ChainedEvent>]) {
+    for (unit, events) in units.iter_mut().zip(chained.iter_mut()) {
+        for (new, event) in unit.unit.events.iter_mut().zip(events.iter_mut()) {
+            event.event.data = std::mem::take(&mut new.data);
+        }
+    }
+}
+
 /// Links each group's events, in order, to their organisations' chains starting from
 /// `heads` (genesis for a chain without a head), advancing `heads`; returns the chained
-/// events per group and, flattened in the same order, their rows.
+/// events per group (their `data` left `null` for [`hand_back_data`]) and, flattened in the
+/// same order, their rows.
 pub(crate) fn link_events(
     heads: &mut HashMap<String, (u64, [u8; 32])>,
     groups: &[(&[NewEvent], &[EventData])],
@@ -288,7 +332,9 @@ pub(crate) fn link_events(
                     agent_id: new.agent_id.clone(),
                     action_id: new.action_id.clone(),
                     event_type: new.event_type.clone(),
-                    data: new.data.clone(),
+                    // Moved in from the unit once the transaction commits
+                    // ([`hand_back_data`]): a failed batch is retried with its units intact.
+                    data: Value::Null,
                 },
                 prev_hash: head.1,
                 hash,
@@ -299,8 +345,8 @@ pub(crate) fn link_events(
                 seq: seq_to_sql(seq)?,
                 data: canonical.text.clone(),
                 payload: canonical.payload.clone(),
-                prev_hash: hex::encode(link.prev_hash),
-                hash: hex::encode(hash),
+                prev_hash: hex32::encode(&link.prev_hash),
+                hash: hex32::encode(&hash),
             });
             linked.push(link);
         }

@@ -298,54 +298,35 @@ pub(crate) fn action_from_row(
 ) -> Result<ActionRecord, StoreError> {
     let id: String = row.col("id")?;
     let org_id: String = row.col("org_id")?;
-    let data_key: Option<String> = row.col("data_key")?;
-    let mut withheld: Option<String> = None;
-    let mut action_key = None;
-    let mut text_of = |column: &str, text: String| -> Result<Option<String>, StoreError> {
-        if !crate::encryption::is_sealed(&text) {
-            if data_key.is_some() {
-                // Every column of an action with a key is sealed: a clear one was written
-                // behind AAF's back (whoever can write the database cannot seal).
-                withheld.get_or_insert_with(|| {
-                    format!("the action's {column} is stored in clear although the action is encrypted: it was modified")
-                });
-                return Ok(None);
-            }
-            return Ok(Some(text));
-        }
-        if action_key.is_none() && withheld.is_none() {
-            match keys.action_key(&org_id, &id, data_key.as_deref()) {
-                Ok(key) => action_key = Some(key),
-                Err(Unreadable::NotLoaded) => {
-                    return Err(StoreError::KeysNotLoaded(org_id.clone()))
-                }
-                Err(Unreadable::Withheld(why)) => withheld = Some(why),
-            }
-        }
-        let Some(key) = &action_key else {
-            return Ok(None);
-        };
-        match Keyring::open_action_column(key, &org_id, &id, column, &text) {
-            Ok(plain) => Ok(Some(plain)),
-            Err(Unreadable::Withheld(why)) => {
-                withheld.get_or_insert(why);
-                Ok(None)
-            }
-            Err(Unreadable::NotLoaded) => Err(StoreError::KeysNotLoaded(org_id.clone())),
-        }
+    let mut opener = ColumnOpener {
+        keys,
+        data_key: row.col("data_key")?,
+        key: None,
+        withheld: None,
+        org_id: &org_id,
+        id: &id,
     };
+    let (params, context) = opener.inputs(row.col("params")?, row.col("context")?)?;
+    let params = params
+        .map(|p| parse_json(&p, "params"))
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let context = context
+        .map(|c| parse_json(&c, "context"))
+        .transpose()?
+        .unwrap_or(Value::Null);
     let mut json = |column: &str, text: Option<String>| -> Result<Option<Value>, StoreError> {
         match text {
-            Some(text) => text_of(column, text)?
+            Some(text) => opener
+                .column(column, text)?
                 .map(|plain| parse_json(&plain, column))
                 .transpose(),
             None => Ok(None),
         }
     };
-    let params = json("params", Some(row.col("params")?))?.unwrap_or(Value::Null);
-    let context = json("context", Some(row.col("context")?))?.unwrap_or(Value::Null);
     let result = json("result", row.col("result")?)?;
     let signals = json("signals", row.col("signals")?)?;
+    let withheld = opener.withheld;
     let policies: String = row.col("policies")?;
     Ok(ActionRecord {
         agent_id: row.col("agent_id")?,
@@ -382,6 +363,98 @@ pub(crate) fn action_from_row(
         id,
         org_id,
     })
+}
+
+/// Opens the sealed columns of one `actions` row with the action's key (unwrapped once, on
+/// the first sealed column), recording the first reason a column reads as `null`.
+struct ColumnOpener<'a> {
+    keys: &'a Keyring,
+    /// The row's wrapped action key; `None` when it has none (clear, or shredded).
+    data_key: Option<String>,
+    key: Option<std::sync::Arc<crate::encryption::ActionKey>>,
+    withheld: Option<String>,
+    org_id: &'a str,
+    id: &'a str,
+}
+
+impl ColumnOpener<'_> {
+    /// The action's key, unwrapped on first use; `None` (and `withheld` set) when it cannot
+    /// be.
+    fn key(&mut self) -> Result<Option<std::sync::Arc<crate::encryption::ActionKey>>, StoreError> {
+        if self.key.is_none() && self.withheld.is_none() {
+            match self
+                .keys
+                .action_key(self.org_id, self.id, self.data_key.as_deref())
+            {
+                Ok(key) => self.key = Some(key),
+                Err(Unreadable::NotLoaded) => {
+                    return Err(StoreError::KeysNotLoaded(self.org_id.to_string()))
+                }
+                Err(Unreadable::Withheld(why)) => self.withheld = Some(why),
+            }
+        }
+        Ok(self.key.clone())
+    }
+
+    /// Records why a column reads as `null` (the first reason wins).
+    fn withhold(&mut self, why: impl FnOnce() -> String) -> Option<String> {
+        self.withheld.get_or_insert_with(why);
+        None
+    }
+
+    /// One sealed JSON column's text; a column in clear as it is (an action written without
+    /// encryption), unless the action has a key: every column of such an action is sealed,
+    /// so a clear one was written behind AAF's back (whoever can write the database cannot
+    /// seal).
+    fn column(&mut self, column: &str, text: String) -> Result<Option<String>, StoreError> {
+        if !crate::encryption::is_sealed(&text) {
+            if self.data_key.is_some() {
+                return Ok(self.withhold(|| {
+                    format!("the action's {column} is stored in clear although the action is encrypted: it was modified")
+                }));
+            }
+            return Ok(Some(text));
+        }
+        let Some(key) = self.key()? else {
+            return Ok(None);
+        };
+        match Keyring::open_action_column(&key, self.org_id, self.id, column, &text) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(Unreadable::Withheld(why)) => Ok(self.withhold(|| why)),
+            Err(Unreadable::NotLoaded) => Err(StoreError::KeysNotLoaded(self.org_id.to_string())),
+        }
+    }
+
+    /// The `params` and `context` columns' texts: sealed together
+    /// ([`Keyring::seal_action_inputs`]), or each on its own (written before they were sealed
+    /// together, or in clear).
+    fn inputs(
+        &mut self,
+        params: String,
+        context: String,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        let together = Keyring::is_sealed_inputs(&params);
+        if !together && context != crate::encryption::INPUTS_MARKER {
+            return Ok((
+                self.column("params", params)?,
+                self.column("context", context)?,
+            ));
+        }
+        if !together || context != crate::encryption::INPUTS_MARKER {
+            self.withhold(|| {
+                "the action's params and context are not sealed together although one says so: it was modified".to_string()
+            });
+            return Ok((None, None));
+        }
+        let Some(key) = self.key()? else {
+            return Ok((None, None));
+        };
+        match Keyring::open_action_inputs(&key, self.org_id, self.id, &params) {
+            Ok((params, context)) => Ok((Some(params), Some(context))),
+            Err(Unreadable::Withheld(why)) => Ok((self.withhold(|| why), None)),
+            Err(Unreadable::NotLoaded) => Err(StoreError::KeysNotLoaded(self.org_id.to_string())),
+        }
+    }
 }
 
 /// The error of an action update that changed no row: the action does not exist

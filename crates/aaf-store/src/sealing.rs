@@ -152,10 +152,9 @@ impl Store {
                     org_id,
                     id,
                     result,
-                    params,
-                    context,
+                    inputs,
                     ..
-                }) if result.is_some() || params.is_some() || context.is_some() => {
+                }) if result.is_some() || inputs.is_some() => {
                     let key = self.action_key(org_id, id).await?;
                     sealing.actions.insert((org_id.clone(), id.clone()), key);
                 }

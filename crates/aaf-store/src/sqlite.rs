@@ -706,7 +706,13 @@ impl SqliteStore {
         if units.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(move |conn| commit_units(conn, &units)).await
+        self.write(move |conn| {
+            let mut units = units;
+            let mut chained = commit_units(conn, &units)?;
+            crate::prepared::hand_back_data(&mut units, &mut chained);
+            Ok(chained)
+        })
+        .await
     }
 
     /// [`SqliteStore::commit`] on this thread: for the group-commit writer's own thread,
@@ -1003,7 +1009,11 @@ fn append_events(
     let mut upsert = conn.prepare_cached(UPSERT_HEAD)?;
     for org in &org_ids {
         if let Some((seq, hash)) = heads.get(*org) {
-            upsert.execute(params![org, seq_to_sql(*seq)?, hex::encode(hash)])?;
+            upsert.execute(params![
+                org,
+                seq_to_sql(*seq)?,
+                aaf_core::audit::hex32::encode(hash)
+            ])?;
         }
     }
     Ok(chained)

@@ -256,12 +256,13 @@ async fn commit_batch(
 
 async fn commit_units(
     store: &Store,
-    units: Vec<PreparedUnit>,
+    mut units: Vec<PreparedUnit>,
     replies: Vec<Reply>,
     observer: Option<&CommitObserver>,
 ) {
     match store.commit_prepared(&units).await {
-        Ok(chained) => {
+        Ok(mut chained) => {
+            crate::prepared::hand_back_data(&mut units, &mut chained);
             if let Some(observe) = observer {
                 observe(&chained);
             }
@@ -272,11 +273,18 @@ async fn commit_units(
         }
         Err(error) if units.len() > 1 && is_specific_to_a_unit(&error) => {
             tracing::warn!(%error, units = units.len(), "audit batch failed; retrying unit by unit");
-            for (unit, reply) in units.iter().zip(replies) {
-                let result = store
-                    .commit_prepared(std::slice::from_ref(unit))
-                    .await
-                    .map(|mut chained| chained.pop().unwrap_or_default());
+            for (unit, reply) in units.iter_mut().zip(replies) {
+                let result =
+                    store
+                        .commit_prepared(std::slice::from_ref(unit))
+                        .await
+                        .map(|mut chained| {
+                            crate::prepared::hand_back_data(
+                                std::slice::from_mut(unit),
+                                &mut chained,
+                            );
+                            chained.pop().unwrap_or_default()
+                        });
                 if let (Some(observe), Ok(events)) = (observer, &result) {
                     observe(std::slice::from_ref(events));
                 }

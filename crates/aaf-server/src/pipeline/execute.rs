@@ -4,7 +4,7 @@
 use aaf_core::action::{ActionStatus, AllowedAction};
 use aaf_core::audit::event_types;
 use aaf_core::redact::redact;
-use aaf_store::{ActionWrite, NewEvent, WriteUnit};
+use aaf_store::{ActionInputs, ActionWrite, NewEvent, WriteUnit};
 use serde_json::Value;
 
 use super::PipelineError;
@@ -213,10 +213,10 @@ pub async fn run(
                 result: result.clone(),
                 reason: denial.clone(),
                 expected_version,
-                params: redact_inputs
-                    .then(|| redact(&Value::Object(allowed.request().params.clone()))),
-                context: redact_inputs
-                    .then(|| redact(&Value::Object(allowed.request().context.clone()))),
+                inputs: redact_inputs.then(|| ActionInputs {
+                    params: redact(&Value::Object(allowed.request().params.clone())),
+                    context: redact(&Value::Object(allowed.request().context.clone())),
+                }),
                 updated_at: now.clone(),
             }),
             events: vec![NewEvent {

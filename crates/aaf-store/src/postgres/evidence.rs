@@ -43,7 +43,10 @@ pub(super) async fn apply_mutation(
                 .iter()
                 .map(|(index, _)| to_sql(*index))
                 .collect::<Result<Vec<_>, _>>()?;
-            let values: Vec<String> = hashes.iter().map(|(_, h)| hex::encode(h)).collect();
+            let values: Vec<String> = hashes
+                .iter()
+                .map(|(_, h)| aaf_core::audit::hex32::encode(h))
+                .collect();
             let conn = ctx.conn(org_id).await?;
             sqlx::query(q::INSERT_TREE_HASHES_PG)
                 .bind(org_id)

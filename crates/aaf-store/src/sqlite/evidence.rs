@@ -38,7 +38,11 @@ pub(super) fn apply_mutation(conn: &Connection, mutation: &Mutation) -> Result<(
         } => {
             let mut insert = conn.prepare_cached(q::INSERT_TREE_HASH)?;
             for (index, hash) in hashes {
-                insert.execute(params![org_id, to_sql(*index)?, hex::encode(hash)])?;
+                insert.execute(params![
+                    org_id,
+                    to_sql(*index)?,
+                    aaf_core::audit::hex32::encode(hash)
+                ])?;
             }
             conn.prepare_cached(q::UPSERT_TREE)?.execute(params![
                 org_id,

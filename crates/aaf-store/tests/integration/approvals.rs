@@ -31,8 +31,7 @@ fn transition(org_id: &str, id: &str, status: &str, expected: i64, n: u64) -> Ac
         result: None,
         reason: Some(format!("now {status}")),
         expected_version: Some(expected),
-        params: None,
-        context: None,
+        inputs: None,
         updated_at: ts(n),
     }
 }
@@ -100,8 +99,7 @@ async fn a_transition_is_a_compare_and_set_and_a_loser_writes_nothing(db: TestDb
             result: None,
             reason: None,
             expected_version: Some(1),
-            params: None,
-            context: None,
+            inputs: None,
             updated_at: ts(30),
         }),
         ..WriteUnit::default()

@@ -9,6 +9,68 @@ use aaf_store::{Mutation, WriteUnit};
 
 use crate::common::{action, action_unit, assert_all_chains_verify, org_with_agent, TestDb};
 
+both_backends!(sealed_inputs_that_were_moved_or_split_read_as_modified);
+async fn sealed_inputs_that_were_moved_or_split_read_as_modified(db: TestDb) {
+    let (master, _) = MasterKey::generate();
+    let store = db.reopen_encrypted(master).await;
+    let (org, agent) = org_with_agent(&store, "inputs").await;
+    store
+        .commit(&[
+            action_unit(&org, &agent, "a1", 1),
+            action_unit(&org, &agent, "a2", 2),
+        ])
+        .await
+        .unwrap();
+    let mut raw = db.raw().await;
+    let column = |name: &'static str, id: &'static str| {
+        (
+            format!("SELECT {name} FROM actions WHERE org_id = ? AND id = ?"),
+            id,
+        )
+    };
+    // `params` and `context` are sealed together, in `params`; `context` says so.
+    let (sql, id) = column("context", "a1");
+    let context: String = raw.scalar(&sql, &[(&org.id).into(), id.into()]).await;
+    assert_eq!(context, "enc1.inputs");
+    let (sql, id) = column("params", "a2");
+    let a2_params: String = raw.scalar(&sql, &[(&org.id).into(), id.into()]).await;
+    assert!(a2_params.starts_with("enc1.inputs."), "{a2_params}");
+    let read = store.get_action(&org.id, "a1").await.unwrap().unwrap();
+    assert_eq!(read.params, action(&org, &agent, "a1").params);
+    assert_eq!(read.context, action(&org, &agent, "a1").context);
+
+    // a2's sealed inputs copied onto a1: bound to a2 by their associated data.
+    raw.exec(
+        "UPDATE actions SET params = ? WHERE org_id = ? AND id = 'a1'",
+        &[a2_params.as_str().into(), (&org.id).into()],
+    )
+    .await;
+    let read = store.get_action(&org.id, "a1").await.unwrap().unwrap();
+    assert!(read.params.is_null() && read.context.is_null(), "{read:?}");
+    assert!(
+        read.withheld
+            .as_deref()
+            .unwrap()
+            .contains("modified or moved"),
+        "{read:?}"
+    );
+    // a2's context written in clear beside its sealed params.
+    raw.exec(
+        "UPDATE actions SET context = '{}' WHERE org_id = ? AND id = 'a2'",
+        &[(&org.id).into()],
+    )
+    .await;
+    let read = store.get_action(&org.id, "a2").await.unwrap().unwrap();
+    assert!(read.params.is_null() && read.context.is_null(), "{read:?}");
+    assert!(
+        read.withheld
+            .as_deref()
+            .unwrap()
+            .contains("not sealed together"),
+        "{read:?}"
+    );
+}
+
 both_backends!(sealed_writes_are_shared_rotated_shredded_and_retained);
 async fn sealed_writes_are_shared_rotated_shredded_and_retained(db: TestDb) {
     let (master, _) = MasterKey::generate();
@@ -29,7 +91,7 @@ async fn sealed_writes_are_shared_rotated_shredded_and_retained(db: TestDb) {
             &[(&org.id).into(), "a1".into()],
         )
         .await;
-    assert!(params.starts_with("enc1.action."), "{params}");
+    assert!(params.starts_with("enc1.inputs."), "{params}");
     assert!(!params.contains("example.com"), "{params}");
     let payload: String = raw
         .scalar(

@@ -209,7 +209,7 @@ async fn stripe_charge_waits_for_an_approver_then_reaches_the_upstream_once() {
     let stored = stored_params(&server.data_dir, &id).await;
     assert!(!stored.contains("sk_test_approval_secret"), "{stored}");
     // Sealed at rest (docs/encryption.md); read back through the API, redacted.
-    assert!(stored.starts_with("enc1.action."), "{stored}");
+    assert!(stored.starts_with("enc1.inputs."), "{stored}");
     assert!(!stored.contains("50000"), "{stored}");
     let (_, action) = server
         .get_json(&format!("/v1/actions/{id}"), &agent_key)
