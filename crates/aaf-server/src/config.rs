@@ -1374,6 +1374,7 @@ mod tests {
         assert_eq!(c.server.header_read_timeout_ms, 10_000);
         assert_eq!(c.server.body_read_timeout_ms, 30_000);
         assert_eq!(c.server.idle_timeout_ms, 60_000);
+        assert!(c.server.tcp_nodelay);
         let c = Config::load(
             None,
             env(&[
