@@ -1482,18 +1482,52 @@ fn whole_input_use(code: &str) -> Option<usize> {
     None
 }
 
-/// The decision cache key of an input: SHA-256 of its RFC 8785 canonical JSON without the
-/// per-request fields `action.id` and `metadata`. `None` when the input cannot be
-/// canonicalised (then it is not cached).
+/// The decision cache key of an input: a SHA-256 over the input without the per-request
+/// fields `action.id` and `metadata`, member by member (the members of `input` and of
+/// `input.action` in sorted order, each name and each value's RFC 8785 canonical JSON
+/// length-prefixed, so that distinct inputs give distinct streams). Read in place: the
+/// input is not copied to drop those fields (this runs for every decision). `None` when the
+/// input is not an object or a value cannot be canonicalised (then it is not cached).
 fn cache_key(input: &serde_json::Value) -> Option<[u8; 32]> {
-    let mut stable = input.clone();
-    let obj = stable.as_object_mut()?;
-    obj.remove("metadata");
-    if let Some(action) = obj.get_mut("action").and_then(|a| a.as_object_mut()) {
-        action.remove("id");
+    /// Hashes an object's members but `skip`, in sorted order; `nested` says which member
+    /// is an object hashed the same way (with `skip` of its own).
+    fn members(
+        hasher: &mut Sha256,
+        object: &serde_json::Map<String, serde_json::Value>,
+        skip: &str,
+        nested: Option<(&str, &str)>,
+    ) -> Option<()> {
+        let mut names: Vec<&String> = object.keys().filter(|k| *k != skip).collect();
+        names.sort_unstable();
+        hasher.update((names.len() as u64).to_le_bytes());
+        for name in names {
+            framed(hasher, name.as_bytes());
+            let value = &object[name.as_str()];
+            match (nested, value.as_object()) {
+                (Some((member, inner_skip)), Some(inner)) if member == name => {
+                    hasher.update([1]);
+                    members(hasher, inner, inner_skip, None)?;
+                }
+                _ => {
+                    hasher.update([0]);
+                    framed(hasher, &crate::canonical::to_canonical_json(value).ok()?);
+                }
+            }
+        }
+        Some(())
     }
-    let bytes = crate::canonical::to_canonical_json(&stable).ok()?;
-    Some(Sha256::digest(&bytes).into())
+    fn framed(hasher: &mut Sha256, bytes: &[u8]) {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    let mut hasher = Sha256::new();
+    members(
+        &mut hasher,
+        input.as_object()?,
+        "metadata",
+        Some(("action", "id")),
+    )?;
+    Some(hasher.finalize().into())
 }
 
 fn deny_outcome(policy: &str, reason: String) -> PolicyOutcome {
@@ -1940,6 +1974,47 @@ pub(crate) mod tests {
         assert_eq!((stats.hits, stats.misses, stats.bypassed), (1, 2, 0));
         assert_eq!(stats.entries, 2);
         assert!((stats.hit_ratio - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cache_keys_ignore_per_request_fields_and_member_order_only() {
+        let key = |v: serde_json::Value| cache_key(&v).unwrap();
+        let base = key(
+            json!({"action": {"id": "1", "tool": "t", "params": {"a": 1, "b": [1, 2]}},
+                              "agent": {"id": "x"}, "metadata": {"timestamp": "1"}}),
+        );
+        // Per-request fields and member order do not matter.
+        assert_eq!(
+            base,
+            key(
+                json!({"metadata": {"timestamp": "2", "other": true}, "agent": {"id": "x"},
+                       "action": {"params": {"b": [1, 2], "a": 1}, "tool": "t", "id": "9"}})
+            )
+        );
+        assert_eq!(
+            base,
+            key(
+                json!({"action": {"tool": "t", "params": {"a": 1, "b": [1, 2]}}, "agent": {"id": "x"}})
+            )
+        );
+        // Anything else does.
+        for other in [
+            json!({"action": {"id": "1", "tool": "u", "params": {"a": 1, "b": [1, 2]}}, "agent": {"id": "x"}}),
+            json!({"action": {"id": "1", "tool": "t", "params": {"a": 1, "b": [2, 1]}}, "agent": {"id": "x"}}),
+            json!({"action": {"id": "1", "tool": "t", "params": {"a": 1, "b": [1, 2]}}, "agent": {"id": "y"}}),
+            json!({"action": {"id": "1", "tool": "t", "params": {"a": 1, "b": [1, 2]}}, "agent": {"id": "x"}, "id": "1"}),
+            json!({"action": {"tool": "t", "params": {"a": 1, "b": [1, 2]}, "metadata": 1}, "agent": {"id": "x"}}),
+            // A string that spells a member is not that member.
+            json!({"action": "{\"tool\":\"t\"}", "agent": {"id": "x"}}),
+        ] {
+            assert_ne!(base, key(other.clone()), "{other}");
+        }
+        // `agent.id` is not `action.id`: only the action's id is per request.
+        assert_ne!(
+            key(json!({"agent": {"id": "x"}})),
+            key(json!({"agent": {"id": "y"}}))
+        );
+        assert_eq!(cache_key(&json!([1, 2])), None);
     }
 
     #[test]
