@@ -209,7 +209,7 @@ pub(crate) fn open_event(
                         data,
                         Some(Payload {
                             sha256,
-                            salt: Some(hex::encode(opened.salt)),
+                            salt: Some(hex32::encode(&opened.salt)),
                             withheld: None,
                         }),
                     ),

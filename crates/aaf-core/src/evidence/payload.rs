@@ -47,14 +47,11 @@ pub fn commitment(salt: &[u8; SALT_LEN], canonical_data: &[u8]) -> [u8; 32] {
 /// `{"payload_sha256":"<64 lowercase hex>"}`): what is stored in the event's `data` column
 /// and hashed.
 pub fn committed_data_text(commitment: &[u8; 32]) -> String {
-    let mut hex = [0u8; 64];
-    // 64 bytes for 32: cannot fail.
-    let _ = hex::encode_to_slice(commitment, &mut hex);
     let mut out = String::with_capacity(COMMITMENT_MEMBER.len() + 70);
     out.push_str("{\"");
     out.push_str(COMMITMENT_MEMBER);
     out.push_str("\":\"");
-    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    out.push_str(&crate::audit::hex32::encode(commitment));
     out.push_str("\"}");
     out
 }
