@@ -495,7 +495,8 @@ pub async fn accept(
         )));
     }
     let now = state.clock.now_rfc3339();
-    commit(
+    state.mcp.accepted_pins().forget(org_id, server, tool);
+    let committed = commit(
         state,
         org_id,
         Mutation::AcceptMcpTool {
@@ -513,7 +514,9 @@ pub async fn accept(
             json!({"server": server, "tool": tool, "old_hash": pin.hash, "hash": hash, "by": by}),
         ),
     )
-    .await?;
+    .await;
+    state.mcp.accepted_pins().forget(org_id, server, tool);
+    committed?;
     state
         .store
         .get_mcp_tool_pin(org_id, server, tool)

@@ -444,6 +444,7 @@ pub struct Upstreams {
     store: aaf_store::Store,
     runtime: Arc<RuntimeRules>,
     lists: Arc<ListWatches>,
+    accepted_pins: super::pins::AcceptedPins,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -488,7 +489,13 @@ impl Upstreams {
             store: deps.store,
             runtime: deps.runtime,
             lists: Arc::default(),
+            accepted_pins: super::pins::AcceptedPins::new(deps.tool_cache),
         }
+    }
+
+    /// The tools whose pins were lately found accepted ([`super::pins::AcceptedPins`]).
+    pub fn accepted_pins(&self) -> &super::pins::AcceptedPins {
+        &self.accepted_pins
     }
 
     /// The watchers of the upstreams' list changes.

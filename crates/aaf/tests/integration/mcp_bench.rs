@@ -15,7 +15,11 @@
 //! ```
 //!
 //! `MCP_BENCH_CALLERS` (default 4), `MCP_BENCH_CALLS` (calls per path, default 2000),
+//! `MCP_BENCH_RATE` (calls per second per caller, paced, latency counted from when each call
+//! was due; default 0: back to back),
 //! `MCP_BENCH_ROUNDS` (default 10), `MCP_BENCH_WARMUP` (calls per path, default 200),
+//! `MCP_BENCH_CLIENT_POOL=0`: the callers on rmcp's default HTTP client, a new connection per
+//! request (default: connections kept open, see [`connect`]),
 //! `MCP_BENCH_UPSTREAM_NODELAY=0`: the upstream without `TCP_NODELAY` (see [`start_upstream`]),
 //! `MCP_BENCH_SQLITE_SYNCHRONOUS=normal`: AAF's commits not fsynced (default `full`).
 
@@ -113,24 +117,55 @@ async fn start_upstream(nodelay: bool) -> String {
 
 type Client = RunningService<RoleClient, ()>;
 
-async fn connect(url: &str, key: Option<&str>) -> Client {
+/// An MCP session on `url`. With `pooled`, the client keeps its HTTP connections open between
+/// calls, as the official SDKs' clients do (the TypeScript SDK's `fetch`, the Python SDK's
+/// `httpx`); rmcp's own default client opens a new connection for every request
+/// (`pool_max_idle_per_host(0)`), which costs both paths a TCP handshake per call.
+async fn connect(url: &str, key: Option<&str>, pooled: bool) -> Client {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
     if let Some(key) = key {
         config = config.auth_header(key.to_string());
     }
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .expect("the MCP session starts")
+    let transport = if pooled {
+        let http = reqwest013::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .expect("an HTTP client");
+        StreamableHttpClientTransport::with_client(http, config)
+    } else {
+        StreamableHttpClientTransport::from_config(config)
+    };
+    ().serve(transport).await.expect("the MCP session starts")
 }
 
-/// `calls` calls of `tool` on `client`, one after the other; the latency of each.
-async fn run_calls(client: Arc<Client>, tool: &'static str, calls: usize, tag: usize) -> Vec<f64> {
+/// `calls` calls of `tool` on `client`, one after the other; the latency of each. With a
+/// `pace`, call `i` is due `i * pace` after the start (the callers' starts are spread over one
+/// `pace`) and its latency counts from when it was due, not from when it was sent: a call that
+/// waits for a late one before it counts that wait too (no coordinated omission).
+async fn run_calls(
+    client: Arc<Client>,
+    tool: &'static str,
+    calls: usize,
+    tag: usize,
+    pace: Option<(Duration, usize)>,
+) -> Vec<f64> {
     let mut latencies = Vec::with_capacity(calls);
+    let first = Instant::now()
+        + pace.map_or(Duration::ZERO, |(every, callers)| {
+            every.mul_f64(tag as f64 / callers as f64)
+        });
     for i in 0..calls {
         let sent = format!("caller {tag} call {i}");
         let mut args = Map::new();
         args.insert("text".into(), Value::String(sent.clone()));
-        let started = Instant::now();
+        let started = match pace {
+            Some((every, _)) => {
+                let due = first + every * u32::try_from(i).expect("calls fit in u32");
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         let result = client
             .call_tool(CallToolRequestParams::new(tool).with_arguments(args))
             .await
@@ -145,12 +180,19 @@ async fn run_calls(client: Arc<Client>, tool: &'static str, calls: usize, tag: u
     latencies
 }
 
-/// One phase: every caller makes `per_caller` calls of `tool` at the same time.
-async fn phase(clients: &[Arc<Client>], tool: &'static str, per_caller: usize) -> Vec<f64> {
+/// One phase: every caller makes `per_caller` calls of `tool` at the same time, back to back
+/// or one every `pace`.
+async fn phase(
+    clients: &[Arc<Client>],
+    tool: &'static str,
+    per_caller: usize,
+    pace: Option<Duration>,
+) -> Vec<f64> {
+    let pace = pace.map(|every| (every, clients.len()));
     let tasks: Vec<_> = clients
         .iter()
         .enumerate()
-        .map(|(tag, c)| tokio::spawn(run_calls(c.clone(), tool, per_caller, tag)))
+        .map(|(tag, c)| tokio::spawn(run_calls(c.clone(), tool, per_caller, tag, pace)))
         .collect();
     let mut all = Vec::new();
     for t in tasks {
@@ -208,9 +250,16 @@ async fn mcp_gateway_added_latency_benchmark() {
     let rounds = env_usize("MCP_BENCH_ROUNDS", 10).max(1);
     let warmup = env_usize("MCP_BENCH_WARMUP", 200);
     let per_caller = (calls / rounds / callers).max(1);
+    // Calls per second per caller; 0: back to back (each caller waits only for its last call).
+    let rate = env_usize("MCP_BENCH_RATE", 0);
+    let pace = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
     eprintln!(
-        "BENCH {callers} concurrent callers, {rounds} rounds of {per_caller} calls per caller and path ({} per path), warm-up {warmup} per path; {} build",
+        "BENCH {callers} concurrent callers, {rounds} rounds of {per_caller} calls per caller and path ({} per path), warm-up {warmup} per path; {}; {} build",
         per_caller * callers * rounds,
+        match pace {
+            Some(_) => format!("paced: {rate} calls/s per caller, {} calls/s in all, latency from when each call was due", rate * callers),
+            None => "back to back".to_string(),
+        },
         if cfg!(debug_assertions) { "DEBUG (numbers not meaningful)" } else { "release" }
     );
 
@@ -233,19 +282,30 @@ async fn mcp_gateway_added_latency_benchmark() {
     .await;
     let (_, key) = server.create_agent("bench-agent").await;
 
+    let pooled = std::env::var("MCP_BENCH_CLIENT_POOL").as_deref() != Ok("0");
+    eprintln!(
+        "BENCH callers' HTTP connections: {}",
+        if pooled {
+            "kept open between calls"
+        } else {
+            "a new one per request (rmcp's default client)"
+        }
+    );
     let mut direct = Vec::new();
     let mut gateway = Vec::new();
     for _ in 0..callers {
-        direct.push(Arc::new(connect(&upstream, None).await));
-        gateway.push(Arc::new(connect(&server.url("/mcp"), Some(&key)).await));
+        direct.push(Arc::new(connect(&upstream, None, pooled).await));
+        gateway.push(Arc::new(
+            connect(&server.url("/mcp"), Some(&key), pooled).await,
+        ));
     }
     let listed = gateway[0].list_all_tools().await.unwrap();
     assert!(listed.iter().any(|t| t.name == "bench__echo"), "{listed:?}");
 
     // Warm-up: sessions, connections, the upstream's session in AAF, caches.
     let warm_each = (warmup / callers).max(1);
-    phase(&direct, "echo", warm_each).await;
-    phase(&gateway, "bench__echo", warm_each).await;
+    phase(&direct, "echo", warm_each, None).await;
+    phase(&gateway, "bench__echo", warm_each, None).await;
 
     let (mut direct_ms, mut gateway_ms) = (Vec::new(), Vec::new());
     let (mut direct_s, mut gateway_s) = (0.0, 0.0);
@@ -254,10 +314,10 @@ async fn mcp_gateway_added_latency_benchmark() {
         for path in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
             let t = Instant::now();
             if path == 0 {
-                direct_ms.extend(phase(&direct, "echo", per_caller).await);
+                direct_ms.extend(phase(&direct, "echo", per_caller, pace).await);
                 direct_s += t.elapsed().as_secs_f64();
             } else {
-                gateway_ms.extend(phase(&gateway, "bench__echo", per_caller).await);
+                gateway_ms.extend(phase(&gateway, "bench__echo", per_caller, pace).await);
                 gateway_s += t.elapsed().as_secs_f64();
             }
         }

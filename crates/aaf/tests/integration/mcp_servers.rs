@@ -66,6 +66,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with_tool_cache(0).await
+}
+
+/// [`setup`] with `mcp.tool_cache_seconds` at `seconds`.
+async fn setup_with_tool_cache(seconds: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let description = dir.path().join("echo-description.txt");
     std::fs::write(&description, "Echo the given text back.").unwrap();
@@ -74,7 +79,7 @@ async fn setup() -> Setup {
     let upstream = HttpUpstream::start(&description);
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL)]);
     let server = TestServer::start(policies.path(), |c| {
-        c.mcp.tool_cache_seconds = 0;
+        c.mcp.tool_cache_seconds = seconds;
         c.secrets.insert(
             "demo-token".into(),
             aaf_server::secrets::SecretSource {
@@ -445,6 +450,88 @@ async fn a_changed_tool_definition_is_hidden_and_refused_until_accepted() {
         .as_str()
         .unwrap()
         .starts_with("mcp_tool_changed:"));
+    mcp.cancel().await.unwrap();
+}
+
+/// With listings reused (`mcp.tool_cache_seconds` 1), a pin found accepted is remembered for
+/// that long: a definition changed upstream is still refused once the listing is renewed, an
+/// accepted new version is callable, and going back to the first version is a change again
+/// (the remembered first version does not let it through).
+#[tokio::test]
+async fn a_remembered_accepted_pin_does_not_let_a_changed_definition_through() {
+    if !python_mcp_available() {
+        return;
+    }
+    let Setup {
+        server,
+        upstream,
+        description,
+        _dir,
+        _policies,
+    } = setup_with_tool_cache(1).await;
+    let (status, view) = server
+        .post_json(
+            "/v1/mcp/servers",
+            ADMIN_TOKEN,
+            json!({"name": "remote", "transport": http_transport(&upstream.url(), "demo-token")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{view}");
+    let (_, key) = server.create_agent("remembering-agent").await;
+    let mcp = client(&server, &key).await;
+    let renewed = std::time::Duration::from_millis(1300);
+
+    // Accepted at first sight, then called again while remembered.
+    for text_sent in ["one", "two", "three"] {
+        let r = call(&mcp, "remote__echo", json!({"text": text_sent})).await;
+        assert_eq!(
+            (r.is_error, text(&r)),
+            (Some(false), text_sent.into()),
+            "{r:?}"
+        );
+    }
+    let first = pin_of(&server, "remote", "echo").await;
+    assert_eq!(first["status"], "accepted", "{first}");
+    let first_hash = first["hash"].as_str().unwrap().to_string();
+
+    // Changed upstream: refused once the listing is renewed.
+    std::fs::write(&description, "Echo the text, and also keep a copy of it.").unwrap();
+    tokio::time::sleep(renewed).await;
+    let r = call(&mcp, "remote__echo", json!({"text": "four"})).await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(text(&r).contains("mcp_tool_changed:"), "{}", text(&r));
+    let pending = pin_of(&server, "remote", "echo").await["pending_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The admin accepts the new version: callable, and remembered.
+    let (status, accepted) = server
+        .post_json(
+            "/v1/mcp/servers/remote/tools/echo/accept",
+            ADMIN_TOKEN,
+            json!({"hash": pending}),
+        )
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    for text_sent in ["five", "six"] {
+        let r = call(&mcp, "remote__echo", json!({"text": text_sent})).await;
+        assert_eq!(
+            (r.is_error, text(&r)),
+            (Some(false), text_sent.into()),
+            "{r:?}"
+        );
+    }
+
+    // Back to the first version: a change from the accepted one, refused.
+    std::fs::write(&description, "Echo the given text back.").unwrap();
+    tokio::time::sleep(renewed).await;
+    let r = call(&mcp, "remote__echo", json!({"text": "seven"})).await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(text(&r).contains("mcp_tool_changed:"), "{}", text(&r));
+    let pin = pin_of(&server, "remote", "echo").await;
+    assert_eq!(pin["hash"], pending.as_str(), "{pin}");
+    assert_eq!(pin["pending_hash"], first_hash.as_str(), "{pin}");
     mcp.cancel().await.unwrap();
 }
 
