@@ -109,6 +109,12 @@ pub enum PinStatus {
 /// The most tools [`AcceptedPins`] remembers; past it, it starts again empty.
 const MAX_REMEMBERED: usize = 10_000;
 
+/// An organisation, a server and a tool's name.
+type PinKey = (String, String, String);
+
+/// What [`AcceptedPins`] holds: per tool, the definition found accepted and when.
+type Remembered = HashMap<PinKey, (Tool, std::time::Instant)>;
+
 /// Tools whose definition a [`check`] found to be the accepted one, per organisation, server
 /// and tool name: the definition seen and when. An entry holds while the definition a call
 /// brings is equal to it and it is younger than the time to live (`mcp.tool_cache_seconds`,
@@ -121,7 +127,7 @@ pub struct AcceptedPins {
     /// Counts [`AcceptedPins::forget`]s: a check remembers only when none came between its
     /// read of the pin and its answer.
     forgotten: std::sync::atomic::AtomicU64,
-    entries: std::sync::Mutex<HashMap<(String, String, String), (Tool, std::time::Instant)>>,
+    entries: std::sync::Mutex<Remembered>,
 }
 
 impl AcceptedPins {
@@ -134,16 +140,13 @@ impl AcceptedPins {
         }
     }
 
-    fn entries(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), (Tool, std::time::Instant)>>
-    {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Remembered> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn key(org_id: &str, server: &str, tool: &str) -> (String, String, String) {
+    fn key(org_id: &str, server: &str, tool: &str) -> PinKey {
         (org_id.to_string(), server.to_string(), tool.to_string())
     }
 
