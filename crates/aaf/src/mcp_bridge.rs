@@ -59,6 +59,22 @@ impl ServerHandler for Bridge {
     }
 }
 
+/// The HTTP client of the bridge: it keeps its connections to AAF open between requests
+/// (rmcp's default client opens a new one, and over HTTPS makes a new TLS handshake, for every
+/// request), with `TCP_NODELAY`, and follows no redirect (the agent's key goes to the `/mcp`
+/// it was given and nowhere else).
+///
+/// # Errors
+///
+/// When the client cannot be built (no TLS provider).
+fn http_client() -> anyhow::Result<reqwest013::Client> {
+    reqwest013::Client::builder()
+        .tcp_nodelay(true)
+        .redirect(reqwest013::redirect::Policy::none())
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+}
+
 /// Connects to `server`'s `/mcp` with `key`, then serves MCP on stdio until the client
 /// closes it.
 ///
@@ -69,7 +85,10 @@ pub async fn run(server: &str, key: &str) -> anyhow::Result<std::process::ExitCo
     let url = format!("{}/mcp", server.trim_end_matches('/'));
     let config = StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header(key);
     let aaf = ()
-        .serve(StreamableHttpClientTransport::from_config(config))
+        .serve(StreamableHttpClientTransport::with_client(
+            http_client()?,
+            config,
+        ))
         .await
         .map_err(|e| anyhow::anyhow!("cannot start an MCP session with {url}: {e}"))?;
     let bridge = Bridge {

@@ -20,6 +20,7 @@ use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
+
 use serde_json::{json, Map, Value};
 
 use crate::common::{policy_dir, within, TestServer, ADMIN_TOKEN, ALLOW_ALL};
@@ -327,9 +328,25 @@ async fn the_stdio_bridge_forwards_to_the_gateway() {
     let policies = policy_dir(&[("allow.rego", ALLOW_ALL), ("mcp.rego", MCP_POLICY)]);
     let server = start(&policies).await;
     let (_, key) = server.create_agent("stdio-agent").await;
+    // The bridge reaches AAF through a TCP relay that counts the connections it opens.
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_url = format!("http://{}", relay.local_addr().unwrap());
+    let aaf_addr = server.url("").trim_start_matches("http://").to_string();
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&opened);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let aaf_addr = aaf_addr.clone();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(aaf_addr).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_aaf"));
     command
-        .args(["mcp", "stdio", "--server", &server.url("")])
+        .args(["mcp", "stdio", "--server", &relay_url])
         .env("AAF_AGENT_KEY", &key);
     let transport = rmcp::transport::TokioChildProcess::new(command).unwrap();
     let bridge = ().serve(transport).await.expect("the bridge starts a session");
@@ -340,6 +357,18 @@ async fn the_stdio_bridge_forwards_to_the_gateway() {
     let r = call(&bridge, "demo__echo", json!({"text": "forbidden"})).await;
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("no forbidden words"), "{}", text(&r));
+    for i in 0..6 {
+        let sent = format!("again {i}");
+        let r = call(&bridge, "demo__echo", json!({"text": sent})).await;
+        assert_eq!(text(&r), sent, "{r:?}");
+    }
+    // Ten requests after the handshake (a listing, eight calls) and the session's stream: the
+    // bridge keeps its connections open instead of opening one per request.
+    let connections = opened.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=4).contains(&connections),
+        "the bridge opened {connections} connections to AAF"
+    );
     bridge.cancel().await.unwrap();
     let events = server.audit(None).await;
     assert_eq!(
@@ -347,7 +376,7 @@ async fn the_stdio_bridge_forwards_to_the_gateway() {
             .iter()
             .filter(|e| e["type"] == "action.decided" && e["data"]["tool"] == "mcp:demo/echo")
             .count(),
-        2
+        8
     );
 }
 
