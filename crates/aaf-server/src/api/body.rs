@@ -54,8 +54,9 @@ pub(crate) fn json_body<T>(
         .map_err(|r| state.json_rejection(r))
 }
 
-/// A JSON object body that may be left out entirely (then `T::default()`); a body that is present
-/// must be a JSON object with `content-type: application/json`.
+/// A JSON object body that may be left out entirely (no bytes at all: then `T::default()`); a
+/// body that is present, even only whitespace, must be a JSON object (RFC 8259: whitespace
+/// alone is not a JSON text) with `content-type: application/json`.
 ///
 /// # Errors
 ///
@@ -75,7 +76,7 @@ pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(
             }
         }
     })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes.is_empty() {
         return Ok(T::default());
     }
     let is_json = headers

@@ -312,6 +312,31 @@ async fn struct_bodies_must_be_json_objects_not_arrays() {
     assert_eq!(status, 200, "{answer}");
 }
 
+/// An optional JSON body may be left out (no bytes), but a body that is there must be JSON:
+/// whitespace alone is not a JSON text (RFC 8259), so it is a 400, not "no body".
+#[tokio::test]
+async fn an_optional_body_of_whitespace_is_refused_not_taken_as_absent() {
+    let (server, _policies) = server().await;
+    let (agent, _) = server.create_agent("whitespace").await;
+    let path = format!("/v1/agents/{agent}/keys");
+    let send = |body: &'static str| {
+        server
+            .client
+            .post(server.url(&path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in ["\t", " ", "\r\n"] {
+        let answer = send(body).await.unwrap();
+        assert_eq!(answer.status(), 400, "{body:?}");
+    }
+    // Left out: the defaults.
+    let answer = send("").await.unwrap();
+    assert_eq!(answer.status(), 201);
+}
+
 #[tokio::test]
 async fn links_lead_from_a_submitted_action_to_the_operations_on_it() {
     let (server, _policies) = server().await;
