@@ -20,7 +20,6 @@ use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
-
 use serde_json::{json, Map, Value};
 
 use crate::common::{policy_dir, within, TestServer, ADMIN_TOKEN, ALLOW_ALL};

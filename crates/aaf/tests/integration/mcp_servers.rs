@@ -331,7 +331,6 @@ async fn a_name_resolving_to_a_blocked_address_is_refused_when_connecting() {
     mcp.cancel().await.unwrap();
 }
 
-/// The pin of `tool` of `server` as `GET /v1/mcp/servers/{server}/tools` shows it.
 /// Registers `upstream` as the organisation's server `remote`, with the `demo-token` secret.
 async fn register_remote(server: &TestServer, upstream: &HttpUpstream) {
     let (status, view) = server
@@ -344,6 +343,7 @@ async fn register_remote(server: &TestServer, upstream: &HttpUpstream) {
     assert_eq!(status, 201, "{view}");
 }
 
+/// The pin of `tool` of `server` as `GET /v1/mcp/servers/{server}/tools` shows it.
 async fn pin_of(server: &TestServer, name: &str, tool: &str) -> Value {
     let (_, pins) = server
         .get_json(&format!("/v1/mcp/servers/{name}/tools"), ADMIN_TOKEN)
