@@ -1,6 +1,6 @@
 //! Policy evaluator benchmark: one full decision (input conversion, every policy of the set,
 //! combination) over the example policies of the product documents (`evaluate/*`, decision
-//! cache off), and over sets of 1, 10 and 100 policies (the starter, the three built-in
+//! cache off), and over sets of 1, 4, 10 and 100 policies (the starter, the three built-in
 //! packs and generated policies of realistic shape), with the decision cache off, on with a
 //! repeated input (every decision a hit), and on with a new input every time (every
 //! decision a miss: the cost of the key and the insertion), and, cache off, for an action
@@ -178,7 +178,7 @@ fn bench(c: &mut Criterion) {
         json!({"tool": "knowledge_base", "operation": "search", "params": {"q": "refund policy"}, "context": {"user_id": "user-456"}}),
     );
     let mut group = c.benchmark_group("policy_sets");
-    for n in [1, 10, 100] {
+    for n in [1, 4, 10, 100] {
         let one_thread = policy_set(
             n,
             EvaluatorOptions {
@@ -189,6 +189,10 @@ fn bench(c: &mut Criterion) {
         let _ = one_thread.evaluate(&charge);
         group.bench_function(format!("{n}_policies/cache_off_one_thread"), |b| {
             b.iter(|| one_thread.evaluate(std::hint::black_box(&charge)))
+        });
+        let _ = one_thread.evaluate(&search);
+        group.bench_function(format!("{n}_policies/search_one_thread"), |b| {
+            b.iter(|| one_thread.evaluate(std::hint::black_box(&search)))
         });
         let off = policy_set(n, no_cache());
         let _ = off.evaluate(&charge);

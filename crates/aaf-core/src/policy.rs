@@ -38,6 +38,7 @@ use crate::action::{
 use crate::{detect, net};
 
 mod check;
+mod constant;
 mod index;
 pub mod testing;
 
@@ -74,11 +75,16 @@ pub struct EvaluatorOptions {
     /// evaluation of every package. A load that reaches it fails with a [`LoadError`]
     /// saying so (for the API, a 422), and nothing is installed.
     pub load_timeout: Duration,
+    /// Whether to evaluate the rules whose value cannot depend on the input (a pack's
+    /// parameter validation, lists derived from data documents) once per revision instead
+    /// of in every decision (see [`PolicySet::constant_rules`]). Decisions are the same
+    /// either way; only their cost differs.
+    pub constant_rules: bool,
 }
 
 impl Default for EvaluatorOptions {
     /// 100 ms evaluation time limit, 10 000 cached decisions, rule index on, one evaluation
-    /// thread per CPU core, 2 s load time limit.
+    /// thread per CPU core, 2 s load time limit, constant rules kept per revision.
     fn default() -> Self {
         EvaluatorOptions {
             eval_timeout: Duration::from_millis(100),
@@ -86,6 +92,7 @@ impl Default for EvaluatorOptions {
             rule_index: true,
             eval_threads: 0,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
+            constant_rules: true,
         }
     }
 }
@@ -210,6 +217,8 @@ pub struct PolicySet {
     volatile: Option<String>,
     /// The runtime parts of the input its modules refer to.
     runtime_inputs: RuntimeInputs,
+    /// The rules evaluated once per revision (`data.pkg.rule`, sorted).
+    constant_rules: Vec<String>,
     cache: Option<quick_cache::sync::Cache<[u8; 32], Decision>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -832,6 +841,27 @@ impl PolicySet {
             return Err(errors);
         }
 
+        // Constant rules (module `constant`): declared to the engine and evaluated once now,
+        // with an empty input, so that every thread's copy of the engine starts with their
+        // values. One that fails here is not recorded: decisions evaluate it (and fail
+        // closed) as they would without this.
+        let mut constant_rules = if options.constant_rules {
+            constant::constant_rules(engine.get_modules().iter().map(|m| m.as_ref()))
+        } else {
+            Vec::new()
+        };
+        if !constant_rules.is_empty() {
+            if engine.set_constant_rules(&constant_rules).is_ok() {
+                engine.set_input(Value::new_object());
+                for path in &constant_rules {
+                    let _ = engine.eval_rule(path.clone());
+                }
+            } else {
+                constant_rules.clear();
+                engine.set_constant_rules(&[]).map_err(fatal)?;
+            }
+        }
+
         let volatile = sorted
             .iter()
             .filter(|s| modules.iter().any(|m| m.path == s.path))
@@ -859,6 +889,7 @@ impl PolicySet {
             options,
             volatile,
             runtime_inputs,
+            constant_rules,
             cache,
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
@@ -887,6 +918,15 @@ impl PolicySet {
     /// The policies (packages with a `decision` rule), sorted by name.
     pub fn policies(&self) -> &[PolicyInfo] {
         &self.policies
+    }
+
+    /// The rules evaluated once per revision instead of in every decision, as rule paths
+    /// (`data.aaf.packs.financial.config_errors`), sorted; empty when
+    /// [`EvaluatorOptions::constant_rules`] is off. A rule is listed when its value cannot
+    /// depend on the input: it reads only data documents, literals, deterministic
+    /// built-ins and other such rules (docs/policies.md#constant-rules).
+    pub fn constant_rules(&self) -> &[String] {
+        &self.constant_rules
     }
 
     /// The revision: hex SHA-256 over the (path, source) pairs sorted by path, then, when
@@ -1140,10 +1180,15 @@ impl PolicySet {
             self.with_engine(|engine| {
                 with_current_input(input, || {
                     engine.set_input(input.clone());
+                    // The first policy starts afresh; each later one continues from what
+                    // the earlier ones evaluated (same input), unless one failed.
+                    let mut fresh = true;
                     run.iter()
                         .filter_map(|&i| Some((i, self.policies.get(i)?)))
                         .map(|(i, policy)| {
-                            let (outcome, ok) = self.evaluate_policy(engine, policy, deadline);
+                            let (outcome, ok) =
+                                self.evaluate_policy(engine, policy, deadline, !fresh);
+                            fresh = !ok;
                             if let Some(cost) = self.costs.get(i) {
                                 // Moving average over about eight decisions (timings on a
                                 // busy machine are noisy), starting from the first one.
@@ -1199,7 +1244,7 @@ impl PolicySet {
             let mut lines = Vec::with_capacity(self.policies.len());
             for policy in &self.policies {
                 engine.clear_coverage_data();
-                let (outcome, _) = self.evaluate_policy(&mut engine, policy, deadline);
+                let (outcome, _) = self.evaluate_policy(&mut engine, policy, deadline, false);
                 // Coverage was cleared: a policy not evaluated (time limit) has no lines.
                 lines.push(covered_lines(&engine));
                 outcomes.push(outcome);
@@ -1263,12 +1308,15 @@ impl PolicySet {
 
     /// Evaluates one policy's `decision` on an engine whose input is set; the flag is
     /// `false` when it failed to evaluate (it then denies, naming the error). A policy not
-    /// started before `deadline` denies without being evaluated.
+    /// started before `deadline` denies without being evaluated. With `continued`, the
+    /// engine keeps the rules the previous evaluation computed (it must have succeeded, on
+    /// the same input): a rule that several policies read is evaluated once per decision.
     fn evaluate_policy(
         &self,
         engine: &mut Engine,
         policy: &PolicyInfo,
         deadline: Instant,
+        continued: bool,
     ) -> (PolicyOutcome, bool) {
         let start = Instant::now();
         let remaining = deadline.saturating_duration_since(start);
@@ -1289,8 +1337,13 @@ impl PolicySet {
             limit: remaining,
             check_interval: NonZeroU32::MIN.saturating_add(63),
         });
-        let value =
-            limits::with_thread_deadline(remaining, || engine.eval_rule(policy.rule_path.clone()));
+        let value = limits::with_thread_deadline(remaining, || {
+            if continued {
+                engine.eval_rule_continue(policy.rule_path.clone())
+            } else {
+                engine.eval_rule(policy.rule_path.clone())
+            }
+        });
         let eval_time_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let ok = value.is_ok();
         let mut outcome = match value {
@@ -2189,6 +2242,100 @@ pub(crate) mod tests {
     /// The shipped starter and packs plus 40 policies of every kind (allow, deny, approval,
     /// abstain, an evaluation error), decided with every policy on one thread and split
     /// across the pool: the same decisions, policy by policy.
+    #[test]
+    fn constant_rules_are_kept_per_revision_and_with_modifiers_still_apply() {
+        let rego = r#"package t
+import rego.v1
+limit := object.get(data.conf, "limit", 5)
+doubled := limit * 2
+decision := {"action": "deny", "reason": sprintf("over %v (%v)", [limit, doubled])} if {
+    input.n > limit
+    not raised
+}
+decision := "require_approval" if raised
+raised if {
+    input.n > 50
+    input.n <= limit with data.conf as {"limit": 100}
+}
+"#;
+        let bundle = |constant_rules| {
+            PolicySet::load_bundle(
+                PolicyBundle {
+                    sources: sources(&[("t.rego", rego)]),
+                    data: json!({"conf": {"limit": 7}}),
+                    labels: BTreeMap::new(),
+                },
+                EvaluatorOptions {
+                    decision_cache_entries: 0,
+                    constant_rules,
+                    ..EvaluatorOptions::default()
+                },
+            )
+            .unwrap()
+        };
+        let kept = bundle(true);
+        let plain = bundle(false);
+        assert_eq!(kept.constant_rules(), ["data.t.doubled", "data.t.limit"]);
+        assert!(plain.constant_rules().is_empty());
+        for (n, want) in [
+            (3, None),
+            (8, Some("over 7 (14)")),
+            (60, None),
+            (120, Some("over 7 (14)")),
+        ] {
+            // Twice: the second decision reads the kept values.
+            for _ in 0..2 {
+                let input = json!({ "n": n });
+                let d = untimed(kept.evaluate(&input));
+                assert_eq!(d, untimed(plain.evaluate(&input)), "n = {n}");
+                assert_eq!(d.policies[0].reason.as_deref(), want, "n = {n}");
+            }
+        }
+        // Inside `with data.conf as {...}` the limit is 100: 60 needs an approval.
+        assert_eq!(
+            kept.evaluate(&json!({"n": 60})).verdict,
+            Verdict::RequireApproval
+        );
+    }
+
+    #[test]
+    fn a_set_decides_as_its_policies_each_alone() {
+        // One engine evaluates a decision's policies one after the other, each continuing
+        // from what the earlier ones evaluated: sharing a library and failing policies in
+        // between must not change any policy's outcome.
+        let files: &[(&str, &str)] = &[
+            ("lib.rego", "package lib\nimport rego.v1\nhost := lower(input.action.params.url)\nbig if input.action.params.n > 10\n"),
+            ("a.rego", "package a\nimport rego.v1\ndecision := \"deny\" if { contains(data.lib.host, \"evil\") }\ndecision := \"allow\" if { not data.lib.big }\n"),
+            ("b.rego", "package b\nimport rego.v1\ndecision := \"deny\" if { to_number(input.action.params.q) > 1 }\n"),
+            ("c.rego", "package c\nimport rego.v1\ndecision := {\"action\": \"require_approval\", \"reason\": data.lib.host} if data.lib.big\ndecision := \"allow\" if { true with input.action.params.n as 0; not data.lib.big }\n"),
+            ("d.rego", "package d\nimport rego.v1\nx := 1\nx := 2 if input.action.params.n == 3\ndecision := \"allow\" if x == 1\n"),
+        ];
+        let options = EvaluatorOptions {
+            decision_cache_entries: 0,
+            eval_threads: 1,
+            ..EvaluatorOptions::default()
+        };
+        let together = PolicySet::load(sources(files), options).unwrap();
+        let alone: Vec<PolicySet> = files[1..]
+            .iter()
+            .map(|f| PolicySet::load(sources(&[files[0], *f]), options).unwrap())
+            .collect();
+        for params in [
+            json!({"url": "https://evil.example.com", "n": 20, "q": "5"}),
+            json!({"url": "https://ok.example.com", "n": 3, "q": "x"}),
+            json!({"url": 7, "n": 1, "q": "0"}),
+            json!({"n": "a"}),
+        ] {
+            let input = json!({"action": {"tool": "t", "params": params}});
+            let d = untimed(together.evaluate(&input));
+            let each: Vec<PolicyOutcome> = alone
+                .iter()
+                .map(|s| untimed(s.evaluate(&input)).policies.remove(0))
+                .collect();
+            assert_eq!(d.policies, each, "{input}");
+        }
+    }
+
     #[test]
     fn split_decisions_equal_decisions_on_one_thread() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");

@@ -358,6 +358,11 @@ pub struct PolicyEngineConfig {
     /// `input.<path> == "literal"` / `in {...}` guards; docs/policies.md). Decisions are
     /// the same either way. Default true.
     pub rule_index: bool,
+    /// Evaluate the rules whose value cannot depend on the action (a pack's parameter
+    /// validation, lists derived from data documents) once per policy set revision instead
+    /// of in every decision (docs/policies.md#constant-rules). Decisions are the same either
+    /// way. Default true.
+    pub constant_rules: bool,
     /// Most threads that evaluate the policies of one decision together: 0 means one per
     /// CPU core (at most 16), 1 evaluates every policy on the request's own thread. A
     /// decision is split only when its policies took at least 200 µs together in earlier
@@ -383,6 +388,7 @@ impl Default for PolicyEngineConfig {
         PolicyEngineConfig {
             decision_cache_entries: 10_000,
             rule_index: true,
+            constant_rules: true,
             eval_threads: 0,
             refresh_interval_ms: 1000,
             watch: true,
@@ -1153,6 +1159,7 @@ impl Config {
             rule_index: self.policy_engine.rule_index,
             eval_threads: self.policy_engine.eval_threads,
             load_timeout: Duration::from_millis(self.limits.policy_load_timeout_ms),
+            constant_rules: self.policy_engine.constant_rules,
         }
     }
 

@@ -124,7 +124,8 @@ impl<V> LruCache<V> {
 
 #[cfg(feature = "regex")]
 lazy_static! {
-    pub(crate) static ref REGEX_CACHE: Mutex<LruCache<regex::Regex>> =
+    // AAF patch: shared `Arc<Regex>` (see builtins/regex.rs, `get_or_compile_regex`).
+    pub(crate) static ref REGEX_CACHE: Mutex<LruCache<alloc::sync::Arc<regex::Regex>>> =
         Mutex::new(LruCache::new(Config::default().regex));
 }
 

@@ -1224,6 +1224,57 @@ impl Engine {
     /// # Ok(())
     /// # }
     /// ```
+    /// AAF patch: declares the rules at `paths` (rule paths such as `data.pkg.rule`)
+    /// constant: their values do not depend on the input, so the engine keeps each one's
+    /// value, once evaluated outside any `with` modifier, for every later evaluation, until
+    /// the policies or the data change (or this is called again). The caller is responsible
+    /// for the claim: a rule that reads `input`, a non-deterministic built-in, or another
+    /// rule that does, must not be declared.
+    ///
+    /// # Errors
+    ///
+    /// The policies cannot be prepared for evaluation, or a path is not a rule path.
+    pub fn set_constant_rules(&mut self, paths: &[String]) -> Result<()> {
+        self.prepare_for_eval(false, false)?;
+        let mut canonical = alloc::collections::BTreeSet::new();
+        for path in paths {
+            canonical.insert(self.interpreter.canonical_rule_path(path)?);
+        }
+        self.interpreter.set_constant_rules(canonical);
+        Ok(())
+    }
+
+    /// AAF patch: the constant rules (see [`Engine::set_constant_rules`]) whose values this
+    /// engine has recorded, as canonical rule paths.
+    pub fn recorded_constant_rules(&self) -> Vec<String> {
+        self.interpreter.recorded_constant_rules()
+    }
+
+    /// AAF patch: evaluates `rule` like [`Engine::eval_rule`], but keeps what the previous
+    /// evaluation on this engine computed (the rules it evaluated and their values) instead
+    /// of starting afresh, so that a rule several queries read is evaluated once and the
+    /// data document is not rebuilt for each query. The time limit starts again.
+    ///
+    /// The caller must only continue after an evaluation of the same input that succeeded
+    /// (an error may leave a `with` modifier's document in place); after an error, or with
+    /// another input, it must call [`Engine::eval_rule`]. If the policies or the data
+    /// changed since, this evaluates afresh.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::eval_rule`].
+    pub fn eval_rule_continue(&mut self, rule: String) -> Result<Value> {
+        let was_prepared = self.prepared;
+        self.prepare_for_eval(false, false)?;
+        self.apply_effective_execution_timer_config();
+        if was_prepared {
+            self.interpreter.reset_execution_timer_state();
+        } else {
+            self.interpreter.clean_internal_evaluation_state();
+        }
+        self.interpreter.eval_rule_in_path(rule)
+    }
+
     pub fn eval_rule(&mut self, rule: String) -> Result<Value> {
         self.prepare_for_eval(false, false)?;
         self.apply_effective_execution_timer_config();
@@ -1467,6 +1518,8 @@ impl Engine {
 
         // if the data/policies have changed or the interpreter has never been prepared
         if !self.prepared {
+            // AAF patch: constant rules were declared for other policies or data.
+            self.interpreter.clear_constant_rules();
             // Analyze the modules and determine how statements must be scheduled.
             let analyzer = Analyzer::new();
             let schedule = Rc::new(analyzer.analyze(&self.modules)?);

@@ -123,6 +123,49 @@ pub struct Interpreter {
     builtins_cache: BTreeMap<(&'static str, Vec<Value>), Value>,
     no_rules_lookup: bool,
     execution_timer: ExecutionTimer,
+    constant_rules: ConstantRules,
+}
+
+/// AAF patch: the values of rules that do not depend on the input, kept from one evaluation
+/// to the next (see `Engine::set_constant_rules`). The embedder declares which rule paths
+/// are constant; the interpreter records each one's value the first time it is evaluated
+/// outside any `with` modifier, and starts every later evaluation with those values in
+/// place (as if the rules had just been evaluated). Everything is dropped when the policies
+/// or the data change.
+#[derive(Debug, Clone)]
+struct ConstantRules {
+    /// Canonical paths (`data.pkg.rule`) of the rules declared constant.
+    paths: Rc<BTreeSet<String>>,
+    /// `init_data` with the values recorded so far; `None` until the first is recorded.
+    data: Option<Value>,
+    /// The recorded rules' definitions (default rules included).
+    processed: BTreeSet<Ref<Rule>>,
+    /// The recorded rules' paths, marked as `processed_paths` marks them.
+    processed_paths: Value,
+    /// Depth of `with` modifiers in effect: while above 0, nothing recorded is used (the
+    /// modified data or input may change the rules' values) and nothing is recorded.
+    suspended: u32,
+}
+
+impl Default for ConstantRules {
+    fn default() -> Self {
+        Self {
+            paths: Rc::new(BTreeSet::new()),
+            data: None,
+            processed: BTreeSet::new(),
+            processed_paths: Value::new_object(),
+            suspended: 0,
+        }
+    }
+}
+
+impl ConstantRules {
+    fn reset(&mut self) {
+        self.data = None;
+        self.processed.clear();
+        self.processed_paths = Value::new_object();
+        self.suspended = 0;
+    }
 }
 
 impl Default for Interpreter {
@@ -172,6 +215,11 @@ impl Clone for Interpreter {
             module: None,
             no_rules_lookup: false,
             execution_timer: ExecutionTimer::new(self.execution_timer.config()),
+            // AAF patch: recorded constant rules stay valid in a copy (same policies, data).
+            constant_rules: ConstantRules {
+                suspended: 0,
+                ..self.constant_rules.clone()
+            },
         }
     }
 }
@@ -254,6 +302,7 @@ impl Interpreter {
             gather_prints: false,
             prints: Vec::default(),
             execution_timer: ExecutionTimer::new(None),
+            constant_rules: ConstantRules::default(),
         }
     }
 
@@ -299,10 +348,11 @@ impl Interpreter {
                 .clone()
                 .unwrap_or_else(Value::new_object),
             execution_timer: ExecutionTimer::new(None),
+            constant_rules: ConstantRules::default(),
         }
     }
 
-    fn reset_execution_timer_state(&mut self) {
+    pub(crate) fn reset_execution_timer_state(&mut self) {
         self.execution_timer.reset();
         if self.execution_timer.limit().is_none() {
             return;
@@ -375,6 +425,92 @@ impl Interpreter {
 
     pub fn set_init_data(&mut self, data: Value) {
         self.init_data = data;
+        self.constant_rules.reset(); // AAF patch
+    }
+
+    /// AAF patch: declares the rules at `paths` (canonical rule paths) constant and drops
+    /// every value recorded before. See [`ConstantRules`].
+    pub fn set_constant_rules(&mut self, paths: BTreeSet<String>) {
+        self.constant_rules.paths = Rc::new(paths);
+        self.constant_rules.reset();
+    }
+
+    /// AAF patch: drops the declared constant rules and their recorded values (the policies
+    /// or the data changed).
+    pub fn clear_constant_rules(&mut self) {
+        self.constant_rules.paths = Rc::new(BTreeSet::new());
+        self.constant_rules.reset();
+    }
+
+    /// AAF patch: the paths of the constant rules whose values are recorded.
+    pub fn recorded_constant_rules(&self) -> Vec<String> {
+        self.constant_rules
+            .paths
+            .iter()
+            .filter(|p| {
+                self.compiled_policy
+                    .rules
+                    .get(p.as_str())
+                    .into_iter()
+                    .flatten()
+                    .chain(
+                        self.compiled_policy
+                            .default_rules
+                            .get(p.as_str())
+                            .into_iter()
+                            .flatten()
+                            .map(|(r, _)| r),
+                    )
+                    .any(|r| self.constant_rules.processed.contains(r))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// AAF patch: whether `rule` was evaluated in this evaluation, or is a recorded
+    /// constant rule (outside `with` modifiers).
+    fn rule_done(&self, rule: &Ref<Rule>) -> bool {
+        self.processed.contains(rule)
+            || (self.constant_rules.suspended == 0 && self.constant_rules.processed.contains(rule))
+    }
+
+    /// AAF patch: records the value of the constant rule at `path` (canonical, just
+    /// evaluated, so its value is at `tail` in `data`).
+    fn record_constant_rule(&mut self, path: &str, tail: &[&str]) -> Result<()> {
+        let recorded = self
+            .compiled_policy
+            .rules
+            .get(path)
+            .and_then(|rules| rules.first())
+            .or_else(|| {
+                self.compiled_policy
+                    .default_rules
+                    .get(path)
+                    .and_then(|rules| rules.first())
+                    .map(|(r, _)| r)
+            })
+            .is_none_or(|r| self.constant_rules.processed.contains(r));
+        if recorded {
+            return Ok(());
+        }
+        let value = Self::get_value_chained(self.data.clone(), tail);
+        let memo = &mut self.constant_rules;
+        let data = memo.data.get_or_insert_with(|| self.init_data.clone());
+        if value != Value::Undefined {
+            *Self::make_or_get_value_mut(data, tail)? = value;
+        }
+        let marked = memo.processed_paths.make_or_get_value_mut(tail)?;
+        if marked == &Value::Undefined {
+            *marked = Value::new_object();
+        }
+        marked.as_object_mut()?.insert(Value::Undefined, Value::Null);
+        for r in self.compiled_policy.rules.get(path).into_iter().flatten() {
+            memo.processed.insert(r.clone());
+        }
+        for (r, _) in self.compiled_policy.default_rules.get(path).into_iter().flatten() {
+            memo.processed.insert(r.clone());
+        }
+        Ok(())
     }
 
     pub const fn get_init_data(&self) -> &Value {
@@ -427,9 +563,19 @@ impl Interpreter {
     }
 
     pub fn clean_internal_evaluation_state(&mut self) {
-        self.data = self.init_data.clone();
+        // AAF patch: start from the recorded constant rules, when there are any.
+        self.constant_rules.suspended = 0;
+        match &self.constant_rules.data {
+            Some(data) => {
+                self.data = data.clone();
+                self.processed_paths = self.constant_rules.processed_paths.clone();
+            }
+            None => {
+                self.data = self.init_data.clone();
+                self.processed_paths = Value::new_object();
+            }
+        }
         self.processed.clear();
-        self.processed_paths = Value::new_object();
         self.ensure_loop_var_values_capacity();
         self.scopes = vec![Scope::new()];
         self.contexts = vec![];
@@ -611,7 +757,11 @@ impl Interpreter {
                         let index = self.eval_expr(index)?;
 
                         // Handle indexing into data.
-                        if index != Value::Undefined {
+                        // AAF patch: only a reference rooted at `data` can name rules; test
+                        // the root first instead of building the path (and, for any other
+                        // reference with a non-string index, an error, with a backtrace
+                        // when RUST_BACKTRACE is set) on every indexing.
+                        if index != Value::Undefined && get_root_var(refr)?.text() == "data" {
                             if let Ok(ref_components) =
                                 Parser::get_static_string_path_components(refr)
                             {
@@ -1380,6 +1530,9 @@ impl Interpreter {
 
     fn apply_with_modifiers(&mut self, stmt: &LiteralStmt) -> Result<(Option<State>, bool)> {
         if !stmt.with_mods.is_empty() {
+            // AAF patch: recorded constant rules are neither used nor recorded under `with`
+            // (restore_state ends the suspension).
+            self.constant_rules.suspended = self.constant_rules.suspended.saturating_add(1);
             // Save state;
             let with_document = self.with_document.clone();
             let input = self.input.clone();
@@ -1560,6 +1713,7 @@ impl Interpreter {
 
     fn restore_state(&mut self, saved_state: Option<State>) -> Result<()> {
         if let Some(s) = saved_state {
+            self.constant_rules.suspended = self.constant_rules.suspended.saturating_sub(1); // AAF patch
             (
                 self.with_document,
                 self.input,
@@ -3185,7 +3339,7 @@ impl Interpreter {
                         && module
                             .policy
                             .iter()
-                            .all(|rule| self.processed.contains(rule))
+                            .all(|rule| self.rule_done(rule))
                         && self.is_processed(&module_value_components)?)
                 {
                     continue;
@@ -3197,7 +3351,7 @@ impl Interpreter {
                 }
 
                 for rule in &module.policy {
-                    if !self.processed.contains(rule) {
+                    if !self.rule_done(rule) {
                         self.eval_rule(&module, rule)?;
                     }
                 }
@@ -3205,7 +3359,7 @@ impl Interpreter {
                 let prev_module = self.set_current_module(Some(module.clone()))?;
                 let default_result = (|| -> Result<()> {
                     for rule in &module.policy {
-                        if !self.processed.contains(rule) {
+                        if !self.rule_done(rule) {
                             if let Rule::Default { refr, args, .. } = rule.as_ref() {
                                 if args.is_empty() {
                                     let refr = match refr.as_ref() {
@@ -3238,11 +3392,14 @@ impl Interpreter {
 
     fn ensure_rule_evaluated(&mut self, path: String) -> Result<()> {
         self.check_execution_time()?;
+        // AAF patch: a declared constant rule evaluated here, outside `with`, is recorded.
+        let record =
+            self.constant_rules.suspended == 0 && self.constant_rules.paths.contains(&path);
         let mut matched = false;
         if let Some(rules) = self.compiled_policy.rules.get(&path) {
             matched = true;
             for r in rules.clone() {
-                if !self.processed.contains(&r) {
+                if !self.rule_done(&r) {
                     let module = self.get_rule_module(&r)?;
                     self.eval_rule(&module, &r)?;
                 }
@@ -3253,7 +3410,7 @@ impl Interpreter {
         if let Some(rules) = self.compiled_policy.default_rules.get(&path) {
             matched = true;
             for (r, _) in rules.clone() {
-                if !self.processed.contains(&r) {
+                if !self.rule_done(&r) {
                     let module = self.get_rule_module(&r)?;
                     let prev_module = self.set_current_module(Some(module))?;
                     self.eval_default_rule(&r)?;
@@ -3274,6 +3431,9 @@ impl Interpreter {
                 .split_first()
                 .ok_or_else(|| anyhow!("internal error: expected rule path components"))?;
             self.mark_processed(tail)?;
+            if record && self.constant_rules.suspended == 0 {
+                self.record_constant_rule(&path, tail)?;
+            }
         }
         Ok(())
     }
@@ -3935,7 +4095,7 @@ impl Interpreter {
     pub fn eval_default_rule(&mut self, rule: &Ref<Rule>) -> Result<()> {
         self.check_execution_time()?;
         // Skip reprocessing rule.
-        if self.processed.contains(rule) {
+        if self.rule_done(rule) {
             return Ok(());
         }
 
@@ -4228,7 +4388,7 @@ impl Interpreter {
         self.current_module_index = self.find_module_index(module);
 
         // Skip reprocessing rule
-        if self.processed.contains(rule) {
+        if self.rule_done(rule) {
             return Ok(());
         }
 
@@ -4820,7 +4980,7 @@ impl Interpreter {
         Ok(core::mem::take(&mut self.prints))
     }
 
-    fn canonical_rule_path(&self, path: &str) -> Result<String> {
+    pub(crate) fn canonical_rule_path(&self, path: &str) -> Result<String> {
         if self.compiled_policy.rule_paths.contains(path) {
             return Ok(path.to_string());
         }
