@@ -124,6 +124,22 @@ pub struct Interpreter {
     no_rules_lookup: bool,
     execution_timer: ExecutionTimer,
     constant_rules: ConstantRules,
+    module_meta: Option<Rc<ModuleMeta>>,
+}
+
+/// AAF patch: for each module of the compiled policy (by address), its index, its path
+/// (`data.pkg`) and its package's components, computed once instead of at every rule
+/// evaluation (`set_current_module` rebuilt the path and scanned the module list) and every
+/// variable lookup (which rebuilt the components). Holds the module list it was built from,
+/// so that an address cannot be reused while the table lives; rebuilt when the list changes.
+#[derive(Debug)]
+struct ModuleMeta {
+    modules: Rc<Vec<Ref<Module>>>,
+    by_addr: BTreeMap<usize, (u32, String, Rc<Vec<String>>)>,
+}
+
+fn module_addr(module: &Ref<Module>) -> usize {
+    core::ptr::from_ref::<Module>(module.as_ref()) as usize
 }
 
 /// AAF patch: the values of rules that do not depend on the input, kept from one evaluation
@@ -220,6 +236,7 @@ impl Clone for Interpreter {
                 suspended: 0,
                 ..self.constant_rules.clone()
             },
+            module_meta: self.module_meta.clone(),
         }
     }
 }
@@ -303,6 +320,7 @@ impl Interpreter {
             prints: Vec::default(),
             execution_timer: ExecutionTimer::new(None),
             constant_rules: ConstantRules::default(),
+            module_meta: None,
         }
     }
 
@@ -349,6 +367,7 @@ impl Interpreter {
                 .unwrap_or_else(Value::new_object),
             execution_timer: ExecutionTimer::new(None),
             constant_rules: ConstantRules::default(),
+            module_meta: None,
         }
     }
 
@@ -3083,10 +3102,10 @@ impl Interpreter {
             self.scopes.push(args_scope);
 
             // Determine the module index for the callee so we can fetch binding plans
-            let callee_module_idx = fcn_module
-                .as_ref()
-                .map(|module| self.find_module_index(module))
-                .unwrap_or(self.current_module_index);
+            let callee_module_idx = match fcn_module.as_ref() {
+                Some(module) => self.module_index(module),
+                None => self.current_module_index,
+            };
 
             for (idx, a) in args.iter().enumerate() {
                 // Fetch the binding plan for this function parameter
@@ -3564,11 +3583,19 @@ impl Interpreter {
             Ok(Self::get_value_chained(self.data.clone(), fields))
         } else if !self.compiled_policy.modules.is_empty() {
             let module = self.current_module()?;
-            let mut module_var_path =
-                Parser::get_static_string_path_components(&module.package.refr)?;
-            module_var_path.push(name.text().to_string());
-            let module_var_path_refs: Vec<&str> =
-                module_var_path.iter().map(String::as_str).collect();
+            // AAF patch: the package's components from the module table.
+            let meta = self.module_meta();
+            let package_components = match meta.by_addr.get(&module_addr(&module)) {
+                Some((_, _, components)) => components.clone(),
+                None => Rc::new(Parser::get_static_string_path_components(
+                    &module.package.refr,
+                )?),
+            };
+            let mut module_var_path_refs: Vec<&str> =
+                Vec::with_capacity(package_components.len() + 1);
+            module_var_path_refs.extend(package_components.iter().map(String::as_str));
+            module_var_path_refs.push(name.text());
+            let module_var_path = &module_var_path_refs;
 
             if self.is_processed(&module_var_path_refs)? {
                 let value = Self::get_value_chained(self.data.clone(), &module_var_path_refs);
@@ -3577,7 +3604,7 @@ impl Interpreter {
 
             // Ensure that all the rules having common prefix (name) are evaluated.
             let rule_path_components = core::iter::once("data")
-                .chain(module_var_path.iter().map(String::as_str))
+                .chain(module_var_path.iter().copied())
                 .collect::<Vec<_>>();
             let rule_path = format_string_path(&rule_path_components)?;
 
@@ -3995,11 +4022,57 @@ impl Interpreter {
     ) -> Result<Option<Ref<Module>>> {
         let previous_module = self.module.clone();
         if let Some(new_module) = &module {
-            self.current_module_path = get_path_string(&new_module.package.refr, Some("data"))?;
-            self.current_module_index = self.find_module_index(new_module);
+            // AAF patch: from the module table when the module is in it.
+            let meta = self.module_meta();
+            match meta.by_addr.get(&module_addr(new_module)) {
+                Some((index, path, _)) => {
+                    self.current_module_path.clone_from(path);
+                    self.current_module_index = *index;
+                }
+                None => {
+                    self.current_module_path =
+                        get_path_string(&new_module.package.refr, Some("data"))?;
+                    self.current_module_index = self.find_module_index(new_module);
+                }
+            }
         }
         self.module = module;
         Ok(previous_module)
+    }
+
+    /// AAF patch: the module table of the compiled policy's current module list.
+    fn module_meta(&mut self) -> Rc<ModuleMeta> {
+        if let Some(meta) = &self.module_meta {
+            if Rc::ptr_eq(&meta.modules, &self.compiled_policy.modules) {
+                return meta.clone();
+            }
+        }
+        let modules = self.compiled_policy.modules.clone();
+        let mut by_addr = BTreeMap::new();
+        for (i, m) in modules.iter().enumerate() {
+            let (Ok(index), Ok(path), Ok(components)) = (
+                u32::try_from(i),
+                get_path_string(&m.package.refr, Some("data")),
+                Parser::get_static_string_path_components(&m.package.refr),
+            ) else {
+                continue;
+            };
+            by_addr
+                .entry(module_addr(m))
+                .or_insert((index, path, Rc::new(components)));
+        }
+        let meta = Rc::new(ModuleMeta { modules, by_addr });
+        self.module_meta = Some(meta.clone());
+        meta
+    }
+
+    /// AAF patch: `find_module_index` through the module table (no scan of the module list)
+    /// when the module is in it.
+    fn module_index(&mut self, module: &Ref<Module>) -> u32 {
+        match self.module_meta().by_addr.get(&module_addr(module)) {
+            Some((index, _, _)) => *index,
+            None => self.find_module_index(module),
+        }
     }
 
     fn find_module_index(&self, module: &Ref<Module>) -> u32 {
@@ -4385,7 +4458,7 @@ impl Interpreter {
     pub fn eval_rule(&mut self, module: &Ref<Module>, rule: &Ref<Rule>) -> Result<()> {
         self.check_execution_time()?;
         // Set current module index
-        self.current_module_index = self.find_module_index(module);
+        self.current_module_index = self.module_index(module);
 
         // Skip reprocessing rule
         if self.rule_done(rule) {

@@ -170,7 +170,9 @@ pub fn get_path_string(refr: &Expr, document: Option<&str>) -> Result<String> {
         }
     }
 
-    let mut path = document.unwrap_or_default().to_string();
+    let document = document.unwrap_or_default();
+    let mut path = String::with_capacity(document.len() + 32);
+    path.push_str(document);
     append(refr, &mut path)?;
     Ok(path)
 }
