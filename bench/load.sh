@@ -14,7 +14,8 @@
 #              the connections are split between them, one wrk per node, and the
 #              decisions/s added up),
 #              BENCH_SYNC (full|normal, default full), BENCH_BIN (a built aaf binary to
-#              measure instead of building target/release/aaf).
+#              measure instead of building target/release/aaf), BENCH_PACKS (set: enable
+#              the three built-in policy packs, the security pack allowing the measured tool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +74,19 @@ done
 KEY=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/agents" \
   -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d '{"name": "bench-agent", "risk_score": 0.1}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+
+if [ -n "${BENCH_PACKS:-}" ]; then
+  # The three built-in packs on top of the starter policy; the security pack (default deny)
+  # allows the measured tool, so the decision is still an allow, now by four policies.
+  echo "== enabling the built-in packs (security, compliance, financial)"
+  curl -sf -X PUT "http://127.0.0.1:$PORT/v1/data/packs/security" \
+    -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    -d '{"allowed_tools": ["knowledge_base.search"]}' >/dev/null
+  for pack in security compliance financial; do
+    curl -sf -X POST "http://127.0.0.1:$PORT/v1/policy-packs/$pack/enable" \
+      -H "Authorization: Bearer $TOKEN" >/dev/null
+  done
+fi
 
 # One request to show what is measured.
 echo "== sample decision"

@@ -336,9 +336,16 @@ approval_terms := {"approvals_required": n} if {
 	n := api.approvals_required
 } else := {}
 
+# Whether the parameters are invalid. It depends on the data document only, so AAF
+# evaluates it once per revision (docs/policies.md#constant-rules); while it is undefined,
+# the rule index skips this pack for every action that is not an HTTP call.
+config_invalid if count(config_errors) > 0
+
 # ---------------------------------------------------------------------------------------
 # The decision: one else chain, so exactly one outcome applies; undefined (abstain) for
-# actions outside the pack's scope and for amounts within the limits.
+# actions outside the pack's scope and for amounts within the limits. Every branch but the
+# first starts with the HTTP tools guard (implied by `is_http` and `api` anyway), so that
+# the rule index can skip the pack for other tools (docs/policies.md#rule-index).
 # ---------------------------------------------------------------------------------------
 
 decision := {
@@ -346,12 +353,13 @@ decision := {
 	"risk_level": "high",
 	"reason": sprintf("financial pack: invalid parameters in data.packs.financial: %s", [concat("; ", sort(config_errors))]),
 } if {
-	count(config_errors) > 0
+	config_invalid
 } else := {
 	"action": "deny",
 	"risk_level": "high",
 	"reason": "financial pack: cannot read the host of params.url unambiguously, and it may be a payment API",
 } if {
+	input.action.tool in {"http_proxy", "http"}
 	is_http
 	host_uncertain
 } else := {
@@ -359,6 +367,7 @@ decision := {
 	"risk_level": "high",
 	"reason": sprintf("financial pack: %s %s: %s (the amount limit cannot be checked)", [operation, url_host, problem]),
 } if {
+	input.action.tool in {"http_proxy", "http"}
 	api
 	problem := amount_problem
 } else := {
@@ -366,6 +375,7 @@ decision := {
 	"risk_level": "high",
 	"reason": sprintf("financial pack: %s %s: negative amount %v", [operation, url_host, amount]),
 } if {
+	input.action.tool in {"http_proxy", "http"}
 	api
 	amount < 0
 } else := {
@@ -373,6 +383,7 @@ decision := {
 	"risk_level": "high",
 	"reason": sprintf("financial pack: %s %s: amount %v exceeds max_amount %v", [operation, url_host, amount, api.max_amount]),
 } if {
+	input.action.tool in {"http_proxy", "http"}
 	api
 	amount > api.max_amount
 } else := object.union(
@@ -383,6 +394,7 @@ decision := {
 	},
 	approval_terms,
 ) if {
+	input.action.tool in {"http_proxy", "http"}
 	api
 	amount > approval_threshold
 }

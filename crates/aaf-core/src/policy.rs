@@ -777,28 +777,11 @@ impl PolicySet {
                     .push(m.path.clone());
             }
         }
-        let policies: Vec<PolicyInfo> = by_package
+        // Indexed below, once the constant rules are known.
+        let mut policies: Vec<PolicyInfo> = by_package
             .into_iter()
             .map(|(package, files)| {
-                let index = if options.rule_index {
-                    // Every module of the package, not only those declaring `decision`.
-                    let package_files: Vec<&str> = modules
-                        .iter()
-                        .filter(|m| m.package == package)
-                        .map(|m| m.path.as_str())
-                        .collect();
-                    index::RuleIndex::build(
-                        engine
-                            .get_modules()
-                            .iter()
-                            .filter(|m| {
-                                package_files.contains(&m.package.span.source.file().as_str())
-                            })
-                            .map(|m| m.as_ref()),
-                    )
-                } else {
-                    None
-                };
+                let index = None;
                 PolicyInfo {
                     rule_path: format!("data.{package}.decision"),
                     name: files
@@ -859,6 +842,39 @@ impl PolicySet {
             } else {
                 constant_rules.clear();
                 engine.set_constant_rules(&[]).map_err(fatal)?;
+            }
+        }
+
+        if options.rule_index {
+            // The constant rules that are undefined or false at this revision (their values
+            // are kept, so these evaluations only read them).
+            let never: std::collections::BTreeSet<String> = constant_rules
+                .iter()
+                .filter(|path| {
+                    matches!(
+                        engine.eval_rule((*path).clone()),
+                        Ok(Value::Undefined | Value::Bool(false))
+                    )
+                })
+                .cloned()
+                .collect();
+            for policy in &mut policies {
+                // Every module of the package, not only those declaring `decision`.
+                let package_files: Vec<&str> = modules
+                    .iter()
+                    .filter(|m| m.package == policy.package)
+                    .map(|m| m.path.as_str())
+                    .collect();
+                let never_holds =
+                    |name: &str| never.contains(&format!("data.{}.{name}", policy.package));
+                policy.index = index::RuleIndex::build(
+                    engine
+                        .get_modules()
+                        .iter()
+                        .filter(|m| package_files.contains(&m.package.span.source.file().as_str()))
+                        .map(|m| m.as_ref()),
+                    &never_holds,
+                );
             }
         }
 
@@ -2296,6 +2312,58 @@ raised if {
             kept.evaluate(&json!({"n": 60})).verdict,
             Verdict::RequireApproval
         );
+    }
+
+    #[test]
+    fn a_body_behind_a_constant_rule_that_never_holds_needs_no_guard() {
+        // The financial pack: while its parameters are valid, `config_invalid` is undefined
+        // at this revision, so only its HTTP bodies count and other tools skip it; with
+        // invalid parameters it denies every action and is not indexed.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let rego = std::fs::read_to_string(root.join("policies/packs/financial.rego")).unwrap();
+        let load = |data: serde_json::Value| {
+            PolicySet::load_bundle(
+                PolicyBundle {
+                    sources: sources(&[("packs/financial.rego", &rego)]),
+                    data,
+                    labels: BTreeMap::new(),
+                },
+                EvaluatorOptions::default(),
+            )
+            .unwrap()
+        };
+        let search =
+            json!({"action": {"tool": "knowledge_base", "operation": "search", "params": {}}});
+        let valid = load(json!({}));
+        assert_eq!(
+            valid.policies()[0].index().as_deref(),
+            Some(
+                ("input.action.tool in {\"http\", \"http_proxy\"} | ".repeat(4)
+                    + "input.action.tool in {\"http\", \"http_proxy\"}")
+                    .as_str()
+            )
+        );
+        assert!(valid
+            .policies()
+            .first()
+            .and_then(|p| p.index.as_ref())
+            .is_some_and(|i| i.can_skip(&search)));
+        assert_eq!(valid.evaluate(&search).policies[0].decision, None);
+        let invalid = load(json!({"packs": {"financial": {"apis": []}}}));
+        assert_eq!(invalid.policies()[0].index(), None);
+        let d = invalid.evaluate(&search);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert!(d.reason.contains("invalid parameters"), "{}", d.reason);
+        // Without constant rules, nothing is known at load: not indexed.
+        let plain = PolicySet::load(
+            sources(&[("packs/financial.rego", &rego)]),
+            EvaluatorOptions {
+                constant_rules: false,
+                ..EvaluatorOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(plain.policies()[0].index(), None);
     }
 
     #[test]

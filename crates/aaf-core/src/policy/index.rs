@@ -19,6 +19,11 @@
 //!   field names below `input` and string literals only;
 //! * the module never binds a local variable named `input`.
 //!
+//! A body whose first statement is a bare reference to a [constant rule](super::constant) of
+//! the package that is undefined or `false` at this revision (the financial pack's
+//! `config_invalid` while its parameters are valid) cannot succeed for any input: it is left
+//! out, and needs no guard.
+//!
 //! For an input, a guard holds when the value at its path is a string equal to one of its
 //! literals; otherwise the Rego expression is false or undefined and the body fails. A body
 //! with a failing guard cannot produce a value, and guards come first, so the interpreter
@@ -61,8 +66,14 @@ pub(crate) struct RuleIndex {
 
 impl RuleIndex {
     /// Builds the index of the package's `decision` rule from its modules, or `None` when
-    /// the policy cannot be indexed (see the module documentation).
-    pub(crate) fn build<'a>(modules: impl IntoIterator<Item = &'a Module>) -> Option<RuleIndex> {
+    /// the policy cannot be indexed (see the module documentation). `never_holds(name)`
+    /// says whether the rule `name` of the package is a constant rule whose value at this
+    /// revision is undefined or `false`: a body that starts with such a rule cannot succeed
+    /// for any input, so it is left out of the index (it needs no guard).
+    pub(crate) fn build<'a>(
+        modules: impl IntoIterator<Item = &'a Module>,
+        never_holds: &dyn Fn(&str) -> bool,
+    ) -> Option<RuleIndex> {
         let mut bodies = Vec::new();
         for module in modules {
             if binds_input(module.package.span.source.contents()) {
@@ -94,6 +105,15 @@ impl RuleIndex {
                             return None;
                         }
                         for body in rule_bodies {
+                            if body
+                                .query
+                                .stmts
+                                .first()
+                                .and_then(constant_guard)
+                                .is_some_and(never_holds)
+                            {
+                                continue;
+                            }
                             let guards: Vec<Guard> =
                                 body.query.stmts.iter().map_while(guard).collect();
                             if guards.is_empty() {
@@ -162,6 +182,20 @@ fn root_var(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Var { value, .. } => value.as_string().ok().map(|s| s.as_ref()),
         Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => root_var(refr),
+        _ => None,
+    }
+}
+
+/// The rule a statement that is a bare rule name (`config_invalid`) refers to.
+fn constant_guard(stmt: &LiteralStmt) -> Option<&str> {
+    if !stmt.with_mods.is_empty() {
+        return None;
+    }
+    match &stmt.literal {
+        Literal::Expr { expr, .. } => match expr.as_ref() {
+            Expr::Var { value, .. } => value.as_string().ok().map(|s| s.as_ref()),
+            _ => None,
+        },
         _ => None,
     }
 }
