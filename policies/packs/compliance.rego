@@ -115,7 +115,10 @@ context := c if {
 	is_object(c)
 } else := {}
 
-exempt if tool in {t | some t in as_list(exempt_tools); is_string(t)}
+# The exempt tools as a set (a constant rule: evaluated once per revision).
+exempt_tool_set := {t | some t in as_list(exempt_tools); is_string(t)}
+
+exempt if tool in exempt_tool_set
 
 # ---------------------------------------------------------------------------------------
 # Findings: {"action", "reason"} for every rule that fires.

@@ -11,7 +11,8 @@
 //! engine's per-revision rules on their own.
 //!
 //! The corpus is generated from a fixed seed, so a failure reproduces; the first difference
-//! is reported with its input and parameters.
+//! is reported with its input and parameters. The packs' own Rego unit tests run here too, with
+//! constant rules on and off.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -449,4 +450,48 @@ fn the_compliance_pack_decides_as_before() {
 #[test]
 fn the_financial_pack_decides_as_before() {
     differential("financial");
+}
+
+/// The packs' own Rego unit tests (`policies/packs/*_test.rego`, which set parameters with
+/// `with data.packs.<name> as ...`) pass with constant rules on and off: under a `with`
+/// modifier the engine evaluates constant rules again instead of using the kept values.
+#[test]
+fn the_packs_unit_tests_pass_with_constant_rules_on_and_off() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let mut sources = Vec::new();
+    for pack in ["security", "compliance", "financial"] {
+        for file in [
+            format!("packs/{pack}.rego"),
+            format!("packs/{pack}_test.rego"),
+        ] {
+            sources.push(PolicySource {
+                rego: std::fs::read_to_string(root.join(&file)).unwrap(),
+                path: file,
+            });
+        }
+    }
+    for constant_rules in [true, false] {
+        let set = PolicySet::load_for_tests(
+            sources.clone(),
+            EvaluatorOptions {
+                constant_rules,
+                eval_timeout: std::time::Duration::from_secs(10),
+                ..EvaluatorOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(set.constant_rules().is_empty(), !constant_rules);
+        let report = set.run_tests(|_| true, false);
+        assert!(report.passed >= 50, "{} tests passed", report.passed);
+        assert_eq!(
+            (report.failed, report.errors),
+            (0, 0),
+            "constant rules {constant_rules}: {:?}",
+            report
+                .results
+                .iter()
+                .filter(|r| r.outcome != aaf_core::policy::testing::TestOutcome::Pass)
+                .collect::<Vec<_>>()
+        );
+    }
 }
