@@ -1240,7 +1240,8 @@ impl PolicySet {
     /// Evaluates like [`PolicySet::evaluate`] (never from the cache) on a fresh copy of the
     /// engine with coverage on, and reports per policy its decision, evaluation time and the
     /// lines it evaluated. Slower than `evaluate`: every policy is evaluated, one after the
-    /// other, including those the rule index would skip. For dry runs and the playground.
+    /// other, including those the rule index would skip, and constant rules are evaluated
+    /// again, so that their lines are covered too. For dry runs and the playground.
     pub fn explain(&self, input: &serde_json::Value) -> Explanation {
         let deadline = Instant::now() + self.options.eval_timeout;
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -1254,6 +1255,11 @@ impl PolicySet {
                 .map_err(|_| "policy engine lock is poisoned".to_string())?
                 .clone();
             engine.set_enable_coverage(true);
+            // Every line a policy's decision rests on is evaluated and covered, the constant
+            // rules' too (a decision reads them as kept from the revision's first).
+            engine
+                .set_constant_rules(&[])
+                .map_err(|e| format!("the policy engine could not be prepared: {e}"))?;
             engine.set_input(value.clone());
             let _current = CurrentInputGuard::set(&value);
             let mut outcomes = Vec::with_capacity(self.policies.len());
@@ -2188,8 +2194,12 @@ pub(crate) mod tests {
                 "pay.rego",
                 "package pay\nimport rego.v1\n\ndecision := \"require_approval\" if {\n\tinput.amount > 100\n}\n",
             ),
-            ("base.rego", "package base\nimport rego.v1\ndecision := \"allow\"\n"),
+            ("base.rego", "package base\nimport rego.v1\ndecision := \"allow\" if count(limits) > 0\nlimits := {x | some x in [1, 2]}\n"),
         ]);
+        assert_eq!(
+            s.constant_rules(),
+            ["data.base.decision", "data.base.limits"]
+        );
         let e = s.explain(&json!({"amount": 500}));
         assert_eq!(e.decision.verdict, Verdict::RequireApproval);
         assert_eq!(e.policies.len(), 2);
@@ -2203,6 +2213,13 @@ pub(crate) mod tests {
             pay.covered_lines
         );
         assert!(pay.covered_lines.iter().all(|l| l.file == "pay.rego"));
+        // A constant rule's lines are covered too: explanations evaluate it again.
+        let base = e.policies.iter().find(|p| p.policy == "base").unwrap();
+        assert!(
+            base.covered_lines.iter().any(|l| l.line == 4),
+            "{:?}",
+            base.covered_lines
+        );
         // Explaining never touches the cache.
         assert_eq!(s.cache_stats().misses, 0);
     }
