@@ -13,78 +13,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-
 use aaf_core::action::{ActionRequest, AgentInfo, OrgInfo, PolicyInput, RequestMetadata};
 use aaf_core::policy::{EvaluatorOptions, PolicySet, PolicySource};
 use serde_json::{json, Value};
 
-fn generated(i: usize) -> PolicySource {
-    PolicySource {
-        path: format!("generated/p{i}.rego"),
-        rego: format!(
-            r#"package aaf.generated.p{i}
-import rego.v1
-
-blocked_hosts := {{"blocked{i}.example.com", "evil{i}.example.org", "exfil{i}.example.net"}}
-
-decision := {{"action": "deny", "reason": "host on blocklist {i}"}} if {{
-	input.action.tool in {{"http_proxy", "http"}}
-	some host in blocked_hosts
-	contains(lower(input.action.params.url), host)
-}}
-
-decision := {{"action": "require_approval", "risk_level": "medium", "reason": "team {i} spend over its threshold"}} if {{
-	input.action.context.team == "team-{i}"
-	input.action.params.body.amount > {threshold}
-}}
-
-decision := "allow" if {{
-	input.action.tool == "tool_{i}"
-	input.action.operation in {{"read", "list"}}
-}}
-"#,
-            threshold = 1000 + 10 * i
-        ),
-    }
-}
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let spec = args.get(1).map_or("4", String::as_str);
     let which = args.get(2).map_or("charge", String::as_str);
     let iterations: usize = args.get(3).map_or(1000, |a| a.parse().expect("N"));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    let mut sources = Vec::new();
-    let n = if let Ok(n) = spec.parse::<usize>() {
-        n
-    } else {
+    let sources = match spec.parse::<usize>() {
+        Ok(n) => common::sources(n),
         // Rego files named on the command line, comma-separated.
-        for file in spec.split(',') {
-            sources.push(PolicySource {
+        Err(_) => spec
+            .split(',')
+            .map(|file| PolicySource {
                 path: file.to_string(),
                 rego: std::fs::read_to_string(file).unwrap(),
-            });
-        }
-        0
+            })
+            .collect(),
     };
-    for file in [
-        "starter.rego",
-        "packs/security.rego",
-        "packs/compliance.rego",
-        "packs/financial.rego",
-    ]
-    .into_iter()
-    .take(n)
-    {
-        sources.push(PolicySource {
-            path: file.to_string(),
-            rego: std::fs::read_to_string(root.join(file)).unwrap(),
-        });
-    }
-    for i in sources.len().min(n)..n {
-        sources.push(generated(i));
-    }
     let set = PolicySet::load(
         sources,
         EvaluatorOptions {
