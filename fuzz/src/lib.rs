@@ -355,8 +355,9 @@ const POLICY_SETS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Each of [`POLICY_SETS`] loaded twice: with the decision cache, and without. A long time
-/// limit (10 s) so that a slow machine cannot make the two differ by a time-out.
+/// Each of [`POLICY_SETS`] loaded twice: with the decision cache and constant rules kept per
+/// revision (the server's defaults), and with neither (every rule evaluated for every input).
+/// A long time limit (10 s) so that a slow machine cannot make the two differ by a time-out.
 static EVALUATORS: LazyLock<Vec<(PolicySet, PolicySet)>> = LazyLock::new(|| {
     let options = |cache| EvaluatorOptions {
         eval_timeout: std::time::Duration::from_secs(10),
@@ -364,6 +365,7 @@ static EVALUATORS: LazyLock<Vec<(PolicySet, PolicySet)>> = LazyLock::new(|| {
         rule_index: true,
         eval_threads: 1,
         load_timeout: std::time::Duration::from_secs(10),
+        constant_rules: cache > 0,
     };
     POLICY_SETS
         .iter()
@@ -392,9 +394,10 @@ static EVALUATORS: LazyLock<Vec<(PolicySet, PolicySet)>> = LazyLock::new(|| {
 /// evaluates it with the bundled policies.
 ///
 /// Panics when the input does not carry the request's fields unchanged in both of its shapes
-/// (flat and nested), or when a decision taken through the decision cache differs from one
-/// taken without it (verdict, reason, matched policies, risk level, approvals): a cache key
-/// that confuses two inputs the policies tell apart. The cache persists across inputs, so a
+/// (flat and nested), or when a decision taken through the decision cache (with constant
+/// rules kept) differs from one taken without either (verdict, reason, matched policies, risk
+/// level, approvals): a cache key that confuses two inputs the policies tell apart, or a rule
+/// kept as constant whose value depended on the input. The cache persists across inputs, so a
 /// collision between two inputs of one fuzzing run is found.
 pub fn policy_input(data: &[u8]) {
     init();
