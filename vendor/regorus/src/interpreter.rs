@@ -57,6 +57,7 @@ type State = (
     Value,
     BTreeMap<String, FunctionModifier>,
     RuleValues,
+    VarMemo,
 );
 
 #[derive(Debug, Clone)]
@@ -125,7 +126,52 @@ pub struct Interpreter {
     execution_timer: ExecutionTimer,
     constant_rules: ConstantRules,
     module_meta: Option<Rc<ModuleMeta>>,
+    var_memo: VarMemo,
+    call_sites: CallSites,
+    static_refs: StaticRefs,
 }
+
+/// AAF patch: the components of rule and package references made of names and literal
+/// indexes only (`aaf.packs.financial`, `config_errors`, `a["b"]`), by the reference's
+/// address, built once instead of at every rule evaluation. Sharing the strings also lets
+/// the rule-conflict check and the data document compare them by address. Each entry holds
+/// the expression (so its address stays taken); cleared when the compiled policy changes.
+type StaticRefs = BTreeMap<usize, (ExprRef, Vec<Value>)>;
+
+/// AAF patch: how each call site (a call's function expression, by address) resolved,
+/// for calls made with no `with` function modifier in effect: a user function (its
+/// canonical path) or a built-in. Resolving a call (its path string, import aliases, the
+/// current package, the function, default-rule, extension and built-in tables) was about
+/// 10% of an evaluation. Each entry holds the expression, so its address cannot be reused
+/// while the entry lives, and the module path it was resolved in. Cleared when the
+/// compiled policy or the extensions change.
+type CallSites = BTreeMap<usize, CallSite>;
+
+#[derive(Debug, Clone)]
+struct CallSite {
+    /// Kept only so that the expression's address stays taken while the entry lives.
+    #[allow(dead_code)]
+    fcn: ExprRef,
+    module_path: String,
+    resolved: ResolvedCall,
+}
+
+#[derive(Debug, Clone)]
+enum ResolvedCall {
+    /// A user function: its canonical path (`data.pkg.f`).
+    Function(String),
+    /// A built-in: its name and entry.
+    Builtin(String, &'static builtins::BuiltinFcn),
+}
+
+/// AAF patch: the values of the current package's rules already read in this evaluation,
+/// by module index and rule name, so that a second reference to a rule neither walks
+/// `processed_paths` nor the data document (nor builds the package's path). A value is kept
+/// only once its path is processed (final) and no rule path extends it (a rule under it,
+/// or a child package, could still add to it; `ModuleMeta::nested`). Cleared whenever the
+/// data document or `processed_paths` is replaced; saved and emptied under a `with`
+/// modifier, and restored after it, together with them.
+type VarMemo = BTreeMap<u32, BTreeMap<Rc<str>, Value>>;
 
 /// AAF patch: for each module of the compiled policy (by address), its index, its path
 /// (`data.pkg`) and its package's components, computed once instead of at every rule
@@ -136,6 +182,13 @@ pub struct Interpreter {
 struct ModuleMeta {
     modules: Rc<Vec<Ref<Module>>>,
     by_addr: BTreeMap<usize, (u32, String, Rc<Vec<String>>)>,
+    /// By module index, the names of the package's variables that some rule path (of any
+    /// module: a child package counts) extends below the variable itself
+    /// (`data.pkg.name.more`): their values are not final when their path is processed.
+    nested: BTreeMap<u32, BTreeSet<String>>,
+    /// The module of each rule (by the rule's address); `get_rule_module` scanned every
+    /// rule of every module.
+    rule_modules: BTreeMap<usize, Ref<Module>>,
 }
 
 fn module_addr(module: &Ref<Module>) -> usize {
@@ -151,7 +204,8 @@ fn module_addr(module: &Ref<Module>) -> usize {
 #[derive(Debug, Clone)]
 struct ConstantRules {
     /// Canonical paths (`data.pkg.rule`) of the rules declared constant.
-    paths: Rc<BTreeSet<String>>,
+    /// A hash set: `ensure_rule_evaluated` looks every rule path up in it.
+    paths: Rc<MapSet<String>>,
     /// `init_data` with the values recorded so far; `None` until the first is recorded.
     data: Option<Value>,
     /// The recorded rules' definitions (default rules included).
@@ -166,7 +220,7 @@ struct ConstantRules {
 impl Default for ConstantRules {
     fn default() -> Self {
         Self {
-            paths: Rc::new(BTreeSet::new()),
+            paths: Rc::new(MapSet::default()),
             data: None,
             processed: BTreeSet::new(),
             processed_paths: Value::new_object(),
@@ -237,6 +291,9 @@ impl Clone for Interpreter {
                 ..self.constant_rules.clone()
             },
             module_meta: self.module_meta.clone(),
+            var_memo: VarMemo::new(),
+            call_sites: CallSites::new(),
+            static_refs: StaticRefs::new(),
         }
     }
 }
@@ -321,6 +378,9 @@ impl Interpreter {
             execution_timer: ExecutionTimer::new(None),
             constant_rules: ConstantRules::default(),
             module_meta: None,
+            var_memo: VarMemo::new(),
+            call_sites: CallSites::new(),
+            static_refs: StaticRefs::new(),
         }
     }
 
@@ -368,6 +428,9 @@ impl Interpreter {
             execution_timer: ExecutionTimer::new(None),
             constant_rules: ConstantRules::default(),
             module_meta: None,
+            var_memo: VarMemo::new(),
+            call_sites: CallSites::new(),
+            static_refs: StaticRefs::new(),
         }
     }
 
@@ -400,6 +463,9 @@ impl Interpreter {
     }
 
     fn compiled_policy_mut(&mut self) -> &mut CompiledPolicyData {
+        // AAF patch
+        self.call_sites.clear();
+        self.static_refs.clear();
         Rc::make_mut(&mut self.compiled_policy)
     }
 
@@ -438,26 +504,28 @@ impl Interpreter {
         }
     }
 
-    pub const fn get_data_mut(&mut self) -> &mut Value {
+    pub fn get_data_mut(&mut self) -> &mut Value {
+        self.var_memo.clear(); // AAF patch
         &mut self.data
     }
 
     pub fn set_init_data(&mut self, data: Value) {
         self.init_data = data;
+        self.var_memo.clear(); // AAF patch
         self.constant_rules.reset(); // AAF patch
     }
 
     /// AAF patch: declares the rules at `paths` (canonical rule paths) constant and drops
     /// every value recorded before. See [`ConstantRules`].
     pub fn set_constant_rules(&mut self, paths: BTreeSet<String>) {
-        self.constant_rules.paths = Rc::new(paths);
+        self.constant_rules.paths = Rc::new(paths.into_iter().collect());
         self.constant_rules.reset();
     }
 
     /// AAF patch: drops the declared constant rules and their recorded values (the policies
     /// or the data changed).
     pub fn clear_constant_rules(&mut self) {
-        self.constant_rules.paths = Rc::new(BTreeSet::new());
+        self.constant_rules.paths = Rc::new(MapSet::default());
         self.constant_rules.reset();
     }
 
@@ -483,6 +551,8 @@ impl Interpreter {
                     .any(|r| self.constant_rules.processed.contains(r))
             })
             .cloned()
+            .collect::<BTreeSet<String>>()
+            .into_iter()
             .collect()
     }
 
@@ -584,6 +654,7 @@ impl Interpreter {
     pub fn clean_internal_evaluation_state(&mut self) {
         // AAF patch: start from the recorded constant rules, when there are any.
         self.constant_rules.suspended = 0;
+        self.var_memo.clear();
         match &self.constant_rules.data {
             Some(data) => {
                 self.data = data.clone();
@@ -1559,6 +1630,7 @@ impl Interpreter {
             let processed = self.processed.clone();
             let with_functions = self.with_functions.clone();
             let rule_values = self.rule_values.clone();
+            let var_memo = core::mem::take(&mut self.var_memo); // AAF patch
 
             let processed_paths =
                 core::mem::replace(&mut self.processed_paths, Value::new_object());
@@ -1571,6 +1643,7 @@ impl Interpreter {
                 Ok(paths) => paths,
                 Err(error) => {
                     self.processed_paths = processed_paths;
+                    self.var_memo = var_memo; // AAF patch
                     return Err(error);
                 }
             };
@@ -1586,6 +1659,7 @@ impl Interpreter {
                 processed_paths,
                 with_functions,
                 rule_values,
+                var_memo,
             ));
             let apply_result = (|| -> Result<bool> {
                 let mut skip_exec = false;
@@ -1741,6 +1815,7 @@ impl Interpreter {
                 self.processed_paths,
                 self.with_functions,
                 self.rule_values,
+                self.var_memo,
             ) = s;
         }
         Ok(())
@@ -1998,6 +2073,12 @@ impl Interpreter {
 
     fn eval_rule_ref(&mut self, rule_refr: &ExprRef) -> Result<Vec<Value>> {
         self.check_execution_time()?;
+        // AAF patch: a reference of names and literals, built before (see `StaticRefs`).
+        let key = core::ptr::from_ref::<Expr>(rule_refr.as_ref()) as usize;
+        if let Some((_, comps)) = self.static_refs.get(&key) {
+            return Ok(comps.clone());
+        }
+        let mut is_static = true;
         let mut comps = vec![];
         let mut expr = rule_refr;
         loop {
@@ -2011,6 +2092,14 @@ impl Interpreter {
                     index,
                     ..
                 } => {
+                    is_static &= matches!(
+                        index.as_ref(),
+                        Expr::String { .. }
+                            | Expr::RawString { .. }
+                            | Expr::Number { .. }
+                            | Expr::Bool { .. }
+                            | Expr::Null { .. }
+                    );
                     comps.push(self.eval_expr(index)?);
                     expr = nested_refr;
                 }
@@ -2028,6 +2117,10 @@ impl Interpreter {
             }
         }
         comps.reverse();
+        if is_static {
+            self.static_refs
+                .insert(key, (rule_refr.clone(), comps.clone()));
+        }
         Ok(comps)
     }
 
@@ -2960,9 +3053,31 @@ impl Interpreter {
             return Ok(v.clone());
         }
 
-        let fcn_path = match get_path_string(fcn, None) {
-            Ok(p) => p,
-            _ => bail!(span.error("invalid function expression")),
+        // AAF patch: a call site resolved before (see `CallSites`).
+        let site_key = core::ptr::from_ref::<Expr>(fcn.as_ref()) as usize;
+        let no_with_functions = self.with_functions.is_empty();
+        let cached = if no_with_functions {
+            self.call_sites
+                .get(&site_key)
+                .filter(|site| site.module_path == self.current_module_path)
+                .map(|site| site.resolved.clone())
+        } else {
+            None
+        };
+        if let Some(ResolvedCall::Builtin(name, builtin)) = &cached {
+            let mut param_values = Vec::with_capacity(params.len());
+            for p in params {
+                param_values.push(self.eval_expr(p)?);
+            }
+            return self.eval_builtin_call(span, name, **builtin, params, param_values);
+        }
+
+        let fcn_path = match &cached {
+            Some(ResolvedCall::Function(path)) => path.clone(),
+            _ => match get_path_string(fcn, None) {
+                Ok(p) => p,
+                _ => bail!(span.error("invalid function expression")),
+            },
         };
 
         let mut param_values = Vec::with_capacity(params.len());
@@ -2973,9 +3088,12 @@ impl Interpreter {
         // Resolve a leading import alias before the `with` override and builtin
         // lookups, so an override keyed by the full path reaches aliased calls
         // and the alias shadows a like-named builtin namespace (matching OPA).
-        let fcn_path = self
-            .resolve_fcn_path_through_imports(&fcn_path)
-            .unwrap_or(fcn_path);
+        let fcn_path = if cached.is_some() {
+            fcn_path
+        } else {
+            self.resolve_fcn_path_through_imports(&fcn_path)
+                .unwrap_or(fcn_path)
+        };
 
         let orig_fcn_path = fcn_path.clone();
 
@@ -2998,6 +3116,45 @@ impl Interpreter {
             }
             _ => orig_fcn_path.clone(),
         };
+
+        // AAF patch: what this call site resolves to, kept when no `with` function
+        // modifier is in effect.
+        if no_with_functions && cached.is_none() {
+            let resolved = if self.lookup_function_by_name(&selected_fcn_path).is_some() {
+                Some(ResolvedCall::Function(
+                    if selected_fcn_path.starts_with("data.") {
+                        selected_fcn_path.clone()
+                    } else {
+                        format!("{}.{}", self.current_module_path, selected_fcn_path)
+                    },
+                ))
+            } else if !self
+                .compiled_policy
+                .default_rules
+                .contains_key(&selected_fcn_path)
+                && !self
+                    .compiled_policy
+                    .default_rules
+                    .contains_key(&get_path_string(fcn, Some(&self.current_module_path))?)
+                && !self.extensions.contains_key(&selected_fcn_path)
+                && selected_fcn_path != "print"
+            {
+                Self::lookup_builtin(span, &selected_fcn_path)?
+                    .map(|builtin| ResolvedCall::Builtin(selected_fcn_path.clone(), builtin))
+            } else {
+                None
+            };
+            if let Some(resolved) = resolved {
+                self.call_sites.insert(
+                    site_key,
+                    CallSite {
+                        fcn: fcn.clone(),
+                        module_path: self.current_module_path.clone(),
+                        resolved,
+                    },
+                );
+            }
+        }
 
         let mut extension = None;
         let empty: Vec<Ref<Rule>> = vec![];
@@ -3415,35 +3572,37 @@ impl Interpreter {
         let record =
             self.constant_rules.suspended == 0 && self.constant_rules.paths.contains(&path);
         let mut matched = false;
-        if let Some(rules) = self.compiled_policy.rules.get(&path) {
+        // AAF patch: the rule lists and path components are read through a second handle
+        // on the compiled policy instead of being copied (a change to the policy during
+        // the evaluation would copy it, leaving these as they were).
+        let compiled_policy = self.compiled_policy.clone();
+        if let Some(rules) = compiled_policy.rules.get(&path) {
             matched = true;
-            for r in rules.clone() {
-                if !self.rule_done(&r) {
-                    let module = self.get_rule_module(&r)?;
-                    self.eval_rule(&module, &r)?;
+            for r in rules {
+                if !self.rule_done(r) {
+                    let module = self.get_rule_module(r)?;
+                    self.eval_rule(&module, r)?;
                 }
             }
         }
 
         // Evaluate the associated default rules after non-default rules
-        if let Some(rules) = self.compiled_policy.default_rules.get(&path) {
+        if let Some(rules) = compiled_policy.default_rules.get(&path) {
             matched = true;
-            for (r, _) in rules.clone() {
-                if !self.rule_done(&r) {
-                    let module = self.get_rule_module(&r)?;
+            for (r, _) in rules {
+                if !self.rule_done(r) {
+                    let module = self.get_rule_module(r)?;
                     let prev_module = self.set_current_module(Some(module))?;
-                    self.eval_default_rule(&r)?;
+                    self.eval_default_rule(r)?;
                     self.set_current_module(prev_module)?;
                 }
             }
         }
 
         if matched {
-            let components = self
-                .compiled_policy
+            let components = compiled_policy
                 .rule_path_components
                 .get(&path)
-                .cloned()
                 .ok_or_else(|| anyhow!("missing components for registered rule path {path}"))?;
             let comps: Vec<&str> = components.iter().map(String::as_str).collect();
             let (_, tail) = comps
@@ -3461,18 +3620,29 @@ impl Interpreter {
         let mut obj = &self.processed_paths;
         for p in path {
             // Prefix has already been processed.
-            if obj[&Value::Undefined] == Value::Null {
+            // AAF patch: the marker (key `Undefined`) read without a search.
+            if Self::processed_marker(obj) {
                 return Ok(true);
             }
 
-            match &obj[*p] {
+            match obj.index_str(p) {
                 // Prefix and its suffixes including path have not been processed.
                 Value::Undefined => return Ok(false),
                 v => obj = v,
             }
         }
 
-        Ok(obj[&Value::Undefined] == Value::Null)
+        Ok(Self::processed_marker(obj))
+    }
+
+    /// AAF patch: `obj[&Value::Undefined] == Value::Null`, the processed marker.
+    fn processed_marker(obj: &Value) -> bool {
+        match obj {
+            Value::Object(o) => o.get_undefined_key() == Some(&Value::Null),
+            // Not an object: indexing it by `Undefined` gives `Undefined` (a set holds no
+            // `Undefined`), never `Null`.
+            _ => false,
+        }
     }
 
     fn mark_processed(&mut self, path: &[&str]) -> Result<()> {
@@ -3585,12 +3755,26 @@ impl Interpreter {
             let module = self.current_module()?;
             // AAF patch: the package's components from the module table.
             let meta = self.module_meta();
-            let package_components = match meta.by_addr.get(&module_addr(&module)) {
-                Some((_, _, components)) => components.clone(),
-                None => Rc::new(Parser::get_static_string_path_components(
-                    &module.package.refr,
-                )?),
+            let (module_index, package_components) = match meta.by_addr.get(&module_addr(&module))
+            {
+                Some((index, _, components)) => (Some(*index), components.clone()),
+                None => (
+                    None,
+                    Rc::new(Parser::get_static_string_path_components(
+                        &module.package.refr,
+                    )?),
+                ),
             };
+            // AAF patch: a rule of this package already read in this evaluation.
+            if let Some(index) = module_index {
+                if let Some(value) = self
+                    .var_memo
+                    .get(&index)
+                    .and_then(|names| names.get(name.text()))
+                {
+                    return Ok(Self::get_value_chained(value.clone(), fields));
+                }
+            }
             let mut module_var_path_refs: Vec<&str> =
                 Vec::with_capacity(package_components.len() + 1);
             module_var_path_refs.extend(package_components.iter().map(String::as_str));
@@ -3599,6 +3783,19 @@ impl Interpreter {
 
             if self.is_processed(&module_var_path_refs)? {
                 let value = Self::get_value_chained(self.data.clone(), &module_var_path_refs);
+                // AAF patch: remembered when final (see `VarMemo`).
+                if let Some(index) = module_index {
+                    let extended = meta
+                        .nested
+                        .get(&index)
+                        .is_some_and(|names| names.contains(name.text()));
+                    if !extended {
+                        self.var_memo
+                            .entry(index)
+                            .or_default()
+                            .insert(name.text().into(), value.clone());
+                    }
+                }
                 return Ok(Self::get_value_chained(value, fields));
             }
 
@@ -3706,13 +3903,14 @@ impl Interpreter {
             Expr::AssignExpr { .. } => {
                 let module_idx = self.current_module_index;
                 let expr_idx = expr.as_ref().eidx();
-                let expr_text = expr.span().text().to_string();
+                // AAF patch: the expression's text is only copied for the error.
                 let binding_plan = self
                     .loop_hoisting_table(module_idx)
                     .get_expr_binding_plan(module_idx, expr_idx)
                     .map_err(|err| anyhow!("loop hoisting table out of bounds: {err}"))?
                     .cloned()
                     .ok_or_else(|| {
+                        let expr_text = expr.span().text();
                         expr.span().error(
                             format!(
                                 "binding plan missing for assignment expression (module_idx={module_idx}, expr_idx={expr_idx}, expr='{expr_text}')"
@@ -3822,7 +4020,16 @@ impl Interpreter {
         }
     }
 
-    fn get_rule_module(&self, rule: &Ref<Rule>) -> Result<Ref<Module>> {
+    fn get_rule_module(&mut self, rule: &Ref<Rule>) -> Result<Ref<Module>> {
+        // AAF patch: from the module table (the module list holds the rule, so its address
+        // cannot be another rule's while the table lives).
+        if let Some(module) = self
+            .module_meta()
+            .rule_modules
+            .get(&(core::ptr::from_ref::<Rule>(rule.as_ref()) as usize))
+        {
+            return Ok(module.clone());
+        }
         for m in self.compiled_policy.modules.iter() {
             if m.policy.iter().any(|r| r == rule) {
                 return Ok(m.clone());
@@ -3953,11 +4160,20 @@ impl Interpreter {
         })
     }
 
-    fn get_value_chained(mut obj: Value, path: &[&str]) -> Value {
-        for p in path {
-            obj = obj[&Value::String(p.to_string().into())].clone();
+    fn get_value_chained(obj: Value, path: &[&str]) -> Value {
+        // AAF patch: walked by reference with string keys (no key `Value` built, no clone
+        // per level).
+        if path.is_empty() {
+            return obj;
         }
-        obj
+        let mut current = &obj;
+        for p in path {
+            current = current.index_str(p);
+            if *current == Value::Undefined {
+                return Value::Undefined;
+            }
+        }
+        current.clone()
     }
 
     #[inline]
@@ -3967,27 +4183,22 @@ impl Interpreter {
             None => return Ok(obj),
         };
 
-        let key = Value::String((*first).into());
         if obj == &Value::Undefined {
             *obj = Value::new_object();
         }
-        if let Value::Object(map) = obj {
-            if map.get(&key).is_none() {
-                Rc::make_mut(map).insert(key.clone(), Value::Undefined);
-            }
-        }
-
+        // AAF patch: an existing key is found without building a `Value` for it.
         match obj {
-            Value::Object(map) => match Rc::make_mut(map).get_mut(&key) {
-                Some(v) if tail.is_empty() => Ok(v),
-                Some(v) => Self::make_or_get_value_mut(v, tail),
-                _ => bail!("internal error: unexpected"),
-            },
-            Value::Undefined if !tail.is_empty() => {
-                *obj = Value::new_object();
-                Self::make_or_get_value_mut(obj, paths)
+            Value::Object(map) => {
+                let map = Rc::make_mut(map);
+                if map.get_str(first).is_none() {
+                    map.insert(Value::String((*first).into()), Value::Undefined);
+                }
+                match map.get_mut_str(first) {
+                    Some(v) if tail.is_empty() => Ok(v),
+                    Some(v) => Self::make_or_get_value_mut(v, tail),
+                    _ => bail!("internal error: unexpected"),
+                }
             }
-            Value::Undefined => Ok(obj),
             _ => bail!("internal error: make: not an object {obj:?}"),
         }
     }
@@ -4061,7 +4272,35 @@ impl Interpreter {
                 .entry(module_addr(m))
                 .or_insert((index, path, Rc::new(components)));
         }
-        let meta = Rc::new(ModuleMeta { modules, by_addr });
+        // The variables some rule path extends (see `ModuleMeta::nested`).
+        let mut nested: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+        for (index, _, package) in by_addr.values() {
+            for components in self.compiled_policy.rule_path_components.values() {
+                // components: "data", the package's components, the variable, more.
+                if components.len() > package.len().saturating_add(2)
+                    && components.get(1..=package.len()) == Some(package.as_slice())
+                {
+                    if let Some(name) = components.get(package.len().saturating_add(1)) {
+                        nested.entry(*index).or_default().insert(name.clone());
+                    }
+                }
+            }
+        }
+        let mut rule_modules = BTreeMap::new();
+        for m in modules.iter() {
+            for rule in &m.policy {
+                // The first module holding the rule, as the scan found it.
+                rule_modules
+                    .entry(core::ptr::from_ref::<Rule>(rule.as_ref()) as usize)
+                    .or_insert_with(|| m.clone());
+            }
+        }
+        let meta = Rc::new(ModuleMeta {
+            modules,
+            by_addr,
+            nested,
+            rule_modules,
+        });
         self.module_meta = Some(meta.clone());
         meta
     }
@@ -4243,6 +4482,7 @@ impl Interpreter {
         self.check_execution_time()?;
         self.input = Value::Undefined;
         self.data = Value::Undefined;
+        self.var_memo.clear(); // AAF patch
         self.ensure_loop_var_values_capacity();
 
         let default_rules = self.compiled_policy.default_rules.get(rule_path).cloned();
@@ -4320,14 +4560,16 @@ impl Interpreter {
         value: &Value,
         is_set: bool,
     ) -> Result<()> {
-        // TODO: can copying of path be avoided below?
-        let range = self.rule_values.range((Unbounded, Included(path.to_vec())));
+        // AAF patch: the range is bounded by the borrowed path (no copy of it).
+        let range = self
+            .rule_values
+            .range::<[Value], _>((Unbounded, Included(path)));
 
         // Check whether any rules evaluated so far is a parent of given rule.
         let mut conflict = None;
         for (k, (v, r)) in range.rev() {
             if path.starts_with(k) {
-                if k == path && (is_set || v == value) {
+                if k.as_slice() == path && (is_set || v == value) {
                     // rule evaluated to same value again.
                 } else {
                     conflict = Some((v, r));
@@ -4350,8 +4592,14 @@ impl Interpreter {
                 r.span().col
             )));
         }
-        self.rule_values
-            .insert(path.to_vec(), (value.clone(), refr.clone()));
+        // AAF patch: an entry recorded again is replaced in place (no copy of the path).
+        match self.rule_values.get_mut(path) {
+            Some(entry) => *entry = (value.clone(), refr.clone()),
+            None => {
+                self.rule_values
+                    .insert(path.to_vec(), (value.clone(), refr.clone()));
+            }
+        }
 
         Ok(())
     }
@@ -4903,6 +5151,7 @@ impl Interpreter {
         nargs: u8,
         extension: Box<dyn Extension>,
     ) -> Result<()> {
+        self.call_sites.clear(); // AAF patch
         if let MapEntry::Vacant(v) = self.extensions.entry(path) {
             v.insert((nargs, Rc::new(extension)));
             Ok(())
@@ -5038,7 +5287,7 @@ impl Interpreter {
 
     #[cfg(feature = "coverage")]
     pub fn clear_coverage_data(&mut self) {
-        self.coverage = Map::new();
+        self.coverage = Map::default();
     }
 
     pub fn set_gather_prints(&mut self, b: bool) {

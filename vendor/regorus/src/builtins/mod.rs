@@ -70,7 +70,7 @@ pub type BuiltinFcn = (fn(&Span, &[Ref<Expr>], &[Value], bool) -> Result<Value>,
 #[rustfmt::skip]
 lazy_static! {
     pub static ref BUILTINS: BuiltinsMap<&'static str, BuiltinFcn> = {
-	let mut m : BuiltinsMap<&'static str, BuiltinFcn>  = BuiltinsMap::new();
+	let mut m : BuiltinsMap<&'static str, BuiltinFcn>  = BuiltinsMap::default(); // AAF patch: `Map` has a foldhash hasher
 
 	// comparison functions are directly called.
 	numbers::register(&mut m);

@@ -64,7 +64,9 @@ use crate::*;
 ///    - [`Value::Number`] has at least 100 digits of precision for computations.
 ///
 /// Value can be efficiently cloned due to the use of reference counting.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+// AAF patch: `Ord` and `PartialOrd` are written out (below) instead of derived, with the
+// derived order, so that two `String`s sharing one allocation compare without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// JSON null.
     Null,
@@ -1531,29 +1533,25 @@ impl Value {
             return Ok(self);
         }
 
-        let key = Value::String(paths[0].into());
         if self == &Value::Undefined {
             *self = Value::new_object();
         }
-        if let Value::Object(map) = self {
-            if map.get(&key).is_none() {
-                Rc::make_mut(map).insert(key.clone(), Value::Undefined);
-                // Enforce allocator limit while creating nested object entries.
-                enforce_limit_anyhow()?;
-            }
-        }
-
+        // AAF patch: an existing key is found without building a `Value` for it; the key
+        // `Value` is only built to insert a missing one.
         match self {
-            Value::Object(map) => match Rc::make_mut(map).get_mut(&key) {
-                Some(v) if paths.len() == 1 => Ok(v),
-                Some(v) => Self::make_or_get_value_mut(v, &paths[1..]),
-                _ => bail!("internal error: unexpected"),
-            },
-            Value::Undefined if paths.len() > 1 => {
-                *self = Value::new_object();
-                Self::make_or_get_value_mut(self, paths)
+            Value::Object(map) => {
+                let map = Rc::make_mut(map);
+                if map.get_str(paths[0]).is_none() {
+                    map.insert(Value::String(paths[0].into()), Value::Undefined);
+                    // Enforce allocator limit while creating nested object entries.
+                    enforce_limit_anyhow()?;
+                }
+                match map.get_mut_str(paths[0]) {
+                    Some(v) if paths.len() == 1 => Ok(v),
+                    Some(v) => Self::make_or_get_value_mut(v, &paths[1..]),
+                    _ => bail!("internal error: unexpected"),
+                }
             }
-            Value::Undefined => Ok(self),
             _ => bail!("internal error: make: not an selfect {self:?}"),
         }
     }
@@ -1810,6 +1808,64 @@ impl ops::Index<&Value> for Value {
                 Some(index) => a.get(index as usize).unwrap_or(&Value::Undefined),
                 _ => &Value::Undefined,
             },
+            _ => &Value::Undefined,
+        }
+    }
+}
+
+impl Value {
+    /// The position of the variant in the declaration, which orders values of different
+    /// variants (as a derived `Ord` does).
+    const fn variant_rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::String(_) => 3,
+            Value::Array(_) => 4,
+            Value::Set(_) => 5,
+            Value::Object(_) => 6,
+            Value::Undefined => 7,
+        }
+    }
+}
+
+// AAF patch: the order a derive gives (variants in declaration order, then their contents),
+// with a shortcut for strings (and collections) sharing one allocation.
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        use core::cmp::Ordering;
+        match (self, other) {
+            (Value::String(a), Value::String(b)) => {
+                if Rc::ptr_eq(a, b) {
+                    Ordering::Equal
+                } else {
+                    a.cmp(b)
+                }
+            }
+            (Value::Null, Value::Null) | (Value::Undefined, Value::Undefined) => Ordering::Equal,
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Number(a), Value::Number(b)) => a.cmp(b),
+            (Value::Array(a), Value::Array(b)) => a.cmp(b),
+            (Value::Set(a), Value::Set(b)) => a.cmp(b),
+            (Value::Object(a), Value::Object(b)) => a.cmp(b),
+            _ => self.variant_rank().cmp(&other.variant_rank()),
+        }
+    }
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Value {
+    /// AAF patch: `self[key]` for a string key without building a `Value` for it.
+    pub fn index_str(&self, key: &str) -> &Value {
+        match self {
+            Value::Object(o) => o.get_str(key).unwrap_or(&Value::Undefined),
+            Value::Set(_) => &self[&Value::from(key)],
             _ => &Value::Undefined,
         }
     }

@@ -49,7 +49,7 @@ impl Object {
             }
             (Repr::BTree(m), ObjectCursorInner::Key(prev)) => {
                 let (k, val) = m
-                    .range((Bound::Excluded(prev.clone()), Bound::Unbounded))
+                    .range::<Value, _>((Bound::Excluded(prev.clone()), Bound::Unbounded))
                     .next()?;
                 cursor.inner = ObjectCursorInner::Key(k.clone());
                 Some((k, val))

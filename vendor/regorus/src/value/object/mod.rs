@@ -101,6 +101,22 @@ impl Object {
         }
     }
 
+    /// AAF patch: `get` with a string key, without building a `Value::String` (an
+    /// allocation) for it. Same result as `get(&Value::from(key))`.
+    pub fn get_str(&self, key: &str) -> Option<&Value> {
+        match &self.repr {
+            Repr::Empty => None,
+            Repr::Frozen(v) => match v.binary_search_by(|(k, _)| cmp_value_str(k, key)) {
+                Ok(i) => Some(&v[i].1),
+                Err(_) => None,
+            },
+            Repr::BTree(m) => {
+                let probe: &dyn ObjectKey = &StrKey(key);
+                m.get(probe)
+            }
+        }
+    }
+
     #[inline]
     pub fn contains_key(&self, key: &Value) -> bool {
         self.get(key).is_some()
@@ -117,6 +133,35 @@ impl Object {
                 Err(_) => None,
             },
             Repr::BTree(m) => m.get_mut(key),
+        }
+    }
+
+    /// AAF patch: `get(&Value::Undefined)` without a search: `Undefined` orders after every
+    /// other value, so it can only be the last key.
+    pub fn get_undefined_key(&self) -> Option<&Value> {
+        let last = match &self.repr {
+            Repr::Empty => None,
+            Repr::Frozen(v) => v.last().map(|(k, v)| (k, v)),
+            Repr::BTree(m) => m.last_key_value(),
+        };
+        match last {
+            Some((Value::Undefined, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// AAF patch: `get_mut` with a string key, without building a `Value` for it.
+    pub fn get_mut_str(&mut self, key: &str) -> Option<&mut Value> {
+        match &mut self.repr {
+            Repr::Empty => None,
+            Repr::Frozen(v) => match v.binary_search_by(|(k, _)| cmp_value_str(k, key)) {
+                Ok(i) => Some(&mut v[i].1),
+                Err(_) => None,
+            },
+            Repr::BTree(m) => {
+                let probe: &dyn ObjectKey = &StrKey(key);
+                m.get_mut(probe)
+            }
         }
     }
 
@@ -246,5 +291,117 @@ impl From<Object> for Value {
     #[inline]
     fn from(o: Object) -> Self {
         o.into_value()
+    }
+}
+
+// AAF patch: string keys looked up in `BTreeMap<Value, Value>` without a `Value`. A map's
+// `get` accepts any `Q` the key type borrows as, with the same order; `dyn ObjectKey` is
+// such a `Q` for both `Value` and a plain string, ordered as `Value`'s derived `Ord` orders
+// a `Value::String` among the other variants (`Null`, `Bool`, `Number` before it; `Array`,
+// `Set`, `Object`, `Undefined` after it).
+
+/// A `Value`'s ordering of `v` against `Value::String(s)`, without building the latter.
+fn cmp_value_str(v: &Value, s: &str) -> Ordering {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ordering::Less,
+        Value::String(t) => t.as_ref().cmp(s),
+        Value::Array(_) | Value::Set(_) | Value::Object(_) | Value::Undefined => {
+            Ordering::Greater
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum KeyRef<'a> {
+    Value(&'a Value),
+    Str(&'a str),
+}
+
+trait ObjectKey {
+    fn key_ref(&self) -> KeyRef<'_>;
+}
+
+impl ObjectKey for Value {
+    fn key_ref(&self) -> KeyRef<'_> {
+        KeyRef::Value(self)
+    }
+}
+
+struct StrKey<'a>(&'a str);
+
+impl ObjectKey for StrKey<'_> {
+    fn key_ref(&self) -> KeyRef<'_> {
+        KeyRef::Str(self.0)
+    }
+}
+
+impl<'a> core::borrow::Borrow<dyn ObjectKey + 'a> for Value {
+    fn borrow(&self) -> &(dyn ObjectKey + 'a) {
+        self
+    }
+}
+
+impl Ord for dyn ObjectKey + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.key_ref(), other.key_ref()) {
+            (KeyRef::Value(a), KeyRef::Value(b)) => a.cmp(b),
+            (KeyRef::Str(a), KeyRef::Str(b)) => a.cmp(b),
+            (KeyRef::Value(a), KeyRef::Str(b)) => cmp_value_str(a, b),
+            (KeyRef::Str(a), KeyRef::Value(b)) => cmp_value_str(b, a).reverse(),
+        }
+    }
+}
+
+impl PartialOrd for dyn ObjectKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn ObjectKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn ObjectKey + '_ {}
+
+#[cfg(test)]
+mod aaf_get_str_tests {
+    use super::*;
+
+    #[test]
+    fn get_str_agrees_with_get_for_every_representation() {
+        let keys = [
+            Value::Null,
+            Value::from(true),
+            Value::from(3u64),
+            Value::from(""),
+            Value::from("a"),
+            Value::from("ab"),
+            Value::from("b"),
+            Value::new_array(),
+            Value::Undefined,
+        ];
+        let mut btree = Object::new();
+        for (i, k) in keys.iter().enumerate() {
+            btree.insert(k.clone(), Value::from(i as u64));
+        }
+        let frozen = btree.clone().freeze();
+        for probe in ["", "a", "ab", "b", "c", "A"] {
+            let expected = btree.get(&Value::from(probe));
+            assert_eq!(btree.get_str(probe), expected, "{probe}");
+            assert_eq!(frozen.get_str(probe), expected, "{probe}");
+            assert_eq!(btree.clone().get_mut_str(probe).map(|v| v.clone()), expected.cloned());
+            assert_eq!(frozen.clone().get_mut_str(probe).map(|v| v.clone()), expected.cloned());
+        }
+        assert_eq!(Object::new().get_str("a"), None);
+        assert_eq!(btree.get_undefined_key(), btree.get(&Value::Undefined));
+        assert_eq!(frozen.get_undefined_key(), btree.get(&Value::Undefined));
+        let mut without = btree.clone();
+        without.remove(&Value::Undefined);
+        assert_eq!(without.get_undefined_key(), None);
+        assert_eq!(without.clone().freeze().get_undefined_key(), None);
+        assert_eq!(Object::new().get_undefined_key(), None);
     }
 }
