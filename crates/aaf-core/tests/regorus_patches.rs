@@ -69,7 +69,10 @@ fn check(case: &Case, engine: &mut Engine, round: &str) {
 
 #[test]
 fn every_case_decides_the_same_on_every_evaluation() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/regorus_patches/cases.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/regorus_patches/cases.json"
+    );
     let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(cases.len() >= 15, "the case file lost cases");
     for case in &cases {
@@ -91,7 +94,10 @@ fn adding_a_policy_resolves_call_sites_again() {
             "package t\nimport rego.v1\nout := lower(\"A\")\n".into(),
         )
         .unwrap();
-    assert_eq!(engine.eval_rule("data.t.out".into()).unwrap(), Value::from("a"));
+    assert_eq!(
+        engine.eval_rule("data.t.out".into()).unwrap(),
+        Value::from("a")
+    );
     // A function of the same name in the same package now takes the call.
     engine
         .add_policy(
@@ -99,7 +105,10 @@ fn adding_a_policy_resolves_call_sites_again() {
             "package t\nimport rego.v1\nlower(_) := \"mine\"\n".into(),
         )
         .unwrap();
-    assert_eq!(engine.eval_rule("data.t.out".into()).unwrap(), Value::from("mine"));
+    assert_eq!(
+        engine.eval_rule("data.t.out".into()).unwrap(),
+        Value::from("mine")
+    );
 }
 
 #[test]

@@ -305,9 +305,7 @@ fn cmp_value_str(v: &Value, s: &str) -> Ordering {
     match v {
         Value::Null | Value::Bool(_) | Value::Number(_) => Ordering::Less,
         Value::String(t) => t.as_ref().cmp(s),
-        Value::Array(_) | Value::Set(_) | Value::Object(_) | Value::Undefined => {
-            Ordering::Greater
-        }
+        Value::Array(_) | Value::Set(_) | Value::Object(_) | Value::Undefined => Ordering::Greater,
     }
 }
 
@@ -392,8 +390,14 @@ mod aaf_get_str_tests {
             let expected = btree.get(&Value::from(probe));
             assert_eq!(btree.get_str(probe), expected, "{probe}");
             assert_eq!(frozen.get_str(probe), expected, "{probe}");
-            assert_eq!(btree.clone().get_mut_str(probe).map(|v| v.clone()), expected.cloned());
-            assert_eq!(frozen.clone().get_mut_str(probe).map(|v| v.clone()), expected.cloned());
+            assert_eq!(
+                btree.clone().get_mut_str(probe).map(|v| v.clone()),
+                expected.cloned()
+            );
+            assert_eq!(
+                frozen.clone().get_mut_str(probe).map(|v| v.clone()),
+                expected.cloned()
+            );
         }
         assert_eq!(Object::new().get_str("a"), None);
         assert_eq!(btree.get_undefined_key(), btree.get(&Value::Undefined));
