@@ -1831,7 +1831,7 @@ impl Value {
 }
 
 // AAF patch: the order a derive gives (variants in declaration order, then their contents),
-// with a shortcut for strings (and collections) sharing one allocation.
+// with a shortcut for two strings sharing one allocation.
 impl Ord for Value {
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
         use core::cmp::Ordering;
