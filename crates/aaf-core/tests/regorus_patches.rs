@@ -136,3 +136,24 @@ fn changed_data_is_read_again() {
         Value::from_json_str("[2, 2]").unwrap()
     );
 }
+
+#[test]
+fn another_input_on_the_same_engine_is_read_afresh() {
+    let mut engine = Engine::new();
+    engine
+        .add_policy(
+            "t.rego".into(),
+            "package t\nimport rego.v1\nv := input.x\nf(y) := y + v\nout := [v, v, f(1), f(1)]\n"
+                .into(),
+        )
+        .unwrap();
+    for x in [1, 2, 3] {
+        engine.set_input(Value::from_json_str(&format!(r#"{{"x": {x}}}"#)).unwrap());
+        let expected = format!("[{x}, {x}, {y}, {y}]", y = x + 1);
+        assert_eq!(
+            engine.eval_rule("data.t.out".into()).unwrap(),
+            Value::from_json_str(&expected).unwrap(),
+            "input x = {x}"
+        );
+    }
+}
