@@ -120,21 +120,19 @@ fn changed_data_is_read_again() {
             "package t\nimport rego.v1\nlimit := data.conf.limit\nout := [limit, limit]\n".into(),
         )
         .unwrap();
-    engine
-        .add_data(Value::from_json_str(r#"{"conf": {"limit": 1}}"#).unwrap())
-        .unwrap();
-    assert_eq!(
-        engine.eval_rule("data.t.out".into()).unwrap(),
-        Value::from_json_str("[1, 1]").unwrap()
-    );
-    engine.clear_data();
-    engine
-        .add_data(Value::from_json_str(r#"{"conf": {"limit": 2}}"#).unwrap())
-        .unwrap();
-    assert_eq!(
-        engine.eval_rule("data.t.out".into()).unwrap(),
-        Value::from_json_str("[2, 2]").unwrap()
-    );
+    for limit in [1, 2, 3] {
+        engine.clear_data();
+        engine
+            .add_data(
+                Value::from_json_str(&format!(r#"{{"conf": {{"limit": {limit}}}}}"#)).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            engine.eval_rule("data.t.out".into()).unwrap(),
+            Value::from_json_str(&format!("[{limit}, {limit}]")).unwrap(),
+            "limit = {limit}"
+        );
+    }
 }
 
 #[test]
