@@ -752,7 +752,8 @@ impl PolicySet {
                     .map_err(|e| vec![data_error(format!("data is not valid: {e}"))])?;
                 hasher.update(b"\0data\0");
                 hasher.update(&canonical);
-                let value = <Value as serde::Deserialize>::deserialize(&data)
+                // The same conversion as the input's (`regorus_input`).
+                let value = Value::from_json_value(&data)
                     .map_err(|e| vec![data_error(format!("data is not valid: {e}"))])?;
                 engine
                     .add_data(value)
@@ -1413,7 +1414,7 @@ fn evaluation_pool() -> &'static rayon::ThreadPool {
 /// The policy input as a regorus value (deserialized from the borrowed JSON, no deep copy),
 /// or the fail-closed decision when it cannot be.
 fn regorus_input(input: &serde_json::Value) -> Result<Value, Decision> {
-    <Value as serde::Deserialize>::deserialize(input)
+    Value::from_json_value(input)
         .map_err(|e| Decision::fail_closed(format!("policy input is not valid: {e}")))
 }
 

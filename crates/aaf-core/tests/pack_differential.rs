@@ -553,3 +553,69 @@ fn the_packs_together_decide_as_each_alone() {
         assert_eq!(got, want, "input action: {}", input["action"]);
     }
 }
+
+/// Writes this file's corpus for `examples/decision_replay.rs`, which compares two builds
+/// of the engine decision by decision (`vendor/regorus-differential.sh`): each pack with
+/// each parameter document and the inputs `differential` gives it, the four policies
+/// together, and the evaluator benchmark's 100-policy set. Not a check by itself:
+/// `AAF_CORPUS_OUT=corpus.json cargo test -p aaf-core --test pack_differential
+/// write_corpus -- --ignored`.
+#[test]
+#[ignore = "writes a corpus file for vendor/regorus-differential.sh"]
+fn write_corpus() {
+    let out = std::env::var("AAF_CORPUS_OUT").expect("AAF_CORPUS_OUT names the file to write");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let source =
+        |f: &str| json!({"path": f, "rego": std::fs::read_to_string(root.join(f)).unwrap()});
+    let mut groups = Vec::new();
+    for pack in ["security", "compliance", "financial"] {
+        let configs = configs(pack);
+        let mut inputs: Vec<Vec<Value>> = vec![Vec::new(); configs.len()];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ pack.len() as u64);
+        for i in 0..INPUTS_PER_PACK {
+            inputs[i % configs.len()].push(generated_input(i, &mut rng));
+        }
+        for (c, config) in configs.iter().enumerate() {
+            let data = if is_absent(config) {
+                json!({})
+            } else {
+                json!({"packs": {pack: config}})
+            };
+            groups.push(json!({
+                "name": format!("{pack} pack, parameters {c}"),
+                "sources": [source(&format!("packs/{pack}.rego"))],
+                "data": data,
+                "inputs": inputs[c],
+            }));
+        }
+    }
+    let four: Vec<Value> = [
+        "starter.rego",
+        "packs/security.rego",
+        "packs/compliance.rego",
+        "packs/financial.rego",
+    ]
+    .iter()
+    .map(|f| source(f))
+    .collect();
+    let mut rng = Rng(0x5eed);
+    let inputs: Vec<Value> = (0..1500).map(|i| generated_input(i, &mut rng)).collect();
+    groups.push(json!({
+        "name": "the starter and the three packs, parameters set",
+        "sources": four,
+        "data": {"packs": {
+            "security": {"allowed_domains": ["api.stripe.com", "*.example.com"], "allowed_tools": ["knowledge_base.search"]},
+            "compliance": {"required_context": ["user_id"], "on_missing_context": "require_approval"},
+            "financial": {"apis": {"api.stripe.com": {"approval_threshold": 100, "max_amount": 100000}}},
+        }},
+        "inputs": inputs,
+    }));
+    groups.push(json!({
+        "name": "the starter and the three packs, no parameters",
+        "sources": four,
+        "data": {},
+        "inputs": inputs,
+    }));
+    std::fs::write(&out, serde_json::to_vec(&groups).unwrap()).unwrap();
+    eprintln!("wrote {} groups to {out}", groups.len());
+}

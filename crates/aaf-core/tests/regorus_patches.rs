@@ -155,3 +155,90 @@ fn another_input_on_the_same_engine_is_read_afresh() {
         );
     }
 }
+
+/// `Value::from_json_value` (AAF's input conversion) gives what deserializing the same
+/// document gives: documents written out (every kind of number, nested and empty
+/// containers, keys out of order, non-ASCII keys) and 2,000 generated ones.
+#[test]
+fn json_documents_convert_as_deserializing_does() {
+    let mut documents = vec![
+        serde_json::json!(null),
+        serde_json::json!({}),
+        serde_json::json!([]),
+        serde_json::json!({"z": 1, "a": 2, "m": {"y": [], "b": {}}, "": "empty key"}),
+        serde_json::json!([0, 1, -1, u64::MAX, i64::MIN, 1.5, -0.0, 1e300, 2.5e-300]),
+        serde_json::json!({"é": "accent", "e": "plain", "Z": "upper", "ä": ["ü", {"ß": true}]}),
+        serde_json::json!({"action": {"tool": "http_proxy", "params": {"url": "https://api.stripe.com/v1/charges", "body": {"amount": 50000}}}}),
+    ];
+    // A small deterministic generator (xorshift): nested objects and arrays of every kind
+    // of value, keys drawn from a short alphabet so that orders and prefixes collide.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    fn generate(next: &mut dyn FnMut() -> u64, depth: u32) -> serde_json::Value {
+        let keys = ["a", "ab", "b", "B", "", "é", "a\u{0}", "10", "9", "aa"];
+        match next() % if depth == 0 { 5 } else { 7 } {
+            0 => serde_json::Value::Null,
+            1 => serde_json::Value::Bool(next() % 2 == 0),
+            2 => match next() % 3 {
+                0 => serde_json::json!(next()),
+                1 => serde_json::json!(-((next() >> 2) as i64)),
+                _ => serde_json::json!((next() % 1_000_000) as f64 / 7.0),
+            },
+            3 | 4 => serde_json::Value::String(
+                keys[(next() % 10) as usize].repeat((next() % 3) as usize),
+            ),
+            5 => (0..next() % 4).map(|_| generate(next, depth - 1)).collect(),
+            _ => {
+                let mut map = serde_json::Map::new();
+                for _ in 0..next() % 6 {
+                    let key = keys[(next() % 10) as usize].to_string();
+                    map.insert(key, generate(next, depth - 1));
+                }
+                serde_json::Value::Object(map)
+            }
+        }
+    }
+    for _ in 0..2_000 {
+        documents.push(generate(&mut next, 4));
+    }
+    for document in &documents {
+        let direct = Value::from_json_value(document).unwrap();
+        let deserialized: Value = serde_json::from_value(document.clone()).unwrap();
+        assert_eq!(direct, deserialized, "{document}");
+        // Equal, and ordered alike: the same JSON text back.
+        assert_eq!(
+            direct.to_json_str().unwrap(),
+            deserialized.to_json_str().unwrap(),
+            "{document}"
+        );
+        // Looked up by key as the interpreter looks them up.
+        if let serde_json::Value::Object(map) = document {
+            for key in map.keys() {
+                assert_eq!(
+                    direct[key.as_str()],
+                    deserialized[key.as_str()],
+                    "{key} in {document}"
+                );
+            }
+        }
+    }
+}
+
+/// An object whose first key is serde_json's arbitrary-precision marker stays an object:
+/// the deserializer read it as a number (or failed), so a policy saw a different input
+/// than AAF built.
+#[test]
+fn the_number_marker_key_is_an_ordinary_key() {
+    let document = serde_json::json!({"$serde_json::private::Number": "12", "amount": 5});
+    let direct = Value::from_json_value(&document).unwrap();
+    assert_eq!(direct["amount"], Value::from(5_u64));
+    assert_eq!(
+        direct["$serde_json::private::Number"],
+        Value::String("12".into())
+    );
+}

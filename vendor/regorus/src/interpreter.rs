@@ -77,7 +77,48 @@ enum RuleValueMerge {
     Strict,
 }
 
-type RuleValues = BTreeMap<Vec<Value>, (Value, Ref<Expr>)>;
+/// AAF patch: the rule values recorded in an evaluation (the map regorus kept), plus a
+/// filter of the recorded paths: a hash for each recorded path (`path_hashes`). A path none
+/// of whose prefixes (itself included) has its hash here has no recorded prefix, so the
+/// rule-conflict check needs neither its ordered scan nor a search for an entry to update
+/// (`check_rule_path`). The hashes of equal paths are equal (strings by their text, every
+/// other value by its kind alone), so the filter has no false negatives; a false positive
+/// (a collision) only sends the check down the general path.
+#[derive(Clone, Debug, Default)]
+struct RuleValues {
+    entries: BTreeMap<Vec<Value>, (Value, Ref<Expr>)>,
+    hashes: MapSet<u64>,
+}
+
+impl RuleValues {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.hashes.clear();
+    }
+
+    /// The hash of `path[..i]` for each `i` from 0 (the empty prefix) to `path.len()`,
+    /// into `out`.
+    fn path_hashes(path: &[Value], out: &mut Vec<u64>) {
+        use core::hash::BuildHasher as _;
+        let state = foldhash::fast::FixedState::with_seed(0x5851_f42d_4c95_7f2d);
+        let mut h: u64 = 0x2545_f491_4f6c_dd1d;
+        out.push(h);
+        for component in path {
+            let c = match component {
+                Value::String(s) => state.hash_one(s.as_ref()),
+                Value::Null => 1,
+                Value::Bool(_) => 2,
+                Value::Number(_) => 3,
+                Value::Array(_) => 4,
+                Value::Set(_) => 5,
+                Value::Object(_) => 6,
+                Value::Undefined => 7,
+            };
+            h = (h.rotate_left(23) ^ c).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            out.push(h);
+        }
+    }
+}
 
 // Path components in processed_paths are strings, and the ordinary processed marker uses
 // Undefined. This boolean key records an explicit data WITH replacement without colliding
@@ -119,6 +160,9 @@ pub struct Interpreter {
 
     processed: BTreeSet<Ref<Rule>>,
     processed_paths: Value,
+    /// AAF patch: `{Undefined: Null}`, the object `mark_processed` puts at a path not yet
+    /// in `processed_paths`, shared (a later change to one copy copies it first).
+    processed_leaf: Value,
     rule_values: RuleValues,
     active_rules: Vec<Ref<Rule>>,
     builtins_cache: BTreeMap<(&'static str, Vec<Value>), Value>,
@@ -129,7 +173,84 @@ pub struct Interpreter {
     var_memo: VarMemo,
     call_sites: CallSites,
     static_refs: StaticRefs,
+    extra_args: ExtraArgs,
+    input_memo: InputMemo,
 }
+
+/// AAF patch: the values of `input.<path>` references read in an evaluation, by path (the
+/// fields after `input`), so that the same path read again, by this policy or another one
+/// evaluated on the engine, is not walked again. Valid for one input document: it holds the
+/// document it was read from (so that its allocation stays taken and is not changed in
+/// place), and is emptied when the interpreter's input is another document (a new
+/// evaluation's input, or one replaced under `with`). The paths are those written in the
+/// policies (static fields), so the table is bounded by the policies' text.
+#[derive(Debug, Clone)]
+struct InputMemo {
+    input: Value,
+    entries: Map<u64, Vec<(Box<[Box<str>]>, Value)>>,
+}
+
+impl Default for InputMemo {
+    fn default() -> Self {
+        Self {
+            input: Value::Undefined,
+            entries: Map::default(),
+        }
+    }
+}
+
+impl InputMemo {
+    fn hash(fields: &[&str]) -> u64 {
+        use core::hash::{BuildHasher as _, Hasher as _};
+        let mut hasher = foldhash::fast::FixedState::with_seed(0x7f4a_7c15_9e37_79b9).build_hasher();
+        for field in fields {
+            hasher.write(field.as_bytes());
+            hasher.write_u8(0xff);
+        }
+        hasher.finish()
+    }
+
+    /// `get_value_chained(input.clone(), fields)`, remembered. `fields` is not empty.
+    fn get(&mut self, input: &Value, fields: &[&str]) -> Value {
+        let same = match (&self.input, input) {
+            (Value::Object(a), Value::Object(b)) => Rc::ptr_eq(a, b),
+            _ => false,
+        };
+        if !same {
+            if !matches!(input, Value::Object(_)) {
+                // Only an object has fields to remember.
+                return Interpreter::get_value_chained(input.clone(), fields);
+            }
+            self.entries.clear();
+            self.input = input.clone();
+        }
+        let key = Self::hash(fields);
+        if let Some(found) = self.entries.get(&key).and_then(|bucket| {
+            bucket.iter().find(|(path, _)| {
+                path.len() == fields.len()
+                    && path.iter().zip(fields).all(|(a, b)| a.as_ref() == *b)
+            })
+        }) {
+            return found.1.clone();
+        }
+        let value = Interpreter::get_value_chained(input.clone(), fields);
+        let path: Box<[Box<str>]> = fields.iter().map(|f| Box::<str>::from(*f)).collect();
+        self.entries
+            .entry(key)
+            .or_default()
+            .push((path, value.clone()));
+        value
+    }
+}
+
+/// AAF patch: what `get_extra_arg` found for each call statement (the call expression, by
+/// address), with the module path it was found in: the call's output argument, or none.
+/// Finding it built two path strings and searched the function table (keyed by strings)
+/// and the built-ins for every call statement evaluated: about 6% of an evaluation of
+/// many small policies. It depends only on the expression, the module path and the
+/// compiled policy's functions; each entry holds the expression (so its address stays
+/// taken), and the table is cleared with `CallSites`.
+type ExtraArgs = BTreeMap<usize, (ExprRef, String, Option<ExprRef>)>;
 
 /// AAF patch: the components of rule and package references made of names and literal
 /// indexes only (`aaf.packs.financial`, `config_errors`, `a["b"]`), by the reference's
@@ -158,10 +279,13 @@ struct CallSite {
 
 #[derive(Debug, Clone)]
 enum ResolvedCall {
-    /// A user function: its canonical path (`data.pkg.f`).
-    Function(String),
+    /// A user function: its canonical path (`data.pkg.f`), its definitions and module (as
+    /// the function table holds them).
+    Function(String, Vec<Ref<Rule>>, Ref<Module>),
     /// A built-in: its name and entry.
     Builtin(String, &'static builtins::BuiltinFcn),
+    /// An extension (a host function added with `Engine::add_extension`): its name.
+    Extension(String),
 }
 
 /// AAF patch: the values of the current package's rules already read in this evaluation,
@@ -270,9 +394,10 @@ impl Clone for Interpreter {
             // Hence, they need not be copied.
             processed: BTreeSet::default(),
             processed_paths: Value::new_object(),
+            processed_leaf: Self::new_processed_leaf(),
             loop_var_values: ExprLookup::new(),
             scopes: Vec::default(),
-            rule_values: BTreeMap::default(),
+            rule_values: RuleValues::default(),
 
             builtins_cache: BTreeMap::default(),
             active_rules: Vec::default(),
@@ -293,6 +418,8 @@ impl Clone for Interpreter {
             module_meta: self.module_meta.clone(),
             var_memo: VarMemo::new(),
             call_sites: CallSites::new(),
+            extra_args: ExtraArgs::new(),
+            input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
         }
     }
@@ -361,7 +488,8 @@ impl Interpreter {
 
             processed: BTreeSet::default(),
             processed_paths: Value::new_object(),
-            rule_values: BTreeMap::default(),
+            processed_leaf: Self::new_processed_leaf(),
+            rule_values: RuleValues::default(),
             active_rules: Vec::default(),
             builtins_cache: BTreeMap::default(),
             no_rules_lookup: false,
@@ -380,6 +508,8 @@ impl Interpreter {
             module_meta: None,
             var_memo: VarMemo::new(),
             call_sites: CallSites::new(),
+            extra_args: ExtraArgs::new(),
+            input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
         }
     }
@@ -405,7 +535,8 @@ impl Interpreter {
 
             processed: BTreeSet::default(),
             processed_paths: Value::new_object(),
-            rule_values: BTreeMap::default(),
+            processed_leaf: Self::new_processed_leaf(),
+            rule_values: RuleValues::default(),
             active_rules: Vec::default(),
             builtins_cache: BTreeMap::default(),
             no_rules_lookup: false,
@@ -430,6 +561,8 @@ impl Interpreter {
             module_meta: None,
             var_memo: VarMemo::new(),
             call_sites: CallSites::new(),
+            extra_args: ExtraArgs::new(),
+            input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
         }
     }
@@ -462,10 +595,31 @@ impl Interpreter {
         self.execution_timer_tick(1)
     }
 
+    /// AAF patch: `get_extra_arg` for a call expression, remembered (see `ExtraArgs`).
+    fn extra_arg(&mut self, expr: &ExprRef) -> Option<ExprRef> {
+        let key = core::ptr::from_ref::<Expr>(expr.as_ref()) as usize;
+        if let Some((_, module_path, extra)) = self.extra_args.get(&key) {
+            if *module_path == self.current_module_path {
+                return extra.clone();
+            }
+        }
+        let extra = get_extra_arg(
+            expr,
+            Some(self.current_module_path.as_str()),
+            &self.compiled_policy.functions,
+        );
+        self.extra_args.insert(
+            key,
+            (expr.clone(), self.current_module_path.clone(), extra.clone()),
+        );
+        extra
+    }
+
     fn compiled_policy_mut(&mut self) -> &mut CompiledPolicyData {
         // AAF patch
         self.call_sites.clear();
         self.static_refs.clear();
+        self.extra_args.clear();
         Rc::make_mut(&mut self.compiled_policy)
     }
 
@@ -1422,18 +1576,17 @@ impl Interpreter {
                         fcn,
                         params,
                         ..
-                    } => self.eval_call(
+                    } => {
+                        let extra_arg = self.extra_arg(expr);
+                        self.eval_call(
                         call_span,
                         expr,
                         fcn,
                         params,
-                        get_extra_arg(
-                            expr,
-                            Some(self.current_module_path.as_str()),
-                            &self.compiled_policy.functions,
-                        ),
+                        extra_arg,
                         true,
-                    )?,
+                    )?
+                    }
                     _ => self.eval_expr(expr)?,
                 };
 
@@ -1467,18 +1620,17 @@ impl Interpreter {
                         fcn,
                         params,
                         ..
-                    } => self.eval_call(
+                    } => {
+                        let extra_arg = self.extra_arg(expr);
+                        self.eval_call(
                         call_span,
                         expr,
                         fcn,
                         params,
-                        get_extra_arg(
-                            expr,
-                            Some(self.current_module_path.as_str()),
-                            &self.compiled_policy.functions,
-                        ),
+                        extra_arg,
                         false,
-                    )?,
+                    )?
+                    }
                     _ => self.eval_expr(expr)?,
                 };
 
@@ -1881,11 +2033,7 @@ impl Interpreter {
             } = collection_expr.as_ref()
             {
                 // Handle walk(obj, output_param)
-                let extra_arg = get_extra_arg(
-                    &collection_expr,
-                    Some(self.current_module_path.as_str()),
-                    &self.compiled_policy.functions,
-                );
+                let extra_arg = self.extra_arg(&collection_expr);
                 // If there is an extra arg, ignore it while computing the loop value.
                 let params_slice: &[ExprRef] = if extra_arg.is_some() {
                     let (_, prefix) = params
@@ -3071,9 +3219,29 @@ impl Interpreter {
             }
             return self.eval_builtin_call(span, name, **builtin, params, param_values);
         }
+        // AAF patch: an extension call site resolved before: as below, without resolving.
+        if let Some(ResolvedCall::Extension(name)) = &cached {
+            let mut param_values = Vec::with_capacity(params.len());
+            for p in params {
+                param_values.push(self.eval_expr(p)?);
+            }
+            if param_values.iter().any(|v| v == &Value::Undefined) {
+                return Ok(Value::Undefined);
+            }
+            let Some((nargs, ext)) = self.extensions.get_mut(name) else {
+                bail!("internal error: extension {name} not found");
+            };
+            if param_values.len() != usize::from(*nargs) {
+                bail!(span.error("incorrect number of parameters supplied to extension"));
+            }
+            return match Rc::make_mut(ext)(param_values) {
+                Ok(v) => Ok(v),
+                Err(e) => bail!(span.error(&format!("{e}"))),
+            };
+        }
 
         let fcn_path = match &cached {
-            Some(ResolvedCall::Function(path)) => path.clone(),
+            Some(ResolvedCall::Function(path, ..)) => path.clone(),
             _ => match get_path_string(fcn, None) {
                 Ok(p) => p,
                 _ => bail!(span.error("invalid function expression")),
@@ -3120,14 +3288,29 @@ impl Interpreter {
         // AAF patch: what this call site resolves to, kept when no `with` function
         // modifier is in effect.
         if no_with_functions && cached.is_none() {
-            let resolved = if self.lookup_function_by_name(&selected_fcn_path).is_some() {
+            let resolved = if let Some((rules, module)) =
+                self.lookup_function_by_name(&selected_fcn_path)
+            {
                 Some(ResolvedCall::Function(
                     if selected_fcn_path.starts_with("data.") {
                         selected_fcn_path.clone()
                     } else {
                         format!("{}.{}", self.current_module_path, selected_fcn_path)
                     },
+                    rules.clone(),
+                    module.clone(),
                 ))
+            } else if !self
+                .compiled_policy
+                .default_rules
+                .contains_key(&selected_fcn_path)
+                && !self
+                    .compiled_policy
+                    .default_rules
+                    .contains_key(&get_path_string(fcn, Some(&self.current_module_path))?)
+                && self.extensions.contains_key(&selected_fcn_path)
+            {
+                Some(ResolvedCall::Extension(selected_fcn_path.clone()))
             } else if !self
                 .compiled_policy
                 .default_rules
@@ -3158,7 +3341,17 @@ impl Interpreter {
 
         let mut extension = None;
         let empty: Vec<Ref<Rule>> = vec![];
-        let (fcns_rules, fcn_module) = match self.lookup_function_by_name(&selected_fcn_path) {
+        // AAF patch: a user function's definitions from its call site's entry when there
+        // is one (they are the function table's, which has not changed since).
+        let cached_function = match &cached {
+            Some(ResolvedCall::Function(_, rules, module)) => Some((rules, module)),
+            _ => None,
+        };
+        let found = match cached_function {
+            Some((rules, module)) => Some((rules, module)),
+            None => self.lookup_function_by_name(&selected_fcn_path),
+        };
+        let (fcns_rules, fcn_module) = match found {
             Some((fcns, m)) => (fcns, Some(m.clone())),
             _ => {
                 if self
@@ -3604,13 +3797,15 @@ impl Interpreter {
                 .rule_path_components
                 .get(&path)
                 .ok_or_else(|| anyhow!("missing components for registered rule path {path}"))?;
-            let comps: Vec<&str> = components.iter().map(String::as_str).collect();
-            let (_, tail) = comps
+            // AAF patch: the components are used as they are stored (no `Vec<&str>` per
+            // rule path).
+            let (_, tail) = components
                 .split_first()
                 .ok_or_else(|| anyhow!("internal error: expected rule path components"))?;
             self.mark_processed(tail)?;
             if record && self.constant_rules.suspended == 0 {
-                self.record_constant_rule(&path, tail)?;
+                let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+                self.record_constant_rule(&path, &tail)?;
             }
         }
         Ok(())
@@ -3645,13 +3840,24 @@ impl Interpreter {
         }
     }
 
-    fn mark_processed(&mut self, path: &[&str]) -> Result<()> {
+    fn mark_processed<S: AsRef<str>>(&mut self, path: &[S]) -> Result<()> {
         let obj = self.processed_paths.make_or_get_value_mut(path)?;
         if obj == &Value::Undefined {
-            *obj = Value::new_object();
+            // AAF patch: the shared marker object instead of a new one per path.
+            *obj = self.processed_leaf.clone();
+            return Ok(());
         }
         obj.as_object_mut()?.insert(Value::Undefined, Value::Null);
         Ok(())
+    }
+
+    /// AAF patch: a new `{Undefined: Null}` (see `processed_leaf`).
+    fn new_processed_leaf() -> Value {
+        let mut leaf = Value::new_object();
+        if let Value::Object(map) = &mut leaf {
+            Rc::make_mut(map).insert(Value::Undefined, Value::Null);
+        }
+        leaf
     }
 
     fn mark_data_with_override(&mut self, path: &[&str]) -> Result<()> {
@@ -3700,7 +3906,11 @@ impl Interpreter {
 
         // Handle input.
         if name.text() == "input" {
-            return Ok(Self::get_value_chained(self.input.clone(), fields));
+            // AAF patch: a path read before from the same input is not walked again.
+            if fields.is_empty() {
+                return Ok(self.input.clone());
+            }
+            return Ok(self.input_memo.get(&self.input, fields));
         }
 
         // TODO: should we return before checking for input?
@@ -3821,6 +4031,8 @@ impl Interpreter {
             // Find the rule to which the var being looked up corresponds to. This is the prefix for
             // which rules exist.
             let mut found = false;
+            // AAF patch: whether the rule found is the var itself (no field of it).
+            let mut found_whole = false;
             for i in (0..=fields.len()).rev() {
                 let comps = fields.iter().take(i).copied().collect::<Vec<_>>();
                 let mut path = rule_path.clone();
@@ -3833,6 +4045,7 @@ impl Interpreter {
                 {
                     self.ensure_rule_evaluated(path)?;
                     found = true;
+                    found_whole = i == 0;
                     break;
                 }
             }
@@ -3847,6 +4060,23 @@ impl Interpreter {
             }
 
             let value = Self::get_value_chained(self.data.clone(), &module_var_path_refs[..]);
+            // AAF patch: the rule just evaluated is the var itself, and `ensure_rule_evaluated`
+            // marked its path processed, so its value is final: remembered now, as the
+            // branch above would remember it at the next reference (see `VarMemo`).
+            if found_whole {
+                if let Some(index) = module_index {
+                    let extended = meta
+                        .nested
+                        .get(&index)
+                        .is_some_and(|names| names.contains(name.text()));
+                    if !extended {
+                        self.var_memo
+                            .entry(index)
+                            .or_default()
+                            .insert(name.text().into(), value.clone());
+                    }
+                }
+            }
             Ok(Self::get_value_chained(value, fields))
         } else {
             Ok(Value::Undefined)
@@ -3976,9 +4206,11 @@ impl Interpreter {
         }
     }
 
-    fn make_rule_context(&self, head: &RuleHead) -> Result<(Context, Vec<Span>)> {
-        let module = self.current_module()?;
-        let mut path = Parser::get_path_ref_components(&module.package.refr)?;
+    // AAF patch: the rule's path components (a `Vec<Span>` per rule evaluation) are no
+    // longer built: the one caller dropped them. The checks their building made remain:
+    // the current module exists and the heads' references are paths.
+    fn make_rule_context(&self, head: &RuleHead) -> Result<Context> {
+        let _ = self.current_module()?;
         match head {
             RuleHead::Compr { refr, assign, .. } => {
                 let output_expr = assign.as_ref().map(|assign| assign.value.clone());
@@ -3989,32 +4221,26 @@ impl Interpreter {
                     _ => (refr, None, Value::new_array()),
                 };
 
-                Parser::get_path_ref_components_into(refr, &mut path)?;
-                Ok((
-                    Context {
-                        key_expr,
-                        output_expr,
-                        value,
-                        rule_ref: Some(refr.clone()),
-                        ..Context::default()
-                    },
-                    path,
-                ))
+                Parser::check_path_ref_components(refr)?;
+                Ok(Context {
+                    key_expr,
+                    output_expr,
+                    value,
+                    rule_ref: Some(refr.clone()),
+                    ..Context::default()
+                })
             }
             RuleHead::Set { refr, key, .. } => {
-                Parser::get_path_ref_components_into(refr, &mut path)?;
+                Parser::check_path_ref_components(refr)?;
                 let is_old_style_set = key.is_none();
-                Ok((
-                    Context {
-                        output_expr: key.clone(),
-                        value: Value::new_set(),
-                        rule_ref: Some(refr.clone()),
-                        is_set: true,
-                        is_old_style_set,
-                        ..Context::default()
-                    },
-                    path,
-                ))
+                Ok(Context {
+                    output_expr: key.clone(),
+                    value: Value::new_set(),
+                    rule_ref: Some(refr.clone()),
+                    is_set: true,
+                    is_old_style_set,
+                    ..Context::default()
+                })
             }
             other => bail!("internal error: unhandled rule ref type: {other:?}"),
         }
@@ -4560,9 +4786,37 @@ impl Interpreter {
         value: &Value,
         is_set: bool,
     ) -> Result<()> {
+        // AAF patch: when the filter shows that no prefix of the path (nor the path) has
+        // been recorded, or only the path itself may have been, the check is decided
+        // without the ordered scan below, with the same outcome: the scan meets the path's
+        // own entry first (the greatest key not above it) and stops at the first key that
+        // is not a prefix of the path.
+        let mut hashes = Vec::with_capacity(path.len() + 1);
+        RuleValues::path_hashes(path, &mut hashes);
+        if let Some((own, prefixes)) = hashes.split_last() {
+            if !prefixes.iter().any(|h| self.rule_values.hashes.contains(h)) {
+                if self.rule_values.hashes.contains(own) {
+                    if let Some(entry) = self.rule_values.entries.get_mut(path) {
+                        if !(is_set || entry.0 == *value) {
+                            let r = entry.1.clone();
+                            return Err(Self::rule_conflict_error(refr, &r));
+                        }
+                        *entry = (value.clone(), refr.clone());
+                        return Ok(());
+                    }
+                }
+                self.rule_values
+                    .entries
+                    .insert(path.to_vec(), (value.clone(), refr.clone()));
+                self.rule_values.hashes.insert(*own);
+                return Ok(());
+            }
+        }
+
         // AAF patch: the range is bounded by the borrowed path (no copy of it).
         let range = self
             .rule_values
+            .entries
             .range::<[Value], _>((Unbounded, Included(path)));
 
         // Check whether any rules evaluated so far is a parent of given rule.
@@ -4580,28 +4834,38 @@ impl Interpreter {
         }
 
         if let Some((_, r)) = conflict {
-            bail!(refr.span().error(&format!(
-                "rule conflicts with rule at {}:{}:{}",
-                r.span()
-                    .source
-                    .file()
-                    .replace('%', "%25")
-                    .replace('\n', "%0A")
-                    .replace('\r', "%0D"),
-                r.span().line,
-                r.span().col
-            )));
+            let r = r.clone();
+            return Err(Self::rule_conflict_error(refr, &r));
         }
         // AAF patch: an entry recorded again is replaced in place (no copy of the path).
-        match self.rule_values.get_mut(path) {
+        match self.rule_values.entries.get_mut(path) {
             Some(entry) => *entry = (value.clone(), refr.clone()),
             None => {
                 self.rule_values
+                    .entries
                     .insert(path.to_vec(), (value.clone(), refr.clone()));
             }
         }
+        if let Some(own) = hashes.last() {
+            self.rule_values.hashes.insert(*own);
+        }
 
         Ok(())
+    }
+
+    /// AAF patch: the error of a rule conflict, as `check_rule_path` wrote it inline.
+    fn rule_conflict_error(refr: &ExprRef, r: &ExprRef) -> anyhow::Error {
+        anyhow!(refr.span().error(&format!(
+            "rule conflicts with rule at {}:{}:{}",
+            r.span()
+                .source
+                .file()
+                .replace('%', "%25")
+                .replace('\n', "%0A")
+                .replace('\r', "%0D"),
+            r.span().line,
+            r.span().col
+        )))
     }
 
     fn eval_rule_impl(&mut self, module: &Ref<Module>, rule: &Ref<Rule>) -> Result<()> {
@@ -4614,7 +4878,7 @@ impl Interpreter {
             } => {
                 match rule_head {
                     RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. } => {
-                        let (ctx, _) = self.make_rule_context(rule_head)?;
+                        let ctx = self.make_rule_context(rule_head)?;
                         let is_set = ctx.is_set;
                         let is_object = ctx.key_expr.is_some() && !is_set;
 
@@ -5152,6 +5416,7 @@ impl Interpreter {
         extension: Box<dyn Extension>,
     ) -> Result<()> {
         self.call_sites.clear(); // AAF patch
+        self.extra_args.clear(); // AAF patch
         if let MapEntry::Vacant(v) = self.extensions.entry(path) {
             v.insert((nargs, Rc::new(extension)));
             Ok(())

@@ -309,6 +309,39 @@ impl<'source> Parser<'source> {
         Ok(())
     }
 
+    /// AAF patch: succeeds exactly when `get_path_ref_components_into` would, without
+    /// building the components (the interpreter checked every rule head this way at every
+    /// rule evaluation and dropped what it built). A reference made of names and literal
+    /// indexes is checked in place; anything else goes through the builder, which gives
+    /// the same error as before. Unlike the builder, the in-place check does not test the
+    /// memory limit per component (it allocates nothing).
+    pub fn check_path_ref_components(refr: &Ref<Expr>) -> Result<()> {
+        let mut expression = refr.as_ref();
+        loop {
+            match expression {
+                Expr::RefDot { refr: nested, .. } => expression = nested.as_ref(),
+                Expr::RefBrack {
+                    refr: nested,
+                    index,
+                    ..
+                } => {
+                    match index.as_ref() {
+                        Expr::Var { .. }
+                        | Expr::String { .. }
+                        | Expr::Bool { .. }
+                        | Expr::Null { .. } => {}
+                        _ => return Self::get_path_ref_components_into(refr, &mut Vec::new()),
+                    }
+                    expression = nested.as_ref();
+                }
+                Expr::Var { .. } | Expr::String { .. } | Expr::Bool { .. } | Expr::Null { .. } => {
+                    return Ok(())
+                }
+                _ => return Self::get_path_ref_components_into(refr, &mut Vec::new()),
+            }
+        }
+    }
+
     pub fn get_path_ref_components(refr: &Ref<Expr>) -> Result<Vec<Span>> {
         let mut comps = vec![];
         Self::get_path_ref_components_into(refr, &mut comps)?;

@@ -1000,6 +1000,63 @@ impl From<BTreeMap<Value, Value>> for Value {
 }
 
 impl Value {
+    /// AAF patch: the `Value` of a borrowed JSON document, as deserializing the document
+    /// into a `Value` gives, built directly (no serde visitor, no `BTreeMap` per object).
+    /// Numbers become `u64`, `i64` or `f64` numbers as serde_json holds them; objects are
+    /// sorted by key into compact storage; the memory limit is checked after every array
+    /// element and object, as deserializing does. Unlike deserializing, an object whose first key is
+    /// `$serde_json::private::Number` stays an object (the visitor read it as serde_json's
+    /// arbitrary-precision number marker, which this workspace does not enable).
+    ///
+    /// # Errors
+    /// A non-finite float (serde_json cannot hold one, but its API does not say so), or the
+    /// memory limit reached.
+    pub fn from_json_value(v: &serde_json::Value) -> Result<Value> {
+        Ok(match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    Value::from(u)
+                } else if let Some(i) = n.as_i64() {
+                    Value::from(i)
+                } else {
+                    match n.as_f64() {
+                        Some(f) if f.is_finite() => Value::from(Number::from(f)),
+                        _ => bail!("invalid non-finite number in input: {n}"),
+                    }
+                }
+            }
+            serde_json::Value::String(s) => Value::String(s.as_str().into()),
+            serde_json::Value::Array(items) => {
+                let mut arr = Vec::with_capacity(items.len());
+                for item in items {
+                    arr.push(Value::from_json_value(item)?);
+                    enforce_limit_anyhow()?;
+                }
+                Value::from(arr)
+            }
+            serde_json::Value::Object(map) => {
+                if map.is_empty() {
+                    return Ok(Value::new_object());
+                }
+                let mut entries = Vec::with_capacity(map.len());
+                for (key, item) in map {
+                    entries.push((
+                        Value::String(key.as_str().into()),
+                        Value::from_json_value(item)?,
+                    ));
+                    enforce_limit_anyhow()?;
+                }
+                // JSON object keys are unique strings; `Value` orders strings as `str` does.
+                entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let value = Value::Object(crate::Rc::new(Object::from_sorted_unique(entries)));
+                enforce_limit_anyhow()?;
+                value
+            }
+        })
+    }
+
     pub(crate) fn from_array(a: Vec<Value>) -> Value {
         Value::from(a)
     }
@@ -1528,7 +1585,10 @@ impl Value {
 const MAX_MERGE_DEPTH: usize = 128;
 
 impl Value {
-    pub(crate) fn make_or_get_value_mut<'a>(&'a mut self, paths: &[&str]) -> Result<&'a mut Value> {
+    pub(crate) fn make_or_get_value_mut<'a, S: AsRef<str>>(
+        &'a mut self,
+        paths: &[S],
+    ) -> Result<&'a mut Value> {
         if paths.is_empty() {
             return Ok(self);
         }
@@ -1541,12 +1601,13 @@ impl Value {
         match self {
             Value::Object(map) => {
                 let map = Rc::make_mut(map);
-                if map.get_str(paths[0]).is_none() {
-                    map.insert(Value::String(paths[0].into()), Value::Undefined);
+                let first = paths[0].as_ref();
+                if map.get_str(first).is_none() {
+                    map.insert(Value::String(first.into()), Value::Undefined);
                     // Enforce allocator limit while creating nested object entries.
                     enforce_limit_anyhow()?;
                 }
-                match map.get_mut_str(paths[0]) {
+                match map.get_mut_str(first) {
                     Some(v) if paths.len() == 1 => Ok(v),
                     Some(v) => Self::make_or_get_value_mut(v, &paths[1..]),
                     _ => bail!("internal error: unexpected"),

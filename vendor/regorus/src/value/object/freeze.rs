@@ -23,6 +23,20 @@ impl Object {
         Value::Object(crate::Rc::new(self.freeze()))
     }
 
+    /// AAF patch: an object from entries already strictly sorted by key and without
+    /// duplicate keys, stored as `Frozen` without passing through a `BTreeMap`. The caller
+    /// guarantees the order (checked in debug builds).
+    pub(crate) fn from_sorted_unique(entries: Vec<(Value, Value)>) -> Self {
+        debug_assert_sorted_dedup(&entries);
+        if entries.is_empty() {
+            Self { repr: Repr::Empty }
+        } else {
+            Self {
+                repr: Repr::Frozen(entries.into_boxed_slice()),
+            }
+        }
+    }
+
     #[cfg(test)]
     #[doc(hidden)]
     pub(crate) const fn storage_variant_for_memory_diagnostics(&self) -> &'static str {
