@@ -10,7 +10,7 @@
 //! starter, the packs, generated policies) and replays every input of the corpus through
 //! them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use aaf_core::policy::{EvaluatorOptions, PolicyBundle, PolicySet, PolicySource};
 use serde_json::Value;

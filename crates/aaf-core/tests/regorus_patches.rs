@@ -183,7 +183,7 @@ fn json_documents_convert_as_deserializing_does() {
         let keys = ["a", "ab", "b", "B", "", "é", "a\u{0}", "10", "9", "aa"];
         match next() % if depth == 0 { 5 } else { 7 } {
             0 => serde_json::Value::Null,
-            1 => serde_json::Value::Bool(next() % 2 == 0),
+            1 => serde_json::Value::Bool(next().is_multiple_of(2)),
             2 => match next() % 3 {
                 0 => serde_json::json!(next()),
                 1 => serde_json::json!(-((next() >> 2) as i64)),

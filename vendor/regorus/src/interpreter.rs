@@ -202,7 +202,8 @@ impl Default for InputMemo {
 impl InputMemo {
     fn hash(fields: &[&str]) -> u64 {
         use core::hash::{BuildHasher as _, Hasher as _};
-        let mut hasher = foldhash::fast::FixedState::with_seed(0x7f4a_7c15_9e37_79b9).build_hasher();
+        let mut hasher =
+            foldhash::fast::FixedState::with_seed(0x7f4a_7c15_9e37_79b9).build_hasher();
         for field in fields {
             hasher.write(field.as_bytes());
             hasher.write_u8(0xff);
@@ -227,8 +228,7 @@ impl InputMemo {
         let key = Self::hash(fields);
         if let Some(found) = self.entries.get(&key).and_then(|bucket| {
             bucket.iter().find(|(path, _)| {
-                path.len() == fields.len()
-                    && path.iter().zip(fields).all(|(a, b)| a.as_ref() == *b)
+                path.len() == fields.len() && path.iter().zip(fields).all(|(a, b)| a.as_ref() == *b)
             })
         }) {
             return found.1.clone();
@@ -610,7 +610,11 @@ impl Interpreter {
         );
         self.extra_args.insert(
             key,
-            (expr.clone(), self.current_module_path.clone(), extra.clone()),
+            (
+                expr.clone(),
+                self.current_module_path.clone(),
+                extra.clone(),
+            ),
         );
         extra
     }
@@ -746,11 +750,19 @@ impl Interpreter {
         if marked == &Value::Undefined {
             *marked = Value::new_object();
         }
-        marked.as_object_mut()?.insert(Value::Undefined, Value::Null);
+        marked
+            .as_object_mut()?
+            .insert(Value::Undefined, Value::Null);
         for r in self.compiled_policy.rules.get(path).into_iter().flatten() {
             memo.processed.insert(r.clone());
         }
-        for (r, _) in self.compiled_policy.default_rules.get(path).into_iter().flatten() {
+        for (r, _) in self
+            .compiled_policy
+            .default_rules
+            .get(path)
+            .into_iter()
+            .flatten()
+        {
             memo.processed.insert(r.clone());
         }
         Ok(())
@@ -1578,14 +1590,7 @@ impl Interpreter {
                         ..
                     } => {
                         let extra_arg = self.extra_arg(expr);
-                        self.eval_call(
-                        call_span,
-                        expr,
-                        fcn,
-                        params,
-                        extra_arg,
-                        true,
-                    )?
+                        self.eval_call(call_span, expr, fcn, params, extra_arg, true)?
                     }
                     _ => self.eval_expr(expr)?,
                 };
@@ -1622,14 +1627,7 @@ impl Interpreter {
                         ..
                     } => {
                         let extra_arg = self.extra_arg(expr);
-                        self.eval_call(
-                        call_span,
-                        expr,
-                        fcn,
-                        params,
-                        extra_arg,
-                        false,
-                    )?
+                        self.eval_call(call_span, expr, fcn, params, extra_arg, false)?
                     }
                     _ => self.eval_expr(expr)?,
                 };
@@ -3288,45 +3286,44 @@ impl Interpreter {
         // AAF patch: what this call site resolves to, kept when no `with` function
         // modifier is in effect.
         if no_with_functions && cached.is_none() {
-            let resolved = if let Some((rules, module)) =
-                self.lookup_function_by_name(&selected_fcn_path)
-            {
-                Some(ResolvedCall::Function(
-                    if selected_fcn_path.starts_with("data.") {
-                        selected_fcn_path.clone()
-                    } else {
-                        format!("{}.{}", self.current_module_path, selected_fcn_path)
-                    },
-                    rules.clone(),
-                    module.clone(),
-                ))
-            } else if !self
-                .compiled_policy
-                .default_rules
-                .contains_key(&selected_fcn_path)
-                && !self
+            let resolved =
+                if let Some((rules, module)) = self.lookup_function_by_name(&selected_fcn_path) {
+                    Some(ResolvedCall::Function(
+                        if selected_fcn_path.starts_with("data.") {
+                            selected_fcn_path.clone()
+                        } else {
+                            format!("{}.{}", self.current_module_path, selected_fcn_path)
+                        },
+                        rules.clone(),
+                        module.clone(),
+                    ))
+                } else if !self
                     .compiled_policy
                     .default_rules
-                    .contains_key(&get_path_string(fcn, Some(&self.current_module_path))?)
-                && self.extensions.contains_key(&selected_fcn_path)
-            {
-                Some(ResolvedCall::Extension(selected_fcn_path.clone()))
-            } else if !self
-                .compiled_policy
-                .default_rules
-                .contains_key(&selected_fcn_path)
-                && !self
+                    .contains_key(&selected_fcn_path)
+                    && !self
+                        .compiled_policy
+                        .default_rules
+                        .contains_key(&get_path_string(fcn, Some(&self.current_module_path))?)
+                    && self.extensions.contains_key(&selected_fcn_path)
+                {
+                    Some(ResolvedCall::Extension(selected_fcn_path.clone()))
+                } else if !self
                     .compiled_policy
                     .default_rules
-                    .contains_key(&get_path_string(fcn, Some(&self.current_module_path))?)
-                && !self.extensions.contains_key(&selected_fcn_path)
-                && selected_fcn_path != "print"
-            {
-                Self::lookup_builtin(span, &selected_fcn_path)?
-                    .map(|builtin| ResolvedCall::Builtin(selected_fcn_path.clone(), builtin))
-            } else {
-                None
-            };
+                    .contains_key(&selected_fcn_path)
+                    && !self
+                        .compiled_policy
+                        .default_rules
+                        .contains_key(&get_path_string(fcn, Some(&self.current_module_path))?)
+                    && !self.extensions.contains_key(&selected_fcn_path)
+                    && selected_fcn_path != "print"
+                {
+                    Self::lookup_builtin(span, &selected_fcn_path)?
+                        .map(|builtin| ResolvedCall::Builtin(selected_fcn_path.clone(), builtin))
+                } else {
+                    None
+                };
             if let Some(resolved) = resolved {
                 self.call_sites.insert(
                     site_key,
@@ -3705,10 +3702,7 @@ impl Interpreter {
                 // A parent package can be processed before its child modules are materialized.
                 if self.is_processed(&[])?
                     || (!module.policy.is_empty()
-                        && module
-                            .policy
-                            .iter()
-                            .all(|rule| self.rule_done(rule))
+                        && module.policy.iter().all(|rule| self.rule_done(rule))
                         && self.is_processed(&module_value_components)?)
                 {
                     continue;
@@ -3965,8 +3959,7 @@ impl Interpreter {
             let module = self.current_module()?;
             // AAF patch: the package's components from the module table.
             let meta = self.module_meta();
-            let (module_index, package_components) = match meta.by_addr.get(&module_addr(&module))
-            {
+            let (module_index, package_components) = match meta.by_addr.get(&module_addr(&module)) {
                 Some((index, _, components)) => (Some(*index), components.clone()),
                 None => (
                     None,
