@@ -1411,8 +1411,8 @@ fn evaluation_pool() -> &'static rayon::ThreadPool {
     })
 }
 
-/// The policy input as a regorus value (deserialized from the borrowed JSON, no deep copy),
-/// or the fail-closed decision when it cannot be.
+/// The policy input as a regorus value (built from the borrowed JSON by
+/// `Value::from_json_value`), or the fail-closed decision when it cannot be.
 fn regorus_input(input: &serde_json::Value) -> Result<Value, Decision> {
     Value::from_json_value(input)
         .map_err(|e| Decision::fail_closed(format!("policy input is not valid: {e}")))

@@ -1004,9 +1004,9 @@ impl Value {
     /// into a `Value` gives, built directly (no serde visitor, no `BTreeMap` per object).
     /// Numbers become `u64`, `i64` or `f64` numbers as serde_json holds them; objects are
     /// sorted by key into compact storage; the memory limit is checked after every array
-    /// element and object, as deserializing does. Unlike deserializing, an object whose first key is
-    /// `$serde_json::private::Number` stays an object (the visitor read it as serde_json's
-    /// arbitrary-precision number marker, which this workspace does not enable).
+    /// element and object, as deserializing does. Unlike deserializing, an object whose
+    /// first key is `$serde_json::private::Number` stays an object (the visitor read it as
+    /// serde_json's arbitrary-precision number marker, which AAF does not enable).
     ///
     /// # Errors
     /// A non-finite float (serde_json cannot hold one, but its API does not say so), or the
