@@ -3890,6 +3890,21 @@ impl Interpreter {
         Ok(false)
     }
 
+    /// AAF patch: remembers the final value of rule `name` of module `index` (see
+    /// `VarMemo`), unless some rule path extends below it.
+    fn remember_var(&mut self, meta: &ModuleMeta, index: u32, name: &str, value: &Value) {
+        let extended = meta
+            .nested
+            .get(&index)
+            .is_some_and(|names| names.contains(name));
+        if !extended {
+            self.var_memo
+                .entry(index)
+                .or_default()
+                .insert(name.into(), value.clone());
+        }
+    }
+
     fn lookup_var(&mut self, span: &Span, fields: &[&str], no_error: bool) -> Result<Value> {
         let name = span.source_str();
 
@@ -3988,16 +4003,7 @@ impl Interpreter {
                 let value = Self::get_value_chained(self.data.clone(), &module_var_path_refs);
                 // AAF patch: remembered when final (see `VarMemo`).
                 if let Some(index) = module_index {
-                    let extended = meta
-                        .nested
-                        .get(&index)
-                        .is_some_and(|names| names.contains(name.text()));
-                    if !extended {
-                        self.var_memo
-                            .entry(index)
-                            .or_default()
-                            .insert(name.text().into(), value.clone());
-                    }
+                    self.remember_var(&meta, index, name.text(), &value);
                 }
                 return Ok(Self::get_value_chained(value, fields));
             }
@@ -4056,19 +4062,8 @@ impl Interpreter {
             // AAF patch: the rule just evaluated is the var itself, and `ensure_rule_evaluated`
             // marked its path processed, so its value is final: remembered now, as the
             // branch above would remember it at the next reference (see `VarMemo`).
-            if found_whole {
-                if let Some(index) = module_index {
-                    let extended = meta
-                        .nested
-                        .get(&index)
-                        .is_some_and(|names| names.contains(name.text()));
-                    if !extended {
-                        self.var_memo
-                            .entry(index)
-                            .or_default()
-                            .insert(name.text().into(), value.clone());
-                    }
-                }
+            if let (true, Some(index)) = (found_whole, module_index) {
+                self.remember_var(&meta, index, name.text(), &value);
             }
             Ok(Self::get_value_chained(value, fields))
         } else {
