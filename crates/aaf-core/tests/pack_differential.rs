@@ -616,6 +616,15 @@ fn write_corpus() {
         "data": {},
         "inputs": inputs,
     }));
+    // Every group has inputs, and together they are the whole corpus.
+    let total: usize = groups
+        .iter()
+        .map(|g| g["inputs"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(groups
+        .iter()
+        .all(|g| g["inputs"].as_array().is_some_and(|i| !i.is_empty())));
+    assert_eq!(total, 3 * INPUTS_PER_PACK + 2 * 1500);
     std::fs::write(&out, serde_json::to_vec(&groups).unwrap()).unwrap();
     eprintln!("wrote {} groups to {out}", groups.len());
 }
