@@ -77,23 +77,59 @@ enum RuleValueMerge {
     Strict,
 }
 
-/// AAF patch: the rule values recorded in an evaluation (the map regorus kept), plus a
-/// filter of the recorded paths: a hash for each recorded path (`path_hashes`). A path none
-/// of whose prefixes (itself included) has its hash here has no recorded prefix, so the
-/// rule-conflict check needs neither its ordered scan nor a search for an entry to update
+/// AAF patch: the rule values recorded in an evaluation (the map regorus kept, as a list in
+/// recording order), plus a filter of the recorded paths: a hash for each recorded path
+/// (`path_hashes`), with the positions of the items of that hash. A path none of whose
+/// prefixes (itself included) has its hash here has no recorded prefix, so the rule-conflict
+/// check needs neither its ordered scan nor a search for an entry to update
 /// (`check_rule_path`). The hashes of equal paths are equal (strings by their text, every
 /// other value by its kind alone), so the filter has no false negatives; a false positive
-/// (a collision) only sends the check down the general path.
+/// (a collision) only sends the check down the general path. The ordered map of regorus's
+/// scan (path to position) is brought up to date only when that general path needs it:
+/// `ordered` holds the paths of `items[..ordered_len]`.
 #[derive(Clone, Debug, Default)]
 struct RuleValues {
-    entries: BTreeMap<Vec<Value>, (Value, Ref<Expr>)>,
-    hashes: MapSet<u64>,
+    items: Vec<(Vec<Value>, Value, Ref<Expr>)>,
+    by_hash: Map<u64, Vec<usize>>,
+    ordered: BTreeMap<Vec<Value>, usize>,
+    ordered_len: usize,
 }
 
 impl RuleValues {
     fn clear(&mut self) {
-        self.entries.clear();
-        self.hashes.clear();
+        self.items.clear();
+        self.by_hash.clear();
+        self.ordered.clear();
+        self.ordered_len = 0;
+    }
+
+    /// Whether some recorded path may have hash `hash`.
+    fn may_hold(&self, hash: u64) -> bool {
+        self.by_hash.contains_key(&hash)
+    }
+
+    /// The position of the item recorded for `path`, whose hash is `hash`.
+    fn find(&self, path: &[Value], hash: u64) -> Option<usize> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|&i| self.items.get(i).is_some_and(|item| item.0.as_slice() == path))
+    }
+
+    /// Records a path not recorded before.
+    fn push(&mut self, path: Vec<Value>, hash: u64, value: Value, refr: Ref<Expr>) {
+        let index = self.items.len();
+        self.by_hash.entry(hash).or_default().push(index);
+        self.items.push((path, value, refr));
+    }
+
+    /// Brings `ordered` up to date with `items`.
+    fn sync_ordered(&mut self) {
+        while let Some(item) = self.items.get(self.ordered_len) {
+            self.ordered.insert(item.0.clone(), self.ordered_len);
+            self.ordered_len += 1;
+        }
     }
 
     /// The hash of `path[..i]` for each `i` from 0 (the empty prefix) to `path.len()`,
@@ -171,6 +207,9 @@ pub struct Interpreter {
     constant_rules: ConstantRules,
     module_meta: Option<Rc<ModuleMeta>>,
     var_memo: VarMemo,
+    local_rules: LocalRules,
+    /// The number of slots given in `local_rules`.
+    local_rule_slots: usize,
     call_sites: CallSites,
     static_refs: StaticRefs,
     extra_args: ExtraArgs,
@@ -295,7 +334,33 @@ enum ResolvedCall {
 /// or a child package, could still add to it; `ModuleMeta::nested`). Cleared whenever the
 /// data document or `processed_paths` is replaced; saved and emptied under a `with`
 /// modifier, and restored after it, together with them.
-type VarMemo = BTreeMap<u32, BTreeMap<Rc<str>, Value>>;
+///
+/// Indexed by the rule's `LocalRule::slot` (a vector position instead of two ordered-map
+/// searches, one of them by the rule's name); `None` where nothing is remembered.
+type VarMemo = Vec<Option<Value>>;
+
+/// AAF patch: for each variable of a package that a lookup did not find in scope (by
+/// module index, then name), the canonical path `data.<package>.<name>` and what the
+/// compiled policy holds there. `lookup_var` built that path and searched the rule, default
+/// rule and import tables for it at every first reference to a rule in an evaluation.
+/// Depends only on the compiled policy; cleared when it changes, with `VarMemo` (indexed
+/// by the slots given here).
+type LocalRules = Map<u32, Map<Rc<str>, Rc<LocalRule>>>;
+
+#[derive(Debug)]
+struct LocalRule {
+    /// `data.<package>.<name>`, as `format_string_path` writes it.
+    path: String,
+    /// A rule or a default rule has this path.
+    is_rule: bool,
+    /// An import has this path.
+    is_import: bool,
+    /// Some rule path extends below this one (see `ModuleMeta::nested`), or the module is
+    /// not in the module table: the lookup searches every prefix of the reference.
+    nested: bool,
+    /// This variable's position in `VarMemo` (`usize::MAX` when not in the table).
+    slot: usize,
+}
 
 /// AAF patch: for each module of the compiled policy (by address), its index, its path
 /// (`data.pkg`) and its package's components, computed once instead of at every rule
@@ -417,6 +482,8 @@ impl Clone for Interpreter {
             },
             module_meta: self.module_meta.clone(),
             var_memo: VarMemo::new(),
+            local_rules: LocalRules::default(),
+            local_rule_slots: 0,
             call_sites: CallSites::new(),
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
@@ -507,6 +574,8 @@ impl Interpreter {
             constant_rules: ConstantRules::default(),
             module_meta: None,
             var_memo: VarMemo::new(),
+            local_rules: LocalRules::default(),
+            local_rule_slots: 0,
             call_sites: CallSites::new(),
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
@@ -560,6 +629,8 @@ impl Interpreter {
             constant_rules: ConstantRules::default(),
             module_meta: None,
             var_memo: VarMemo::new(),
+            local_rules: LocalRules::default(),
+            local_rule_slots: 0,
             call_sites: CallSites::new(),
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
@@ -577,11 +648,19 @@ impl Interpreter {
         }
     }
 
+    // AAF patch: the counting inlined into every caller (it runs for every expression,
+    // statement and rule), the clock read kept out of line.
+    #[inline]
     fn execution_timer_tick(&mut self, work_units: u32) -> Result<()> {
         if !self.execution_timer.accumulate(work_units) {
             return Ok(());
         }
+        self.execution_timer_check()
+    }
 
+    #[cold]
+    #[inline(never)]
+    fn execution_timer_check(&mut self) -> Result<()> {
         let Some(now) = monotonic_now() else {
             return Ok(());
         };
@@ -624,6 +703,9 @@ impl Interpreter {
         self.call_sites.clear();
         self.static_refs.clear();
         self.extra_args.clear();
+        self.local_rules.clear();
+        self.local_rule_slots = 0;
+        self.var_memo.clear();
         Rc::make_mut(&mut self.compiled_policy)
     }
 
@@ -3890,19 +3972,66 @@ impl Interpreter {
         Ok(false)
     }
 
-    /// AAF patch: remembers the final value of rule `name` of module `index` (see
+    /// AAF patch: remembers the final value of the package variable `local` (see
     /// `VarMemo`), unless some rule path extends below it.
-    fn remember_var(&mut self, meta: &ModuleMeta, index: u32, name: &str, value: &Value) {
-        let extended = meta
-            .nested
-            .get(&index)
-            .is_some_and(|names| names.contains(name));
-        if !extended {
-            self.var_memo
+    fn remember_var(&mut self, local: &LocalRule, value: &Value) {
+        if local.nested || local.slot == usize::MAX {
+            return;
+        }
+        if self.var_memo.len() <= local.slot {
+            self.var_memo.resize(local.slot.saturating_add(1), None);
+        }
+        if let Some(entry) = self.var_memo.get_mut(local.slot) {
+            *entry = Some(value.clone());
+        }
+    }
+
+    /// AAF patch: the `LocalRule` of variable `name` of the module `module_index`, whose
+    /// package and name make `module_var_path`; remembered when the module is in the table.
+    fn local_rule(
+        &mut self,
+        module_index: Option<u32>,
+        meta: &ModuleMeta,
+        module_var_path: &[&str],
+        name: &str,
+    ) -> Result<Rc<LocalRule>> {
+        if let Some(local) = module_index
+            .and_then(|index| self.local_rules.get(&index))
+            .and_then(|names| names.get(name))
+        {
+            return Ok(local.clone());
+        }
+        let components = core::iter::once("data")
+            .chain(module_var_path.iter().copied())
+            .collect::<Vec<_>>();
+        let path = format_string_path(&components)?;
+        let slot = match module_index {
+            Some(_) => {
+                let slot = self.local_rule_slots;
+                self.local_rule_slots = slot.saturating_add(1);
+                slot
+            }
+            None => usize::MAX,
+        };
+        let local = Rc::new(LocalRule {
+            slot,
+            is_rule: self.compiled_policy.rules.contains_key(&path)
+                || self.compiled_policy.default_rules.contains_key(&path),
+            is_import: self.compiled_policy.imports.contains_key(&path),
+            nested: module_index.is_none_or(|index| {
+                meta.nested
+                    .get(&index)
+                    .is_some_and(|names| names.contains(name))
+            }),
+            path,
+        });
+        if let Some(index) = module_index {
+            self.local_rules
                 .entry(index)
                 .or_default()
-                .insert(name.into(), value.clone());
+                .insert(name.into(), local.clone());
         }
+        Ok(local)
     }
 
     fn lookup_var(&mut self, span: &Span, fields: &[&str], no_error: bool) -> Result<Value> {
@@ -3984,14 +4113,12 @@ impl Interpreter {
                 ),
             };
             // AAF patch: a rule of this package already read in this evaluation.
-            if let Some(index) = module_index {
-                if let Some(value) = self
-                    .var_memo
-                    .get(&index)
-                    .and_then(|names| names.get(name.text()))
-                {
-                    return Ok(Self::get_value_chained(value.clone(), fields));
-                }
+            let known = module_index
+                .and_then(|index| self.local_rules.get(&index))
+                .and_then(|names| names.get(name.text()))
+                .cloned();
+            if let Some(Some(value)) = known.as_ref().and_then(|l| self.var_memo.get(l.slot)) {
+                return Ok(Self::get_value_chained(value.clone(), fields));
             }
             let mut module_var_path_refs: Vec<&str> =
                 Vec::with_capacity(package_components.len() + 1);
@@ -3999,26 +4126,21 @@ impl Interpreter {
             module_var_path_refs.push(name.text());
             let module_var_path = &module_var_path_refs;
 
+            // AAF patch: the rule path and the tables' answers for it, found once per
+            // compiled policy (see `LocalRules`).
+            let local = match known {
+                Some(local) => local,
+                None => self.local_rule(module_index, &meta, module_var_path, name.text())?,
+            };
+
             if self.is_processed(&module_var_path_refs)? {
                 let value = Self::get_value_chained(self.data.clone(), &module_var_path_refs);
                 // AAF patch: remembered when final (see `VarMemo`).
-                if let Some(index) = module_index {
-                    self.remember_var(&meta, index, name.text(), &value);
-                }
+                self.remember_var(&local, &value);
                 return Ok(Self::get_value_chained(value, fields));
             }
 
-            // Ensure that all the rules having common prefix (name) are evaluated.
-            let rule_path_components = core::iter::once("data")
-                .chain(module_var_path.iter().copied())
-                .collect::<Vec<_>>();
-            let rule_path = format_string_path(&rule_path_components)?;
-
-            if !no_error
-                && !self.compiled_policy.rules.contains_key(&rule_path)
-                && !self.compiled_policy.default_rules.contains_key(&rule_path)
-                && !self.compiled_policy.imports.contains_key(&rule_path)
-            {
+            if !no_error && !local.is_rule && !local.is_import {
                 bail!(span.error(&format!(
                     "var {} is unsafe (path {:?}, scopes {:?})",
                     name.text(),
@@ -4032,25 +4154,33 @@ impl Interpreter {
             let mut found = false;
             // AAF patch: whether the rule found is the var itself (no field of it).
             let mut found_whole = false;
-            for i in (0..=fields.len()).rev() {
-                let comps = fields.iter().take(i).copied().collect::<Vec<_>>();
-                let mut path = rule_path.clone();
-                for component in comps {
-                    path = append_path_component(&path, component)?;
-                }
+            if local.nested {
+                for i in (0..=fields.len()).rev() {
+                    let comps = fields.iter().take(i).copied().collect::<Vec<_>>();
+                    let mut path = local.path.clone();
+                    for component in comps {
+                        path = append_path_component(&path, component)?;
+                    }
 
-                if self.compiled_policy.rules.contains_key(&path)
-                    || self.compiled_policy.default_rules.contains_key(&path)
-                {
-                    self.ensure_rule_evaluated(path)?;
-                    found = true;
-                    found_whole = i == 0;
-                    break;
+                    if self.compiled_policy.rules.contains_key(&path)
+                        || self.compiled_policy.default_rules.contains_key(&path)
+                    {
+                        self.ensure_rule_evaluated(path)?;
+                        found = true;
+                        found_whole = i == 0;
+                        break;
+                    }
                 }
+            } else if local.is_rule {
+                // AAF patch: no rule path extends below the var's, so only the var's own
+                // path (the loop's last prefix) can be a rule's.
+                self.ensure_rule_evaluated(local.path.clone())?;
+                found = true;
+                found_whole = true;
             }
 
-            if !found {
-                if let Some(imported_var) = self.compiled_policy.imports.get(&rule_path).cloned() {
+            if !found && local.is_import {
+                if let Some(imported_var) = self.compiled_policy.imports.get(&local.path).cloned() {
                     return Ok(Self::get_value_chained(
                         self.eval_expr(&imported_var)?,
                         fields,
@@ -4062,8 +4192,8 @@ impl Interpreter {
             // AAF patch: the rule just evaluated is the var itself, and `ensure_rule_evaluated`
             // marked its path processed, so its value is final: remembered now, as the
             // branch above would remember it at the next reference (see `VarMemo`).
-            if let (true, Some(index)) = (found_whole, module_index) {
-                self.remember_var(&meta, index, name.text(), &value);
+            if found_whole {
+                self.remember_var(&local, &value);
             }
             Ok(Self::get_value_chained(value, fields))
         } else {
@@ -4781,61 +4911,74 @@ impl Interpreter {
         // is not a prefix of the path.
         let mut hashes = Vec::with_capacity(path.len() + 1);
         RuleValues::path_hashes(path, &mut hashes);
-        if let Some((own, prefixes)) = hashes.split_last() {
-            if !prefixes.iter().any(|h| self.rule_values.hashes.contains(h)) {
-                if self.rule_values.hashes.contains(own) {
-                    if let Some(entry) = self.rule_values.entries.get_mut(path) {
-                        if !(is_set || entry.0 == *value) {
-                            let r = entry.1.clone();
-                            return Err(Self::rule_conflict_error(refr, &r));
-                        }
-                        *entry = (value.clone(), refr.clone());
-                        return Ok(());
-                    }
+        let Some((&own, prefixes)) = hashes.split_last() else {
+            bail!("internal error: no hash for a rule path");
+        };
+        if !prefixes.iter().any(|h| self.rule_values.may_hold(*h)) {
+            if let Some(item) = self
+                .rule_values
+                .find(path, own)
+                .and_then(|i| self.rule_values.items.get_mut(i))
+            {
+                if !(is_set || item.1 == *value) {
+                    let r = item.2.clone();
+                    return Err(Self::rule_conflict_error(refr, &r));
                 }
-                self.rule_values
-                    .entries
-                    .insert(path.to_vec(), (value.clone(), refr.clone()));
-                self.rule_values.hashes.insert(*own);
+                item.1 = value.clone();
+                item.2 = refr.clone();
                 return Ok(());
             }
+            self.rule_values
+                .push(path.to_vec(), own, value.clone(), refr.clone());
+            return Ok(());
         }
 
-        // AAF patch: the range is bounded by the borrowed path (no copy of it).
+        // AAF patch: the ordered map is brought up to date for this scan only; the range
+        // is bounded by the borrowed path (no copy of it).
+        self.rule_values.sync_ordered();
         let range = self
             .rule_values
-            .entries
+            .ordered
             .range::<[Value], _>((Unbounded, Included(path)));
 
         // Check whether any rules evaluated so far is a parent of given rule.
         let mut conflict = None;
-        for (k, (v, r)) in range.rev() {
+        for (k, &i) in range.rev() {
             if path.starts_with(k) {
+                let Some((_, v, r)) = self.rule_values.items.get(i) else {
+                    bail!("internal error: rule value index out of bounds");
+                };
                 if k.as_slice() == path && (is_set || v == value) {
                     // rule evaluated to same value again.
                 } else {
-                    conflict = Some((v, r));
+                    conflict = Some(r);
                 }
             } else {
                 break;
             }
         }
 
-        if let Some((_, r)) = conflict {
+        if let Some(r) = conflict {
             let r = r.clone();
             return Err(Self::rule_conflict_error(refr, &r));
         }
         // AAF patch: an entry recorded again is replaced in place (no copy of the path).
-        match self.rule_values.entries.get_mut(path) {
-            Some(entry) => *entry = (value.clone(), refr.clone()),
+        match self
+            .rule_values
+            .ordered
+            .get(path)
+            .copied()
+            .and_then(|i| self.rule_values.items.get_mut(i))
+        {
+            Some(item) => {
+                item.1 = value.clone();
+                item.2 = refr.clone();
+            }
             None => {
                 self.rule_values
-                    .entries
-                    .insert(path.to_vec(), (value.clone(), refr.clone()));
+                    .push(path.to_vec(), own, value.clone(), refr.clone());
+                self.rule_values.sync_ordered();
             }
-        }
-        if let Some(own) = hashes.last() {
-            self.rule_values.hashes.insert(*own);
         }
 
         Ok(())
