@@ -58,6 +58,7 @@ type State = (
     BTreeMap<String, FunctionModifier>,
     RuleValues,
     VarMemo,
+    (RuleMarks, Rc<RuleMarks>),
 );
 
 #[derive(Debug, Clone)]
@@ -156,6 +157,59 @@ impl RuleValues {
     }
 }
 
+/// AAF patch: the rule paths marked processed (what `processed_paths` held for them), as
+/// a hash table of their components instead of marks in a nested object: marking a rule's
+/// path walked and copied that object level by level (about a tenth of a four-policy
+/// evaluation), and `is_processed` walked it again. Each marked path is kept whole, so a
+/// lookup compares components and never decides by hash alone. Module paths and `with`
+/// overrides are still marked in `processed_paths`; `is_processed` consults both.
+#[derive(Clone, Debug, Default)]
+struct RuleMarks {
+    by_hash: Map<u64, Vec<Rc<[String]>>>,
+}
+
+impl RuleMarks {
+    const START: u64 = 0x2545_f491_4f6c_dd1d;
+
+    fn mix(h: u64, component: &str) -> u64 {
+        use core::hash::BuildHasher as _;
+        let state = foldhash::fast::FixedState::with_seed(0x5851_f42d_4c95_7f2d);
+        (h.rotate_left(23) ^ state.hash_one(component)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn clear(&mut self) {
+        self.by_hash.clear();
+    }
+
+    /// Marks `path` (a rule path without its leading `data`).
+    fn mark(&mut self, path: &Rc<[String]>) {
+        let h = path.iter().fold(Self::START, |h, c| Self::mix(h, c));
+        let marked = self.by_hash.entry(h).or_default();
+        if !marked.iter().any(|m| Rc::ptr_eq(m, path) || **m == **path) {
+            marked.push(path.clone());
+        }
+    }
+
+    /// Whether `path[..k]` is marked for some `k` from 1 to `path.len()`.
+    fn marks_prefix_of(&self, path: &[&str]) -> bool {
+        if self.by_hash.is_empty() {
+            return false;
+        }
+        let mut h = Self::START;
+        for (i, component) in path.iter().enumerate() {
+            h = Self::mix(h, component);
+            if let (Some(marked), Some(prefix)) = (self.by_hash.get(&h), path.get(..=i)) {
+                if marked.iter().any(|m| {
+                    m.len() == prefix.len() && m.iter().zip(prefix).all(|(a, b)| a == b)
+                }) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
 // Path components in processed_paths are strings, and the ordinary processed marker uses
 // Undefined. This boolean key records an explicit data WITH replacement without colliding
 // with either.
@@ -196,6 +250,14 @@ pub struct Interpreter {
 
     processed: BTreeSet<Ref<Rule>>,
     processed_paths: Value,
+    /// AAF patch: rule paths marked processed in this evaluation (see `RuleMarks`).
+    rule_marks: RuleMarks,
+    /// AAF patch: rule paths marked processed by the recorded constant rules (shared with
+    /// `ConstantRules::rule_marks`; empty under a `with` modifier).
+    base_rule_marks: Rc<RuleMarks>,
+    /// AAF patch: each rule path's components without `data` (see `RuleMarks`), by rule
+    /// path; depends only on the compiled policy, cleared when it changes.
+    rule_tails: Map<String, Rc<[String]>>,
     /// AAF patch: `{Undefined: Null}`, the object `mark_processed` puts at a path not yet
     /// in `processed_paths`, shared (a later change to one copy copies it first).
     processed_leaf: Value,
@@ -399,8 +461,8 @@ struct ConstantRules {
     data: Option<Value>,
     /// The recorded rules' definitions (default rules included).
     processed: BTreeSet<Ref<Rule>>,
-    /// The recorded rules' paths, marked as `processed_paths` marks them.
-    processed_paths: Value,
+    /// The recorded rules' paths, marked as `Interpreter::rule_marks` marks them.
+    rule_marks: Rc<RuleMarks>,
     /// Depth of `with` modifiers in effect: while above 0, nothing recorded is used (the
     /// modified data or input may change the rules' values) and nothing is recorded.
     suspended: u32,
@@ -412,7 +474,7 @@ impl Default for ConstantRules {
             paths: Rc::new(MapSet::default()),
             data: None,
             processed: BTreeSet::new(),
-            processed_paths: Value::new_object(),
+            rule_marks: Rc::new(RuleMarks::default()),
             suspended: 0,
         }
     }
@@ -422,7 +484,7 @@ impl ConstantRules {
     fn reset(&mut self) {
         self.data = None;
         self.processed.clear();
-        self.processed_paths = Value::new_object();
+        self.rule_marks = Rc::new(RuleMarks::default());
         self.suspended = 0;
     }
 }
@@ -460,6 +522,9 @@ impl Clone for Interpreter {
             processed: BTreeSet::default(),
             processed_paths: Value::new_object(),
             processed_leaf: Self::new_processed_leaf(),
+            rule_marks: RuleMarks::default(),
+            base_rule_marks: Rc::new(RuleMarks::default()),
+            rule_tails: Map::default(),
             loop_var_values: ExprLookup::new(),
             scopes: Vec::default(),
             rule_values: RuleValues::default(),
@@ -556,6 +621,9 @@ impl Interpreter {
             processed: BTreeSet::default(),
             processed_paths: Value::new_object(),
             processed_leaf: Self::new_processed_leaf(),
+            rule_marks: RuleMarks::default(),
+            base_rule_marks: Rc::new(RuleMarks::default()),
+            rule_tails: Map::default(),
             rule_values: RuleValues::default(),
             active_rules: Vec::default(),
             builtins_cache: BTreeMap::default(),
@@ -605,6 +673,9 @@ impl Interpreter {
             processed: BTreeSet::default(),
             processed_paths: Value::new_object(),
             processed_leaf: Self::new_processed_leaf(),
+            rule_marks: RuleMarks::default(),
+            base_rule_marks: Rc::new(RuleMarks::default()),
+            rule_tails: Map::default(),
             rule_values: RuleValues::default(),
             active_rules: Vec::default(),
             builtins_cache: BTreeMap::default(),
@@ -704,6 +775,10 @@ impl Interpreter {
         self.static_refs.clear();
         self.extra_args.clear();
         self.local_rules.clear();
+        self.rule_tails.clear();
+        // The module table's `nested` is derived from the rule paths, which may change
+        // while the module list stays the same.
+        self.module_meta = None;
         self.local_rule_slots = 0;
         self.var_memo.clear();
         Rc::make_mut(&mut self.compiled_policy)
@@ -805,7 +880,12 @@ impl Interpreter {
 
     /// AAF patch: records the value of the constant rule at `path` (canonical, just
     /// evaluated, so its value is at `tail` in `data`).
-    fn record_constant_rule(&mut self, path: &str, tail: &[&str]) -> Result<()> {
+    fn record_constant_rule(
+        &mut self,
+        path: &str,
+        tail: &[&str],
+        marks: &Rc<[String]>,
+    ) -> Result<()> {
         let recorded = self
             .compiled_policy
             .rules
@@ -828,13 +908,7 @@ impl Interpreter {
         if value != Value::Undefined {
             *Self::make_or_get_value_mut(data, tail)? = value;
         }
-        let marked = memo.processed_paths.make_or_get_value_mut(tail)?;
-        if marked == &Value::Undefined {
-            *marked = Value::new_object();
-        }
-        marked
-            .as_object_mut()?
-            .insert(Value::Undefined, Value::Null);
+        Rc::make_mut(&mut memo.rule_marks).mark(marks);
         for r in self.compiled_policy.rules.get(path).into_iter().flatten() {
             memo.processed.insert(r.clone());
         }
@@ -906,13 +980,16 @@ impl Interpreter {
         match &self.constant_rules.data {
             Some(data) => {
                 self.data = data.clone();
-                self.processed_paths = self.constant_rules.processed_paths.clone();
+                self.base_rule_marks = self.constant_rules.rule_marks.clone();
             }
             None => {
                 self.data = self.init_data.clone();
-                self.processed_paths = Value::new_object();
+                self.base_rule_marks = Rc::new(RuleMarks::default());
             }
         }
+        // AAF patch: the recorded constant rules' paths are marked in `base_rule_marks`.
+        self.processed_paths = Value::new_object();
+        self.rule_marks.clear();
         self.processed.clear();
         self.ensure_loop_var_values_capacity();
         self.scopes = vec![Scope::new()];
@@ -1863,6 +1940,11 @@ impl Interpreter {
             let with_functions = self.with_functions.clone();
             let rule_values = self.rule_values.clone();
             let var_memo = core::mem::take(&mut self.var_memo); // AAF patch
+            // AAF patch: rule marks are dropped under `with`, as `processed_paths` is.
+            let rule_marks = (
+                core::mem::take(&mut self.rule_marks),
+                core::mem::replace(&mut self.base_rule_marks, Rc::new(RuleMarks::default())),
+            );
 
             let processed_paths =
                 core::mem::replace(&mut self.processed_paths, Value::new_object());
@@ -1876,6 +1958,7 @@ impl Interpreter {
                 Err(error) => {
                     self.processed_paths = processed_paths;
                     self.var_memo = var_memo; // AAF patch
+                    (self.rule_marks, self.base_rule_marks) = rule_marks; // AAF patch
                     return Err(error);
                 }
             };
@@ -1892,6 +1975,7 @@ impl Interpreter {
                 with_functions,
                 rule_values,
                 var_memo,
+                rule_marks,
             ));
             let apply_result = (|| -> Result<bool> {
                 let mut skip_exec = false;
@@ -2048,6 +2132,7 @@ impl Interpreter {
                 self.with_functions,
                 self.rule_values,
                 self.var_memo,
+                (self.rule_marks, self.base_rule_marks),
             ) = s;
         }
         Ok(())
@@ -3869,25 +3954,39 @@ impl Interpreter {
         }
 
         if matched {
-            let components = compiled_policy
-                .rule_path_components
-                .get(&path)
-                .ok_or_else(|| anyhow!("missing components for registered rule path {path}"))?;
-            // AAF patch: the components are used as they are stored (no `Vec<&str>` per
-            // rule path).
-            let (_, tail) = components
-                .split_first()
-                .ok_or_else(|| anyhow!("internal error: expected rule path components"))?;
-            self.mark_processed(tail)?;
+            // AAF patch: marked in `rule_marks` (see `RuleMarks`), the components found
+            // once per rule path.
+            let tail = match self.rule_tails.get(&path) {
+                Some(tail) => tail.clone(),
+                None => {
+                    let components = compiled_policy
+                        .rule_path_components
+                        .get(&path)
+                        .ok_or_else(|| {
+                            anyhow!("missing components for registered rule path {path}")
+                        })?;
+                    let (_, tail) = components
+                        .split_first()
+                        .ok_or_else(|| anyhow!("internal error: expected rule path components"))?;
+                    let tail: Rc<[String]> = Rc::from(tail.to_vec());
+                    self.rule_tails.insert(path.clone(), tail.clone());
+                    tail
+                }
+            };
+            self.rule_marks.mark(&tail);
             if record && self.constant_rules.suspended == 0 {
-                let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
-                self.record_constant_rule(&path, &tail)?;
+                let tail_refs: Vec<&str> = tail.iter().map(String::as_str).collect();
+                self.record_constant_rule(&path, &tail_refs, &tail)?;
             }
         }
         Ok(())
     }
 
     fn is_processed(&self, path: &[&str]) -> Result<bool> {
+        // AAF patch: rule paths are marked in `rule_marks` and `base_rule_marks`.
+        if self.rule_marks.marks_prefix_of(path) || self.base_rule_marks.marks_prefix_of(path) {
+            return Ok(true);
+        }
         let mut obj = &self.processed_paths;
         for p in path {
             // Prefix has already been processed.
