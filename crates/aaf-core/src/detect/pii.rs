@@ -259,12 +259,21 @@ pub(crate) fn scan(text: &str, facts: &Facts, set: DetectorSet, sink: &mut Sink,
 /// of the advertising numbers `078-05-1120`, `219-09-9999` and `123-45-6789`. Nine digits
 /// without delimiters are not matched.
 pub fn text_has_ssn(text: &str) -> bool {
+    // An SSN has nine ASCII digits: a text with fewer has none (no regex search).
+    if ascii_digit_count(text) < 9 {
+        return false;
+    }
     let mut found = false;
     ssn_matches(text, |_, _| {
         found = true;
         false
     });
     found
+}
+
+/// The number of ASCII digits in `text`.
+fn ascii_digit_count(text: &str) -> usize {
+    text.bytes().filter(u8::is_ascii_digit).count()
 }
 
 /// Calls `found(start, end)` for each SSN in `text` until it returns false.
@@ -337,6 +346,10 @@ fn ssn_is_valid(area: &str, group: &str, serial: &str) -> bool {
 /// RuPay and Maestro `6` (13-19), UATP/AirPlus `1` (15). So `1748503543012` (Luhn-valid, no
 /// network) and a 16-digit run with a bad check digit are not card numbers.
 pub fn text_has_credit_card(text: &str) -> bool {
+    // A card number has at least 13 ASCII digits: a text with fewer has none.
+    if ascii_digit_count(text) < *CARD_DIGITS.start() {
+        return false;
+    }
     let mut found = false;
     card_matches(text, |_, _| {
         found = true;
