@@ -358,7 +358,7 @@ type ExtraArgs = BTreeMap<usize, (ExprRef, String, Option<ExprRef>)>;
 /// address, built once instead of at every rule evaluation. Sharing the strings also lets
 /// the rule-conflict check and the data document compare them by address. Each entry holds
 /// the expression (so its address stays taken); cleared when the compiled policy changes.
-type StaticRefs = BTreeMap<usize, (ExprRef, Vec<Value>)>;
+type StaticRefs = BTreeMap<usize, (ExprRef, Rc<Vec<Value>>)>;
 
 /// AAF patch: how each call site (a call's function expression, by address) resolved,
 /// for calls made with no `with` function modifier in effect: a user function (its
@@ -2385,6 +2385,12 @@ impl Interpreter {
     }
 
     fn eval_rule_ref(&mut self, rule_refr: &ExprRef) -> Result<Vec<Value>> {
+        Ok(Rc::unwrap_or_clone(self.eval_rule_ref_shared(rule_refr)?))
+    }
+
+    /// AAF patch: `eval_rule_ref`, the components of a static reference shared with
+    /// `StaticRefs` instead of copied.
+    fn eval_rule_ref_shared(&mut self, rule_refr: &ExprRef) -> Result<Rc<Vec<Value>>> {
         self.check_execution_time()?;
         // AAF patch: a reference of names and literals, built before (see `StaticRefs`).
         let key = core::ptr::from_ref::<Expr>(rule_refr.as_ref()) as usize;
@@ -2430,6 +2436,7 @@ impl Interpreter {
             }
         }
         comps.reverse();
+        let comps = Rc::new(comps);
         if is_static {
             self.static_refs
                 .insert(key, (rule_refr.clone(), comps.clone()));
@@ -5113,12 +5120,18 @@ impl Interpreter {
                         let is_object = ctx.key_expr.is_some() && !is_set;
 
                         let value = self.eval_rule_bodies(ctx, span, rule_body)?;
-                        let package_components = self.eval_rule_ref(&module.package.refr)?;
+                        // AAF patch: the package's components shared, each full path built
+                        // in one allocation.
+                        let package_components =
+                            self.eval_rule_ref_shared(&module.package.refr)?;
 
                         if value != Value::Undefined {
                             for (path, value_in_map) in value.as_object()? {
-                                let mut full_path = package_components.clone();
-                                full_path.append(&mut path.as_array()?.to_vec());
+                                let path = path.as_array()?;
+                                let mut full_path =
+                                    Vec::with_capacity(package_components.len() + path.len());
+                                full_path.extend_from_slice(&package_components);
+                                full_path.extend(path.iter().cloned());
                                 self.check_rule_path(refr, &full_path, value_in_map, is_set)?;
                                 self.update_rule_value(
                                     span,
@@ -5129,7 +5142,7 @@ impl Interpreter {
                             }
                         } else if is_set {
                             if let Ok(mut comps) = self.eval_rule_ref(refr) {
-                                let mut full_path = package_components;
+                                let mut full_path = Rc::unwrap_or_clone(package_components);
                                 full_path.append(&mut comps);
                                 self.update_rule_value(span, full_path, Value::new_set(), true)?;
                             }
@@ -5137,7 +5150,7 @@ impl Interpreter {
                             // Fetch the rule, ignoring the key.
                             if let Expr::RefBrack { refr, .. } = refr.as_ref() {
                                 if let Ok(mut comps) = self.eval_rule_ref(refr) {
-                                    let mut full_path = package_components;
+                                    let mut full_path = Rc::unwrap_or_clone(package_components);
                                     full_path.append(&mut comps);
                                     self.update_rule_value(
                                         span,
