@@ -358,7 +358,8 @@ type ExtraArgs = BTreeMap<usize, (ExprRef, String, Option<ExprRef>)>;
 /// address, built once instead of at every rule evaluation. Sharing the strings also lets
 /// the rule-conflict check and the data document compare them by address. Each entry holds
 /// the expression (so its address stays taken); cleared when the compiled policy changes.
-type StaticRefs = BTreeMap<usize, (ExprRef, Rc<Vec<Value>>)>;
+/// Beside the components, the array `Value` of them (the key of a rule's value).
+type StaticRefs = BTreeMap<usize, (ExprRef, Rc<Vec<Value>>, Value)>;
 
 /// AAF patch: how each call site (a call's function expression, by address) resolved,
 /// for calls made with no `with` function modifier in effect: a user function (its
@@ -2394,7 +2395,7 @@ impl Interpreter {
         self.check_execution_time()?;
         // AAF patch: a reference of names and literals, built before (see `StaticRefs`).
         let key = core::ptr::from_ref::<Expr>(rule_refr.as_ref()) as usize;
-        if let Some((_, comps)) = self.static_refs.get(&key) {
+        if let Some((_, comps, _)) = self.static_refs.get(&key) {
             return Ok(comps.clone());
         }
         let mut is_static = true;
@@ -2438,10 +2439,19 @@ impl Interpreter {
         comps.reverse();
         let comps = Rc::new(comps);
         if is_static {
+            let array = Value::from_array(comps.to_vec());
             self.static_refs
-                .insert(key, (rule_refr.clone(), comps.clone()));
+                .insert(key, (rule_refr.clone(), comps.clone(), array));
         }
         Ok(comps)
+    }
+
+    /// AAF patch: the array `Value` of a static reference's components (see `StaticRefs`),
+    /// or `None` for a reference that is not static.
+    fn static_ref_key(&mut self, rule_refr: &ExprRef) -> Result<Option<Value>> {
+        self.eval_rule_ref_shared(rule_refr)?;
+        let key = core::ptr::from_ref::<Expr>(rule_refr.as_ref()) as usize;
+        Ok(self.static_refs.get(&key).map(|(_, _, array)| array.clone()))
     }
 
     fn update_rule_value(
@@ -2565,7 +2575,18 @@ impl Interpreter {
                     false
                 };
 
-                let mut comps = self.eval_rule_ref(&rule_ref)?;
+                // AAF patch: for a static rule reference with no key, the key `Value` is
+                // shared from `StaticRefs` (its components, all defined, are not copied).
+                let static_key = if key_expr.is_none() && (output_expr.is_some() || !is_old_style_set)
+                {
+                    self.static_ref_key(&rule_ref)?
+                } else {
+                    None
+                };
+                let mut comps = match static_key {
+                    Some(_) => Vec::new(),
+                    None => self.eval_rule_ref(&rule_ref)?,
+                };
                 if let Some(ke) = &key_expr {
                     is_const_rule = is_const_rule && Self::is_simple_literal(ke)?;
                     comps.push(self.eval_expr(ke)?);
@@ -2607,7 +2628,10 @@ impl Interpreter {
                     let set = ctx_mut
                         .rule_value
                         .as_object_mut()?
-                        .get_or_insert_with(Value::from_array(comps), Value::new_set);
+                        .get_or_insert_with(
+                            static_key.unwrap_or_else(|| Value::from_array(comps)),
+                            Value::new_set,
+                        );
                     if output != Value::Undefined {
                         set.as_set_mut()?.insert(output);
                         return Ok(true);
@@ -2616,7 +2640,7 @@ impl Interpreter {
                 }
 
                 // Non-set rule.
-                let key = Value::from_array(comps);
+                let key = static_key.unwrap_or_else(|| Value::from_array(comps));
                 let obj_mut = ctx_mut.rule_value.as_object_mut()?;
                 let existing = obj_mut.get_or_insert_with(key, || output.clone());
                 if *existing != output {
