@@ -1191,7 +1191,7 @@ impl Interpreter {
                                             rule_path =
                                                 append_path_component(&rule_path, component)?;
                                         }
-                                        self.ensure_rule_evaluated(rule_path)?;
+                                        self.ensure_rule_evaluated(&rule_path)?;
 
                                         if matches!(&index, Value::Number(_)) {
                                             let mut string_path = append_path_component(
@@ -1208,7 +1208,7 @@ impl Interpreter {
                                                     .default_rules
                                                     .contains_key(&string_path)
                                             {
-                                                self.ensure_rule_evaluated(string_path)?;
+                                                self.ensure_rule_evaluated(&string_path)?;
                                             }
                                         }
 
@@ -3932,7 +3932,7 @@ impl Interpreter {
                                     rule_path
                                         .extend(get_rule_path_components(&module.package.refr)?);
                                     rule_path.extend(get_rule_path_components(refr)?);
-                                    self.ensure_rule_evaluated(format_path_components(
+                                    self.ensure_rule_evaluated(&format_path_components(
                                         &rule_path,
                                     )?)?;
                                 }
@@ -3951,17 +3951,18 @@ impl Interpreter {
         Ok(())
     }
 
-    fn ensure_rule_evaluated(&mut self, path: String) -> Result<()> {
+    // AAF patch: the path borrowed (callers built it or hold it already).
+    fn ensure_rule_evaluated(&mut self, path: &str) -> Result<()> {
         self.check_execution_time()?;
         // AAF patch: a declared constant rule evaluated here, outside `with`, is recorded.
         let record =
-            self.constant_rules.suspended == 0 && self.constant_rules.paths.contains(&path);
+            self.constant_rules.suspended == 0 && self.constant_rules.paths.contains(path);
         let mut matched = false;
         // AAF patch: the rule lists and path components are read through a second handle
         // on the compiled policy instead of being copied (a change to the policy during
         // the evaluation would copy it, leaving these as they were).
         let compiled_policy = self.compiled_policy.clone();
-        if let Some(rules) = compiled_policy.rules.get(&path) {
+        if let Some(rules) = compiled_policy.rules.get(path) {
             matched = true;
             for r in rules {
                 if !self.rule_done(r) {
@@ -3972,7 +3973,7 @@ impl Interpreter {
         }
 
         // Evaluate the associated default rules after non-default rules
-        if let Some(rules) = compiled_policy.default_rules.get(&path) {
+        if let Some(rules) = compiled_policy.default_rules.get(path) {
             matched = true;
             for (r, _) in rules {
                 if !self.rule_done(r) {
@@ -3987,12 +3988,12 @@ impl Interpreter {
         if matched {
             // AAF patch: marked in `rule_marks` (see `RuleMarks`), the components found
             // once per rule path.
-            let tail = match self.rule_tails.get(&path) {
+            let tail = match self.rule_tails.get(path) {
                 Some(tail) => tail.clone(),
                 None => {
                     let components = compiled_policy
                         .rule_path_components
-                        .get(&path)
+                        .get(path)
                         .ok_or_else(|| {
                             anyhow!("missing components for registered rule path {path}")
                         })?;
@@ -4000,14 +4001,14 @@ impl Interpreter {
                         .split_first()
                         .ok_or_else(|| anyhow!("internal error: expected rule path components"))?;
                     let tail: Rc<[String]> = Rc::from(tail.to_vec());
-                    self.rule_tails.insert(path.clone(), tail.clone());
+                    self.rule_tails.insert(path.to_string(), tail.clone());
                     tail
                 }
             };
             self.rule_marks.mark(&tail);
             if record && self.constant_rules.suspended == 0 {
                 let tail_refs: Vec<&str> = tail.iter().map(String::as_str).collect();
-                self.record_constant_rule(&path, &tail_refs, &tail)?;
+                self.record_constant_rule(path, &tail_refs, &tail)?;
             }
         }
         Ok(())
@@ -4223,7 +4224,7 @@ impl Interpreter {
                         .default_rules
                         .contains_key(&prefix_path)
                 {
-                    self.ensure_rule_evaluated(prefix_path)?;
+                    self.ensure_rule_evaluated(&prefix_path)?;
                     break;
                 }
             }
@@ -4295,7 +4296,7 @@ impl Interpreter {
                     if self.compiled_policy.rules.contains_key(&path)
                         || self.compiled_policy.default_rules.contains_key(&path)
                     {
-                        self.ensure_rule_evaluated(path)?;
+                        self.ensure_rule_evaluated(&path)?;
                         found = true;
                         found_whole = i == 0;
                         break;
@@ -4304,7 +4305,7 @@ impl Interpreter {
             } else if local.is_rule {
                 // AAF patch: no rule path extends below the var's, so only the var's own
                 // path (the loop's last prefix) can be a rule's.
-                self.ensure_rule_evaluated(local.path.clone())?;
+                self.ensure_rule_evaluated(&local.path)?;
                 found = true;
                 found_whole = true;
             }
@@ -5860,7 +5861,7 @@ impl Interpreter {
     pub fn eval_rule_in_path(&mut self, path: String) -> Result<Value> {
         self.check_execution_time()?;
         let canonical_path = self.canonical_rule_path(&path)?;
-        self.ensure_rule_evaluated(canonical_path.clone())?;
+        self.ensure_rule_evaluated(&canonical_path)?;
         let registered_components = self
             .compiled_policy
             .rule_path_components
