@@ -244,6 +244,8 @@ pub struct Interpreter {
     with_document: Value,
     with_functions: BTreeMap<String, FunctionModifier>,
     scopes: Vec<Scope>,
+    /// AAF patch: empty scope stacks with their allocations, for `eval_rule`.
+    scope_pool: Vec<Vec<Scope>>,
     // TODO: handle recursive calls where same expr could have different values.
     loop_var_values: ExprLookup,
     contexts: Vec<Context>,
@@ -550,6 +552,7 @@ impl Clone for Interpreter {
             var_memo: VarMemo::new(),
             local_rules: LocalRules::default(),
             local_rule_slots: 0,
+            scope_pool: Vec::new(),
             call_sites: CallSites::new(),
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
@@ -645,6 +648,7 @@ impl Interpreter {
             var_memo: VarMemo::new(),
             local_rules: LocalRules::default(),
             local_rule_slots: 0,
+            scope_pool: Vec::new(),
             call_sites: CallSites::new(),
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
@@ -703,6 +707,7 @@ impl Interpreter {
             var_memo: VarMemo::new(),
             local_rules: LocalRules::default(),
             local_rule_slots: 0,
+            scope_pool: Vec::new(),
             call_sites: CallSites::new(),
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
@@ -4526,15 +4531,28 @@ impl Interpreter {
         // exclusive even for partial rules and must short-circuit.
         let is_partial = ctx.is_set || ctx.key_expr.is_some();
         let result = if bodies.is_empty() {
-            self.contexts.push(ctx.clone());
+            self.contexts.push(ctx);
             self.eval_output_expr()
         } else {
             let mut result = Ok(true);
             let mut any_success = false;
+            // AAF patch: a rule with one body moves its context instead of copying it
+            // (only `else` bodies read it again).
+            let mut ctx = Some(ctx);
             for (idx, body) in bodies.iter().enumerate() {
                 if idx == 0 {
-                    self.contexts.push(ctx.clone());
+                    let first = if bodies.len() == 1 {
+                        ctx.take()
+                    } else {
+                        ctx.clone()
+                    };
+                    self.contexts.push(
+                        first.ok_or_else(|| anyhow!("internal error: no rule context"))?,
+                    );
                 } else {
+                    let ctx = ctx
+                        .as_ref()
+                        .ok_or_else(|| anyhow!("internal error: no rule context"))?;
                     let popped = self
                         .contexts
                         .pop()
@@ -5275,13 +5293,18 @@ impl Interpreter {
 
         // Back up local variables of current function and empty
         // the local variables of callee function.
-        let scopes = core::mem::take(&mut self.scopes);
+        // AAF patch: the callee's (empty) scope stack comes from a pool, its allocation
+        // reused from rule to rule.
+        let fresh = self.scope_pool.pop().unwrap_or_default();
+        let scopes = core::mem::replace(&mut self.scopes, fresh);
         let prev_module = self.set_current_module(Some(module.clone()))?;
 
         let res = self.eval_rule_impl(module, rule);
 
         self.set_current_module(prev_module)?;
-        self.scopes = scopes;
+        let mut used = core::mem::replace(&mut self.scopes, scopes);
+        used.clear();
+        self.scope_pool.push(used);
         match self.active_rules.pop() {
             Some(ref r) if r == rule => res,
             _ => bail!("internal error: current rule not active"),
