@@ -986,14 +986,14 @@ impl Interpreter {
         match &self.constant_rules.data {
             Some(data) => {
                 self.data = data.clone();
-                self.base_rule_marks = self.constant_rules.rule_marks.clone();
             }
             None => {
                 self.data = self.init_data.clone();
-                self.base_rule_marks = Rc::new(RuleMarks::default());
             }
         }
-        // AAF patch: the recorded constant rules' paths are marked in `base_rule_marks`.
+        // AAF patch: the recorded constant rules' paths are marked in `base_rule_marks`
+        // (empty while none is recorded).
+        self.base_rule_marks = self.constant_rules.rule_marks.clone();
         self.processed_paths = Value::new_object();
         self.rule_marks.clear();
         self.processed.clear();
