@@ -111,11 +111,11 @@ impl RuleValues {
 
     /// The position of the item recorded for `path`, whose hash is `hash`.
     fn find(&self, path: &[Value], hash: u64) -> Option<usize> {
-        self.by_hash
-            .get(&hash)?
-            .iter()
-            .copied()
-            .find(|&i| self.items.get(i).is_some_and(|item| item.0.as_slice() == path))
+        self.by_hash.get(&hash)?.iter().copied().find(|&i| {
+            self.items
+                .get(i)
+                .is_some_and(|item| item.0.as_slice() == path)
+        })
     }
 
     /// Records a path not recorded before.
@@ -199,9 +199,10 @@ impl RuleMarks {
         for (i, component) in path.iter().enumerate() {
             h = Self::mix(h, component);
             if let (Some(marked), Some(prefix)) = (self.by_hash.get(&h), path.get(..=i)) {
-                if marked.iter().any(|m| {
-                    m.len() == prefix.len() && m.iter().zip(prefix).all(|(a, b)| a == b)
-                }) {
+                if marked
+                    .iter()
+                    .any(|m| m.len() == prefix.len() && m.iter().zip(prefix).all(|(a, b)| a == b))
+                {
                     return true;
                 }
             }
@@ -1945,12 +1946,12 @@ impl Interpreter {
             let processed = self.processed.clone();
             let with_functions = self.with_functions.clone();
             let rule_values = self.rule_values.clone();
-            let var_memo = core::mem::take(&mut self.var_memo); // AAF patch
             // AAF patch: rule marks are dropped under `with`, as `processed_paths` is.
             let rule_marks = (
                 core::mem::take(&mut self.rule_marks),
                 core::mem::replace(&mut self.base_rule_marks, Rc::new(RuleMarks::default())),
             );
+            let var_memo = core::mem::take(&mut self.var_memo); // AAF patch
 
             let processed_paths =
                 core::mem::replace(&mut self.processed_paths, Value::new_object());
@@ -2456,7 +2457,10 @@ impl Interpreter {
     fn static_ref_key(&mut self, rule_refr: &ExprRef) -> Result<Option<Value>> {
         self.eval_rule_ref_shared(rule_refr)?;
         let key = core::ptr::from_ref::<Expr>(rule_refr.as_ref()) as usize;
-        Ok(self.static_refs.get(&key).map(|(_, _, array)| array.clone()))
+        Ok(self
+            .static_refs
+            .get(&key)
+            .map(|(_, _, array)| array.clone()))
     }
 
     fn update_rule_value(
@@ -2582,12 +2586,12 @@ impl Interpreter {
 
                 // AAF patch: for a static rule reference with no key, the key `Value` is
                 // shared from `StaticRefs` (its components, all defined, are not copied).
-                let static_key = if key_expr.is_none() && (output_expr.is_some() || !is_old_style_set)
-                {
-                    self.static_ref_key(&rule_ref)?
-                } else {
-                    None
-                };
+                let static_key =
+                    if key_expr.is_none() && (output_expr.is_some() || !is_old_style_set) {
+                        self.static_ref_key(&rule_ref)?
+                    } else {
+                        None
+                    };
                 let mut comps = match static_key {
                     Some(_) => Vec::new(),
                     None => self.eval_rule_ref(&rule_ref)?,
@@ -2630,13 +2634,10 @@ impl Interpreter {
 
                 if is_set {
                     // Ensure that set rule is created even if the element is undefined.
-                    let set = ctx_mut
-                        .rule_value
-                        .as_object_mut()?
-                        .get_or_insert_with(
-                            static_key.unwrap_or_else(|| Value::from_array(comps)),
-                            Value::new_set,
-                        );
+                    let set = ctx_mut.rule_value.as_object_mut()?.get_or_insert_with(
+                        static_key.unwrap_or_else(|| Value::from_array(comps)),
+                        Value::new_set,
+                    );
                     if output != Value::Undefined {
                         set.as_set_mut()?.insert(output);
                         return Ok(true);
@@ -3960,8 +3961,7 @@ impl Interpreter {
     fn ensure_rule_evaluated(&mut self, path: &str) -> Result<()> {
         self.check_execution_time()?;
         // AAF patch: a declared constant rule evaluated here, outside `with`, is recorded.
-        let record =
-            self.constant_rules.suspended == 0 && self.constant_rules.paths.contains(path);
+        let record = self.constant_rules.suspended == 0 && self.constant_rules.paths.contains(path);
         let mut matched = false;
         // AAF patch: the rule lists and path components are read through a second handle
         // on the compiled policy instead of being copied (a change to the policy during
@@ -3996,12 +3996,13 @@ impl Interpreter {
             let tail = match self.rule_tails.get(path) {
                 Some(tail) => tail.clone(),
                 None => {
-                    let components = compiled_policy
-                        .rule_path_components
-                        .get(path)
-                        .ok_or_else(|| {
-                            anyhow!("missing components for registered rule path {path}")
-                        })?;
+                    let components =
+                        compiled_policy
+                            .rule_path_components
+                            .get(path)
+                            .ok_or_else(|| {
+                                anyhow!("missing components for registered rule path {path}")
+                            })?;
                     let (_, tail) = components
                         .split_first()
                         .ok_or_else(|| anyhow!("internal error: expected rule path components"))?;
@@ -4546,9 +4547,8 @@ impl Interpreter {
                     } else {
                         ctx.clone()
                     };
-                    self.contexts.push(
-                        first.ok_or_else(|| anyhow!("internal error: no rule context"))?,
-                    );
+                    self.contexts
+                        .push(first.ok_or_else(|| anyhow!("internal error: no rule context"))?);
                 } else {
                     let ctx = ctx
                         .as_ref()
@@ -5165,8 +5165,7 @@ impl Interpreter {
                         let value = self.eval_rule_bodies(ctx, span, rule_body)?;
                         // AAF patch: the package's components shared, each full path built
                         // in one allocation.
-                        let package_components =
-                            self.eval_rule_ref_shared(&module.package.refr)?;
+                        let package_components = self.eval_rule_ref_shared(&module.package.refr)?;
 
                         if value != Value::Undefined {
                             for (path, value_in_map) in value.as_object()? {
