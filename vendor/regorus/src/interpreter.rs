@@ -136,13 +136,11 @@ impl RuleValues {
     /// The hash of `path[..i]` for each `i` from 0 (the empty prefix) to `path.len()`,
     /// into `out`.
     fn path_hashes(path: &[Value], out: &mut Vec<u64>) {
-        use core::hash::BuildHasher as _;
-        let state = foldhash::fast::FixedState::with_seed(0x5851_f42d_4c95_7f2d);
-        let mut h: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut h = PATH_HASH_START;
         out.push(h);
         for component in path {
             let c = match component {
-                Value::String(s) => state.hash_one(s.as_ref()),
+                Value::String(s) => path_component_hash(s),
                 Value::Null => 1,
                 Value::Bool(_) => 2,
                 Value::Number(_) => 3,
@@ -151,10 +149,24 @@ impl RuleValues {
                 Value::Object(_) => 6,
                 Value::Undefined => 7,
             };
-            h = (h.rotate_left(23) ^ c).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h = path_hash_step(h, c);
             out.push(h);
         }
     }
+}
+
+/// AAF patch: the hash of the empty path, for `RuleValues` and `RuleMarks`.
+const PATH_HASH_START: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// AAF patch: the hash of a string path component (`RuleValues`, `RuleMarks`).
+fn path_component_hash(component: &str) -> u64 {
+    use core::hash::BuildHasher as _;
+    foldhash::fast::FixedState::with_seed(0x5851_f42d_4c95_7f2d).hash_one(component)
+}
+
+/// AAF patch: the hash of a path extended by a component whose hash is `component`.
+const fn path_hash_step(h: u64, component: u64) -> u64 {
+    (h.rotate_left(23) ^ component).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// AAF patch: the rule paths marked processed (what `processed_paths` held for them), as
@@ -169,12 +181,8 @@ struct RuleMarks {
 }
 
 impl RuleMarks {
-    const START: u64 = 0x2545_f491_4f6c_dd1d;
-
     fn mix(h: u64, component: &str) -> u64 {
-        use core::hash::BuildHasher as _;
-        let state = foldhash::fast::FixedState::with_seed(0x5851_f42d_4c95_7f2d);
-        (h.rotate_left(23) ^ state.hash_one(component)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        path_hash_step(h, path_component_hash(component))
     }
 
     fn clear(&mut self) {
@@ -183,7 +191,7 @@ impl RuleMarks {
 
     /// Marks `path` (a rule path without its leading `data`).
     fn mark(&mut self, path: &Rc<[String]>) {
-        let h = path.iter().fold(Self::START, |h, c| Self::mix(h, c));
+        let h = path.iter().fold(PATH_HASH_START, |h, c| Self::mix(h, c));
         let marked = self.by_hash.entry(h).or_default();
         if !marked.iter().any(|m| Rc::ptr_eq(m, path) || **m == **path) {
             marked.push(path.clone());
@@ -195,7 +203,7 @@ impl RuleMarks {
         if self.by_hash.is_empty() {
             return false;
         }
-        let mut h = Self::START;
+        let mut h = PATH_HASH_START;
         for (i, component) in path.iter().enumerate() {
             h = Self::mix(h, component);
             if let (Some(marked), Some(prefix)) = (self.by_hash.get(&h), path.get(..=i)) {

@@ -538,7 +538,7 @@ fn phone_boundaries_ok(text: &str, start: usize, end: usize) -> bool {
 
 fn phones(text: &str, sink: &mut Sink) {
     for m in PHONE.find_iter(text) {
-        let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
+        let digits = ascii_digit_count(m.as_str());
         let international = m.as_str().starts_with('+');
         if international && !(8..=15).contains(&digits) {
             continue;
