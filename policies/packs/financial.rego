@@ -58,9 +58,10 @@ default_apis := {"api.stripe.com": {"approval_threshold": 10000, "max_amount": 1
 # Setting `apis` replaces the default entirely (it is not merged with it).
 apis := object.get(conf, "apis", default_apis)
 
-# The configured APIs as [lowercased host, settings] pairs, well-typed entries only
-# (validation below reports the rest and stops the pack before these are used).
-api_entries := [[lower(h), s] |
+# The configured APIs as [lowercased host, settings, methods covered] triples, well-typed
+# entries only (validation below reports the rest and stops the pack before these are
+# used). A constant rule: the methods are found once per revision, not in every decision.
+api_entries := [[lower(h), s, api_methods(s)] |
 	is_object(apis)
 	some h, s in apis
 	is_object(s)
@@ -184,26 +185,19 @@ string_list(v) if {
 
 # The action's fields, each read on its own (the pack never binds the whole input or
 # input.action, so that AAF's decision cache stays on for sets that include it).
-tool := t if {
-	t := input.action.tool
-} else := null
-
 operation := o if {
 	o := input.action.operation
 } else := null
 
-params := p if {
+is_http if input.action.tool in {"http_proxy", "http"}
+
+# `params.url` as the HTTP connector's parser (the WHATWG URL standard) reads it: leading
+# and trailing spaces and control characters are ignored, tabs and newlines removed
+# anywhere. Undefined when params is not an object or its url is not a string.
+url := regex.replace(regex.replace(raw_url, `^[\x00-\x20]+|[\x00-\x20]+$`, ""), `[\t\n\r]`, "") if {
 	p := input.action.params
 	is_object(p)
-} else := {}
-
-is_http if tool in {"http_proxy", "http"}
-
-raw_url := object.get(params, "url", null)
-
-# The URL as the HTTP connector's parser (the WHATWG URL standard) reads it: leading and
-# trailing spaces and control characters are ignored, tabs and newlines removed anywhere.
-url := regex.replace(regex.replace(raw_url, `^[\x00-\x20]+|[\x00-\x20]+$`, ""), `[\t\n\r]`, "") if {
+	raw_url := p.url
 	is_string(raw_url)
 }
 
@@ -225,9 +219,7 @@ host_uncertain if {
 	not url_host
 	some h in api_hosts
 	contains(lower(url), h)
-}
-
-host_uncertain if {
+} else if {
 	operation in all_methods
 	is_string(url)
 	not url_host
@@ -236,21 +228,22 @@ host_uncertain if {
 
 # The settings of the API this call goes to, when its method is one of the API's methods.
 # (A host listed twice is a configuration error; `api` is then undefined, never in conflict.)
-api_matches := [s |
-	is_http
-	some e in api_entries
-	e[0] == url_host
-	s := e[1]
-	operation in api_methods(s)
-]
-
-api := api_matches[0] if count(api_matches) == 1
+api := matches[0] if {
+	matches := [s |
+		is_http
+		some e in api_entries
+		e[0] == url_host
+		s := e[1]
+		operation in e[2]
+	]
+	count(matches) == 1
+}
 
 # The methods an API's settings cover, upper case.
 api_methods(s) := {upper(m) | some m in as_list(object.get(s, "methods", ["POST"])); is_string(m)}
 
 # The methods any configured API covers.
-all_methods := {m | some e in api_entries; some m in api_methods(e[1])}
+all_methods := {m | some e in api_entries; some m in e[2]}
 
 as_list(v) := v if {
 	is_array(v)
@@ -260,7 +253,11 @@ amount_field := object.get(api, "amount_field", "amount")
 
 approval_threshold := object.get(api, "approval_threshold", 0)
 
-body := object.get(params, "body", null)
+# `params.body`, or null when params is not an object or has no body.
+body := object.get(p, "body", null) if {
+	p := input.action.params
+	is_object(p)
+} else := null
 
 # Query string of the URL (without the fragment), decoded as a form.
 query := urlquery.decode_object(m[0][1]) if {
@@ -294,9 +291,7 @@ numeric_text(s) if regex.match(`^-?[0-9]+(\.[0-9]+)?$`, s)
 amount := body[amount_field] if {
 	is_object(body)
 	is_number(body[amount_field])
-}
-
-amount := to_number(form_values[0]) if {
+} else := to_number(form_values[0]) if {
 	count(form_values) == 1
 	numeric_text(form_values[0])
 }

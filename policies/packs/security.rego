@@ -151,11 +151,6 @@ operation := o if {
 	o := input.action.operation
 } else := null
 
-params := p if {
-	p := input.action.params
-	is_object(p)
-} else := {}
-
 http_tools := {"http_proxy", "http"}
 
 is_http if tool in http_tools
@@ -165,55 +160,58 @@ is_http if tool in http_tools
 # authority is read; everything else is denied with a reason rather than interpreted.
 # ---------------------------------------------------------------------------------------
 
-url := object.get(params, "url", null)
+# `params.url`, or null when params is not an object or has no url.
+url := object.get(p, "url", null) if {
+	p := input.action.params
+	is_object(p)
+} else := null
 
-# [whole match, scheme, authority]. The authority ends at the first "/", "?", "#" or "\"
-# (the WHATWG URL standard treats "\" as "/" in http(s) URLs).
-url_match := m[0] if {
+# The URL's scheme, lowercased, and its authority, when the URL reads as
+# `scheme://authority...`. The authority ends at the first "/", "?", "#" or "\" (the WHATWG
+# URL standard treats "\" as "/" in http(s) URLs). One rule for both (and one for the host
+# and port below) rather than one rule per part: a decision evaluates fewer rules.
+url_parts := {"scheme": lower(m[0][1]), "authority": m[0][2]} if {
 	is_string(url)
 	m := regex.find_all_string_submatch_n(`^([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#\\]*)`, url, 1)
 	count(m) == 1
 }
 
-scheme := lower(url_match[1])
-
-authority := url_match[2]
-
-# [whole match, host, port]: a host of letters, digits, dots and hyphens, and an optional
-# decimal port (leading zeros dropped, as the URL standard does). Userinfo, "[IPv6]",
-# percent-encoding and non-ASCII never match.
-host_port := m[0] if {
-	m := regex.find_all_string_submatch_n(`^([A-Za-z0-9.\-]+)(?::0*([0-9]{1,5}))?$`, authority, 1)
+# The authority's host, lowercased (host names are case-insensitive), and its decimal port
+# as written ("" when none; leading zeros dropped, as the URL standard does), when the host
+# is letters, digits, dots and hyphens. Userinfo, "[IPv6]", percent-encoding and non-ASCII
+# never match.
+host_port := {"host": lower(m[0][1]), "port": m[0][2]} if {
+	m := regex.find_all_string_submatch_n(`^([A-Za-z0-9.\-]+)(?::0*([0-9]{1,5}))?$`, url_parts.authority, 1)
 	count(m) == 1
 }
 
-# The host, lowercased (host names are case-insensitive), without the port.
-host := lower(host_port[1])
-
-port := to_number(host_port[2]) if {
-	is_string(host_port[2])
-	host_port[2] != ""
-}
+port := to_number(host_port.port) if host_port.port != ""
 
 default_ports := {"https": 443, "http": 80}
 
-port_ok if not port
-
-port_ok if port == default_ports[scheme]
-
-port_ok if port in allowed_port_set
+# One rule with `else` branches rather than one rule per case: the first case that holds
+# decides, and a decision evaluates one rule instead of three (the same holds below).
+port_ok if {
+	not port
+} else if {
+	port == default_ports[url_parts.scheme]
+} else if {
+	port in allowed_port_set
+}
 
 # A DNS host name: labels of letters, digits and hyphens, no empty label, no trailing dot.
 plain_host if {
-	count(host) <= 253
-	regex.match(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`, host)
+	count(host_port.host) <= 253
+	regex.match(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`, host_port.host)
 }
 
 # An IP literal: "[...]" (IPv6), or a host whose last label is a number, which the URL
 # standard parses as IPv4 in any notation (127.0.0.1, 127.1, 2130706433, 0x7f000001, ...).
-ip_literal if startswith(authority, "[")
-
-ip_literal if numeric_label(last_label(trim_suffix(host, ".")))
+ip_literal if {
+	startswith(url_parts.authority, "[")
+} else if {
+	numeric_label(last_label(trim_suffix(host_port.host, ".")))
+}
 
 last_label(name) := labels[count(labels) - 1] if {
 	labels := split(name, ".")
@@ -221,31 +219,29 @@ last_label(name) := labels[count(labels) - 1] if {
 
 numeric_label(label) if regex.match(`^(0[xX][0-9A-Fa-f]*|[0-9]+)$`, label)
 
-scheme_ok if scheme == "https"
-
 scheme_ok if {
-	scheme == "http"
+	url_parts.scheme == "https"
+} else if {
+	url_parts.scheme == "http"
 	allow_http == true
 }
 
 private_target if {
-	is_string(host)
-	is_private_network(host)
-}
-
-private_target if {
+	is_string(host_port.host)
+	is_private_network(host_port.host)
+} else if {
 	is_string(url)
 	is_private_network(url)
 }
 
 # "api.example.com" matches itself; "*.example.com" matches any name ending in
 # ".example.com" (not "example.com" itself: list it too if needed).
-domain_allowed if host in domain_patterns
-
 domain_allowed if {
+	host_port.host in domain_patterns
+} else if {
 	some d in domain_patterns
 	startswith(d, "*.")
-	endswith(host, substring(d, 1, -1))
+	endswith(host_port.host, substring(d, 1, -1))
 }
 
 # The first reason to refuse an HTTP call, in this order; undefined when the URL passes.
@@ -254,25 +250,25 @@ http_problem := "params.url is missing or is not a string" if {
 } else := "params.url contains a backslash, whitespace or a control character" if {
 	regex.match(`[\s\x00-\x1f\x7f\\]`, url)
 } else := "params.url is not an absolute URL of the form scheme://host/path" if {
-	not url_match
+	not url_parts
 } else := "plain http is not allowed; use https, or set allow_http to true" if {
-	scheme == "http"
+	url_parts.scheme == "http"
 	not scheme_ok
-} else := sprintf("URL scheme %q is not allowed; only https (and http with allow_http)", [scheme]) if {
+} else := sprintf("URL scheme %q is not allowed; only https (and http with allow_http)", [url_parts.scheme]) if {
 	not scheme_ok
 } else := "URLs with userinfo (user@host) are not allowed; send credentials in a header" if {
-	contains(authority, "@")
-} else := sprintf("the URL's host %q is an IP address literal; use an allowlisted host name", [authority]) if {
+	contains(url_parts.authority, "@")
+} else := sprintf("the URL's host %q is an IP address literal; use an allowlisted host name", [url_parts.authority]) if {
 	ip_literal
-} else := sprintf("the URL's host %q is not a plain DNS host name (letters, digits, dots, hyphens, no trailing dot)", [authority]) if {
+} else := sprintf("the URL's host %q is not a plain DNS host name (letters, digits, dots, hyphens, no trailing dot)", [url_parts.authority]) if {
 	not plain_host
-} else := sprintf("port %v is not allowed for %s; add it to allowed_ports", [port, scheme]) if {
+} else := sprintf("port %v is not allowed for %s; add it to allowed_ports", [port, url_parts.scheme]) if {
 	not port_ok
-} else := sprintf("host %q is a private, internal or reserved address (SSRF protection)", [host]) if {
+} else := sprintf("host %q is a private, internal or reserved address (SSRF protection)", [host_port.host]) if {
 	private_target
 } else := "no domain is allowlisted: set allowed_domains in data.packs.security; until then every HTTP call is denied" if {
 	count(domain_patterns) == 0
-} else := sprintf("host %q is not on allowed_domains", [host]) if {
+} else := sprintf("host %q is not on allowed_domains", [host_port.host]) if {
 	not domain_allowed
 }
 
@@ -310,14 +306,14 @@ decision := {
 } else := {
 	"action": "allow",
 	"risk_level": "low",
-	"reason": sprintf("security pack: %s to allowlisted host %s", [operation, host]),
+	"reason": sprintf("security pack: %s to allowlisted host %s", [operation, host_port.host]),
 } if {
 	is_http
 	operation in allowed_method_set
 } else := {
 	"action": "require_approval",
 	"risk_level": "medium",
-	"reason": sprintf("security pack: %s to allowlisted host %s needs a human approval", [operation, host]),
+	"reason": sprintf("security pack: %s to allowlisted host %s needs a human approval", [operation, host_port.host]),
 } if {
 	is_http
 	operation in approval_method_set

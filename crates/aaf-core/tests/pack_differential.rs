@@ -345,6 +345,48 @@ fn generated_input(i: usize, rng: &mut Rng) -> Value {
     })
 }
 
+/// The systematic part of the corpus, beside the random one: every URL with every HTTP tool
+/// and a few methods (a JSON body with an amount), and every body with a POST to the
+/// default payment API, so that each URL and body edge case meets the HTTP path of every
+/// pack whatever the random draws.
+fn swept_inputs() -> Vec<Value> {
+    let input = |tool: &Value, operation: &str, url: &Value, body: &Value| {
+        let mut params = json!({});
+        set_field(&mut params, "url", url);
+        set_field(&mut params, "body", body);
+        json!({
+            "action": {
+                "id": "0193a0d2-0000-7000-8000-000000000000",
+                "tool": tool,
+                "operation": operation,
+                "params": params,
+                "context": {"user_id": "user-456"},
+            },
+            "agent": {"id": "agent-001", "name": "Payment Agent", "risk_score": 0.2},
+            "org": {"id": "org-uuid", "plan": "pro"},
+            "metadata": {"timestamp": "2026-11-21T10:30:00.000000Z", "ip_address": "203.0.113.42"},
+        })
+    };
+    let tools = [json!("http_proxy"), json!("http")];
+    let mut out = Vec::new();
+    for url in urls() {
+        for tool in &tools {
+            for operation in ["POST", "GET", "post", "DELETE"] {
+                out.push(input(tool, operation, &url, &bodies()[0]));
+            }
+        }
+    }
+    for body in bodies() {
+        for url in [
+            "https://api.stripe.com/v1/charges",
+            "https://api.paypal.com/v1/payments",
+        ] {
+            out.push(input(&tools[0], "POST", &json!(url), &body));
+        }
+    }
+    out
+}
+
 fn load(path: &Path, pack: &str, config: &Value, constant_rules: bool) -> PolicySet {
     let data = if is_absent(config) {
         json!({})
@@ -400,9 +442,14 @@ fn differential(pack: &str) {
         .collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ pack.len() as u64);
     let mut outcomes = std::collections::BTreeMap::new();
-    for i in 0..INPUTS_PER_PACK {
-        let input = generated_input(i, &mut rng);
-        let c = i % configs.len();
+    // Each swept input meets every parameter document; the random ones one each.
+    let swept: Vec<(Value, usize)> = swept_inputs()
+        .into_iter()
+        .flat_map(|input| (0..configs.len()).map(move |c| (input.clone(), c)))
+        .collect();
+    let total = INPUTS_PER_PACK + swept.len();
+    let random = (0..INPUTS_PER_PACK).map(|i| (generated_input(i, &mut rng), i % configs.len()));
+    for (input, c) in random.collect::<Vec<_>>().into_iter().chain(swept) {
         let (reference, shipped, plain) = &sets[c];
         let want = outcome(reference, &input);
         let got = outcome(shipped, &input);
@@ -434,7 +481,7 @@ fn differential(pack: &str) {
             "{pack}: the corpus gives too few {e} outcomes: {outcomes:?}"
         );
     }
-    eprintln!("{pack}: {INPUTS_PER_PACK} inputs, outcomes {outcomes:?}");
+    eprintln!("{pack}: {total} inputs, outcomes {outcomes:?}");
 }
 
 #[test]
