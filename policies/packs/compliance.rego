@@ -139,6 +139,8 @@ findings := {f |
 		"reason": "params contain personal data (a US Social Security number or a payment card number)",
 	}
 } | {f |
+	# No field required (the default): missing_context is not evaluated at all.
+	count(required_fields) > 0
 	count(missing_context) > 0
 	f := {
 		"action": on_missing_context,

@@ -58,10 +58,11 @@ default_apis := {"api.stripe.com": {"approval_threshold": 10000, "max_amount": 1
 # Setting `apis` replaces the default entirely (it is not merged with it).
 apis := object.get(conf, "apis", default_apis)
 
-# The configured APIs as [lowercased host, settings, methods covered] triples, well-typed
-# entries only (validation below reports the rest and stops the pack before these are
-# used). A constant rule: the methods are found once per revision, not in every decision.
-api_entries := [[lower(h), s, api_methods(s)] |
+# The configured APIs as [lowercased host, settings with defaults filled in, methods
+# covered] triples, well-typed entries only (validation below reports the rest and stops
+# the pack before these are used). A constant rule: found once per revision, not in every
+# decision.
+api_entries := [[lower(h), api_settings(s), api_methods(s)] |
 	is_object(apis)
 	some h, s in apis
 	is_object(s)
@@ -239,6 +240,18 @@ api := matches[0] if {
 	count(matches) == 1
 }
 
+# An API's settings with the defaults filled in: amount_field, approval_threshold,
+# approval_terms ({"approvals_required": n} when set, else {}), and max_amount when set
+# (absent: no hard limit).
+api_settings(s) := object.union(
+	{
+		"amount_field": object.get(s, "amount_field", "amount"),
+		"approval_threshold": object.get(s, "approval_threshold", 0),
+		"approval_terms": object.filter(s, ["approvals_required"]),
+	},
+	object.filter(s, ["max_amount"]),
+)
+
 # The methods an API's settings cover, upper case.
 api_methods(s) := {upper(m) | some m in as_list(object.get(s, "methods", ["POST"])); is_string(m)}
 
@@ -248,10 +261,6 @@ all_methods := {m | some e in api_entries; some m in e[2]}
 as_list(v) := v if {
 	is_array(v)
 } else := []
-
-amount_field := object.get(api, "amount_field", "amount")
-
-approval_threshold := object.get(api, "approval_threshold", 0)
 
 # `params.body`, or null when params is not an object or has no body.
 body := object.get(p, "body", null) if {
@@ -275,7 +284,7 @@ form := urlquery.decode_object(replace(body, "#", "%23")) if {
 	not regex.match(`[\x00-\x1f;]`, body)
 }
 
-form_values := object.get(form, amount_field, [])
+form_values := object.get(form, api.amount_field, [])
 
 # A JSON object body as a form-reading server would see it. The connector sends an object
 # body as JSON text, but keeps the agent's Content-Type header: with a form content type,
@@ -288,23 +297,23 @@ json_as_form := urlquery.decode_object(replace(replace(json.marshal(body), "#", 
 numeric_text(s) if regex.match(`^-?[0-9]+(\.[0-9]+)?$`, s)
 
 # The amount, when it can be read unambiguously.
-amount := body[amount_field] if {
+amount := body[api.amount_field] if {
 	is_object(body)
-	is_number(body[amount_field])
+	is_number(body[api.amount_field])
 } else := to_number(form_values[0]) if {
 	count(form_values) == 1
 	numeric_text(form_values[0])
 }
 
 # Why the amount cannot be checked; undefined when `amount` is defined and unambiguous.
-amount_problem := sprintf("%q is also in the URL's query string; send it in the body only", [amount_field]) if {
-	amount_field in object.keys(query)
-} else := sprintf("params.body's JSON text, read as a form, has its own %s field (inside a string value?)", [amount_field]) if {
-	amount_field in object.keys(json_as_form)
-} else := sprintf("params.body.%s is missing", [amount_field]) if {
+amount_problem := sprintf("%q is also in the URL's query string; send it in the body only", [api.amount_field]) if {
+	api.amount_field in object.keys(query)
+} else := sprintf("params.body's JSON text, read as a form, has its own %s field (inside a string value?)", [api.amount_field]) if {
+	api.amount_field in object.keys(json_as_form)
+} else := sprintf("params.body.%s is missing", [api.amount_field]) if {
 	is_object(body)
-	not amount_field in object.keys(body)
-} else := sprintf("params.body.%s is not a number", [amount_field]) if {
+	not api.amount_field in object.keys(body)
+} else := sprintf("params.body.%s is not a number", [api.amount_field]) if {
 	is_object(body)
 	not amount
 } else := "params.body is JSON text in a string; send JSON bodies as objects" if {
@@ -313,23 +322,19 @@ amount_problem := sprintf("%q is also in the URL's query string; send it in the 
 } else := "params.body contains control characters or \";\" and cannot be read as a form" if {
 	is_string(body)
 	not form
-} else := sprintf("params.body (form-encoded) has no %s field", [amount_field]) if {
+} else := sprintf("params.body (form-encoded) has no %s field", [api.amount_field]) if {
 	is_string(body)
 	count(form_values) == 0
-} else := sprintf("params.body (form-encoded) has %s more than once", [amount_field]) if {
+} else := sprintf("params.body (form-encoded) has %s more than once", [api.amount_field]) if {
 	is_string(body)
 	count(form_values) > 1
-} else := sprintf("params.body (form-encoded) %s is not a plain decimal number", [amount_field]) if {
+} else := sprintf("params.body (form-encoded) %s is not a plain decimal number", [api.amount_field]) if {
 	is_string(body)
 	not amount
-} else := sprintf("params.body is missing or is neither an object nor a form-encoded string, so %s cannot be read", [amount_field]) if {
+} else := sprintf("params.body is missing or is neither an object nor a form-encoded string, so %s cannot be read", [api.amount_field]) if {
 	not is_object(body)
 	not is_string(body)
 }
-
-approval_terms := {"approvals_required": n} if {
-	n := api.approvals_required
-} else := {}
 
 # Whether the parameters are invalid. It depends on the data document only, so AAF
 # evaluates it once per revision (docs/policies.md#constant-rules); while it is undefined,
@@ -385,11 +390,11 @@ decision := {
 	{
 		"action": "require_approval",
 		"risk_level": "high",
-		"reason": sprintf("financial pack: %s %s: amount %v exceeds the approval threshold %v", [operation, url_host, amount, approval_threshold]),
+		"reason": sprintf("financial pack: %s %s: amount %v exceeds the approval threshold %v", [operation, url_host, amount, api.approval_threshold]),
 	},
-	approval_terms,
+	api.approval_terms,
 ) if {
 	input.action.tool in {"http_proxy", "http"}
 	api
-	amount > approval_threshold
+	amount > api.approval_threshold
 }

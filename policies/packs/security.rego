@@ -153,7 +153,7 @@ operation := o if {
 
 http_tools := {"http_proxy", "http"}
 
-is_http if tool in http_tools
+is_http if input.action.tool in http_tools
 
 # ---------------------------------------------------------------------------------------
 # URL parsing: strict on purpose. Only `scheme://authority[/?#...]` with a plain
