@@ -37,7 +37,65 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use anyhow::{anyhow, bail, Result};
 use core::ops::Bound::*;
 
-type Scope = BTreeMap<SourceStr, Value>;
+/// AAF patch: the local variables of one query scope, in binding order in a small inline
+/// vector, instead of a `BTreeMap` keyed by name. A rule body binds a handful of variables:
+/// up to four need no allocation, and a lookup compares a few names (the same occurrence
+/// without reading the text) rather than searching a tree node by string order. Iteration
+/// is in binding order; its callers copy into objects or clear values, which is
+/// order-free, and `Debug` prints the variables sorted by name, as the map did.
+#[derive(Clone, Default)]
+struct Scope {
+    vars: smallvec::SmallVec<[(SourceStr, Value); 4]>,
+}
+
+impl Scope {
+    fn new() -> Self {
+        Self {
+            vars: smallvec::SmallVec::new(),
+        }
+    }
+
+    fn position(&self, name: &SourceStr) -> Option<usize> {
+        self.vars.iter().position(|(k, _)| k.same_text(name))
+    }
+
+    fn get(&self, name: &SourceStr) -> Option<&Value> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k.same_text(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Binds `name` to `value`, returning the previous value (the name kept, as a map's
+    /// `insert` does).
+    fn insert(&mut self, name: SourceStr, value: Value) -> Option<Value> {
+        match self.position(&name).and_then(|i| self.vars.get_mut(i)) {
+            Some((_, slot)) => Some(core::mem::replace(slot, value)),
+            None => {
+                self.vars.push((name, value));
+                None
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&SourceStr, &Value)> {
+        self.vars.iter().map(|(k, v)| (k, v))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&SourceStr, &mut Value)> {
+        self.vars.iter_mut().map(|(k, v)| (&*k, v))
+    }
+}
+
+impl core::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut sorted: Vec<&(SourceStr, Value)> = self.vars.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        f.debug_map()
+            .entries(sorted.into_iter().map(|(k, v)| (k, v)))
+            .finish()
+    }
+}
 type ExprLookup = Lookup<Value>;
 
 #[cfg(feature = "azure_policy")]
@@ -1156,7 +1214,9 @@ impl Interpreter {
 
     fn eval_chained_ref_dot_or_brack(&mut self, mut expr: &ExprRef) -> Result<Value> {
         // Collect a chaing of '.field' or '["field"]'
-        let mut path = vec![];
+        // AAF patch: the components kept inline (no allocation for a path of up to eight
+        // fields, which every reference in AAF's policies is).
+        let mut path: smallvec::SmallVec<[&str; 8]> = smallvec::SmallVec::new();
         loop {
             if let Some(v) = self.get_loop_var_value(expr)? {
                 path.reverse();

@@ -136,6 +136,16 @@ impl SourceStr {
         })
     }
 
+    /// AAF patch: `self == other` (the same text), answered without reading the text when
+    /// both are the same occurrence in the same source.
+    #[inline]
+    pub fn same_text(&self, other: &SourceStr) -> bool {
+        (self.start == other.start
+            && self.end == other.end
+            && Rc::ptr_eq(&self.source.src, &other.source.src))
+            || self.text() == other.text()
+    }
+
     pub fn clone_empty(&self) -> SourceStr {
         Self {
             source: self.source.clone(),
