@@ -33,4 +33,12 @@ s = s.replace("[dependencies.hashbrown]", "[dependencies.foldhash]\nversion = \"
 open("Cargo.toml", "w").write(s)
 PY
 fi
+# AAF's patches use smallvec too (vendor/regorus/AAF-PATCHES.md).
+if ! grep -q '^\[dependencies.smallvec\]' Cargo.toml; then
+  python3 - <<'PY'
+s = open("Cargo.toml").read()
+s = s.replace("[dependencies.spin]", "[dependencies.smallvec]\nversion = \"1.13\"\ndefault-features = false\n\n[dependencies.spin]", 1)
+open("Cargo.toml", "w").write(s)
+PY
+fi
 env -u RUST_BACKTRACE cargo test --lib --test mod --test arc --test execution_limits --test memory_limits --no-fail-fast

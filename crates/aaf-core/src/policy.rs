@@ -441,9 +441,25 @@ fn register_builtins(engine: &mut Engine) -> anyhow::Result<()> {
                 })?;
                 Ok(Value::from(net::is_private_network(s)))
             },
-            "has_pii" => |args| Ok(Value::from(detect::has_pii(&json_arg(args)?))),
-            "has_ssn" => |args| Ok(Value::from(detect::has_ssn(&json_arg(args)?))),
-            "has_credit_card" => |args| Ok(Value::from(detect::has_credit_card(&json_arg(args)?))),
+            "has_pii" => |args| {
+                let value = first_arg(args)?;
+                Ok(Value::from(
+                    any_text(value, detect::text_has_ssn)?
+                        || any_text(value, detect::text_has_credit_card)?,
+                ))
+            },
+            "has_ssn" => |args| {
+                Ok(Value::from(any_text(
+                    first_arg(args)?,
+                    detect::text_has_ssn,
+                )?))
+            },
+            "has_credit_card" => |args| {
+                Ok(Value::from(any_text(
+                    first_arg(args)?,
+                    detect::text_has_credit_card,
+                )?))
+            },
             "has_secret" => |args| Ok(Value::from(detect::has_secret(&json_arg(args)?))),
             "has_prompt_injection" => {
                 |args| Ok(Value::from(detect::has_prompt_injection(&json_arg(args)?)))
@@ -490,6 +506,52 @@ fn rate_limit_exceeded(args: &[Value]) -> anyhow::Result<Value> {
 fn first_arg(args: &[Value]) -> anyhow::Result<&Value> {
     args.first()
         .ok_or_else(|| anyhow::anyhow!("expects one argument"))
+}
+
+/// Whether `matches` holds for any text of `value`, at any depth: a string; a number, as
+/// JSON writes it; an object key (a string, or the JSON text of any other key); and every
+/// array item, set member and object value. What `detect::has_ssn` and
+/// `detect::has_credit_card` check on the JSON form of the value, read from the regorus
+/// value directly: nothing is converted (the `has_*` built-ins of the compliance pack run
+/// on every action), and no two keys collapse into one, as two keys with the same JSON
+/// text would in the conversion (so no value goes unread). Iterative: depth is bounded by
+/// memory only.
+///
+/// # Errors
+///
+/// A number or key that cannot be written as JSON (not produced by AAF's inputs).
+fn any_text(value: &Value, matches: fn(&str) -> bool) -> anyhow::Result<bool> {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Null | Value::Bool(_) | Value::Undefined => {}
+            Value::String(text) => {
+                if matches(text) {
+                    return Ok(true);
+                }
+            }
+            Value::Number(_) => {
+                if detect::walk_any_text(&serde_json::to_value(value)?, matches) {
+                    return Ok(true);
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Set(items) => stack.extend(items.iter()),
+            Value::Object(fields) => {
+                for (key, item) in fields.iter() {
+                    let hit = match key {
+                        Value::String(text) => matches(text),
+                        other => matches(&serde_json::to_string(other)?),
+                    };
+                    if hit {
+                        return Ok(true);
+                    }
+                    stack.push(item);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
 fn json_arg(args: &[Value]) -> anyhow::Result<serde_json::Value> {
@@ -1919,6 +1981,40 @@ pub(crate) mod tests {
             .verdict,
             Verdict::Deny
         );
+    }
+
+    /// The PII built-ins read every text of a value a policy builds, not only JSON input:
+    /// numbers, set members, and the values and keys of objects with non-string keys, even
+    /// two keys that JSON would write alike (`1` and `"1"`).
+    #[test]
+    fn pii_builtins_read_values_policies_build() {
+        // (value, has_ssn, has_credit_card); has_pii is either.
+        let cases = [
+            // A set member, an SSN under a number key and under keys JSON writes alike.
+            (r#"{"x", "078-05-1123"}"#, true, false),
+            (r#"{1: "078-05-1123"}"#, true, false),
+            (r#"{"1": "x", 1: "078-05-1123"}"#, true, false),
+            (r#"{"1": "078-05-1123", 1: "x"}"#, true, false),
+            // A card number as a number, and inside an array key.
+            (r#"[{"a": {"b": 4111111111111111}}]"#, false, true),
+            (r#"{[4111111111111111]: true}"#, false, true),
+            (r#"{"a": {1, 2}, 3: [null, true, 1.5]}"#, false, false),
+        ];
+        for (value, ssn, card) in cases {
+            let s = set(&[(
+                "p.rego",
+                &format!(
+                    "package p\nimport rego.v1\nv := {value}\ndecision := {{\"action\": \"deny\", \"reason\": sprintf(\"%v %v %v\", [has_ssn(v), has_credit_card(v), has_pii(v)])}}\n"
+                ),
+            )]);
+            let d = s.evaluate(&json!({}));
+            let reason = d.policies[0].reason.clone().unwrap_or_default();
+            assert_eq!(
+                reason,
+                format!("{ssn} {card} {}", ssn || card),
+                "{value}: {d:?}"
+            );
+        }
     }
 
     #[test]

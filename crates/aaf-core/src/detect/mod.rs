@@ -551,6 +551,13 @@ pub fn has_pii(value: &Value) -> bool {
     has_ssn(value) || has_credit_card(value)
 }
 
+/// Whether `matches` holds for any string, number (as JSON writes it), object key or object
+/// value of `value`, at any depth: the walk of [`has_ssn`] and [`has_credit_card`], for
+/// callers that hold one part of a value in another form (the policy built-ins).
+pub fn walk_any_text(value: &Value, matches: fn(&str) -> bool) -> bool {
+    walk::any_text(value, matches)
+}
+
 /// Says whether `value` contains a US Social Security number in any string, number, array
 /// item, object key or object value, at any depth (no size limit).
 ///
