@@ -247,9 +247,26 @@ impl RuleMarks {
         self.by_hash.clear();
     }
 
+    /// The hash of each prefix of `path` (`[..1]`, `[..2]`, ... `[..]`), as `mark` and
+    /// `marks_prefix_of` compute them.
+    fn prefix_hashes<S: AsRef<str>>(path: &[S]) -> Vec<u64> {
+        let mut h = PATH_HASH_START;
+        path.iter()
+            .map(|c| {
+                h = Self::mix(h, c.as_ref());
+                h
+            })
+            .collect()
+    }
+
     /// Marks `path` (a rule path without its leading `data`).
     fn mark(&mut self, path: &Rc<[String]>) {
         let h = path.iter().fold(PATH_HASH_START, |h, c| Self::mix(h, c));
+        self.mark_hashed(path, h);
+    }
+
+    /// `mark`, with the hash of the whole path given (the last of its `prefix_hashes`).
+    fn mark_hashed(&mut self, path: &Rc<[String]>, h: u64) {
         let marked = self.by_hash.entry(h).or_default();
         if !marked.iter().any(|m| Rc::ptr_eq(m, path) || **m == **path) {
             marked.push(path.clone());
@@ -265,6 +282,24 @@ impl RuleMarks {
         for (i, component) in path.iter().enumerate() {
             h = Self::mix(h, component);
             if let (Some(marked), Some(prefix)) = (self.by_hash.get(&h), path.get(..=i)) {
+                if marked
+                    .iter()
+                    .any(|m| m.len() == prefix.len() && m.iter().zip(prefix).all(|(a, b)| a == b))
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// `marks_prefix_of`, with the path's `prefix_hashes` given (one per component).
+    fn marks_prefix_of_hashed(&self, path: &[&str], hashes: &[u64]) -> bool {
+        if self.by_hash.is_empty() {
+            return false;
+        }
+        for (i, h) in hashes.iter().enumerate() {
+            if let (Some(marked), Some(prefix)) = (self.by_hash.get(h), path.get(..=i)) {
                 if marked
                     .iter()
                     .any(|m| m.len() == prefix.len() && m.iter().zip(prefix).all(|(a, b)| a == b))
@@ -326,7 +361,7 @@ pub struct Interpreter {
     base_rule_marks: Rc<RuleMarks>,
     /// AAF patch: each rule path's components without `data` (see `RuleMarks`), by rule
     /// path; depends only on the compiled policy, cleared when it changes.
-    rule_tails: Map<String, Rc<[String]>>,
+    rule_tails: Map<String, (Rc<[String]>, u64)>,
     /// AAF patch: `{Undefined: Null}`, the object `mark_processed` puts at a path not yet
     /// in `processed_paths`, shared (a later change to one copy copies it first).
     processed_leaf: Value,
@@ -492,6 +527,9 @@ struct LocalRule {
     nested: bool,
     /// This variable's position in `VarMemo` (`usize::MAX` when not in the table).
     slot: usize,
+    /// The `RuleMarks::prefix_hashes` of the package's components and the name (the path
+    /// without `data`), for `is_processed_hashed`.
+    prefix_hashes: Vec<u64>,
 }
 
 /// AAF patch: for each module of the compiled policy (by address), its index, its path
@@ -4061,8 +4099,9 @@ impl Interpreter {
         if matched {
             // AAF patch: marked in `rule_marks` (see `RuleMarks`), the components found
             // once per rule path.
-            let tail = match self.rule_tails.get(path) {
-                Some(tail) => tail.clone(),
+            // AAF patch: the tail's hash is kept with it, for `mark_hashed`.
+            let (tail, tail_hash) = match self.rule_tails.get(path) {
+                Some(entry) => entry.clone(),
                 None => {
                     let components =
                         compiled_policy
@@ -4075,11 +4114,16 @@ impl Interpreter {
                         .split_first()
                         .ok_or_else(|| anyhow!("internal error: expected rule path components"))?;
                     let tail: Rc<[String]> = Rc::from(tail.to_vec());
-                    self.rule_tails.insert(path.to_string(), tail.clone());
-                    tail
+                    let hash = RuleMarks::prefix_hashes(&tail)
+                        .last()
+                        .copied()
+                        .unwrap_or(PATH_HASH_START);
+                    self.rule_tails
+                        .insert(path.to_string(), (tail.clone(), hash));
+                    (tail, hash)
                 }
             };
-            self.rule_marks.mark(&tail);
+            self.rule_marks.mark_hashed(&tail, tail_hash);
             if record && self.constant_rules.suspended == 0 {
                 let tail_refs: Vec<&str> = tail.iter().map(String::as_str).collect();
                 self.record_constant_rule(path, &tail_refs, &tail)?;
@@ -4093,6 +4137,25 @@ impl Interpreter {
         if self.rule_marks.marks_prefix_of(path) || self.base_rule_marks.marks_prefix_of(path) {
             return Ok(true);
         }
+        self.is_processed_in_paths(path)
+    }
+
+    /// AAF patch: `is_processed` for a path whose `RuleMarks::prefix_hashes` are known.
+    fn is_processed_hashed(&self, path: &[&str], hashes: &[u64]) -> Result<bool> {
+        if hashes.len() != path.len() {
+            return self.is_processed(path);
+        }
+        if self.rule_marks.marks_prefix_of_hashed(path, hashes)
+            || self.base_rule_marks.marks_prefix_of_hashed(path, hashes)
+        {
+            return Ok(true);
+        }
+        self.is_processed_in_paths(path)
+    }
+
+    /// Whether `path` or a prefix of it is marked in `processed_paths` (module paths and
+    /// `with` overrides; rule paths are in the `RuleMarks`).
+    fn is_processed_in_paths(&self, path: &[&str]) -> Result<bool> {
         let mut obj = &self.processed_paths;
         for p in path {
             // Prefix has already been processed.
@@ -4228,6 +4291,7 @@ impl Interpreter {
                     .get(&index)
                     .is_some_and(|names| names.contains(name))
             }),
+            prefix_hashes: RuleMarks::prefix_hashes(module_var_path),
             path,
         });
         if let Some(index) = module_index {
@@ -4325,11 +4389,12 @@ impl Interpreter {
             if let Some(Some(value)) = known.as_ref().and_then(|l| self.var_memo.get(l.slot)) {
                 return Ok(Self::get_value_chained(value.clone(), fields));
             }
-            let mut module_var_path_refs: Vec<&str> =
-                Vec::with_capacity(package_components.len() + 1);
+            // AAF patch: kept inline (no allocation for a package of up to seven names).
+            let mut module_var_path_refs: smallvec::SmallVec<[&str; 8]> =
+                smallvec::SmallVec::new();
             module_var_path_refs.extend(package_components.iter().map(String::as_str));
             module_var_path_refs.push(name.text());
-            let module_var_path = &module_var_path_refs;
+            let module_var_path = &module_var_path_refs[..];
 
             // AAF patch: the rule path and the tables' answers for it, found once per
             // compiled policy (see `LocalRules`).
@@ -4338,7 +4403,7 @@ impl Interpreter {
                 None => self.local_rule(module_index, &meta, module_var_path, name.text())?,
             };
 
-            if self.is_processed(&module_var_path_refs)? {
+            if self.is_processed_hashed(&module_var_path_refs, &local.prefix_hashes)? {
                 let value = Self::get_value_chained(self.data.clone(), &module_var_path_refs);
                 // AAF patch: remembered when final (see `VarMemo`).
                 self.remember_var(&local, &value);
