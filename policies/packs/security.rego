@@ -328,6 +328,8 @@ decision := {
 	"risk_level": "low",
 	"reason": sprintf("security pack: %s is on allowed_tools", [entry]),
 } if {
+	# With no allowed_tools (the default), tool_entry is not evaluated at all.
+	count(allowed_tool_set) > 0
 	entry := tool_entry
 } else := {
 	"action": "deny",
