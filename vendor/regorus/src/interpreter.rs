@@ -148,9 +148,9 @@ enum RuleValueMerge {
 /// `ordered` holds the paths of `items[..ordered_len]`.
 #[derive(Clone, Debug, Default)]
 struct RuleValues {
-    items: Vec<(Vec<Value>, Value, Ref<Expr>)>,
+    items: Vec<(Rc<[Value]>, Value, Ref<Expr>)>,
     by_hash: Map<u64, Vec<usize>>,
-    ordered: BTreeMap<Vec<Value>, usize>,
+    ordered: BTreeMap<Rc<[Value]>, usize>,
     ordered_len: usize,
 }
 
@@ -169,15 +169,15 @@ impl RuleValues {
 
     /// The position of the item recorded for `path`, whose hash is `hash`.
     fn find(&self, path: &[Value], hash: u64) -> Option<usize> {
-        self.by_hash.get(&hash)?.iter().copied().find(|&i| {
-            self.items
-                .get(i)
-                .is_some_and(|item| item.0.as_slice() == path)
-        })
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|&i| self.items.get(i).is_some_and(|item| *item.0 == *path))
     }
 
     /// Records a path not recorded before.
-    fn push(&mut self, path: Vec<Value>, hash: u64, value: Value, refr: Ref<Expr>) {
+    fn push(&mut self, path: Rc<[Value]>, hash: u64, value: Value, refr: Ref<Expr>) {
         let index = self.items.len();
         self.by_hash.entry(hash).or_default().push(index);
         self.items.push((path, value, refr));
@@ -378,6 +378,8 @@ pub struct Interpreter {
     local_rule_slots: usize,
     call_sites: CallSites,
     static_refs: StaticRefs,
+    /// AAF patch: see `FullRulePaths`.
+    full_rule_paths: FullRulePaths,
     extra_args: ExtraArgs,
     input_memo: InputMemo,
 }
@@ -464,6 +466,24 @@ type ExtraArgs = BTreeMap<usize, (ExprRef, String, Option<ExprRef>)>;
 /// the expression (so its address stays taken); cleared when the compiled policy changes.
 /// Beside the components, the array `Value` of them (the key of a rule's value).
 type StaticRefs = BTreeMap<usize, (ExprRef, Rc<Vec<Value>>, Value)>;
+
+/// AAF patch: the full paths of static rule references' values (the package's components
+/// and the rule's), with their `RuleValues::path_hashes`, by the rule reference's and the
+/// package components' addresses, built once instead of at every rule evaluation. Each entry
+/// holds both (so neither address can be reused while it lives) and the key it was built
+/// for; cleared with `StaticRefs`.
+type FullRulePaths = Map<(usize, usize), FullRulePath>;
+
+#[derive(Debug, Clone)]
+struct FullRulePath {
+    /// Kept only so that the addresses stay taken while the entry lives.
+    _refr: ExprRef,
+    _package: Rc<Vec<Value>>,
+    /// The rule's key (`StaticRefs`'s array of its components).
+    key: Value,
+    path: Rc<[Value]>,
+    hashes: Rc<[u64]>,
+}
 
 /// AAF patch: how each call site (a call's function expression, by address) resolved,
 /// for calls made with no `with` function modifier in effect: a user function (its
@@ -662,6 +682,7 @@ impl Clone for Interpreter {
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
+            full_rule_paths: FullRulePaths::default(),
         }
     }
 }
@@ -758,6 +779,7 @@ impl Interpreter {
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
+            full_rule_paths: FullRulePaths::default(),
         }
     }
 
@@ -817,6 +839,7 @@ impl Interpreter {
             extra_args: ExtraArgs::new(),
             input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
+            full_rule_paths: FullRulePaths::default(),
         }
     }
 
@@ -884,6 +907,7 @@ impl Interpreter {
         // AAF patch
         self.call_sites.clear();
         self.static_refs.clear();
+        self.full_rule_paths.clear();
         self.extra_args.clear();
         self.local_rules.clear();
         self.rule_tails.clear();
@@ -2560,6 +2584,59 @@ impl Interpreter {
 
     /// AAF patch: the array `Value` of a static reference's components (see `StaticRefs`),
     /// or `None` for a reference that is not static.
+    /// AAF patch: the full path of a rule value (the package's components, then the key
+    /// `path` of the rule's value object) and, for a static rule reference (whose key is
+    /// the one `StaticRefs` shares), the path's `RuleValues::path_hashes`, kept in
+    /// `FullRulePaths`. Any other key: the path built, no hashes.
+    fn full_rule_path(
+        &mut self,
+        refr: &ExprRef,
+        package_components: &Rc<Vec<Value>>,
+        path: &Value,
+    ) -> Result<(Rc<[Value]>, Option<Rc<[u64]>>)> {
+        let components = path.as_array()?;
+        let key = (
+            core::ptr::from_ref::<Expr>(refr.as_ref()) as usize,
+            Rc::as_ptr(package_components) as usize,
+        );
+        if let Some(entry) = self.full_rule_paths.get(&key) {
+            if let (Value::Array(a), Value::Array(b)) = (&entry.key, path) {
+                if Rc::ptr_eq(a, b) {
+                    return Ok((entry.path.clone(), Some(entry.hashes.clone())));
+                }
+            }
+        }
+        let full_path: Rc<[Value]> = package_components
+            .iter()
+            .chain(components.iter())
+            .cloned()
+            .collect();
+        let is_static = self
+            .static_refs
+            .get(&key.0)
+            .is_some_and(|(_, _, static_key)| match (static_key, path) {
+                (Value::Array(a), Value::Array(b)) => Rc::ptr_eq(a, b),
+                _ => false,
+            });
+        if !is_static {
+            return Ok((full_path, None));
+        }
+        let mut hashes = Vec::with_capacity(full_path.len() + 1);
+        RuleValues::path_hashes(&full_path, &mut hashes);
+        let hashes: Rc<[u64]> = Rc::from(hashes);
+        self.full_rule_paths.insert(
+            key,
+            FullRulePath {
+                _refr: refr.clone(),
+                _package: package_components.clone(),
+                key: path.clone(),
+                path: full_path.clone(),
+                hashes: hashes.clone(),
+            },
+        );
+        Ok((full_path, Some(hashes)))
+    }
+
     fn static_ref_key(&mut self, rule_refr: &ExprRef) -> Result<Option<Value>> {
         self.eval_rule_ref_shared(rule_refr)?;
         let key = core::ptr::from_ref::<Expr>(rule_refr.as_ref()) as usize;
@@ -2569,10 +2646,11 @@ impl Interpreter {
             .map(|(_, _, array)| array.clone()))
     }
 
+    // AAF patch: the path borrowed (its components are cloned, an `Rc` each, as keys).
     fn update_rule_value(
         &mut self,
         span: &Span,
-        path: Vec<Value>,
+        path: &[Value],
         mut value: Value,
         is_set: bool,
     ) -> Result<()> {
@@ -2590,7 +2668,7 @@ impl Interpreter {
 
         let mut obj = &mut self.data;
         let len = path.len();
-        for (idx, p) in path.into_iter().enumerate() {
+        for (idx, p) in path.iter().cloned().enumerate() {
             // Stop at the first undefined component in the path
             if p == Value::Undefined {
                 break;
@@ -4390,8 +4468,7 @@ impl Interpreter {
                 return Ok(Self::get_value_chained(value.clone(), fields));
             }
             // AAF patch: kept inline (no allocation for a package of up to seven names).
-            let mut module_var_path_refs: smallvec::SmallVec<[&str; 8]> =
-                smallvec::SmallVec::new();
+            let mut module_var_path_refs: smallvec::SmallVec<[&str; 8]> = smallvec::SmallVec::new();
             module_var_path_refs.extend(package_components.iter().map(String::as_str));
             module_var_path_refs.push(name.text());
             let module_var_path = &module_var_path_refs[..];
@@ -5182,7 +5259,8 @@ impl Interpreter {
     fn check_rule_path(
         &mut self,
         refr: &ExprRef,
-        path: &[Value],
+        path: &Rc<[Value]>,
+        known_hashes: Option<&[u64]>,
         value: &Value,
         is_set: bool,
     ) -> Result<()> {
@@ -5191,8 +5269,16 @@ impl Interpreter {
         // without the ordered scan below, with the same outcome: the scan meets the path's
         // own entry first (the greatest key not above it) and stops at the first key that
         // is not a prefix of the path.
-        let mut hashes = Vec::with_capacity(path.len() + 1);
-        RuleValues::path_hashes(path, &mut hashes);
+        // AAF patch: the hashes of a static rule path come from `FullRulePaths`.
+        let mut computed = Vec::new();
+        let hashes = match known_hashes {
+            Some(hashes) => hashes,
+            None => {
+                computed.reserve(path.len() + 1);
+                RuleValues::path_hashes(path, &mut computed);
+                &computed[..]
+            }
+        };
         let Some((&own, prefixes)) = hashes.split_last() else {
             bail!("internal error: no hash for a rule path");
         };
@@ -5211,7 +5297,7 @@ impl Interpreter {
                 return Ok(());
             }
             self.rule_values
-                .push(path.to_vec(), own, value.clone(), refr.clone());
+                .push(path.clone(), own, value.clone(), refr.clone());
             return Ok(());
         }
 
@@ -5221,16 +5307,16 @@ impl Interpreter {
         let range = self
             .rule_values
             .ordered
-            .range::<[Value], _>((Unbounded, Included(path)));
+            .range::<[Value], _>((Unbounded, Included(&**path)));
 
         // Check whether any rules evaluated so far is a parent of given rule.
         let mut conflict = None;
         for (k, &i) in range.rev() {
-            if path.starts_with(k) {
+            if path.starts_with(k.as_ref()) {
                 let Some((_, v, r)) = self.rule_values.items.get(i) else {
                     bail!("internal error: rule value index out of bounds");
                 };
-                if k.as_slice() == path && (is_set || v == value) {
+                if **k == **path && (is_set || v == value) {
                     // rule evaluated to same value again.
                 } else {
                     conflict = Some(r);
@@ -5248,7 +5334,7 @@ impl Interpreter {
         match self
             .rule_values
             .ordered
-            .get(path)
+            .get(&**path)
             .copied()
             .and_then(|i| self.rule_values.items.get_mut(i))
         {
@@ -5258,7 +5344,7 @@ impl Interpreter {
             }
             None => {
                 self.rule_values
-                    .push(path.to_vec(), own, value.clone(), refr.clone());
+                    .push(path.clone(), own, value.clone(), refr.clone());
                 self.rule_values.sync_ordered();
             }
         }
@@ -5302,15 +5388,20 @@ impl Interpreter {
 
                         if value != Value::Undefined {
                             for (path, value_in_map) in value.as_object()? {
-                                let path = path.as_array()?;
-                                let mut full_path =
-                                    Vec::with_capacity(package_components.len() + path.len());
-                                full_path.extend_from_slice(&package_components);
-                                full_path.extend(path.iter().cloned());
-                                self.check_rule_path(refr, &full_path, value_in_map, is_set)?;
+                                // AAF patch: a static rule path and its hashes are built once
+                                // (see `FullRulePaths`).
+                                let (full_path, hashes) =
+                                    self.full_rule_path(refr, &package_components, path)?;
+                                self.check_rule_path(
+                                    refr,
+                                    &full_path,
+                                    hashes.as_deref(),
+                                    value_in_map,
+                                    is_set,
+                                )?;
                                 self.update_rule_value(
                                     span,
-                                    full_path,
+                                    &full_path,
                                     value_in_map.clone(),
                                     is_set,
                                 )?;
@@ -5319,7 +5410,7 @@ impl Interpreter {
                             if let Ok(mut comps) = self.eval_rule_ref(refr) {
                                 let mut full_path = Rc::unwrap_or_clone(package_components);
                                 full_path.append(&mut comps);
-                                self.update_rule_value(span, full_path, Value::new_set(), true)?;
+                                self.update_rule_value(span, &full_path, Value::new_set(), true)?;
                             }
                         } else if is_object {
                             // Fetch the rule, ignoring the key.
@@ -5329,7 +5420,7 @@ impl Interpreter {
                                     full_path.append(&mut comps);
                                     self.update_rule_value(
                                         span,
-                                        full_path,
+                                        &full_path,
                                         Value::Undefined,
                                         false,
                                     )?;
