@@ -380,6 +380,8 @@ pub struct Interpreter {
     static_refs: StaticRefs,
     /// AAF patch: see `FullRulePaths`.
     full_rule_paths: FullRulePaths,
+    /// AAF patch: see `DefaultRulePaths`.
+    default_rule_paths: DefaultRulePaths,
     extra_args: ExtraArgs,
     input_memo: InputMemo,
 }
@@ -466,6 +468,12 @@ type ExtraArgs = BTreeMap<usize, (ExprRef, String, Option<ExprRef>)>;
 /// the expression (so its address stays taken); cleared when the compiled policy changes.
 /// Beside the components, the array `Value` of them (the key of a rule's value).
 type StaticRefs = BTreeMap<usize, (ExprRef, Rc<Vec<Value>>, Value)>;
+
+/// AAF patch: the path components of each default rule (its package's and its own), by the
+/// rule's address, found once instead of at every evaluation of the rule. Each entry holds
+/// the rule (so its address cannot be reused while the entry lives); cleared with
+/// `StaticRefs`.
+type DefaultRulePaths = Map<usize, (Ref<Rule>, Rc<[String]>)>;
 
 /// AAF patch: the full paths of static rule references' values (the package's components
 /// and the rule's), with their `RuleValues::path_hashes`, by the rule reference's and the
@@ -683,6 +691,7 @@ impl Clone for Interpreter {
             input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
             full_rule_paths: FullRulePaths::default(),
+            default_rule_paths: DefaultRulePaths::default(),
         }
     }
 }
@@ -780,6 +789,7 @@ impl Interpreter {
             input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
             full_rule_paths: FullRulePaths::default(),
+            default_rule_paths: DefaultRulePaths::default(),
         }
     }
 
@@ -840,6 +850,7 @@ impl Interpreter {
             input_memo: InputMemo::default(),
             static_refs: StaticRefs::new(),
             full_rule_paths: FullRulePaths::default(),
+            default_rule_paths: DefaultRulePaths::default(),
         }
     }
 
@@ -908,6 +919,7 @@ impl Interpreter {
         self.call_sites.clear();
         self.static_refs.clear();
         self.full_rule_paths.clear();
+        self.default_rule_paths.clear();
         self.extra_args.clear();
         self.local_rules.clear();
         self.rule_tails.clear();
@@ -5047,6 +5059,21 @@ impl Interpreter {
         }
     }
 
+    /// AAF patch: whether a default value (accepted by `check_default_value`) is made of
+    /// literals only: scalars, and arrays, sets and objects of them.
+    fn is_literal_default(expr: &ExprRef) -> bool {
+        use Expr::*;
+        match expr.as_ref() {
+            String { .. } | RawString { .. } | Number { .. } | Bool { .. } | Null { .. } => true,
+            UnaryExpr { expr, .. } => matches!(expr.as_ref(), Number { .. }),
+            Array { items, .. } | Set { items, .. } => items.iter().all(Self::is_literal_default),
+            Object { fields, .. } => fields
+                .iter()
+                .all(|(_, k, v)| Self::is_literal_default(k) && Self::is_literal_default(v)),
+            _ => false,
+        }
+    }
+
     fn check_default_value(expr: &ExprRef) -> Result<()> {
         use Expr::*;
         let (kind, span) = match expr.as_ref() {
@@ -5129,9 +5156,6 @@ impl Interpreter {
 
             let scopes = core::mem::take(&mut self.scopes);
 
-            let module = self.current_module()?;
-            let mut path = get_rule_path_components(&module.package.refr)?;
-
             let (refr, index) = match refr.as_ref() {
                 Expr::RefBrack { refr, index, .. } => (refr, Some(index.clone())),
                 Expr::RefDot { .. } => (refr, None),
@@ -5141,10 +5165,39 @@ impl Interpreter {
                     .error(&format!("invalid token {refr:?} with the default keyword"))),
             };
 
-            path.extend(get_rule_path_components(refr)?);
-            let paths: Vec<&str> = path.iter().map(PathComponent::value).collect();
+            // AAF patch: the rule's path components found once per default rule (see
+            // `DefaultRulePaths`).
+            let rule_addr = core::ptr::from_ref::<Rule>(rule.as_ref()) as usize;
+            let path = match self.default_rule_paths.get(&rule_addr) {
+                Some((_, path)) => path.clone(),
+                None => {
+                    let module = self.current_module()?;
+                    let mut components = get_rule_path_components(&module.package.refr)?;
+                    components.extend(get_rule_path_components(refr)?);
+                    let path: Rc<[String]> =
+                        components.iter().map(|c| c.value().to_string()).collect();
+                    self.default_rule_paths
+                        .insert(rule_addr, (rule.clone(), path.clone()));
+                    path
+                }
+            };
+            let paths: Vec<&str> = path.iter().map(String::as_str).collect();
 
             Self::check_default_value(value)?;
+            // AAF patch: a default value made of literals only (no comprehension, whose
+            // evaluation could read rules or fail) is not evaluated when the rule already
+            // has a value, which it then would not be merged into.
+            if index.is_none()
+                && Self::is_literal_default(value)
+                && !matches!(
+                    Self::make_or_get_value_mut(&mut self.data, &paths)?,
+                    Value::Undefined
+                )
+            {
+                self.scopes = scopes;
+                self.processed.insert(rule.clone());
+                return Ok(());
+            }
             let value = self.eval_expr(value)?;
 
             // Assume at this point that all the non-default rules have been evaluated.
