@@ -5532,7 +5532,8 @@ impl Interpreter {
     pub fn eval_rule(&mut self, module: &Ref<Module>, rule: &Ref<Rule>) -> Result<()> {
         self.check_execution_time()?;
         // Set current module index
-        self.current_module_index = self.module_index(module);
+        let module_index = self.module_index(module);
+        self.current_module_index = module_index;
 
         // Skip reprocessing rule
         if self.rule_done(rule) {
@@ -5573,11 +5574,27 @@ impl Interpreter {
         // reused from rule to rule.
         let fresh = self.scope_pool.pop().unwrap_or_default();
         let scopes = core::mem::replace(&mut self.scopes, fresh);
-        let prev_module = self.set_current_module(Some(module.clone()))?;
+        // AAF patch: a rule of the current module (most are: a package reads its own
+        // rules) keeps the module set; only its index is set again after, as restoring the
+        // module would (the path is set with the module, and only with it).
+        let same_module = self
+            .module
+            .as_ref()
+            .is_some_and(|m| core::ptr::eq(m.as_ref(), module.as_ref()));
+        let prev_module = if same_module {
+            None
+        } else {
+            Some(self.set_current_module(Some(module.clone()))?)
+        };
 
         let res = self.eval_rule_impl(module, rule);
 
-        self.set_current_module(prev_module)?;
+        match prev_module {
+            Some(prev_module) => {
+                self.set_current_module(prev_module)?;
+            }
+            None => self.current_module_index = module_index,
+        }
         let mut used = core::mem::replace(&mut self.scopes, scopes);
         used.clear();
         self.scope_pool.push(used);
