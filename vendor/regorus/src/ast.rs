@@ -68,6 +68,13 @@ impl<T> cmp::PartialEq for NodeRef<T> {
 
 impl<T> cmp::Eq for NodeRef<T> {}
 
+// AAF patch: hashed by address, as `PartialEq` compares (for hash sets of rules).
+impl<T> core::hash::Hash for NodeRef<T> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        Rc::as_ptr(&self.r).hash(state);
+    }
+}
+
 impl<T> cmp::Ord for NodeRef<T> {
     fn cmp(&self, other: &Self) -> cmp::Ordering {
         Rc::as_ptr(&self.r).cmp(&Rc::as_ptr(&other.r))

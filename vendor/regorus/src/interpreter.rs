@@ -107,11 +107,16 @@ pub mod target {
 }
 
 type ContextExprs = (Option<Ref<Expr>>, Option<Ref<Expr>>);
+/// AAF patch: rules (by address) evaluated in this evaluation, or recorded as constant: a
+/// hash set instead of a `BTreeSet`, tested two or three times and added to once per rule
+/// evaluation.
+type ProcessedRules = MapSet<Ref<Rule>>;
+
 type State = (
     Value,
     Value,
     Value,
-    BTreeSet<Ref<Rule>>,
+    ProcessedRules,
     Value,
     BTreeMap<String, FunctionModifier>,
     RuleValues,
@@ -352,7 +357,7 @@ pub struct Interpreter {
     loop_var_values: ExprLookup,
     contexts: Vec<Context>,
 
-    processed: BTreeSet<Ref<Rule>>,
+    processed: ProcessedRules,
     processed_paths: Value,
     /// AAF patch: rule paths marked processed in this evaluation (see `RuleMarks`).
     rule_marks: RuleMarks,
@@ -596,7 +601,7 @@ struct ConstantRules {
     /// `init_data` with the values recorded so far; `None` until the first is recorded.
     data: Option<Value>,
     /// The recorded rules' definitions (default rules included).
-    processed: BTreeSet<Ref<Rule>>,
+    processed: ProcessedRules,
     /// The recorded rules' paths, marked as `Interpreter::rule_marks` marks them.
     rule_marks: Rc<RuleMarks>,
     /// Depth of `with` modifiers in effect: while above 0, nothing recorded is used (the
@@ -609,7 +614,7 @@ impl Default for ConstantRules {
         Self {
             paths: Rc::new(MapSet::default()),
             data: None,
-            processed: BTreeSet::new(),
+            processed: ProcessedRules::default(),
             rule_marks: Rc::new(RuleMarks::default()),
             suspended: 0,
         }
@@ -655,7 +660,7 @@ impl Clone for Interpreter {
 
             // The following fields always get cleared during an evaluation.
             // Hence, they need not be copied.
-            processed: BTreeSet::default(),
+            processed: ProcessedRules::default(),
             processed_paths: Value::new_object(),
             processed_leaf: Self::new_processed_leaf(),
             rule_marks: RuleMarks::default(),
@@ -757,7 +762,7 @@ impl Interpreter {
             contexts: Vec::default(),
             loop_var_values: Lookup::default(),
 
-            processed: BTreeSet::default(),
+            processed: ProcessedRules::default(),
             processed_paths: Value::new_object(),
             processed_leaf: Self::new_processed_leaf(),
             rule_marks: RuleMarks::default(),
@@ -812,7 +817,7 @@ impl Interpreter {
             contexts: Vec::default(),
             loop_var_values: Lookup::default(),
 
-            processed: BTreeSet::default(),
+            processed: ProcessedRules::default(),
             processed_paths: Value::new_object(),
             processed_leaf: Self::new_processed_leaf(),
             rule_marks: RuleMarks::default(),
