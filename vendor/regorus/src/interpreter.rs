@@ -717,6 +717,50 @@ struct Context {
     early_return: bool,
 }
 
+/// AAF patch: empty values shared by the contexts of one thread (`Context::default`'s
+/// `rule_value`, `make_rule_context`'s accumulator), instead of one allocation each for every
+/// rule evaluation, comprehension and query. Writes go through `Rc::make_mut`, so a context
+/// that adds to one gets its own copy first; most never do (a rule's accumulator is unused,
+/// and a comprehension's `rule_value` is only tested for being defined).
+#[cfg(feature = "std")]
+mod shared_empty {
+    use crate::value::Value;
+
+    std::thread_local! {
+        static EMPTY: (Value, Value, Value) =
+            (Value::new_array(), Value::new_object(), Value::new_set());
+    }
+
+    pub(super) fn array() -> Value {
+        EMPTY.with(|e| e.0.clone())
+    }
+
+    pub(super) fn object() -> Value {
+        EMPTY.with(|e| e.1.clone())
+    }
+
+    pub(super) fn set() -> Value {
+        EMPTY.with(|e| e.2.clone())
+    }
+}
+
+#[cfg(not(feature = "std"))]
+mod shared_empty {
+    use crate::value::Value;
+
+    pub(super) fn array() -> Value {
+        Value::new_array()
+    }
+
+    pub(super) fn object() -> Value {
+        Value::new_object()
+    }
+
+    pub(super) fn set() -> Value {
+        Value::new_set()
+    }
+}
+
 impl Default for Context {
     fn default() -> Self {
         Self {
@@ -727,7 +771,7 @@ impl Default for Context {
             results: QueryResults::default(),
             is_compr: false,
             rule_ref: None,
-            rule_value: Value::new_object(),
+            rule_value: shared_empty::object(),
             is_set: false,
             is_old_style_set: false,
             output_constness_determined: false,
@@ -4696,11 +4740,12 @@ impl Interpreter {
         match head {
             RuleHead::Compr { refr, assign, .. } => {
                 let output_expr = assign.as_ref().map(|assign| assign.value.clone());
+                // AAF patch: shared empty values (see `shared_empty`).
                 let (refr, key_expr, value) = match refr.as_ref() {
                     Expr::RefBrack { refr, index, .. } => {
-                        (refr, Some(index.clone()), Value::new_object())
+                        (refr, Some(index.clone()), shared_empty::object())
                     }
-                    _ => (refr, None, Value::new_array()),
+                    _ => (refr, None, shared_empty::array()),
                 };
 
                 Parser::check_path_ref_components(refr)?;
@@ -4717,7 +4762,7 @@ impl Interpreter {
                 let is_old_style_set = key.is_none();
                 Ok(Context {
                     output_expr: key.clone(),
-                    value: Value::new_set(),
+                    value: shared_empty::set(),
                     rule_ref: Some(refr.clone()),
                     is_set: true,
                     is_old_style_set,
