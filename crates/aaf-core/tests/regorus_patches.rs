@@ -242,3 +242,69 @@ fn the_number_marker_key_is_an_ordinary_key() {
         Value::String("12".into())
     );
 }
+
+/// Strings order as `str` orders them (byte-wise), through every path the patched
+/// comparison takes: values against values, and object lookups by a string key, for
+/// strings of 0 to 40 bytes that share prefixes of every length and differ in one byte,
+/// multi-byte UTF-8 included.
+#[test]
+fn strings_order_as_str_orders_them() {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let alphabet = [
+        "a",
+        "b",
+        "z",
+        "A",
+        "0",
+        "9",
+        ".",
+        "-",
+        "\u{e9}",
+        "\u{1f600}",
+        "\u{0}",
+        "\u{7f}",
+    ];
+    let mut strings: Vec<String> = vec![String::new()];
+    for _ in 0..400 {
+        let len = usize::try_from(next() % 24).unwrap();
+        let s: String = (0..len)
+            .map(|_| alphabet[usize::try_from(next() % alphabet.len() as u64).unwrap()])
+            .collect();
+        strings.push(s);
+    }
+    // Shared prefixes: each string with its last character changed, and cut short.
+    for s in strings.clone() {
+        if let Some(c) = s.chars().last() {
+            let stem = &s[..s.len() - c.len_utf8()];
+            strings.push(format!("{stem}b"));
+            strings.push(format!("{stem}\u{e9}"));
+            strings.push(stem.to_string());
+            strings.push(format!("{s}{s}"));
+        }
+    }
+    for a in &strings {
+        let va = Value::from(a.as_str());
+        for b in &strings {
+            let vb = Value::from(b.as_str());
+            assert_eq!(va.cmp(&vb), a.as_str().cmp(b.as_str()), "{a:?} vs {b:?}");
+        }
+    }
+    // Lookups by a string key in an object of them find exactly the keys it holds.
+    let object = Value::from(
+        strings
+            .iter()
+            .step_by(3)
+            .map(|s| (Value::from(s.as_str()), Value::from(s.len() as u64)))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    );
+    for s in &strings {
+        let held = strings.iter().step_by(3).any(|t| t == s);
+        assert_eq!(object[s.as_str()] != Value::Undefined, held, "{s:?}");
+    }
+}

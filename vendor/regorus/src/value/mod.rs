@@ -1893,6 +1893,33 @@ impl Value {
 
 // AAF patch: the order a derive gives (variants in declaration order, then their contents),
 // with a shortcut for two strings sharing one allocation.
+/// AAF patch: `a.cmp(b)` for strings (byte-wise lexicographic, as `str` orders), compared
+/// eight bytes at a time inline: the keys of the data document and of objects are short,
+/// and the `memcmp` call `str::cmp` makes cost more than comparing them.
+#[inline]
+pub(crate) fn cmp_str(a: &str, b: &str) -> core::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len().min(b.len());
+    let (mut a_rest, mut b_rest) = (&a[..n], &b[..n]);
+    while let (Some((a8, a_tail)), Some((b8, b_tail))) = (
+        a_rest.split_first_chunk::<8>(),
+        b_rest.split_first_chunk::<8>(),
+    ) {
+        // Big-endian: the first differing byte decides, as in a byte-wise comparison.
+        let (x, y) = (u64::from_be_bytes(*a8), u64::from_be_bytes(*b8));
+        if x != y {
+            return x.cmp(&y);
+        }
+        (a_rest, b_rest) = (a_tail, b_tail);
+    }
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 impl Ord for Value {
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
         use core::cmp::Ordering;
@@ -1901,7 +1928,7 @@ impl Ord for Value {
                 if Rc::ptr_eq(a, b) {
                     Ordering::Equal
                 } else {
-                    a.cmp(b)
+                    cmp_str(a, b)
                 }
             }
             (Value::Null, Value::Null) | (Value::Undefined, Value::Undefined) => Ordering::Equal,

@@ -304,7 +304,7 @@ impl From<Object> for Value {
 fn cmp_value_str(v: &Value, s: &str) -> Ordering {
     match v {
         Value::Null | Value::Bool(_) | Value::Number(_) => Ordering::Less,
-        Value::String(t) => t.as_ref().cmp(s),
+        Value::String(t) => crate::value::cmp_str(t, s), // AAF patch
         Value::Array(_) | Value::Set(_) | Value::Object(_) | Value::Undefined => Ordering::Greater,
     }
 }
@@ -343,7 +343,7 @@ impl Ord for dyn ObjectKey + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
         match (self.key_ref(), other.key_ref()) {
             (KeyRef::Value(a), KeyRef::Value(b)) => a.cmp(b),
-            (KeyRef::Str(a), KeyRef::Str(b)) => a.cmp(b),
+            (KeyRef::Str(a), KeyRef::Str(b)) => crate::value::cmp_str(a, b), // AAF patch
             (KeyRef::Value(a), KeyRef::Str(b)) => cmp_value_str(a, b),
             (KeyRef::Str(a), KeyRef::Value(b)) => cmp_value_str(b, a).reverse(),
         }
