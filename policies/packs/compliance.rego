@@ -114,7 +114,6 @@ context := c if {
 # The exempt tools as a set (a constant rule: evaluated once per revision).
 exempt_tool_set := {t | some t in as_list(exempt_tools); is_string(t)}
 
-
 # The required context fields that are strings (a constant rule, like the one above).
 required_fields := [f | some f in as_list(required_context); is_string(f)]
 
