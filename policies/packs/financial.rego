@@ -213,17 +213,18 @@ url_host := trim_right(lower(m[0][1]), ".") if {
 # A call with a configured method to a URL whose host cannot be read, but which may still
 # reach a configured API: the URL names one, or uses percent-encoding or non-ASCII
 # characters, which URL parsers decode or map (`api.%73tripe.com`, full-width letters)
-# into a plain host name.
+# into a plain host name. (The host test comes first: the usual call, whose host reads
+# plainly, fails it at once.)
 host_uncertain if {
-	operation in all_methods
-	is_string(url)
 	not url_host
+	is_string(url)
+	operation in all_methods
 	some h in api_hosts
 	contains(lower(url), h)
 } else if {
-	operation in all_methods
-	is_string(url)
 	not url_host
+	is_string(url)
+	operation in all_methods
 	regex.match(`%|[^\x00-\x7f]`, url)
 }
 
