@@ -387,6 +387,8 @@ pub struct Interpreter {
     full_rule_paths: FullRulePaths,
     /// AAF patch: see `DefaultRulePaths`.
     default_rule_paths: DefaultRulePaths,
+    /// AAF patch: see `LiteralValues`.
+    literal_values: LiteralValues,
     extra_args: ExtraArgs,
     input_memo: InputMemo,
 }
@@ -473,6 +475,13 @@ type ExtraArgs = BTreeMap<usize, (ExprRef, String, Option<ExprRef>)>;
 /// the expression (so its address stays taken); cleared when the compiled policy changes.
 /// Beside the components, the array `Value` of them (the key of a rule's value).
 type StaticRefs = BTreeMap<usize, (ExprRef, Rc<Vec<Value>>, Value)>;
+
+/// AAF patch: the value of each array, object and set expression made of literals only
+/// (`{"http_proxy", "http"}`), by the expression's address, built once instead of at every
+/// evaluation (`None` for one that is not, so that it is not tested again). Each entry
+/// holds the expression (so its address cannot be reused while the entry lives); cleared
+/// with `StaticRefs`. Not used while coverage is recorded.
+type LiteralValues = Map<usize, (ExprRef, Option<Value>)>;
 
 /// AAF patch: the path components of each default rule (its package's and its own), by the
 /// rule's address, found once instead of at every evaluation of the rule. Each entry holds
@@ -697,6 +706,7 @@ impl Clone for Interpreter {
             static_refs: StaticRefs::new(),
             full_rule_paths: FullRulePaths::default(),
             default_rule_paths: DefaultRulePaths::default(),
+            literal_values: LiteralValues::default(),
         }
     }
 }
@@ -839,6 +849,7 @@ impl Interpreter {
             static_refs: StaticRefs::new(),
             full_rule_paths: FullRulePaths::default(),
             default_rule_paths: DefaultRulePaths::default(),
+            literal_values: LiteralValues::default(),
         }
     }
 
@@ -900,6 +911,7 @@ impl Interpreter {
             static_refs: StaticRefs::new(),
             full_rule_paths: FullRulePaths::default(),
             default_rule_paths: DefaultRulePaths::default(),
+            literal_values: LiteralValues::default(),
         }
     }
 
@@ -969,6 +981,7 @@ impl Interpreter {
         self.static_refs.clear();
         self.full_rule_paths.clear();
         self.default_rule_paths.clear();
+        self.literal_values.clear();
         self.extra_args.clear();
         self.local_rules.clear();
         self.rule_tails.clear();
@@ -3257,6 +3270,45 @@ impl Interpreter {
         r
     }
 
+    /// AAF patch: whether coverage is being recorded (every evaluated expression marks its
+    /// line, so nothing may be skipped).
+    #[inline]
+    const fn coverage_enabled(&self) -> bool {
+        #[cfg(feature = "coverage")]
+        {
+            self.enable_coverage
+        }
+        #[cfg(not(feature = "coverage"))]
+        {
+            false
+        }
+    }
+
+    /// AAF patch: an array, object or set expression, from `LiteralValues` when it is made
+    /// of literals only (see `is_literal_default`), else evaluated.
+    fn eval_collection_literal(&mut self, expr: &ExprRef) -> Result<Value> {
+        let key = core::ptr::from_ref::<Expr>(expr.as_ref()) as usize;
+        let known = self
+            .literal_values
+            .get(&key)
+            .map(|(_, value)| value.clone());
+        if let Some(Some(value)) = known {
+            return Ok(value);
+        }
+        let value = match expr.as_ref() {
+            Expr::Array { items, .. } => self.eval_array(items)?,
+            Expr::Object { fields, .. } => self.eval_object(fields)?,
+            Expr::Set { items, .. } => self.eval_set(items)?,
+            _ => self.eval_expr(expr)?,
+        };
+        if known.is_none() {
+            let literal = Self::is_literal_default(expr) && value != Value::Undefined;
+            self.literal_values
+                .insert(key, (expr.clone(), literal.then(|| value.clone())));
+        }
+        Ok(value)
+    }
+
     fn eval_array(&mut self, items: &Vec<ExprRef>) -> Result<Value> {
         self.check_execution_time()?;
         let mut array = Vec::new();
@@ -4698,6 +4750,12 @@ impl Interpreter {
             }
 
             // Creation expression
+            // AAF patch: a collection of literals is built once (see `LiteralValues`).
+            Expr::Array { .. } | Expr::Object { .. } | Expr::Set { .. }
+                if !self.coverage_enabled() =>
+            {
+                self.eval_collection_literal(expr)
+            }
             Expr::Array { items, .. } => self.eval_array(items),
             Expr::Object { fields, .. } => self.eval_object(fields),
             Expr::Set { items, .. } => self.eval_set(items),
