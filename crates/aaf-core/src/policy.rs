@@ -415,9 +415,10 @@ pub const EXTENSIONS: &[(&str, u8)] = &[
 ///
 /// * `is_private_network(url_or_host)` and its alias `is_private_ip`: see
 ///   [`net::is_private_network`];
-/// * `has_pii(value)`: [`detect::has_pii`], over any JSON value;
-/// * `has_ssn(value)`: [`detect::has_ssn`];
-/// * `has_credit_card(value)`: [`detect::has_credit_card`];
+/// * `has_pii(value)`: [`detect::has_pii`], over any value (read in place by `any_text`,
+///   sets and non-string keys included);
+/// * `has_ssn(value)`: [`detect::has_ssn`], likewise;
+/// * `has_credit_card(value)`: [`detect::has_credit_card`], likewise;
 /// * `has_secret(value)`: [`detect::has_secret`]: a key, token, private key, JWT, password
 ///   in a URL or high-entropy value under a key-like name, over any JSON value;
 /// * `has_prompt_injection(value)`: [`detect::has_prompt_injection`];
