@@ -3285,7 +3285,7 @@ impl Interpreter {
     }
 
     /// AAF patch: an array, object or set expression, from `LiteralValues` when it is made
-    /// of literals only (see `is_literal_default`), else evaluated.
+    /// of literals only (see `is_literal`), else evaluated.
     fn eval_collection_literal(&mut self, expr: &ExprRef) -> Result<Value> {
         let key = core::ptr::from_ref::<Expr>(expr.as_ref()) as usize;
         let known = self
@@ -3302,7 +3302,7 @@ impl Interpreter {
             _ => self.eval_expr(expr)?,
         };
         if known.is_none() {
-            let literal = Self::is_literal_default(expr) && value != Value::Undefined;
+            let literal = Self::is_literal(expr) && value != Value::Undefined;
             self.literal_values
                 .insert(key, (expr.clone(), literal.then(|| value.clone())));
         }
@@ -5167,17 +5167,18 @@ impl Interpreter {
         }
     }
 
-    /// AAF patch: whether a default value (accepted by `check_default_value`) is made of
-    /// literals only: scalars, and arrays, sets and objects of them.
-    fn is_literal_default(expr: &ExprRef) -> bool {
+    /// AAF patch: whether an expression is made of literals only: scalars, and arrays, sets
+    /// and objects of them (a default value that needs no evaluation, a collection that
+    /// `LiteralValues` may keep).
+    fn is_literal(expr: &ExprRef) -> bool {
         use Expr::*;
         match expr.as_ref() {
             String { .. } | RawString { .. } | Number { .. } | Bool { .. } | Null { .. } => true,
             UnaryExpr { expr, .. } => matches!(expr.as_ref(), Number { .. }),
-            Array { items, .. } | Set { items, .. } => items.iter().all(Self::is_literal_default),
+            Array { items, .. } | Set { items, .. } => items.iter().all(Self::is_literal),
             Object { fields, .. } => fields
                 .iter()
-                .all(|(_, k, v)| Self::is_literal_default(k) && Self::is_literal_default(v)),
+                .all(|(_, k, v)| Self::is_literal(k) && Self::is_literal(v)),
             _ => false,
         }
     }
@@ -5296,7 +5297,7 @@ impl Interpreter {
             // evaluation could read rules or fail) is not evaluated when the rule already
             // has a value, which it then would not be merged into.
             if index.is_none()
-                && Self::is_literal_default(value)
+                && Self::is_literal(value)
                 && !matches!(
                     Self::make_or_get_value_mut(&mut self.data, &paths)?,
                     Value::Undefined
